@@ -1,0 +1,258 @@
+//! The `sluice` command line: `run`, `validate`.
+//!
+//! The binary's edge: errors become `anyhow` reports with context, and exit codes tell
+//! scripts what happened (0 all queries ended cleanly, 1 a query failed, 2 the pipeline is
+//! invalid).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::error::Error;
+use crate::manager::QueryManager;
+use crate::pipeline::Pipeline;
+use crate::progress::QueryMonitor;
+use crate::query::ProgressLog;
+
+/// Sluice: micro-batch stream processing with WebAssembly user code over Apache Arrow.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice",
+    version,
+    after_help = "Examples:\n  \
+sluice run examples/rate-to-console.toml          run every query of a pipeline\n  \
+sluice run pipeline.toml --query events           run one query of it\n  \
+sluice run pipeline.toml --progress-log p.jsonl   also write progress records as JSON lines\n  \
+sluice validate pipeline.toml                     check a pipeline without running it\n\n\
+Stop with Ctrl-C (or SIGTERM): each query finishes its batch in flight, commits, and the\n\
+process exits 0. A second Ctrl-C exits at once; the next start re-runs the uncommitted batch.\n\
+Logs go to stderr; set RUST_LOG=debug for more."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the queries of a pipeline file until they end or the process is stopped.
+    Run {
+        /// The pipeline file (TOML).
+        file: PathBuf,
+        /// Run only this query.
+        #[arg(long)]
+        query: Option<String>,
+        /// Append each batch's progress record (Spark's StreamingQueryProgress) to this file as JSON lines.
+        #[arg(long)]
+        progress_log: Option<PathBuf>,
+    },
+    /// Check a pipeline file and report every problem, without running anything.
+    Validate {
+        /// The pipeline file (TOML).
+        file: PathBuf,
+    },
+}
+
+/// Entry point of the `sluice` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let interactive = std::io::stderr().is_terminal();
+    init_logging(interactive);
+    let result = match cli.command {
+        Command::Validate { file } => validate(&file),
+        Command::Run {
+            file,
+            query,
+            progress_log,
+        } => run(&file, query.as_deref(), progress_log, interactive),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(Error::Pipeline(d)) = e.downcast_ref::<Error>() {
+                eprintln!("error: {d}");
+                return ExitCode::from(2);
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(interactive: bool) {
+    // On a terminal the status lines show progress; keep the log to warnings unless asked.
+    let default = if interactive { "warn" } else { "info" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(interactive)
+        .try_init();
+}
+
+fn validate(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let pipeline = Pipeline::load(file)?;
+    for q in &pipeline.queries {
+        println!(
+            "query '{}': {} -> {} (trigger {}, outputMode {:?})",
+            q.name,
+            q.source.description(),
+            q.sink.description(),
+            q.trigger,
+            q.output_mode
+        );
+    }
+    println!(
+        "{}: ok, {} quer{}",
+        file.display(),
+        pipeline.queries.len(),
+        if pipeline.queries.len() == 1 {
+            "y"
+        } else {
+            "ies"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(
+    file: &std::path::Path,
+    only: Option<&str>,
+    progress_log: Option<PathBuf>,
+    interactive: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut pipeline = Pipeline::load(file)?;
+    if let Some(name) = only {
+        pipeline.select(name)?;
+    }
+    let progress_log: Option<ProgressLog> = match progress_log {
+        Some(path) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("opening progress log {}", path.display()))?;
+            Some(Arc::new(Mutex::new(Box::new(f))))
+        }
+        None => None,
+    };
+    let manager =
+        QueryManager::start_pipeline(&pipeline, progress_log).context("starting the pipeline")?;
+    let stops: Vec<_> = manager.queries().iter().map(|q| q.stop_handle()).collect();
+    install_signal_handlers(stops)?;
+    let status = interactive.then(|| {
+        let monitors: Vec<(String, Arc<QueryMonitor>)> = manager
+            .queries()
+            .iter()
+            .map(|q| (q.name().to_owned(), q.monitor().clone()))
+            .collect();
+        StatusLine::start(monitors)
+    });
+    let outcomes = manager.await_all(pipeline.on_query_failure);
+    if let Some(s) = status {
+        s.finish();
+    }
+    let mut failed = false;
+    for (name, outcome) in outcomes {
+        if let Err(e) = outcome {
+            failed = true;
+            eprintln!("error: query '{name}' failed: {e}");
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// First SIGINT/SIGTERM: every query stops after its batch in flight. Second: exit at once.
+fn install_signal_handlers(stops: Vec<Arc<crate::query::StopSignal>>) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("installing signal handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            for sig in signals.forever() {
+                seen += 1;
+                if seen == 1 {
+                    tracing::warn!(
+                        signal = sig,
+                        "stopping: finishing the batches in flight (signal again to abort)"
+                    );
+                    for s in &stops {
+                        s.request();
+                    }
+                } else {
+                    eprintln!("aborted; the next start re-runs any uncommitted batch");
+                    std::process::exit(130);
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(())
+}
+
+/// A live status line per query on the terminal.
+struct StatusLine {
+    stop: Arc<crate::query::StopSignal>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl StatusLine {
+    fn start(monitors: Vec<(String, Arc<QueryMonitor>)>) -> StatusLine {
+        let stop = Arc::new(crate::query::StopSignal::default());
+        let done = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut drawn = 0;
+            loop {
+                let finished = done.wait(Duration::from_millis(250));
+                let mut out = String::new();
+                if drawn > 0 {
+                    out.push_str(&format!("\x1b[{drawn}A"));
+                }
+                for (name, m) in &monitors {
+                    let status = m.status();
+                    let line = match m.last_progress() {
+                        Some(p) => format!(
+                            "{name}: batch {} | {:.0} rows/s | last batch {} rows in {} ms | {}",
+                            p.batch_id,
+                            p.input_rows_per_second,
+                            p.num_input_rows,
+                            p.batch_duration,
+                            status.message
+                        ),
+                        None => format!(
+                            "{name}: {}",
+                            if status.message.is_empty() {
+                                "starting"
+                            } else {
+                                &status.message
+                            }
+                        ),
+                    };
+                    out.push_str(&format!("\r\x1b[K{line}\n"));
+                }
+                drawn = monitors.len();
+                eprint!("{out}");
+                if finished {
+                    break;
+                }
+            }
+        });
+        StatusLine { stop, thread }
+    }
+
+    fn finish(self) {
+        self.stop.request();
+        let _ = self.thread.join();
+    }
+}

@@ -1,0 +1,110 @@
+//! The one error type of the engine library.
+//!
+//! Every variant names *where* the problem is (a pipeline field, a file and line, a
+//! checkpoint path, a batch id), because the person reading it is a data engineer looking at
+//! a failed query, not at our source code.
+
+use std::path::PathBuf;
+
+use crate::pipeline::Diagnostics;
+
+/// Result alias used across the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can stop a query or refuse a pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The pipeline file is invalid; each diagnostic names the query, key path and line.
+    #[error("{0}")]
+    Pipeline(Diagnostics),
+
+    /// A filesystem operation failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What we were doing ("reading", "renaming", ...).
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A row of an input file could not be parsed and the source's `mode` is FAILFAST.
+    #[error("malformed record in {} line {line}: {message} (the source's mode is FAILFAST; use mode = \"PERMISSIVE\" or \"DROPMALFORMED\" to keep going)", file.display())]
+    MalformedRecord {
+        /// The input file.
+        file: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What was wrong with the row.
+        message: String,
+    },
+
+    /// An Arrow or Parquet operation failed.
+    #[error("{context}: {message}")]
+    Data {
+        /// What we were doing and on what.
+        context: String,
+        /// The library's message.
+        message: String,
+    },
+
+    /// The checkpoint directory is unusable for this query.
+    #[error("checkpoint {}: {message}", path.display())]
+    Checkpoint {
+        /// The checkpoint location.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
+
+    /// A source failed.
+    #[error("source {source_name}: {message}")]
+    Source {
+        /// The source's description (format and path/host).
+        source_name: String,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// A sink failed.
+    #[error("sink {sink}: {message}")]
+    Sink {
+        /// The sink's description.
+        sink: String,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// A query failed while running a batch.
+    #[error("query '{query}' failed in batch {batch_id}: {source}")]
+    Batch {
+        /// The query's name.
+        query: String,
+        /// The batch being run.
+        batch_id: u64,
+        /// The cause.
+        #[source]
+        source: Box<Error>,
+    },
+}
+
+impl Error {
+    /// Builds an [`Error::Io`].
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Builds an [`Error::Data`] from anything displayable (Arrow and Parquet errors).
+    pub fn data(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
+        Error::Data {
+            context: context.into(),
+            message: err.to_string(),
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! Durable file writes shared by the checkpoint and the file sink.
+//!
+//! A checkpoint entry or a sink's commit-log entry must either be there whole or not at all,
+//! even if the process is killed mid-write or the machine loses power: write a hidden temp file
+//! beside the target, fsync it, rename it over the target, then fsync the directory so the
+//! rename itself is durable.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Writes `bytes` to `path` atomically and durably (temp file, fsync, rename, fsync dir).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // Leading '.' keeps readers that skip hidden files (our file source, Spark) away from it.
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut file = File::create(&tmp).map_err(|e| Error::io("creating", &tmp, e))?;
+    file.write_all(bytes)
+        .map_err(|e| Error::io("writing", &tmp, e))?;
+    file.sync_all().map_err(|e| Error::io("syncing", &tmp, e))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(|e| Error::io("renaming into place", path, e))?;
+    sync_dir(dir)
+}
+
+/// Fsyncs a directory so that renames and creations inside it survive a power loss.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let handle = File::open(dir).map_err(|e| Error::io("opening directory", dir, e))?;
+    handle
+        .sync_all()
+        .map_err(|e| Error::io("syncing directory", dir, e))
+}
+
+/// Creates a directory and its parents, with the path in the error.
+pub fn create_dir_all(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| Error::io("creating directory", dir, e))
+}
+
+/// Lists the entries of a log directory whose names are batch numbers, ascending.
+///
+/// Anything else (temp files, `.lock`) is ignored. A missing directory is an empty log.
+pub fn numbered_entries(dir: &Path) -> Result<Vec<u64>> {
+    let read = match fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("listing", dir, e)),
+    };
+    let mut ids = Vec::new();
+    for entry in read {
+        let entry = entry.map_err(|e| Error::io("listing", dir, e))?;
+        if let Some(id) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}

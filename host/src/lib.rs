@@ -1,0 +1,50 @@
+//! # Sluice
+//!
+//! A micro-batch streaming engine in the manner of Spark Structured Streaming, whose user
+//! code runs as WebAssembly components over Apache Arrow batches.
+//!
+//! A *pipeline* file ([`pipeline`]) declares queries. Each query ([`query`]) repeatedly asks
+//! its [`source`] how far the data goes, records that in its [`checkpoint`] (the write-ahead
+//! log), reads the rows as Arrow `RecordBatch`es, hands them to its [`sink`] with the batch id,
+//! and records the commit. The [`trigger`] decides when the next batch starts. Because every
+//! batch's offsets are logged before it runs and sinks skip batch ids they have committed, a
+//! process killed at any instant resumes with exactly the output of an uninterrupted run.
+//!
+//! ```no_run
+//! use sluice::{manager::QueryManager, pipeline::Pipeline};
+//!
+//! let pipeline = Pipeline::load("examples/rate-to-console.toml".as_ref())?;
+//! let manager = QueryManager::start_pipeline(&pipeline, None)?;
+//! for (name, outcome) in manager.await_all(pipeline.on_query_failure) {
+//!     println!("{name}: {outcome:?}");
+//! }
+//! # Ok::<(), sluice::error::Error>(())
+//! ```
+//!
+//! Where things live:
+//!
+//! | concept | module |
+//! |---|---|
+//! | pipeline files and their validation | [`pipeline`], [`schema`] |
+//! | the batch loop of one query | [`query`] |
+//! | several queries in a process | [`manager`] |
+//! | when batches run | [`trigger`] |
+//! | file, rate, socket sources | [`source`] |
+//! | console, memory, file sinks | [`sink`] |
+//! | offsets and commit logs | [`checkpoint`] |
+//! | progress records and status | [`progress`] |
+//! | the `sluice` command line | [`cli`] |
+
+pub mod checkpoint;
+pub mod cli;
+pub mod error;
+pub mod failpoint;
+pub mod fsutil;
+pub mod manager;
+pub mod pipeline;
+pub mod progress;
+pub mod query;
+pub mod schema;
+pub mod sink;
+pub mod source;
+pub mod trigger;

@@ -1,0 +1,886 @@
+//! Pipeline files: what a user writes to describe queries, and its validation.
+//!
+//! A pipeline is a TOML file with one `[[query]]` table per streaming query. Option names
+//! follow Spark's `DataStreamReader` / `DataStreamWriter` options so that a Spark query
+//! translates line by line:
+//!
+//! ```toml
+//! [[query]]
+//! name = "events"
+//! checkpointLocation = "checkpoints/events"   # relative paths are relative to this file
+//! outputMode = "append"
+//! trigger = { processingTime = "10 seconds" } # or "once", "availableNow"; omit for Spark's default
+//!
+//! [query.source]
+//! format = "json"                  # json | csv | parquet | text | rate | rate-micro-batch | socket
+//! path = "input/*.json"
+//! schema = "city STRING, domain STRING, event STRING"
+//! maxFilesPerTrigger = 10
+//!
+//! [query.sink]
+//! format = "parquet"               # console | memory | json | csv | parquet
+//! path = "output/events"
+//! partitionBy = ["city"]
+//! ```
+//!
+//! [`Pipeline::parse`] reports every problem at once, each with the query, key path and line
+//! ([`Diagnostics`]); nothing runs unless the file is clean.
+
+mod tree;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use arrow_schema::SchemaRef;
+use toml::Spanned;
+
+use tree::{Ctx, Node, TableReader};
+pub use tree::{Diagnostic, Diagnostics, parse_duration};
+
+use crate::error::{Error, Result};
+use crate::schema::parse_ddl;
+use crate::trigger::Trigger;
+
+/// A parsed, validated pipeline file.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// Where the file was read from; relative paths inside it were resolved against its folder.
+    pub file: PathBuf,
+    /// The queries, in file order.
+    pub queries: Vec<QuerySpec>,
+    /// What the other queries do when one fails.
+    pub on_query_failure: OnQueryFailure,
+}
+
+/// What happens to the other queries of a process when one fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnQueryFailure {
+    /// The failed query stops with its error; the others go on (Spark's behaviour).
+    #[default]
+    Continue,
+    /// Every query is stopped gracefully.
+    StopAll,
+}
+
+/// One streaming query: source → (transforms) → sink.
+#[derive(Debug, Clone)]
+pub struct QuerySpec {
+    /// Unique name within the pipeline; shown in logs and progress, names the memory table.
+    pub name: String,
+    /// Where the data comes from.
+    pub source: SourceSpec,
+    /// Where the results go.
+    pub sink: SinkSpec,
+    /// When batches run.
+    pub trigger: Trigger,
+    /// Append, update or complete.
+    pub output_mode: OutputMode,
+    /// Checkpoint directory; `None` means a temporary one (console and memory sinks only).
+    pub checkpoint_location: Option<PathBuf>,
+    /// How many batches of offsets/commits the checkpoint keeps (Spark's `minBatchesToRetain`).
+    pub min_batches_to_retain: u64,
+}
+
+/// Spark's output modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputMode {
+    /// Only new rows reach the sink.
+    #[default]
+    Append,
+    /// Rows that changed since the last batch reach the sink.
+    Update,
+    /// The whole result table reaches the sink every batch.
+    Complete,
+}
+
+/// A source and its options.
+#[derive(Debug, Clone)]
+pub enum SourceSpec {
+    /// Files in a directory (json lines, csv, parquet, text).
+    File(FileSourceSpec),
+    /// Spark's `rate` source: rows per second of wall-clock time.
+    Rate(RateSpec),
+    /// Spark's `rate-micro-batch` source: a fixed number of rows per batch.
+    RateMicroBatch(RateMicroBatchSpec),
+    /// Lines from a TCP socket (testing only; not replayable).
+    Socket(SocketSpec),
+}
+
+/// File formats read and written by the file source and sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// JSON lines: one object per line.
+    Json,
+    /// Comma (or `sep`) separated values.
+    Csv,
+    /// Apache Parquet.
+    Parquet,
+    /// One row per line, in a `value` column.
+    Text,
+}
+
+impl FileFormat {
+    /// The format's name as written in a pipeline and used as a file extension.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileFormat::Json => "json",
+            FileFormat::Csv => "csv",
+            FileFormat::Parquet => "parquet",
+            FileFormat::Text => "text",
+        }
+    }
+}
+
+/// What to do with a row that does not parse (Spark's `mode` option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ParseMode {
+    /// Keep the row: all columns null, the raw text in the corrupt-record column.
+    #[default]
+    Permissive,
+    /// Drop the row and count it (`numMalformedRows` in the source's progress metrics).
+    DropMalformed,
+    /// Stop the query with an error naming the file and line.
+    FailFast,
+}
+
+/// What happens to a source file once its batch is committed (Spark's `cleanSource`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CleanSource {
+    /// Leave it where it is.
+    #[default]
+    Off,
+    /// Move it under this directory, keeping its full path.
+    Archive(PathBuf),
+    /// Delete it.
+    Delete,
+}
+
+/// Options of the file source.
+#[derive(Debug, Clone)]
+pub struct FileSourceSpec {
+    /// The format of the files.
+    pub format: FileFormat,
+    /// A glob (`dir/*.json`) or a directory (all its visible files).
+    pub path: PathBuf,
+    /// The declared schema, if any.
+    pub schema: Option<SchemaRef>,
+    /// Infer the schema from the first file when none is declared.
+    pub infer_schema: bool,
+    /// At most this many new files per batch.
+    pub max_files_per_trigger: Option<u64>,
+    /// Process the newest files first.
+    pub latest_first: bool,
+    /// What to do with files once committed.
+    pub clean_source: CleanSource,
+    /// What to do with malformed rows.
+    pub mode: ParseMode,
+    /// Name of the column that holds malformed rows' text in PERMISSIVE mode.
+    pub column_name_of_corrupt_record: String,
+    /// CSV: the first line of each file is a header.
+    pub header: bool,
+    /// CSV: the field separator.
+    pub sep: u8,
+}
+
+/// Options of the `rate` source.
+#[derive(Debug, Clone, Copy)]
+pub struct RateSpec {
+    /// Rows generated per second once ramped up.
+    pub rows_per_second: u64,
+    /// Time to ramp up linearly to `rows_per_second`.
+    pub ramp_up_time: Duration,
+    /// Accepted for compatibility; rows are generated in one partition.
+    pub num_partitions: u64,
+}
+
+/// Options of the `rate-micro-batch` source.
+#[derive(Debug, Clone, Copy)]
+pub struct RateMicroBatchSpec {
+    /// Rows in every batch.
+    pub rows_per_batch: u64,
+    /// Accepted for compatibility; rows are generated in one partition.
+    pub num_partitions: u64,
+    /// Event time of batch 0's rows, in ms since the epoch.
+    pub start_timestamp_ms: i64,
+    /// How far the event time moves per batch, in ms.
+    pub advance_millis_per_batch: i64,
+}
+
+/// Options of the `socket` source.
+#[derive(Debug, Clone)]
+pub struct SocketSpec {
+    /// Host to connect to.
+    pub host: String,
+    /// Port to connect to.
+    pub port: u16,
+    /// Add a `timestamp` column with the time each line arrived.
+    pub include_timestamp: bool,
+}
+
+/// A sink and its options.
+#[derive(Debug, Clone)]
+pub enum SinkSpec {
+    /// Print each batch as a table, like Spark's console sink.
+    Console {
+        /// Rows shown per batch.
+        num_rows: usize,
+        /// Cut cells to 20 characters.
+        truncate: bool,
+    },
+    /// Keep the rows in an in-process table named after the query.
+    Memory {
+        /// The table's name.
+        table: String,
+    },
+    /// Files with a commit log that makes them exactly-once.
+    File(FileSinkSpec),
+}
+
+/// Options of the file sink.
+#[derive(Debug, Clone)]
+pub struct FileSinkSpec {
+    /// json, csv or parquet.
+    pub format: FileFormat,
+    /// Output directory.
+    pub path: PathBuf,
+    /// Columns whose values name sub-directories (`city=Seoul/`).
+    pub partition_by: Vec<String>,
+    /// CSV: write a header line.
+    pub header: bool,
+}
+
+impl SourceSpec {
+    /// A short description for logs and progress (`FileSource[/data/*.json]`).
+    pub fn description(&self) -> String {
+        match self {
+            SourceSpec::File(f) => format!("FileSource[{}]", f.path.display()),
+            SourceSpec::Rate(r) => format!("RateSource[rowsPerSecond={}]", r.rows_per_second),
+            SourceSpec::RateMicroBatch(r) => {
+                format!("RatePerMicroBatchSource[rowsPerBatch={}]", r.rows_per_batch)
+            }
+            SourceSpec::Socket(s) => format!("TextSocketSource[{}:{}]", s.host, s.port),
+        }
+    }
+}
+
+impl SinkSpec {
+    /// A short description for logs and progress.
+    pub fn description(&self) -> String {
+        match self {
+            SinkSpec::Console { .. } => "ConsoleSink".to_owned(),
+            SinkSpec::Memory { table } => format!("MemorySink[{table}]"),
+            SinkSpec::File(f) => format!("FileSink[{}]", f.path.display()),
+        }
+    }
+
+    /// Whether the sink keeps a log that makes re-runs idempotent (and so needs a real
+    /// checkpoint directory to pair it with).
+    pub fn is_durable(&self) -> bool {
+        matches!(self, SinkSpec::File(_))
+    }
+}
+
+const QUERY_KEYS: &[&str] = &[
+    "name",
+    "source",
+    "sink",
+    "trigger",
+    "outputMode",
+    "checkpointLocation",
+    "minBatchesToRetain",
+];
+const FILE_SOURCE_KEYS: &[&str] = &[
+    "format",
+    "path",
+    "schema",
+    "inferSchema",
+    "maxFilesPerTrigger",
+    "latestFirst",
+    "cleanSource",
+    "sourceArchiveDir",
+    "mode",
+    "columnNameOfCorruptRecord",
+    "header",
+    "sep",
+];
+
+impl Pipeline {
+    /// Reads and validates a pipeline file.
+    pub fn load(path: &Path) -> Result<Pipeline> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::io("reading pipeline", path, e))?;
+        Pipeline::parse(&text, path)
+    }
+
+    /// Parses and validates pipeline text; `path` names it in errors and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Pipeline> {
+        let file_label = path.display().to_string();
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let root: Node = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+                .unwrap_or(0);
+            Error::Pipeline(Diagnostics {
+                file: file_label.clone(),
+                items: vec![Diagnostic {
+                    line,
+                    query: None,
+                    key: String::new(),
+                    message: format!("not valid TOML: {}", e.message()),
+                }],
+            })
+        })?;
+        let ctx = Ctx::new(text);
+        let root = Spanned::new(0..0, root);
+        let mut pipeline = Pipeline {
+            file: path.to_path_buf(),
+            queries: Vec::new(),
+            on_query_failure: OnQueryFailure::Continue,
+        };
+        if let Some(mut top) = TableReader::new(&ctx, None, "", &root) {
+            match top.string("onQueryFailure").as_deref() {
+                None | Some("continue") => {}
+                Some("stopAll") => pipeline.on_query_failure = OnQueryFailure::StopAll,
+                Some(other) => top.error_here(
+                    "onQueryFailure",
+                    format!("'{other}' is not a policy; use \"continue\" or \"stopAll\""),
+                ),
+            }
+            match top.get("query") {
+                None => top.error_here(
+                    "query",
+                    "no queries: add at least one [[query]] table".to_owned(),
+                ),
+                Some(node) => match node.get_ref() {
+                    Node::Array(items) => {
+                        for item in items {
+                            if let Some(q) = parse_query(&ctx, item, &base) {
+                                pipeline.queries.push(q);
+                            }
+                        }
+                    }
+                    other => top.error_at(
+                        node.span().start,
+                        "query",
+                        format!("expected [[query]] tables, found {}", other.kind()),
+                    ),
+                },
+            }
+            top.finish(&["query", "onQueryFailure"]);
+        }
+        check_across_queries(&ctx, text, &pipeline.queries);
+        if ctx.has_errors() {
+            return Err(Error::Pipeline(Diagnostics {
+                file: file_label,
+                items: ctx.into_diagnostics(),
+            }));
+        }
+        Ok(pipeline)
+    }
+
+    /// Keeps only the named query (for `sluice run --query NAME`).
+    pub fn select(&mut self, name: &str) -> Result<()> {
+        if !self.queries.iter().any(|q| q.name == name) {
+            let names: Vec<_> = self.queries.iter().map(|q| q.name.as_str()).collect();
+            return Err(Error::Pipeline(Diagnostics {
+                file: self.file.display().to_string(),
+                items: vec![Diagnostic {
+                    line: 0,
+                    query: None,
+                    key: "--query".to_owned(),
+                    message: format!(
+                        "no query named '{name}'; the file has: {}",
+                        names.join(", ")
+                    ),
+                }],
+            }));
+        }
+        self.queries.retain(|q| q.name == name);
+        Ok(())
+    }
+}
+
+/// Checks that need every query: unique names and checkpoint locations.
+fn check_across_queries(ctx: &Ctx, text: &str, queries: &[QuerySpec]) {
+    let line_of_name = |name: &str| {
+        let needle = format!("\"{name}\"");
+        text.find(&needle).unwrap_or(0)
+    };
+    for (i, q) in queries.iter().enumerate() {
+        if queries[..i].iter().any(|p| p.name == q.name) {
+            ctx.report(
+                line_of_name(&q.name),
+                Some(&q.name),
+                "name",
+                "another query already has this name; names must be unique".to_owned(),
+            );
+        }
+        if let Some(loc) = &q.checkpoint_location
+            && let Some(other) = queries[..i]
+                .iter()
+                .find(|p| p.checkpoint_location.as_ref() == Some(loc))
+        {
+            ctx.report(
+                line_of_name(&q.name),
+                Some(&q.name),
+                "checkpointLocation",
+                format!(
+                    "query '{}' already uses {}; each query needs its own checkpoint",
+                    other.name,
+                    loc.display()
+                ),
+            );
+        }
+    }
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec> {
+    // Read the name first so every later diagnostic can carry it.
+    let name = match node.get_ref() {
+        Node::Table(entries) => entries
+            .iter()
+            .find(|(k, _)| k.get_ref() == "name")
+            .and_then(|(_, v)| match v.get_ref() {
+                Node::Str(s) => Some(s.clone()),
+                _ => None,
+            }),
+        _ => None,
+    };
+    let label = name.clone().unwrap_or_else(|| "<unnamed>".to_owned());
+    let mut q = TableReader::new(ctx, Some(&label), "", node)?;
+    let name = q.required_string("name", "give the query a name = \"...\"");
+    if let Some(n) = &name
+        && n.trim().is_empty()
+    {
+        q.error_here("name", "must not be empty".to_owned());
+    }
+
+    let source = match q.get("source") {
+        Some(s) => parse_source(ctx, &label, s, base),
+        None => {
+            q.error_here("source", "missing [query.source] table".to_owned());
+            None
+        }
+    };
+    let sink = match q.get("sink") {
+        Some(s) => parse_sink(ctx, &label, s, base),
+        None => {
+            q.error_here("sink", "missing [query.sink] table".to_owned());
+            None
+        }
+    };
+    let trigger = q.get("trigger").and_then(|t| parse_trigger(&q, t));
+    let output_mode = match q
+        .string("outputMode")
+        .map(|s| s.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("append") => Some(OutputMode::Append),
+        Some("update") => Some(OutputMode::Update),
+        Some("complete") => Some(OutputMode::Complete),
+        Some(other) => {
+            q.error_here(
+                "outputMode",
+                format!(
+                    "'{other}' is not an output mode; use \"append\", \"update\" or \"complete\""
+                ),
+            );
+            None
+        }
+    };
+    let checkpoint_location = q.string("checkpointLocation").map(|p| resolve(base, &p));
+    let min_batches_to_retain = q.positive("minBatchesToRetain").unwrap_or(100);
+
+    if let Some(sink) = &sink
+        && sink.is_durable()
+        && checkpoint_location.is_none()
+    {
+        q.error_here(
+            "checkpointLocation",
+            format!(
+                "a {} sink needs a checkpointLocation so that a restart neither loses nor repeats output",
+                sink.description()
+            ),
+        );
+    }
+    if output_mode == Some(OutputMode::Complete) {
+        q.error_here(
+            "outputMode",
+            "complete mode needs a streaming aggregation (it re-emits the whole result table every batch); this query has none, use \"append\"".to_owned(),
+        );
+    }
+    if let (Some(SourceSpec::File(src)), Some(SinkSpec::File(snk))) = (&source, &sink)
+        && let Some(schema) = &src.schema
+    {
+        for col in &snk.partition_by {
+            if schema.field_with_name(col).is_err() {
+                q.error_here(
+                    "sink.partitionBy",
+                    format!("column '{col}' is not in the source schema"),
+                );
+            }
+        }
+    }
+    q.finish(QUERY_KEYS);
+    Some(QuerySpec {
+        name: name?,
+        source: source?,
+        sink: sink?,
+        trigger: trigger.unwrap_or_default(),
+        output_mode: output_mode?,
+        checkpoint_location,
+        min_batches_to_retain,
+    })
+}
+
+fn parse_trigger(q: &TableReader, node: &Spanned<Node>) -> Option<Trigger> {
+    let bad = |msg: String| {
+        q.error_at(node.span().start, "trigger", msg);
+        None
+    };
+    const HINT: &str = "use \"once\", \"availableNow\" or { processingTime = \"10 seconds\" }";
+    match node.get_ref() {
+        Node::Str(s) => match s.as_str() {
+            "once" | "Once" => Some(Trigger::Once),
+            "availableNow" | "AvailableNow" => Some(Trigger::AvailableNow),
+            other => bad(format!("'{other}' is not a trigger; {HINT}")),
+        },
+        Node::Table(entries) if entries.len() == 1 => {
+            let (key, value) = &entries[0];
+            match key.get_ref().as_str() {
+                "processingTime" => {
+                    let d = match value.get_ref() {
+                        Node::Str(s) => parse_duration(s),
+                        Node::Int(ms) if *ms >= 0 => Ok(Duration::from_millis(*ms as u64)),
+                        other => Err(format!("expected a duration, found {}", other.kind())),
+                    };
+                    match d {
+                        Ok(d) if d.is_zero() => Some(Trigger::Unspecified),
+                        Ok(d) => Some(Trigger::ProcessingTime(d)),
+                        Err(e) => bad(e),
+                    }
+                }
+                "continuous" => bad(
+                    "the continuous trigger is not supported yet; use { processingTime = ... }"
+                        .to_owned(),
+                ),
+                other => bad(format!("'{other}' is not a trigger; {HINT}")),
+            }
+        }
+        other => bad(format!(
+            "expected a trigger, found {}; {HINT}",
+            other.kind()
+        )),
+    }
+}
+
+fn parse_source(ctx: &Ctx, query: &str, node: &Spanned<Node>, base: &Path) -> Option<SourceSpec> {
+    let mut s = TableReader::new(ctx, Some(query), "source", node)?;
+    let format = s.required_string(
+        "format",
+        "say which source: json, csv, parquet, text, rate, rate-micro-batch or socket",
+    )?;
+    let spec = match format.to_ascii_lowercase().as_str() {
+        "json" | "csv" | "parquet" | "text" => {
+            let format = match format.to_ascii_lowercase().as_str() {
+                "json" => FileFormat::Json,
+                "csv" => FileFormat::Csv,
+                "parquet" => FileFormat::Parquet,
+                _ => FileFormat::Text,
+            };
+            parse_file_source(&mut s, format, base).map(SourceSpec::File)
+        }
+        "rate" => {
+            let spec = RateSpec {
+                rows_per_second: s.positive("rowsPerSecond").unwrap_or(1),
+                ramp_up_time: s.duration("rampUpTime").unwrap_or_default(),
+                num_partitions: s.positive("numPartitions").unwrap_or(1),
+            };
+            s.finish(&["format", "rowsPerSecond", "rampUpTime", "numPartitions"]);
+            return Some(SourceSpec::Rate(spec));
+        }
+        "rate-micro-batch" => {
+            let rows = s.positive("rowsPerBatch");
+            if s.get("rowsPerBatch").is_none() {
+                s.error_here(
+                    "rowsPerBatch",
+                    "missing required option; e.g. rowsPerBatch = 1000".to_owned(),
+                );
+            }
+            let spec = RateMicroBatchSpec {
+                rows_per_batch: rows.unwrap_or(0),
+                num_partitions: s.positive("numPartitions").unwrap_or(1),
+                start_timestamp_ms: s.i64("startTimestamp").unwrap_or(0),
+                advance_millis_per_batch: s.i64("advanceMillisPerBatch").unwrap_or(1000),
+            };
+            s.finish(&[
+                "format",
+                "rowsPerBatch",
+                "numPartitions",
+                "startTimestamp",
+                "advanceMillisPerBatch",
+            ]);
+            return rows.map(|_| SourceSpec::RateMicroBatch(spec));
+        }
+        "socket" => {
+            let host = s.required_string("host", "e.g. host = \"localhost\"");
+            let port = match s.get("port") {
+                None => {
+                    s.error_here(
+                        "port",
+                        "missing required option; e.g. port = 9999".to_owned(),
+                    );
+                    None
+                }
+                Some(node) => match s.u64("port").map(u16::try_from) {
+                    Some(Ok(p)) if p > 0 => Some(p),
+                    Some(_) => {
+                        s.error_at(
+                            node.span().start,
+                            "port",
+                            "must be between 1 and 65535".to_owned(),
+                        );
+                        None
+                    }
+                    None => None,
+                },
+            };
+            let include_timestamp = s.bool("includeTimestamp").unwrap_or(false);
+            s.finish(&["format", "host", "port", "includeTimestamp"]);
+            return Some(SourceSpec::Socket(SocketSpec {
+                host: host?,
+                port: port?,
+                include_timestamp,
+            }));
+        }
+        other => {
+            s.error_here(
+                "format",
+                format!("unknown source format '{other}'; use json, csv, parquet, text, rate, rate-micro-batch or socket"),
+            );
+            None
+        }
+    };
+    s.finish(FILE_SOURCE_KEYS);
+    spec
+}
+
+fn parse_file_source(
+    s: &mut TableReader,
+    format: FileFormat,
+    base: &Path,
+) -> Option<FileSourceSpec> {
+    let path = s.required_string("path", "a directory or glob, e.g. path = \"input/*.json\"");
+    let schema = s.get("schema").and_then(|node| {
+        let text = s.string("schema")?;
+        match parse_ddl(&text) {
+            Ok(schema) => Some(schema),
+            Err(e) => {
+                s.error_at(node.span().start, "schema", e);
+                None
+            }
+        }
+    });
+    let infer_schema = s.bool("inferSchema").unwrap_or(false);
+    if format != FileFormat::Text && schema.is_none() && !infer_schema && s.get("schema").is_none()
+    {
+        s.error_here(
+            "schema",
+            "a streaming file source needs a schema: declare one (schema = \"city STRING, n BIGINT\") or set inferSchema = true to take it from the first file".to_owned(),
+        );
+    }
+    if format == FileFormat::Text && s.get("schema").is_some() {
+        s.error_here(
+            "schema",
+            "a text source always has one column, `value`; remove the schema".to_owned(),
+        );
+    }
+    let max_files_per_trigger = s.positive("maxFilesPerTrigger");
+    let latest_first = s.bool("latestFirst").unwrap_or(false);
+    let archive_dir = s.string("sourceArchiveDir");
+    let clean_source = match s
+        .string("cleanSource")
+        .map(|c| c.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("off") => CleanSource::Off,
+        Some("delete") => CleanSource::Delete,
+        Some("archive") => match &archive_dir {
+            Some(dir) => CleanSource::Archive(resolve(base, dir)),
+            None => {
+                s.error_here(
+                    "sourceArchiveDir",
+                    "cleanSource = \"archive\" needs sourceArchiveDir = \"...\"".to_owned(),
+                );
+                CleanSource::Off
+            }
+        },
+        Some(other) => {
+            s.error_here(
+                "cleanSource",
+                format!("'{other}' is not an option; use \"off\", \"archive\" or \"delete\""),
+            );
+            CleanSource::Off
+        }
+    };
+    let mode = match s.string("mode").map(|m| m.to_ascii_uppercase()).as_deref() {
+        None | Some("PERMISSIVE") => ParseMode::Permissive,
+        Some("DROPMALFORMED") => ParseMode::DropMalformed,
+        Some("FAILFAST") => ParseMode::FailFast,
+        Some(other) => {
+            s.error_here(
+                "mode",
+                format!(
+                    "'{other}' is not a mode; use \"PERMISSIVE\", \"DROPMALFORMED\" or \"FAILFAST\""
+                ),
+            );
+            ParseMode::Permissive
+        }
+    };
+    let column_name_of_corrupt_record = s
+        .string("columnNameOfCorruptRecord")
+        .unwrap_or_else(|| "_corrupt_record".to_owned());
+    let header = s.bool("header").unwrap_or(false);
+    let sep = match s.string("sep") {
+        None => b',',
+        Some(sep) if sep.len() == 1 => sep.as_bytes()[0],
+        Some(sep) if sep == "\\t" => b'\t',
+        Some(sep) => {
+            s.error_here("sep", format!("'{sep}' must be a single character"));
+            b','
+        }
+    };
+    if format != FileFormat::Csv {
+        for key in ["header", "sep"] {
+            if let Some(node) = s.get(key) {
+                s.error_at(
+                    node.span().start,
+                    key,
+                    format!("only applies to csv, not {}", format.name()),
+                );
+            }
+        }
+    }
+    let path = resolve(base, &path?);
+    if let CleanSource::Archive(dir) = &clean_source {
+        let root = glob_root(&path);
+        if dir.starts_with(&root) {
+            s.error_here(
+                "sourceArchiveDir",
+                format!(
+                    "{} is inside the source path {}; archived files would be read again",
+                    dir.display(),
+                    root.display()
+                ),
+            );
+        }
+    }
+    Some(FileSourceSpec {
+        format,
+        path,
+        schema,
+        infer_schema,
+        max_files_per_trigger,
+        latest_first,
+        clean_source,
+        mode,
+        column_name_of_corrupt_record,
+        header,
+        sep,
+    })
+}
+
+/// The directory part of a glob: the longest prefix without wildcard characters.
+pub fn glob_root(path: &Path) -> PathBuf {
+    let mut root = PathBuf::new();
+    for c in path.components() {
+        if c.as_os_str()
+            .to_string_lossy()
+            .contains(['*', '?', '[', '{'])
+        {
+            break;
+        }
+        root.push(c);
+    }
+    root
+}
+
+fn parse_sink(ctx: &Ctx, query: &str, node: &Spanned<Node>, base: &Path) -> Option<SinkSpec> {
+    let mut s = TableReader::new(ctx, Some(query), "sink", node)?;
+    let format = s.required_string(
+        "format",
+        "say which sink: console, memory, json, csv or parquet",
+    )?;
+    let spec = match format.to_ascii_lowercase().as_str() {
+        "console" => {
+            let num_rows = s.positive("numRows").unwrap_or(20) as usize;
+            let truncate = s.bool("truncate").unwrap_or(true);
+            s.finish(&["format", "numRows", "truncate"]);
+            Some(SinkSpec::Console { num_rows, truncate })
+        }
+        "memory" => {
+            s.finish(&["format"]);
+            Some(SinkSpec::Memory {
+                table: query.to_owned(),
+            })
+        }
+        "json" | "csv" | "parquet" => {
+            let format = match format.to_ascii_lowercase().as_str() {
+                "json" => FileFormat::Json,
+                "csv" => FileFormat::Csv,
+                _ => FileFormat::Parquet,
+            };
+            let path = s.required_string(
+                "path",
+                "the output directory, e.g. path = \"output/events\"",
+            );
+            let partition_by = s.string_list("partitionBy").unwrap_or_default();
+            let header = s.bool("header").unwrap_or(false);
+            if format != FileFormat::Csv
+                && let Some(node) = s.get("header")
+            {
+                s.error_at(
+                    node.span().start,
+                    "header",
+                    "only applies to csv".to_owned(),
+                );
+            }
+            s.finish(&["format", "path", "partitionBy", "header"]);
+            Some(SinkSpec::File(FileSinkSpec {
+                format,
+                path: resolve(base, &path?),
+                partition_by,
+                header,
+            }))
+        }
+        "text" => {
+            s.error_here(
+                "format",
+                "a text sink is not supported; use json, csv or parquet".to_owned(),
+            );
+            None
+        }
+        other => {
+            s.error_here(
+                "format",
+                format!("unknown sink format '{other}'; use console, memory, json, csv or parquet"),
+            );
+            None
+        }
+    };
+    spec
+}

@@ -1,0 +1,444 @@
+//! A TOML document as a tree whose every key and value remembers where it was written.
+//!
+//! `toml` gives byte spans through [`toml::Spanned`], but only for fields that serde
+//! deserialises directly; Sluice's option tables depend on a `format` key, which rules out
+//! derive-based parsing with good locations. So we read the document into this small tree once
+//! and walk it by hand ([`TableReader`]), which lets every diagnostic name the query, the key
+//! path and the line, and lets us report *all* problems in one pass.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use toml::Spanned;
+
+/// One TOML value with spans on every nested key and value.
+#[derive(Debug, Clone)]
+pub(crate) enum Node {
+    Str(String),
+    Int(i64),
+    Float,
+    Bool(bool),
+    Array(Vec<Spanned<Node>>),
+    Table(Vec<(Spanned<String>, Spanned<Node>)>),
+}
+
+impl Node {
+    /// The noun used in "expected X, found Y" messages.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Node::Str(_) => "a string",
+            Node::Int(_) => "an integer",
+            Node::Float => "a float",
+            Node::Bool(_) => "a boolean",
+            Node::Array(_) => "an array",
+            Node::Table(_) => "a table",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NodeVisitor)
+    }
+}
+
+struct NodeVisitor;
+
+impl<'de> Visitor<'de> for NodeVisitor {
+    type Value = Node;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a TOML value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Node, E> {
+        Ok(Node::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Node, E> {
+        Ok(Node::Int(v))
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Node, E> {
+        i64::try_from(v)
+            .map(Node::Int)
+            .map_err(|_| E::custom("integer too large"))
+    }
+    fn visit_f64<E>(self, _v: f64) -> Result<Node, E> {
+        Ok(Node::Float)
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Node, E> {
+        Ok(Node::Str(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Node, E> {
+        Ok(Node::Str(v))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Spanned<Node>>()? {
+            items.push(item);
+        }
+        Ok(Node::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(key) = map.next_key::<Spanned<String>>()? {
+            let value = map.next_value::<Spanned<Node>>()?;
+            entries.push((key, value));
+        }
+        Ok(Node::Table(entries))
+    }
+}
+
+/// One problem found in a pipeline file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// 1-based line in the pipeline file (0 when the problem has no single place).
+    pub line: usize,
+    /// The query's name, when the problem is inside one.
+    pub query: Option<String>,
+    /// Dotted key path, e.g. `source.maxFilesPerTrigger`.
+    pub key: String,
+    /// What is wrong and, where we can tell, what to write instead.
+    pub message: String,
+}
+
+/// All problems found in a pipeline file, displayed one per line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diagnostics {
+    /// The pipeline file's path as the user gave it.
+    pub file: String,
+    /// The problems, in file order.
+    pub items: Vec<Diagnostic>,
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let n = self.items.len();
+        writeln!(
+            f,
+            "{} has {n} problem{}:",
+            self.file,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for (i, d) in self.items.iter().enumerate() {
+            write!(f, "  {}:{}: ", self.file, d.line)?;
+            if let Some(q) = &d.query {
+                write!(f, "query '{q}': ")?;
+            }
+            if !d.key.is_empty() {
+                write!(f, "{}: ", d.key)?;
+            }
+            write!(f, "{}", d.message)?;
+            if i + 1 < n {
+                writeln!(f)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Shared state while walking one pipeline file: the text (for line numbers) and the
+/// diagnostics found so far.
+pub(crate) struct Ctx<'t> {
+    text: &'t str,
+    diags: RefCell<Vec<Diagnostic>>,
+}
+
+impl<'t> Ctx<'t> {
+    pub(crate) fn new(text: &'t str) -> Self {
+        Ctx {
+            text,
+            diags: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// 1-based line of a byte offset.
+    pub(crate) fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    pub(crate) fn report(&self, offset: usize, query: Option<&str>, key: &str, message: String) {
+        self.diags.borrow_mut().push(Diagnostic {
+            line: self.line_of(offset),
+            query: query.map(str::to_owned),
+            key: key.to_owned(),
+            message,
+        });
+    }
+
+    pub(crate) fn has_errors(&self) -> bool {
+        !self.diags.borrow().is_empty()
+    }
+
+    pub(crate) fn into_diagnostics(self) -> Vec<Diagnostic> {
+        let mut d = self.diags.into_inner();
+        d.sort_by_key(|d| d.line);
+        d
+    }
+}
+
+/// Walks one TOML table, handing out typed options and remembering which keys were used, so
+/// that [`TableReader::finish`] can report the unknown ones.
+///
+/// Keys match case-insensitively, as Spark's options do (`maxfilespertrigger` works).
+pub(crate) struct TableReader<'a, 't> {
+    ctx: &'a Ctx<'t>,
+    query: Option<&'a str>,
+    prefix: String,
+    table_offset: usize,
+    entries: Vec<(&'a Spanned<String>, &'a Spanned<Node>, bool)>,
+}
+
+impl<'a, 't> TableReader<'a, 't> {
+    /// Starts reading `node`, which must be a table; `prefix` is its key path ("" at the top).
+    pub(crate) fn new(
+        ctx: &'a Ctx<'t>,
+        query: Option<&'a str>,
+        prefix: &str,
+        node: &'a Spanned<Node>,
+    ) -> Option<Self> {
+        match node.get_ref() {
+            Node::Table(entries) => Some(TableReader {
+                ctx,
+                query,
+                prefix: prefix.to_owned(),
+                table_offset: node.span().start,
+                entries: entries.iter().map(|(k, v)| (k, v, false)).collect(),
+            }),
+            other => {
+                ctx.report(
+                    node.span().start,
+                    query,
+                    prefix,
+                    format!("expected a table, found {}", other.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    /// Full key path of a key in this table.
+    pub(crate) fn path(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.prefix)
+        }
+    }
+
+    /// Reports a problem at a value of this table.
+    pub(crate) fn error_at(&self, offset: usize, key: &str, message: String) {
+        self.ctx
+            .report(offset, self.query, &self.path(key), message);
+    }
+
+    /// Reports a problem about the table as a whole (e.g. a missing key).
+    pub(crate) fn error_here(&self, key: &str, message: String) {
+        self.error_at(self.table_offset, key, message);
+    }
+
+    /// The raw value of `key`, marking it used.
+    pub(crate) fn get(&mut self, key: &str) -> Option<&'a Spanned<Node>> {
+        let entry = self
+            .entries
+            .iter_mut()
+            .find(|(k, _, _)| k.get_ref().eq_ignore_ascii_case(key))?;
+        entry.2 = true;
+        Some(entry.1)
+    }
+
+    fn typed<T>(
+        &mut self,
+        key: &str,
+        expected: &str,
+        f: impl FnOnce(&Node) -> Option<T>,
+    ) -> Option<T> {
+        let node = self.get(key)?;
+        match f(node.get_ref()) {
+            Some(v) => Some(v),
+            None => {
+                self.error_at(
+                    node.span().start,
+                    key,
+                    format!("expected {expected}, found {}", node.get_ref().kind()),
+                );
+                None
+            }
+        }
+    }
+
+    /// An optional string option.
+    pub(crate) fn string(&mut self, key: &str) -> Option<String> {
+        self.typed(key, "a string", |n| match n {
+            Node::Str(s) => Some(s.clone()),
+            _ => None,
+        })
+    }
+
+    /// A string option that must be present.
+    pub(crate) fn required_string(&mut self, key: &str, hint: &str) -> Option<String> {
+        if self.get(key).is_none() {
+            self.error_here(key, format!("missing required option; {hint}"));
+            return None;
+        }
+        self.string(key)
+    }
+
+    /// An optional boolean; Spark users also write "true"/"false" strings, which we accept.
+    pub(crate) fn bool(&mut self, key: &str) -> Option<bool> {
+        self.typed(key, "a boolean", |n| match n {
+            Node::Bool(b) => Some(*b),
+            Node::Str(s) if s.eq_ignore_ascii_case("true") => Some(true),
+            Node::Str(s) if s.eq_ignore_ascii_case("false") => Some(false),
+            _ => None,
+        })
+    }
+
+    /// An optional non-negative integer (strings of digits accepted, as Spark options are strings).
+    pub(crate) fn u64(&mut self, key: &str) -> Option<u64> {
+        self.typed(key, "a non-negative integer", |n| match n {
+            Node::Int(i) if *i >= 0 => Some(*i as u64),
+            Node::Str(s) => s.trim().parse().ok(),
+            _ => None,
+        })
+    }
+
+    /// An optional positive integer.
+    pub(crate) fn positive(&mut self, key: &str) -> Option<u64> {
+        let node = self.get(key)?;
+        match self.u64(key) {
+            Some(0) => {
+                self.error_at(node.span().start, key, "must be greater than 0".to_owned());
+                None
+            }
+            v => v,
+        }
+    }
+
+    /// An optional integer (negative allowed).
+    pub(crate) fn i64(&mut self, key: &str) -> Option<i64> {
+        self.typed(key, "an integer", |n| match n {
+            Node::Int(i) => Some(*i),
+            Node::Str(s) => s.trim().parse().ok(),
+            _ => None,
+        })
+    }
+
+    /// An optional duration: `"10 seconds"`, `"500ms"`, `"5 minutes"`, or an integer of
+    /// milliseconds, as Spark accepts for intervals.
+    pub(crate) fn duration(&mut self, key: &str) -> Option<Duration> {
+        let node = self.get(key)?;
+        let parsed = match node.get_ref() {
+            Node::Int(ms) if *ms >= 0 => Ok(Duration::from_millis(*ms as u64)),
+            Node::Str(s) => parse_duration(s),
+            other => Err(format!(
+                "expected a duration like \"10 seconds\", found {}",
+                other.kind()
+            )),
+        };
+        match parsed {
+            Ok(d) => Some(d),
+            Err(msg) => {
+                self.error_at(node.span().start, key, msg);
+                None
+            }
+        }
+    }
+
+    /// An optional list of strings (a single string is taken as a one-element list).
+    pub(crate) fn string_list(&mut self, key: &str) -> Option<Vec<String>> {
+        self.typed(key, "an array of strings", |n| match n {
+            Node::Str(s) => Some(vec![s.clone()]),
+            Node::Array(items) => items
+                .iter()
+                .map(|i| match i.get_ref() {
+                    Node::Str(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => None,
+        })
+    }
+
+    /// Reports every key that no getter asked for, suggesting the closest known one.
+    pub(crate) fn finish(self, known: &[&str]) {
+        for (key, _, used) in &self.entries {
+            if *used {
+                continue;
+            }
+            let k = key.get_ref();
+            let suggestion = known
+                .iter()
+                .map(|c| {
+                    (
+                        strsim::jaro_winkler(&k.to_ascii_lowercase(), &c.to_ascii_lowercase()),
+                        c,
+                    )
+                })
+                .filter(|(score, _)| *score > 0.8)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, c)| format!("; did you mean '{c}'?"))
+                .unwrap_or_else(|| {
+                    if known.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; known keys here: {}", known.join(", "))
+                    }
+                });
+            self.error_at(key.span().start, k, format!("unknown key{suggestion}"));
+        }
+    }
+}
+
+/// Parses a Spark-style interval: a number and a unit (`ms`, `s`, `min`, `h`, `d` and their
+/// long forms), e.g. `"10 seconds"`, `"1 minute"`, `"250ms"`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let t = t.strip_prefix("interval ").unwrap_or(t).trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().map_err(|_| {
+        format!("'{text}' is not a duration; write a number and a unit, like \"10 seconds\"")
+    })?;
+    let unit_ms = match unit.trim().to_ascii_lowercase().as_str() {
+        "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => 1.0,
+        "" | "s" | "sec" | "secs" | "second" | "seconds" => 1_000.0,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60_000.0,
+        "h" | "hour" | "hours" => 3_600_000.0,
+        "d" | "day" | "days" => 86_400_000.0,
+        other => {
+            return Err(format!(
+                "unknown time unit '{other}' in '{text}'; use ms, seconds, minutes, hours or days"
+            ));
+        }
+    };
+    Ok(Duration::from_micros(
+        (value * unit_ms * 1000.0).round() as u64
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_spark_intervals() {
+        assert_eq!(parse_duration("10 seconds"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1 minute"), Ok(Duration::from_secs(60)));
+        assert_eq!(
+            parse_duration("interval 2 hours"),
+            Ok(Duration::from_secs(7200))
+        );
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("ten seconds").is_err());
+        assert!(parse_duration("10 fortnights").is_err());
+    }
+}

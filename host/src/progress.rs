@@ -1,0 +1,140 @@
+//! Progress records, shaped like Spark's `StreamingQueryProgress`, and the live status of a
+//! query that observers (the terminal status line, later the HTTP API) read.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::source::{Offset, SourceMetrics};
+
+/// How many progress records a query keeps (Spark's `spark.sql.streaming.numRecentProgressUpdates`).
+pub const RECENT_PROGRESS: usize = 100;
+
+/// One batch's progress, serialised with Spark's field names.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryProgress {
+    /// The query id (stable across restarts).
+    pub id: String,
+    /// This run's id (new on every start).
+    pub run_id: String,
+    /// The query's name.
+    pub name: String,
+    /// When the trigger started, RFC 3339.
+    pub timestamp: String,
+    /// The batch id.
+    pub batch_id: u64,
+    /// Wall time of the whole trigger, ms.
+    pub batch_duration: u64,
+    /// Rows read from all sources.
+    pub num_input_rows: u64,
+    /// Rows read per second since the previous trigger started.
+    pub input_rows_per_second: f64,
+    /// Rows read per second of this batch's processing time.
+    pub processed_rows_per_second: f64,
+    /// Time per phase: latestOffset, walCommit, getBatch, addBatch, commitOffsets, triggerExecution.
+    pub duration_ms: BTreeMap<String, u64>,
+    /// Event-time statistics (watermark, min/max/avg event time) when the query has any.
+    pub event_time: BTreeMap<String, String>,
+    /// Stateful operators' statistics.
+    pub state_operators: Vec<serde_json::Value>,
+    /// One entry per source.
+    pub sources: Vec<SourceProgress>,
+    /// The sink.
+    pub sink: SinkProgress,
+}
+
+/// A source's part of a progress record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceProgress {
+    /// The source's description.
+    pub description: String,
+    /// Offset the batch started after (`null` for the first batch).
+    pub start_offset: Option<Offset>,
+    /// Offset the batch ended at.
+    pub end_offset: Offset,
+    /// The latest offset the source reported.
+    pub latest_offset: Offset,
+    /// Rows read.
+    pub num_input_rows: u64,
+    /// Rows per second since the previous trigger.
+    pub input_rows_per_second: f64,
+    /// Rows per second of processing time.
+    pub processed_rows_per_second: f64,
+    /// Source-specific counters (`numMalformedRows`, ...).
+    pub metrics: SourceMetrics,
+}
+
+/// The sink's part of a progress record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SinkProgress {
+    /// The sink's description.
+    pub description: String,
+    /// Rows written (0 when a re-run batch was skipped as already committed).
+    pub num_output_rows: u64,
+}
+
+/// Spark's `StreamingQueryStatus`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryStatus {
+    /// What the query is doing, in words.
+    pub message: String,
+    /// Whether the last look at the sources found new data.
+    pub is_data_available: bool,
+    /// Whether a batch is running now.
+    pub is_trigger_active: bool,
+}
+
+/// Status and recent progress of one query, shared between its thread and observers.
+#[derive(Debug, Default)]
+pub struct QueryMonitor {
+    inner: Mutex<MonitorState>,
+}
+
+#[derive(Debug, Default)]
+struct MonitorState {
+    status: QueryStatus,
+    recent: VecDeque<QueryProgress>,
+}
+
+impl QueryMonitor {
+    fn state(&self) -> std::sync::MutexGuard<'_, MonitorState> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current status.
+    pub fn status(&self) -> QueryStatus {
+        self.state().status.clone()
+    }
+
+    /// Updates the status.
+    pub fn set_status(&self, message: &str, data_available: bool, trigger_active: bool) {
+        let mut s = self.state();
+        s.status.message = message.to_owned();
+        s.status.is_data_available = data_available;
+        s.status.is_trigger_active = trigger_active;
+    }
+
+    /// The last progress record.
+    pub fn last_progress(&self) -> Option<QueryProgress> {
+        self.state().recent.back().cloned()
+    }
+
+    /// Up to [`RECENT_PROGRESS`] records, oldest first.
+    pub fn recent_progress(&self) -> Vec<QueryProgress> {
+        self.state().recent.iter().cloned().collect()
+    }
+
+    /// Appends a record, dropping the oldest beyond [`RECENT_PROGRESS`].
+    pub fn push(&self, p: QueryProgress) {
+        let mut s = self.state();
+        if s.recent.len() == RECENT_PROGRESS {
+            s.recent.pop_front();
+        }
+        s.recent.push_back(p);
+    }
+}

@@ -1,0 +1,517 @@
+//! One running streaming query: the micro-batch loop (Spark's `MicroBatchExecution`).
+//!
+//! Per batch, in this order — the order is what makes a crash at any point recoverable:
+//!
+//! 1. ask the source for its latest offset (bounded by the per-trigger limit);
+//! 2. **write `offsets/N`** (write-ahead log);
+//! 3. read the rows between the last committed offset and the new one;
+//! 4. run the transform steps (none yet) and hand the rows to the sink with batch id N;
+//! 5. **write `commits/N`**, then let the source clean up.
+//!
+//! A query runs on its own thread and owns its source, sink and checkpoint. The outside
+//! world holds a [`StreamingQuery`] handle: it can read status and progress and ask for a
+//! graceful stop, which is honoured between batches (the batch in flight finishes and
+//! commits).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arrow_schema::SchemaRef;
+use tracing::{info, warn};
+
+use crate::checkpoint::{Checkpoint, CommitEntry, OffsetEntry};
+use crate::error::{Error, Result};
+use crate::failpoint;
+use crate::pipeline::{QuerySpec, SourceSpec};
+use crate::progress::{QueryMonitor, QueryProgress, SinkProgress, SourceProgress};
+use crate::sink::{self, Sink};
+use crate::source::{self, Offset, ReadLimit, Source, SourceContext};
+use crate::trigger::{POLLING_DELAY, Trigger, next_boundary};
+
+/// A stop request that wakes a query sleeping between triggers.
+#[derive(Debug, Default)]
+pub struct StopSignal {
+    requested: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl StopSignal {
+    /// Asks the query to stop after the batch in flight.
+    pub fn request(&self) {
+        *self.requested.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.wake.notify_all();
+    }
+
+    /// Whether a stop was asked for.
+    pub fn is_requested(&self) -> bool {
+        *self.requested.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sleeps up to `timeout`; returns true (early) if a stop is requested.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let guard = self.requested.lock().unwrap_or_else(|p| p.into_inner());
+        let (guard, _) = self
+            .wake
+            .wait_timeout_while(guard, timeout, |stop| !*stop)
+            .unwrap_or_else(|p| p.into_inner());
+        *guard
+    }
+}
+
+/// Where progress records go besides the query's memory.
+pub type ProgressLog = Arc<Mutex<Box<dyn Write + Send>>>;
+
+/// The handle of a running query.
+pub struct StreamingQuery {
+    name: String,
+    id: String,
+    run_id: String,
+    stop: Arc<StopSignal>,
+    monitor: Arc<QueryMonitor>,
+    thread: Option<JoinHandle<Result<()>>>,
+}
+
+impl StreamingQuery {
+    /// Opens the query's checkpoint, source and sink, then starts its thread. Configuration
+    /// problems (a checkpoint of another query, an unreachable socket) are returned here,
+    /// before any batch runs. `on_end` is called on the query's thread when it terminates.
+    pub fn start(
+        spec: QuerySpec,
+        progress_log: Option<ProgressLog>,
+        on_end: impl FnOnce(&str, &Result<()>) + Send + 'static,
+    ) -> Result<StreamingQuery> {
+        let identities = vec![source_identity(&spec.source)];
+        let checkpoint = match &spec.checkpoint_location {
+            Some(dir) => Checkpoint::open(dir, &identities)?,
+            None => Checkpoint::temporary(&identities)?,
+        };
+        let source = source::open(
+            &spec.source,
+            SourceContext {
+                query: spec.name.clone(),
+                log_dir: checkpoint.source_dir(0),
+            },
+        )?;
+        let sink = sink::open(&spec.sink, &spec.name, spec.output_mode)?;
+        let stop = Arc::new(StopSignal::default());
+        let monitor = Arc::new(QueryMonitor::default());
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let id = checkpoint.query_id().to_owned();
+        info!(query = %spec.name, id = %id, run_id = %run_id, checkpoint = %checkpoint.dir().display(), trigger = %spec.trigger, "starting query");
+        let mut exec = MicroBatchExecution {
+            schema: source.schema(),
+            spec,
+            id: id.clone(),
+            run_id: run_id.clone(),
+            checkpoint,
+            source,
+            sink,
+            stop: stop.clone(),
+            monitor: monitor.clone(),
+            progress_log,
+            next_batch_id: 0,
+            committed: None,
+            last_trigger_start: None,
+        };
+        let name = exec.spec.name.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("query-{name}"))
+            .spawn(move || {
+                let result = exec.run();
+                exec.monitor.set_status(
+                    if result.is_ok() {
+                        "Stopped"
+                    } else {
+                        "Terminated with exception"
+                    },
+                    false,
+                    false,
+                );
+                match &result {
+                    Ok(()) => info!(query = %exec.spec.name, "query stopped"),
+                    Err(e) => tracing::error!(query = %exec.spec.name, error = %e, "query failed"),
+                }
+                on_end(&exec.spec.name, &result);
+                result
+            })
+            .map_err(|e| Error::io("starting query thread", name.clone(), e))?;
+        Ok(StreamingQuery {
+            name,
+            id,
+            run_id,
+            stop,
+            monitor,
+            thread: Some(thread),
+        })
+    }
+
+    /// The query's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The query id from the checkpoint.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// This run's id.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// Status and progress.
+    pub fn monitor(&self) -> &Arc<QueryMonitor> {
+        &self.monitor
+    }
+
+    /// A handle that can ask for a graceful stop from another thread (a signal handler).
+    pub fn stop_handle(&self) -> Arc<StopSignal> {
+        self.stop.clone()
+    }
+
+    /// Asks for a graceful stop: the batch in flight finishes and commits.
+    pub fn stop(&self) {
+        self.stop.request();
+    }
+
+    /// Whether the query's thread has ended.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Waits for the query to end and returns how it ended.
+    pub fn await_termination(&mut self) -> Result<()> {
+        match self.thread.take() {
+            Some(t) => t.join().unwrap_or_else(|_| {
+                Err(Error::Source {
+                    source_name: self.name.clone(),
+                    message: "the query thread panicked".into(),
+                })
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What a checkpoint remembers about a source to refuse a different one later.
+fn source_identity(spec: &SourceSpec) -> String {
+    match spec {
+        SourceSpec::File(f) => format!("{}:{}", f.format.name(), f.path.display()),
+        SourceSpec::Rate(_) => "rate".into(),
+        SourceSpec::RateMicroBatch(_) => "rate-micro-batch".into(),
+        SourceSpec::Socket(s) => format!("socket:{}:{}", s.host, s.port),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+struct MicroBatchExecution {
+    spec: QuerySpec,
+    id: String,
+    run_id: String,
+    schema: SchemaRef,
+    checkpoint: Checkpoint,
+    source: Box<dyn Source>,
+    sink: Box<dyn Sink>,
+    stop: Arc<StopSignal>,
+    monitor: Arc<QueryMonitor>,
+    progress_log: Option<ProgressLog>,
+    next_batch_id: u64,
+    /// End offset of the last committed batch.
+    committed: Option<Offset>,
+    last_trigger_start: Option<Instant>,
+}
+
+/// Timings of the phases of one batch, reported in progress.
+#[derive(Default)]
+struct Phases(BTreeMap<String, u64>);
+
+impl Phases {
+    fn time<T>(&mut self, phase: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let t = Instant::now();
+        let r = f();
+        *self.0.entry(phase.to_owned()).or_default() += ms(t.elapsed());
+        r
+    }
+}
+
+impl MicroBatchExecution {
+    fn run(&mut self) -> Result<()> {
+        self.recover()?;
+        match self.spec.trigger {
+            Trigger::Once => {
+                self.run_next(ReadLimit::All)?;
+            }
+            Trigger::AvailableNow => {
+                self.source.prepare_for_available_now()?;
+                while !self.stop.is_requested() && self.run_next(ReadLimit::Configured)? {}
+            }
+            Trigger::Unspecified => {
+                while !self.stop.is_requested() {
+                    if !self.run_next(ReadLimit::Configured)? && self.stop.wait(POLLING_DELAY) {
+                        break;
+                    }
+                }
+            }
+            Trigger::ProcessingTime(interval) => {
+                while !self.stop.is_requested() {
+                    let started = SystemTime::now();
+                    let ran = self.run_next(ReadLimit::Configured)?;
+                    let now = SystemTime::now();
+                    let (next, overran) = next_boundary(started, now, interval);
+                    if overran && ran {
+                        warn!(
+                            query = %self.spec.name,
+                            interval_ms = ms(interval),
+                            took_ms = now.duration_since(started).map(ms).unwrap_or(0),
+                            "current batch is falling behind: the trigger interval is shorter than the batch; starting the next batch now"
+                        );
+                    }
+                    if !ran {
+                        self.monitor
+                            .set_status("Waiting for next trigger", false, false);
+                    }
+                    let wait = next.duration_since(SystemTime::now()).unwrap_or_default();
+                    if !wait.is_zero() && self.stop.wait(wait) {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Restores the position from the checkpoint and re-runs a batch that was planned but not
+    /// committed, with the same id and offsets.
+    fn recover(&mut self) -> Result<()> {
+        let Some(latest) = self.checkpoint.latest_offsets()? else {
+            return Ok(());
+        };
+        let committed_id = self.checkpoint.latest_commit()?.map(|(id, _)| id);
+        let end = self.first_source_offset(&latest)?;
+        if committed_id == Some(latest.batch_id) {
+            self.next_batch_id = latest.batch_id + 1;
+            // Catch up on source cleanup a previous run may not have finished.
+            self.source
+                .commit(&end)
+                .map_err(|e| self.batch_error(latest.batch_id, e))?;
+            self.committed = Some(end);
+            info!(query = %self.spec.name, next_batch = self.next_batch_id, "resuming from checkpoint");
+            return Ok(());
+        }
+        let start = match latest.batch_id.checked_sub(1) {
+            None => None,
+            Some(prev) => {
+                let entry = self
+                    .checkpoint
+                    .offsets(prev)?
+                    .ok_or_else(|| Error::Checkpoint {
+                        path: self.checkpoint.dir().to_path_buf(),
+                        message: format!(
+                            "offsets of batch {prev} are missing, so batch {} cannot be re-run",
+                            latest.batch_id
+                        ),
+                    })?;
+                Some(self.first_source_offset(&entry)?)
+            }
+        };
+        info!(query = %self.spec.name, batch_id = latest.batch_id, "re-running the last batch, which was not committed");
+        self.committed = start;
+        self.next_batch_id = latest.batch_id;
+        let mut phases = Phases::default();
+        let trigger_start = Instant::now();
+        self.execute(
+            latest.batch_id,
+            end.clone(),
+            end,
+            &mut phases,
+            trigger_start,
+        )
+    }
+
+    fn first_source_offset(&self, entry: &OffsetEntry) -> Result<Offset> {
+        entry
+            .sources
+            .first()
+            .cloned()
+            .ok_or_else(|| Error::Checkpoint {
+                path: self.checkpoint.dir().to_path_buf(),
+                message: format!("offsets of batch {} name no source offset", entry.batch_id),
+            })
+    }
+
+    fn batch_error(&self, batch_id: u64, e: Error) -> Error {
+        Error::Batch {
+            query: self.spec.name.clone(),
+            batch_id,
+            source: Box::new(e),
+        }
+    }
+
+    /// Plans and runs the next batch if the source has new data. Returns whether one ran.
+    fn run_next(&mut self, limit: ReadLimit) -> Result<bool> {
+        let trigger_start = Instant::now();
+        let batch_id = self.next_batch_id;
+        let mut phases = Phases::default();
+        let latest = phases
+            .time("latestOffset", || {
+                self.source.latest_offset(self.committed.as_ref(), limit)
+            })
+            .map_err(|e| self.batch_error(batch_id, e))?;
+        let end = match latest {
+            Some(end) if Some(&end) != self.committed.as_ref() => end,
+            _ => {
+                self.monitor
+                    .set_status("Waiting for data to arrive", false, false);
+                return Ok(false);
+            }
+        };
+        self.monitor.set_status("Processing new data", true, true);
+        failpoint::hit("before-offsets", batch_id);
+        let entry = OffsetEntry {
+            batch_id,
+            batch_timestamp_ms: now_ms(),
+            batch_watermark_ms: 0,
+            sources: vec![end.clone()],
+        };
+        phases
+            .time("walCommit", || self.checkpoint.write_offsets(&entry))
+            .map_err(|e| self.batch_error(batch_id, e))?;
+        failpoint::hit("after-offsets", batch_id);
+        self.execute(batch_id, end.clone(), end, &mut phases, trigger_start)?;
+        Ok(true)
+    }
+
+    /// Reads, writes and commits batch `batch_id` ending at `end`.
+    fn execute(
+        &mut self,
+        batch_id: u64,
+        end: Offset,
+        latest: Offset,
+        phases: &mut Phases,
+        trigger_start: Instant,
+    ) -> Result<()> {
+        self.monitor.set_status("Processing new data", true, true);
+        let start = self.committed.clone();
+        let result = (|| {
+            let data = phases.time("getBatch", || self.source.get_batch(start.as_ref(), &end))?;
+            let input_rows: u64 = data.iter().map(|b| b.num_rows() as u64).sum();
+            let output_rows = phases.time("addBatch", || {
+                self.sink.add_batch(batch_id, &self.schema, &data)
+            })?;
+            failpoint::hit("after-sink", batch_id);
+            phases.time("commitOffsets", || {
+                self.checkpoint
+                    .write_commit(batch_id, &CommitEntry::default())?;
+                self.source.commit(&end)
+            })?;
+            failpoint::hit("after-commit", batch_id);
+            self.checkpoint
+                .purge(batch_id, self.spec.min_batches_to_retain)?;
+            Ok((input_rows, output_rows))
+        })();
+        let (input_rows, output_rows) = result.map_err(|e| self.batch_error(batch_id, e))?;
+        self.committed = Some(end.clone());
+        self.next_batch_id = batch_id + 1;
+        self.report(
+            batch_id,
+            start,
+            end,
+            latest,
+            input_rows,
+            output_rows,
+            phases,
+            trigger_start,
+        );
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn report(
+        &mut self,
+        batch_id: u64,
+        start: Option<Offset>,
+        end: Offset,
+        latest: Offset,
+        input_rows: u64,
+        output_rows: u64,
+        phases: &mut Phases,
+        trigger_start: Instant,
+    ) {
+        let total = trigger_start.elapsed();
+        phases.0.insert("triggerExecution".into(), ms(total));
+        let since_last = self
+            .last_trigger_start
+            .map(|t| trigger_start.duration_since(t))
+            .unwrap_or(total);
+        self.last_trigger_start = Some(trigger_start);
+        let per_sec = |d: Duration| {
+            if d.is_zero() {
+                0.0
+            } else {
+                input_rows as f64 / d.as_secs_f64()
+            }
+        };
+        let started_at = chrono::Utc::now() - chrono::Duration::from_std(total).unwrap_or_default();
+        let progress = QueryProgress {
+            id: self.id.clone(),
+            run_id: self.run_id.clone(),
+            name: self.spec.name.clone(),
+            timestamp: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            batch_id,
+            batch_duration: ms(total),
+            num_input_rows: input_rows,
+            input_rows_per_second: per_sec(since_last),
+            processed_rows_per_second: per_sec(total),
+            duration_ms: std::mem::take(&mut phases.0),
+            event_time: BTreeMap::new(),
+            state_operators: Vec::new(),
+            sources: vec![SourceProgress {
+                description: self.source.description(),
+                start_offset: start,
+                end_offset: end,
+                latest_offset: latest,
+                num_input_rows: input_rows,
+                input_rows_per_second: per_sec(since_last),
+                processed_rows_per_second: per_sec(total),
+                metrics: self.source.take_metrics(),
+            }],
+            sink: SinkProgress {
+                description: self.sink.description(),
+                num_output_rows: output_rows,
+            },
+        };
+        info!(
+            query = %self.spec.name,
+            batch_id,
+            input_rows,
+            output_rows,
+            duration_ms = ms(total),
+            "batch committed"
+        );
+        if let Some(log) = &self.progress_log
+            && let Ok(line) = serde_json::to_string(&progress)
+        {
+            let mut w = log.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = writeln!(w, "{line}").and_then(|_| w.flush()) {
+                warn!(error = %e, "could not write the progress log");
+            }
+        }
+        self.monitor.push(progress);
+        self.monitor
+            .set_status("Waiting for next trigger", false, false);
+    }
+}

@@ -1,0 +1,119 @@
+//! Schemas as a pipeline writes them: Spark's DDL strings (`"city STRING, n BIGINT"`).
+//!
+//! A Spark user declares a file source's schema with `.schema("a STRING, b INT")`; the same
+//! string works in a Sluice pipeline. Every field is nullable, as in Spark's file sources,
+//! because a missing JSON key or an empty CSV cell is a null, not an error.
+
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// The time zone Sluice stamps on timestamp columns: event times are instants.
+pub const UTC: &str = "+00:00";
+
+/// Arrow type used for Spark's `TIMESTAMP`.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into()))
+}
+
+/// Parses a DDL schema string into an Arrow schema.
+///
+/// Supported types: STRING, BOOLEAN, TINYINT/BYTE, SMALLINT/SHORT, INT/INTEGER,
+/// BIGINT/LONG, FLOAT/REAL, DOUBLE, DATE, TIMESTAMP, BINARY. Names may be quoted with
+/// backticks.
+pub fn parse_ddl(ddl: &str) -> Result<SchemaRef, String> {
+    let mut fields = Vec::new();
+    for (i, part) in ddl.split(',').enumerate() {
+        let part = part.trim();
+        if part.is_empty() {
+            return Err(format!("column {} is empty (a stray comma?)", i + 1));
+        }
+        let (name, ty) = split_name_type(part).ok_or_else(|| {
+            format!("'{part}' should be a column name and a type, like 'city STRING'")
+        })?;
+        let data_type = parse_type(ty).ok_or_else(|| {
+            format!(
+                "unknown type '{ty}' for column '{name}'; use STRING, BOOLEAN, INT, BIGINT, FLOAT, DOUBLE, DATE, TIMESTAMP or BINARY"
+            )
+        })?;
+        if fields.iter().any(|f: &Field| f.name() == name) {
+            return Err(format!("column '{name}' is declared twice"));
+        }
+        fields.push(Field::new(name, data_type, true));
+    }
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+fn split_name_type(part: &str) -> Option<(&str, &str)> {
+    if let Some(rest) = part.strip_prefix('`') {
+        let end = rest.find('`')?;
+        let ty = rest[end + 1..].trim();
+        (!ty.is_empty()).then_some((&rest[..end], ty))
+    } else {
+        let (name, ty) = part.split_once(char::is_whitespace)?;
+        Some((name, ty.trim()))
+    }
+}
+
+fn parse_type(ty: &str) -> Option<DataType> {
+    Some(match ty.to_ascii_uppercase().as_str() {
+        "STRING" | "VARCHAR" | "TEXT" => DataType::Utf8,
+        "BOOLEAN" | "BOOL" => DataType::Boolean,
+        "TINYINT" | "BYTE" => DataType::Int8,
+        "SMALLINT" | "SHORT" => DataType::Int16,
+        "INT" | "INTEGER" => DataType::Int32,
+        "BIGINT" | "LONG" => DataType::Int64,
+        "FLOAT" | "REAL" => DataType::Float32,
+        "DOUBLE" => DataType::Float64,
+        "DATE" => DataType::Date32,
+        "TIMESTAMP" => timestamp_type(),
+        "BINARY" => DataType::Binary,
+        _ => return None,
+    })
+}
+
+/// Returns the schema with every field made nullable (inferred schemas may say otherwise).
+pub fn all_nullable(schema: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ddl_parses_spark_types() {
+        let s = parse_ddl("city STRING, `event time` TIMESTAMP, n bigint, ok BOOLEAN").unwrap();
+        assert_eq!(s.field(0).data_type(), &DataType::Utf8);
+        assert_eq!(s.field(1).name(), "event time");
+        assert_eq!(s.field(1).data_type(), &timestamp_type());
+        assert_eq!(s.field(2).data_type(), &DataType::Int64);
+        assert!(s.fields().iter().all(|f| f.is_nullable()));
+    }
+
+    #[test]
+    fn ddl_errors_name_the_column() {
+        assert!(
+            parse_ddl("a STRNG")
+                .unwrap_err()
+                .contains("'STRNG' for column 'a'")
+        );
+        assert!(
+            parse_ddl("a INT,,b INT")
+                .unwrap_err()
+                .contains("column 2 is empty")
+        );
+        assert!(
+            parse_ddl("a INT, a INT")
+                .unwrap_err()
+                .contains("declared twice")
+        );
+        assert!(parse_ddl("justaname").is_err());
+    }
+}

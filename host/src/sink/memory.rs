@@ -1,0 +1,76 @@
+//! The memory sink: rows kept in a named in-process table that the process (and tests)
+//! can read with [`table`]. Like Spark's, it skips a batch id it has already seen, and in
+//! complete mode the table is replaced by each batch.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+
+use super::Sink;
+use crate::error::Result;
+use crate::pipeline::OutputMode;
+
+#[derive(Default)]
+struct Table {
+    last_batch: Option<u64>,
+    batches: Vec<RecordBatch>,
+}
+
+fn tables() -> &'static Mutex<HashMap<String, Table>> {
+    static TABLES: OnceLock<Mutex<HashMap<String, Table>>> = OnceLock::new();
+    TABLES.get_or_init(Default::default)
+}
+
+/// The rows currently in memory table `name`, or `None` if no query wrote it.
+pub fn table(name: &str) -> Option<Vec<RecordBatch>> {
+    let tables = tables().lock().unwrap_or_else(|p| p.into_inner());
+    tables.get(name).map(|t| t.batches.clone())
+}
+
+/// Writes batches into a named in-memory table.
+pub struct MemorySink {
+    name: String,
+    mode: OutputMode,
+}
+
+impl MemorySink {
+    /// Creates (or reuses) the table `name`.
+    pub fn new(name: &str, mode: OutputMode) -> Self {
+        tables()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_owned())
+            .or_default();
+        MemorySink {
+            name: name.to_owned(),
+            mode,
+        }
+    }
+}
+
+impl Sink for MemorySink {
+    fn description(&self) -> String {
+        format!("MemorySink[{}]", self.name)
+    }
+
+    fn add_batch(
+        &mut self,
+        batch_id: u64,
+        _schema: &SchemaRef,
+        batches: &[RecordBatch],
+    ) -> Result<u64> {
+        let mut tables = tables().lock().unwrap_or_else(|p| p.into_inner());
+        let table = tables.entry(self.name.clone()).or_default();
+        if table.last_batch.is_some_and(|last| batch_id <= last) {
+            return Ok(0);
+        }
+        if self.mode == OutputMode::Complete {
+            table.batches.clear();
+        }
+        table.batches.extend(batches.iter().cloned());
+        table.last_batch = Some(batch_id);
+        Ok(batches.iter().map(|b| b.num_rows() as u64).sum())
+    }
+}

@@ -1,0 +1,43 @@
+//! Sinks: where each micro-batch's result goes, behind one trait that receives
+//! `(batch id, rows)`.
+//!
+//! The batch id is the engine's: a batch re-run after a crash arrives with the same id and
+//! the same rows. A sink that can remember which ids it has committed (the file sink's log,
+//! the memory sink) skips a repeat and so gives exactly-once output together with the
+//! checkpoint; the console sink prints again (at-least-once), as in Spark.
+
+pub mod console;
+pub mod file;
+pub mod memory;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+
+use crate::error::Result;
+use crate::pipeline::{OutputMode, SinkSpec};
+
+/// Receives the rows of each micro-batch.
+pub trait Sink: Send {
+    /// Describes the sink for logs and progress.
+    fn description(&self) -> String;
+
+    /// Writes batch `batch_id`. Must be idempotent for sinks that claim exactly-once.
+    /// Returns the number of rows written (0 for a skipped repeat).
+    fn add_batch(
+        &mut self,
+        batch_id: u64,
+        schema: &SchemaRef,
+        batches: &[RecordBatch],
+    ) -> Result<u64>;
+}
+
+/// Builds the sink a pipeline asks for.
+pub fn open(spec: &SinkSpec, query: &str, output_mode: OutputMode) -> Result<Box<dyn Sink>> {
+    Ok(match spec {
+        SinkSpec::Console { num_rows, truncate } => {
+            Box::new(console::ConsoleSink::stdout(*num_rows, *truncate))
+        }
+        SinkSpec::Memory { table } => Box::new(memory::MemorySink::new(table, output_mode)),
+        SinkSpec::File(f) => Box::new(file::FileSink::open(f.clone(), query)?),
+    })
+}

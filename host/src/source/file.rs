@@ -1,0 +1,650 @@
+//! The file source: json lines, csv, parquet and text files appearing in a directory.
+//!
+//! Like Spark's `FileStreamSource`, every batch's file list is written to the source log
+//! (`checkpoint/sources/0/<n>`) *before* the engine records the batch's offset
+//! `{"logOffset": n}`, so a re-run reads exactly the same files. A file is read once: names
+//! already in the log are never read again. Files are expected to appear atomically (written
+//! elsewhere, then renamed in); names starting with `.` or `_` are ignored, so a file still
+//! being written under a hidden name is never read half-way.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::{BufReader, Seek};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arrow_array::builder::{ArrayBuilder, StringBuilder};
+use arrow_array::{ArrayRef, RecordBatch, new_null_array};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, warn};
+
+use super::{Offset, ReadLimit, Source, SourceContext, SourceMetrics, offset_u64};
+use crate::error::{Error, Result};
+use crate::fsutil::{create_dir_all, numbered_entries, write_atomic};
+use crate::pipeline::{CleanSource, FileFormat, FileSourceSpec, ParseMode, glob_root};
+use crate::schema::all_nullable;
+
+/// Rows per Arrow record batch produced by the readers.
+const BATCH_ROWS: usize = 64 * 1024;
+
+/// One entry of the source log: the files of one batch.
+#[derive(Debug, Serialize, Deserialize)]
+struct LogEntry {
+    files: Vec<PathBuf>,
+}
+
+/// Reads new files of a directory (or glob) batch by batch.
+pub struct FileSource {
+    spec: FileSourceSpec,
+    ctx: SourceContext,
+    /// Schema of the data in the files.
+    data_schema: SchemaRef,
+    /// Schema of the batches returned: the data schema plus the corrupt-record column in
+    /// PERMISSIVE mode for json and csv.
+    schema: SchemaRef,
+    glob: String,
+    log: BTreeMap<u64, Vec<PathBuf>>,
+    seen: HashSet<PathBuf>,
+    /// For `availableNow`: only files present when the query started.
+    available_now: Option<HashSet<PathBuf>>,
+    cleaned_through: Option<u64>,
+    malformed_rows: u64,
+}
+
+impl FileSource {
+    /// Opens the source, restoring its log from the checkpoint.
+    pub fn open(spec: FileSourceSpec, ctx: SourceContext) -> Result<Self> {
+        create_dir_all(&ctx.log_dir)?;
+        let glob = if spec.path.is_dir() {
+            spec.path.join("*").to_string_lossy().into_owned()
+        } else {
+            spec.path.to_string_lossy().into_owned()
+        };
+        glob::Pattern::new(&glob).map_err(|e| Error::Source {
+            source_name: format!("FileSource[{}]", spec.path.display()),
+            message: format!("path is not a valid glob: {e}"),
+        })?;
+        let mut log = BTreeMap::new();
+        for id in numbered_entries(&ctx.log_dir)? {
+            let path = ctx.log_dir.join(id.to_string());
+            let bytes =
+                std::fs::read(&path).map_err(|e| Error::io("reading source log", &path, e))?;
+            let entry: LogEntry =
+                serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint {
+                    path: path.clone(),
+                    message: format!("source log entry is corrupt: {e}"),
+                })?;
+            log.insert(id, entry.files);
+        }
+        let seen = log.values().flatten().cloned().collect();
+        let mut source = FileSource {
+            data_schema: Arc::new(Schema::empty()),
+            schema: Arc::new(Schema::empty()),
+            spec,
+            ctx,
+            glob,
+            log,
+            seen,
+            available_now: None,
+            cleaned_through: None,
+            malformed_rows: 0,
+        };
+        source.data_schema = source.resolve_schema()?;
+        source.schema = if source.has_corrupt_column() {
+            let mut fields: Vec<_> = source.data_schema.fields().iter().cloned().collect();
+            fields.push(Arc::new(Field::new(
+                &source.spec.column_name_of_corrupt_record,
+                DataType::Utf8,
+                true,
+            )));
+            Arc::new(Schema::new(fields))
+        } else {
+            source.data_schema.clone()
+        };
+        Ok(source)
+    }
+
+    fn name(&self) -> String {
+        format!("FileSource[{}]", self.spec.path.display())
+    }
+
+    fn err(&self, message: impl Into<String>) -> Error {
+        Error::Source {
+            source_name: self.name(),
+            message: message.into(),
+        }
+    }
+
+    fn has_corrupt_column(&self) -> bool {
+        self.spec.mode == ParseMode::Permissive
+            && matches!(self.spec.format, FileFormat::Json | FileFormat::Csv)
+    }
+
+    /// The declared schema, the one inferred on a previous run (kept in the source log so it
+    /// never changes under a running query), or one inferred from the oldest file now.
+    fn resolve_schema(&self) -> Result<SchemaRef> {
+        if self.spec.format == FileFormat::Text {
+            return Ok(Arc::new(Schema::new(vec![Field::new(
+                "value",
+                DataType::Utf8,
+                true,
+            )])));
+        }
+        if let Some(schema) = &self.spec.schema {
+            return Ok(schema.clone());
+        }
+        let saved = self.ctx.log_dir.join("schema.json");
+        if let Ok(bytes) = std::fs::read(&saved) {
+            let schema: Schema = serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint {
+                path: saved.clone(),
+                message: format!("saved inferred schema is corrupt: {e}"),
+            })?;
+            return Ok(Arc::new(schema));
+        }
+        let first = self.list_new_files()?.into_iter().next().ok_or_else(|| {
+            self.err(format!(
+                "inferSchema needs at least one file matching {} when the query starts; add one or declare a schema",
+                self.glob
+            ))
+        })?;
+        let schema = self.infer_from(&first.0)?;
+        info!(file = %first.0.display(), schema = %schema_ddl(&schema), "inferred source schema");
+        let json = serde_json::to_vec(schema.as_ref())
+            .map_err(|e| Error::data("saving inferred schema", e))?;
+        write_atomic(&saved, &json)?;
+        Ok(schema)
+    }
+
+    fn infer_from(&self, path: &Path) -> Result<SchemaRef> {
+        let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
+        let ctx = || format!("inferring the schema of {}", path.display());
+        let schema = match self.spec.format {
+            FileFormat::Json => {
+                let mut reader = BufReader::new(file);
+                let (schema, _) =
+                    arrow_json::reader::infer_json_schema_from_seekable(&mut reader, Some(1000))
+                        .map_err(|e| Error::data(ctx(), e))?;
+                reader.rewind().ok();
+                schema
+            }
+            FileFormat::Csv => {
+                let format = arrow_csv::reader::Format::default()
+                    .with_header(self.spec.header)
+                    .with_delimiter(self.spec.sep);
+                format
+                    .infer_schema(file, Some(1000))
+                    .map_err(|e| Error::data(ctx(), e))?
+                    .0
+            }
+            FileFormat::Parquet => {
+                let builder =
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                        .map_err(|e| Error::data(ctx(), e))?;
+                builder.schema().as_ref().clone()
+            }
+            FileFormat::Text => unreachable!("text has a fixed schema"),
+        };
+        Ok(all_nullable(&schema))
+    }
+
+    /// Visible files matching the glob that are not in the log, oldest first (newest first
+    /// with `latestFirst`).
+    fn list_new_files(&self) -> Result<Vec<(PathBuf, SystemTime)>> {
+        let paths = glob::glob(&self.glob).map_err(|e| self.err(format!("bad glob: {e}")))?;
+        let root = glob_root(&self.spec.path);
+        let mut files = Vec::new();
+        for entry in paths {
+            let path = match entry {
+                Ok(p) => p,
+                Err(e) => {
+                    warn!(error = %e, "skipping unreadable path while listing source files");
+                    continue;
+                }
+            };
+            if self.seen.contains(&path) || is_hidden(&path, &root) {
+                continue;
+            }
+            if let Some(allowed) = &self.available_now
+                && !allowed.contains(&path)
+            {
+                continue;
+            }
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            files.push((path, meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)));
+        }
+        files.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        if self.spec.latest_first {
+            files.reverse();
+        }
+        Ok(files)
+    }
+
+    fn read_file(&mut self, path: &Path) -> Result<Vec<RecordBatch>> {
+        match self.spec.format {
+            FileFormat::Parquet => self.read_parquet(path),
+            format => {
+                let bytes =
+                    std::fs::read(path).map_err(|e| Error::io("reading source file", path, e))?;
+                match format {
+                    FileFormat::Text => self.read_text(path, &bytes),
+                    _ => self.read_delimited(path, &bytes),
+                }
+            }
+        }
+    }
+
+    /// json lines and csv: decode the whole file in one go; if that fails, go line by line to
+    /// find the malformed rows and apply the source's `mode` to them.
+    fn read_delimited(&mut self, path: &Path, bytes: &[u8]) -> Result<Vec<RecordBatch>> {
+        let mut decoder = self.decoder(BATCH_ROWS)?;
+        match decode_all(&mut decoder, bytes) {
+            Ok(batches) => batches
+                .into_iter()
+                .map(|b| self.with_corrupt_column(b, None))
+                .collect(),
+            Err(first_error) => {
+                debug!(file = %path.display(), error = %first_error, "falling back to line-by-line parsing");
+                self.read_lines_tolerantly(path, bytes)
+            }
+        }
+    }
+
+    fn decoder(&self, batch_rows: usize) -> Result<RowDecoder> {
+        let ctx = || format!("building a {} reader", self.spec.format.name());
+        Ok(match self.spec.format {
+            FileFormat::Json => RowDecoder::Json(
+                arrow_json::ReaderBuilder::new(self.data_schema.clone())
+                    .with_batch_size(batch_rows)
+                    .build_decoder()
+                    .map_err(|e| Error::data(ctx(), e))?,
+            ),
+            _ => RowDecoder::Csv(
+                arrow_csv::ReaderBuilder::new(self.data_schema.clone())
+                    .with_batch_size(batch_rows)
+                    .with_delimiter(self.spec.sep)
+                    .build_decoder(),
+            ),
+        })
+    }
+
+    fn read_lines_tolerantly(&mut self, path: &Path, bytes: &[u8]) -> Result<Vec<RecordBatch>> {
+        let mut rows: Vec<RecordBatch> = Vec::new();
+        let mut decoder = self.decoder(1)?;
+        let mut start = 0;
+        let mut line_no = 0;
+        while start < bytes.len() {
+            let end = bytes[start..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(bytes.len(), |p| start + p + 1);
+            let line = &bytes[start..end];
+            start = end;
+            line_no += 1;
+            if line.iter().all(u8::is_ascii_whitespace) || (line_no == 1 && self.spec.header) {
+                continue;
+            }
+            match decode_all(&mut decoder, line) {
+                Ok(batches) => {
+                    for b in batches {
+                        rows.push(self.with_corrupt_column(b, None)?);
+                    }
+                }
+                Err(message) => {
+                    decoder = self.decoder(1)?;
+                    let text = String::from_utf8_lossy(line).trim_end().to_owned();
+                    match self.spec.mode {
+                        ParseMode::FailFast => {
+                            return Err(Error::MalformedRecord {
+                                file: path.to_path_buf(),
+                                line: line_no,
+                                message,
+                            });
+                        }
+                        ParseMode::DropMalformed => {
+                            self.malformed_rows += 1;
+                            warn!(file = %path.display(), line = line_no, error = %message, "dropped malformed record");
+                        }
+                        ParseMode::Permissive => {
+                            self.malformed_rows += 1;
+                            rows.push(self.corrupt_row(&text)?);
+                        }
+                    }
+                }
+            }
+        }
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = arrow_select::concat::concat_batches(&self.schema, &rows)
+            .map_err(|e| Error::data(format!("assembling rows of {}", path.display()), e))?;
+        Ok(vec![batch])
+    }
+
+    fn with_corrupt_column(&self, batch: RecordBatch, text: Option<&str>) -> Result<RecordBatch> {
+        if !self.has_corrupt_column() {
+            return Ok(batch);
+        }
+        let corrupt: ArrayRef = match text {
+            None => new_null_array(&DataType::Utf8, batch.num_rows()),
+            Some(t) => Arc::new(arrow_array::StringArray::from(vec![t])),
+        };
+        let mut columns = batch.columns().to_vec();
+        columns.push(corrupt);
+        RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| Error::data("adding the corrupt-record column", e))
+    }
+
+    fn corrupt_row(&self, text: &str) -> Result<RecordBatch> {
+        let nulls: Vec<ArrayRef> = self
+            .data_schema
+            .fields()
+            .iter()
+            .map(|f| new_null_array(f.data_type(), 1))
+            .collect();
+        let batch = RecordBatch::try_new(self.data_schema.clone(), nulls)
+            .map_err(|e| Error::data("building a corrupt-record row", e))?;
+        self.with_corrupt_column(batch, Some(text))
+    }
+
+    fn read_text(&mut self, path: &Path, bytes: &[u8]) -> Result<Vec<RecordBatch>> {
+        let mut builder = StringBuilder::with_capacity(bytes.len() / 32 + 1, bytes.len());
+        let mut out = Vec::new();
+        let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+        if !bytes.is_empty() {
+            for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                match std::str::from_utf8(line) {
+                    Ok(s) => builder.append_value(s),
+                    Err(e) => match self.spec.mode {
+                        ParseMode::FailFast => {
+                            return Err(Error::MalformedRecord {
+                                file: path.to_path_buf(),
+                                line: i + 1,
+                                message: format!("not valid UTF-8: {e}"),
+                            });
+                        }
+                        ParseMode::DropMalformed => self.malformed_rows += 1,
+                        ParseMode::Permissive => {
+                            self.malformed_rows += 1;
+                            builder.append_value(String::from_utf8_lossy(line));
+                        }
+                    },
+                }
+                if builder.len() == BATCH_ROWS {
+                    out.push(self.text_batch(builder.finish())?);
+                }
+            }
+        }
+        if builder.len() > 0 {
+            out.push(self.text_batch(builder.finish())?);
+        }
+        Ok(out)
+    }
+
+    fn text_batch(&self, values: arrow_array::StringArray) -> Result<RecordBatch> {
+        RecordBatch::try_new(self.schema.clone(), vec![Arc::new(values)])
+            .map_err(|e| Error::data("building a text batch", e))
+    }
+
+    /// Reads a parquet file and lines its columns up with the source schema by name: missing
+    /// columns are null, columns of another type are cast.
+    fn read_parquet(&self, path: &Path) -> Result<Vec<RecordBatch>> {
+        let ctx = || format!("reading parquet file {}", path.display());
+        let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| Error::data(ctx(), e))?
+            .with_batch_size(BATCH_ROWS)
+            .build()
+            .map_err(|e| Error::data(ctx(), e))?;
+        let mut out = Vec::new();
+        for batch in reader {
+            let batch = batch.map_err(|e| Error::data(ctx(), e))?;
+            let file_schema = batch.schema();
+            let columns = self
+                .schema
+                .fields()
+                .iter()
+                .map(|field| match file_schema.index_of(field.name()) {
+                    Ok(i) if batch.column(i).data_type() == field.data_type() => {
+                        Ok(batch.column(i).clone())
+                    }
+                    Ok(i) => arrow_cast::cast(batch.column(i), field.data_type()).map_err(|e| {
+                        Error::data(format!("{}: column '{}'", ctx(), field.name()), e)
+                    }),
+                    Err(_) => Ok(new_null_array(field.data_type(), batch.num_rows())),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            out.push(
+                RecordBatch::try_new(self.schema.clone(), columns)
+                    .map_err(|e| Error::data(ctx(), e))?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn clean(&self, files: &[PathBuf]) {
+        for file in files {
+            let result = match &self.spec.clean_source {
+                CleanSource::Off => return,
+                CleanSource::Delete => std::fs::remove_file(file),
+                CleanSource::Archive(dir) => {
+                    let relative = file.strip_prefix("/").unwrap_or(file);
+                    let target = dir.join(relative);
+                    if let Some(parent) = target.parent() {
+                        let _ = std::fs::create_dir_all(parent);
+                    }
+                    std::fs::rename(file, &target).or_else(|_| {
+                        // Another filesystem: copy, then remove.
+                        std::fs::copy(file, &target).and_then(|_| std::fs::remove_file(file))
+                    })
+                }
+            };
+            match result {
+                Ok(()) => debug!(file = %file.display(), "cleaned source file"),
+                // Already cleaned by an earlier run that stopped before recording it.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    warn!(file = %file.display(), error = %e, "could not clean source file; it stays in place")
+                }
+            }
+        }
+    }
+}
+
+impl Source for FileSource {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn description(&self) -> String {
+        self.name()
+    }
+
+    fn prepare_for_available_now(&mut self) -> Result<()> {
+        let present = self.list_new_files()?.into_iter().map(|(p, _)| p).collect();
+        self.available_now = Some(present);
+        Ok(())
+    }
+
+    fn latest_offset(
+        &mut self,
+        start: Option<&Offset>,
+        limit: ReadLimit,
+    ) -> Result<Option<Offset>> {
+        let start_id = offset_u64(start, "logOffset");
+        let last_logged = self.log.keys().next_back().copied();
+        // A log entry past the committed offset: claimed by a run that died before writing the
+        // offsets log. Serve it again rather than re-listing.
+        if let Some(last) = last_logged
+            && start_id.is_none_or(|s| last > s)
+        {
+            return Ok(Some(serde_json::json!({ "logOffset": last })));
+        }
+        let mut files = self.list_new_files()?;
+        if limit == ReadLimit::Configured
+            && let Some(max) = self.spec.max_files_per_trigger
+        {
+            files.truncate(max as usize);
+        }
+        if files.is_empty() {
+            return Ok(start.cloned());
+        }
+        let id = last_logged.map_or(0, |l| l + 1);
+        let entry = LogEntry {
+            files: files.into_iter().map(|(p, _)| p).collect(),
+        };
+        let json =
+            serde_json::to_vec(&entry).map_err(|e| Error::data("writing the source log", e))?;
+        write_atomic(&self.ctx.log_dir.join(id.to_string()), &json)?;
+        self.seen.extend(entry.files.iter().cloned());
+        self.log.insert(id, entry.files);
+        Ok(Some(serde_json::json!({ "logOffset": id })))
+    }
+
+    fn get_batch(&mut self, start: Option<&Offset>, end: &Offset) -> Result<Vec<RecordBatch>> {
+        let from = offset_u64(start, "logOffset").map_or(0, |s| s + 1);
+        let to = offset_u64(Some(end), "logOffset")
+            .ok_or_else(|| self.err(format!("offset {end} has no logOffset")))?;
+        let files: Vec<PathBuf> = self
+            .log
+            .range(from..=to)
+            .flat_map(|(_, f)| f.clone())
+            .collect();
+        let mut batches = Vec::new();
+        for file in &files {
+            batches.extend(self.read_file(file)?);
+        }
+        Ok(batches)
+    }
+
+    fn commit(&mut self, end: &Offset) -> Result<()> {
+        let Some(to) = offset_u64(Some(end), "logOffset") else {
+            return Ok(());
+        };
+        if self.spec.clean_source == CleanSource::Off {
+            return Ok(());
+        }
+        let from = self.cleaned_through.map_or(0, |c| c + 1);
+        let files: Vec<PathBuf> = self
+            .log
+            .range(from..=to)
+            .flat_map(|(_, f)| f.clone())
+            .collect();
+        self.clean(&files);
+        self.cleaned_through = Some(to);
+        Ok(())
+    }
+
+    fn take_metrics(&mut self) -> SourceMetrics {
+        let mut m = SourceMetrics::new();
+        if self.spec.format != FileFormat::Parquet {
+            m.insert(
+                "numMalformedRows".into(),
+                std::mem::take(&mut self.malformed_rows).into(),
+            );
+        }
+        m
+    }
+}
+
+/// The two line-oriented Arrow decoders behind one interface.
+enum RowDecoder {
+    Json(arrow_json::reader::Decoder),
+    Csv(arrow_csv::reader::Decoder),
+}
+
+impl RowDecoder {
+    fn decode(&mut self, buf: &[u8]) -> std::result::Result<usize, arrow_schema::ArrowError> {
+        match self {
+            RowDecoder::Json(d) => d.decode(buf),
+            RowDecoder::Csv(d) => d.decode(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::result::Result<Option<RecordBatch>, arrow_schema::ArrowError> {
+        match self {
+            RowDecoder::Json(d) => d.flush(),
+            RowDecoder::Csv(d) => d.flush(),
+        }
+    }
+
+    fn has_partial_record(&self) -> bool {
+        match self {
+            RowDecoder::Json(d) => d.has_partial_record(),
+            RowDecoder::Csv(_) => false,
+        }
+    }
+}
+
+/// Decodes all of `bytes`, returning the error text on the first problem.
+fn decode_all(
+    decoder: &mut RowDecoder,
+    mut bytes: &[u8],
+) -> std::result::Result<Vec<RecordBatch>, String> {
+    let mut out = Vec::new();
+    loop {
+        let consumed = decoder.decode(bytes).map_err(|e| e.to_string())?;
+        bytes = &bytes[consumed..];
+        if bytes.is_empty() {
+            if decoder.has_partial_record() {
+                return Err("the record is incomplete".to_owned());
+            }
+            if let RowDecoder::Csv(_) = decoder {
+                // Tell the CSV decoder the input ended, so a last line without '\n' counts.
+                decoder.decode(&[]).map_err(|e| e.to_string())?;
+            }
+            if let Some(b) = decoder.flush().map_err(|e| e.to_string())? {
+                out.push(b);
+            }
+            return Ok(out);
+        }
+        match decoder.flush().map_err(|e| e.to_string())? {
+            Some(b) => out.push(b),
+            None if consumed == 0 => return Err("the decoder made no progress".to_owned()),
+            None => {}
+        }
+    }
+}
+
+/// Spark ignores files and directories whose name starts with `.` or `_` below the source path.
+fn is_hidden(path: &Path, root: &Path) -> bool {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .components()
+        .any(|c| c.as_os_str().to_string_lossy().starts_with(['.', '_']))
+}
+
+/// Renders a schema as a DDL string for logs.
+pub fn schema_ddl(schema: &Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_names_below_the_root_are_ignored() {
+        let root = Path::new("/data/in");
+        assert!(is_hidden(Path::new("/data/in/.tmp.json"), root));
+        assert!(is_hidden(Path::new("/data/in/_spark_metadata/0"), root));
+        assert!(!is_hidden(Path::new("/data/in/a.json"), root));
+        // A hidden component above the root does not hide everything.
+        assert!(!is_hidden(
+            Path::new("/data/.x/in/a.json"),
+            Path::new("/data/.x/in")
+        ));
+    }
+}

@@ -1,1 +1,216 @@
+//! Bad pipeline files: each wrong input must produce its error text (with the query, key path
+//! and line), exit code 2, and nothing may run.
 
+mod common;
+
+use common::{pipeline, sluice};
+
+/// A valid query; each case breaks one thing in it.
+const GOOD: &str = r#"[[query]]
+name = "events"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+
+[query.source]
+format = "json"
+path = "in/*.json"
+schema = "id BIGINT, city STRING, amount BIGINT"
+maxFilesPerTrigger = 1
+
+[query.sink]
+format = "json"
+path = "out"
+"#;
+
+struct Case {
+    what: &'static str,
+    from: &'static str,
+    to: &'static str,
+    /// Every fragment must appear in the error output.
+    expect: &'static [&'static str],
+}
+
+const CASES: &[Case] = &[
+    Case {
+        what: "misspelt option",
+        from: "maxFilesPerTrigger = 1",
+        to: "maxFilesPerTriger = 1",
+        expect: &["pipeline.toml:10: query 'events': source.maxFilesPerTriger: unknown key; did you mean 'maxFilesPerTrigger'?"],
+    },
+    Case {
+        what: "wrong type",
+        from: "maxFilesPerTrigger = 1",
+        to: "maxFilesPerTrigger = \"ten\"",
+        expect: &["pipeline.toml:10: query 'events': source.maxFilesPerTrigger: expected a non-negative integer, found a string"],
+    },
+    Case {
+        what: "zero limit",
+        from: "maxFilesPerTrigger = 1",
+        to: "maxFilesPerTrigger = 0",
+        expect: &["source.maxFilesPerTrigger: must be greater than 0"],
+    },
+    Case {
+        what: "missing path",
+        from: "path = \"in/*.json\"",
+        to: "",
+        expect: &["pipeline.toml:6: query 'events': source.path: missing required option"],
+    },
+    Case {
+        what: "no schema",
+        from: "schema = \"id BIGINT, city STRING, amount BIGINT\"",
+        to: "",
+        expect: &["source.schema: a streaming file source needs a schema", "inferSchema = true"],
+    },
+    Case {
+        what: "bad schema type",
+        from: "amount BIGINT",
+        to: "amount MONEY",
+        expect: &["pipeline.toml:9:", "source.schema: unknown type 'MONEY' for column 'amount'"],
+    },
+    Case {
+        what: "unknown trigger",
+        from: "trigger = \"availableNow\"",
+        to: "trigger = \"sometimes\"",
+        expect: &["pipeline.toml:4: query 'events': trigger: 'sometimes' is not a trigger"],
+    },
+    Case {
+        what: "bad interval",
+        from: "trigger = \"availableNow\"",
+        to: "trigger = { processingTime = \"10 fortnights\" }",
+        expect: &["trigger: unknown time unit 'fortnights'"],
+    },
+    Case {
+        what: "complete without aggregation",
+        from: "trigger = \"availableNow\"",
+        to: "trigger = \"availableNow\"\noutputMode = \"complete\"",
+        expect: &["outputMode: complete mode needs a streaming aggregation"],
+    },
+    Case {
+        what: "unknown output mode",
+        from: "trigger = \"availableNow\"",
+        to: "trigger = \"availableNow\"\noutputMode = \"upsert\"",
+        expect: &["outputMode: 'upsert' is not an output mode"],
+    },
+    Case {
+        what: "file sink without checkpoint",
+        from: "checkpointLocation = \"ckpt\"",
+        to: "",
+        expect: &["checkpointLocation: a FileSink[", "needs a checkpointLocation"],
+    },
+    Case {
+        what: "unknown source format",
+        from: "format = \"json\"\npath = \"in",
+        to: "format = \"kafak\"\npath = \"in",
+        expect: &["source.format: unknown source format 'kafak'"],
+    },
+    Case {
+        what: "unknown sink format",
+        from: "format = \"json\"\npath = \"out\"",
+        to: "format = \"jsn\"\npath = \"out\"",
+        expect: &["sink.format: unknown sink format 'jsn'"],
+    },
+    Case {
+        what: "invalid TOML",
+        from: "name = \"events\"",
+        to: "name = \"events",
+        expect: &["pipeline.toml:2:", "not valid TOML"],
+    },
+    Case {
+        what: "archive without a directory",
+        from: "maxFilesPerTrigger = 1",
+        to: "cleanSource = \"archive\"",
+        expect: &["source.sourceArchiveDir: cleanSource = \"archive\" needs sourceArchiveDir"],
+    },
+    Case {
+        what: "archive inside the source",
+        from: "maxFilesPerTrigger = 1",
+        to: "cleanSource = \"archive\"\nsourceArchiveDir = \"in/old\"",
+        expect: &["is inside the source path", "would be read again"],
+    },
+    Case {
+        what: "partition column not in schema",
+        from: "path = \"out\"",
+        to: "path = \"out\"\npartitionBy = [\"country\"]",
+        expect: &["sink.partitionBy: column 'country' is not in the source schema"],
+    },
+    Case {
+        what: "mode",
+        from: "maxFilesPerTrigger = 1",
+        to: "mode = \"LENIENT\"",
+        expect: &["source.mode: 'LENIENT' is not a mode; use \"PERMISSIVE\", \"DROPMALFORMED\" or \"FAILFAST\""],
+    },
+    Case {
+        what: "csv option on json",
+        from: "maxFilesPerTrigger = 1",
+        to: "header = true",
+        expect: &["source.header: only applies to csv, not json"],
+    },
+    Case {
+        what: "unknown query key",
+        from: "trigger = \"availableNow\"",
+        to: "trigger = \"availableNow\"\ncheckpointDir = \"x\"",
+        expect: &["query 'events': checkpointDir: unknown key; did you mean 'checkpointLocation'?"],
+    },
+];
+
+#[test]
+fn each_bad_pipeline_gets_its_error_and_nothing_runs() {
+    let mut failures = Vec::new();
+    for case in CASES {
+        assert!(GOOD.contains(case.from), "case '{}' does not apply", case.what);
+        let dir = tempfile::tempdir().unwrap();
+        let file = pipeline(dir.path(), &GOOD.replacen(case.from, case.to, 1));
+        for command in ["validate", "run"] {
+            let out = sluice().arg(command).arg(&file).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if out.status.code() != Some(2) {
+                failures.push(format!("{} ({command}): exit {:?}, stderr:\n{stderr}", case.what, out.status.code()));
+            }
+            for fragment in case.expect {
+                if !stderr.contains(fragment) {
+                    failures.push(format!("{} ({command}): missing {fragment:?} in:\n{stderr}", case.what));
+                }
+            }
+        }
+        assert!(!dir.path().join("out").exists(), "{}: the query ran", case.what);
+        assert!(!dir.path().join("ckpt").exists(), "{}: the query ran", case.what);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn the_good_pipeline_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = pipeline(dir.path(), GOOD);
+    let out = sluice().arg("validate").arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("query 'events': FileSource["), "{stdout}");
+    assert!(stdout.contains("ok, 1 query"), "{stdout}");
+}
+
+#[test]
+fn several_problems_are_reported_together_with_their_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = GOOD
+        .replacen("maxFilesPerTrigger = 1", "maxFilesPerTrigger = -3", 1)
+        .replacen("trigger = \"availableNow\"", "trigger = \"never\"", 1)
+        + "\n[[query]]\nname = \"events\"\n[query.source]\nformat = \"rate\"\n[query.sink]\nformat = \"console\"\n";
+    let file = pipeline(dir.path(), &text);
+    let out = sluice().arg("validate").arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("has 3 problems"), "{stderr}");
+    assert!(stderr.contains("pipeline.toml:4: query 'events': trigger:"), "{stderr}");
+    assert!(stderr.contains("pipeline.toml:10: query 'events': source.maxFilesPerTrigger:"), "{stderr}");
+    assert!(stderr.contains("names must be unique"), "{stderr}");
+}
+
+#[test]
+fn an_empty_file_says_to_add_a_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = pipeline(dir.path(), "# nothing yet\n");
+    let out = sluice().arg("validate").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no queries: add at least one [[query]] table"));
+}

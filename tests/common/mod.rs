@@ -1,0 +1,135 @@
+//! Helpers shared by the end-to-end tests: run the real `sluice` binary on real files.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::Duration;
+
+/// How long any awaited event may take before the test fails (generous: CI machines are slow).
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The `sluice` binary built for this test run.
+pub fn sluice() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+}
+
+/// Writes `text` to `dir/name` the way producers should: under a hidden name, then renamed in.
+pub fn drop_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).unwrap();
+    let path = dir.join(name);
+    std::fs::rename(&tmp, &path).unwrap();
+    path
+}
+
+/// JSON lines of `{"id": i, "city": ..., "amount": ...}` for ids in `range`.
+pub fn event_lines(range: std::ops::Range<u64>) -> String {
+    const CITIES: [&str; 4] = ["Seoul", "Busan", "Incheon", "Daegu"];
+    range
+        .map(|i| format!("{{\"id\":{i},\"city\":\"{}\",\"amount\":{}}}\n", CITIES[(i % 4) as usize], i * 10))
+        .collect()
+}
+
+/// Writes a pipeline file into `dir` and returns its path.
+pub fn pipeline(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Every row of the committed files of a json file sink, read through its commit log.
+pub fn committed_json(dir: &Path) -> Vec<serde_json::Value> {
+    let mut rows = Vec::new();
+    for file in sluice::sink::file::committed_files(dir).unwrap() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for line in text.lines() {
+            rows.push(serde_json::from_str(line).unwrap());
+        }
+    }
+    rows
+}
+
+/// The `id` fields of rows, sorted.
+pub fn sorted_ids(rows: &[serde_json::Value]) -> Vec<u64> {
+    let mut ids: Vec<u64> = rows.iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// The progress records of a `--progress-log` file.
+pub fn progress(path: &Path) -> Vec<sluice::progress::QueryProgress> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A `sluice run` child whose stderr lines arrive on a channel, so tests can await log
+/// lines and failpoints instead of sleeping.
+pub struct Running {
+    pub child: Child,
+    lines: Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Running {
+    pub fn start(pipeline: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
+        let mut cmd = sluice();
+        cmd.arg("run").arg(pipeline).args(args);
+        cmd.env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running { child, lines, seen: Vec::new() }
+    }
+
+    /// Waits for a stderr line containing `needle`; panics with everything seen on timeout.
+    pub fn await_line(&mut self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no stderr line with {needle:?}; saw:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    /// Sends a signal to the child.
+    pub fn signal(&self, sig: i32) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for exit and returns the exit code (None if killed by a signal) and all stderr.
+    pub fn wait(mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().unwrap();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
+        (status.code(), self.seen.join("\n"))
+    }
+}

@@ -35,13 +35,17 @@ const CASES: &[Case] = &[
         what: "misspelt option",
         from: "maxFilesPerTrigger = 1",
         to: "maxFilesPerTriger = 1",
-        expect: &["pipeline.toml:10: query 'events': source.maxFilesPerTriger: unknown key; did you mean 'maxFilesPerTrigger'?"],
+        expect: &[
+            "pipeline.toml:10: query 'events': source.maxFilesPerTriger: unknown key; did you mean 'maxFilesPerTrigger'?",
+        ],
     },
     Case {
         what: "wrong type",
         from: "maxFilesPerTrigger = 1",
         to: "maxFilesPerTrigger = \"ten\"",
-        expect: &["pipeline.toml:10: query 'events': source.maxFilesPerTrigger: expected a non-negative integer, found a string"],
+        expect: &[
+            "pipeline.toml:10: query 'events': source.maxFilesPerTrigger: expected a non-negative integer, found a string",
+        ],
     },
     Case {
         what: "zero limit",
@@ -59,13 +63,19 @@ const CASES: &[Case] = &[
         what: "no schema",
         from: "schema = \"id BIGINT, city STRING, amount BIGINT\"",
         to: "",
-        expect: &["source.schema: a streaming file source needs a schema", "inferSchema = true"],
+        expect: &[
+            "source.schema: a streaming file source needs a schema",
+            "inferSchema = true",
+        ],
     },
     Case {
         what: "bad schema type",
         from: "amount BIGINT",
         to: "amount MONEY",
-        expect: &["pipeline.toml:9:", "source.schema: unknown type 'MONEY' for column 'amount'"],
+        expect: &[
+            "pipeline.toml:9:",
+            "source.schema: unknown type 'MONEY' for column 'amount'",
+        ],
     },
     Case {
         what: "unknown trigger",
@@ -95,7 +105,10 @@ const CASES: &[Case] = &[
         what: "file sink without checkpoint",
         from: "checkpointLocation = \"ckpt\"",
         to: "",
-        expect: &["checkpointLocation: a FileSink[", "needs a checkpointLocation"],
+        expect: &[
+            "checkpointLocation: a FileSink[",
+            "needs a checkpointLocation",
+        ],
     },
     Case {
         what: "unknown source format",
@@ -137,7 +150,9 @@ const CASES: &[Case] = &[
         what: "mode",
         from: "maxFilesPerTrigger = 1",
         to: "mode = \"LENIENT\"",
-        expect: &["source.mode: 'LENIENT' is not a mode; use \"PERMISSIVE\", \"DROPMALFORMED\" or \"FAILFAST\""],
+        expect: &[
+            "source.mode: 'LENIENT' is not a mode; use \"PERMISSIVE\", \"DROPMALFORMED\" or \"FAILFAST\"",
+        ],
     },
     Case {
         what: "csv option on json",
@@ -157,23 +172,42 @@ const CASES: &[Case] = &[
 fn each_bad_pipeline_gets_its_error_and_nothing_runs() {
     let mut failures = Vec::new();
     for case in CASES {
-        assert!(GOOD.contains(case.from), "case '{}' does not apply", case.what);
+        assert!(
+            GOOD.contains(case.from),
+            "case '{}' does not apply",
+            case.what
+        );
         let dir = tempfile::tempdir().unwrap();
         let file = pipeline(dir.path(), &GOOD.replacen(case.from, case.to, 1));
         for command in ["validate", "run"] {
             let out = sluice().arg(command).arg(&file).output().unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
             if out.status.code() != Some(2) {
-                failures.push(format!("{} ({command}): exit {:?}, stderr:\n{stderr}", case.what, out.status.code()));
+                failures.push(format!(
+                    "{} ({command}): exit {:?}, stderr:\n{stderr}",
+                    case.what,
+                    out.status.code()
+                ));
             }
             for fragment in case.expect {
                 if !stderr.contains(fragment) {
-                    failures.push(format!("{} ({command}): missing {fragment:?} in:\n{stderr}", case.what));
+                    failures.push(format!(
+                        "{} ({command}): missing {fragment:?} in:\n{stderr}",
+                        case.what
+                    ));
                 }
             }
         }
-        assert!(!dir.path().join("out").exists(), "{}: the query ran", case.what);
-        assert!(!dir.path().join("ckpt").exists(), "{}: the query ran", case.what);
+        assert!(
+            !dir.path().join("out").exists(),
+            "{}: the query ran",
+            case.what
+        );
+        assert!(
+            !dir.path().join("ckpt").exists(),
+            "{}: the query ran",
+            case.what
+        );
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
@@ -183,7 +217,11 @@ fn the_good_pipeline_validates() {
     let dir = tempfile::tempdir().unwrap();
     let file = pipeline(dir.path(), GOOD);
     let out = sluice().arg("validate").arg(&file).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("query 'events': FileSource["), "{stdout}");
     assert!(stdout.contains("ok, 1 query"), "{stdout}");
@@ -201,8 +239,14 @@ fn several_problems_are_reported_together_with_their_lines() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("has 3 problems"), "{stderr}");
-    assert!(stderr.contains("pipeline.toml:4: query 'events': trigger:"), "{stderr}");
-    assert!(stderr.contains("pipeline.toml:10: query 'events': source.maxFilesPerTrigger:"), "{stderr}");
+    assert!(
+        stderr.contains("pipeline.toml:4: query 'events': trigger:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("pipeline.toml:10: query 'events': source.maxFilesPerTrigger:"),
+        "{stderr}"
+    );
     assert!(stderr.contains("names must be unique"), "{stderr}");
 }
 
@@ -212,5 +256,8 @@ fn an_empty_file_says_to_add_a_query() {
     let file = pipeline(dir.path(), "# nothing yet\n");
     let out = sluice().arg("validate").arg(&file).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no queries: add at least one [[query]] table"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no queries: add at least one [[query]] table")
+    );
 }

@@ -29,7 +29,13 @@ pub fn drop_file(dir: &Path, name: &str, text: &str) -> PathBuf {
 pub fn event_lines(range: std::ops::Range<u64>) -> String {
     const CITIES: [&str; 4] = ["Seoul", "Busan", "Incheon", "Daegu"];
     range
-        .map(|i| format!("{{\"id\":{i},\"city\":\"{}\",\"amount\":{}}}\n", CITIES[(i % 4) as usize], i * 10))
+        .map(|i| {
+            format!(
+                "{{\"id\":{i},\"city\":\"{}\",\"amount\":{}}}\n",
+                CITIES[(i % 4) as usize],
+                i * 10
+            )
+        })
         .collect()
 }
 
@@ -84,7 +90,11 @@ impl Running {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, lines) = channel();
         std::thread::spawn(move || {
@@ -94,7 +104,11 @@ impl Running {
                 }
             }
         });
-        Running { child, lines, seen: Vec::new() }
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
     }
 
     /// Waits for a stderr line containing `needle`; panics with everything seen on timeout.
@@ -109,7 +123,10 @@ impl Running {
                         return line;
                     }
                 }
-                Err(_) => panic!("no stderr line with {needle:?}; saw:\n{}", self.seen.join("\n")),
+                Err(_) => panic!(
+                    "no stderr line with {needle:?}; saw:\n{}",
+                    self.seen.join("\n")
+                ),
             }
         }
     }

@@ -121,7 +121,7 @@ impl Checkpoint {
                 m
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if numbered_entries(&dir.join("offsets"))?.first().is_some() {
+                if !numbered_entries(&dir.join("offsets"))?.is_empty() {
                     return Err(Error::Checkpoint {
                         path: dir,
                         message: "offsets exist but metadata is missing; the checkpoint is damaged"

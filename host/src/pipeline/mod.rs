@@ -825,7 +825,7 @@ fn parse_sink(ctx: &Ctx, query: &str, node: &Spanned<Node>, base: &Path) -> Opti
         "format",
         "say which sink: console, memory, json, csv or parquet",
     )?;
-    let spec = match format.to_ascii_lowercase().as_str() {
+    match format.to_ascii_lowercase().as_str() {
         "console" => {
             let num_rows = s.positive("numRows").unwrap_or(20) as usize;
             let truncate = s.bool("truncate").unwrap_or(true);
@@ -881,6 +881,5 @@ fn parse_sink(ctx: &Ctx, query: &str, node: &Spanned<Node>, base: &Path) -> Opti
             );
             None
         }
-    };
-    spec
+    }
 }

@@ -265,12 +265,12 @@ impl FileSource {
                     .build_decoder()
                     .map_err(|e| Error::data(ctx(), e))?,
             ),
-            _ => RowDecoder::Csv(
+            _ => RowDecoder::Csv(Box::new(
                 arrow_csv::ReaderBuilder::new(self.data_schema.clone())
                     .with_batch_size(batch_rows)
                     .with_delimiter(self.spec.sep)
                     .build_decoder(),
-            ),
+            )),
         })
     }
 
@@ -557,7 +557,7 @@ impl Source for FileSource {
 /// The two line-oriented Arrow decoders behind one interface.
 enum RowDecoder {
     Json(arrow_json::reader::Decoder),
-    Csv(arrow_csv::reader::Decoder),
+    Csv(Box<arrow_csv::reader::Decoder>),
 }
 
 impl RowDecoder {

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need, then runs them.
+# Usage: scripts/test.sh   (CI runs it through .ci/run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install rustup (https://rustup.rs) first" >&2
+  exit 1
+fi
+# rust-toolchain.toml pins the toolchain and lists the wasm32-wasip2 target; make sure both
+# are installed before cargo needs them (rustup does nothing when they already are).
+rustup show active-toolchain >/dev/null
+rustup target add wasm32-wasip2 >/dev/null
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked

@@ -15,10 +15,19 @@ const ROWS_PER_FILE: u64 = 50;
 
 fn setup(d: &Path) -> std::path::PathBuf {
     for i in 0..FILES {
-        let f = drop_file(&d.join("in"), &format!("f{i}.json"), &event_lines(i * ROWS_PER_FILE..(i + 1) * ROWS_PER_FILE));
+        let f = drop_file(
+            &d.join("in"),
+            &format!("f{i}.json"),
+            &event_lines(i * ROWS_PER_FILE..(i + 1) * ROWS_PER_FILE),
+        );
         // Distinct modification times fix the order files are picked in.
         let t = std::time::SystemTime::now() - std::time::Duration::from_secs(100 - i);
-        std::fs::File::options().write(true).open(&f).unwrap().set_modified(t).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
     }
     pipeline(
         d,
@@ -55,7 +64,11 @@ fn clean_run() -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let file = setup(dir.path());
     let out = sluice().arg("run").arg(&file).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     committed_rows(dir.path())
 }
 
@@ -64,7 +77,13 @@ fn kill_minus_nine_anywhere_then_restart_gives_the_clean_output() {
     let expected = clean_run();
     assert_eq!(expected.len() as u64, FILES * ROWS_PER_FILE);
 
-    let points = ["before-offsets", "after-offsets", "mid-sink", "after-sink", "after-commit"];
+    let points = [
+        "before-offsets",
+        "after-offsets",
+        "mid-sink",
+        "after-sink",
+        "after-commit",
+    ];
     let mut killed_at = 0;
     for batch in 0..5u64 {
         for point in points {
@@ -81,15 +100,33 @@ fn kill_minus_nine_anywhere_then_restart_gives_the_clean_output() {
 
             // What a reader sees right after the crash is a prefix of the clean output.
             let partial = committed_rows(d);
-            assert!(partial.iter().all(|r| expected.binary_search(r).is_ok()), "{failpoint}: a row that a clean run never writes");
+            assert!(
+                partial.iter().all(|r| expected.binary_search(r).is_ok()),
+                "{failpoint}: a row that a clean run never writes"
+            );
 
-            let out = sluice().arg("run").arg(&file).env("RUST_LOG", "info").output().unwrap();
+            let out = sluice()
+                .arg("run")
+                .arg(&file)
+                .env("RUST_LOG", "info")
+                .output()
+                .unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(out.status.success(), "{failpoint}: restart failed:\n{stderr}");
+            assert!(
+                out.status.success(),
+                "{failpoint}: restart failed:\n{stderr}"
+            );
             if matches!(point, "after-offsets" | "mid-sink" | "after-sink") {
-                assert!(stderr.contains("re-running the last batch"), "{failpoint}: batch not re-run:\n{stderr}");
+                assert!(
+                    stderr.contains("re-running the last batch"),
+                    "{failpoint}: batch not re-run:\n{stderr}"
+                );
             }
-            assert_eq!(committed_rows(d), expected, "{failpoint}: output differs from a clean run");
+            assert_eq!(
+                committed_rows(d),
+                expected,
+                "{failpoint}: output differs from a clean run"
+            );
         }
     }
     assert!(killed_at >= 20);

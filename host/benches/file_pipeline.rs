@@ -22,7 +22,9 @@ const ROUND_TRIPS: u64 = 300;
 
 fn write_input(dir: &Path) -> (u64, u64) {
     std::fs::create_dir_all(dir).unwrap();
-    const CITIES: [&str; 8] = ["Seoul", "Busan", "Incheon", "Daegu", "Daejeon", "Gwangju", "Ulsan", "Suwon"];
+    const CITIES: [&str; 8] = [
+        "Seoul", "Busan", "Incheon", "Daegu", "Daejeon", "Gwangju", "Ulsan", "Suwon",
+    ];
     const EVENTS: [&str; 3] = ["click", "view", "purchase"];
     let mut bytes = 0;
     for f in 0..FILES {
@@ -145,13 +147,18 @@ path = "{out}"
         per_batch.push((t1 - t0).as_secs_f64() * 1000.0 / ROUND_TRIPS as f64);
     }
     let (m, lo, hi) = median(per_batch);
-    println!("round trip of a 1-row batch (offsets fsync, read, json sink + its log fsync, commit fsync): median {m:.2} ms/batch, min {lo:.2}, max {hi:.2} over {RUNS} runs of {ROUND_TRIPS} batches");
+    println!(
+        "round trip of a 1-row batch (offsets fsync, read, json sink + its log fsync, commit fsync): median {m:.2} ms/batch, min {lo:.2}, max {hi:.2} over {RUNS} runs of {ROUND_TRIPS} batches"
+    );
 }
 
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` would pass nothing. Either way run.
     let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    if only.as_deref().is_none_or(|o| "json_to_parquet".contains(o)) {
+    if only
+        .as_deref()
+        .is_none_or(|o| "json_to_parquet".contains(o))
+    {
         json_to_parquet();
     }
     if only.as_deref().is_none_or(|o| "round_trip".contains(o)) {

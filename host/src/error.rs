@@ -77,6 +77,15 @@ pub enum Error {
         message: String,
     },
 
+    /// A Wasm module could not be loaded, refused its configuration, or failed a call.
+    #[error("{module}: {message}")]
+    Wasm {
+        /// Which module, step and query.
+        module: String,
+        /// What went wrong and what to do.
+        message: String,
+    },
+
     /// A query failed while running a batch.
     #[error("query '{query}' failed in batch {batch_id}: {source}")]
     Batch {

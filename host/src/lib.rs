@@ -33,6 +33,7 @@
 //! | console, memory, file sinks | [`sink`] |
 //! | offsets and commit logs | [`checkpoint`] |
 //! | progress records and status | [`progress`] |
+//! | Wasm transforms and foreachBatch handlers | [`wasm`] |
 //! | the `sluice` command line | [`cli`] |
 
 pub mod checkpoint;
@@ -48,3 +49,4 @@ pub mod schema;
 pub mod sink;
 pub mod source;
 pub mod trigger;
+pub mod wasm;

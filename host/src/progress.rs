@@ -37,6 +37,9 @@ pub struct QueryProgress {
     pub duration_ms: BTreeMap<String, u64>,
     /// Event-time statistics (watermark, min/max/avg event time) when the query has any.
     pub event_time: BTreeMap<String, String>,
+    /// Counters of the query's steps (`transform.<step>.failedCalls`: calls that failed and were
+    /// skipped or dead-lettered by the step's `onError` policy).
+    pub observed_metrics: BTreeMap<String, serde_json::Value>,
     /// Stateful operators' statistics.
     pub state_operators: Vec<serde_json::Value>,
     /// One entry per source.

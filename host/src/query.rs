@@ -5,7 +5,8 @@
 //! 1. ask the source for its latest offset (bounded by the per-trigger limit);
 //! 2. **write `offsets/N`** (write-ahead log);
 //! 3. read the rows between the last committed offset and the new one;
-//! 4. run the transform steps (none yet) and hand the rows to the sink with batch id N;
+//! 4. run the Wasm transform steps, hand the rows to the sink with batch id N, then write
+//!    what was staged for named outputs (handler writes, dead letters) with the same id;
 //! 5. **write `commits/N`**, then let the source clean up.
 //!
 //! A query runs on its own thread and owns its source, sink and checkpoint. The outside
@@ -27,9 +28,11 @@ use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::pipeline::{QuerySpec, SourceSpec};
 use crate::progress::{QueryMonitor, QueryProgress, SinkProgress, SourceProgress};
-use crate::sink::{self, Sink};
+use crate::sink::outputs::SharedOutputs;
+use crate::sink::{self, Sink, SinkContext};
 use crate::source::{self, Offset, ReadLimit, Source, SourceContext};
 use crate::trigger::{POLLING_DELAY, Trigger, next_boundary};
+use crate::wasm::transform::WasmTransform;
 
 /// A stop request that wakes a query sleeping between triggers.
 #[derive(Debug, Default)]
@@ -95,14 +98,32 @@ impl StreamingQuery {
                 log_dir: checkpoint.source_dir(0),
             },
         )?;
-        let sink = sink::open(&spec.sink, &spec.name, spec.output_mode)?;
+        // Named outputs first: the handler and dead-letter policies write into them.
+        let mut ctx = SinkContext {
+            query: spec.name.clone(),
+            output_mode: spec.output_mode,
+            schema: source.schema(),
+            outputs: SharedOutputs::default(),
+        };
+        let outputs = SharedOutputs::open(&spec.outputs, &ctx)?;
+        // Each step's init fixes its output schema, the next step's input, before any batch.
+        let mut steps = Vec::with_capacity(spec.transforms.len());
+        for t in &spec.transforms {
+            let step = WasmTransform::new(t.clone(), &spec.name, ctx.schema.clone())?;
+            ctx.schema = step.output_schema();
+            steps.push(step);
+        }
+        ctx.outputs = outputs.clone();
+        let sink = sink::open(&spec.sink, &ctx)?;
         let stop = Arc::new(StopSignal::default());
         let monitor = Arc::new(QueryMonitor::default());
         let run_id = uuid::Uuid::new_v4().to_string();
         let id = checkpoint.query_id().to_owned();
         info!(query = %spec.name, id = %id, run_id = %run_id, checkpoint = %checkpoint.dir().display(), trigger = %spec.trigger, "starting query");
         let mut exec = MicroBatchExecution {
-            schema: source.schema(),
+            schema: ctx.schema,
+            steps,
+            outputs,
             spec,
             id: id.clone(),
             run_id: run_id.clone(),
@@ -222,7 +243,10 @@ struct MicroBatchExecution {
     spec: QuerySpec,
     id: String,
     run_id: String,
+    /// Schema of what reaches the sink (the last step's output).
     schema: SchemaRef,
+    steps: Vec<WasmTransform>,
+    outputs: SharedOutputs,
     checkpoint: Checkpoint,
     source: Box<dyn Source>,
     sink: Box<dyn Sink>,
@@ -409,8 +433,17 @@ impl MicroBatchExecution {
         let result = (|| {
             let data = phases.time("getBatch", || self.source.get_batch(start.as_ref(), &end))?;
             let input_rows: u64 = data.iter().map(|b| b.num_rows() as u64).sum();
+            let data = phases.time("transform", || {
+                let mut data = data;
+                for step in &mut self.steps {
+                    data = step.process(batch_id, data, &self.outputs)?;
+                }
+                Ok(data)
+            })?;
             let output_rows = phases.time("addBatch", || {
-                self.sink.add_batch(batch_id, &self.schema, &data)
+                let rows = self.sink.add_batch(batch_id, &self.schema, &data)?;
+                self.outputs.flush(batch_id)?;
+                Ok(rows)
             })?;
             failpoint::hit("after-sink", batch_id);
             phases.time("commitOffsets", || {
@@ -423,7 +456,10 @@ impl MicroBatchExecution {
                 .purge(batch_id, self.spec.min_batches_to_retain)?;
             Ok((input_rows, output_rows))
         })();
-        let (input_rows, output_rows) = result.map_err(|e| self.batch_error(batch_id, e))?;
+        let (input_rows, output_rows) = result.map_err(|e| {
+            self.outputs.discard_staged();
+            self.batch_error(batch_id, e)
+        })?;
         self.committed = Some(end.clone());
         self.next_batch_id = batch_id + 1;
         self.report(
@@ -478,6 +514,16 @@ impl MicroBatchExecution {
             processed_rows_per_second: per_sec(total),
             duration_ms: std::mem::take(&mut phases.0),
             event_time: BTreeMap::new(),
+            observed_metrics: self
+                .steps
+                .iter_mut()
+                .map(|s| {
+                    (
+                        format!("transform.{}.failedCalls", s.name()),
+                        s.take_failed_calls().into(),
+                    )
+                })
+                .collect(),
             state_operators: Vec::new(),
             sources: vec![SourceProgress {
                 description: self.source.description(),

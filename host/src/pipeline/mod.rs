@@ -79,6 +79,73 @@ pub struct QuerySpec {
     pub checkpoint_location: Option<PathBuf>,
     /// How many batches of offsets/commits the checkpoint keeps (Spark's `minBatchesToRetain`).
     pub min_batches_to_retain: u64,
+    /// Wasm transform steps, applied in order between source and sink.
+    pub transforms: Vec<TransformSpec>,
+    /// Named extra sinks for the foreachBatch handler and dead letters.
+    pub outputs: Vec<(String, SinkSpec)>,
+}
+
+/// Limits on a guest, per call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuestLimits {
+    /// Wall-clock deadline of one call (`timeout`).
+    pub timeout: Duration,
+    /// Cap on the guest's linear memory (`maxMemory`).
+    pub max_memory: u64,
+    /// Fuel per call (`fuel`), when set.
+    pub fuel: Option<u64>,
+}
+
+impl Default for GuestLimits {
+    fn default() -> Self {
+        GuestLimits {
+            timeout: Duration::from_secs(30),
+            max_memory: 512 << 20,
+            fuel: None,
+        }
+    }
+}
+
+/// What a failed transform call does to its rows (`onError`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// The query stops; the batch is not committed and re-runs on restart.
+    #[default]
+    Fail,
+    /// The rows of the failed call are dropped, logged and counted.
+    Skip,
+    /// The rows go, with an `_error` column, to this named output.
+    DeadLetter(String),
+}
+
+/// A Wasm transform step (`[[query.transform]]`).
+#[derive(Debug, Clone)]
+pub struct TransformSpec {
+    /// The step's name in logs and errors.
+    pub name: String,
+    /// The component file.
+    pub module: PathBuf,
+    /// The step's `config` table, handed to the guest's `init` as JSON.
+    pub config: serde_json::Value,
+    /// Per-call limits.
+    pub limits: GuestLimits,
+    /// What a failed call does.
+    pub on_error: OnError,
+}
+
+/// A foreachBatch handler sink.
+#[derive(Debug, Clone)]
+pub struct HandlerSpec {
+    /// The component file.
+    pub module: PathBuf,
+    /// The sink's `config` table, handed to the guest's `init` as JSON.
+    pub config: serde_json::Value,
+    /// Per-call limits.
+    pub limits: GuestLimits,
+    /// The one directory the handler may read and write (`directory`).
+    pub directory: Option<PathBuf>,
+    /// Hosts (`host` or `host:port`) the handler may send HTTP requests to (`allowHosts`).
+    pub allow_hosts: Vec<String>,
 }
 
 /// Spark's output modes.
@@ -234,6 +301,8 @@ pub enum SinkSpec {
     },
     /// Files with a commit log that makes them exactly-once.
     File(FileSinkSpec),
+    /// A Wasm foreachBatch handler.
+    ForeachBatch(HandlerSpec),
 }
 
 /// Options of the file sink.
@@ -270,6 +339,7 @@ impl SinkSpec {
             SinkSpec::Console { .. } => "ConsoleSink".to_owned(),
             SinkSpec::Memory { table } => format!("MemorySink[{table}]"),
             SinkSpec::File(f) => format!("FileSink[{}]", f.path.display()),
+            SinkSpec::ForeachBatch(h) => format!("ForeachBatchSink[{}]", h.module.display()),
         }
     }
 
@@ -288,6 +358,8 @@ const QUERY_KEYS: &[&str] = &[
     "outputMode",
     "checkpointLocation",
     "minBatchesToRetain",
+    "transform",
+    "outputs",
 ];
 const FILE_SOURCE_KEYS: &[&str] = &[
     "format",
@@ -483,6 +555,47 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
             None
         }
     };
+    let mut outputs = Vec::new();
+    if let Some(node) = q.get("outputs") {
+        match node.get_ref() {
+            Node::Table(entries) => {
+                for (key, value) in entries {
+                    let prefix = format!("outputs.{}", key.get_ref());
+                    if let Some(spec) = parse_sink_at(ctx, &label, value, base, &prefix, false) {
+                        outputs.push((key.get_ref().clone(), spec));
+                    }
+                }
+            }
+            other => q.error_at(
+                node.span().start,
+                "outputs",
+                format!(
+                    "expected [query.outputs.NAME] tables, found {}",
+                    other.kind()
+                ),
+            ),
+        }
+    }
+    let mut transforms = Vec::new();
+    if let Some(node) = q.get("transform") {
+        match node.get_ref() {
+            Node::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(t) = parse_transform(ctx, &label, item, base, i, &outputs) {
+                        transforms.push(t);
+                    }
+                }
+            }
+            other => q.error_at(
+                node.span().start,
+                "transform",
+                format!(
+                    "expected [[query.transform]] tables, found {}",
+                    other.kind()
+                ),
+            ),
+        }
+    }
     let trigger = q.get("trigger").and_then(|t| parse_trigger(&q, t));
     let output_mode = match q
         .string("outputMode")
@@ -544,6 +657,94 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
         output_mode: output_mode?,
         checkpoint_location,
         min_batches_to_retain,
+        transforms,
+        outputs,
+    })
+}
+
+fn parse_limits(r: &mut TableReader) -> GuestLimits {
+    let d = GuestLimits::default();
+    GuestLimits {
+        timeout: r
+            .duration("timeout")
+            .filter(|t| !t.is_zero())
+            .unwrap_or(d.timeout),
+        max_memory: r.bytes("maxMemory").unwrap_or(d.max_memory),
+        fuel: r.positive("fuel"),
+    }
+}
+
+const LIMIT_KEYS: [&str; 3] = ["timeout", "maxMemory", "fuel"];
+
+fn parse_transform(
+    ctx: &Ctx,
+    query: &str,
+    node: &Spanned<Node>,
+    base: &Path,
+    index: usize,
+    outputs: &[(String, SinkSpec)],
+) -> Option<TransformSpec> {
+    let prefix = format!("transform[{index}]");
+    let mut t = TableReader::new(ctx, Some(query), &prefix, node)?;
+    let name = t.string("name").unwrap_or_else(|| format!("step-{index}"));
+    let module = t.required_string(
+        "module",
+        "the component file, e.g. module = \"transforms/parse.wasm\"",
+    );
+    let config = t
+        .get("config")
+        .map(|c| c.get_ref().to_json())
+        .unwrap_or(serde_json::Value::Null);
+    let limits = parse_limits(&mut t);
+    let dead_letter = t.string("deadLetter");
+    let on_error = match t.string("onError").as_deref() {
+        None | Some("fail") => OnError::Fail,
+        Some("skip") => OnError::Skip,
+        Some("deadLetter" | "dead_letter") => match &dead_letter {
+            Some(name) if outputs.iter().any(|(n, _)| n == name) => {
+                OnError::DeadLetter(name.clone())
+            }
+            Some(name) => {
+                t.error_here(
+                    "deadLetter",
+                    format!("no output named '{name}'; declare it as [query.outputs.{name}]"),
+                );
+                OnError::Fail
+            }
+            None => {
+                t.error_here(
+                    "deadLetter",
+                    "onError = \"deadLetter\" needs deadLetter = \"<output name>\"".to_owned(),
+                );
+                OnError::Fail
+            }
+        },
+        Some(other) => {
+            t.error_here(
+                "onError",
+                format!("'{other}' is not a policy; use \"fail\", \"skip\" or \"deadLetter\""),
+            );
+            OnError::Fail
+        }
+    };
+    if dead_letter.is_some()
+        && !matches!(on_error, OnError::DeadLetter(_))
+        && t.get("onError").is_some()
+    {
+        t.error_here(
+            "deadLetter",
+            "only used with onError = \"deadLetter\"".to_owned(),
+        );
+    }
+    let mut known = vec!["name", "module", "config", "onError", "deadLetter"];
+    known.extend(LIMIT_KEYS);
+    t.finish(&known);
+    Some(TransformSpec {
+        name,
+        module: resolve(base, &module?),
+        config,
+        limits,
+        on_error,
     })
 }
 
@@ -820,12 +1021,53 @@ pub fn glob_root(path: &Path) -> PathBuf {
 }
 
 fn parse_sink(ctx: &Ctx, query: &str, node: &Spanned<Node>, base: &Path) -> Option<SinkSpec> {
-    let mut s = TableReader::new(ctx, Some(query), "sink", node)?;
+    parse_sink_at(ctx, query, node, base, "sink", true)
+}
+
+fn parse_sink_at(
+    ctx: &Ctx,
+    query: &str,
+    node: &Spanned<Node>,
+    base: &Path,
+    prefix: &str,
+    main: bool,
+) -> Option<SinkSpec> {
+    let mut s = TableReader::new(ctx, Some(query), prefix, node)?;
     let format = s.required_string(
         "format",
-        "say which sink: console, memory, json, csv or parquet",
+        "say which sink: console, memory, json, csv, parquet or foreachBatch",
     )?;
     match format.to_ascii_lowercase().as_str() {
+        "foreachbatch" if main => {
+            let module = s.required_string(
+                "module",
+                "the handler component, e.g. module = \"handlers/two_sinks.wasm\"",
+            );
+            let config = s
+                .get("config")
+                .map(|c| c.get_ref().to_json())
+                .unwrap_or(serde_json::Value::Null);
+            let limits = parse_limits(&mut s);
+            let directory = s.string("directory").map(|d| resolve(base, &d));
+            let allow_hosts = s.string_list("allowHosts").unwrap_or_default();
+            let mut known = vec!["format", "module", "config", "directory", "allowHosts"];
+            known.extend(LIMIT_KEYS);
+            s.finish(&known);
+            Some(SinkSpec::ForeachBatch(HandlerSpec {
+                module: resolve(base, &module?),
+                config,
+                limits,
+                directory,
+                allow_hosts,
+            }))
+        }
+        "foreachbatch" => {
+            s.error_here(
+                "format",
+                "an output cannot be a foreachBatch handler".to_owned(),
+            );
+            None
+        }
         "console" => {
             let num_rows = s.positive("numRows").unwrap_or(20) as usize;
             let truncate = s.bool("truncate").unwrap_or(true);
@@ -834,9 +1076,9 @@ fn parse_sink(ctx: &Ctx, query: &str, node: &Spanned<Node>, base: &Path) -> Opti
         }
         "memory" => {
             s.finish(&["format"]);
-            Some(SinkSpec::Memory {
-                table: query.to_owned(),
-            })
+            // The main sink's table is named after the query, an output's after the output.
+            let table = prefix.strip_prefix("outputs.").unwrap_or(query).to_owned();
+            Some(SinkSpec::Memory { table })
         }
         "json" | "csv" | "parquet" => {
             let format = match format.to_ascii_lowercase().as_str() {
@@ -877,7 +1119,7 @@ fn parse_sink(ctx: &Ctx, query: &str, node: &Spanned<Node>, base: &Path) -> Opti
         other => {
             s.error_here(
                 "format",
-                format!("unknown sink format '{other}'; use console, memory, json, csv or parquet"),
+                format!("unknown sink format '{other}'; use console, memory, json, csv, parquet or foreachBatch"),
             );
             None
         }

@@ -18,7 +18,7 @@ use toml::Spanned;
 pub(crate) enum Node {
     Str(String),
     Int(i64),
-    Float,
+    Float(f64),
     Bool(bool),
     Array(Vec<Spanned<Node>>),
     Table(Vec<(Spanned<String>, Spanned<Node>)>),
@@ -30,10 +30,30 @@ impl Node {
         match self {
             Node::Str(_) => "a string",
             Node::Int(_) => "an integer",
-            Node::Float => "a float",
+            Node::Float(_) => "a float",
             Node::Bool(_) => "a boolean",
             Node::Array(_) => "an array",
             Node::Table(_) => "a table",
+        }
+    }
+}
+
+impl Node {
+    /// The value as JSON (how a step's `config` table reaches its guest).
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        match self {
+            Node::Str(s) => s.clone().into(),
+            Node::Int(i) => (*i).into(),
+            Node::Float(f) => {
+                serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
+            }
+            Node::Bool(b) => (*b).into(),
+            Node::Array(items) => items.iter().map(|i| i.get_ref().to_json()).collect(),
+            Node::Table(entries) => entries
+                .iter()
+                .map(|(k, v)| (k.get_ref().clone(), v.get_ref().to_json()))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
         }
     }
 }
@@ -63,8 +83,8 @@ impl<'de> Visitor<'de> for NodeVisitor {
             .map(Node::Int)
             .map_err(|_| E::custom("integer too large"))
     }
-    fn visit_f64<E>(self, _v: f64) -> Result<Node, E> {
-        Ok(Node::Float)
+    fn visit_f64<E>(self, v: f64) -> Result<Node, E> {
+        Ok(Node::Float(v))
     }
     fn visit_str<E>(self, v: &str) -> Result<Node, E> {
         Ok(Node::Str(v.to_owned()))
@@ -350,6 +370,26 @@ impl<'a, 't> TableReader<'a, 't> {
         }
     }
 
+    /// An optional size in bytes: `"256 MiB"`, `"1 GiB"`, `"512KB"` or an integer of bytes.
+    pub(crate) fn bytes(&mut self, key: &str) -> Option<u64> {
+        let node = self.get(key)?;
+        let parsed = match node.get_ref() {
+            Node::Int(b) if *b > 0 => Ok(*b as u64),
+            Node::Str(s) => parse_bytes(s),
+            other => Err(format!(
+                "expected a size like \"256 MiB\", found {}",
+                other.kind()
+            )),
+        };
+        match parsed {
+            Ok(b) => Some(b),
+            Err(msg) => {
+                self.error_at(node.span().start, key, msg);
+                None
+            }
+        }
+    }
+
     /// An optional list of strings (a single string is taken as a one-element list).
     pub(crate) fn string_list(&mut self, key: &str) -> Option<Vec<String>> {
         self.typed(key, "an array of strings", |n| match n {
@@ -424,6 +464,33 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     ))
 }
 
+/// Parses a size: a number and a unit (B, KB, KiB, MB, MiB, GB, GiB).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().map_err(|_| {
+        format!("'{text}' is not a size; write a number and a unit, like \"256 MiB\"")
+    })?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" | "bytes" => 1.0,
+        "kb" => 1e3,
+        "kib" | "k" => 1024.0,
+        "mb" => 1e6,
+        "mib" | "m" => 1024.0 * 1024.0,
+        "gb" => 1e9,
+        "gib" | "g" => 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "unknown size unit '{other}' in '{text}'; use B, KiB, MiB or GiB"
+            ));
+        }
+    };
+    Ok((value * scale) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,5 +507,14 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("ten seconds").is_err());
         assert!(parse_duration("10 fortnights").is_err());
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_and_decimal_units() {
+        assert_eq!(parse_bytes("256 MiB"), Ok(256 << 20));
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("10 MB"), Ok(10_000_000));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("3 parsecs").is_err());
     }
 }

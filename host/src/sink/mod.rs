@@ -9,6 +9,7 @@
 pub mod console;
 pub mod file;
 pub mod memory;
+pub mod outputs;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -31,13 +32,32 @@ pub trait Sink: Send {
     ) -> Result<u64>;
 }
 
+/// What a sink is opened with besides its own options.
+#[derive(Clone)]
+pub struct SinkContext {
+    /// The query's name.
+    pub query: String,
+    /// The query's output mode.
+    pub output_mode: OutputMode,
+    /// The schema of the batches the sink will receive.
+    pub schema: SchemaRef,
+    /// The query's named outputs (for foreachBatch handlers).
+    pub outputs: outputs::SharedOutputs,
+}
+
 /// Builds the sink a pipeline asks for.
-pub fn open(spec: &SinkSpec, query: &str, output_mode: OutputMode) -> Result<Box<dyn Sink>> {
+pub fn open(spec: &SinkSpec, ctx: &SinkContext) -> Result<Box<dyn Sink>> {
     Ok(match spec {
         SinkSpec::Console { num_rows, truncate } => {
             Box::new(console::ConsoleSink::stdout(*num_rows, *truncate))
         }
-        SinkSpec::Memory { table } => Box::new(memory::MemorySink::new(table, output_mode)),
-        SinkSpec::File(f) => Box::new(file::FileSink::open(f.clone(), query)?),
+        SinkSpec::Memory { table } => Box::new(memory::MemorySink::new(table, ctx.output_mode)),
+        SinkSpec::File(f) => Box::new(file::FileSink::open(f.clone(), &ctx.query)?),
+        SinkSpec::ForeachBatch(h) => Box::new(crate::wasm::handler::WasmHandlerSink::new(
+            h.clone(),
+            &ctx.query,
+            ctx.schema.clone(),
+            ctx.outputs.clone(),
+        )?),
     })
 }

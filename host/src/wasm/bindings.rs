@@ -1,0 +1,28 @@
+//! Host bindings generated from `wit/` for the two worlds.
+//!
+//! `Borrowing` ownership makes the batch types the host *passes* to a guest borrow the host's
+//! Arrow buffers (so the only copy is the canonical ABI's memcpy into guest memory), while
+//! batches the guest hands back (`output.emit`, `sinks.write`) arrive as owned byte vectors
+//! the host wraps as Arrow buffers without a further copy.
+
+/// The `transformer` world: a transform step.
+pub mod transformer {
+    wasmtime::component::bindgen!({
+        world: "transformer",
+        path: "../wit",
+        ownership: Borrowing { duplicate_if_necessary: true },
+    });
+}
+
+/// The `handler` world: a foreachBatch sink.
+pub mod handler {
+    wasmtime::component::bindgen!({
+        world: "handler",
+        path: "../wit",
+        ownership: Borrowing { duplicate_if_necessary: true },
+        with: {
+            "sluice:pipeline/log": super::transformer::sluice::pipeline::log,
+            "sluice:pipeline/arrow": super::transformer::sluice::pipeline::arrow,
+        },
+    });
+}

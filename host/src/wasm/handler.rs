@@ -1,0 +1,301 @@
+//! foreachBatch: a `handler` component receives each micro-batch with its batch id, and
+//! reaches only what the pipeline grants it — named outputs, one directory, allow-listed
+//! HTTP hosts.
+
+use std::path::{Component as PathPart, Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use wasmtime::Store;
+use wasmtime::component::Linker;
+
+use super::bindings::handler::sluice::pipeline::{files, http, sinks};
+use super::bindings::handler::{Handler, HandlerPre};
+use super::bindings::transformer::sluice::pipeline::arrow::BatchResult;
+use super::{
+    GuestState, SchemaCache, WasmRuntime, arm, base_linker, batch_from_guest, explain, runtime,
+    with_guest_batch,
+};
+use crate::error::{Error, Result};
+use crate::pipeline::HandlerSpec;
+use crate::sink::Sink;
+use crate::sink::outputs::SharedOutputs;
+use sluice_guest_sdk::abi;
+
+/// What a handler may reach, from its pipeline entry.
+pub struct Grants {
+    outputs: SharedOutputs,
+    directory: Option<PathBuf>,
+    allow_hosts: Vec<String>,
+    schemas: SchemaCache,
+}
+
+impl Grants {
+    fn file_path(&self, path: &str) -> std::result::Result<PathBuf, String> {
+        let dir = self.directory.as_ref().ok_or(
+            "no directory is granted to this handler; set `directory` in the pipeline's sink",
+        )?;
+        let rel = Path::new(path);
+        if path.is_empty() || rel.components().any(|c| !matches!(c, PathPart::Normal(_))) {
+            return Err(format!(
+                "'{path}' must be a relative path inside the granted directory, without '..'"
+            ));
+        }
+        Ok(dir.join(rel))
+    }
+}
+
+impl sinks::Host for GuestState {
+    fn write(
+        &mut self,
+        name: String,
+        schema: Vec<u8>,
+        batch: BatchResult,
+    ) -> std::result::Result<(), String> {
+        let grants = self.grants.as_mut().ok_or("no outputs are granted")?;
+        let schema = grants.schemas.get(&schema)?;
+        let batch = batch_from_guest(&schema, batch)?;
+        grants.outputs.stage(&name, batch)
+    }
+}
+
+impl files::Host for GuestState {
+    fn write_file(&mut self, path: String, contents: Vec<u8>) -> std::result::Result<(), String> {
+        let grants = self.grants.as_ref().ok_or("no directory is granted")?;
+        let target = grants.file_path(&path)?;
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+        }
+        crate::fsutil::write_atomic(&target, &contents).map_err(|e| e.to_string())
+    }
+
+    fn read_file(&mut self, path: String) -> std::result::Result<Vec<u8>, String> {
+        let grants = self.grants.as_ref().ok_or("no directory is granted")?;
+        let target = grants.file_path(&path)?;
+        std::fs::read(&target).map_err(|e| format!("reading {path}: {e}"))
+    }
+}
+
+impl http::Host for GuestState {
+    fn send(&mut self, req: http::Request) -> std::result::Result<http::Response, String> {
+        let grants = self.grants.as_ref().ok_or("no hosts are granted")?;
+        let uri: ureq::http::Uri = req
+            .url
+            .parse()
+            .map_err(|e| format!("bad URL '{}': {e}", req.url))?;
+        let host = uri
+            .host()
+            .ok_or_else(|| format!("URL '{}' has no host", req.url))?
+            .to_owned();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            });
+        let allowed = grants
+            .allow_hosts
+            .iter()
+            .any(|a| *a == host || *a == format!("{host}:{port}"));
+        if !allowed {
+            return Err(format!(
+                "host '{host}:{port}' is not in the pipeline's allowHosts ({}); the request was not sent",
+                if grants.allow_hosts.is_empty() {
+                    "empty".to_owned()
+                } else {
+                    grants.allow_hosts.join(", ")
+                }
+            ));
+        }
+        let mut builder = ureq::http::Request::builder()
+            .method(req.method.as_str())
+            .uri(uri);
+        for (k, v) in &req.headers {
+            builder = builder.header(k, v);
+        }
+        let request = builder
+            .body(req.body)
+            .map_err(|e| format!("bad request: {e}"))?;
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let mut response = agent
+            .run(request)
+            .map_err(|e| format!("request to {host}:{port} failed: {e}"))?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = response
+            .body_mut()
+            .read_to_vec()
+            .map_err(|e| format!("reading the response from {host}:{port}: {e}"))?;
+        Ok(http::Response {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// A foreachBatch sink backed by a handler component.
+pub struct WasmHandlerSink {
+    spec: HandlerSpec,
+    label: Arc<str>,
+    runtime: &'static WasmRuntime,
+    pre: HandlerPre<GuestState>,
+    encoded_schema: Vec<u8>,
+    outputs: SharedOutputs,
+    instance: Option<(Store<GuestState>, Handler)>,
+}
+
+impl WasmHandlerSink {
+    /// Loads the module, instantiates it and calls `init` with the batch schema.
+    pub fn new(
+        spec: HandlerSpec,
+        query: &str,
+        schema: SchemaRef,
+        outputs: SharedOutputs,
+    ) -> Result<Self> {
+        let label: Arc<str> = format!(
+            "query '{query}' foreachBatch (module {})",
+            spec.module.display()
+        )
+        .into();
+        let runtime = runtime(spec.limits.fuel.is_some())?;
+        let component = runtime.load(&spec.module)?;
+        let wasm_err = |message: String| Error::Wasm {
+            module: label.to_string(),
+            message,
+        };
+        let mut linker: Linker<GuestState> =
+            base_linker(runtime.engine()).map_err(|e| wasm_err(format!("linking WASI: {e:#}")))?;
+        Handler::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| wasm_err(format!("linking: {e:#}")))?;
+        let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
+            wasm_err(format!(
+                "cannot be a foreachBatch handler: {e:#} (is it built with sluice-guest-sdk's `handler` feature?)"
+            ))
+        })?;
+        let pre = HandlerPre::new(instance_pre).map_err(|e| {
+            wasm_err(format!(
+                "does not implement the sluice:pipeline/handler world: {e:#}"
+            ))
+        })?;
+        let mut sink = WasmHandlerSink {
+            encoded_schema: abi::encode_schema(&schema),
+            spec,
+            label,
+            runtime,
+            pre,
+            outputs,
+            instance: None,
+        };
+        sink.instantiate()?;
+        Ok(sink)
+    }
+
+    fn wasm_err(&self, message: String) -> Error {
+        Error::Wasm {
+            module: self.label.to_string(),
+            message,
+        }
+    }
+
+    fn instantiate(&mut self) -> Result<()> {
+        let grants = Grants {
+            outputs: self.outputs.clone(),
+            directory: self.spec.directory.clone(),
+            allow_hosts: self.spec.allow_hosts.clone(),
+            schemas: SchemaCache::default(),
+        };
+        let state = GuestState::new(self.label.clone(), &self.spec.limits, Some(grants));
+        let mut store = super::new_store(self.runtime.engine(), state);
+        arm(&mut store, &self.spec.limits)?;
+        let instance = self.pre.instantiate(&mut store).map_err(|e| {
+            self.wasm_err(format!(
+                "failed to instantiate: {}",
+                explain(&e, store.data(), &self.spec.limits)
+            ))
+        })?;
+        let config = self.spec.config.to_string();
+        match instance.sluice_pipeline_batch_handler().call_init(
+            &mut store,
+            &config,
+            &self.encoded_schema,
+        ) {
+            Ok(Ok(())) => {}
+            Ok(Err(msg)) => {
+                return Err(self.wasm_err(format!("init refused the handler's config: {msg}")));
+            }
+            Err(e) => {
+                return Err(self.wasm_err(format!(
+                    "init {}",
+                    explain(&e, store.data(), &self.spec.limits)
+                )));
+            }
+        }
+        self.instance = Some((store, instance));
+        Ok(())
+    }
+}
+
+impl Sink for WasmHandlerSink {
+    fn description(&self) -> String {
+        format!("ForeachBatchSink[{}]", self.spec.module.display())
+    }
+
+    fn add_batch(
+        &mut self,
+        batch_id: u64,
+        schema: &SchemaRef,
+        batches: &[RecordBatch],
+    ) -> Result<u64> {
+        // The handler sees the micro-batch as one batch, as Spark's foreachBatch sees one DataFrame.
+        let batch = match batches {
+            [one] => one.clone(),
+            many => arrow_select::concat::concat_batches(schema, many)
+                .map_err(|e| Error::data("assembling the batch for foreachBatch", e))?,
+        };
+        if self.instance.is_none() {
+            self.instantiate()?;
+        }
+        let limits = self.spec.limits.clone();
+        let Some((store, instance)) = self.instance.as_mut() else {
+            return Err(self.wasm_err("no instance".into()));
+        };
+        arm(store, &limits)?;
+        store.data_mut().last_error_log = None;
+        let result = with_guest_batch(&batch, |b| {
+            instance
+                .sluice_pipeline_batch_handler()
+                .call_handle(&mut *store, batch_id, b)
+        })?;
+        match result {
+            Ok(Ok(())) => Ok(batch.num_rows() as u64),
+            Ok(Err(msg)) => {
+                self.outputs.discard_staged();
+                Err(self.wasm_err(format!("returned an error for batch {batch_id}: {msg}")))
+            }
+            Err(trap) => {
+                let why = explain(&trap, store.data(), &limits);
+                self.instance = None;
+                self.outputs.discard_staged();
+                Err(self.wasm_err(format!("{why} (batch {batch_id})")))
+            }
+        }
+    }
+}

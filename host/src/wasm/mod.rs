@@ -1,0 +1,426 @@
+//! The WebAssembly runtime: user code as components, called once per micro-batch.
+//!
+//! - One shared wasmtime [`Engine`] per process (two if some step asks for fuel metering,
+//!   which changes the generated code), with epoch interruption driven by a ticker thread so
+//!   a call can be stopped at its deadline.
+//! - Compiled components are cached on disk, keyed by the component's sha256 and the engine's
+//!   compatibility hash (wasmtime version and settings), so a restart does not recompile.
+//! - Each transform step and foreachBatch sink owns one instance, reused across batches and
+//!   re-created after a trap.
+//! - Guests get WASI with nothing in it — no preopened directories, no environment, no
+//!   sockets — plus the imports of their world; a handler reaches only what the pipeline
+//!   grants it ([`handler`]).
+//!
+//! How Arrow data crosses the boundary is described in `sluice_guest_sdk::abi` and
+//! ARCHITECTURE.md: one copy of each buffer in (the canonical ABI's), one out.
+
+pub mod bindings;
+pub mod handler;
+pub mod transform;
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use arrow_buffer::Buffer;
+use arrow_schema::SchemaRef;
+use sha2::Digest;
+use tracing::{debug, info};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use crate::pipeline::GuestLimits;
+use crate::sink::outputs::SharedOutputs;
+use sluice_guest_sdk::abi;
+
+/// How often the epoch advances; deadlines are enforced to within one tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// A wasmtime engine with its compile cache.
+pub struct WasmRuntime {
+    engine: Engine,
+    cache_dir: Option<PathBuf>,
+    fuel: bool,
+}
+
+/// The process's runtime (with or without fuel metering).
+pub fn runtime(fuel: bool) -> Result<&'static WasmRuntime> {
+    static PLAIN: OnceLock<std::result::Result<WasmRuntime, String>> = OnceLock::new();
+    static FUELED: OnceLock<std::result::Result<WasmRuntime, String>> = OnceLock::new();
+    let cell = if fuel { &FUELED } else { &PLAIN };
+    cell.get_or_init(|| WasmRuntime::new(fuel).map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| Error::Wasm {
+            module: "<runtime>".into(),
+            message: e.clone(),
+        })
+}
+
+/// Where compiled components are cached: `$SLUICE_CACHE_DIR`, else `$XDG_CACHE_HOME/sluice`,
+/// else `~/.cache/sluice`.
+pub fn cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("SLUICE_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(dir).join("sluice"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("sluice"))
+}
+
+impl WasmRuntime {
+    fn new(fuel: bool) -> Result<Self> {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .consume_fuel(fuel);
+        let engine = Engine::new(&config).map_err(|e| Error::Wasm {
+            module: "<runtime>".into(),
+            message: format!("creating the wasmtime engine: {e:#}"),
+        })?;
+        let ticker = engine.weak();
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| Error::io("starting the epoch ticker", "wasm-epoch", e))?;
+        Ok(WasmRuntime {
+            engine,
+            cache_dir: cache_dir(),
+            fuel,
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Loads a component file, compiling it or taking the compiled form from the cache.
+    pub fn load(&self, path: &Path) -> Result<Component> {
+        let module = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| Error::io("reading module", path, e))?;
+        self.load_bytes(&module, &bytes)
+    }
+
+    /// Compiles (or loads from the cache) a component given as bytes; `module` names it in errors.
+    pub fn load_bytes(&self, module: &str, bytes: &[u8]) -> Result<Component> {
+        let digest = hex(&sha2::Sha256::digest(bytes));
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        let cached = self
+            .cache_dir
+            .as_ref()
+            .map(|d| d.join(format!("{digest}-{:016x}.cwasm", h.finish())));
+        if let Some(path) = &cached
+            && path.exists()
+        {
+            // SAFETY: the file is one this runtime wrote with `Component::serialize` for an
+            // engine with the same compatibility hash (part of the name); deserialising is
+            // only unsafe for files of unknown origin.
+            match unsafe { Component::deserialize_file(&self.engine, path) } {
+                Ok(c) => {
+                    debug!(module, cache = %path.display(), "loaded precompiled component");
+                    return Ok(c);
+                }
+                Err(e) => debug!(module, error = %e, "cached component unusable; recompiling"),
+            }
+        }
+        if !is_component(bytes) {
+            let what = if bytes.starts_with(b"\0asm") {
+                "a core WebAssembly module, not a component; build it for wasm32-wasip2 (or run `wasm-tools component new`)"
+            } else {
+                "not a WebAssembly component"
+            };
+            return Err(Error::Wasm {
+                module: module.into(),
+                message: what.into(),
+            });
+        }
+        let started = std::time::Instant::now();
+        let component = Component::new(&self.engine, bytes).map_err(|e| Error::Wasm {
+            module: module.into(),
+            message: format!("does not compile: {e:#}"),
+        })?;
+        info!(
+            module,
+            ms = started.elapsed().as_millis() as u64,
+            fuel = self.fuel,
+            "compiled component"
+        );
+        if let Some(path) = cached {
+            let stored = component
+                .serialize()
+                .map_err(|e| e.to_string())
+                .and_then(|b| {
+                    if let Some(dir) = path.parent() {
+                        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+                    }
+                    write_atomic(&path, &b).map_err(|e| e.to_string())
+                });
+            if let Err(e) = stored {
+                debug!(module, error = %e, "could not cache the compiled component");
+            }
+        }
+        Ok(component)
+    }
+}
+
+/// Whether `bytes` start like a component (`\0asm`, then layer 1 in the version field); a
+/// core module has layer 0.
+fn is_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes.starts_with(b"\0asm") && bytes[6..8] == [1, 0]
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Everything a guest's imports can reach, kept in its store.
+pub struct GuestState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// "query 'q' step 'parse' (module m.wasm)", for logs and errors.
+    label: Arc<str>,
+    memory_cap: u64,
+    memory_wanted: Option<u64>,
+    last_error_log: Option<String>,
+    /// Transform: the schema `emit` must match, what was emitted, and the first bad emit.
+    output_schema: Option<SchemaRef>,
+    emitted: Vec<RecordBatch>,
+    emit_error: Option<String>,
+    /// Handler: what the pipeline grants.
+    grants: Option<handler::Grants>,
+}
+
+impl GuestState {
+    fn new(label: Arc<str>, limits: &GuestLimits, grants: Option<handler::Grants>) -> Self {
+        // No preopens, no environment, no arguments, no sockets: nothing ambient.
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        GuestState {
+            wasi,
+            table: ResourceTable::new(),
+            label,
+            memory_cap: limits.max_memory,
+            memory_wanted: None,
+            last_error_log: None,
+            output_schema: None,
+            emitted: Vec::new(),
+            emit_error: None,
+            grants,
+        }
+    }
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl ResourceLimiter for GuestState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.memory_cap {
+            self.memory_wanted = Some(desired as u64);
+            return Err(wasmtime::format_err!(
+                "memory limit of {} bytes exceeded",
+                self.memory_cap
+            ));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+// The arrow interface only defines types.
+impl bindings::transformer::sluice::pipeline::arrow::Host for GuestState {}
+
+impl bindings::transformer::sluice::pipeline::log::Host for GuestState {
+    fn write(
+        &mut self,
+        level: bindings::transformer::sluice::pipeline::log::Level,
+        message: String,
+    ) {
+        use bindings::transformer::sluice::pipeline::log::Level;
+        let guest = &*self.label;
+        match level {
+            Level::Trace => tracing::trace!(guest, "{message}"),
+            Level::Debug => tracing::debug!(guest, "{message}"),
+            Level::Info => tracing::info!(guest, "{message}"),
+            Level::Warn => tracing::warn!(guest, "{message}"),
+            Level::Error => {
+                tracing::error!(guest, "{message}");
+                self.last_error_log = Some(message);
+            }
+        }
+    }
+}
+
+/// A linker with WASI (empty) and the log import, for either world.
+fn base_linker(engine: &Engine) -> wasmtime::Result<Linker<GuestState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    Ok(linker)
+}
+
+/// A store for one instance, with the step's memory cap.
+fn new_store(engine: &Engine, state: GuestState) -> Store<GuestState> {
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| s as &mut dyn ResourceLimiter);
+    store
+}
+
+/// Arms the deadline (and fuel) for one call.
+fn arm(store: &mut Store<GuestState>, limits: &GuestLimits) -> Result<()> {
+    let ticks = limits
+        .timeout
+        .as_nanos()
+        .div_ceil(EPOCH_TICK.as_nanos())
+        .max(1) as u64;
+    store.set_epoch_deadline(ticks);
+    if let Some(fuel) = limits.fuel {
+        store.set_fuel(fuel).map_err(|e| Error::Wasm {
+            module: store.data().label.to_string(),
+            message: format!("setting fuel: {e}"),
+        })?;
+    }
+    Ok(())
+}
+
+/// Explains why a call failed in words a pipeline author can act on.
+fn explain(err: &wasmtime::Error, state: &GuestState, limits: &GuestLimits) -> String {
+    if let Some(wanted) = state.memory_wanted {
+        return format!(
+            "exceeded its memory limit of {} (tried to grow to {}); raise maxMemory or process less per batch",
+            human_bytes(limits.max_memory),
+            human_bytes(wanted)
+        );
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => {
+            return format!(
+                "ran past its deadline of {:?} and was stopped; raise timeout or fix the guest",
+                limits.timeout
+            );
+        }
+        Some(Trap::OutOfFuel) => {
+            return format!("ran out of fuel ({} units)", limits.fuel.unwrap_or(0));
+        }
+        _ => {}
+    }
+    match &state.last_error_log {
+        Some(msg) => format!("trapped after logging: {msg} ({err})"),
+        None => format!("trapped: {err:#}"),
+    }
+}
+
+/// `1.5 MiB`-style sizes for messages.
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 4] = ["bytes", "KiB", "MiB", "GiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} bytes")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+/// Decodes batches a guest hands over, caching decoded schemas by their bytes.
+#[derive(Default)]
+pub(crate) struct SchemaCache(HashMap<Vec<u8>, SchemaRef>);
+
+impl SchemaCache {
+    pub(crate) fn get(&mut self, bytes: &[u8]) -> std::result::Result<SchemaRef, String> {
+        if let Some(s) = self.0.get(bytes) {
+            return Ok(s.clone());
+        }
+        let schema =
+            abi::decode_schema(bytes).map_err(|e| format!("not an Arrow IPC schema: {e}"))?;
+        self.0.insert(bytes.to_vec(), schema.clone());
+        Ok(schema)
+    }
+}
+
+/// Turns an owned batch from the guest into a validated `RecordBatch` (no copy of buffers).
+pub(crate) fn batch_from_guest(
+    schema: &SchemaRef,
+    batch: bindings::transformer::sluice::pipeline::arrow::BatchResult,
+) -> std::result::Result<RecordBatch, String> {
+    let nodes = batch.nodes.into_iter().map(|n| abi::NodeOwned {
+        len: n.len,
+        offset: n.offset,
+        null_count: n.null_count,
+        validity: n.validity.map(Buffer::from_vec),
+        buffers: n.buffers.into_iter().map(Buffer::from_vec).collect(),
+        num_children: n.num_children,
+    });
+    abi::to_batch(schema, batch.num_rows, nodes, true).map_err(|e| e.to_string())
+}
+
+/// Calls `f` with `batch` as WIT nodes borrowing its buffers.
+pub(crate) fn with_guest_batch<R>(
+    batch: &RecordBatch,
+    f: impl FnOnce(bindings::transformer::sluice::pipeline::arrow::BatchParam<'_>) -> R,
+) -> Result<R> {
+    use bindings::transformer::sluice::pipeline::arrow::{ArrayNodeParam, BatchParam};
+    let data = abi::batch_data(batch);
+    let nodes =
+        abi::flatten_all(&data).map_err(|e| Error::data("handing a batch to a guest", e))?;
+    let params: Vec<ArrayNodeParam<'_>> = nodes
+        .iter()
+        .map(|n| ArrayNodeParam {
+            len: n.len,
+            offset: n.offset,
+            null_count: n.null_count,
+            validity: n.validity,
+            buffers: &n.buffers,
+            num_children: n.num_children,
+        })
+        .collect();
+    let num_rows = u32::try_from(batch.num_rows())
+        .map_err(|_| Error::data("handing a batch to a guest", "over 4G rows"))?;
+    Ok(f(BatchParam {
+        num_rows,
+        nodes: &params,
+    }))
+}
+
+/// The outputs a step can stage rows into (dead letters, handler writes).
+pub type Outputs = SharedOutputs;

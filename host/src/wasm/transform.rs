@@ -1,0 +1,253 @@
+//! A transform step: a `transformer` component called once per record batch of a micro-batch.
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use tracing::warn;
+use wasmtime::Store;
+use wasmtime::component::Linker;
+
+use super::bindings::transformer::{
+    Transformer, TransformerPre, sluice::pipeline::arrow::BatchResult,
+};
+use super::{
+    GuestState, WasmRuntime, arm, base_linker, batch_from_guest, explain, runtime, with_guest_batch,
+};
+use crate::error::{Error, Result};
+use crate::pipeline::{OnError, TransformSpec};
+use crate::sink::outputs::SharedOutputs;
+use sluice_guest_sdk::abi;
+
+impl super::bindings::transformer::sluice::pipeline::output::Host for GuestState {
+    fn emit(&mut self, batch: BatchResult) {
+        if self.emit_error.is_some() {
+            return;
+        }
+        let Some(schema) = self.output_schema.clone() else {
+            self.emit_error = Some("emit called outside process".into());
+            return;
+        };
+        match batch_from_guest(&schema, batch) {
+            Ok(b) => self.emitted.push(b),
+            Err(e) => {
+                self.emit_error = Some(format!(
+                    "emitted a batch that does not match its output schema: {e}"
+                ))
+            }
+        }
+    }
+}
+
+/// One transform step of a query.
+pub struct WasmTransform {
+    spec: TransformSpec,
+    label: Arc<str>,
+    runtime: &'static WasmRuntime,
+    pre: TransformerPre<GuestState>,
+    input_schema: SchemaRef,
+    encoded_input_schema: Vec<u8>,
+    output_schema: SchemaRef,
+    instance: Option<(Store<GuestState>, Transformer)>,
+    dead_letter_schema: SchemaRef,
+    /// Batches whose call failed and were skipped or dead-lettered since the last progress.
+    failed_calls: u64,
+}
+
+impl WasmTransform {
+    /// Loads the module, instantiates it and calls `init`, which fixes the output schema.
+    pub fn new(spec: TransformSpec, query: &str, input_schema: SchemaRef) -> Result<Self> {
+        let label: Arc<str> = format!(
+            "query '{query}' step '{}' (module {})",
+            spec.name,
+            spec.module.display()
+        )
+        .into();
+        let runtime = runtime(spec.limits.fuel.is_some())?;
+        let component = runtime.load(&spec.module)?;
+        let wasm_err = |message: String| Error::Wasm {
+            module: label.to_string(),
+            message,
+        };
+        let mut linker: Linker<GuestState> =
+            base_linker(runtime.engine()).map_err(|e| wasm_err(format!("linking WASI: {e:#}")))?;
+        Transformer::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| wasm_err(format!("linking: {e:#}")))?;
+        let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
+            wasm_err(format!(
+                "cannot be a transform step: {e:#} (is it built with sluice-guest-sdk's `transform` feature?)"
+            ))
+        })?;
+        let pre = TransformerPre::new(instance_pre).map_err(|e| {
+            wasm_err(format!(
+                "does not implement the sluice:pipeline/transform world: {e:#}"
+            ))
+        })?;
+        let mut dl_fields: Vec<_> = input_schema.fields().iter().cloned().collect();
+        dl_fields.push(Arc::new(Field::new("_error", DataType::Utf8, false)));
+        let mut step = WasmTransform {
+            encoded_input_schema: abi::encode_schema(&input_schema),
+            output_schema: input_schema.clone(),
+            dead_letter_schema: Arc::new(Schema::new(dl_fields)),
+            input_schema,
+            spec,
+            label,
+            runtime,
+            pre,
+            instance: None,
+            failed_calls: 0,
+        };
+        step.instantiate()?;
+        Ok(step)
+    }
+
+    /// The schema of the batches this step emits.
+    pub fn output_schema(&self) -> SchemaRef {
+        self.output_schema.clone()
+    }
+
+    /// The step's name in the pipeline.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn wasm_err(&self, message: String) -> Error {
+        Error::Wasm {
+            module: self.label.to_string(),
+            message,
+        }
+    }
+
+    /// A fresh instance, initialised. Called at start and after a trap.
+    fn instantiate(&mut self) -> Result<()> {
+        let state = GuestState::new(self.label.clone(), &self.spec.limits, None);
+        let mut store = super::new_store(self.runtime.engine(), state);
+        arm(&mut store, &self.spec.limits)?;
+        let instance = self.pre.instantiate(&mut store).map_err(|e| {
+            self.wasm_err(format!(
+                "failed to instantiate: {}",
+                explain(&e, store.data(), &self.spec.limits)
+            ))
+        })?;
+        let config = self.spec.config.to_string();
+        let init = instance.sluice_pipeline_transform().call_init(
+            &mut store,
+            &config,
+            &self.encoded_input_schema,
+        );
+        let encoded = match init {
+            Ok(Ok(schema)) => schema,
+            Ok(Err(msg)) => {
+                return Err(self.wasm_err(format!("init refused the step's config: {msg}")));
+            }
+            Err(e) => {
+                return Err(self.wasm_err(format!(
+                    "init {}",
+                    explain(&e, store.data(), &self.spec.limits)
+                )));
+            }
+        };
+        let output = abi::decode_schema(&encoded).map_err(|e| {
+            self.wasm_err(format!("init returned an unreadable output schema: {e}"))
+        })?;
+        if self.instance.is_some() && output != self.output_schema {
+            return Err(self.wasm_err("returned a different output schema after a restart".into()));
+        }
+        store.data_mut().output_schema = Some(output.clone());
+        self.output_schema = output;
+        self.instance = Some((store, instance));
+        Ok(())
+    }
+
+    /// Runs one record batch through the guest.
+    fn call(&mut self, batch: &RecordBatch) -> std::result::Result<Vec<RecordBatch>, String> {
+        if self.instance.is_none() {
+            self.instantiate().map_err(|e| e.to_string())?;
+        }
+        let limits = self.spec.limits.clone();
+        let Some((store, instance)) = self.instance.as_mut() else {
+            return Err("no instance".into());
+        };
+        arm(store, &limits).map_err(|e| e.to_string())?;
+        {
+            let s = store.data_mut();
+            s.emitted.clear();
+            s.emit_error = None;
+            s.last_error_log = None;
+        }
+        let result = with_guest_batch(batch, |b| {
+            instance
+                .sluice_pipeline_transform()
+                .call_process(&mut *store, b)
+        })
+        .map_err(|e| e.to_string())?;
+        match result {
+            Ok(Ok(())) => {
+                let s = store.data_mut();
+                if let Some(e) = s.emit_error.take() {
+                    return Err(e);
+                }
+                Ok(std::mem::take(&mut s.emitted))
+            }
+            Ok(Err(msg)) => Err(format!("returned an error: {msg}")),
+            Err(trap) => {
+                let why = explain(&trap, store.data(), &limits);
+                // A trapped instance may be in any state: start over with a fresh one.
+                self.instance = None;
+                Err(why)
+            }
+        }
+    }
+
+    /// Runs a micro-batch (one call per record batch) and applies the step's `onError` policy.
+    pub fn process(
+        &mut self,
+        batch_id: u64,
+        input: Vec<RecordBatch>,
+        outputs: &SharedOutputs,
+    ) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::with_capacity(input.len());
+        for batch in input {
+            match self.call(&batch) {
+                Ok(emitted) => out.extend(emitted),
+                Err(why) => {
+                    let message = format!("{} in batch {batch_id}: {why}", self.label);
+                    match &self.spec.on_error {
+                        OnError::Fail => {
+                            return Err(self.wasm_err(format!("{why} (batch {batch_id})")));
+                        }
+                        OnError::Skip => {
+                            self.failed_calls += 1;
+                            warn!(batch_id, rows = batch.num_rows(), error = %message, "skipping the rows of a failed transform call (onError = \"skip\")");
+                        }
+                        OnError::DeadLetter(name) => {
+                            self.failed_calls += 1;
+                            warn!(batch_id, rows = batch.num_rows(), output = %name, error = %message, "sending the rows of a failed transform call to the dead-letter output");
+                            let errors: ArrayRef =
+                                Arc::new(StringArray::from(vec![
+                                    message.as_str();
+                                    batch.num_rows()
+                                ]));
+                            let mut columns = batch.columns().to_vec();
+                            columns.push(errors);
+                            let dl = RecordBatch::try_new(self.dead_letter_schema.clone(), columns)
+                                .map_err(|e| Error::data("building dead-letter rows", e))?;
+                            outputs.stage(name, dl).map_err(|e| self.wasm_err(e))?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Failed calls handled by the policy since the last call of this method.
+    pub fn take_failed_calls(&mut self) -> u64 {
+        std::mem::take(&mut self.failed_calls)
+    }
+
+    /// The schema of the input this step expects.
+    pub fn input_schema(&self) -> &SchemaRef {
+        &self.input_schema
+    }
+}

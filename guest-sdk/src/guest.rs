@@ -449,17 +449,13 @@ mod handler {
             headers: &[(&str, &str)],
             body: &[u8],
         ) -> Result<Response, Error> {
-            let headers: Vec<(String, String)> = headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
             let req = crate::bindings::sluice::pipeline::http::Request {
-                method: method.to_owned(),
-                url: url.to_owned(),
+                method,
+                url,
                 headers,
-                body: body.to_vec(),
+                body,
             };
-            crate::bindings::sluice::pipeline::http::send(&req).map_err(Error)
+            crate::bindings::sluice::pipeline::http::send(req).map_err(Error)
         }
     }
 }

@@ -24,22 +24,38 @@ impl Transform for JsonEvents {
     fn init(config: &Config, input: SchemaRef) -> Result<Self, Error> {
         match input.field_with_name("value").map(|f| f.data_type()) {
             Ok(DataType::Utf8) => {}
-            _ => return Err("the input needs a string column `value` (use a text source or cast it)".into()),
+            _ => {
+                return Err(
+                    "the input needs a string column `value` (use a text source or cast it)".into(),
+                );
+            }
         }
         let events = match &config["events"] {
             serde_json::Value::Null => None,
             serde_json::Value::Array(items) => Some(
                 items
                     .iter()
-                    .map(|v| v.as_str().map(str::to_owned).ok_or("config.events must be strings"))
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_owned)
+                            .ok_or("config.events must be strings")
+                    })
                     .collect::<Result<_, _>>()?,
             ),
             _ => return Err("config.events must be an array of strings".into()),
         };
         let string = |name: &str| Field::new(name, DataType::Utf8, true);
         Ok(JsonEvents {
-            parsed: Arc::new(Schema::new(vec![string("city"), string("domain"), string("event")])),
-            shaped: Arc::new(Schema::new(vec![string("lower_city"), string("domain"), string("behavior")])),
+            parsed: Arc::new(Schema::new(vec![
+                string("city"),
+                string("domain"),
+                string("event"),
+            ])),
+            shaped: Arc::new(Schema::new(vec![
+                string("lower_city"),
+                string("domain"),
+                string("behavior"),
+            ])),
             output: Arc::new(Schema::new(vec![string("value")])),
             events,
         })
@@ -55,7 +71,15 @@ impl Transform for JsonEvents {
         let event = column::<StringArray>(&parsed, "event")?;
         let keep: BooleanArray = event
             .iter()
-            .map(|e| Some(e.is_some() && self.events.as_ref().is_none_or(|allowed| allowed.iter().any(|a| Some(a.as_str()) == e))))
+            .map(|e| {
+                Some(
+                    e.is_some()
+                        && self
+                            .events
+                            .as_ref()
+                            .is_none_or(|allowed| allowed.iter().any(|a| Some(a.as_str()) == e)),
+                )
+            })
             .collect();
         // lower(city): one builder for the batch, no allocation per row.
         let mut lower = StringBuilder::with_capacity(city.len(), city.values().len());
@@ -72,11 +96,18 @@ impl Transform for JsonEvents {
         }
         let shaped = RecordBatch::try_new(
             self.shaped.clone(),
-            vec![Arc::new(lower.finish()), parsed.column(1).clone(), parsed.column(2).clone()],
+            vec![
+                Arc::new(lower.finish()),
+                parsed.column(1).clone(),
+                parsed.column(2).clone(),
+            ],
         )?;
         let shaped = filter_record_batch(&shaped, &keep)?;
         let value = json::to_json(&shaped)?;
-        out.emit(&RecordBatch::try_new(self.output.clone(), vec![Arc::new(value)])?)
+        out.emit(&RecordBatch::try_new(
+            self.output.clone(),
+            vec![Arc::new(value)],
+        )?)
     }
 }
 

@@ -150,3 +150,58 @@ impl Running {
         (status.code(), self.seen.join("\n"))
     }
 }
+
+/// The repository's root folder.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Builds every guest component from source (once per test binary) with the same script a
+/// user runs, and returns the folder holding the `.wasm` files.
+pub fn guests() -> PathBuf {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(repo().join("scripts/build-guests.sh"))
+            .output()
+            .expect("running scripts/build-guests.sh");
+        assert!(
+            out.status.success(),
+            "building the guest components failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    repo().join("examples/modules")
+}
+
+/// Copies example pipeline `name` (and the example data) into `dir`, pointing its modules at
+/// the freshly built components, and returns the copied pipeline's path.
+pub fn example(name: &str, dir: &Path) -> PathBuf {
+    let modules = guests();
+    let examples = repo().join("examples");
+    let text = std::fs::read_to_string(examples.join(format!("{name}.toml"))).unwrap();
+    let text = text.replace("\"modules/", &format!("\"{}/", modules.display()));
+    copy_dir(&examples.join("data"), &dir.join("data"));
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Copies a folder; files get modification times in name order, so a file source reads
+/// `orders-1`, `orders-2`, ... in that order as it would the originals.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    let mut entries: Vec<_> = std::fs::read_dir(from).unwrap().map(|e| e.unwrap()).collect();
+    entries.sort_by_key(|e| e.file_name());
+    let base = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for (i, entry) in entries.iter().enumerate() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+            let f = std::fs::File::options().write(true).open(&target).unwrap();
+            f.set_modified(base + Duration::from_secs(i as u64)).unwrap();
+        }
+    }
+}

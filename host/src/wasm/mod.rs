@@ -341,7 +341,7 @@ fn explain(err: &wasmtime::Error, state: &GuestState, limits: &GuestLimits) -> S
         _ => {}
     }
     match &state.last_error_log {
-        Some(msg) => format!("trapped after logging: {msg} ({err})"),
+        Some(msg) => format!("trapped after logging: {} ({err})", msg.replace('\n', " ")),
         None => format!("trapped: {err:#}"),
     }
 }

@@ -12,7 +12,12 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn run(file: &Path) -> (Option<i32>, String, String) {
-    let out = sluice().arg("run").arg(file).env("RUST_LOG", "info").output().unwrap();
+    let out = sluice()
+        .arg("run")
+        .arg(file)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -73,12 +78,24 @@ fn dead_letter_example_routes_refused_batches_and_goes_on() {
     assert_eq!(sorted_ids_by(&rejected, "order_id"), vec![4, 5, 6]);
     for r in &rejected {
         let error = r["_error"].as_str().unwrap();
-        assert!(error.contains("step 'validate'") && error.contains("batch 1") && error.contains("row 1: missing product"), "{error}");
+        assert!(
+            error.contains("step 'validate'")
+                && error.contains("batch 1")
+                && error.contains("row 1: missing product"),
+            "{error}"
+        );
     }
     let valid = rows(&dir.path().join("out/orders-valid"));
     assert!(valid.iter().all(|r| r["amount_krw"] == r["amount"]));
     let p = progress_of(&file, dir.path());
-    assert_eq!(p.iter().map(|p| p.observed_metrics["transform.validate.failedCalls"].as_u64().unwrap()).sum::<u64>(), 1);
+    assert_eq!(
+        p.iter()
+            .map(|p| p.observed_metrics["transform.validate.failedCalls"]
+                .as_u64()
+                .unwrap())
+            .sum::<u64>(),
+        1
+    );
 }
 
 fn sorted_ids_by(rows: &[serde_json::Value], key: &str) -> Vec<u64> {
@@ -97,10 +114,25 @@ fn progress_of(file: &Path, dir: &Path) -> Vec<sluice::progress::QueryProgress> 
         let copy = fresh.path().join("p.toml");
         fs::write(&copy, fs::read_to_string(file).unwrap()).unwrap();
         let data = fresh.path().join("data");
-        let status = std::process::Command::new("cp").arg("-r").arg(dir.join("data")).arg(&data).status().unwrap();
+        let status = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(dir.join("data"))
+            .arg(&data)
+            .status()
+            .unwrap();
         assert!(status.success());
-        let out = sluice().arg("run").arg(&copy).arg("--progress-log").arg(&log).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = sluice()
+            .arg("run")
+            .arg(&copy)
+            .arg("--progress-log")
+            .arg(&log)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     progress(&log)
 }
@@ -112,16 +144,33 @@ fn two_sinks_handler_writes_both_outputs_and_a_granted_file() {
     let (code, stdout, stderr) = run(&file);
     assert_eq!(code, Some(0), "{stderr}");
     let archive = rows(&dir.path().join("out/orders-archive"));
-    assert_eq!(sorted_ids_by(&archive, "order_id"), (1..=7).collect::<Vec<_>>());
+    assert_eq!(
+        sorted_ids_by(&archive, "order_id"),
+        (1..=7).collect::<Vec<_>>()
+    );
     // Every row carries the engine's batch id: files are read one per batch, oldest first.
     assert!(archive.iter().all(|r| r["batch_id"].as_u64().unwrap() <= 2));
     // The alerts output is the console: the two orders over the threshold, one per batch.
-    assert!(stdout.contains("|       2| laptop|electronics|1500000|       0|"), "{stdout}");
-    assert!(stdout.contains("|       4|  phone|electronics|990000|       1|"), "{stdout}");
-    let summary: serde_json::Value =
-        serde_json::from_slice(&fs::read(dir.path().join("out/two-sinks/summaries/batch-1.json")).unwrap()).unwrap();
-    assert_eq!(summary, serde_json::json!({"batchId": 1, "rows": 3, "alerts": 1}));
-    assert!(stderr.contains("batch 2: 1 rows, 0 alerts"), "the guest's log reaches the host's:\n{stderr}");
+    assert!(
+        stdout.contains("|       2| laptop|electronics|1500000|       0|"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("|       4|  phone|electronics|990000|       1|"),
+        "{stdout}"
+    );
+    let summary: serde_json::Value = serde_json::from_slice(
+        &fs::read(dir.path().join("out/two-sinks/summaries/batch-1.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        summary,
+        serde_json::json!({"batchId": 1, "rows": 3, "alerts": 1})
+    );
+    assert!(
+        stderr.contains("batch 2: 1 rows, 0 alerts"),
+        "the guest's log reaches the host's:\n{stderr}"
+    );
 }
 
 #[test]
@@ -131,18 +180,31 @@ fn a_replayed_batch_reaches_the_handler_with_the_same_id_and_rows() {
     // Die after the handler and its outputs ran for batch 1, before the commit.
     let mut first = Running::start(&file, &[], &[("SLUICE_FAILPOINTS", "after-sink:1")]);
     first.await_line("sluice-failpoint: after-sink batch 1");
-    let handled_first = first.seen.iter().find(|l| l.contains("batch 1: 3 rows")).cloned();
+    let handled_first = first
+        .seen
+        .iter()
+        .find(|l| l.contains("batch 1: 3 rows"))
+        .cloned();
     first.signal(9);
     let (_, log_first) = first.wait();
-    assert!(handled_first.is_some() || log_first.contains("batch 1: 3 rows, 1 alerts"), "{log_first}");
+    assert!(
+        handled_first.is_some() || log_first.contains("batch 1: 3 rows, 1 alerts"),
+        "{log_first}"
+    );
 
     let (code, _, stderr) = run(&file);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("re-running the last batch"), "{stderr}");
-    assert!(stderr.contains("batch 1: 3 rows, 1 alerts"), "batch 1 not replayed to the handler:\n{stderr}");
+    assert!(
+        stderr.contains("batch 1: 3 rows, 1 alerts"),
+        "batch 1 not replayed to the handler:\n{stderr}"
+    );
     // Outputs were written once per batch id in spite of the replay.
     let archive = rows(&dir.path().join("out/orders-archive"));
-    assert_eq!(sorted_ids_by(&archive, "order_id"), (1..=7).collect::<Vec<_>>());
+    assert_eq!(
+        sorted_ids_by(&archive, "order_id"),
+        (1..=7).collect::<Vec<_>>()
+    );
 }
 
 /// A query per hostile behaviour plus a good query, all in one process.
@@ -151,8 +213,16 @@ fn hostile_pipeline(dir: &Path) -> std::path::PathBuf {
     let mut text = String::new();
     for (name, config, limits) in [
         ("spin", r#"{ behavior = "loop" }"#, r#"timeout = "500 ms""#),
-        ("hoard", r#"{ behavior = "alloc" }"#, r#"maxMemory = "64 MiB""#),
-        ("snoop", r#"{ behavior = "open-file", path = "/etc/passwd" }"#, ""),
+        (
+            "hoard",
+            r#"{ behavior = "alloc" }"#,
+            r#"maxMemory = "64 MiB""#,
+        ),
+        (
+            "snoop",
+            r#"{ behavior = "open-file", path = "/etc/passwd" }"#,
+            "",
+        ),
         ("environ", r#"{ behavior = "env" }"#, ""),
         ("liar", r#"{ behavior = "wrong-schema" }"#, ""),
         ("crash", r#"{ behavior = "panic" }"#, ""),
@@ -211,21 +281,40 @@ fn hostile_guests_fail_their_own_query_with_clear_errors_and_others_go_on() {
             .to_owned()
     };
     let spin = error_of("spin");
-    assert!(spin.contains("step 'spin-step'") && spin.contains("ran past its deadline of 500ms") && spin.contains("batch 0"), "{spin}");
+    assert!(
+        spin.contains("step 'spin-step'")
+            && spin.contains("ran past its deadline of 500ms")
+            && spin.contains("batch 0"),
+        "{spin}"
+    );
     let hoard = error_of("hoard");
-    assert!(hoard.contains("exceeded its memory limit of 64.0 MiB"), "{hoard}");
+    assert!(
+        hoard.contains("exceeded its memory limit of 64.0 MiB"),
+        "{hoard}"
+    );
     let snoop = error_of("snoop");
     assert!(snoop.contains("open-file /etc/passwd:"), "{snoop}");
     assert!(!snoop.contains("without a grant"), "{snoop}");
     let environ = error_of("environ");
     assert!(environ.contains("env: 0 variables visible"), "{environ}");
     let liar = error_of("liar");
-    assert!(liar.contains("emitted a batch that does not match its output schema"), "{liar}");
+    assert!(
+        liar.contains("emitted a batch that does not match its output schema"),
+        "{liar}"
+    );
     let crash = error_of("crash");
-    assert!(crash.contains("guest panicked") && crash.contains("boom in the middle of a batch") && crash.contains("batch 0"), "{crash}");
+    assert!(
+        crash.contains("guest panicked")
+            && crash.contains("boom in the middle of a batch")
+            && crash.contains("batch 0"),
+        "{crash}"
+    );
     // Nothing of a failed batch is committed, not even what the guest emitted before it died.
     assert!(committed_json(&dir.path().join("out-crash")).is_empty());
-    assert!(dir.path().join("ckpt-crash/offsets/0").exists() && !dir.path().join("ckpt-crash/commits/0").exists());
+    assert!(
+        dir.path().join("ckpt-crash/offsets/0").exists()
+            && !dir.path().join("ckpt-crash/commits/0").exists()
+    );
     // The good query ran to the end beside them.
     assert_eq!(committed_json(&dir.path().join("out-good")).len(), 50);
 }
@@ -249,15 +338,27 @@ fn an_endless_guest_is_stopped_within_twice_its_deadline() {
         arrow_schema::DataType::Int64,
         false,
     )]));
-    let batch = arrow_array::RecordBatch::try_new(schema.clone(), vec![std::sync::Arc::new(arrow_array::Int64Array::from(vec![1, 2]))]).unwrap();
+    let batch = arrow_array::RecordBatch::try_new(
+        schema.clone(),
+        vec![std::sync::Arc::new(arrow_array::Int64Array::from(vec![
+            1, 2,
+        ]))],
+    )
+    .unwrap();
     let mut step = sluice::wasm::transform::WasmTransform::new(spec, "q", schema).unwrap();
     let outputs = sluice::sink::outputs::SharedOutputs::default();
     for _ in 0..2 {
         // Twice: the second call runs on the instance re-created after the first trap.
         let started = Instant::now();
-        let err = step.process(7, vec![batch.clone()], &outputs).unwrap_err().to_string();
+        let err = step
+            .process(7, vec![batch.clone()], &outputs)
+            .unwrap_err()
+            .to_string();
         let took = started.elapsed();
-        assert!(err.contains("ran past its deadline of 300ms") && err.contains("batch 7"), "{err}");
+        assert!(
+            err.contains("ran past its deadline of 300ms") && err.contains("batch 7"),
+            "{err}"
+        );
         assert!(took < Duration::from_millis(600), "stopped after {took:?}");
     }
     drop(dir);
@@ -285,7 +386,8 @@ fn http_server() -> (u16, std::sync::mpsc::Receiver<String>) {
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
             let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
-            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
         }
     });
     (port, rx)
@@ -329,7 +431,10 @@ fn a_handler_reaches_allow_listed_hosts_only() {
     );
     let (code, _, stderr) = run(&file);
     assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(bodies.recv_timeout(TIMEOUT).unwrap(), r#"{"batchId":0,"rows":3}"#);
+    assert_eq!(
+        bodies.recv_timeout(TIMEOUT).unwrap(),
+        r#"{"batchId":0,"rows":3}"#
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let file = handler_pipeline(
@@ -342,16 +447,27 @@ fn a_handler_reaches_allow_listed_hosts_only() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains(&format!("host '127.0.0.1:{port}' is not in the pipeline's allowHosts (example.com); the request was not sent")), "{stderr}");
     assert!(stderr.contains("batch 0"), "{stderr}");
-    assert!(bodies.recv_timeout(Duration::from_millis(200)).is_err(), "a request got through");
+    assert!(
+        bodies.recv_timeout(Duration::from_millis(200)).is_err(),
+        "a request got through"
+    );
 }
 
 #[test]
 fn a_handler_cannot_write_outside_its_directory() {
     let dir = tempfile::tempdir().unwrap();
-    let file = handler_pipeline(dir.path(), "escape", r#"{ behavior = "escape" }"#, r#"directory = "granted""#);
+    let file = handler_pipeline(
+        dir.path(),
+        "escape",
+        r#"{ behavior = "escape" }"#,
+        r#"directory = "granted""#,
+    );
     let (code, _, stderr) = run(&file);
     assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("'../escaped.txt' must be a relative path inside the granted directory"), "{stderr}");
+    assert!(
+        stderr.contains("'../escaped.txt' must be a relative path inside the granted directory"),
+        "{stderr}"
+    );
     assert!(!dir.path().join("escaped.txt").exists());
 }
 
@@ -365,8 +481,14 @@ fn bad_modules_are_refused_before_any_batch() {
     let handler = guests().join("hostile_handler.wasm");
     for (module, expected) in [
         (d.join("missing.wasm"), "reading module".to_owned()),
-        (d.join("random.wasm"), "not a WebAssembly component".to_owned()),
-        (d.join("core.wasm"), "a core WebAssembly module, not a component".to_owned()),
+        (
+            d.join("random.wasm"),
+            "not a WebAssembly component".to_owned(),
+        ),
+        (
+            d.join("core.wasm"),
+            "a core WebAssembly module, not a component".to_owned(),
+        ),
         (handler.clone(), "cannot be a transform step".to_owned()),
     ] {
         let file = pipeline(
@@ -388,8 +510,15 @@ format = "memory"
         );
         let (code, _, stderr) = run(&file);
         assert_eq!(code, Some(1), "{stderr}");
-        assert!(stderr.contains(&expected), "{}: expected {expected:?} in:\n{stderr}", module.display());
-        assert!(stderr.contains(&module.display().to_string()), "the error names the module:\n{stderr}");
+        assert!(
+            stderr.contains(&expected),
+            "{}: expected {expected:?} in:\n{stderr}",
+            module.display()
+        );
+        assert!(
+            stderr.contains(&module.display().to_string()),
+            "the error names the module:\n{stderr}"
+        );
         assert!(!stderr.contains("batch committed"), "{stderr}");
     }
 }

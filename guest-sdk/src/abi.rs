@@ -7,8 +7,10 @@
 //! wrapping them as Arrow buffers without copying (only a buffer that arrives misaligned for
 //! its type is copied, by `align_buffers`).
 
+use std::borrow::Cow;
+
 use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions, make_array};
-use arrow_buffer::Buffer;
+use arrow_buffer::{BooleanBufferBuilder, Buffer};
 use arrow_data::ArrayData;
 use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
 
@@ -21,8 +23,9 @@ pub struct NodeRef<'a> {
     pub offset: u32,
     /// Null slots.
     pub null_count: u32,
-    /// Validity bitmap, if any slot is null.
-    pub validity: Option<&'a [u8]>,
+    /// Validity bitmap, if any slot is null: bit `offset + i` is slot `i`. Borrowed, except
+    /// for a sliced array whose bitmap starts at another bit than its data.
+    pub validity: Option<Cow<'a, [u8]>>,
     /// Data buffers in Arrow's order.
     pub buffers: Vec<&'a [u8]>,
     /// Child nodes following this one.
@@ -60,10 +63,17 @@ pub fn flatten<'a>(data: &'a ArrayData, out: &mut Vec<NodeRef<'a>>) -> Result<()
         len: to_u32(data.len(), "array length")?,
         offset: to_u32(data.offset(), "array offset")?,
         null_count: to_u32(data.null_count(), "null count")?,
-        validity: data
-            .nulls()
-            .filter(|n| n.null_count() > 0)
-            .map(|n| n.buffer().as_slice()),
+        validity: data.nulls().filter(|n| n.null_count() > 0).map(|n| {
+            if n.offset() == data.offset() {
+                Cow::Borrowed(n.buffer().as_slice())
+            } else {
+                // Sliced: re-align the bits to the data's offset (a copy of the bitmap only).
+                let mut bits = BooleanBufferBuilder::new(data.offset() + data.len());
+                bits.append_n(data.offset(), true);
+                bits.append_buffer(n.inner());
+                Cow::Owned(bits.finish().into_inner().as_slice().to_vec())
+            }
+        }),
         buffers: data.buffers().iter().map(|b| b.as_slice()).collect(),
         num_children: to_u32(data.child_data().len(), "child count")?,
     });
@@ -190,7 +200,7 @@ mod tests {
     use std::sync::Arc;
 
     use arrow_array::types::Int32Type;
-    use arrow_array::{Int64Array, ListArray, StringArray, StructArray};
+    use arrow_array::{Array, Int64Array, ListArray, StringArray, StructArray};
     use arrow_schema::{Field, Fields};
 
     use super::*;
@@ -204,7 +214,7 @@ mod tests {
                 len: n.len,
                 offset: n.offset,
                 null_count: n.null_count,
-                validity: n.validity.map(Buffer::from),
+                validity: n.validity.as_deref().map(Buffer::from),
                 buffers: n.buffers.iter().map(|b| Buffer::from(*b)).collect(),
                 num_children: n.num_children,
             })

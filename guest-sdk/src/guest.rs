@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::fmt;
 
 pub use arrow_array::{self, Array, ArrayRef, RecordBatch};
+pub use arrow_ord;
 pub use arrow_schema::{self, DataType, Field, Schema, SchemaRef};
 pub use serde_json;
 
@@ -201,7 +202,7 @@ fn with_wit<R>(batch: &RecordBatch, f: impl FnOnce(wit::BatchParam<'_>) -> R) ->
             len: n.len,
             offset: n.offset,
             null_count: n.null_count,
-            validity: n.validity,
+            validity: n.validity.as_deref(),
             buffers: b,
             num_children: n.num_children,
         })

@@ -14,7 +14,7 @@
 //!
 //! A transform that keeps rows whose `amount` is at least a configured minimum:
 //!
-//! ```ignore
+//! ```text
 //! use sluice_guest_sdk::prelude::*;
 //!
 //! struct MinAmount { min: i64, schema: SchemaRef }

@@ -147,13 +147,26 @@ impl Running {
         while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
             self.seen.push(line);
         }
-        (status.code(), self.seen.join("\n"))
+        (status.code(), std::mem::take(&mut self.seen).join("\n"))
+    }
+}
+
+impl Drop for Running {
+    /// A test that fails half-way must not leave a `sluice run` behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
 /// The repository's root folder.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Builds every guest component from source (once per test binary) with the same script a
@@ -191,7 +204,10 @@ pub fn example(name: &str, dir: &Path) -> PathBuf {
 /// `orders-1`, `orders-2`, ... in that order as it would the originals.
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
-    let mut entries: Vec<_> = std::fs::read_dir(from).unwrap().map(|e| e.unwrap()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(from)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .collect();
     entries.sort_by_key(|e| e.file_name());
     let base = std::time::SystemTime::now() - Duration::from_secs(3600);
     for (i, entry) in entries.iter().enumerate() {
@@ -201,7 +217,8 @@ fn copy_dir(from: &Path, to: &Path) {
         } else {
             std::fs::copy(entry.path(), &target).unwrap();
             let f = std::fs::File::options().write(true).open(&target).unwrap();
-            f.set_modified(base + Duration::from_secs(i as u64)).unwrap();
+            f.set_modified(base + Duration::from_secs(i as u64))
+                .unwrap();
         }
     }
 }

@@ -409,7 +409,7 @@ pub(crate) fn with_guest_batch<R>(
             len: n.len,
             offset: n.offset,
             null_count: n.null_count,
-            validity: n.validity,
+            validity: n.validity.as_deref(),
             buffers: &n.buffers,
             num_children: n.num_children,
         })

@@ -104,7 +104,7 @@ fn raw_emit(batch: &RecordBatch) -> Result<(), Error> {
             len: n.len,
             offset: n.offset,
             null_count: n.null_count,
-            validity: n.validity,
+            validity: n.validity.as_deref(),
             buffers: &n.buffers,
             num_children: n.num_children,
         })

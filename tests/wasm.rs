@@ -226,6 +226,12 @@ fn hostile_pipeline(dir: &Path) -> std::path::PathBuf {
         ("environ", r#"{ behavior = "env" }"#, ""),
         ("liar", r#"{ behavior = "wrong-schema" }"#, ""),
         ("crash", r#"{ behavior = "panic" }"#, ""),
+        ("burn", r#"{ behavior = "loop" }"#, "fuel = 5000000"),
+        (
+            "skipper",
+            r#"{ behavior = "loop" }"#,
+            "timeout = \"200 ms\"\nonError = \"skip\"",
+        ),
     ] {
         text.push_str(&format!(
             r#"
@@ -314,6 +320,19 @@ fn hostile_guests_fail_their_own_query_with_clear_errors_and_others_go_on() {
     assert!(
         dir.path().join("ckpt-crash/offsets/0").exists()
             && !dir.path().join("ckpt-crash/commits/0").exists()
+    );
+    let burn = error_of("burn");
+    assert!(burn.contains("ran out of fuel (5000000 units)"), "{burn}");
+    // onError = "skip": the failed call's rows are dropped and counted, the query goes on.
+    assert!(!stderr.contains("error: query 'skipper'"), "{stderr}");
+    assert!(
+        stderr.contains("skipping the rows of a failed transform call"),
+        "{stderr}"
+    );
+    assert!(committed_json(&dir.path().join("out-skipper")).is_empty());
+    assert!(
+        dir.path().join("ckpt-skipper/commits/0").exists(),
+        "the skipped batch is committed"
     );
     // The good query ran to the end beside them.
     assert_eq!(committed_json(&dir.path().join("out-good")).len(), 50);

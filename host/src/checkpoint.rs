@@ -50,10 +50,14 @@ pub struct OffsetEntry {
 
 /// `commits/N`: batch N reached the sink.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct CommitEntry {
+    /// The watermark batch N ran with.
+    pub batch_watermark_ms: i64,
     /// The watermark the next batch will run with.
     pub next_batch_watermark_ms: i64,
+    /// The largest event time seen so far per input, µs (to carry the watermark on).
+    pub max_event_time_us: Vec<Option<i64>>,
 }
 
 /// An open, locked checkpoint directory.

@@ -32,6 +32,9 @@
 //! | file, rate, socket sources | [`source`] |
 //! | console, memory, file sinks | [`sink`] |
 //! | offsets and commit logs | [`checkpoint`] |
+//! | event time | [`watermark`], [`operators::window`] |
+//! | aggregation, deduplication | [`operators`] |
+//! | versioned operator state | [`state`] |
 //! | progress records and status | [`progress`] |
 //! | Wasm transforms and foreachBatch handlers | [`wasm`] |
 //! | the `sluice` command line | [`cli`] |
@@ -42,11 +45,14 @@ pub mod error;
 pub mod failpoint;
 pub mod fsutil;
 pub mod manager;
+pub mod operators;
 pub mod pipeline;
 pub mod progress;
 pub mod query;
 pub mod schema;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod trigger;
 pub mod wasm;
+pub mod watermark;

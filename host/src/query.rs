@@ -26,6 +26,9 @@ use tracing::{info, warn};
 use crate::checkpoint::{Checkpoint, CommitEntry, OffsetEntry};
 use crate::error::{Error, Result};
 use crate::failpoint;
+use crate::operators::StatefulOperator;
+use crate::operators::aggregate::Aggregate;
+use crate::operators::dedup::Dedup;
 use crate::pipeline::{QuerySpec, SourceSpec};
 use crate::progress::{QueryMonitor, QueryProgress, SinkProgress, SourceProgress};
 use crate::sink::outputs::SharedOutputs;
@@ -33,6 +36,7 @@ use crate::sink::{self, Sink, SinkContext};
 use crate::source::{self, Offset, ReadLimit, Source, SourceContext};
 use crate::trigger::{POLLING_DELAY, Trigger, next_boundary};
 use crate::wasm::transform::WasmTransform;
+use crate::watermark::{EventTimeStats, WatermarkTracker, check_event_time_column};
 
 /// A stop request that wakes a query sleeping between triggers.
 #[derive(Debug, Default)]
@@ -113,6 +117,32 @@ impl StreamingQuery {
             ctx.schema = step.output_schema();
             steps.push(step);
         }
+        // Event time and stateful operators see what the transforms produce.
+        let watermark = WatermarkTracker::new(vec![spec.watermark.clone()], spec.watermark_policy);
+        if let Some(w) = &spec.watermark {
+            check_event_time_column(&ctx.schema, &w.column, "watermark")?;
+        }
+        let mut operators: Vec<Box<dyn StatefulOperator>> = Vec::new();
+        if let Some(d) = &spec.dedup {
+            let op = Dedup::new(
+                d.clone(),
+                ctx.schema.clone(),
+                spec.watermark.clone(),
+                checkpoint.dir(),
+            )?;
+            ctx.schema = op.output_schema();
+            operators.push(Box::new(op));
+        }
+        if let Some(a) = &spec.aggregate {
+            let op = Aggregate::new(
+                a.clone(),
+                spec.output_mode,
+                ctx.schema.clone(),
+                checkpoint.dir(),
+            )?;
+            ctx.schema = op.output_schema();
+            operators.push(Box::new(op));
+        }
         ctx.outputs = outputs.clone();
         let sink = sink::open(&spec.sink, &ctx)?;
         let stop = Arc::new(StopSignal::default());
@@ -124,6 +154,10 @@ impl StreamingQuery {
             schema: ctx.schema,
             steps,
             outputs,
+            watermark,
+            operators,
+            last_batch_watermark_ms: 0,
+            event_stats: EventTimeStats::default(),
             spec,
             id: id.clone(),
             run_id: run_id.clone(),
@@ -141,7 +175,22 @@ impl StreamingQuery {
         let thread = std::thread::Builder::new()
             .name(format!("query-{name}"))
             .spawn(move || {
-                let result = exec.run();
+                // A bug that panics must still end the query with an error (and tell the
+                // manager), not leave the process waiting for it.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| exec.run()))
+                    .unwrap_or_else(|panic| {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "unknown panic".into());
+                        Err(Error::Source {
+                            source_name: exec.spec.name.clone(),
+                            message: format!(
+                                "internal error (a bug in Sluice, please report it): {what}"
+                            ),
+                        })
+                    });
                 exec.monitor.set_status(
                     if result.is_ok() {
                         "Stopped"
@@ -247,6 +296,11 @@ struct MicroBatchExecution {
     schema: SchemaRef,
     steps: Vec<WasmTransform>,
     outputs: SharedOutputs,
+    watermark: WatermarkTracker,
+    operators: Vec<Box<dyn StatefulOperator>>,
+    /// The watermark the last batch ran with (a higher one can call for a no-data batch).
+    last_batch_watermark_ms: i64,
+    event_stats: EventTimeStats,
     checkpoint: Checkpoint,
     source: Box<dyn Source>,
     sink: Box<dyn Sink>,
@@ -324,7 +378,17 @@ impl MicroBatchExecution {
         let Some(latest) = self.checkpoint.latest_offsets()? else {
             return Ok(());
         };
-        let committed_id = self.checkpoint.latest_commit()?.map(|(id, _)| id);
+        let last_commit = self.checkpoint.latest_commit()?;
+        let committed_id = last_commit.as_ref().map(|(id, _)| *id);
+        // State and watermark as of the last committed batch.
+        for op in &mut self.operators {
+            op.restore(committed_id)?;
+        }
+        if let Some((_, c)) = &last_commit {
+            self.watermark
+                .restore(c.next_batch_watermark_ms, &c.max_event_time_us);
+            self.last_batch_watermark_ms = c.batch_watermark_ms;
+        }
         let end = self.first_source_offset(&latest)?;
         if committed_id == Some(latest.batch_id) {
             self.next_batch_id = latest.batch_id + 1;
@@ -355,6 +419,7 @@ impl MicroBatchExecution {
         info!(query = %self.spec.name, batch_id = latest.batch_id, "re-running the last batch, which was not committed");
         self.committed = start;
         self.next_batch_id = latest.batch_id;
+        self.watermark.set_current_ms(latest.batch_watermark_ms);
         let mut phases = Phases::default();
         let trigger_start = Instant::now();
         self.execute(
@@ -397,6 +462,12 @@ impl MicroBatchExecution {
             .map_err(|e| self.batch_error(batch_id, e))?;
         let end = match latest {
             Some(end) if Some(&end) != self.committed.as_ref() => end,
+            // No new data, but the watermark moved: a no-data batch lets stateful operators
+            // emit what became final and evict what expired.
+            _ if self.needs_no_data_batch() => match self.committed.clone() {
+                Some(end) => end,
+                None => return Ok(false),
+            },
             _ => {
                 self.monitor
                     .set_status("Waiting for data to arrive", false, false);
@@ -408,7 +479,7 @@ impl MicroBatchExecution {
         let entry = OffsetEntry {
             batch_id,
             batch_timestamp_ms: now_ms(),
-            batch_watermark_ms: 0,
+            batch_watermark_ms: self.watermark.current_ms(),
             sources: vec![end.clone()],
         };
         phases
@@ -417,6 +488,12 @@ impl MicroBatchExecution {
         failpoint::hit("after-offsets", batch_id);
         self.execute(batch_id, end.clone(), end, &mut phases, trigger_start)?;
         Ok(true)
+    }
+
+    fn needs_no_data_batch(&self) -> bool {
+        self.watermark.is_enabled()
+            && self.operators.iter().any(|o| o.wants_no_data_batches())
+            && self.watermark.current_ms() > self.last_batch_watermark_ms
     }
 
     /// Reads, writes and commits batch `batch_id` ending at `end`.
@@ -440,6 +517,16 @@ impl MicroBatchExecution {
                 }
                 Ok(data)
             })?;
+            let batch_watermark = self.watermark.current_ms();
+            self.event_stats = self.watermark.observe(0, &data)?;
+            let data = phases.time("stateful", || {
+                let mut data = data;
+                for op in &mut self.operators {
+                    data = op.process(batch_id, batch_watermark, data)?;
+                    op.commit(batch_id)?;
+                }
+                Ok(data)
+            })?;
             let output_rows = phases.time("addBatch", || {
                 let rows = self.sink.add_batch(batch_id, &self.schema, &data)?;
                 self.outputs.flush(batch_id)?;
@@ -447,13 +534,22 @@ impl MicroBatchExecution {
             })?;
             failpoint::hit("after-sink", batch_id);
             phases.time("commitOffsets", || {
-                self.checkpoint
-                    .write_commit(batch_id, &CommitEntry::default())?;
+                let commit = CommitEntry {
+                    batch_watermark_ms: batch_watermark,
+                    next_batch_watermark_ms: self.watermark.next_ms(),
+                    max_event_time_us: self.watermark.max_seen_us().to_vec(),
+                };
+                self.checkpoint.write_commit(batch_id, &commit)?;
                 self.source.commit(&end)
             })?;
             failpoint::hit("after-commit", batch_id);
             self.checkpoint
                 .purge(batch_id, self.spec.min_batches_to_retain)?;
+            let keep_from =
+                batch_id.saturating_sub(self.spec.min_batches_to_retain.saturating_sub(1));
+            for op in &mut self.operators {
+                op.purge(keep_from)?;
+            }
             Ok((input_rows, output_rows))
         })();
         let (input_rows, output_rows) = result.map_err(|e| {
@@ -462,6 +558,8 @@ impl MicroBatchExecution {
         })?;
         self.committed = Some(end.clone());
         self.next_batch_id = batch_id + 1;
+        self.last_batch_watermark_ms = self.watermark.current_ms();
+        self.watermark.set_current_ms(self.watermark.next_ms());
         self.report(
             batch_id,
             start,
@@ -473,6 +571,27 @@ impl MicroBatchExecution {
             trigger_start,
         );
         Ok(())
+    }
+
+    /// Spark's `eventTime` progress: the batch's watermark and its event-time range.
+    fn event_time_progress(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        if !self.watermark.is_enabled() {
+            return m;
+        }
+        let iso = |us: i64| {
+            chrono::DateTime::from_timestamp_micros(us)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                .unwrap_or_default()
+        };
+        m.insert("watermark".into(), iso(self.last_batch_watermark_ms * 1000));
+        let s = &self.event_stats;
+        if let (Some(min), Some(max)) = (s.min, s.max) {
+            m.insert("min".into(), iso(min));
+            m.insert("max".into(), iso(max));
+            m.insert("avg".into(), iso((s.sum / s.count.max(1) as i128) as i64));
+        }
+        m
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -513,7 +632,7 @@ impl MicroBatchExecution {
             input_rows_per_second: per_sec(since_last),
             processed_rows_per_second: per_sec(total),
             duration_ms: std::mem::take(&mut phases.0),
-            event_time: BTreeMap::new(),
+            event_time: self.event_time_progress(),
             observed_metrics: self
                 .steps
                 .iter_mut()
@@ -524,7 +643,11 @@ impl MicroBatchExecution {
                     )
                 })
                 .collect(),
-            state_operators: Vec::new(),
+            state_operators: self
+                .operators
+                .iter()
+                .map(|o| serde_json::to_value(o.progress()).unwrap_or_default())
+                .collect(),
             sources: vec![SourceProgress {
                 description: self.source.description(),
                 start_offset: start,

@@ -38,8 +38,12 @@ use tree::{Ctx, Node, TableReader};
 pub use tree::{Diagnostic, Diagnostics, parse_duration};
 
 use crate::error::{Error, Result};
+use crate::operators::aggregate::{AggFunc, AggSpec, AggregateSpec};
+use crate::operators::dedup::DedupSpec;
+use crate::operators::window::WindowSpec;
 use crate::schema::parse_ddl;
 use crate::trigger::Trigger;
+use crate::watermark::{WatermarkPolicy, WatermarkSpec};
 
 /// A parsed, validated pipeline file.
 #[derive(Debug, Clone)]
@@ -83,6 +87,21 @@ pub struct QuerySpec {
     pub transforms: Vec<TransformSpec>,
     /// Named extra sinks for the foreachBatch handler and dead letters.
     pub outputs: Vec<(String, SinkSpec)>,
+    /// The source's `watermark = { column, delay }`.
+    pub watermark: Option<WatermarkSpec>,
+    /// How several inputs' watermarks combine (`watermarkPolicy`).
+    pub watermark_policy: WatermarkPolicy,
+    /// `[query.dropDuplicates]`.
+    pub dedup: Option<DedupSpec>,
+    /// `[query.aggregate]`.
+    pub aggregate: Option<AggregateSpec>,
+}
+
+impl QuerySpec {
+    /// Whether the query keeps state between batches.
+    pub fn is_stateful(&self) -> bool {
+        self.dedup.is_some() || self.aggregate.is_some()
+    }
 }
 
 /// Limits on a guest, per call.
@@ -360,6 +379,9 @@ const QUERY_KEYS: &[&str] = &[
     "minBatchesToRetain",
     "transform",
     "outputs",
+    "watermarkPolicy",
+    "aggregate",
+    "dropDuplicates",
 ];
 const FILE_SOURCE_KEYS: &[&str] = &[
     "format",
@@ -541,6 +563,9 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
         q.error_here("name", "must not be empty".to_owned());
     }
 
+    let watermark = q
+        .get("source")
+        .and_then(|s| parse_watermark(ctx, &label, s));
     let source = match q.get("source") {
         Some(s) => parse_source(ctx, &label, s, base),
         None => {
@@ -596,6 +621,27 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
             ),
         }
     }
+    let watermark_policy = match q
+        .string("watermarkPolicy")
+        .map(|p| p.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("min") => WatermarkPolicy::Min,
+        Some("max") => WatermarkPolicy::Max,
+        Some(other) => {
+            q.error_here(
+                "watermarkPolicy",
+                format!("'{other}' is not a policy; use \"min\" or \"max\""),
+            );
+            WatermarkPolicy::Min
+        }
+    };
+    let dedup = q
+        .get("dropDuplicates")
+        .and_then(|d| parse_dedup(ctx, &label, d));
+    let aggregate = q
+        .get("aggregate")
+        .and_then(|a| parse_aggregate(ctx, &label, a));
     let trigger = q.get("trigger").and_then(|t| parse_trigger(&q, t));
     let output_mode = match q
         .string("outputMode")
@@ -630,11 +676,12 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
             ),
         );
     }
-    if output_mode == Some(OutputMode::Complete) {
-        q.error_here(
-            "outputMode",
-            "complete mode needs a streaming aggregation (it re-emits the whole result table every batch); this query has none, use \"append\"".to_owned(),
-        );
+    if let Some(mode) = output_mode {
+        for (key, message) in
+            output_mode_problems(mode, &aggregate, &dedup, &watermark, sink.as_ref())
+        {
+            q.error_here(key, message);
+        }
     }
     if let (Some(SourceSpec::File(src)), Some(SinkSpec::File(snk))) = (&source, &sink)
         && let Some(schema) = &src.schema
@@ -659,6 +706,229 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
         min_batches_to_retain,
         transforms,
         outputs,
+        watermark,
+        watermark_policy,
+        dedup,
+        aggregate,
+    })
+}
+
+/// Spark's rules for which output modes a query may use, checked before anything runs.
+fn output_mode_problems(
+    mode: OutputMode,
+    aggregate: &Option<AggregateSpec>,
+    dedup: &Option<DedupSpec>,
+    watermark: &Option<WatermarkSpec>,
+    sink: Option<&SinkSpec>,
+) -> Vec<(&'static str, String)> {
+    let mut problems = Vec::new();
+    match (mode, aggregate) {
+        (OutputMode::Complete, None) => problems.push((
+            "outputMode",
+            "complete mode needs a streaming aggregation (it re-emits the whole result table every batch); this query has none, use \"append\"".to_owned(),
+        )),
+        (OutputMode::Append, Some(agg)) => {
+            let event_time = agg.window.as_ref().map(|w| w.column().to_owned());
+            let grouped_by_watermark = watermark.as_ref().is_some_and(|w| {
+                event_time.as_deref() == Some(w.column.as_str()) || agg.group_by.contains(&w.column)
+            });
+            if !grouped_by_watermark {
+                problems.push((
+                    "outputMode",
+                    format!(
+                        "append mode with an aggregation needs a watermark on the grouped event time, so a group can be emitted once it is final: add watermark = {{ column = \"{}\", delay = \"10 minutes\" }} to [query.source], or use outputMode = \"update\" or \"complete\"",
+                        event_time.unwrap_or_else(|| "<event-time column>".into())
+                    ),
+                ));
+            }
+        }
+        (OutputMode::Update, Some(AggregateSpec { window: Some(WindowSpec::Session { .. }), .. })) => problems.push((
+            "outputMode",
+            "session windows do not support update mode (a session can merge into another after it was emitted); use \"append\" with a watermark, or \"complete\"".to_owned(),
+        )),
+        _ => {}
+    }
+    if let Some(d) = dedup
+        && d.within_watermark
+        && watermark.is_none()
+    {
+        problems.push((
+            "dropDuplicates.withinWatermark",
+            "needs a watermark: add watermark = { column = ..., delay = ... } to [query.source]"
+                .to_owned(),
+        ));
+    }
+    if let Some(SinkSpec::File(f)) = sink
+        && mode != OutputMode::Append
+    {
+        problems.push((
+            "outputMode",
+            format!(
+                "a {} file sink only supports append (files cannot be updated in place); use a console, memory or foreachBatch sink for {} mode",
+                f.format.name(),
+                if mode == OutputMode::Update { "update" } else { "complete" }
+            ),
+        ));
+    }
+    problems
+}
+
+fn parse_watermark(ctx: &Ctx, query: &str, source: &Spanned<Node>) -> Option<WatermarkSpec> {
+    let Node::Table(entries) = source.get_ref() else {
+        return None;
+    };
+    let (_, node) = entries
+        .iter()
+        .find(|(k, _)| k.get_ref().eq_ignore_ascii_case("watermark"))?;
+    let mut w = TableReader::new(ctx, Some(query), "source.watermark", node)?;
+    let column = w.required_string(
+        "column",
+        "the event-time column, e.g. column = \"order_time\"",
+    );
+    let delay = w.duration("delay");
+    if w.get("delay").is_none() {
+        w.error_here(
+            "delay",
+            "missing required option; how late a row may be, e.g. delay = \"10 minutes\""
+                .to_owned(),
+        );
+    }
+    w.finish(&["column", "delay"]);
+    Some(WatermarkSpec {
+        column: column?,
+        delay: delay?,
+    })
+}
+
+fn parse_dedup(ctx: &Ctx, query: &str, node: &Spanned<Node>) -> Option<DedupSpec> {
+    let mut d = TableReader::new(ctx, Some(query), "dropDuplicates", node)?;
+    let columns = d.string_list("columns").unwrap_or_default();
+    let within_watermark = d.bool("withinWatermark").unwrap_or(false);
+    d.finish(&["columns", "withinWatermark"]);
+    Some(DedupSpec {
+        columns,
+        within_watermark,
+    })
+}
+
+fn parse_aggregate(ctx: &Ctx, query: &str, node: &Spanned<Node>) -> Option<AggregateSpec> {
+    let mut a = TableReader::new(ctx, Some(query), "aggregate", node)?;
+    let group_by = a.string_list("groupBy").unwrap_or_default();
+    let window = a.get("window").and_then(|w| parse_window(ctx, query, w));
+    let mut aggs = Vec::new();
+    match a.get("aggs") {
+        None => a.error_here(
+            "aggs",
+            "missing required option; e.g. aggs = [{ fn = \"sum\", column = \"amount\", as = \"revenue\" }]".to_owned(),
+        ),
+        Some(node) => match node.get_ref() {
+            Node::Array(items) if !items.is_empty() => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(agg) = parse_agg(ctx, query, item, i) {
+                        if aggs.iter().any(|x: &AggSpec| x.alias == agg.alias) || group_by.contains(&agg.alias) {
+                            a.error_at(item.span().start, "aggs", format!("output column '{}' appears twice; give one an `as` name", agg.alias));
+                        }
+                        aggs.push(agg);
+                    }
+                }
+            }
+            other => a.error_at(node.span().start, "aggs", format!("expected a non-empty array of {{ fn, column, as }} tables, found {}", other.kind())),
+        },
+    }
+    a.finish(&["groupBy", "window", "aggs"]);
+    Some(AggregateSpec {
+        group_by,
+        window,
+        aggs,
+    })
+}
+
+fn parse_window(ctx: &Ctx, query: &str, node: &Spanned<Node>) -> Option<WindowSpec> {
+    let mut w = TableReader::new(ctx, Some(query), "aggregate.window", node)?;
+    let column = w.required_string(
+        "column",
+        "the event-time column, e.g. column = \"order_time\"",
+    );
+    let spec = if let Some(gap) = w.duration("gap") {
+        for key in ["duration", "slide", "startTime"] {
+            if let Some(n) = w.get(key) {
+                w.error_at(
+                    n.span().start,
+                    key,
+                    "a session window has only `gap`".to_owned(),
+                );
+            }
+        }
+        if gap.is_zero() {
+            w.error_here("gap", "must be greater than 0".to_owned());
+            return None;
+        }
+        WindowSpec::Session {
+            column: column?,
+            gap,
+        }
+    } else {
+        let Some(duration) = w.duration("duration") else {
+            if w.get("duration").is_none() {
+                w.error_here("duration", "missing: give duration = \"5 minutes\" (tumbling/sliding) or gap = \"5 minutes\" (session)".to_owned());
+            }
+            return None;
+        };
+        let slide = w.duration("slide").unwrap_or(duration);
+        let start = w.duration("startTime").unwrap_or_default();
+        if duration.is_zero() || slide.is_zero() {
+            w.error_here(
+                "duration",
+                "window duration and slide must be greater than 0".to_owned(),
+            );
+        } else if slide > duration {
+            w.error_here(
+                "slide",
+                format!("slide ({slide:?}) must not exceed the duration ({duration:?})"),
+            );
+        } else if start >= slide {
+            w.error_here(
+                "startTime",
+                format!("startTime ({start:?}) must be less than the slide ({slide:?})"),
+            );
+        }
+        WindowSpec::Fixed {
+            column: column?,
+            duration,
+            slide,
+            start,
+        }
+    };
+    w.finish(&["column", "duration", "slide", "startTime", "gap"]);
+    Some(spec)
+}
+
+fn parse_agg(ctx: &Ctx, query: &str, node: &Spanned<Node>, i: usize) -> Option<AggSpec> {
+    let mut a = TableReader::new(ctx, Some(query), &format!("aggregate.aggs[{i}]"), node)?;
+    let name = a.required_string(
+        "fn",
+        "count, sum, min, max, avg, first, last or count_distinct",
+    )?;
+    let func = match AggFunc::parse(&name) {
+        Some(f) => f,
+        None => {
+            a.error_here("fn", format!("unknown aggregate '{name}'; use count, sum, min, max, avg, first, last or count_distinct"));
+            return None;
+        }
+    };
+    let column = a.string("column");
+    if column.is_none() && func != AggFunc::Count {
+        a.error_here("column", format!("{name} needs a column"));
+    }
+    let alias = a.string("as").unwrap_or_else(|| match &column {
+        Some(c) => format!("{}({c})", name.to_ascii_lowercase()),
+        None => "count".to_owned(),
+    });
+    a.finish(&["fn", "column", "as"]);
+    Some(AggSpec {
+        func,
+        column,
+        alias,
     })
 }
 
@@ -791,6 +1061,8 @@ fn parse_trigger(q: &TableReader, node: &Spanned<Node>) -> Option<Trigger> {
 
 fn parse_source(ctx: &Ctx, query: &str, node: &Spanned<Node>, base: &Path) -> Option<SourceSpec> {
     let mut s = TableReader::new(ctx, Some(query), "source", node)?;
+    // Read by parse_watermark; every source format accepts it.
+    let _ = s.get("watermark");
     let format = s.required_string(
         "format",
         "say which source: json, csv, parquet, text, rate, rate-micro-batch or socket",

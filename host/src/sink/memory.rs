@@ -15,7 +15,8 @@ use crate::pipeline::OutputMode;
 #[derive(Default)]
 struct Table {
     last_batch: Option<u64>,
-    batches: Vec<RecordBatch>,
+    /// Rows per batch id, in batch order.
+    batches: Vec<(u64, Vec<RecordBatch>)>,
 }
 
 fn tables() -> &'static Mutex<HashMap<String, Table>> {
@@ -25,6 +26,14 @@ fn tables() -> &'static Mutex<HashMap<String, Table>> {
 
 /// The rows currently in memory table `name`, or `None` if no query wrote it.
 pub fn table(name: &str) -> Option<Vec<RecordBatch>> {
+    let tables = tables().lock().unwrap_or_else(|p| p.into_inner());
+    tables
+        .get(name)
+        .map(|t| t.batches.iter().flat_map(|(_, b)| b.clone()).collect())
+}
+
+/// The rows of memory table `name` grouped by the batch id that wrote them.
+pub fn batches(name: &str) -> Option<Vec<(u64, Vec<RecordBatch>)>> {
     let tables = tables().lock().unwrap_or_else(|p| p.into_inner());
     tables.get(name).map(|t| t.batches.clone())
 }
@@ -69,7 +78,7 @@ impl Sink for MemorySink {
         if self.mode == OutputMode::Complete {
             table.batches.clear();
         }
-        table.batches.extend(batches.iter().cloned());
+        table.batches.push((batch_id, batches.to_vec()));
         table.last_batch = Some(batch_id);
         Ok(batches.iter().map(|b| b.num_rows() as u64).sum())
     }

@@ -512,6 +512,10 @@ impl Source for FileSource {
         let from = offset_u64(start, "logOffset").map_or(0, |s| s + 1);
         let to = offset_u64(Some(end), "logOffset")
             .ok_or_else(|| self.err(format!("offset {end} has no logOffset")))?;
+        // A no-data batch repeats the previous end offset: nothing to read.
+        if from > to {
+            return Ok(Vec::new());
+        }
         let files: Vec<PathBuf> = self
             .log
             .range(from..=to)
@@ -532,6 +536,9 @@ impl Source for FileSource {
             return Ok(());
         }
         let from = self.cleaned_through.map_or(0, |c| c + 1);
+        if from > to {
+            return Ok(());
+        }
         let files: Vec<PathBuf> = self
             .log
             .range(from..=to)

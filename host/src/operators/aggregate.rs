@@ -1,0 +1,1118 @@
+//! Streaming aggregation: `groupBy(keys[, window]).agg(count, sum, min, max, avg, first, last,
+//! count distinct)` over micro-batches, with state that survives restarts.
+//!
+//! Groups live in a hash map keyed by the Arrow row encoding of the group columns followed by
+//! the window start (8 bytes, big-endian), so each input row costs one hash lookup with no
+//! allocation unless its group is new; the accumulators are updated in place. Rows whose
+//! window ended at or behind the watermark are dropped and counted (except in complete
+//! mode, which keeps everything). Session windows merge per key as rows arrive.
+
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::builder::StringBuilder;
+use arrow_array::{
+    Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, StructArray,
+    TimestampMicrosecondArray,
+};
+use arrow_row::{RowConverter, SortField};
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
+use tracing::warn;
+
+use super::window::{WindowSpec, fixed_windows};
+use super::{StateOperatorProgress, StatefulOperator};
+use crate::error::{Error, Result};
+use crate::pipeline::OutputMode;
+use crate::schema::timestamp_type;
+use crate::state::StateStore;
+use crate::watermark::event_times;
+
+/// An aggregate function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggFunc {
+    /// `count(*)` without a column, `count(col)` (non-null values) with one.
+    Count,
+    /// Sum of the values (BIGINT for integer input, DOUBLE for floating point).
+    Sum,
+    /// Smallest value.
+    Min,
+    /// Largest value.
+    Max,
+    /// Mean, DOUBLE.
+    Avg,
+    /// First non-null value seen.
+    First,
+    /// Last non-null value seen.
+    Last,
+    /// Number of distinct non-null values.
+    CountDistinct,
+}
+
+impl AggFunc {
+    /// Parses a pipeline name (`count`, `sum`, ..., `count_distinct`).
+    pub fn parse(name: &str) -> Option<AggFunc> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "count" => AggFunc::Count,
+            "sum" => AggFunc::Sum,
+            "min" => AggFunc::Min,
+            "max" => AggFunc::Max,
+            "avg" | "mean" => AggFunc::Avg,
+            "first" => AggFunc::First,
+            "last" => AggFunc::Last,
+            "count_distinct" | "countdistinct" | "approx_count_distinct" => AggFunc::CountDistinct,
+            _ => return None,
+        })
+    }
+}
+
+/// One aggregate of `[query.aggregate] aggs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AggSpec {
+    /// The function.
+    pub func: AggFunc,
+    /// Its input column (`None` only for `count(*)`).
+    pub column: Option<String>,
+    /// The output column's name.
+    pub alias: String,
+}
+
+/// `[query.aggregate]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AggregateSpec {
+    /// Grouping columns.
+    pub group_by: Vec<String>,
+    /// An event-time window to group by as well.
+    pub window: Option<WindowSpec>,
+    /// The aggregates, in output order.
+    pub aggs: Vec<AggSpec>,
+}
+
+/// How an aggregate reads its input column.
+#[derive(Debug, Clone)]
+enum Kind {
+    Star,
+    /// Integer-like (ints, timestamps, dates), read as i64; output cast back to this type.
+    Int(DataType),
+    /// Floating point, read as f64.
+    Float(DataType),
+    Str,
+    /// Any other type: only its nulls are looked at (count).
+    Any,
+}
+
+/// A value kept by min/max/first/last/count distinct. Floats are kept as bits so values can
+/// be hashed; they compare numerically.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Scalar {
+    I(i64),
+    F(u64),
+    S(Box<str>),
+}
+
+impl Scalar {
+    fn compare(&self, other: &Scalar) -> Ordering {
+        match (self, other) {
+            (Scalar::I(a), Scalar::I(b)) => a.cmp(b),
+            (Scalar::F(a), Scalar::F(b)) => f64::from_bits(*a).total_cmp(&f64::from_bits(*b)),
+            (Scalar::S(a), Scalar::S(b)) => a.cmp(b),
+            _ => Ordering::Equal,
+        }
+    }
+}
+
+/// An accumulator.
+#[derive(Debug, Clone, PartialEq)]
+enum Acc {
+    Count(i64),
+    SumI(Option<i64>),
+    SumF(Option<f64>),
+    Avg(f64, i64),
+    Min(Option<Scalar>),
+    Max(Option<Scalar>),
+    First(Option<Scalar>),
+    Last(Option<Scalar>),
+    Distinct(HashSet<Scalar>),
+}
+
+/// One batch's view of an aggregate's input column.
+enum Input {
+    Star,
+    I(Int64Array),
+    F(Float64Array),
+    S(StringArray),
+    Any(ArrayRef),
+}
+
+impl Input {
+    fn scalar(&self, i: usize) -> Option<Scalar> {
+        match self {
+            Input::I(a) if a.is_valid(i) => Some(Scalar::I(a.value(i))),
+            Input::F(a) if a.is_valid(i) => Some(Scalar::F(a.value(i).to_bits())),
+            Input::S(a) if a.is_valid(i) => Some(Scalar::S(a.value(i).into())),
+            _ => None,
+        }
+    }
+
+    fn is_present(&self, i: usize) -> bool {
+        match self {
+            Input::Star => true,
+            Input::I(a) => a.is_valid(i),
+            Input::F(a) => a.is_valid(i),
+            Input::S(a) => a.is_valid(i),
+            Input::Any(a) => a.is_valid(i),
+        }
+    }
+}
+
+impl Acc {
+    fn new(func: AggFunc, kind: &Kind) -> Acc {
+        match func {
+            AggFunc::Count => Acc::Count(0),
+            AggFunc::Sum if matches!(kind, Kind::Float(_)) => Acc::SumF(None),
+            AggFunc::Sum => Acc::SumI(None),
+            AggFunc::Avg => Acc::Avg(0.0, 0),
+            AggFunc::Min => Acc::Min(None),
+            AggFunc::Max => Acc::Max(None),
+            AggFunc::First => Acc::First(None),
+            AggFunc::Last => Acc::Last(None),
+            AggFunc::CountDistinct => Acc::Distinct(HashSet::new()),
+        }
+    }
+
+    #[inline]
+    fn update(&mut self, input: &Input, i: usize) {
+        match self {
+            Acc::Count(n) => *n += input.is_present(i) as i64,
+            Acc::SumI(s) => {
+                if let Input::I(a) = input
+                    && a.is_valid(i)
+                {
+                    // Wrapping, not panicking: an overflowing sum is the user's data, not a crash.
+                    *s = Some(s.unwrap_or(0).wrapping_add(a.value(i)));
+                }
+            }
+            Acc::SumF(s) => {
+                if let Input::F(a) = input
+                    && a.is_valid(i)
+                {
+                    *s = Some(s.unwrap_or(0.0) + a.value(i));
+                }
+            }
+            Acc::Avg(sum, n) => match input {
+                Input::I(a) if a.is_valid(i) => {
+                    *sum += a.value(i) as f64;
+                    *n += 1;
+                }
+                Input::F(a) if a.is_valid(i) => {
+                    *sum += a.value(i);
+                    *n += 1;
+                }
+                _ => {}
+            },
+            Acc::Min(m) => {
+                if let Some(v) = input.scalar(i)
+                    && m.as_ref().is_none_or(|c| v.compare(c) == Ordering::Less)
+                {
+                    *m = Some(v);
+                }
+            }
+            Acc::Max(m) => {
+                if let Some(v) = input.scalar(i)
+                    && m.as_ref().is_none_or(|c| v.compare(c) == Ordering::Greater)
+                {
+                    *m = Some(v);
+                }
+            }
+            Acc::First(f) => {
+                if f.is_none() {
+                    *f = input.scalar(i);
+                }
+            }
+            Acc::Last(l) => {
+                if let Some(v) = input.scalar(i) {
+                    *l = Some(v);
+                }
+            }
+            Acc::Distinct(set) => {
+                if let Some(v) = input.scalar(i) {
+                    set.insert(v);
+                }
+            }
+        }
+    }
+
+    /// Combines `other` (a later part of the same group) into `self` (session merges).
+    fn merge(&mut self, other: Acc) {
+        match (self, other) {
+            (Acc::Count(a), Acc::Count(b)) => *a += b,
+            (Acc::SumI(a), Acc::SumI(Some(b))) => *a = Some(a.unwrap_or(0).wrapping_add(b)),
+            (Acc::SumF(a), Acc::SumF(Some(b))) => *a = Some(a.unwrap_or(0.0) + b),
+            (Acc::Avg(s, n), Acc::Avg(s2, n2)) => {
+                *s += s2;
+                *n += n2;
+            }
+            (Acc::Min(a), Acc::Min(Some(b)))
+                if a.as_ref().is_none_or(|c| b.compare(c) == Ordering::Less) =>
+            {
+                *a = Some(b)
+            }
+            (Acc::Max(a), Acc::Max(Some(b)))
+                if a.as_ref().is_none_or(|c| b.compare(c) == Ordering::Greater) =>
+            {
+                *a = Some(b)
+            }
+            (Acc::First(a), Acc::First(b)) if a.is_none() => *a = b,
+            (Acc::Last(a), Acc::Last(b)) if b.is_some() => *a = b,
+            (Acc::Distinct(a), Acc::Distinct(b)) => a.extend(b),
+            _ => {}
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        fn scalar(out: &mut Vec<u8>, s: &Option<Scalar>) {
+            match s {
+                None => out.push(0),
+                Some(Scalar::I(v)) => {
+                    out.push(1);
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+                Some(Scalar::F(v)) => {
+                    out.push(2);
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+                Some(Scalar::S(v)) => {
+                    out.push(3);
+                    out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                    out.extend_from_slice(v.as_bytes());
+                }
+            }
+        }
+        match self {
+            Acc::Count(n) => {
+                out.push(0);
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            Acc::SumI(s) => {
+                out.push(1);
+                scalar(out, &s.map(Scalar::I));
+            }
+            Acc::SumF(s) => {
+                out.push(2);
+                scalar(out, &s.map(|f| Scalar::F(f.to_bits())));
+            }
+            Acc::Avg(s, n) => {
+                out.push(3);
+                out.extend_from_slice(&s.to_le_bytes());
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            Acc::Min(s) => {
+                out.push(4);
+                scalar(out, s);
+            }
+            Acc::Max(s) => {
+                out.push(5);
+                scalar(out, s);
+            }
+            Acc::First(s) => {
+                out.push(6);
+                scalar(out, s);
+            }
+            Acc::Last(s) => {
+                out.push(7);
+                scalar(out, s);
+            }
+            Acc::Distinct(set) => {
+                out.push(8);
+                out.extend_from_slice(&(set.len() as u32).to_le_bytes());
+                for v in set {
+                    scalar(out, &Some(v.clone()));
+                }
+            }
+        }
+    }
+
+    fn decode(input: &mut &[u8]) -> Option<Acc> {
+        fn take<'a>(input: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+            let (head, tail) = input.split_at_checked(n)?;
+            *input = tail;
+            Some(head)
+        }
+        fn i64_(input: &mut &[u8]) -> Option<i64> {
+            Some(i64::from_le_bytes(take(input, 8)?.try_into().ok()?))
+        }
+        fn scalar(input: &mut &[u8]) -> Option<Option<Scalar>> {
+            Some(match take(input, 1)?[0] {
+                0 => None,
+                1 => Some(Scalar::I(i64_(input)?)),
+                2 => Some(Scalar::F(i64_(input)? as u64)),
+                3 => {
+                    let n = u32::from_le_bytes(take(input, 4)?.try_into().ok()?) as usize;
+                    Some(Scalar::S(std::str::from_utf8(take(input, n)?).ok()?.into()))
+                }
+                _ => return None,
+            })
+        }
+        Some(match take(input, 1)?[0] {
+            0 => Acc::Count(i64_(input)?),
+            1 => Acc::SumI(scalar(input)?.map(|s| if let Scalar::I(v) = s { v } else { 0 })),
+            2 => Acc::SumF(scalar(input)?.map(|s| {
+                if let Scalar::F(v) = s {
+                    f64::from_bits(v)
+                } else {
+                    0.0
+                }
+            })),
+            3 => {
+                let s = f64::from_bits(i64_(input)? as u64);
+                Acc::Avg(s, i64_(input)?)
+            }
+            4 => Acc::Min(scalar(input)?),
+            5 => Acc::Max(scalar(input)?),
+            6 => Acc::First(scalar(input)?),
+            7 => Acc::Last(scalar(input)?),
+            8 => {
+                let n = u32::from_le_bytes(take(input, 4)?.try_into().ok()?) as usize;
+                let mut set = HashSet::with_capacity(n);
+                for _ in 0..n {
+                    set.insert(scalar(input)??);
+                }
+                Acc::Distinct(set)
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// A group's state: its window end (µs; `i64::MAX` without a window) and accumulators.
+#[derive(Debug, Clone)]
+struct Group {
+    end: i64,
+    accs: Vec<Acc>,
+    /// The batch that last changed it (to list each changed group once).
+    touched: u64,
+}
+
+/// The aggregation operator.
+pub struct Aggregate {
+    spec: AggregateSpec,
+    mode: OutputMode,
+    output_schema: SchemaRef,
+    key_indices: Vec<usize>,
+    key_types: Vec<DataType>,
+    converter: Option<RowConverter>,
+    /// Per aggregate: input column index and how to read it.
+    inputs: Vec<(Option<usize>, Kind)>,
+    store: StateStore,
+    groups: HashMap<Box<[u8]>, Group>,
+    /// Session windows: group row bytes → session starts.
+    sessions: HashMap<Box<[u8]>, Vec<i64>>,
+    changed: Vec<Box<[u8]>>,
+    removed: Vec<Box<[u8]>>,
+    stats: StateOperatorProgress,
+}
+
+const NO_WINDOW: i64 = i64::MIN;
+
+impl Aggregate {
+    /// Builds the operator for input `schema`, with its state under `checkpoint`.
+    pub fn new(
+        spec: AggregateSpec,
+        mode: OutputMode,
+        schema: SchemaRef,
+        checkpoint: &Path,
+    ) -> Result<Self> {
+        let col = |name: &str, what: &str| {
+            schema.index_of(name).map_err(|_| Error::Data {
+                context: format!("{what} column '{name}'"),
+                message: format!(
+                    "is not among the columns reaching the aggregation ({})",
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+        };
+        let key_indices = spec
+            .group_by
+            .iter()
+            .map(|c| col(c, "groupBy"))
+            .collect::<Result<Vec<_>>>()?;
+        let key_types: Vec<DataType> = key_indices
+            .iter()
+            .map(|&i| schema.field(i).data_type().clone())
+            .collect();
+        let converter = if key_indices.is_empty() {
+            None
+        } else {
+            Some(
+                RowConverter::new(
+                    key_types
+                        .iter()
+                        .map(|t| SortField::new(t.clone()))
+                        .collect(),
+                )
+                .map_err(|e| Error::data("groupBy", e))?,
+            )
+        };
+        if let Some(w) = &spec.window {
+            crate::watermark::check_event_time_column(&schema, w.column(), "window")?;
+        }
+        let mut inputs = Vec::new();
+        let mut fields: Vec<Field> = key_indices
+            .iter()
+            .map(|&i| schema.field(i).clone().with_nullable(true))
+            .collect();
+        if spec.window.is_some() {
+            fields.push(Field::new(
+                "window",
+                DataType::Struct(window_fields()),
+                false,
+            ));
+        }
+        for agg in &spec.aggs {
+            let (index, kind) = match &agg.column {
+                None => (None, Kind::Star),
+                Some(c) => {
+                    let i = col(c, "aggregate")?;
+                    (Some(i), kind_of(schema.field(i).data_type()))
+                }
+            };
+            let out_type = match (agg.func, &kind) {
+                (AggFunc::Count | AggFunc::CountDistinct, _) => DataType::Int64,
+                (AggFunc::Avg, Kind::Int(_) | Kind::Float(_)) => DataType::Float64,
+                (AggFunc::Sum, Kind::Int(_)) => DataType::Int64,
+                (AggFunc::Sum, Kind::Float(_)) => DataType::Float64,
+                (
+                    AggFunc::Min | AggFunc::Max | AggFunc::First | AggFunc::Last,
+                    Kind::Int(t) | Kind::Float(t),
+                ) => t.clone(),
+                (AggFunc::Min | AggFunc::Max | AggFunc::First | AggFunc::Last, Kind::Str) => {
+                    DataType::Utf8
+                }
+                (f, _) => {
+                    return Err(Error::Data {
+                        context: format!("aggregate '{}'", agg.alias),
+                        message: format!(
+                            "{f:?} of column '{}' ({}) is not supported; it needs a numeric{} column",
+                            agg.column.as_deref().unwrap_or("*"),
+                            index.map_or("no column".to_owned(), |i| schema
+                                .field(i)
+                                .data_type()
+                                .to_string()),
+                            if matches!(f, AggFunc::Sum | AggFunc::Avg) {
+                                ""
+                            } else {
+                                " or string"
+                            }
+                        ),
+                    });
+                }
+            };
+            if matches!(agg.func, AggFunc::CountDistinct)
+                && !matches!(kind, Kind::Int(_) | Kind::Float(_) | Kind::Str)
+            {
+                return Err(Error::Data {
+                    context: format!("aggregate '{}'", agg.alias),
+                    message: "count_distinct needs a numeric or string column".into(),
+                });
+            }
+            fields.push(Field::new(&agg.alias, out_type, true));
+            inputs.push((index, kind));
+        }
+        Ok(Aggregate {
+            store: StateStore::open(checkpoint, "aggregate", 10)?,
+            output_schema: Arc::new(Schema::new(fields)),
+            spec,
+            mode,
+            key_indices,
+            key_types,
+            converter,
+            inputs,
+            groups: HashMap::new(),
+            sessions: HashMap::new(),
+            changed: Vec::new(),
+            removed: Vec::new(),
+            stats: StateOperatorProgress {
+                operator_name: "stateStoreSave".into(),
+                ..Default::default()
+            },
+        })
+    }
+
+    fn new_accs(&self) -> Vec<Acc> {
+        self.spec
+            .aggs
+            .iter()
+            .zip(&self.inputs)
+            .map(|(a, (_, k))| Acc::new(a.func, k))
+            .collect()
+    }
+
+    fn prepare_inputs(&self, batch: &RecordBatch) -> Result<Vec<Input>> {
+        self.inputs
+            .iter()
+            .map(|(index, kind)| {
+                let Some(i) = index else {
+                    return Ok(Input::Star);
+                };
+                let col = batch.column(*i);
+                let cast = |t: &DataType| {
+                    arrow_cast::cast(col, t)
+                        .map_err(|e| Error::data("reading an aggregate's column", e))
+                };
+                Ok(match kind {
+                    Kind::Star => Input::Star,
+                    Kind::Int(_) => Input::I(Int64Array::from(cast(&DataType::Int64)?.to_data())),
+                    Kind::Float(_) => {
+                        Input::F(Float64Array::from(cast(&DataType::Float64)?.to_data()))
+                    }
+                    Kind::Str => Input::S(StringArray::from(cast(&DataType::Utf8)?.to_data())),
+                    Kind::Any => Input::Any(col.clone()),
+                })
+            })
+            .collect()
+    }
+
+    fn touch(changed: &mut Vec<Box<[u8]>>, key: &[u8], group: &mut Group, batch_id: u64) {
+        if group.touched != batch_id {
+            group.touched = batch_id;
+            changed.push(key.into());
+        }
+    }
+
+    /// Fixed windows or no window.
+    fn process_fixed(
+        &mut self,
+        batch_id: u64,
+        wm_us: i64,
+        drop_late: bool,
+        batch: &RecordBatch,
+    ) -> Result<()> {
+        let inputs = self.prepare_inputs(batch)?;
+        let rows = match &self.converter {
+            Some(c) => {
+                let cols: Vec<ArrayRef> = self
+                    .key_indices
+                    .iter()
+                    .map(|&i| batch.column(i).clone())
+                    .collect();
+                Some(
+                    c.convert_columns(&cols)
+                        .map_err(|e| Error::data("groupBy", e))?,
+                )
+            }
+            None => None,
+        };
+        let window = self.spec.window.clone();
+        let times = match &window {
+            Some(w) => Some(event_times(batch, w.column())?),
+            None => None,
+        };
+        let fresh = self.new_accs();
+        let mut key = Vec::with_capacity(64);
+        let mut null_times = 0u64;
+        for i in 0..batch.num_rows() {
+            let row = rows.as_ref().map_or(&[][..], |r| r.row(i).data());
+            let mut apply = |start: i64, end: i64, this: &mut Aggregate| {
+                key.clear();
+                key.extend_from_slice(row);
+                key.extend_from_slice(&start.to_be_bytes());
+                let group = match this.groups.get_mut(key.as_slice()) {
+                    Some(g) => g,
+                    None => this
+                        .groups
+                        .entry(key.as_slice().into())
+                        .or_insert_with(|| Group {
+                            end,
+                            accs: fresh.clone(),
+                            touched: u64::MAX,
+                        }),
+                };
+                for (acc, input) in group.accs.iter_mut().zip(&inputs) {
+                    acc.update(input, i);
+                }
+                Self::touch(&mut this.changed, &key, group, batch_id);
+            };
+            match (&window, &times) {
+                (
+                    Some(WindowSpec::Fixed {
+                        duration,
+                        slide,
+                        start,
+                        ..
+                    }),
+                    Some(ts),
+                ) => {
+                    if ts.is_null(i) {
+                        null_times += 1;
+                        continue;
+                    }
+                    let d = duration.as_micros() as i64;
+                    fixed_windows(ts.value(i), *duration, *slide, *start, |ws| {
+                        if drop_late && ws + d <= wm_us {
+                            self.stats.num_rows_dropped_by_watermark += 1;
+                        } else {
+                            apply(ws, ws + d, self);
+                        }
+                    });
+                }
+                _ => apply(NO_WINDOW, i64::MAX, self),
+            }
+        }
+        if null_times > 0 {
+            warn!(
+                rows = null_times,
+                "rows with a null event time have no window and were not aggregated"
+            );
+        }
+        Ok(())
+    }
+
+    fn process_sessions(
+        &mut self,
+        batch_id: u64,
+        wm_us: i64,
+        drop_late: bool,
+        batch: &RecordBatch,
+        gap: Duration,
+        column: &str,
+    ) -> Result<()> {
+        let gap = gap.as_micros() as i64;
+        let inputs = self.prepare_inputs(batch)?;
+        let rows = match &self.converter {
+            Some(c) => {
+                let cols: Vec<ArrayRef> = self
+                    .key_indices
+                    .iter()
+                    .map(|&i| batch.column(i).clone())
+                    .collect();
+                Some(
+                    c.convert_columns(&cols)
+                        .map_err(|e| Error::data("groupBy", e))?,
+                )
+            }
+            None => None,
+        };
+        let times = event_times(batch, column)?;
+        // Rows in event-time order per batch, so sessions grow forwards.
+        let mut order: Vec<usize> = (0..batch.num_rows())
+            .filter(|&i| times.is_valid(i))
+            .collect();
+        order.sort_by_key(|&i| times.value(i));
+        for i in order {
+            let t = times.value(i);
+            if drop_late && t + gap <= wm_us {
+                self.stats.num_rows_dropped_by_watermark += 1;
+                continue;
+            }
+            let row: Box<[u8]> = rows.as_ref().map_or(&[][..], |r| r.row(i).data()).into();
+            let key_of = |s: i64| -> Box<[u8]> {
+                let mut k = row.to_vec();
+                k.extend_from_slice(&s.to_be_bytes());
+                k.into()
+            };
+            let mut accs = self.new_accs();
+            for (acc, input) in accs.iter_mut().zip(&inputs) {
+                acc.update(input, i);
+            }
+            let starts = self.sessions.entry(row.clone()).or_default();
+            let (mut start, mut end) = (t, t + gap);
+            // Absorb every session this row's [t, t+gap) overlaps.
+            let mut kept = Vec::with_capacity(starts.len());
+            for s in std::mem::take(starts) {
+                let k = key_of(s);
+                let overlaps = self
+                    .groups
+                    .get(&k)
+                    .is_some_and(|g| t < g.end && s < t + gap);
+                if overlaps && let Some(g) = self.groups.remove(&k) {
+                    start = start.min(s);
+                    end = end.max(g.end);
+                    let mut merged = g.accs;
+                    for (m, a) in merged.iter_mut().zip(accs) {
+                        m.merge(a);
+                    }
+                    accs = merged;
+                    self.removed.push(k);
+                } else {
+                    kept.push(s);
+                }
+            }
+            kept.push(start);
+            kept.sort_unstable();
+            *starts = kept;
+            let key = key_of(start);
+            self.removed.retain(|r| *r != key);
+            let group = self.groups.entry(key.clone()).or_insert(Group {
+                end,
+                accs: Vec::new(),
+                touched: u64::MAX,
+            });
+            group.end = end;
+            group.accs = accs;
+            group.touched = u64::MAX;
+            Self::touch(&mut self.changed, &key, group, batch_id);
+        }
+        Ok(())
+    }
+
+    fn window_start(key: &[u8]) -> i64 {
+        key.len()
+            .checked_sub(8)
+            .and_then(|n| key[n..].try_into().ok())
+            .map_or(NO_WINDOW, i64::from_be_bytes)
+    }
+
+    /// Builds output rows for `keys` (in that order).
+    fn emit(&self, keys: &[Box<[u8]>]) -> Result<RecordBatch> {
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.output_schema.fields().len());
+        if let Some(converter) = &self.converter {
+            let parser = converter.parser();
+            let rows = keys.iter().map(|k| parser.parse(&k[..k.len() - 8]));
+            let keys_out = converter
+                .convert_rows(rows)
+                .map_err(|e| Error::data("building group keys", e))?;
+            for (col, t) in keys_out.into_iter().zip(&self.key_types) {
+                debug_assert_eq!(col.data_type(), t);
+                columns.push(col);
+            }
+        }
+        if self.spec.window.is_some() {
+            let starts = TimestampMicrosecondArray::from_iter_values(
+                keys.iter().map(|k| Self::window_start(k)),
+            )
+            .with_timezone(crate::schema::UTC);
+            let ends = TimestampMicrosecondArray::from_iter_values(
+                keys.iter().map(|k| self.groups.get(k).map_or(0, |g| g.end)),
+            )
+            .with_timezone(crate::schema::UTC);
+            columns.push(Arc::new(StructArray::new(
+                window_fields(),
+                vec![Arc::new(starts), Arc::new(ends)],
+                None,
+            )));
+        }
+        for (a, (agg, (_, kind))) in self.spec.aggs.iter().zip(&self.inputs).enumerate() {
+            let accs = keys.iter().map(|k| self.groups.get(k).map(|g| &g.accs[a]));
+            columns.push(build_column(agg.func, kind, accs)?);
+        }
+        RecordBatch::try_new(self.output_schema.clone(), columns)
+            .map_err(|e| Error::data("building aggregation output", e))
+    }
+
+    /// Keys still in state, each once, by window start then key.
+    fn sorted(&self, mut keys: Vec<Box<[u8]>>) -> Vec<Box<[u8]>> {
+        keys.retain(|k| self.groups.contains_key(k));
+        keys.sort_by(|a, b| {
+            Self::window_start(a)
+                .cmp(&Self::window_start(b))
+                .then_with(|| a.cmp(b))
+        });
+        keys.dedup();
+        keys
+    }
+}
+
+fn window_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("start", timestamp_type(), false),
+        Field::new("end", timestamp_type(), false),
+    ])
+}
+
+fn kind_of(t: &DataType) -> Kind {
+    use DataType::*;
+    match t {
+        Int8
+        | Int16
+        | Int32
+        | Int64
+        | UInt8
+        | UInt16
+        | UInt32
+        | UInt64
+        | Timestamp(_, _)
+        | Date32
+        | Date64 => Kind::Int(t.clone()),
+        Float16 | Float32 | Float64 | Decimal128(_, _) | Decimal256(_, _) => Kind::Float(t.clone()),
+        Utf8 | LargeUtf8 | Utf8View => Kind::Str,
+        _ => Kind::Any,
+    }
+}
+
+fn build_column<'a>(
+    func: AggFunc,
+    kind: &Kind,
+    accs: impl Iterator<Item = Option<&'a Acc>>,
+) -> Result<ArrayRef> {
+    let scalars = |accs: &mut dyn Iterator<Item = Option<&'a Acc>>| -> Vec<Option<Scalar>> {
+        accs.map(|a| match a {
+            Some(Acc::Min(s) | Acc::Max(s) | Acc::First(s) | Acc::Last(s)) => s.clone(),
+            _ => None,
+        })
+        .collect()
+    };
+    let mut accs = accs;
+    Ok(match func {
+        AggFunc::Count | AggFunc::CountDistinct => {
+            Arc::new(Int64Array::from_iter(accs.map(|a| match a {
+                Some(Acc::Count(n)) => Some(*n),
+                Some(Acc::Distinct(s)) => Some(s.len() as i64),
+                _ => None,
+            })))
+        }
+        AggFunc::Sum => match kind {
+            Kind::Float(_) => Arc::new(Float64Array::from_iter(accs.map(|a| match a {
+                Some(Acc::SumF(s)) => *s,
+                _ => None,
+            }))),
+            _ => Arc::new(Int64Array::from_iter(accs.map(|a| match a {
+                Some(Acc::SumI(s)) => *s,
+                _ => None,
+            }))),
+        },
+        AggFunc::Avg => Arc::new(Float64Array::from_iter(accs.map(|a| match a {
+            Some(Acc::Avg(s, n)) if *n > 0 => Some(s / *n as f64),
+            _ => None,
+        }))),
+        AggFunc::Min | AggFunc::Max | AggFunc::First | AggFunc::Last => {
+            let values = scalars(&mut accs);
+            match kind {
+                Kind::Int(t) => {
+                    let ints = Int64Array::from_iter(values.iter().map(|v| match v {
+                        Some(Scalar::I(i)) => Some(*i),
+                        _ => None,
+                    }));
+                    arrow_cast::cast(&ints, t)
+                        .map_err(|e| Error::data("building aggregation output", e))?
+                }
+                Kind::Float(t) => {
+                    let floats = Float64Array::from_iter(values.iter().map(|v| match v {
+                        Some(Scalar::F(f)) => Some(f64::from_bits(*f)),
+                        _ => None,
+                    }));
+                    arrow_cast::cast(&floats, t)
+                        .map_err(|e| Error::data("building aggregation output", e))?
+                }
+                _ => {
+                    let mut b = StringBuilder::new();
+                    for v in &values {
+                        match v {
+                            Some(Scalar::S(s)) => b.append_value(s),
+                            _ => b.append_null(),
+                        }
+                    }
+                    Arc::new(b.finish())
+                }
+            }
+        }
+    })
+}
+
+impl StatefulOperator for Aggregate {
+    fn output_schema(&self) -> SchemaRef {
+        self.output_schema.clone()
+    }
+
+    fn restore(&mut self, version: Option<u64>) -> Result<()> {
+        self.groups.clear();
+        self.sessions.clear();
+        let n = self.spec.aggs.len();
+        for (key, value) in self.store.load(version)? {
+            let mut v: &[u8] = &value;
+            let end = v
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map(i64::from_le_bytes)
+                .ok_or_else(|| {
+                    Error::data("restoring aggregation state", "a value is truncated")
+                })?;
+            v = &v[8..];
+            let accs = (0..n)
+                .map(|_| Acc::decode(&mut v))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| Error::data("restoring aggregation state", "a value is corrupt"))?;
+            if matches!(self.spec.window, Some(WindowSpec::Session { .. })) {
+                let row: Box<[u8]> = key[..key.len().saturating_sub(8)].into();
+                self.sessions
+                    .entry(row)
+                    .or_default()
+                    .push(Self::window_start(&key));
+            }
+            self.groups.insert(
+                key,
+                Group {
+                    end,
+                    accs,
+                    touched: u64::MAX,
+                },
+            );
+        }
+        for starts in self.sessions.values_mut() {
+            starts.sort_unstable();
+        }
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        batch_id: u64,
+        watermark_ms: i64,
+        input: Vec<RecordBatch>,
+    ) -> Result<Vec<RecordBatch>> {
+        self.changed.clear();
+        self.removed.clear();
+        self.stats.num_rows_dropped_by_watermark = 0;
+        let wm_us = watermark_ms.saturating_mul(1000);
+        // Complete mode keeps every row; otherwise rows behind the watermark are late.
+        let drop_late = self.mode != OutputMode::Complete && watermark_ms > 0;
+        for batch in &input {
+            match self.spec.window.clone() {
+                Some(WindowSpec::Session { gap, column }) => {
+                    self.process_sessions(batch_id, wm_us, drop_late, batch, gap, &column)?
+                }
+                _ => self.process_fixed(batch_id, wm_us, drop_late, batch)?,
+            }
+        }
+        let evictable = self.spec.window.is_some() && watermark_ms > 0;
+        let out_keys: Vec<Box<[u8]>> = match self.mode {
+            OutputMode::Complete => self.sorted(self.groups.keys().cloned().collect()),
+            OutputMode::Update => self.sorted(self.changed.clone()),
+            OutputMode::Append => {
+                if evictable {
+                    self.sorted(
+                        self.groups
+                            .iter()
+                            .filter(|(_, g)| g.end <= wm_us)
+                            .map(|(k, _)| k.clone())
+                            .collect(),
+                    )
+                } else {
+                    Vec::new()
+                }
+            }
+        };
+        let out = if out_keys.is_empty() {
+            Vec::new()
+        } else {
+            vec![self.emit(&out_keys)?]
+        };
+        if evictable && self.mode != OutputMode::Complete {
+            let expired: Vec<Box<[u8]>> = self
+                .groups
+                .iter()
+                .filter(|(_, g)| g.end <= wm_us)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in expired {
+                self.groups.remove(&k);
+                if let Some(starts) = self.sessions.get_mut(&k[..k.len() - 8]) {
+                    let s = Self::window_start(&k);
+                    starts.retain(|x| *x != s);
+                }
+                self.removed.push(k);
+            }
+            self.sessions.retain(|_, s| !s.is_empty());
+        }
+        Ok(out)
+    }
+
+    fn commit(&mut self, batch_id: u64) -> Result<()> {
+        let started = Instant::now();
+        let encode = |g: &Group| {
+            let mut v = g.end.to_le_bytes().to_vec();
+            for a in &g.accs {
+                a.encode(&mut v);
+            }
+            v
+        };
+        let groups = &self.groups;
+        let puts = self
+            .changed
+            .iter()
+            .filter_map(|k| groups.get(k).map(|g| (k.as_ref(), encode(g))));
+        let removes = self
+            .removed
+            .iter()
+            .filter(|k| !groups.contains_key(*k))
+            .map(|k| k.as_ref());
+        self.store.commit(batch_id, puts, removes, || {
+            groups
+                .iter()
+                .map(|(k, g)| (k.to_vec(), encode(g)))
+                .collect()
+        })?;
+        self.stats.num_rows_total = self.groups.len() as u64;
+        self.stats.num_rows_updated = self.changed.len() as u64;
+        self.stats.num_rows_removed = self.removed.len() as u64;
+        self.stats.memory_used_bytes = self
+            .groups
+            .iter()
+            .map(|(k, g)| (k.len() + 64 + g.accs.len() * std::mem::size_of::<Acc>()) as u64)
+            .sum();
+        self.stats.commit_time_ms = started.elapsed().as_millis() as u64;
+        Ok(())
+    }
+
+    fn purge(&mut self, keep_from: u64) -> Result<()> {
+        self.store.purge(keep_from)
+    }
+
+    fn progress(&self) -> StateOperatorProgress {
+        self.stats.clone()
+    }
+
+    fn wants_no_data_batches(&self) -> bool {
+        self.spec.window.is_some() && self.mode != OutputMode::Complete
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accumulators_survive_encoding() {
+        let accs = vec![
+            Acc::Count(3),
+            Acc::SumI(Some(-7)),
+            Acc::SumF(None),
+            Acc::Avg(2.5, 2),
+            Acc::Min(Some(Scalar::S("kimchi".into()))),
+            Acc::Max(Some(Scalar::F(1.5f64.to_bits()))),
+            Acc::First(Some(Scalar::I(9))),
+            Acc::Last(None),
+            Acc::Distinct([Scalar::I(1), Scalar::S("a".into())].into_iter().collect()),
+        ];
+        let mut bytes = Vec::new();
+        for a in &accs {
+            a.encode(&mut bytes);
+        }
+        let mut rest: &[u8] = &bytes;
+        let back: Vec<Acc> = (0..accs.len())
+            .map(|_| Acc::decode(&mut rest).unwrap())
+            .collect();
+        assert_eq!(back, accs);
+        assert!(rest.is_empty());
+        assert!(
+            Acc::decode(&mut &[0u8, 1][..]).is_none(),
+            "truncated input is refused"
+        );
+    }
+
+    #[test]
+    fn merging_sessions_combines_accumulators() {
+        let mut a = Acc::Min(Some(Scalar::I(5)));
+        a.merge(Acc::Min(Some(Scalar::I(2))));
+        assert_eq!(a, Acc::Min(Some(Scalar::I(2))));
+        let mut avg = Acc::Avg(10.0, 2);
+        avg.merge(Acc::Avg(5.0, 3));
+        assert_eq!(avg, Acc::Avg(15.0, 5));
+    }
+}

@@ -1,0 +1,238 @@
+//! Deduplication: Spark's `dropDuplicates(columns)` and `dropDuplicatesWithinWatermark(columns)`.
+//!
+//! The state is the set of keys seen (Arrow row encoding of the columns). With a watermark
+//! on an event-time column among the keys, keys behind the watermark are evicted and rows
+//! behind it dropped, so the state stays bounded. `withinWatermark` keeps a key until its
+//! event time plus the watermark delay has passed, whatever the other columns say.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use arrow_array::{Array, BooleanArray, RecordBatch};
+use arrow_row::{RowConverter, SortField};
+use arrow_schema::SchemaRef;
+
+use super::{StateOperatorProgress, StatefulOperator};
+use crate::error::{Error, Result};
+use crate::state::StateStore;
+use crate::watermark::{WatermarkSpec, event_times};
+
+/// `[query.dropDuplicates]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupSpec {
+    /// The columns that make a row a duplicate (all columns when empty).
+    pub columns: Vec<String>,
+    /// `dropDuplicatesWithinWatermark`: a key expires `delay` after its event time.
+    pub within_watermark: bool,
+}
+
+/// The deduplication operator.
+pub struct Dedup {
+    spec: DedupSpec,
+    schema: SchemaRef,
+    key_indices: Vec<usize>,
+    converter: RowConverter,
+    watermark: Option<WatermarkSpec>,
+    /// Whether the event-time column is one of the keys (so keys can expire).
+    event_time_in_key: bool,
+    store: StateStore,
+    /// Key → event time (µs) or expiry (µs, within watermark); `i64::MAX` when it never expires.
+    seen: HashMap<Box<[u8]>, i64>,
+    added: Vec<Box<[u8]>>,
+    removed: Vec<Box<[u8]>>,
+    stats: StateOperatorProgress,
+}
+
+impl Dedup {
+    /// Builds the operator for input `schema`, with its state under `checkpoint`.
+    pub fn new(
+        spec: DedupSpec,
+        schema: SchemaRef,
+        watermark: Option<WatermarkSpec>,
+        checkpoint: &Path,
+    ) -> Result<Self> {
+        let columns: Vec<String> = if spec.columns.is_empty() {
+            schema.fields().iter().map(|f| f.name().clone()).collect()
+        } else {
+            spec.columns.clone()
+        };
+        let key_indices = columns
+            .iter()
+            .map(|c| {
+                schema.index_of(c).map_err(|_| Error::Data {
+                    context: format!("dropDuplicates column '{c}'"),
+                    message: "is not among the query's columns".into(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let fields = key_indices
+            .iter()
+            .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+            .collect();
+        let converter = RowConverter::new(fields).map_err(|e| Error::data("dropDuplicates", e))?;
+        let event_time_in_key = watermark
+            .as_ref()
+            .is_some_and(|w| columns.contains(&w.column));
+        Ok(Dedup {
+            store: StateStore::open(checkpoint, "dedup", 10)?,
+            spec,
+            schema,
+            key_indices,
+            converter,
+            watermark,
+            event_time_in_key,
+            seen: HashMap::new(),
+            added: Vec::new(),
+            removed: Vec::new(),
+            stats: StateOperatorProgress {
+                operator_name: "dedupe".into(),
+                ..Default::default()
+            },
+        })
+    }
+
+    fn expires(&self) -> bool {
+        self.watermark.is_some() && (self.event_time_in_key || self.spec.within_watermark)
+    }
+}
+
+impl StatefulOperator for Dedup {
+    fn output_schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn restore(&mut self, version: Option<u64>) -> Result<()> {
+        self.seen = self
+            .store
+            .load(version)?
+            .into_iter()
+            .map(|(k, v)| {
+                let t = v
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map(i64::from_le_bytes)
+                    .unwrap_or(i64::MAX);
+                (k, t)
+            })
+            .collect();
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        _batch_id: u64,
+        watermark_ms: i64,
+        input: Vec<RecordBatch>,
+    ) -> Result<Vec<RecordBatch>> {
+        let wm_us = watermark_ms.saturating_mul(1000);
+        self.stats.num_rows_dropped_by_watermark = 0;
+        self.added.clear();
+        self.removed.clear();
+        let delay = self
+            .watermark
+            .as_ref()
+            .map_or(Duration::ZERO, |w| w.delay)
+            .as_micros() as i64;
+        let mut out = Vec::with_capacity(input.len());
+        for batch in input {
+            let columns: Vec<_> = self
+                .key_indices
+                .iter()
+                .map(|&i| batch.column(i).clone())
+                .collect();
+            let rows = self
+                .converter
+                .convert_columns(&columns)
+                .map_err(|e| Error::data("dropDuplicates", e))?;
+            let times = match &self.watermark {
+                Some(w) => Some(event_times(&batch, &w.column)?),
+                None => None,
+            };
+            let mut keep = Vec::with_capacity(batch.num_rows());
+            for (i, row) in rows.iter().enumerate() {
+                let t = times
+                    .as_ref()
+                    .and_then(|ts| (!ts.is_null(i)).then(|| ts.value(i)));
+                if let (Some(t), true) = (t, self.expires())
+                    && watermark_ms > 0
+                    && t <= wm_us
+                {
+                    self.stats.num_rows_dropped_by_watermark += 1;
+                    keep.push(false);
+                    continue;
+                }
+                let key = row.as_ref();
+                if self.seen.contains_key(key) {
+                    keep.push(false);
+                    continue;
+                }
+                let stamp = match (self.expires(), t) {
+                    (true, Some(t)) if self.spec.within_watermark => t + delay,
+                    (true, Some(t)) => t,
+                    _ => i64::MAX,
+                };
+                let key: Box<[u8]> = key.into();
+                self.seen.insert(key.clone(), stamp);
+                self.added.push(key);
+                keep.push(true);
+            }
+            let mask = BooleanArray::from(keep);
+            out.push(
+                arrow_select::filter::filter_record_batch(&batch, &mask)
+                    .map_err(|e| Error::data("dropDuplicates", e))?,
+            );
+        }
+        // Evict keys the watermark has passed.
+        if self.expires() && watermark_ms > 0 {
+            let removed: Vec<Box<[u8]>> = self
+                .seen
+                .iter()
+                .filter(|(_, t)| **t <= wm_us)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in &removed {
+                self.seen.remove(k);
+            }
+            self.removed = removed;
+        }
+        Ok(out)
+    }
+
+    fn commit(&mut self, batch_id: u64) -> Result<()> {
+        let started = Instant::now();
+        let seen = &self.seen;
+        let puts = self
+            .added
+            .iter()
+            .filter_map(|k| seen.get(k).map(|t| (k.as_ref(), t.to_le_bytes().to_vec())));
+        self.store.commit(
+            batch_id,
+            puts,
+            self.removed.iter().map(|k| k.as_ref()),
+            || {
+                seen.iter()
+                    .map(|(k, t)| (k.to_vec(), t.to_le_bytes().to_vec()))
+                    .collect()
+            },
+        )?;
+        self.stats.num_rows_total = self.seen.len() as u64;
+        self.stats.num_rows_updated = self.added.len() as u64;
+        self.stats.num_rows_removed = self.removed.len() as u64;
+        self.stats.memory_used_bytes = self.seen.keys().map(|k| k.len() as u64 + 48).sum();
+        self.stats.commit_time_ms = started.elapsed().as_millis() as u64;
+        Ok(())
+    }
+
+    fn purge(&mut self, keep_from: u64) -> Result<()> {
+        self.store.purge(keep_from)
+    }
+
+    fn progress(&self) -> StateOperatorProgress {
+        self.stats.clone()
+    }
+
+    fn wants_no_data_batches(&self) -> bool {
+        self.expires()
+    }
+}

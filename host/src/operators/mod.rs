@@ -1,0 +1,73 @@
+//! Stateful operators: streaming aggregation (with event-time windows) and deduplication.
+//!
+//! An operator sees each micro-batch after the transform steps, with the batch's watermark,
+//! keeps what it must remember in memory, and persists it per batch through the
+//! [`crate::state::StateStore`] so a restart resumes exactly where the last committed batch
+//! left off. What it emits depends on the output mode:
+//!
+//! | mode | aggregation emits | evicts |
+//! |---|---|---|
+//! | append | a window once, when the watermark passes its end | what it emitted |
+//! | update | every group changed by the batch | groups whose window ended behind the watermark |
+//! | complete | the whole result table | nothing |
+
+pub mod aggregate;
+pub mod dedup;
+pub mod window;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+/// Statistics of a stateful operator for progress (Spark's `StateOperatorProgress`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StateOperatorProgress {
+    /// The operator's name.
+    pub operator_name: String,
+    /// Keys in state after the batch.
+    pub num_rows_total: u64,
+    /// Keys written by the batch.
+    pub num_rows_updated: u64,
+    /// Keys evicted by the batch.
+    pub num_rows_removed: u64,
+    /// Input rows (per window) dropped for being behind the watermark.
+    pub num_rows_dropped_by_watermark: u64,
+    /// Approximate memory held by the state.
+    pub memory_used_bytes: u64,
+    /// Time to write the state's delta (and snapshot).
+    pub commit_time_ms: u64,
+}
+
+/// A stateful operator of a query.
+pub trait StatefulOperator: Send {
+    /// The schema of what it emits.
+    fn output_schema(&self) -> SchemaRef;
+
+    /// Loads the state after batch `version` (`None`: empty) — before the first batch it runs.
+    fn restore(&mut self, version: Option<u64>) -> Result<()>;
+
+    /// Processes batch `batch_id`'s rows with the batch's watermark (ms) and returns what to
+    /// emit to the sink.
+    fn process(
+        &mut self,
+        batch_id: u64,
+        watermark_ms: i64,
+        input: Vec<RecordBatch>,
+    ) -> Result<Vec<RecordBatch>>;
+
+    /// Persists the state after batch `batch_id`.
+    fn commit(&mut self, batch_id: u64) -> Result<()>;
+
+    /// Removes persisted versions older than `keep_from`.
+    fn purge(&mut self, keep_from: u64) -> Result<()>;
+
+    /// Statistics of the last batch.
+    fn progress(&self) -> StateOperatorProgress;
+
+    /// Whether a watermark that moved without new data could emit or evict something (then
+    /// the engine runs a no-data batch).
+    fn wants_no_data_batches(&self) -> bool;
+}

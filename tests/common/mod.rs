@@ -131,6 +131,26 @@ impl Running {
         }
     }
 
+    /// Waits up to a second for a stderr line containing `needle`; false if none came yet.
+    pub fn try_await_line(&mut self, needle: &str) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            self.seen.push(line.clone());
+            if line.contains(needle) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Whether the child has exited.
+    pub fn has_exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     /// Sends a signal to the child.
     pub fn signal(&self, sig: i32) {
         let status = Command::new("kill")

@@ -114,6 +114,10 @@ fn run_in_memory(
                     ));
                 }
             }
+            // Update mode emits in the order the batch touched the groups; compare as sets.
+            if mode == "update" {
+                rows.sort();
+            }
             (id, rows)
         })
         .collect();

@@ -12,17 +12,33 @@ use std::path::Path;
 use crate::error::{Error, Result};
 
 /// Writes `bytes` to `path` atomically and durably (temp file, fsync, rename, fsync dir).
+///
+/// The temp file's name starts with '.', which keeps readers that skip hidden files (our
+/// file source, Spark) away from it.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// Like [`write_atomic`], but the content is streamed by `write` (for files too large to build
+/// in memory first, such as state snapshots).
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    // Leading '.' keeps readers that skip hidden files (our file source, Spark) away from it.
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut file = File::create(&tmp).map_err(|e| Error::io("creating", &tmp, e))?;
-    file.write_all(bytes)
+    let file = File::create(&tmp).map_err(|e| Error::io("creating", &tmp, e))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    write(&mut out)
+        .and_then(|_| out.flush())
         .map_err(|e| Error::io("writing", &tmp, e))?;
+    let file = out
+        .into_inner()
+        .map_err(|e| Error::io("writing", &tmp, e.into_error()))?;
     file.sync_all().map_err(|e| Error::io("syncing", &tmp, e))?;
     drop(file);
     fs::rename(&tmp, path).map_err(|e| Error::io("renaming into place", path, e))?;

@@ -9,6 +9,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +21,8 @@ use arrow_array::{
 };
 use arrow_row::{RowConverter, SortField};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
+use foldhash::fast::FixedState;
+use hashbrown::HashTable;
 use tracing::warn;
 
 use super::window::{WindowSpec, fixed_windows};
@@ -134,7 +137,10 @@ enum Acc {
     Max(Option<Scalar>),
     First(Option<Scalar>),
     Last(Option<Scalar>),
-    Distinct(HashSet<Scalar>),
+    // Boxed on purpose: it keeps every accumulator (most are a few bytes) at 32 bytes, which
+    // matters with a million groups in state.
+    #[allow(clippy::box_collection)]
+    Distinct(Box<HashSet<Scalar>>),
 }
 
 /// One batch's view of an aggregate's input column.
@@ -178,7 +184,7 @@ impl Acc {
             AggFunc::Max => Acc::Max(None),
             AggFunc::First => Acc::First(None),
             AggFunc::Last => Acc::Last(None),
-            AggFunc::CountDistinct => Acc::Distinct(HashSet::new()),
+            AggFunc::CountDistinct => Acc::Distinct(Box::default()),
         }
     }
 
@@ -266,7 +272,7 @@ impl Acc {
             }
             (Acc::First(a), Acc::First(b)) if a.is_none() => *a = b,
             (Acc::Last(a), Acc::Last(b)) if b.is_some() => *a = b,
-            (Acc::Distinct(a), Acc::Distinct(b)) => a.extend(b),
+            (Acc::Distinct(a), Acc::Distinct(b)) => a.extend(*b),
             _ => {}
         }
     }
@@ -327,7 +333,7 @@ impl Acc {
             Acc::Distinct(set) => {
                 out.push(8);
                 out.extend_from_slice(&(set.len() as u32).to_le_bytes());
-                for v in set {
+                for v in set.iter() {
                     scalar(out, &Some(v.clone()));
                 }
             }
@@ -379,20 +385,103 @@ impl Acc {
                 for _ in 0..n {
                     set.insert(scalar(input)??);
                 }
-                Acc::Distinct(set)
+                Acc::Distinct(Box::new(set))
             }
             _ => return None,
         })
     }
 }
 
-/// A group's state: its window end (µs; `i64::MAX` without a window) and accumulators.
-#[derive(Debug, Clone)]
-struct Group {
+/// A group's state: its key (group row bytes, then the window start), its window end (µs;
+/// `i64::MAX` without a window) and accumulators.
+#[derive(Debug)]
+struct Entry {
+    key: Box<[u8]>,
     end: i64,
-    accs: Vec<Acc>,
     /// The batch that last changed it (to list each changed group once).
     touched: u64,
+    accs: Box<[Acc]>,
+}
+
+/// The groups: a slab of entries and a hash table of slab indices, so a row costs one hash
+/// of its key bytes and no allocation unless its group is new, and "changed this batch" is a
+/// list of small indices, not of copied keys.
+#[derive(Debug, Default)]
+struct Groups {
+    entries: Vec<Option<Entry>>,
+    free: Vec<u32>,
+    table: HashTable<u32>,
+    hasher: FixedState,
+}
+
+impl Groups {
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn entry(&self, i: u32) -> &Entry {
+        self.entries[i as usize].as_ref().expect("live group index")
+    }
+
+    fn entry_mut(&mut self, i: u32) -> &mut Entry {
+        self.entries[i as usize].as_mut().expect("live group index")
+    }
+
+    fn is_live(&self, i: u32) -> bool {
+        matches!(self.entries.get(i as usize), Some(Some(_)))
+    }
+
+    fn find(&self, key: &[u8]) -> Option<u32> {
+        let entries = &self.entries;
+        self.table
+            .find(self.hash(key), |&i| {
+                entries[i as usize].as_ref().is_some_and(|e| &*e.key == key)
+            })
+            .copied()
+    }
+
+    fn insert(&mut self, entry: Entry) -> u32 {
+        let hash = self.hash(&entry.key);
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.entries[i as usize] = Some(entry);
+                i
+            }
+            None => {
+                self.entries.push(Some(entry));
+                (self.entries.len() - 1) as u32
+            }
+        };
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        self.table.insert_unique(hash, i, |&j| {
+            hasher.hash_one(&entries[j as usize].as_ref().expect("live group index").key)
+        });
+        i
+    }
+
+    fn remove(&mut self, i: u32) -> Option<Entry> {
+        let hash = self.hash(&self.entries.get(i as usize)?.as_ref()?.key);
+        if let Ok(found) = self.table.find_entry(hash, |&j| j == i) {
+            found.remove();
+        }
+        self.free.push(i);
+        self.entries[i as usize].take()
+    }
+
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u32, &Entry)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.as_ref().map(|e| (i as u32, e)))
+    }
+
+    fn clear(&mut self) {
+        *self = Groups::default();
+    }
 }
 
 /// The aggregation operator.
@@ -406,10 +495,12 @@ pub struct Aggregate {
     /// Per aggregate: input column index and how to read it.
     inputs: Vec<(Option<usize>, Kind)>,
     store: StateStore,
-    groups: HashMap<Box<[u8]>, Group>,
+    groups: Groups,
     /// Session windows: group row bytes → session starts.
     sessions: HashMap<Box<[u8]>, Vec<i64>>,
-    changed: Vec<Box<[u8]>>,
+    /// Groups changed by this batch (slab indices).
+    changed: Vec<u32>,
+    /// Keys removed from state by this batch.
     removed: Vec<Box<[u8]>>,
     stats: StateOperatorProgress,
 }
@@ -534,7 +625,7 @@ impl Aggregate {
             key_types,
             converter,
             inputs,
-            groups: HashMap::new(),
+            groups: Groups::default(),
             sessions: HashMap::new(),
             changed: Vec::new(),
             removed: Vec::new(),
@@ -545,7 +636,7 @@ impl Aggregate {
         })
     }
 
-    fn new_accs(&self) -> Vec<Acc> {
+    fn new_accs(&self) -> Box<[Acc]> {
         self.spec
             .aggs
             .iter()
@@ -579,10 +670,45 @@ impl Aggregate {
             .collect()
     }
 
-    fn touch(changed: &mut Vec<Box<[u8]>>, key: &[u8], group: &mut Group, batch_id: u64) {
-        if group.touched != batch_id {
-            group.touched = batch_id;
-            changed.push(key.into());
+    fn group_rows(&self, batch: &RecordBatch) -> Result<Option<arrow_row::Rows>> {
+        match &self.converter {
+            Some(c) => {
+                let cols: Vec<ArrayRef> = self
+                    .key_indices
+                    .iter()
+                    .map(|&i| batch.column(i).clone())
+                    .collect();
+                Ok(Some(
+                    c.convert_columns(&cols)
+                        .map_err(|e| Error::data("groupBy", e))?,
+                ))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Adds row `i` to the group `key` (creating it with window end `end`).
+    #[inline]
+    fn update_group(&mut self, key: &[u8], end: i64, inputs: &[Input], i: usize, batch_id: u64) {
+        let index = match self.groups.find(key) {
+            Some(index) => index,
+            None => {
+                let accs = self.new_accs();
+                self.groups.insert(Entry {
+                    key: key.into(),
+                    end,
+                    touched: u64::MAX,
+                    accs,
+                })
+            }
+        };
+        let entry = self.groups.entry_mut(index);
+        for (acc, input) in entry.accs.iter_mut().zip(inputs) {
+            acc.update(input, i);
+        }
+        if entry.touched != batch_id {
+            entry.touched = batch_id;
+            self.changed.push(index);
         }
     }
 
@@ -595,50 +721,16 @@ impl Aggregate {
         batch: &RecordBatch,
     ) -> Result<()> {
         let inputs = self.prepare_inputs(batch)?;
-        let rows = match &self.converter {
-            Some(c) => {
-                let cols: Vec<ArrayRef> = self
-                    .key_indices
-                    .iter()
-                    .map(|&i| batch.column(i).clone())
-                    .collect();
-                Some(
-                    c.convert_columns(&cols)
-                        .map_err(|e| Error::data("groupBy", e))?,
-                )
-            }
-            None => None,
-        };
+        let rows = self.group_rows(batch)?;
         let window = self.spec.window.clone();
         let times = match &window {
             Some(w) => Some(event_times(batch, w.column())?),
             None => None,
         };
-        let fresh = self.new_accs();
         let mut key = Vec::with_capacity(64);
         let mut null_times = 0u64;
         for i in 0..batch.num_rows() {
             let row = rows.as_ref().map_or(&[][..], |r| r.row(i).data());
-            let mut apply = |start: i64, end: i64, this: &mut Aggregate| {
-                key.clear();
-                key.extend_from_slice(row);
-                key.extend_from_slice(&start.to_be_bytes());
-                let group = match this.groups.get_mut(key.as_slice()) {
-                    Some(g) => g,
-                    None => this
-                        .groups
-                        .entry(key.as_slice().into())
-                        .or_insert_with(|| Group {
-                            end,
-                            accs: fresh.clone(),
-                            touched: u64::MAX,
-                        }),
-                };
-                for (acc, input) in group.accs.iter_mut().zip(&inputs) {
-                    acc.update(input, i);
-                }
-                Self::touch(&mut this.changed, &key, group, batch_id);
-            };
             match (&window, &times) {
                 (
                     Some(WindowSpec::Fixed {
@@ -658,11 +750,19 @@ impl Aggregate {
                         if drop_late && ws + d <= wm_us {
                             self.stats.num_rows_dropped_by_watermark += 1;
                         } else {
-                            apply(ws, ws + d, self);
+                            key.clear();
+                            key.extend_from_slice(row);
+                            key.extend_from_slice(&ws.to_be_bytes());
+                            self.update_group(&key, ws + d, &inputs, i, batch_id);
                         }
                     });
                 }
-                _ => apply(NO_WINDOW, i64::MAX, self),
+                _ => {
+                    key.clear();
+                    key.extend_from_slice(row);
+                    key.extend_from_slice(&NO_WINDOW.to_be_bytes());
+                    self.update_group(&key, i64::MAX, &inputs, i, batch_id);
+                }
             }
         }
         if null_times > 0 {
@@ -685,22 +785,9 @@ impl Aggregate {
     ) -> Result<()> {
         let gap = gap.as_micros() as i64;
         let inputs = self.prepare_inputs(batch)?;
-        let rows = match &self.converter {
-            Some(c) => {
-                let cols: Vec<ArrayRef> = self
-                    .key_indices
-                    .iter()
-                    .map(|&i| batch.column(i).clone())
-                    .collect();
-                Some(
-                    c.convert_columns(&cols)
-                        .map_err(|e| Error::data("groupBy", e))?,
-                )
-            }
-            None => None,
-        };
+        let rows = self.group_rows(batch)?;
         let times = event_times(batch, column)?;
-        // Rows in event-time order per batch, so sessions grow forwards.
+        // Rows in event-time order, so sessions grow forwards.
         let mut order: Vec<usize> = (0..batch.num_rows())
             .filter(|&i| times.is_valid(i))
             .collect();
@@ -711,53 +798,51 @@ impl Aggregate {
                 self.stats.num_rows_dropped_by_watermark += 1;
                 continue;
             }
-            let row: Box<[u8]> = rows.as_ref().map_or(&[][..], |r| r.row(i).data()).into();
-            let key_of = |s: i64| -> Box<[u8]> {
+            let row: &[u8] = rows.as_ref().map_or(&[][..], |r| r.row(i).data());
+            let key_of = |s: i64| -> Vec<u8> {
                 let mut k = row.to_vec();
                 k.extend_from_slice(&s.to_be_bytes());
-                k.into()
+                k
             };
             let mut accs = self.new_accs();
             for (acc, input) in accs.iter_mut().zip(&inputs) {
                 acc.update(input, i);
             }
-            let starts = self.sessions.entry(row.clone()).or_default();
             let (mut start, mut end) = (t, t + gap);
-            // Absorb every session this row's [t, t+gap) overlaps.
-            let mut kept = Vec::with_capacity(starts.len());
-            for s in std::mem::take(starts) {
-                let k = key_of(s);
-                let overlaps = self
+            // Absorb every session of this key that [t, t+gap) overlaps.
+            let starts = self.sessions.remove(row).unwrap_or_default();
+            let mut kept = Vec::with_capacity(starts.len() + 1);
+            for s in starts {
+                let overlapping = self
                     .groups
-                    .get(&k)
-                    .is_some_and(|g| t < g.end && s < t + gap);
-                if overlaps && let Some(g) = self.groups.remove(&k) {
-                    start = start.min(s);
-                    end = end.max(g.end);
-                    let mut merged = g.accs;
-                    for (m, a) in merged.iter_mut().zip(accs) {
-                        m.merge(a);
+                    .find(&key_of(s))
+                    .filter(|&g| t < self.groups.entry(g).end && s < t + gap);
+                match overlapping.and_then(|g| self.groups.remove(g)) {
+                    Some(old) => {
+                        start = start.min(s);
+                        end = end.max(old.end);
+                        let mut merged = old.accs;
+                        for (m, a) in merged.iter_mut().zip(accs.into_vec()) {
+                            m.merge(a);
+                        }
+                        accs = merged;
+                        self.removed.push(old.key);
                     }
-                    accs = merged;
-                    self.removed.push(k);
-                } else {
-                    kept.push(s);
+                    None => kept.push(s),
                 }
             }
             kept.push(start);
             kept.sort_unstable();
-            *starts = kept;
+            self.sessions.insert(row.into(), kept);
             let key = key_of(start);
-            self.removed.retain(|r| *r != key);
-            let group = self.groups.entry(key.clone()).or_insert(Group {
+            self.removed.retain(|r| **r != *key);
+            let index = self.groups.insert(Entry {
+                key: key.into(),
                 end,
-                accs: Vec::new(),
-                touched: u64::MAX,
+                touched: batch_id,
+                accs,
             });
-            group.end = end;
-            group.accs = accs;
-            group.touched = u64::MAX;
-            Self::touch(&mut self.changed, &key, group, batch_id);
+            self.changed.push(index);
         }
         Ok(())
     }
@@ -769,12 +854,15 @@ impl Aggregate {
             .map_or(NO_WINDOW, i64::from_be_bytes)
     }
 
-    /// Builds output rows for `keys` (in that order).
-    fn emit(&self, keys: &[Box<[u8]>]) -> Result<RecordBatch> {
+    /// Builds output rows for the groups at `indices` (in that order).
+    fn emit(&self, indices: &[u32]) -> Result<RecordBatch> {
+        let entries: Vec<&Entry> = indices.iter().map(|&i| self.groups.entry(i)).collect();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.output_schema.fields().len());
         if let Some(converter) = &self.converter {
             let parser = converter.parser();
-            let rows = keys.iter().map(|k| parser.parse(&k[..k.len() - 8]));
+            let rows = entries
+                .iter()
+                .map(|e| parser.parse(&e.key[..e.key.len() - 8]));
             let keys_out = converter
                 .convert_rows(rows)
                 .map_err(|e| Error::data("building group keys", e))?;
@@ -785,13 +873,11 @@ impl Aggregate {
         }
         if self.spec.window.is_some() {
             let starts = TimestampMicrosecondArray::from_iter_values(
-                keys.iter().map(|k| Self::window_start(k)),
+                entries.iter().map(|e| Self::window_start(&e.key)),
             )
             .with_timezone(crate::schema::UTC);
-            let ends = TimestampMicrosecondArray::from_iter_values(
-                keys.iter().map(|k| self.groups.get(k).map_or(0, |g| g.end)),
-            )
-            .with_timezone(crate::schema::UTC);
+            let ends = TimestampMicrosecondArray::from_iter_values(entries.iter().map(|e| e.end))
+                .with_timezone(crate::schema::UTC);
             columns.push(Arc::new(StructArray::new(
                 window_fields(),
                 vec![Arc::new(starts), Arc::new(ends)],
@@ -799,23 +885,34 @@ impl Aggregate {
             )));
         }
         for (a, (agg, (_, kind))) in self.spec.aggs.iter().zip(&self.inputs).enumerate() {
-            let accs = keys.iter().map(|k| self.groups.get(k).map(|g| &g.accs[a]));
-            columns.push(build_column(agg.func, kind, accs)?);
+            columns.push(build_column(
+                agg.func,
+                kind,
+                entries.iter().map(|e| Some(&e.accs[a])),
+            )?);
         }
         RecordBatch::try_new(self.output_schema.clone(), columns)
             .map_err(|e| Error::data("building aggregation output", e))
     }
 
-    /// Keys still in state, each once, by window start then key.
-    fn sorted(&self, mut keys: Vec<Box<[u8]>>) -> Vec<Box<[u8]>> {
-        keys.retain(|k| self.groups.contains_key(k));
-        keys.sort_by(|a, b| {
-            Self::window_start(a)
-                .cmp(&Self::window_start(b))
-                .then_with(|| a.cmp(b))
+    /// Live groups among `indices`, each once, by window start then key (for readable output).
+    fn sorted(&self, mut indices: Vec<u32>) -> Vec<u32> {
+        indices.retain(|&i| self.groups.is_live(i));
+        indices.sort_unstable_by(|&a, &b| {
+            let (ka, kb) = (&self.groups.entry(a).key, &self.groups.entry(b).key);
+            Self::window_start(ka)
+                .cmp(&Self::window_start(kb))
+                .then_with(|| ka.cmp(kb))
         });
-        keys.dedup();
-        keys
+        indices.dedup();
+        indices
+    }
+
+    fn encode_value(entry: &Entry, out: &mut Vec<u8>) {
+        out.extend_from_slice(&entry.end.to_le_bytes());
+        for a in entry.accs.iter() {
+            a.encode(out);
+        }
     }
 }
 
@@ -936,7 +1033,7 @@ impl StatefulOperator for Aggregate {
             v = &v[8..];
             let accs = (0..n)
                 .map(|_| Acc::decode(&mut v))
-                .collect::<Option<Vec<_>>>()
+                .collect::<Option<Box<[Acc]>>>()
                 .ok_or_else(|| Error::data("restoring aggregation state", "a value is corrupt"))?;
             if matches!(self.spec.window, Some(WindowSpec::Session { .. })) {
                 let row: Box<[u8]> = key[..key.len().saturating_sub(8)].into();
@@ -945,14 +1042,12 @@ impl StatefulOperator for Aggregate {
                     .or_default()
                     .push(Self::window_start(&key));
             }
-            self.groups.insert(
+            self.groups.insert(Entry {
                 key,
-                Group {
-                    end,
-                    accs,
-                    touched: u64::MAX,
-                },
-            );
+                end,
+                touched: u64::MAX,
+                accs,
+            });
         }
         for starts in self.sessions.values_mut() {
             starts.sort_unstable();
@@ -980,44 +1075,44 @@ impl StatefulOperator for Aggregate {
                 _ => self.process_fixed(batch_id, wm_us, drop_late, batch)?,
             }
         }
-        let evictable = self.spec.window.is_some() && watermark_ms > 0;
-        let out_keys: Vec<Box<[u8]>> = match self.mode {
-            OutputMode::Complete => self.sorted(self.groups.keys().cloned().collect()),
-            OutputMode::Update => self.sorted(self.changed.clone()),
-            OutputMode::Append => {
-                if evictable {
-                    self.sorted(
-                        self.groups
-                            .iter()
-                            .filter(|(_, g)| g.end <= wm_us)
-                            .map(|(k, _)| k.clone())
-                            .collect(),
-                    )
-                } else {
-                    Vec::new()
-                }
-            }
+        let evictable =
+            self.spec.window.is_some() && watermark_ms > 0 && self.mode != OutputMode::Complete;
+        let expired: Vec<u32> = if evictable {
+            self.groups
+                .iter()
+                .filter(|(_, e)| e.end <= wm_us)
+                .map(|(i, _)| i)
+                .collect()
+        } else {
+            Vec::new()
         };
-        let out = if out_keys.is_empty() {
+        let out_indices: Vec<u32> = match self.mode {
+            OutputMode::Complete => self.sorted(self.groups.iter().map(|(i, _)| i).collect()),
+            // Changed groups in the order the batch first touched them: deterministic, and no
+            // sort of what can be most of the state.
+            OutputMode::Update => self
+                .changed
+                .iter()
+                .copied()
+                .filter(|&i| self.groups.is_live(i))
+                .collect(),
+            OutputMode::Append => self.sorted(expired.clone()),
+        };
+        let out = if out_indices.is_empty() {
             Vec::new()
         } else {
-            vec![self.emit(&out_keys)?]
+            vec![self.emit(&out_indices)?]
         };
-        if evictable && self.mode != OutputMode::Complete {
-            let expired: Vec<Box<[u8]>> = self
-                .groups
-                .iter()
-                .filter(|(_, g)| g.end <= wm_us)
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in expired {
-                self.groups.remove(&k);
-                if let Some(starts) = self.sessions.get_mut(&k[..k.len() - 8]) {
-                    let s = Self::window_start(&k);
+        for i in expired {
+            if let Some(entry) = self.groups.remove(i) {
+                if let Some(starts) = self.sessions.get_mut(&entry.key[..entry.key.len() - 8]) {
+                    let s = Self::window_start(&entry.key);
                     starts.retain(|x| *x != s);
                 }
-                self.removed.push(k);
+                self.removed.push(entry.key);
             }
+        }
+        if evictable {
             self.sessions.retain(|_, s| !s.is_empty());
         }
         Ok(out)
@@ -1025,36 +1120,42 @@ impl StatefulOperator for Aggregate {
 
     fn commit(&mut self, batch_id: u64) -> Result<()> {
         let started = Instant::now();
-        let encode = |g: &Group| {
-            let mut v = g.end.to_le_bytes().to_vec();
-            for a in &g.accs {
-                a.encode(&mut v);
-            }
-            v
-        };
-        let groups = &self.groups;
-        let puts = self
-            .changed
-            .iter()
-            .filter_map(|k| groups.get(k).map(|g| (k.as_ref(), encode(g))));
-        let removes = self
-            .removed
-            .iter()
-            .filter(|k| !groups.contains_key(*k))
-            .map(|k| k.as_ref());
-        self.store.commit(batch_id, puts, removes, || {
-            groups
-                .iter()
-                .map(|(k, g)| (k.to_vec(), encode(g)))
-                .collect()
-        })?;
+        let (groups, changed, removed) = (&self.groups, &self.changed, &self.removed);
+        self.store.commit(
+            batch_id,
+            |w| {
+                for &i in changed {
+                    if groups.is_live(i) {
+                        let e = groups.entry(i);
+                        w.put(&e.key, |b| Self::encode_value(e, b))?;
+                    }
+                }
+                for key in removed {
+                    if groups.find(key).is_none() {
+                        w.remove(key)?;
+                    }
+                }
+                Ok(())
+            },
+            |w| {
+                for (_, e) in groups.iter() {
+                    w.put(&e.key, |b| Self::encode_value(e, b))?;
+                }
+                Ok(())
+            },
+        )?;
         self.stats.num_rows_total = self.groups.len() as u64;
         self.stats.num_rows_updated = self.changed.len() as u64;
         self.stats.num_rows_removed = self.removed.len() as u64;
         self.stats.memory_used_bytes = self
             .groups
             .iter()
-            .map(|(k, g)| (k.len() + 64 + g.accs.len() * std::mem::size_of::<Acc>()) as u64)
+            .map(|(_, e)| {
+                (std::mem::size_of::<Option<Entry>>()
+                    + e.key.len()
+                    + std::mem::size_of_val(&*e.accs)
+                    + 8) as u64
+            })
             .sum();
         self.stats.commit_time_ms = started.elapsed().as_millis() as u64;
         Ok(())
@@ -1088,7 +1189,9 @@ mod tests {
             Acc::Max(Some(Scalar::F(1.5f64.to_bits()))),
             Acc::First(Some(Scalar::I(9))),
             Acc::Last(None),
-            Acc::Distinct([Scalar::I(1), Scalar::S("a".into())].into_iter().collect()),
+            Acc::Distinct(Box::new(
+                [Scalar::I(1), Scalar::S("a".into())].into_iter().collect(),
+            )),
         ];
         let mut bytes = Vec::new();
         for a in &accs {

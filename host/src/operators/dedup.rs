@@ -201,19 +201,25 @@ impl StatefulOperator for Dedup {
 
     fn commit(&mut self, batch_id: u64) -> Result<()> {
         let started = Instant::now();
-        let seen = &self.seen;
-        let puts = self
-            .added
-            .iter()
-            .filter_map(|k| seen.get(k).map(|t| (k.as_ref(), t.to_le_bytes().to_vec())));
+        let (seen, added, removed) = (&self.seen, &self.added, &self.removed);
         self.store.commit(
             batch_id,
-            puts,
-            self.removed.iter().map(|k| k.as_ref()),
-            || {
-                seen.iter()
-                    .map(|(k, t)| (k.to_vec(), t.to_le_bytes().to_vec()))
-                    .collect()
+            |w| {
+                for k in added {
+                    if let Some(t) = seen.get(k) {
+                        w.put(k, |b| b.extend_from_slice(&t.to_le_bytes()))?;
+                    }
+                }
+                for k in removed {
+                    w.remove(k)?;
+                }
+                Ok(())
+            },
+            |w| {
+                for (k, t) in seen {
+                    w.put(k, |b| b.extend_from_slice(&t.to_le_bytes()))?;
+                }
+                Ok(())
             },
         )?;
         self.stats.num_rows_total = self.seen.len() as u64;

@@ -322,6 +322,8 @@ pub enum SinkSpec {
     File(FileSinkSpec),
     /// A Wasm foreachBatch handler.
     ForeachBatch(HandlerSpec),
+    /// Counts rows and writes nothing (for benchmarks).
+    Blackhole,
 }
 
 /// Options of the file sink.
@@ -359,6 +361,7 @@ impl SinkSpec {
             SinkSpec::Memory { table } => format!("MemorySink[{table}]"),
             SinkSpec::File(f) => format!("FileSink[{}]", f.path.display()),
             SinkSpec::ForeachBatch(h) => format!("ForeachBatchSink[{}]", h.module.display()),
+            SinkSpec::Blackhole => "BlackholeSink".to_owned(),
         }
     }
 
@@ -1307,7 +1310,7 @@ fn parse_sink_at(
     let mut s = TableReader::new(ctx, Some(query), prefix, node)?;
     let format = s.required_string(
         "format",
-        "say which sink: console, memory, json, csv, parquet or foreachBatch",
+        "say which sink: console, memory, json, csv, parquet, foreachBatch or blackhole",
     )?;
     match format.to_ascii_lowercase().as_str() {
         "foreachbatch" if main => {
@@ -1345,6 +1348,10 @@ fn parse_sink_at(
             let truncate = s.bool("truncate").unwrap_or(true);
             s.finish(&["format", "numRows", "truncate"]);
             Some(SinkSpec::Console { num_rows, truncate })
+        }
+        "blackhole" | "noop" => {
+            s.finish(&["format"]);
+            Some(SinkSpec::Blackhole)
         }
         "memory" => {
             s.finish(&["format"]);
@@ -1391,7 +1398,7 @@ fn parse_sink_at(
         other => {
             s.error_here(
                 "format",
-                format!("unknown sink format '{other}'; use console, memory, json, csv, parquet or foreachBatch"),
+                format!("unknown sink format '{other}'; use console, memory, json, csv, parquet, foreachBatch or blackhole"),
             );
             None
         }

@@ -53,6 +53,7 @@ pub fn open(spec: &SinkSpec, ctx: &SinkContext) -> Result<Box<dyn Sink>> {
         }
         SinkSpec::Memory { table } => Box::new(memory::MemorySink::new(table, ctx.output_mode)),
         SinkSpec::File(f) => Box::new(file::FileSink::open(f.clone(), &ctx.query)?),
+        SinkSpec::Blackhole => Box::new(Blackhole),
         SinkSpec::ForeachBatch(h) => Box::new(crate::wasm::handler::WasmHandlerSink::new(
             h.clone(),
             &ctx.query,
@@ -60,4 +61,22 @@ pub fn open(spec: &SinkSpec, ctx: &SinkContext) -> Result<Box<dyn Sink>> {
             ctx.outputs.clone(),
         )?),
     })
+}
+
+/// Counts rows and writes nothing: what benchmarks use so the sink does not dominate.
+pub struct Blackhole;
+
+impl Sink for Blackhole {
+    fn description(&self) -> String {
+        "BlackholeSink".to_owned()
+    }
+
+    fn add_batch(
+        &mut self,
+        _batch_id: u64,
+        _schema: &SchemaRef,
+        batches: &[RecordBatch],
+    ) -> Result<u64> {
+        Ok(batches.iter().map(|b| b.num_rows() as u64).sum())
+    }
 }

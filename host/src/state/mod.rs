@@ -20,8 +20,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use std::io::Write;
+
 use crate::error::{Error, Result};
-use crate::fsutil::{create_dir_all, write_atomic};
+use crate::fsutil::{create_dir_all, write_atomic_with};
 
 const MAGIC: &[u8; 6] = b"SLST1\n";
 const PUT: u8 = 1;
@@ -129,28 +131,30 @@ impl StateStore {
         Ok(())
     }
 
-    /// Writes batch `version`'s changes, and a snapshot of `all` when the interval says so.
-    pub fn commit<'a>(
+    /// Writes batch `version`'s changes (`delta` calls [`StateWriter::put`] and
+    /// [`StateWriter::remove`]) and, when the snapshot interval says so, a snapshot of the whole
+    /// state (`snapshot` puts every key). Both are streamed to disk, never built in memory.
+    pub fn commit(
         &self,
         version: u64,
-        puts: impl Iterator<Item = (&'a [u8], Vec<u8>)>,
-        removes: impl Iterator<Item = &'a [u8]>,
-        all: impl FnOnce() -> Vec<(Vec<u8>, Vec<u8>)>,
+        delta: impl FnOnce(&mut StateWriter) -> std::io::Result<()>,
+        snapshot: impl FnOnce(&mut StateWriter) -> std::io::Result<()>,
     ) -> Result<()> {
-        let mut delta = MAGIC.to_vec();
-        for (k, v) in puts {
-            encode(&mut delta, PUT, k, Some(&v));
-        }
-        for k in removes {
-            encode(&mut delta, DEL, k, None);
-        }
-        write_atomic(&self.file(version, "delta"), &delta)?;
+        write_atomic_with(&self.file(version, "delta"), |out| {
+            out.write_all(MAGIC)?;
+            delta(&mut StateWriter {
+                out,
+                scratch: Vec::new(),
+            })
+        })?;
         if (version + 1).is_multiple_of(self.snapshot_interval) {
-            let mut snap = MAGIC.to_vec();
-            for (k, v) in all() {
-                encode(&mut snap, PUT, &k, Some(&v));
-            }
-            write_atomic(&self.file(version, "snapshot"), &snap)?;
+            write_atomic_with(&self.file(version, "snapshot"), |out| {
+                out.write_all(MAGIC)?;
+                snapshot(&mut StateWriter {
+                    out,
+                    scratch: Vec::new(),
+                })
+            })?;
         }
         Ok(())
     }
@@ -177,13 +181,30 @@ impl StateStore {
     }
 }
 
-fn encode(out: &mut Vec<u8>, op: u8, key: &[u8], value: Option<&[u8]>) {
-    out.push(op);
-    out.extend_from_slice(&(key.len() as u32).to_le_bytes());
-    out.extend_from_slice(key);
-    if let Some(v) = value {
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        out.extend_from_slice(v);
+/// Streams state records into a delta or snapshot file.
+pub struct StateWriter<'a> {
+    out: &'a mut dyn Write,
+    scratch: Vec<u8>,
+}
+
+impl StateWriter<'_> {
+    /// Records `key` with the value `encode` writes (into a buffer reused across calls).
+    pub fn put(&mut self, key: &[u8], encode: impl FnOnce(&mut Vec<u8>)) -> std::io::Result<()> {
+        self.scratch.clear();
+        encode(&mut self.scratch);
+        self.out.write_all(&[PUT])?;
+        self.out.write_all(&(key.len() as u32).to_le_bytes())?;
+        self.out.write_all(key)?;
+        self.out
+            .write_all(&(self.scratch.len() as u32).to_le_bytes())?;
+        self.out.write_all(&self.scratch)
+    }
+
+    /// Records that `key` was removed.
+    pub fn remove(&mut self, key: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(&[DEL])?;
+        self.out.write_all(&(key.len() as u32).to_le_bytes())?;
+        self.out.write_all(key)
     }
 }
 
@@ -201,9 +222,21 @@ mod tests {
         store
             .commit(
                 version,
-                puts.iter().map(|(k, v)| (*k, v.to_vec())),
-                removes.iter().copied(),
-                || all.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),
+                |w| {
+                    for (k, v) in puts {
+                        w.put(k, |b| b.extend_from_slice(v))?;
+                    }
+                    for k in removes {
+                        w.remove(k)?;
+                    }
+                    Ok(())
+                },
+                |w| {
+                    for (k, v) in all {
+                        w.put(k, |b| b.extend_from_slice(v))?;
+                    }
+                    Ok(())
+                },
             )
             .unwrap();
     }

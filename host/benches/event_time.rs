@@ -1,0 +1,223 @@
+//! Event-time benchmarks (issue: event time). Run with
+//! `cargo bench -p sluice --bench event_time`; figures go to docs/BENCHMARKS.md.
+//!
+//! 1. **tumbling sum**: JSON files of ~100-byte orders (8 categories, event times a few
+//!    minutes out of order), 5-minute tumbling windows, sum per category, 10-minute
+//!    watermark, append, `availableNow`, end to end from the files (parse included).
+//! 2. **sliding count**: 10-second windows sliding every 2 seconds, count per key over
+//!    10,000 keys (each row lands in 5 windows), update mode into a blackhole sink.
+//! 3. **state size**: 1,000,000 distinct keys held in state (1-hour windows, append, nothing
+//!    closes); peak resident memory of the process before and after.
+
+use std::path::Path;
+use std::time::Instant;
+
+use sluice::manager::QueryManager;
+use sluice::pipeline::Pipeline;
+
+const RUNS: usize = 3;
+
+fn write_files(dir: &Path, files: usize, rows: usize, row: impl Fn(usize) -> String) -> u64 {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut bytes = 0;
+    for f in 0..files {
+        let mut text = String::with_capacity(rows * 110);
+        for r in 0..rows {
+            text.push_str(&row(f * rows + r));
+        }
+        bytes += text.len() as u64;
+        std::fs::write(dir.join(format!("part-{f:03}.json")), text).unwrap();
+    }
+    bytes
+}
+
+/// `secs` after 2024-05-01T00:00:00Z, as RFC 3339.
+fn iso(secs: usize) -> String {
+    chrono::DateTime::from_timestamp(1_714_521_600 + secs as i64, 0)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn run(text: &str) -> f64 {
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("pipeline.toml");
+    std::fs::write(
+        &file,
+        text.replace("CKPT", &work.path().join("ckpt").display().to_string()),
+    )
+    .unwrap();
+    let pipeline = Pipeline::load(&file).unwrap();
+    let start = Instant::now();
+    let manager = QueryManager::start_pipeline(&pipeline, None).unwrap();
+    for (name, outcome) in manager.await_all(pipeline.on_query_failure) {
+        outcome.unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    start.elapsed().as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+fn status_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn tumbling_sum() {
+    const CATEGORIES: [&str; 8] = [
+        "food", "tech", "toys", "books", "garden", "sports", "music", "games",
+    ];
+    let data = tempfile::tempdir().unwrap();
+    let (files, rows) = (20, 100_000);
+    let bytes = write_files(data.path(), files, rows, |i| {
+        // ~20 orders per second of event time; every 7th order up to 3 minutes late.
+        let secs = i / 20 - if i % 7 == 0 { (i % 180).min(i / 20) } else { 0 };
+        format!(
+            "{{\"order_id\":{i},\"order_time\":\"{}\",\"category\":\"{}\",\"amount\":{},\"customer\":\"c{:06}\"}}\n",
+            iso(secs),
+            CATEGORIES[i % 8],
+            (i * 7919) % 100_000,
+            i % 1_000_000
+        )
+    });
+    let text = format!(
+        r#"[[query]]
+name = "tumbling"
+checkpointLocation = "CKPT"
+trigger = "availableNow"
+[query.source]
+format = "json"
+path = "{}/*.json"
+schema = "order_id BIGINT, order_time TIMESTAMP, category STRING, amount BIGINT, customer STRING"
+mode = "FAILFAST"
+maxFilesPerTrigger = 4
+watermark = {{ column = "order_time", delay = "10 minutes" }}
+[query.aggregate]
+groupBy = ["category"]
+window = {{ column = "order_time", duration = "5 minutes" }}
+aggs = [{{ fn = "sum", column = "amount", as = "revenue" }}]
+[query.sink]
+format = "blackhole"
+"#,
+        data.path().display()
+    );
+    let total = (files * rows) as f64;
+    let times: Vec<f64> = (0..RUNS).map(|_| run(&text)).collect();
+    let (m, lo, hi) = median(times);
+    println!(
+        "tumbling 5-min sum per category from JSON ({} rows, {:.0} B/row): median {:.0} rows/s (min {:.0}, max {:.0}) over {RUNS} runs",
+        total,
+        bytes as f64 / total,
+        total / m,
+        total / hi,
+        total / lo
+    );
+}
+
+fn sliding_count() {
+    let data = tempfile::tempdir().unwrap();
+    let (files, rows) = (10, 100_000);
+    write_files(data.path(), files, rows, |i| {
+        format!(
+            "{{\"key\":\"k{:05}\",\"ts\":\"{}\"}}\n",
+            (i * 7919) % 10_000,
+            iso(i / 2_000)
+        )
+    });
+    let text = format!(
+        r#"[[query]]
+name = "sliding"
+checkpointLocation = "CKPT"
+trigger = "availableNow"
+outputMode = "update"
+[query.source]
+format = "json"
+path = "{}/*.json"
+schema = "key STRING, ts TIMESTAMP"
+mode = "FAILFAST"
+maxFilesPerTrigger = 2
+watermark = {{ column = "ts", delay = "5 seconds" }}
+[query.aggregate]
+groupBy = ["key"]
+window = {{ column = "ts", duration = "10 seconds", slide = "2 seconds" }}
+aggs = [{{ fn = "count", as = "n" }}]
+[query.sink]
+format = "blackhole"
+"#,
+        data.path().display()
+    );
+    let total = (files * rows) as f64;
+    let times: Vec<f64> = (0..RUNS).map(|_| run(&text)).collect();
+    let (m, lo, hi) = median(times);
+    println!(
+        "sliding 10s/2s count per key, 10,000 keys ({total} rows, 5 windows each): median {:.0} rows/s (min {:.0}, max {:.0}) over {RUNS} runs",
+        total / m,
+        total / hi,
+        total / lo
+    );
+}
+
+fn state_size() {
+    let data = tempfile::tempdir().unwrap();
+    let (files, rows) = (10, 100_000);
+    write_files(data.path(), files, rows, |i| {
+        format!(
+            "{{\"id\":{i},\"ts\":\"{}\",\"amount\":{}}}\n",
+            iso(i % 3000),
+            i % 1000
+        )
+    });
+    let text = format!(
+        r#"[[query]]
+name = "keys"
+checkpointLocation = "CKPT"
+trigger = "availableNow"
+[query.source]
+format = "json"
+path = "{}/*.json"
+schema = "id BIGINT, ts TIMESTAMP, amount BIGINT"
+mode = "FAILFAST"
+maxFilesPerTrigger = 2
+watermark = {{ column = "ts", delay = "1 hour" }}
+[query.aggregate]
+groupBy = ["id"]
+window = {{ column = "ts", duration = "1 hour" }}
+aggs = [{{ fn = "sum", column = "amount", as = "total" }}, {{ fn = "count", as = "n" }}]
+[query.sink]
+format = "blackhole"
+"#,
+        data.path().display()
+    );
+    let before = status_kb("VmRSS:");
+    let took = run(&text);
+    let peak = status_kb("VmHWM:");
+    println!(
+        "1,000,000 keys in state: resident before {:.0} MB, peak {:.0} MB (state and the batch in flight: {:.0} MB); {:.0} rows/s",
+        before as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        (peak - before) as f64 / 1024.0,
+        (files * rows) as f64 / took
+    );
+}
+
+fn main() {
+    let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let want = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
+    if want("state_size") {
+        // First, so the peak is this benchmark's.
+        state_size();
+    }
+    if want("tumbling_sum") {
+        tumbling_sum();
+    }
+    if want("sliding_count") {
+        sliding_count();
+    }
+}

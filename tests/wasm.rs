@@ -541,3 +541,53 @@ format = "memory"
         assert!(!stderr.contains("batch committed"), "{stderr}");
     }
 }
+
+/// The rows of the last table a console sink printed, as trimmed cells.
+fn last_console_table(stdout: &str) -> Vec<Vec<String>> {
+    let last = stdout.rsplit("Batch: ").next().unwrap_or("");
+    last.lines()
+        .filter(|l| l.starts_with('|'))
+        .skip(1) // the header
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn a_wasm_aggregate_keeps_top_k_per_group_across_batches_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = example("top-k", dir.path());
+    // First run: the first two order files only; the third arrives before the second run.
+    let third = dir.path().join("data/orders/orders-3.json");
+    let held = dir.path().join("orders-3.json.held");
+    fs::rename(&third, &held).unwrap();
+    let (code, stdout, stderr) = run(&file);
+    assert_eq!(code, Some(0), "{stderr}");
+    let row = |cells: &[&str]| cells.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        last_console_table(&stdout),
+        vec![
+            row(&["electronics", "[1500000, 990000]", "2"]),
+            row(&["food", "[12000, 8000, 3000]", "4"])
+        ],
+        "{stdout}"
+    );
+    fs::rename(&held, &third).unwrap();
+    let (code, stdout, stderr) = run(&file);
+    assert_eq!(code, Some(0), "{stderr}");
+    // The guest's per-group state came back from the checkpoint: the new 320000 joins the
+    // two amounts seen in the first run.
+    assert!(stdout.contains("Batch: 2"), "{stdout}");
+    assert_eq!(
+        last_console_table(&stdout),
+        vec![
+            row(&["electronics", "[1500000, 990000, 320000]", "3"]),
+            row(&["food", "[12000, 8000, 3000]", "4"])
+        ],
+        "{stdout}"
+    );
+}

@@ -461,6 +461,129 @@ mod handler {
     }
 }
 
+#[cfg(feature = "aggregate")]
+pub use aggregate::*;
+
+#[cfg(feature = "aggregate")]
+mod aggregate {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::bindings::exports::sluice::pipeline::aggregate::Guest;
+
+    /// A user-defined aggregate: group states are opaque bytes the host stores and
+    /// checkpoints; the guest is called once per batch for all groups it touched.
+    pub trait Aggregate: Sized + 'static {
+        /// Called once with the config and the input column's field.
+        fn init(config: &Config, input: &Field) -> Result<Self, Error>;
+
+        /// The result's field (its type and nullability; the name is the pipeline's `as`).
+        fn output_field(&self) -> Field;
+
+        /// Folds `rows` of `column` into `state` (empty for a new group).
+        fn update(
+            &mut self,
+            state: &mut Vec<u8>,
+            column: &ArrayRef,
+            rows: &[usize],
+        ) -> Result<(), Error>;
+
+        /// Combines `other` into `state` (two parts of one session window).
+        fn merge(&mut self, state: &mut Vec<u8>, other: &[u8]) -> Result<(), Error>;
+
+        /// The results of `states`, one per state, in order.
+        fn finish(&mut self, states: &[&[u8]]) -> Result<ArrayRef, Error>;
+    }
+
+    struct State<T> {
+        user: T,
+        input: SchemaRef,
+        output: SchemaRef,
+    }
+
+    #[doc(hidden)]
+    pub struct AggregateAdapter<T>(std::marker::PhantomData<T>);
+
+    impl<T: Aggregate> Guest for AggregateAdapter<T> {
+        fn init(config: String, input_schema: Vec<u8>) -> Result<Vec<u8>, String> {
+            install_panic_hook();
+            let run = || -> Result<Vec<u8>, Error> {
+                let config = parse_config(&config)?;
+                let input = abi::decode_schema(&input_schema)?;
+                let field = input
+                    .fields()
+                    .first()
+                    .ok_or("the input schema has no column")?
+                    .clone();
+                let user = T::init(&config, &field)?;
+                let output = Arc::new(Schema::new(vec![user.output_field()]));
+                let encoded = abi::encode_schema(&output);
+                STATE.set(Some(Box::new(State {
+                    user,
+                    input,
+                    output,
+                })));
+                Ok(encoded)
+            };
+            run().map_err(|e| e.0)
+        }
+
+        fn update(
+            states: Vec<Vec<u8>>,
+            group_ids: Vec<u32>,
+            batch: wit::BatchResult,
+        ) -> Result<Vec<Vec<u8>>, String> {
+            with_state::<State<T>, _>(|s| {
+                let batch = from_wit(&s.input, batch)?;
+                let column = batch.column(0).clone();
+                // Rows per group, then one call per group.
+                let mut rows: Vec<Vec<usize>> = vec![Vec::new(); states.len()];
+                for (row, &g) in group_ids.iter().enumerate() {
+                    rows.get_mut(g as usize)
+                        .ok_or("a group id is out of range")?
+                        .push(row);
+                }
+                let mut states = states;
+                for (state, rows) in states.iter_mut().zip(&rows) {
+                    if !rows.is_empty() {
+                        s.user.update(state, &column, rows)?;
+                    }
+                }
+                Ok(states)
+            })
+            .map_err(|e| e.0)
+        }
+
+        fn merge(a: Vec<u8>, b: Vec<u8>) -> Result<Vec<u8>, String> {
+            with_state::<State<T>, _>(|s| {
+                let mut a = a;
+                s.user.merge(&mut a, &b)?;
+                Ok(a)
+            })
+            .map_err(|e| e.0)
+        }
+
+        fn finish(states: Vec<Vec<u8>>) -> Result<(), String> {
+            with_state::<State<T>, _>(|s| {
+                let refs: Vec<&[u8]> = states.iter().map(|v| v.as_slice()).collect();
+                let values = s.user.finish(&refs)?;
+                let batch = RecordBatch::try_new(s.output.clone(), vec![values])?;
+                with_wit(&batch, crate::bindings::sluice::pipeline::output::emit)
+            })
+            .map_err(|e| e.0)
+        }
+    }
+
+    /// Exports an [`Aggregate`] implementation as the component's `aggregate` interface.
+    #[macro_export]
+    macro_rules! export_aggregate {
+        ($t:ty) => {
+            type __SluiceAggregate = $crate::AggregateAdapter<$t>;
+            $crate::bindings::__export_world!(__SluiceAggregate with_types_in $crate::bindings);
+        };
+    }
+}
+
 /// Everything a guest usually needs, in one import.
 pub mod prelude {
     pub use super::{Config, Error, column, json, log, serde_json};
@@ -473,10 +596,14 @@ pub mod prelude {
     pub use arrow_select::filter::filter_record_batch;
     pub use std::sync::Arc;
 
+    #[cfg(feature = "aggregate")]
+    pub use super::Aggregate;
     #[cfg(feature = "handler")]
     pub use super::{Handler, files, http, sinks};
     #[cfg(feature = "transform")]
     pub use super::{Output, Transform};
+    #[cfg(feature = "aggregate")]
+    pub use crate::export_aggregate;
     #[cfg(feature = "handler")]
     pub use crate::export_handler;
     #[cfg(feature = "transform")]

@@ -52,9 +52,13 @@
 
 pub mod abi;
 
-#[cfg(all(feature = "transform", feature = "handler"))]
+#[cfg(any(
+    all(feature = "transform", feature = "handler"),
+    all(feature = "transform", feature = "aggregate"),
+    all(feature = "handler", feature = "aggregate"),
+))]
 compile_error!(
-    "enable exactly one of the features `transform` or `handler`: a component implements one world"
+    "enable exactly one of the features `transform`, `handler` or `aggregate`: a component implements one world"
 );
 
 #[cfg(feature = "transform")]
@@ -83,7 +87,20 @@ pub mod bindings {
     });
 }
 
-#[cfg(any(feature = "transform", feature = "handler"))]
+#[cfg(feature = "aggregate")]
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "aggregator",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_world",
+        default_bindings_module: "sluice_guest_sdk::bindings",
+        ownership: Borrowing { duplicate_if_necessary: true },
+    });
+}
+
+#[cfg(any(feature = "transform", feature = "handler", feature = "aggregate"))]
 mod guest;
-#[cfg(any(feature = "transform", feature = "handler"))]
+#[cfg(any(feature = "transform", feature = "handler", feature = "aggregate"))]
 pub use guest::*;

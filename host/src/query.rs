@@ -139,6 +139,7 @@ impl StreamingQuery {
                 spec.output_mode,
                 ctx.schema.clone(),
                 checkpoint.dir(),
+                &spec.name,
             )?;
             ctx.schema = op.output_schema();
             operators.push(Box::new(op));

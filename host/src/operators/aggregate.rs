@@ -31,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::pipeline::OutputMode;
 use crate::schema::timestamp_type;
 use crate::state::StateStore;
+use crate::wasm::aggregate::{UdafSpec, WasmAggregate};
 use crate::watermark::event_times;
 
 /// An aggregate function.
@@ -52,6 +53,8 @@ pub enum AggFunc {
     Last,
     /// Number of distinct non-null values.
     CountDistinct,
+    /// A user-defined aggregate in a Wasm component (`AggSpec::udaf`).
+    Udaf,
 }
 
 impl AggFunc {
@@ -72,7 +75,7 @@ impl AggFunc {
 }
 
 /// One aggregate of `[query.aggregate] aggs`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AggSpec {
     /// The function.
     pub func: AggFunc,
@@ -80,10 +83,12 @@ pub struct AggSpec {
     pub column: Option<String>,
     /// The output column's name.
     pub alias: String,
+    /// For [`AggFunc::Udaf`]: the component.
+    pub udaf: Option<UdafSpec>,
 }
 
 /// `[query.aggregate]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AggregateSpec {
     /// Grouping columns.
     pub group_by: Vec<String>,
@@ -141,6 +146,8 @@ enum Acc {
     // matters with a million groups in state.
     #[allow(clippy::box_collection)]
     Distinct(Box<HashSet<Scalar>>),
+    /// A user-defined aggregate's opaque state (updated per batch, not per row).
+    Udaf(Vec<u8>),
 }
 
 /// One batch's view of an aggregate's input column.
@@ -185,6 +192,7 @@ impl Acc {
             AggFunc::First => Acc::First(None),
             AggFunc::Last => Acc::Last(None),
             AggFunc::CountDistinct => Acc::Distinct(Box::default()),
+            AggFunc::Udaf => Acc::Udaf(Vec::new()),
         }
     }
 
@@ -247,6 +255,8 @@ impl Acc {
                     set.insert(v);
                 }
             }
+            // Collected per batch and handed to the guest in one call (Aggregate::flush_udafs).
+            Acc::Udaf(_) => {}
         }
     }
 
@@ -330,6 +340,11 @@ impl Acc {
                 out.push(7);
                 scalar(out, s);
             }
+            Acc::Udaf(state) => {
+                out.push(9);
+                out.extend_from_slice(&(state.len() as u32).to_le_bytes());
+                out.extend_from_slice(state);
+            }
             Acc::Distinct(set) => {
                 out.push(8);
                 out.extend_from_slice(&(set.len() as u32).to_le_bytes());
@@ -386,6 +401,10 @@ impl Acc {
                     set.insert(scalar(input)??);
                 }
                 Acc::Distinct(Box::new(set))
+            }
+            9 => {
+                let n = u32::from_le_bytes(take(input, 4)?.try_into().ok()?) as usize;
+                Acc::Udaf(take(input, n)?.to_vec())
             }
             _ => return None,
         })
@@ -502,6 +521,10 @@ pub struct Aggregate {
     changed: Vec<u32>,
     /// Keys removed from state by this batch.
     removed: Vec<Box<[u8]>>,
+    /// User-defined aggregates, by aggregate position.
+    udafs: Vec<Option<WasmAggregate>>,
+    /// Per user-defined aggregate: (group, row) pairs of the batch being processed.
+    udaf_rows: Vec<Vec<(u32, u32)>>,
     stats: StateOperatorProgress,
 }
 
@@ -514,6 +537,7 @@ impl Aggregate {
         mode: OutputMode,
         schema: SchemaRef,
         checkpoint: &Path,
+        query: &str,
     ) -> Result<Self> {
         let col = |name: &str, what: &str| {
             schema.index_of(name).map_err(|_| Error::Data {
@@ -555,6 +579,7 @@ impl Aggregate {
             crate::watermark::check_event_time_column(&schema, w.column(), "window")?;
         }
         let mut inputs = Vec::new();
+        let mut udafs = Vec::new();
         let mut fields: Vec<Field> = key_indices
             .iter()
             .map(|&i| schema.field(i).clone().with_nullable(true))
@@ -574,7 +599,34 @@ impl Aggregate {
                     (Some(i), kind_of(schema.field(i).data_type()))
                 }
             };
+            let udaf = match (&agg.udaf, index) {
+                (Some(u), Some(i)) => {
+                    if matches!(spec.window, Some(WindowSpec::Session { .. })) {
+                        return Err(Error::Data {
+                            context: format!("aggregate '{}'", agg.alias),
+                            message: "user-defined aggregates do not support session windows yet"
+                                .into(),
+                        });
+                    }
+                    let label = format!("query '{query}' aggregate '{}'", agg.alias);
+                    Some(WasmAggregate::new(
+                        u.clone(),
+                        &label,
+                        schema.field(i).clone(),
+                    )?)
+                }
+                _ => None,
+            };
             let out_type = match (agg.func, &kind) {
+                (AggFunc::Udaf, _) => match &udaf {
+                    Some(u) => u.output_field().data_type().clone(),
+                    None => {
+                        return Err(Error::Data {
+                            context: format!("aggregate '{}'", agg.alias),
+                            message: "a user-defined aggregate needs a module and a column".into(),
+                        });
+                    }
+                },
                 (AggFunc::Count | AggFunc::CountDistinct, _) => DataType::Int64,
                 (AggFunc::Avg, Kind::Int(_) | Kind::Float(_)) => DataType::Float64,
                 (AggFunc::Sum, Kind::Int(_)) => DataType::Int64,
@@ -614,7 +666,8 @@ impl Aggregate {
                 });
             }
             fields.push(Field::new(&agg.alias, out_type, true));
-            inputs.push((index, kind));
+            inputs.push((index, if udaf.is_some() { Kind::Any } else { kind }));
+            udafs.push(udaf);
         }
         Ok(Aggregate {
             store: StateStore::open(checkpoint, "aggregate", 10)?,
@@ -629,6 +682,8 @@ impl Aggregate {
             sessions: HashMap::new(),
             changed: Vec::new(),
             removed: Vec::new(),
+            udaf_rows: vec![Vec::new(); udafs.len()],
+            udafs,
             stats: StateOperatorProgress {
                 operator_name: "stateStoreSave".into(),
                 ..Default::default()
@@ -706,6 +761,11 @@ impl Aggregate {
         for (acc, input) in entry.accs.iter_mut().zip(inputs) {
             acc.update(input, i);
         }
+        for (a, rows) in self.udaf_rows.iter_mut().enumerate() {
+            if self.udafs[a].is_some() {
+                rows.push((index, i as u32));
+            }
+        }
         if entry.touched != batch_id {
             entry.touched = batch_id;
             self.changed.push(index);
@@ -770,6 +830,46 @@ impl Aggregate {
                 rows = null_times,
                 "rows with a null event time have no window and were not aggregated"
             );
+        }
+        self.flush_udafs(batch)
+    }
+
+    /// Hands each user-defined aggregate the rows this batch routed to it: one call with the
+    /// states of all touched groups.
+    fn flush_udafs(&mut self, batch: &RecordBatch) -> Result<()> {
+        for a in 0..self.udafs.len() {
+            let pairs = std::mem::take(&mut self.udaf_rows[a]);
+            let (Some(udaf), Some(column)) = (self.udafs[a].as_mut(), self.inputs[a].0) else {
+                continue;
+            };
+            if pairs.is_empty() {
+                continue;
+            }
+            let mut slot_of: HashMap<u32, u32> = HashMap::new();
+            let mut groups: Vec<u32> = Vec::new();
+            let group_ids: Vec<u32> = pairs
+                .iter()
+                .map(|(g, _)| {
+                    *slot_of.entry(*g).or_insert_with(|| {
+                        groups.push(*g);
+                        (groups.len() - 1) as u32
+                    })
+                })
+                .collect();
+            let rows = arrow_array::UInt32Array::from_iter_values(pairs.iter().map(|(_, r)| *r));
+            let values = arrow_select::take::take(batch.column(column), &rows, None)
+                .map_err(|e| Error::data("routing rows to an aggregate", e))?;
+            let states: Vec<&[u8]> = groups
+                .iter()
+                .map(|&g| match &self.groups.entry(g).accs[a] {
+                    Acc::Udaf(s) => s.as_slice(),
+                    _ => &[],
+                })
+                .collect();
+            let new = udaf.update(&states, &group_ids, values)?;
+            for (g, state) in groups.into_iter().zip(new) {
+                self.groups.entry_mut(g).accs[a] = Acc::Udaf(state);
+            }
         }
         Ok(())
     }
@@ -855,7 +955,7 @@ impl Aggregate {
     }
 
     /// Builds output rows for the groups at `indices` (in that order).
-    fn emit(&self, indices: &[u32]) -> Result<RecordBatch> {
+    fn emit(&self, indices: &[u32], udafs: &mut [Option<WasmAggregate>]) -> Result<RecordBatch> {
         let entries: Vec<&Entry> = indices.iter().map(|&i| self.groups.entry(i)).collect();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.output_schema.fields().len());
         if let Some(converter) = &self.converter {
@@ -885,6 +985,21 @@ impl Aggregate {
             )));
         }
         for (a, (agg, (_, kind))) in self.spec.aggs.iter().zip(&self.inputs).enumerate() {
+            if agg.func == AggFunc::Udaf {
+                let states: Vec<&[u8]> = entries
+                    .iter()
+                    .map(|e| match &e.accs[a] {
+                        Acc::Udaf(s) => s.as_slice(),
+                        _ => &[],
+                    })
+                    .collect();
+                let udaf = udafs
+                    .get_mut(a)
+                    .and_then(Option::as_mut)
+                    .ok_or_else(|| Error::data("aggregate", "its module is missing"))?;
+                columns.push(udaf.finish(&states)?);
+                continue;
+            }
             columns.push(build_column(
                 agg.func,
                 kind,
@@ -957,6 +1072,8 @@ fn build_column<'a>(
     };
     let mut accs = accs;
     Ok(match func {
+        // Built by the guest's `finish` (Aggregate::emit); never reaches here.
+        AggFunc::Udaf => arrow_array::new_null_array(&DataType::Null, accs.count()),
         AggFunc::Count | AggFunc::CountDistinct => {
             Arc::new(Int64Array::from_iter(accs.map(|a| match a {
                 Some(Acc::Count(n)) => Some(*n),
@@ -1101,7 +1218,10 @@ impl StatefulOperator for Aggregate {
         let out = if out_indices.is_empty() {
             Vec::new()
         } else {
-            vec![self.emit(&out_indices)?]
+            let mut udafs = std::mem::take(&mut self.udafs);
+            let emitted = self.emit(&out_indices, &mut udafs);
+            self.udafs = udafs;
+            vec![emitted?]
         };
         for i in expired {
             if let Some(entry) = self.groups.remove(i) {

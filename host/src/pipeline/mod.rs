@@ -43,6 +43,7 @@ use crate::operators::dedup::DedupSpec;
 use crate::operators::window::WindowSpec;
 use crate::schema::parse_ddl;
 use crate::trigger::Trigger;
+use crate::wasm::aggregate::UdafSpec;
 use crate::watermark::{WatermarkPolicy, WatermarkSpec};
 
 /// A parsed, validated pipeline file.
@@ -644,7 +645,7 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
         .and_then(|d| parse_dedup(ctx, &label, d));
     let aggregate = q
         .get("aggregate")
-        .and_then(|a| parse_aggregate(ctx, &label, a));
+        .and_then(|a| parse_aggregate(ctx, &label, a, base));
     let trigger = q.get("trigger").and_then(|t| parse_trigger(&q, t));
     let output_mode = match q
         .string("outputMode")
@@ -814,7 +815,12 @@ fn parse_dedup(ctx: &Ctx, query: &str, node: &Spanned<Node>) -> Option<DedupSpec
     })
 }
 
-fn parse_aggregate(ctx: &Ctx, query: &str, node: &Spanned<Node>) -> Option<AggregateSpec> {
+fn parse_aggregate(
+    ctx: &Ctx,
+    query: &str,
+    node: &Spanned<Node>,
+    base: &Path,
+) -> Option<AggregateSpec> {
     let mut a = TableReader::new(ctx, Some(query), "aggregate", node)?;
     let group_by = a.string_list("groupBy").unwrap_or_default();
     let window = a.get("window").and_then(|w| parse_window(ctx, query, w));
@@ -827,7 +833,7 @@ fn parse_aggregate(ctx: &Ctx, query: &str, node: &Spanned<Node>) -> Option<Aggre
         Some(node) => match node.get_ref() {
             Node::Array(items) if !items.is_empty() => {
                 for (i, item) in items.iter().enumerate() {
-                    if let Some(agg) = parse_agg(ctx, query, item, i) {
+                    if let Some(agg) = parse_agg(ctx, query, item, i, base) {
                         if aggs.iter().any(|x: &AggSpec| x.alias == agg.alias) || group_by.contains(&agg.alias) {
                             a.error_at(item.span().start, "aggs", format!("output column '{}' appears twice; give one an `as` name", agg.alias));
                         }
@@ -906,16 +912,34 @@ fn parse_window(ctx: &Ctx, query: &str, node: &Spanned<Node>) -> Option<WindowSp
     Some(spec)
 }
 
-fn parse_agg(ctx: &Ctx, query: &str, node: &Spanned<Node>, i: usize) -> Option<AggSpec> {
+fn parse_agg(
+    ctx: &Ctx,
+    query: &str,
+    node: &Spanned<Node>,
+    i: usize,
+    base: &Path,
+) -> Option<AggSpec> {
     let mut a = TableReader::new(ctx, Some(query), &format!("aggregate.aggs[{i}]"), node)?;
-    let name = a.required_string(
-        "fn",
-        "count, sum, min, max, avg, first, last or count_distinct",
-    )?;
-    let func = match AggFunc::parse(&name) {
-        Some(f) => f,
-        None => {
-            a.error_here("fn", format!("unknown aggregate '{name}'; use count, sum, min, max, avg, first, last or count_distinct"));
+    // A `module` makes it a user-defined aggregate in Wasm; otherwise `fn` names a built-in.
+    let module = a.string("module");
+    let (func, name) = match (&module, a.string("fn")) {
+        (Some(_), None) => (AggFunc::Udaf, "udaf".to_owned()),
+        (Some(_), Some(_)) => {
+            a.error_here(
+                "fn",
+                "give either `fn` (a built-in) or `module` (a Wasm aggregate), not both".to_owned(),
+            );
+            return None;
+        }
+        (None, Some(name)) => match AggFunc::parse(&name) {
+            Some(f) if f != AggFunc::Udaf => (f, name),
+            _ => {
+                a.error_here("fn", format!("unknown aggregate '{name}'; use count, sum, min, max, avg, first, last, count_distinct, or a Wasm `module`"));
+                return None;
+            }
+        },
+        (None, None) => {
+            a.error_here("fn", "missing: give fn = \"sum\" (count, sum, min, max, avg, first, last, count_distinct) or module = \"my_aggregate.wasm\"".to_owned());
             return None;
         }
     };
@@ -927,11 +951,22 @@ fn parse_agg(ctx: &Ctx, query: &str, node: &Spanned<Node>, i: usize) -> Option<A
         Some(c) => format!("{}({c})", name.to_ascii_lowercase()),
         None => "count".to_owned(),
     });
-    a.finish(&["fn", "column", "as"]);
+    let udaf = module.map(|m| UdafSpec {
+        module: resolve(base, &m),
+        config: a
+            .get("config")
+            .map(|c| c.get_ref().to_json())
+            .unwrap_or(serde_json::Value::Null),
+        limits: parse_limits(&mut a),
+    });
+    let mut known = vec!["fn", "module", "config", "column", "as"];
+    known.extend(LIMIT_KEYS);
+    a.finish(&known);
     Some(AggSpec {
         func,
         column,
         alias,
+        udaf,
     })
 }
 

@@ -14,6 +14,7 @@
 //! How Arrow data crosses the boundary is described in `sluice_guest_sdk::abi` and
 //! ARCHITECTURE.md: one copy of each buffer in (the canonical ABI's), one out.
 
+pub mod aggregate;
 pub mod bindings;
 pub mod handler;
 pub mod transform;

@@ -84,6 +84,27 @@ fn boundary(c: &mut Criterion) {
     });
     g.throughput(Throughput::Elements(1));
     g.bench_function("native_1row", |b| b.iter(|| native(&one)));
+    // The boundary alone: a guest that emits its input unchanged (the test fixture
+    // `hostile-transform` with no behaviour configured).
+    let identity = TransformSpec {
+        name: "identity".into(),
+        module: module().with_file_name("hostile_transform.wasm"),
+        config: serde_json::json!({}),
+        limits: GuestLimits::default(),
+        on_error: OnError::Fail,
+    };
+    let mut identity = WasmTransform::new(identity, "bench", one.schema()).unwrap();
+    assert_eq!(
+        identity.process(0, vec![one.clone()], &outputs).unwrap(),
+        vec![one.clone()]
+    );
+    g.bench_function("wasm_identity_1row", |b| {
+        b.iter_batched(
+            || vec![one.clone()],
+            |input| identity.process(0, input, &outputs).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
     g.bench_function("wasm_1row", |b| {
         b.iter_batched(
             || vec![one.clone()],

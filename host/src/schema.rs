@@ -72,6 +72,16 @@ fn parse_type(ty: &str) -> Option<DataType> {
     })
 }
 
+/// The column names of a schema, comma separated, for error messages.
+pub fn column_names(schema: &Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Returns the schema with every field made nullable (inferred schemas may say otherwise).
 pub fn all_nullable(schema: &Schema) -> SchemaRef {
     Arc::new(Schema::new(

@@ -170,12 +170,7 @@ pub fn check_event_time_column(schema: &Schema, column: &str, what: &str) -> Res
             context: format!("{what} column '{column}'"),
             message: format!(
                 "is not among the columns reaching it ({})",
-                schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                crate::schema::column_names(schema)
             ),
         }),
     }

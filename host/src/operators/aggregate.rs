@@ -544,12 +544,7 @@ impl Aggregate {
                 context: format!("{what} column '{name}'"),
                 message: format!(
                     "is not among the columns reaching the aggregation ({})",
-                    schema
-                        .fields()
-                        .iter()
-                        .map(|f| f.name().as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    crate::schema::column_names(&schema)
                 ),
             })
         };

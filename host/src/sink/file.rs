@@ -100,7 +100,7 @@ impl FileSink {
                 schema.index_of(c).map_err(|_| {
                     self.err(format!(
                         "partitionBy column '{c}' is not in the batch's columns ({})",
-                        field_names(schema)
+                        crate::schema::column_names(schema)
                     ))
                 })
             })
@@ -270,15 +270,6 @@ impl Sink for FileSink {
         self.last_committed = Some(batch_id);
         Ok(num_rows)
     }
-}
-
-fn field_names(schema: &Schema) -> String {
-    schema
-        .fields()
-        .iter()
-        .map(|f| f.name().as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Escapes a partition value for a directory name the way Hive and Spark do (`%2F` for `/`).

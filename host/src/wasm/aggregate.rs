@@ -9,7 +9,9 @@ use wasmtime::Store;
 use wasmtime::component::Linker;
 
 use super::bindings::aggregator::{Aggregator, AggregatorPre};
-use super::{GuestState, WasmRuntime, arm, base_linker, explain, runtime, with_guest_batch};
+use super::{
+    GuestState, WasmRuntime, WorldLink, arm, explain, prepare, with_guest_batch, world_mismatch,
+};
 use crate::error::{Error, Result};
 use crate::pipeline::GuestLimits;
 use sluice_guest_sdk::abi;
@@ -24,6 +26,15 @@ pub struct UdafSpec {
     /// Per-call limits.
     pub limits: GuestLimits,
 }
+
+const LINK: WorldLink = WorldLink {
+    what: "an aggregate",
+    world: "sluice:pipeline/aggregator",
+    feature: "aggregate",
+    add: |linker: &mut Linker<GuestState>| {
+        Aggregator::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)
+    },
+};
 
 /// One user-defined aggregate of a query.
 pub struct WasmAggregate {
@@ -40,24 +51,8 @@ impl WasmAggregate {
     /// Loads the module and calls `init` with the input column's field.
     pub fn new(spec: UdafSpec, label: &str, input: Field) -> Result<Self> {
         let label: Arc<str> = format!("{label} (module {})", spec.module.display()).into();
-        let runtime = runtime(spec.limits.fuel.is_some())?;
-        let component = runtime.load(&spec.module)?;
-        let err = |message: String| Error::Wasm {
-            module: label.to_string(),
-            message,
-        };
-        let mut linker: Linker<GuestState> =
-            base_linker(runtime.engine()).map_err(|e| err(format!("linking WASI: {e:#}")))?;
-        Aggregator::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
-            .map_err(|e| err(format!("linking: {e:#}")))?;
-        let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
-            err(format!("cannot be an aggregate: {e:#} (is it built with sluice-guest-sdk's `aggregate` feature?)"))
-        })?;
-        let pre = AggregatorPre::new(instance_pre).map_err(|e| {
-            err(format!(
-                "does not implement the sluice:pipeline/aggregator world: {e:#}"
-            ))
-        })?;
+        let (runtime, instance_pre) = prepare(&spec.module, &spec.limits, &label, &LINK)?;
+        let pre = AggregatorPre::new(instance_pre).map_err(|e| world_mismatch(&label, &LINK, e))?;
         let mut udaf = WasmAggregate {
             input_schema: Arc::new(Schema::new(vec![input.clone()])),
             output_field: input,

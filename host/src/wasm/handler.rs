@@ -15,8 +15,8 @@ use super::bindings::handler::sluice::pipeline::{files, http, sinks};
 use super::bindings::handler::{Handler, HandlerPre};
 use super::bindings::transformer::sluice::pipeline::arrow::BatchResult;
 use super::{
-    GuestState, SchemaCache, WasmRuntime, arm, base_linker, batch_from_guest, explain, runtime,
-    with_guest_batch,
+    GuestState, SchemaCache, WasmRuntime, WorldLink, arm, batch_from_guest, explain, prepare,
+    with_guest_batch, world_mismatch,
 };
 use crate::error::{Error, Result};
 use crate::pipeline::HandlerSpec;
@@ -151,6 +151,15 @@ impl http::Host for GuestState {
     }
 }
 
+const LINK: WorldLink = WorldLink {
+    what: "a foreachBatch handler",
+    world: "sluice:pipeline/handler",
+    feature: "handler",
+    add: |linker: &mut Linker<GuestState>| {
+        Handler::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)
+    },
+};
+
 /// A foreachBatch sink backed by a handler component.
 pub struct WasmHandlerSink {
     spec: HandlerSpec,
@@ -175,26 +184,8 @@ impl WasmHandlerSink {
             spec.module.display()
         )
         .into();
-        let runtime = runtime(spec.limits.fuel.is_some())?;
-        let component = runtime.load(&spec.module)?;
-        let wasm_err = |message: String| Error::Wasm {
-            module: label.to_string(),
-            message,
-        };
-        let mut linker: Linker<GuestState> =
-            base_linker(runtime.engine()).map_err(|e| wasm_err(format!("linking WASI: {e:#}")))?;
-        Handler::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
-            .map_err(|e| wasm_err(format!("linking: {e:#}")))?;
-        let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
-            wasm_err(format!(
-                "cannot be a foreachBatch handler: {e:#} (is it built with sluice-guest-sdk's `handler` feature?)"
-            ))
-        })?;
-        let pre = HandlerPre::new(instance_pre).map_err(|e| {
-            wasm_err(format!(
-                "does not implement the sluice:pipeline/handler world: {e:#}"
-            ))
-        })?;
+        let (runtime, instance_pre) = prepare(&spec.module, &spec.limits, &label, &LINK)?;
+        let pre = HandlerPre::new(instance_pre).map_err(|e| world_mismatch(&label, &LINK, e))?;
         let mut sink = WasmHandlerSink {
             encoded_schema: abi::encode_schema(&schema),
             spec,

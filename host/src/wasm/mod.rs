@@ -289,6 +289,57 @@ impl bindings::transformer::sluice::pipeline::log::Host for GuestState {
     }
 }
 
+/// What each kind of guest needs to be linked: how to add its world's imports, and the
+/// world and SDK feature named when a module does not fit.
+pub(crate) struct WorldLink {
+    /// "a transform step", "a foreachBatch handler", "an aggregate".
+    pub what: &'static str,
+    /// The WIT world, e.g. `sluice:pipeline/transformer`.
+    pub world: &'static str,
+    /// The guest SDK feature that builds that world.
+    pub feature: &'static str,
+    /// Adds the world's imports to the linker.
+    pub add: fn(&mut Linker<GuestState>) -> wasmtime::Result<()>,
+}
+
+/// Loads (or takes from the cache) the component at `module`, links WASI and the world's
+/// imports, and type-checks its imports; the world's exports are checked by the caller's
+/// bindings `Pre::new`. Errors name the module (`label`) and what to change.
+pub(crate) fn prepare(
+    module: &Path,
+    limits: &GuestLimits,
+    label: &str,
+    link: &WorldLink,
+) -> Result<(
+    &'static WasmRuntime,
+    wasmtime::component::InstancePre<GuestState>,
+)> {
+    let err = |message: String| Error::Wasm {
+        module: label.to_owned(),
+        message,
+    };
+    let runtime = runtime(limits.fuel.is_some())?;
+    let component = runtime.load(module)?;
+    let mut linker =
+        base_linker(runtime.engine()).map_err(|e| err(format!("linking WASI: {e:#}")))?;
+    (link.add)(&mut linker).map_err(|e| err(format!("linking: {e:#}")))?;
+    let pre = linker.instantiate_pre(&component).map_err(|e| {
+        err(format!(
+            "cannot be {}: {e:#} (is it built with sluice-guest-sdk's `{}` feature?)",
+            link.what, link.feature
+        ))
+    })?;
+    Ok((runtime, pre))
+}
+
+/// The error for a component whose exports do not match its world.
+pub(crate) fn world_mismatch(label: &str, link: &WorldLink, e: wasmtime::Error) -> Error {
+    Error::Wasm {
+        module: label.to_owned(),
+        message: format!("does not implement the {} world: {e:#}", link.world),
+    }
+}
+
 /// A linker with WASI (empty) and the log import, for either world.
 fn base_linker(engine: &Engine) -> wasmtime::Result<Linker<GuestState>> {
     let mut linker = Linker::new(engine);

@@ -12,7 +12,8 @@ use super::bindings::transformer::{
     Transformer, TransformerPre, sluice::pipeline::arrow::BatchResult,
 };
 use super::{
-    GuestState, WasmRuntime, arm, base_linker, batch_from_guest, explain, runtime, with_guest_batch,
+    GuestState, WasmRuntime, WorldLink, arm, batch_from_guest, explain, prepare, with_guest_batch,
+    world_mismatch,
 };
 use crate::error::{Error, Result};
 use crate::pipeline::{OnError, TransformSpec};
@@ -39,6 +40,15 @@ impl super::bindings::transformer::sluice::pipeline::output::Host for GuestState
     }
 }
 
+const LINK: WorldLink = WorldLink {
+    what: "a transform step",
+    world: "sluice:pipeline/transformer",
+    feature: "transform",
+    add: |linker: &mut Linker<GuestState>| {
+        Transformer::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)
+    },
+};
+
 /// One transform step of a query.
 pub struct WasmTransform {
     spec: TransformSpec,
@@ -63,26 +73,9 @@ impl WasmTransform {
             spec.module.display()
         )
         .into();
-        let runtime = runtime(spec.limits.fuel.is_some())?;
-        let component = runtime.load(&spec.module)?;
-        let wasm_err = |message: String| Error::Wasm {
-            module: label.to_string(),
-            message,
-        };
-        let mut linker: Linker<GuestState> =
-            base_linker(runtime.engine()).map_err(|e| wasm_err(format!("linking WASI: {e:#}")))?;
-        Transformer::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
-            .map_err(|e| wasm_err(format!("linking: {e:#}")))?;
-        let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
-            wasm_err(format!(
-                "cannot be a transform step: {e:#} (is it built with sluice-guest-sdk's `transform` feature?)"
-            ))
-        })?;
-        let pre = TransformerPre::new(instance_pre).map_err(|e| {
-            wasm_err(format!(
-                "does not implement the sluice:pipeline/transform world: {e:#}"
-            ))
-        })?;
+        let (runtime, instance_pre) = prepare(&spec.module, &spec.limits, &label, &LINK)?;
+        let pre =
+            TransformerPre::new(instance_pre).map_err(|e| world_mismatch(&label, &LINK, e))?;
         let mut dl_fields: Vec<_> = input_schema.fields().iter().cloned().collect();
         dl_fields.push(Arc::new(Field::new("_error", DataType::Utf8, false)));
         let mut step = WasmTransform {

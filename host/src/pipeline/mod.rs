@@ -28,6 +28,7 @@
 
 mod tree;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -42,6 +43,7 @@ use crate::operators::aggregate::{AggFunc, AggSpec, AggregateSpec};
 use crate::operators::dedup::DedupSpec;
 use crate::operators::window::WindowSpec;
 use crate::schema::parse_ddl;
+use crate::source::kafka::{KafkaSourceSpec, OffsetSpec, REFUSED_OPTIONS, Subscription};
 use crate::trigger::Trigger;
 use crate::wasm::aggregate::UdafSpec;
 use crate::watermark::{WatermarkPolicy, WatermarkSpec};
@@ -191,6 +193,8 @@ pub enum SourceSpec {
     RateMicroBatch(RateMicroBatchSpec),
     /// Lines from a TCP socket (testing only; not replayable).
     Socket(SocketSpec),
+    /// Kafka topics.
+    Kafka(KafkaSourceSpec),
 }
 
 /// File formats read and written by the file source and sink.
@@ -350,6 +354,7 @@ impl SourceSpec {
                 format!("RatePerMicroBatchSource[rowsPerBatch={}]", r.rows_per_batch)
             }
             SourceSpec::Socket(s) => format!("TextSocketSource[{}:{}]", s.host, s.port),
+            SourceSpec::Kafka(k) => format!("KafkaV2[{}]", k.bootstrap_servers),
         }
     }
 }
@@ -1103,7 +1108,7 @@ fn parse_source(ctx: &Ctx, query: &str, node: &Spanned<Node>, base: &Path) -> Op
     let _ = s.get("watermark");
     let format = s.required_string(
         "format",
-        "say which source: json, csv, parquet, text, rate, rate-micro-batch or socket",
+        "say which source: json, csv, parquet, text, kafka, rate, rate-micro-batch or socket",
     )?;
     let spec = match format.to_ascii_lowercase().as_str() {
         "json" | "csv" | "parquet" | "text" => {
@@ -1147,6 +1152,21 @@ fn parse_source(ctx: &Ctx, query: &str, node: &Spanned<Node>, base: &Path) -> Op
             ]);
             return rows.map(|_| SourceSpec::RateMicroBatch(spec));
         }
+        "kafka" => {
+            let spec = parse_kafka_source(&mut s);
+            s.finish(&[
+                "format",
+                "subscribe",
+                "subscribePattern",
+                "assign",
+                "startingOffsets",
+                "endingOffsets",
+                "maxOffsetsPerTrigger",
+                "failOnDataLoss",
+                "includeHeaders",
+            ]);
+            return spec.map(SourceSpec::Kafka);
+        }
         "socket" => {
             let host = s.required_string("host", "e.g. host = \"localhost\"");
             let port = match s.get("port") {
@@ -1181,13 +1201,169 @@ fn parse_source(ctx: &Ctx, query: &str, node: &Spanned<Node>, base: &Path) -> Op
         other => {
             s.error_here(
                 "format",
-                format!("unknown source format '{other}'; use json, csv, parquet, text, rate, rate-micro-batch or socket"),
+                format!("unknown source format '{other}'; use json, csv, parquet, text, kafka, rate, rate-micro-batch or socket"),
             );
             None
         }
     };
     s.finish(FILE_SOURCE_KEYS);
     spec
+}
+
+fn parse_offsets(s: &TableReader, key: &str, text: &str) -> Option<OffsetSpec> {
+    match text.trim() {
+        "earliest" => Some(OffsetSpec::Earliest),
+        "latest" => Some(OffsetSpec::Latest),
+        json => match serde_json::from_str::<BTreeMap<String, BTreeMap<String, i64>>>(json) {
+            Ok(m) => {
+                let mut out = BTreeMap::new();
+                for (topic, parts) in m {
+                    let mut ps = BTreeMap::new();
+                    for (p, o) in parts {
+                        match p.parse::<i32>() {
+                            Ok(p) => {
+                                ps.insert(p, o);
+                            }
+                            Err(_) => {
+                                s.error_here(
+                                    key,
+                                    format!("partition '{p}' of topic '{topic}' is not a number"),
+                                );
+                                return None;
+                            }
+                        }
+                    }
+                    out.insert(topic, ps);
+                }
+                Some(OffsetSpec::Json(out))
+            }
+            Err(e) => {
+                s.error_here(
+                    key,
+                    format!("'{json}' is neither \"earliest\", \"latest\" nor JSON like {{\"topic\":{{\"0\":23,\"1\":-2}}}} ({e})"),
+                );
+                None
+            }
+        },
+    }
+}
+
+fn parse_kafka_source(s: &mut TableReader) -> Option<KafkaSourceSpec> {
+    let mut bootstrap = None;
+    let mut client_options = Vec::new();
+    for (key, node) in s.with_prefix("kafka.") {
+        let option = key["kafka.".len()..].to_owned();
+        let value = match node.get_ref() {
+            Node::Str(v) => v.clone(),
+            Node::Int(i) => i.to_string(),
+            Node::Bool(b) => b.to_string(),
+            other => {
+                s.error_at(
+                    node.span().start,
+                    &key,
+                    format!("expected a string, found {}", other.kind()),
+                );
+                continue;
+            }
+        };
+        if let Some((_, why)) = REFUSED_OPTIONS
+            .iter()
+            .find(|(o, _)| o.eq_ignore_ascii_case(&option))
+        {
+            s.error_at(node.span().start, &key, format!("is not supported: {why}"));
+            continue;
+        }
+        if option == "bootstrap.servers" {
+            bootstrap = Some(value);
+        } else {
+            client_options.push((option, value));
+        }
+    }
+    if bootstrap.is_none() {
+        s.error_here(
+            "kafka.bootstrap.servers",
+            "missing required option; e.g. \"kafka.bootstrap.servers\" = \"localhost:9092\""
+                .to_owned(),
+        );
+    }
+    let subscribe = s.string("subscribe");
+    let pattern = s.string("subscribePattern");
+    let assign = s.string("assign");
+    let subscription = match (subscribe, pattern, assign) {
+        (Some(t), None, None) => Some(Subscription::Topics(
+            t.split(',')
+                .map(|x| x.trim().to_owned())
+                .filter(|x| !x.is_empty())
+                .collect(),
+        )),
+        (None, Some(p), None) => match regex::Regex::new(&p) {
+            Ok(_) => Some(Subscription::Pattern(p)),
+            Err(e) => {
+                s.error_here(
+                    "subscribePattern",
+                    format!("not a valid regular expression: {e}"),
+                );
+                None
+            }
+        },
+        (None, None, Some(a)) => match serde_json::from_str::<BTreeMap<String, Vec<i32>>>(&a) {
+            Ok(m) => Some(Subscription::Assign(m)),
+            Err(e) => {
+                s.error_here(
+                    "assign",
+                    format!("expected JSON like {{\"topicA\":[0,1]}}: {e}"),
+                );
+                None
+            }
+        },
+        _ => {
+            s.error_here(
+                "subscribe",
+                "give exactly one of subscribe, subscribePattern or assign".to_owned(),
+            );
+            None
+        }
+    };
+    let starting_offsets = match s.string("startingOffsets") {
+        None => Some(OffsetSpec::Latest),
+        Some(t) => parse_offsets(s, "startingOffsets", &t),
+    };
+    let ending_offsets = match s.string("endingOffsets") {
+        None => None,
+        Some(t) => match parse_offsets(s, "endingOffsets", &t) {
+            Some(OffsetSpec::Earliest) => {
+                s.error_here(
+                    "endingOffsets",
+                    "cannot be \"earliest\"; use \"latest\" or per-partition JSON".to_owned(),
+                );
+                None
+            }
+            other => other,
+        },
+    };
+    let max_offsets_per_trigger = s.positive("maxOffsetsPerTrigger");
+    let fail_on_data_loss = s.bool("failOnDataLoss").unwrap_or(true);
+    let include_headers = s.bool("includeHeaders").unwrap_or(false);
+    for key in [
+        "minOffsetsPerTrigger",
+        "maxTriggerDelay",
+        "startingTimestamp",
+        "startingOffsetsByTimestamp",
+    ] {
+        if let Some(node) = s.get(key) {
+            s.error_at(node.span().start, key, "is not supported yet".to_owned());
+        }
+    }
+    Some(KafkaSourceSpec {
+        bootstrap_servers: bootstrap?,
+        subscription: subscription?,
+        starting_offsets: starting_offsets?,
+        ending_offsets,
+        max_offsets_per_trigger,
+        fail_on_data_loss,
+        include_headers,
+        client_options,
+    })
 }
 
 fn parse_file_source(

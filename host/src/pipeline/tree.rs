@@ -405,6 +405,37 @@ impl<'a, 't> TableReader<'a, 't> {
         })
     }
 
+    /// Every entry whose key starts with `prefix` (case-insensitively), marking them used;
+    /// nested tables are flattened into dotted keys (`kafka.bootstrap.servers = ..` written
+    /// unquoted is a nested table in TOML).
+    pub(crate) fn with_prefix(&mut self, prefix: &str) -> Vec<(String, &'a Spanned<Node>)> {
+        fn flatten<'n>(
+            key: String,
+            node: &'n Spanned<Node>,
+            out: &mut Vec<(String, &'n Spanned<Node>)>,
+        ) {
+            match node.get_ref() {
+                Node::Table(entries) => {
+                    for (k, v) in entries {
+                        flatten(format!("{key}.{}", k.get_ref()), v, out);
+                    }
+                }
+                _ => out.push((key, node)),
+            }
+        }
+        let mut out = Vec::new();
+        for (key, value, used) in &mut self.entries {
+            let k = key.get_ref();
+            if k.to_ascii_lowercase()
+                .starts_with(&prefix.to_ascii_lowercase())
+            {
+                *used = true;
+                flatten(k.clone(), value, &mut out);
+            }
+        }
+        out
+    }
+
     /// Reports every key that no getter asked for, suggesting the closest known one.
     pub(crate) fn finish(self, known: &[&str]) {
         for (key, _, used) in &self.entries {

@@ -13,6 +13,7 @@
 //! shape (a file-log index, a row count, per-partition Kafka offsets).
 
 pub mod file;
+pub mod kafka;
 pub mod rate;
 pub mod socket;
 
@@ -87,6 +88,7 @@ pub fn open(spec: &SourceSpec, ctx: SourceContext) -> Result<Box<dyn Source>> {
         SourceSpec::Rate(r) => Box::new(rate::RateSource::open(*r, ctx)?),
         SourceSpec::RateMicroBatch(r) => Box::new(rate::RateMicroBatchSource::new(*r)),
         SourceSpec::Socket(s) => Box::new(socket::SocketSource::connect(s.clone())?),
+        SourceSpec::Kafka(k) => Box::new(kafka::KafkaSource::open(k.clone(), ctx)?),
     })
 }
 

@@ -1,0 +1,548 @@
+//! The Kafka source, with Spark's options and row schema.
+//!
+//! Offsets are Spark's JSON, `{"topic": {"0": 42, "1": 7}}`: for each partition the next
+//! offset to read. They live in the checkpoint, never in Kafka consumer-group commits, so a
+//! query reads every record exactly once however it is restarted. The starting offsets of
+//! the first batch are written to the source log (`sources/0/initial.json`) before that
+//! batch is planned, so a replay of batch 0 reads the same records.
+//!
+//! Reading uses a plain assigned consumer (no group): each batch assigns the partitions at
+//! their start offsets and polls until every partition reached its end offset, appending
+//! straight into Arrow builders.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::builder::{
+    BinaryBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, StructBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::{Offset, ReadLimit, Source, SourceContext, SourceMetrics};
+use crate::error::{Error, Result};
+use crate::fsutil::{create_dir_all, write_atomic};
+use crate::schema::{UTC, timestamp_type};
+
+/// Which topics and partitions to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subscription {
+    /// `subscribe`: these topics, all their partitions.
+    Topics(Vec<String>),
+    /// `subscribePattern`: every topic whose name matches, including ones created later.
+    Pattern(String),
+    /// `assign`: exactly these partitions.
+    Assign(BTreeMap<String, Vec<i32>>),
+}
+
+/// Where a new query starts (`startingOffsets`) or a bounded one ends (`endingOffsets`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The earliest offset still in the log.
+    Earliest,
+    /// The end of the log when the query starts.
+    Latest,
+    /// Per partition; `-2` earliest, `-1` latest.
+    Json(BTreeMap<String, BTreeMap<i32, i64>>),
+}
+
+/// `format = "kafka"` options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSourceSpec {
+    /// `kafka.bootstrap.servers`.
+    pub bootstrap_servers: String,
+    /// `subscribe`, `subscribePattern` or `assign`.
+    pub subscription: Subscription,
+    /// `startingOffsets` (default latest, as in Spark).
+    pub starting_offsets: OffsetSpec,
+    /// `endingOffsets` (for `once` and `availableNow`).
+    pub ending_offsets: Option<OffsetSpec>,
+    /// `maxOffsetsPerTrigger`: split over partitions in proportion to their backlog.
+    pub max_offsets_per_trigger: Option<u64>,
+    /// `failOnDataLoss` (default true).
+    pub fail_on_data_loss: bool,
+    /// `includeHeaders`.
+    pub include_headers: bool,
+    /// Every other `kafka.*` option, without the prefix, for the client.
+    pub client_options: Vec<(String, String)>,
+}
+
+/// Client options a Kafka source refuses, and why.
+pub const REFUSED_OPTIONS: &[(&str, &str)] = &[
+    (
+        "group.id",
+        "the source reads assigned partitions; offsets live in the checkpoint, not in a consumer group",
+    ),
+    (
+        "auto.offset.reset",
+        "use startingOffsets; a restarted query continues from its checkpoint",
+    ),
+    (
+        "enable.auto.commit",
+        "offsets live in the checkpoint, not in Kafka commits",
+    ),
+    (
+        "key.deserializer",
+        "keys are delivered as binary; cast or parse them in a transform step",
+    ),
+    (
+        "value.deserializer",
+        "values are delivered as binary; cast or parse them in a transform step",
+    ),
+];
+
+type PartitionOffsets = BTreeMap<(String, i32), i64>;
+
+fn to_json(offsets: &PartitionOffsets) -> Offset {
+    let mut topics: BTreeMap<&str, BTreeMap<String, i64>> = BTreeMap::new();
+    for ((t, p), o) in offsets {
+        topics.entry(t).or_default().insert(p.to_string(), *o);
+    }
+    json!(topics)
+}
+
+fn from_json(offset: &Offset) -> Option<PartitionOffsets> {
+    let mut out = PartitionOffsets::new();
+    for (topic, parts) in offset.as_object()? {
+        for (p, o) in parts.as_object()? {
+            out.insert((topic.clone(), p.parse().ok()?), o.as_i64()?);
+        }
+    }
+    Some(out)
+}
+
+/// Reads Kafka topics batch by batch.
+pub struct KafkaSource {
+    spec: KafkaSourceSpec,
+    ctx: SourceContext,
+    schema: SchemaRef,
+    consumer: BaseConsumer,
+    /// Offsets the first batch starts from (kept in the source log).
+    initial: Option<PartitionOffsets>,
+    /// For `availableNow`: the end offsets when the query started.
+    bound: Option<PartitionOffsets>,
+    lost_records: u64,
+}
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+impl KafkaSource {
+    /// Connects the client; offsets are looked up when the first batch is planned.
+    pub fn open(spec: KafkaSourceSpec, ctx: SourceContext) -> Result<Self> {
+        create_dir_all(&ctx.log_dir)?;
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &spec.bootstrap_servers)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            // librdkafka's consumer needs a group to assign partitions; like Spark's
+            // `spark-kafka-source-<uuid>` it is private and nothing is ever committed to it.
+            .set(
+                "group.id",
+                format!("sluice-source-{}", uuid::Uuid::new_v4()),
+            );
+        for (k, v) in &spec.client_options {
+            config.set(k, v);
+        }
+        let name = format!("KafkaSource[{}]", describe(&spec.subscription));
+        let consumer: BaseConsumer = config.create().map_err(|e| Error::Source {
+            source_name: name.clone(),
+            message: format!("creating the Kafka client: {e}"),
+        })?;
+        let initial = match std::fs::read(ctx.log_dir.join("initial.json")) {
+            Ok(bytes) => Some(
+                serde_json::from_slice::<Offset>(&bytes)
+                    .ok()
+                    .as_ref()
+                    .and_then(from_json)
+                    .ok_or_else(|| Error::Checkpoint {
+                        path: ctx.log_dir.join("initial.json"),
+                        message: "the Kafka source's initial offsets are corrupt".into(),
+                    })?,
+            ),
+            Err(_) => None,
+        };
+        let mut fields = vec![
+            Field::new("key", DataType::Binary, true),
+            Field::new("value", DataType::Binary, true),
+            Field::new("topic", DataType::Utf8, false),
+            Field::new("partition", DataType::Int32, false),
+            Field::new("offset", DataType::Int64, false),
+            Field::new("timestamp", timestamp_type(), true),
+            Field::new("timestampType", DataType::Int32, false),
+        ];
+        if spec.include_headers {
+            fields.push(Field::new(
+                "headers",
+                DataType::List(Arc::new(Field::new(
+                    "item",
+                    DataType::Struct(header_fields()),
+                    true,
+                ))),
+                true,
+            ));
+        }
+        Ok(KafkaSource {
+            schema: Arc::new(Schema::new(fields)),
+            spec,
+            ctx,
+            consumer,
+            initial,
+            bound: None,
+            lost_records: 0,
+        })
+    }
+
+    fn err(&self, message: impl Into<String>) -> Error {
+        Error::Source {
+            source_name: self.description(),
+            message: message.into(),
+        }
+    }
+
+    /// The partitions the subscription covers now.
+    fn partitions(&self) -> Result<Vec<(String, i32)>> {
+        if let Subscription::Assign(assign) = &self.spec.subscription {
+            return Ok(assign
+                .iter()
+                .flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), *p)))
+                .collect());
+        }
+        let metadata = self.consumer.fetch_metadata(None, TIMEOUT).map_err(|e| {
+            self.err(format!(
+                "fetching topic metadata from {}: {e}",
+                self.spec.bootstrap_servers
+            ))
+        })?;
+        let pattern = match &self.spec.subscription {
+            Subscription::Pattern(p) => Some(
+                regex::Regex::new(&format!("^(?:{p})$"))
+                    .map_err(|e| self.err(format!("subscribePattern: {e}")))?,
+            ),
+            _ => None,
+        };
+        let mut out = Vec::new();
+        for topic in metadata.topics() {
+            let wanted = match (&self.spec.subscription, &pattern) {
+                (Subscription::Topics(ts), _) => ts.iter().any(|t| t == topic.name()),
+                (_, Some(re)) => re.is_match(topic.name()) && !topic.name().starts_with("__"),
+                _ => false,
+            };
+            if wanted && topic.error().is_none() {
+                out.extend(
+                    topic
+                        .partitions()
+                        .iter()
+                        .map(|p| (topic.name().to_owned(), p.id())),
+                );
+            }
+        }
+        if let Subscription::Topics(ts) = &self.spec.subscription {
+            for t in ts {
+                if !out.iter().any(|(name, _)| name == t) {
+                    warn!(topic = %t, "subscribed topic does not exist (yet)");
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64)> {
+        self.consumer
+            .fetch_watermarks(topic, partition, TIMEOUT)
+            .map_err(|e| self.err(format!("reading the offsets of {topic}-{partition}: {e}")))
+    }
+
+    fn resolve(&self, spec: &OffsetSpec, topic: &str, partition: i32, low: i64, high: i64) -> i64 {
+        let pick = |o: i64| match o {
+            -2 => low,
+            -1 => high,
+            o => o,
+        };
+        match spec {
+            OffsetSpec::Earliest => low,
+            OffsetSpec::Latest => high,
+            OffsetSpec::Json(m) => m
+                .get(topic)
+                .and_then(|ps| ps.get(&partition))
+                .map_or(low, |o| pick(*o)),
+        }
+    }
+}
+
+fn describe(s: &Subscription) -> String {
+    match s {
+        Subscription::Topics(t) => format!("Subscribe[{}]", t.join(",")),
+        Subscription::Pattern(p) => format!("SubscribePattern[{p}]"),
+        Subscription::Assign(a) => format!(
+            "Assign[{}]",
+            a.keys().cloned().collect::<Vec<_>>().join(",")
+        ),
+    }
+}
+
+fn header_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("key", DataType::Utf8, false),
+        Field::new("value", DataType::Binary, true),
+    ])
+}
+
+impl Source for KafkaSource {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn description(&self) -> String {
+        format!("KafkaV2[{}]", describe(&self.spec.subscription))
+    }
+
+    fn prepare_for_available_now(&mut self) -> Result<()> {
+        let mut bound = PartitionOffsets::new();
+        for (t, p) in self.partitions()? {
+            let (low, high) = self.watermarks(&t, p)?;
+            let end = match &self.spec.ending_offsets {
+                Some(spec) => self.resolve(spec, &t, p, low, high),
+                None => high,
+            };
+            bound.insert((t, p), end);
+        }
+        self.bound = Some(bound);
+        Ok(())
+    }
+
+    fn latest_offset(
+        &mut self,
+        start: Option<&Offset>,
+        limit: ReadLimit,
+    ) -> Result<Option<Offset>> {
+        let partitions = self.partitions()?;
+        let mut from = match start {
+            Some(s) => {
+                from_json(s).ok_or_else(|| self.err(format!("offset {s} is not a Kafka offset")))?
+            }
+            None => match &self.initial {
+                Some(i) => i.clone(),
+                None => PartitionOffsets::new(),
+            },
+        };
+        let first = start.is_none() && self.initial.is_none();
+        let mut ends = PartitionOffsets::new();
+        let mut backlog = Vec::new();
+        for (t, p) in &partitions {
+            let (low, high) = self.watermarks(t, *p)?;
+            let begin = match from.get(&(t.clone(), *p)) {
+                Some(o) => *o,
+                // New partitions: the query's starting offsets on its first batch, earliest after.
+                None if first => self.resolve(&self.spec.starting_offsets, t, *p, low, high),
+                None => low,
+            };
+            let begin = if begin < low {
+                let message = format!(
+                    "offsets {begin}..{low} of {t}-{p} are gone from Kafka (retention or deletion) before the query read them"
+                );
+                if self.spec.fail_on_data_loss {
+                    return Err(self.err(format!(
+                        "{message}; set failOnDataLoss = false to skip them and go on"
+                    )));
+                }
+                warn!(topic = %t, partition = p, lost = low - begin, "{message}; failOnDataLoss is false, continuing from {low}");
+                self.lost_records += (low - begin) as u64;
+                low
+            } else {
+                begin
+            };
+            from.insert((t.clone(), *p), begin);
+            let mut end = high;
+            if let Some(bound) = &self.bound {
+                end = end.min(*bound.get(&(t.clone(), *p)).unwrap_or(&begin));
+            }
+            let end = end.max(begin);
+            backlog.push(((t.clone(), *p), begin, end));
+            ends.insert((t.clone(), *p), end);
+        }
+        if first {
+            // Fix batch 0's start before it is planned, so a replay reads the same records.
+            let json = serde_json::to_vec(&to_json(&from)).map_err(|e| self.err(e.to_string()))?;
+            write_atomic(&self.ctx.log_dir.join("initial.json"), &json)?;
+            info!(offsets = %to_json(&from), "Kafka source starting offsets");
+            self.initial = Some(from.clone());
+        }
+        if limit == ReadLimit::Configured
+            && let Some(max) = self.spec.max_offsets_per_trigger
+        {
+            let total: u64 = backlog.iter().map(|(_, b, e)| (e - b) as u64).sum();
+            if total > max {
+                // Proportional to each partition's backlog; leftovers to the largest backlogs.
+                let mut shares: Vec<(usize, u64, u64)> = backlog
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, b, e))| {
+                        let n = (e - b) as u64;
+                        (i, (n as u128 * max as u128 / total as u128) as u64, n)
+                    })
+                    .collect();
+                let mut left = max - shares.iter().map(|s| s.1).sum::<u64>();
+                shares.sort_by_key(|s| std::cmp::Reverse(s.2));
+                for s in &mut shares {
+                    if left == 0 {
+                        break;
+                    }
+                    if s.1 < s.2 {
+                        s.1 += 1;
+                        left -= 1;
+                    }
+                }
+                for (i, share, _) in shares {
+                    let (key, b, _) = &backlog[i];
+                    ends.insert(key.clone(), b + share as i64);
+                }
+            }
+        }
+        let start_offsets = from;
+        if partitions.is_empty() {
+            return Ok(start.cloned());
+        }
+        // No new records (before the first batch: nothing to plan yet).
+        if ends == start_offsets {
+            return Ok(start.cloned());
+        }
+        Ok(Some(to_json(&ends)))
+    }
+
+    fn get_batch(&mut self, start: Option<&Offset>, end: &Offset) -> Result<Vec<RecordBatch>> {
+        let ends = from_json(end)
+            .ok_or_else(|| self.err(format!("offset {end} is not a Kafka offset")))?;
+        let starts = match start {
+            Some(s) => {
+                from_json(s).ok_or_else(|| self.err(format!("offset {s} is not a Kafka offset")))?
+            }
+            None => self.initial.clone().unwrap_or_default(),
+        };
+        let mut wanted: BTreeMap<(String, i32), (i64, i64)> = BTreeMap::new();
+        let mut tpl = TopicPartitionList::new();
+        for ((t, p), e) in &ends {
+            let s = starts.get(&(t.clone(), *p)).copied().unwrap_or(*e);
+            if *e > s {
+                wanted.insert((t.clone(), *p), (s, *e));
+                tpl.add_partition_offset(t, *p, KafkaOffset::Offset(s))
+                    .map_err(|e| self.err(format!("assigning {t}-{p}: {e}")))?;
+            }
+        }
+        let total: i64 = wanted.values().map(|(s, e)| e - s).sum();
+        let rows = total as usize;
+        let mut key = BinaryBuilder::with_capacity(rows, rows * 8);
+        let mut value = BinaryBuilder::with_capacity(rows, rows * 100);
+        let mut topic = StringBuilder::with_capacity(rows, rows * 8);
+        let mut partition = Int32Builder::with_capacity(rows);
+        let mut offset = Int64Builder::with_capacity(rows);
+        let mut timestamp = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone(UTC);
+        let mut timestamp_type = Int32Builder::with_capacity(rows);
+        let mut headers = ListBuilder::new(StructBuilder::from_fields(header_fields(), 0));
+        if !wanted.is_empty() {
+            self.consumer
+                .assign(&tpl)
+                .map_err(|e| self.err(format!("assigning partitions: {e}")))?;
+            let mut remaining = wanted.clone();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !remaining.is_empty() {
+                if Instant::now() > deadline {
+                    let missing: Vec<String> = remaining
+                        .iter()
+                        .map(|((t, p), (s, e))| format!("{t}-{p} offsets {s}..{e}"))
+                        .collect();
+                    return Err(self.err(format!(
+                        "could not read {} within 120 s",
+                        missing.join(", ")
+                    )));
+                }
+                let Some(msg) = self.consumer.poll(Duration::from_millis(500)) else {
+                    continue;
+                };
+                let msg = msg.map_err(|e| self.err(format!("reading: {e}")))?;
+                let k = (msg.topic().to_owned(), msg.partition());
+                let Some((next, end)) = remaining.get_mut(&k) else {
+                    continue;
+                };
+                let o = msg.offset();
+                if o < *next || o >= *end {
+                    continue;
+                }
+                // Compacted topics and transaction markers leave gaps: move to the next offset seen.
+                *next = o + 1;
+                if *next >= *end {
+                    remaining.remove(&k);
+                }
+                key.append_option(msg.key());
+                value.append_option(msg.payload());
+                topic.append_value(msg.topic());
+                partition.append_value(msg.partition());
+                offset.append_value(o);
+                let (ts, kind) = match msg.timestamp() {
+                    rdkafka::Timestamp::NotAvailable => (None, -1),
+                    rdkafka::Timestamp::CreateTime(t) => (Some(t * 1000), 0),
+                    rdkafka::Timestamp::LogAppendTime(t) => (Some(t * 1000), 1),
+                };
+                timestamp.append_option(ts);
+                timestamp_type.append_value(kind);
+                if self.spec.include_headers {
+                    match msg.headers() {
+                        Some(hs) => {
+                            for h in hs.iter() {
+                                let item = headers.values();
+                                if let Some(b) = item.field_builder::<StringBuilder>(0) {
+                                    b.append_value(h.key);
+                                }
+                                if let Some(b) = item.field_builder::<BinaryBuilder>(1) {
+                                    b.append_option(h.value);
+                                }
+                                item.append(true);
+                            }
+                            headers.append(true);
+                        }
+                        None => headers.append(false),
+                    }
+                }
+            }
+            let _ = self.consumer.unassign();
+        }
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(key.finish()),
+            Arc::new(value.finish()),
+            Arc::new(topic.finish()),
+            Arc::new(partition.finish()),
+            Arc::new(offset.finish()),
+            Arc::new(timestamp.finish()),
+            Arc::new(timestamp_type.finish()),
+        ];
+        if self.spec.include_headers {
+            columns.push(Arc::new(headers.finish()));
+        }
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| Error::data("building a Kafka batch", e))?;
+        Ok(vec![batch])
+    }
+
+    fn commit(&mut self, _end: &Offset) -> Result<()> {
+        Ok(())
+    }
+
+    fn take_metrics(&mut self) -> SourceMetrics {
+        let mut m = SourceMetrics::new();
+        m.insert(
+            "numRecordsLost".into(),
+            std::mem::take(&mut self.lost_records).into(),
+        );
+        m
+    }
+}

@@ -203,3 +203,161 @@ fn consumer_group_options_are_refused_with_the_reason() {
         "{stderr}"
     );
 }
+
+/// Every record of `topic` a `read_committed` consumer sees, as strings.
+fn read_committed(bootstrap: &str, topic: &str, partitions: i32) -> Vec<String> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "test-reader")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .unwrap();
+        ends.push(
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap()
+                .1,
+        );
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    // Read until every partition's position reaches its end (markers and aborted records
+    // included), so extra records would be seen, not missed.
+    loop {
+        let positions = consumer.position().unwrap();
+        let done =
+            (0..partitions).all(
+                |p| match positions.find_partition(topic, p).map(|e| e.offset()) {
+                    Some(rdkafka::Offset::Offset(o)) => o >= ends[p as usize],
+                    _ => ends[p as usize] == 0,
+                },
+            );
+        if done {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "could not read {topic} to its end"
+        );
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            out.push(String::from_utf8(m.payload().unwrap_or_default().to_vec()).unwrap());
+        }
+    }
+    out.sort();
+    out
+}
+
+fn to_kafka_pipeline(
+    dir: &std::path::Path,
+    bootstrap: &str,
+    exactly_once: bool,
+) -> std::path::PathBuf {
+    for i in 0..4u64 {
+        let text: String = (i * 25..(i + 1) * 25)
+            .map(|n| format!("{{\"value\":\"order-{n:03}\"}}\n"))
+            .collect();
+        let f = drop_file(&dir.join("in"), &format!("f{i}.json"), &text);
+        let t = std::time::SystemTime::now() - Duration::from_secs(100 - i);
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+    pipeline(
+        dir,
+        &format!(
+            r#"[[query]]
+name = "to-kafka"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+
+[query.source]
+format = "json"
+path = "in"
+schema = "value STRING"
+maxFilesPerTrigger = 1
+
+[query.sink]
+format = "kafka"
+"kafka.bootstrap.servers" = "{bootstrap}"
+topic = "orders-out"
+exactlyOnce = {exactly_once}
+"#
+        ),
+    )
+}
+
+#[test]
+fn exactly_once_sink_survives_kill_minus_nine_at_every_step() {
+    let expected: Vec<String> = (0..100).map(|n| format!("order-{n:03}")).collect();
+    let points = [
+        "before-offsets",
+        "after-offsets",
+        "after-sink",
+        "after-commit",
+    ];
+    let mut killed = 0;
+    for batch in 0..3u64 {
+        for point in points {
+            let broker = Broker::start(&["orders-out:2"]);
+            let dir = tempfile::tempdir().unwrap();
+            let file = to_kafka_pipeline(dir.path(), &broker.bootstrap, true);
+            let failpoint = format!("{point}:{batch}");
+            let mut run = Running::start(&file, &[], &[("SLUICE_FAILPOINTS", &failpoint)]);
+            run.await_line(&format!("sluice-failpoint: {point} batch {batch}"));
+            run.signal(9);
+            let (code, _) = run.wait();
+            assert_eq!(code, None);
+            killed += 1;
+            let out = sluice()
+                .arg("run")
+                .arg(&file)
+                .env("RUST_LOG", "info")
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success(),
+                "{failpoint}: restart failed:\n{stderr}"
+            );
+            if point == "after-sink" {
+                assert!(
+                    stderr.contains("batch already committed to Kafka; skipping"),
+                    "{failpoint}:\n{stderr}"
+                );
+            }
+            assert_eq!(
+                read_committed(&broker.bootstrap, "orders-out", 2),
+                expected,
+                "{failpoint}: a read_committed reader sees a different set"
+            );
+        }
+    }
+    assert_eq!(killed, 12);
+}
+
+#[test]
+fn at_least_once_sink_delivers_every_row() {
+    let broker = Broker::start(&["orders-out:2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = to_kafka_pipeline(dir.path(), &broker.bootstrap, false);
+    let out = sluice().arg("run").arg(&file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected: Vec<String> = (0..100).map(|n| format!("order-{n:03}")).collect();
+    assert_eq!(read_committed(&broker.bootstrap, "orders-out", 2), expected);
+}

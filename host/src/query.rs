@@ -105,6 +105,7 @@ impl StreamingQuery {
         // Named outputs first: the handler and dead-letter policies write into them.
         let mut ctx = SinkContext {
             query: spec.name.clone(),
+            query_id: checkpoint.query_id().to_owned(),
             output_mode: spec.output_mode,
             schema: source.schema(),
             outputs: SharedOutputs::default(),

@@ -43,6 +43,7 @@ use crate::operators::aggregate::{AggFunc, AggSpec, AggregateSpec};
 use crate::operators::dedup::DedupSpec;
 use crate::operators::window::WindowSpec;
 use crate::schema::parse_ddl;
+use crate::sink::kafka::{KafkaSinkSpec, REFUSED_SINK_OPTIONS};
 use crate::source::kafka::{KafkaSourceSpec, OffsetSpec, REFUSED_OPTIONS, Subscription};
 use crate::trigger::Trigger;
 use crate::wasm::aggregate::UdafSpec;
@@ -329,6 +330,8 @@ pub enum SinkSpec {
     ForeachBatch(HandlerSpec),
     /// Counts rows and writes nothing (for benchmarks).
     Blackhole,
+    /// Kafka records.
+    Kafka(KafkaSinkSpec),
 }
 
 /// Options of the file sink.
@@ -368,6 +371,10 @@ impl SinkSpec {
             SinkSpec::File(f) => format!("FileSink[{}]", f.path.display()),
             SinkSpec::ForeachBatch(h) => format!("ForeachBatchSink[{}]", h.module.display()),
             SinkSpec::Blackhole => "BlackholeSink".to_owned(),
+            SinkSpec::Kafka(k) => format!(
+                "KafkaSink[{}]",
+                k.topic.as_deref().unwrap_or("<topic column>")
+            ),
         }
     }
 
@@ -1559,6 +1566,57 @@ fn parse_sink_at(
             let truncate = s.bool("truncate").unwrap_or(true);
             s.finish(&["format", "numRows", "truncate"]);
             Some(SinkSpec::Console { num_rows, truncate })
+        }
+        "kafka" => {
+            let mut bootstrap = None;
+            let mut client_options = Vec::new();
+            for (key, node) in s.with_prefix("kafka.") {
+                let option = key["kafka.".len()..].to_owned();
+                let value = match node.get_ref() {
+                    Node::Str(v) => v.clone(),
+                    Node::Int(i) => i.to_string(),
+                    Node::Bool(b) => b.to_string(),
+                    other => {
+                        s.error_at(
+                            node.span().start,
+                            &key,
+                            format!("expected a string, found {}", other.kind()),
+                        );
+                        continue;
+                    }
+                };
+                if let Some((_, why)) = REFUSED_SINK_OPTIONS
+                    .iter()
+                    .find(|(o, _)| o.eq_ignore_ascii_case(&option))
+                {
+                    s.error_at(node.span().start, &key, format!("is not supported: {why}"));
+                } else if option == "bootstrap.servers" {
+                    bootstrap = Some(value);
+                } else {
+                    client_options.push((option, value));
+                }
+            }
+            if bootstrap.is_none() {
+                s.error_here(
+                    "kafka.bootstrap.servers",
+                    "missing required option; e.g. \"kafka.bootstrap.servers\" = \"localhost:9092\"".to_owned(),
+                );
+            }
+            let topic = s.string("topic");
+            let exactly_once = s.bool("exactlyOnce").unwrap_or(false);
+            if exactly_once && topic.is_none() {
+                s.error_here(
+                    "exactlyOnce",
+                    "needs the `topic` option: the sink records its last committed batch in that topic's offsets".to_owned(),
+                );
+            }
+            s.finish(&["format", "topic", "exactlyOnce"]);
+            Some(SinkSpec::Kafka(KafkaSinkSpec {
+                bootstrap_servers: bootstrap?,
+                topic,
+                exactly_once,
+                client_options,
+            }))
         }
         "blackhole" | "noop" => {
             s.finish(&["format"]);

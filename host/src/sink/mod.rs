@@ -8,6 +8,7 @@
 
 pub mod console;
 pub mod file;
+pub mod kafka;
 pub mod memory;
 pub mod outputs;
 
@@ -37,6 +38,8 @@ pub trait Sink: Send {
 pub struct SinkContext {
     /// The query's name.
     pub query: String,
+    /// The query id from the checkpoint (stable across restarts).
+    pub query_id: String,
     /// The query's output mode.
     pub output_mode: OutputMode,
     /// The schema of the batches the sink will receive.
@@ -54,6 +57,11 @@ pub fn open(spec: &SinkSpec, ctx: &SinkContext) -> Result<Box<dyn Sink>> {
         SinkSpec::Memory { table } => Box::new(memory::MemorySink::new(table, ctx.output_mode)),
         SinkSpec::File(f) => Box::new(file::FileSink::open(f.clone(), &ctx.query)?),
         SinkSpec::Blackhole => Box::new(Blackhole),
+        SinkSpec::Kafka(k) => Box::new(kafka::KafkaSink::open(
+            k.clone(),
+            &ctx.query_id,
+            &ctx.schema,
+        )?),
         SinkSpec::ForeachBatch(h) => Box::new(crate::wasm::handler::WasmHandlerSink::new(
             h.clone(),
             &ctx.query,

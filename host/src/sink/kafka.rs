@@ -1,0 +1,437 @@
+//! The Kafka sink: rows with a `value` column (and optional `key`, `topic`, `partition`,
+//! `headers`) become Kafka records.
+//!
+//! - **At-least-once** (default): an idempotent producer; the batch commits only after every
+//!   record was acknowledged, so a crash can repeat a batch but never lose one (as in Spark).
+//! - **Exactly-once** (`exactlyOnce = true`), a step beyond Spark: each batch is one Kafka
+//!   transaction with a transactional id derived from the query id, so a restarted query
+//!   fences its previous incarnation and aborts whatever transaction it left open. The batch
+//!   id is written *inside* the same transaction, as a small record keyed by the query id in
+//!   the topic `<topic>.sluice-batches`; on a re-run the sink reads the last committed one back
+//!   and skips a batch Kafka already has. Consumers with `isolation.level=read_committed` then
+//!   see every row exactly once. (A record rather than a transactional consumer-group offset,
+//!   because a record works on every Kafka-protocol broker, librdkafka's mock included.)
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, SchemaRef};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Offset as KafkaOffset, TopicPartitionList};
+use tracing::info;
+
+use super::Sink;
+use crate::error::{Error, Result};
+
+/// `format = "kafka"` sink options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSinkSpec {
+    /// `kafka.bootstrap.servers`.
+    pub bootstrap_servers: String,
+    /// `topic`: overrides a `topic` column.
+    pub topic: Option<String>,
+    /// `exactlyOnce`: one transaction per batch.
+    pub exactly_once: bool,
+    /// Other `kafka.*` options for the producer.
+    pub client_options: Vec<(String, String)>,
+}
+
+/// Producer options the sink refuses, and why.
+pub const REFUSED_SINK_OPTIONS: &[(&str, &str)] = &[
+    (
+        "key.serializer",
+        "keys are written as the `key` column's bytes or string",
+    ),
+    (
+        "value.serializer",
+        "values are written as the `value` column's bytes or string",
+    ),
+    (
+        "transactional.id",
+        "with exactlyOnce the sink derives it from the query id, so restarts fence the old producer",
+    ),
+];
+
+/// Counts failed deliveries (the producer reports them on its own thread).
+#[derive(Default)]
+struct Deliveries {
+    failed: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        }
+    }
+}
+
+/// Where a row's fields are in the batch.
+struct Columns {
+    value: usize,
+    key: Option<usize>,
+    topic: Option<usize>,
+    partition: Option<usize>,
+    headers: Option<usize>,
+}
+
+/// Writes batches to Kafka.
+pub struct KafkaSink {
+    spec: KafkaSinkSpec,
+    producer: ThreadedProducer<Deliveries>,
+    columns: Columns,
+    /// Exactly-once: the topic of batch markers and this query's key in it.
+    progress: Option<(String, String)>,
+    last_committed: Option<u64>,
+}
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn bytes_column(schema: &SchemaRef, name: &str) -> Result<Option<usize>> {
+    match schema.index_of(name) {
+        Err(_) => Ok(None),
+        Ok(i) => match schema.field(i).data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Binary | DataType::LargeBinary => {
+                Ok(Some(i))
+            }
+            other => Err(Error::Sink {
+                sink: "KafkaSink".into(),
+                message: format!(
+                    "column '{name}' is {other}; it must be a string or binary (serialise it in a transform step, e.g. to_json)"
+                ),
+            }),
+        },
+    }
+}
+
+/// The bytes of row `i` of a string or binary column.
+fn bytes(col: &ArrayRef, i: usize) -> Option<&[u8]> {
+    if col.is_null(i) {
+        return None;
+    }
+    Some(match col.data_type() {
+        DataType::Utf8 => col.as_string::<i32>().value(i).as_bytes(),
+        DataType::LargeUtf8 => col.as_string::<i64>().value(i).as_bytes(),
+        DataType::Binary => col.as_binary::<i32>().value(i),
+        _ => col.as_binary::<i64>().value(i),
+    })
+}
+
+impl KafkaSink {
+    /// Connects the producer (and, for exactly-once, fences earlier incarnations of this
+    /// query's producer and reads back the last batch it committed).
+    pub fn open(spec: KafkaSinkSpec, query_id: &str, schema: &SchemaRef) -> Result<Self> {
+        let name = format!("KafkaSink[{}]", spec.bootstrap_servers);
+        let sink_err = |message: String| Error::Sink {
+            sink: name.clone(),
+            message,
+        };
+        let value = bytes_column(schema, "value")?.ok_or_else(|| {
+            sink_err(format!(
+                "the batches have no `value` column (they have: {}); produce one, e.g. with to_json in a transform step",
+                crate::schema::column_names(schema)
+            ))
+        })?;
+        let topic = match schema.index_of("topic") {
+            Ok(i) if schema.field(i).data_type() == &DataType::Utf8 => Some(i),
+            _ => None,
+        };
+        if topic.is_none() && spec.topic.is_none() {
+            return Err(sink_err(
+                "no `topic` option and no string `topic` column: say where the records go".into(),
+            ));
+        }
+        let columns = Columns {
+            value,
+            key: bytes_column(schema, "key")?,
+            topic,
+            partition: schema
+                .index_of("partition")
+                .ok()
+                .filter(|&i| schema.field(i).data_type() == &DataType::Int32),
+            headers: schema.index_of("headers").ok(),
+        };
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &spec.bootstrap_servers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all");
+        if spec.exactly_once {
+            config.set("transactional.id", format!("sluice-{query_id}"));
+        }
+        for (k, v) in &spec.client_options {
+            config.set(k, v);
+        }
+        let producer: ThreadedProducer<Deliveries> = config
+            .create_with_context(Deliveries::default())
+            .map_err(|e| sink_err(format!("creating the producer: {e}")))?;
+        let mut sink = KafkaSink {
+            spec,
+            producer,
+            columns,
+            progress: None,
+            last_committed: None,
+        };
+        if sink.spec.exactly_once {
+            let topic = sink.spec.topic.clone().ok_or_else(|| {
+                sink_err("exactlyOnce needs the `topic` option: the sink records its last committed batch in that topic's offsets".into())
+            })?;
+            sink.producer.init_transactions(TIMEOUT).map_err(|e| {
+                sink_err(format!(
+                    "initialising transactions (is the broker 0.11 or later?): {e}"
+                ))
+            })?;
+            let marker_topic = format!("{topic}.sluice-batches");
+            sink.last_committed =
+                last_committed_batch(&sink.spec.bootstrap_servers, &marker_topic, query_id)
+                    .map_err(|e| {
+                        sink_err(format!(
+                            "reading the last committed batch from {marker_topic}: {e}"
+                        ))
+                    })?;
+            info!(last_committed = ?sink.last_committed, transactional_id = %format!("sluice-{query_id}"), "Kafka sink ready for exactly-once");
+            sink.progress = Some((marker_topic, query_id.to_owned()));
+        }
+        Ok(sink)
+    }
+
+    fn err(&self, message: String) -> Error {
+        Error::Sink {
+            sink: self.description(),
+            message,
+        }
+    }
+
+    fn produce_all(&self, batch_id: u64, batches: &[RecordBatch]) -> Result<u64> {
+        let mut rows = 0;
+        for batch in batches {
+            let value = batch.column(self.columns.value);
+            let key = self.columns.key.map(|i| batch.column(i));
+            let topic_col = self
+                .columns
+                .topic
+                .map(|i| batch.column(i).as_string::<i32>());
+            let partition = self.columns.partition.map(|i| {
+                batch
+                    .column(i)
+                    .as_primitive::<arrow_array::types::Int32Type>()
+            });
+            let headers = self.columns.headers.map(|i| batch.column(i));
+            for i in 0..batch.num_rows() {
+                let topic = match (&self.spec.topic, &topic_col) {
+                    (Some(t), _) => t.as_str(),
+                    (None, Some(c)) if c.is_valid(i) => c.value(i),
+                    _ => return Err(self.err(format!("row {i} of batch {batch_id} has no topic (null `topic` column and no `topic` option)"))),
+                };
+                let mut record: BaseRecord<'_, [u8], [u8], ()> =
+                    BaseRecord::with_opaque_to(topic, ());
+                if let Some(v) = bytes(value, i) {
+                    record = record.payload(v);
+                }
+                if let Some(k) = key.and_then(|k| bytes(k, i)) {
+                    record = record.key(k);
+                }
+                if let Some(p) = partition.filter(|p| p.is_valid(i)) {
+                    record = record.partition(p.value(i));
+                }
+                if let Some(h) = headers.filter(|h| h.is_valid(i))
+                    && let Some(list) = h.as_list_opt::<i32>()
+                {
+                    let items = list.value(i);
+                    if let Some(items) = items.as_struct_opt() {
+                        let mut owned = OwnedHeaders::new();
+                        let keys = items.column(0).as_string_opt::<i32>();
+                        for j in 0..items.len() {
+                            let Some(keys) = keys else { break };
+                            owned = owned.insert(Header {
+                                key: keys.value(j),
+                                value: bytes(items.column(1), j),
+                            });
+                        }
+                        record = record.headers(owned);
+                    }
+                }
+                let mut record = record;
+                loop {
+                    match self.producer.send(record) {
+                        Ok(()) => break,
+                        Err((e, r))
+                            if e.rdkafka_error_code()
+                                == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                        {
+                            std::thread::sleep(Duration::from_millis(5));
+                            record = r;
+                        }
+                        Err((e, _)) => {
+                            return Err(self.err(format!(
+                                "producing row {i} of batch {batch_id} to {topic}: {e}"
+                            )));
+                        }
+                    }
+                }
+                rows += 1;
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// The highest batch id committed for `key` in the marker topic, reading its last records
+/// with `read_committed` (an aborted transaction's marker is invisible).
+fn last_committed_batch(
+    bootstrap: &str,
+    topic: &str,
+    key: &str,
+) -> std::result::Result<Option<u64>, String> {
+    use rdkafka::Message;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set(
+            "group.id",
+            format!("sluice-sink-reader-{}", uuid::Uuid::new_v4()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let (low, high) = match consumer.fetch_watermarks(topic, 0, TIMEOUT) {
+        Ok(w) => w,
+        // No marker topic yet: nothing was ever committed.
+        Err(_) => return Ok(None),
+    };
+    if high <= low {
+        return Ok(None);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, KafkaOffset::Offset(low.max(high - 1000)))
+        .map_err(|e| e.to_string())?;
+    consumer.assign(&tpl).map_err(|e| e.to_string())?;
+    let mut last = None;
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let position = consumer
+            .position()
+            .ok()
+            .and_then(|p| p.find_partition(topic, 0).map(|e| e.offset()));
+        if matches!(position, Some(KafkaOffset::Offset(o)) if o >= high) {
+            return Ok(last);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "could not read to offset {high} within {TIMEOUT:?}"
+            ));
+        }
+        if let Some(msg) = consumer.poll(Duration::from_millis(200)) {
+            let msg = msg.map_err(|e| e.to_string())?;
+            if msg.key() == Some(key.as_bytes())
+                && let Some(id) = msg
+                    .payload()
+                    .and_then(|p| std::str::from_utf8(p).ok())
+                    .and_then(|s| s.parse::<u64>().ok())
+            {
+                last = Some(last.map_or(id, |l: u64| l.max(id)));
+            }
+        }
+    }
+}
+
+impl Sink for KafkaSink {
+    fn description(&self) -> String {
+        format!(
+            "KafkaSink[{}{}]",
+            self.spec.topic.as_deref().unwrap_or("<topic column>"),
+            if self.spec.exactly_once {
+                ", exactly-once"
+            } else {
+                ""
+            }
+        )
+    }
+
+    fn add_batch(
+        &mut self,
+        batch_id: u64,
+        _schema: &SchemaRef,
+        batches: &[RecordBatch],
+    ) -> Result<u64> {
+        if let Some(last) = self.last_committed
+            && batch_id <= last
+        {
+            info!(
+                batch_id,
+                last_committed = last,
+                "batch already committed to Kafka; skipping"
+            );
+            return Ok(0);
+        }
+        let deliveries = self.producer.context();
+        deliveries.failed.store(0, Ordering::Relaxed);
+        if self.spec.exactly_once {
+            self.producer.begin_transaction().map_err(|e| {
+                self.err(format!(
+                    "beginning the transaction of batch {batch_id}: {e}"
+                ))
+            })?;
+        }
+        let produced = self.produce_all(batch_id, batches);
+        let rows = match produced {
+            Ok(rows) => rows,
+            Err(e) => {
+                if self.spec.exactly_once {
+                    let _ = self.producer.abort_transaction(TIMEOUT);
+                }
+                return Err(e);
+            }
+        };
+        if let Some((marker_topic, key)) = &self.progress {
+            // The batch id travels in the same transaction as the rows.
+            let id = batch_id.to_string();
+            let marker: BaseRecord<'_, str, str, ()> = BaseRecord::with_opaque_to(marker_topic, ())
+                .key(key.as_str())
+                .payload(id.as_str())
+                .partition(0);
+            self.producer.send(marker).map_err(|(e, _)| {
+                self.err(format!(
+                    "recording batch {batch_id} in its transaction: {e}"
+                ))
+            })?;
+            self.producer.commit_transaction(TIMEOUT).map_err(|e| {
+                self.err(format!(
+                    "committing the transaction of batch {batch_id}: {e}"
+                ))
+            })?;
+        } else {
+            self.producer.flush(TIMEOUT).map_err(|e| {
+                self.err(format!(
+                    "waiting for acknowledgements of batch {batch_id}: {e}"
+                ))
+            })?;
+        }
+        let failed = deliveries.failed.load(Ordering::Relaxed);
+        if failed > 0 {
+            let last = deliveries
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .unwrap_or_default();
+            return Err(self.err(format!(
+                "{failed} records of batch {batch_id} were not delivered: {last}"
+            )));
+        }
+        self.last_committed = Some(batch_id);
+        Ok(rows)
+    }
+}

@@ -194,16 +194,14 @@ fn from_wit(schema: &SchemaRef, batch: wit::BatchResult) -> Result<RecordBatch, 
 fn with_wit<R>(batch: &RecordBatch, f: impl FnOnce(wit::BatchParam<'_>) -> R) -> Result<R, Error> {
     let data = abi::batch_data(batch);
     let nodes = abi::flatten_all(&data)?;
-    let buffers: Vec<Vec<&[u8]>> = nodes.iter().map(|n| n.buffers.clone()).collect();
     let params: Vec<wit::ArrayNodeParam<'_>> = nodes
         .iter()
-        .zip(&buffers)
-        .map(|(n, b)| wit::ArrayNodeParam {
+        .map(|n| wit::ArrayNodeParam {
             len: n.len,
             offset: n.offset,
             null_count: n.null_count,
             validity: n.validity.as_deref(),
-            buffers: b,
+            buffers: &n.buffers,
             num_children: n.num_children,
         })
         .collect();

@@ -98,6 +98,13 @@ fn boundary(c: &mut Criterion) {
         identity.process(0, vec![one.clone()], &outputs).unwrap(),
         vec![one.clone()]
     );
+    g.bench_function("wasm_identity_1m", |b| {
+        b.iter_batched(
+            || vec![big.clone()],
+            |input| identity.process(0, input, &outputs).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
     g.bench_function("wasm_identity_1row", |b| {
         b.iter_batched(
             || vec![one.clone()],

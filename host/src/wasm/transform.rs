@@ -152,8 +152,12 @@ impl WasmTransform {
         Ok(())
     }
 
-    /// Runs one record batch through the guest.
-    fn call(&mut self, batch: &RecordBatch) -> std::result::Result<Vec<RecordBatch>, String> {
+    /// Runs one record batch through the guest, appending what it emits to `out`.
+    fn call(
+        &mut self,
+        batch: &RecordBatch,
+        out: &mut Vec<RecordBatch>,
+    ) -> std::result::Result<(), String> {
         if self.instance.is_none() {
             self.instantiate().map_err(|e| e.to_string())?;
         }
@@ -180,7 +184,9 @@ impl WasmTransform {
                 if let Some(e) = s.emit_error.take() {
                     return Err(e);
                 }
-                Ok(std::mem::take(&mut s.emitted))
+                // `append` keeps the emitted vector's capacity for the next call.
+                out.append(&mut s.emitted);
+                Ok(())
             }
             Ok(Err(msg)) => Err(format!("returned an error: {msg}")),
             Err(trap) => {
@@ -201,8 +207,8 @@ impl WasmTransform {
     ) -> Result<Vec<RecordBatch>> {
         let mut out = Vec::with_capacity(input.len());
         for batch in input {
-            match self.call(&batch) {
-                Ok(emitted) => out.extend(emitted),
+            match self.call(&batch, &mut out) {
+                Ok(()) => {}
                 Err(why) => {
                     let message = format!("{} in batch {batch_id}: {why}", self.label);
                     match &self.spec.on_error {

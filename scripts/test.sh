@@ -13,6 +13,15 @@ fi
 rustup show active-toolchain >/dev/null
 rustup target add wasm32-wasip2 >/dev/null
 
+# kcat: the independent Kafka client the Kafka tests produce and consume with.
+if ! command -v kcat >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -q >/dev/null && apt-get install -y -q kcat >/dev/null
+  else
+    sudo apt-get update -q >/dev/null && sudo apt-get install -y -q kcat >/dev/null
+  fi
+fi
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked

@@ -361,3 +361,90 @@ fn at_least_once_sink_delivers_every_row() {
     let expected: Vec<String> = (0..100).map(|n| format!("order-{n:03}")).collect();
     assert_eq!(read_committed(&broker.bootstrap, "orders-out", 2), expected);
 }
+
+/// Runs kcat (an independent Kafka client, from Debian's packages) with `args`, feeding
+/// `input` on stdin, and returns its stdout lines.
+fn kcat(args: &[&str], input: &str) -> Vec<String> {
+    use std::io::Write;
+    let mut child = Command::new("kcat")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kcat is installed by scripts/test.sh");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kcat {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_seeds_kafka_pipeline_with_kcat_on_both_ends() {
+    let broker = Broker::start(&["quickstart:3", "transformed:3"]);
+    let b = broker.bootstrap.as_str();
+    let events = [
+        r#"{"city":"Seoul","domain":"shop.example.com","event":"click"}"#,
+        r#"{"city":"BUSAN","domain":"news.example.com","event":"view"}"#,
+        r#"{"city":"Daegu","domain":"mail.example.com"}"#,
+    ];
+    kcat(
+        &["-P", "-b", b, "-t", "quickstart"],
+        &(events.join("\n") + "\n"),
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = example("kafka-json-events", dir.path());
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("localhost:9092", b);
+    std::fs::write(&file, text).unwrap();
+    let out = sluice().arg("run").arg(&file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let expected = vec![
+        r#"{"lower_city":"busan","domain":"news.example.com","behavior":"view"}"#.to_owned(),
+        r#"{"lower_city":"seoul","domain":"shop.example.com","behavior":"click"}"#.to_owned(),
+    ];
+    // kcat reads `transformed` as a read_committed consumer would.
+    let mut read = kcat(
+        &[
+            "-C",
+            "-b",
+            b,
+            "-t",
+            "transformed",
+            "-e",
+            "-q",
+            "-X",
+            "isolation.level=read_committed",
+        ],
+        "",
+    );
+    read.sort();
+    assert_eq!(read, expected);
+    // The second query wrote the same rows to files (the guest also accepts Kafka's binary value).
+    let mut files: Vec<String> = committed_json(&dir.path().join("out/transformed"))
+        .iter()
+        .map(|r| r["value"].as_str().unwrap().to_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, expected);
+}

@@ -10,6 +10,7 @@
 //! Output: a string column `value` holding `{"lower_city": .., "domain": .., "behavior": ..}`,
 //! for the rows whose event is one of `config.events` (all events when not configured).
 
+use sluice_guest_sdk::arrow_array::BinaryArray;
 use sluice_guest_sdk::arrow_array::builder::StringBuilder;
 use sluice_guest_sdk::prelude::*;
 
@@ -23,11 +24,9 @@ struct JsonEvents {
 impl Transform for JsonEvents {
     fn init(config: &Config, input: SchemaRef) -> Result<Self, Error> {
         match input.field_with_name("value").map(|f| f.data_type()) {
-            Ok(DataType::Utf8) => {}
+            Ok(DataType::Utf8 | DataType::Binary) => {}
             _ => {
-                return Err(
-                    "the input needs a string column `value` (use a text source or cast it)".into(),
-                );
+                return Err("the input needs a string or binary column `value`".into());
             }
         }
         let events = match &config["events"] {
@@ -66,7 +65,14 @@ impl Transform for JsonEvents {
     }
 
     fn process(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), Error> {
-        let parsed = json::from_json(column::<StringArray>(&batch, "value")?, self.parsed.clone())?;
+        // Kafka values are bytes: read them as UTF-8 text (an error names a bad row).
+        let text = match batch.column_by_name("value").map(|c| c.data_type()) {
+            Some(DataType::Binary) => {
+                StringArray::try_from_binary(column::<BinaryArray>(&batch, "value")?.clone())?
+            }
+            _ => column::<StringArray>(&batch, "value")?.clone(),
+        };
+        let parsed = json::from_json(&text, self.parsed.clone())?;
         let city = column::<StringArray>(&parsed, "city")?;
         let event = column::<StringArray>(&parsed, "event")?;
         let keep: BooleanArray = event

@@ -448,3 +448,171 @@ fn the_seeds_kafka_pipeline_with_kcat_on_both_ends() {
     files.sort();
     assert_eq!(files, expected);
 }
+
+#[test]
+fn a_recreated_topic_is_data_loss_unless_the_pipeline_accepts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Broker::start(&["events:1"]);
+    first.produce("events", (0..10).map(|i| (None, format!("old-{i}"))));
+    let file = kafka_pipeline(dir.path(), &first.bootstrap, "");
+    assert!(
+        sluice()
+            .arg("run")
+            .arg(&file)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    drop(first);
+    // A new, empty cluster: the checkpoint says offset 10 was read; the partition ends at 3.
+    let second = Broker::start(&["events:1"]);
+    second.produce("events", (0..3).map(|i| (None, format!("new-{i}"))));
+    let point_at = |extra: &str| {
+        let text =
+            std::fs::read_to_string(kafka_pipeline(dir.path(), &second.bootstrap, extra)).unwrap();
+        std::fs::write(&file, text).unwrap();
+    };
+    point_at("");
+    let out = sluice().arg("run").arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("events-0 ends at offset 3 but the query had read up to 10"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("set failOnDataLoss = false"), "{stderr}");
+
+    point_at("failOnDataLoss = false");
+    let out = sluice()
+        .arg("run")
+        .arg(&file)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("failOnDataLoss is false, continuing"),
+        "{stderr}"
+    );
+    let mut expected: Vec<String> = (0..10)
+        .map(|i| format!("old-{i}"))
+        .chain((0..3).map(|i| format!("new-{i}")))
+        .collect();
+    expected.sort();
+    assert_eq!(values(dir.path()), expected);
+}
+
+#[test]
+fn a_pattern_subscription_picks_up_topics_created_later() {
+    let broker = Broker::start(&["metrics-a:2"]);
+    broker.produce("metrics-a", (0..5).map(|i| (None, format!("a-{i}"))));
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(kafka_pipeline(dir.path(), &broker.bootstrap, ""))
+        .unwrap()
+        .replace(
+            "subscribe = \"events\"",
+            "subscribePattern = \"metrics-.*\"",
+        );
+    let file = pipeline(dir.path(), &text);
+    assert!(
+        sluice()
+            .arg("run")
+            .arg(&file)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    // A topic that did not exist at the first run (created by producing to it).
+    broker.produce("metrics-b", (0..4).map(|i| (None, format!("b-{i}"))));
+    let out = sluice().arg("run").arg(&file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut expected: Vec<String> = (0..5)
+        .map(|i| format!("a-{i}"))
+        .chain((0..4).map(|i| format!("b-{i}")))
+        .collect();
+    expected.sort();
+    assert_eq!(
+        values(dir.path()),
+        expected,
+        "the new topic is read from its earliest offset"
+    );
+}
+
+#[test]
+fn the_topic_option_overrides_the_topic_column_and_a_missing_topic_names_the_batch() {
+    let broker = Broker::start(&["routed:1", "forced:1"]);
+    let dir = tempfile::tempdir().unwrap();
+    drop_file(
+        &dir.path().join("in"),
+        "a.json",
+        "{\"value\":\"v1\",\"topic\":\"routed\"}\n{\"value\":\"v2\",\"topic\":\"routed\"}\n",
+    );
+    let text = |topic_option: &str| {
+        format!(
+            r#"[[query]]
+name = "route"
+checkpointLocation = "ckpt-{n}"
+trigger = "availableNow"
+[query.source]
+format = "json"
+path = "in"
+schema = "value STRING, topic STRING"
+[query.sink]
+format = "kafka"
+"kafka.bootstrap.servers" = "{b}"
+{topic_option}
+"#,
+            n = topic_option.len(),
+            b = broker.bootstrap
+        )
+    };
+    // The column routes rows...
+    let file = pipeline(dir.path(), &text(""));
+    assert!(
+        sluice()
+            .arg("run")
+            .arg(&file)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    assert_eq!(
+        read_committed(&broker.bootstrap, "routed", 1),
+        vec!["v1", "v2"]
+    );
+    // ...unless the option says otherwise.
+    let file = pipeline(dir.path(), &text("topic = \"forced\""));
+    assert!(
+        sluice()
+            .arg("run")
+            .arg(&file)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    assert_eq!(
+        read_committed(&broker.bootstrap, "forced", 1),
+        vec!["v1", "v2"]
+    );
+    assert_eq!(
+        read_committed(&broker.bootstrap, "routed", 1).len(),
+        2,
+        "nothing more went to the column's topic"
+    );
+    // A row with no topic at all is an error naming the row and the batch.
+    drop_file(&dir.path().join("in"), "b.json", "{\"value\":\"v3\"}\n");
+    let file = pipeline(dir.path(), &text(""));
+    let out = sluice().arg("run").arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("row 0 of batch 1 has no topic"), "{stderr}");
+}

@@ -347,20 +347,37 @@ impl Source for KafkaSource {
                 None if first => self.resolve(&self.spec.starting_offsets, t, *p, low, high),
                 None => low,
             };
-            let begin = if begin < low {
-                let message = format!(
-                    "offsets {begin}..{low} of {t}-{p} are gone from Kafka (retention or deletion) before the query read them"
-                );
-                if self.spec.fail_on_data_loss {
+            // Data loss: records the query has not read are gone (retention, deletion), or the
+            // partition is behind the checkpoint (the topic was deleted and recreated).
+            let lost = if begin < low {
+                Some((
+                    format!(
+                        "offsets {begin}..{low} of {t}-{p} are gone from Kafka (retention or deletion) before the query read them"
+                    ),
+                    (low - begin) as u64,
+                ))
+            } else if begin > high {
+                Some((
+                    format!(
+                        "{t}-{p} ends at offset {high} but the query had read up to {begin}: the topic was recreated or truncated"
+                    ),
+                    0,
+                ))
+            } else {
+                None
+            };
+            let begin = match lost {
+                None => begin,
+                Some((message, _)) if self.spec.fail_on_data_loss => {
                     return Err(self.err(format!(
-                        "{message}; set failOnDataLoss = false to skip them and go on"
+                        "{message}; set failOnDataLoss = false to skip ahead and go on"
                     )));
                 }
-                warn!(topic = %t, partition = p, lost = low - begin, "{message}; failOnDataLoss is false, continuing from {low}");
-                self.lost_records += (low - begin) as u64;
-                low
-            } else {
-                begin
+                Some((message, count)) => {
+                    warn!(topic = %t, partition = p, lost = count, "{message}; failOnDataLoss is false, continuing from offset {low}");
+                    self.lost_records += count;
+                    low
+                }
             };
             from.insert((t.clone(), *p), begin);
             let mut end = high;
@@ -432,7 +449,16 @@ impl Source for KafkaSource {
         let mut wanted: BTreeMap<(String, i32), (i64, i64)> = BTreeMap::new();
         let mut tpl = TopicPartitionList::new();
         for ((t, p), e) in &ends {
-            let s = starts.get(&(t.clone(), *p)).copied().unwrap_or(*e);
+            let mut s = match starts.get(&(t.clone(), *p)) {
+                Some(s) => *s,
+                // A partition discovered after the previous batch starts at its earliest offset.
+                None => self.watermarks(t, *p)?.0,
+            };
+            if s > *e {
+                // The partition was recreated behind the checkpoint (failOnDataLoss = false
+                // let the plan go on): read it from its beginning.
+                s = self.watermarks(t, *p)?.0;
+            }
             if *e > s {
                 wanted.insert((t.clone(), *p), (s, *e));
                 tpl.add_partition_offset(t, *p, KafkaOffset::Offset(s))

@@ -616,3 +616,41 @@ format = "kafka"
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("row 0 of batch 1 has no topic"), "{stderr}");
 }
+
+#[test]
+fn min_offsets_per_trigger_holds_small_backlogs_until_max_trigger_delay() {
+    let broker = Broker::start(&["events:1"]);
+    broker.produce("events", (0..20).map(|i| (None, format!("first-{i:02}"))));
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(kafka_pipeline(
+        dir.path(),
+        &broker.bootstrap,
+        "minOffsetsPerTrigger = 10\nmaxTriggerDelay = \"4 seconds\"",
+    ))
+    .unwrap()
+    .replace("trigger = \"availableNow\"\n", "");
+    let file = pipeline(dir.path(), &text);
+    let mut run = Running::start(&file, &[], &[]);
+    run.await_line("batch_id=0 input_rows=20");
+    // 3 records are fewer than 10: held back until 4 s after the last batch.
+    let produced = std::time::Instant::now();
+    broker.produce("events", (0..3).map(|i| (None, format!("small-{i}"))));
+    run.await_line("batch_id=1 input_rows=3");
+    let waited = produced.elapsed();
+    assert!(
+        waited >= Duration::from_millis(3500),
+        "the small backlog was read after {waited:?}, before maxTriggerDelay"
+    );
+    // 12 records reach the minimum: read at once.
+    let produced = std::time::Instant::now();
+    broker.produce("events", (0..12).map(|i| (None, format!("big-{i:02}"))));
+    run.await_line("batch_id=2 input_rows=12");
+    assert!(
+        produced.elapsed() < Duration::from_millis(3500),
+        "a backlog over the minimum waited {:?}",
+        produced.elapsed()
+    );
+    run.signal(15);
+    let (code, stderr) = run.wait();
+    assert_eq!(code, Some(0), "{stderr}");
+}

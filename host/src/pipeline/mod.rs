@@ -1169,6 +1169,8 @@ fn parse_source(ctx: &Ctx, query: &str, node: &Spanned<Node>, base: &Path) -> Op
                 "startingOffsets",
                 "endingOffsets",
                 "maxOffsetsPerTrigger",
+                "minOffsetsPerTrigger",
+                "maxTriggerDelay",
                 "failOnDataLoss",
                 "includeHeaders",
             ]);
@@ -1351,12 +1353,19 @@ fn parse_kafka_source(s: &mut TableReader) -> Option<KafkaSourceSpec> {
     let max_offsets_per_trigger = s.positive("maxOffsetsPerTrigger");
     let fail_on_data_loss = s.bool("failOnDataLoss").unwrap_or(true);
     let include_headers = s.bool("includeHeaders").unwrap_or(false);
-    for key in [
-        "minOffsetsPerTrigger",
-        "maxTriggerDelay",
-        "startingTimestamp",
-        "startingOffsetsByTimestamp",
-    ] {
+    let min_offsets_per_trigger = s.positive("minOffsetsPerTrigger");
+    let max_trigger_delay = s
+        .duration("maxTriggerDelay")
+        .unwrap_or(Duration::from_secs(15 * 60));
+    if let (Some(min), Some(max)) = (min_offsets_per_trigger, max_offsets_per_trigger)
+        && min > max
+    {
+        s.error_here(
+            "minOffsetsPerTrigger",
+            format!("{min} is more than maxOffsetsPerTrigger ({max})"),
+        );
+    }
+    for key in ["startingTimestamp", "startingOffsetsByTimestamp"] {
         if let Some(node) = s.get(key) {
             s.error_at(node.span().start, key, "is not supported yet".to_owned());
         }
@@ -1367,6 +1376,8 @@ fn parse_kafka_source(s: &mut TableReader) -> Option<KafkaSourceSpec> {
         starting_offsets: starting_offsets?,
         ending_offsets,
         max_offsets_per_trigger,
+        min_offsets_per_trigger,
+        max_trigger_delay,
         fail_on_data_loss,
         include_headers,
         client_options,

@@ -67,6 +67,10 @@ pub struct KafkaSourceSpec {
     pub ending_offsets: Option<OffsetSpec>,
     /// `maxOffsetsPerTrigger`: split over partitions in proportion to their backlog.
     pub max_offsets_per_trigger: Option<u64>,
+    /// `minOffsetsPerTrigger`: wait for this many new records ...
+    pub min_offsets_per_trigger: Option<u64>,
+    /// ... but no longer than `maxTriggerDelay` (default 15 minutes) after the last batch.
+    pub max_trigger_delay: Duration,
     /// `failOnDataLoss` (default true).
     pub fail_on_data_loss: bool,
     /// `includeHeaders`.
@@ -130,6 +134,8 @@ pub struct KafkaSource {
     /// For `availableNow`: the end offsets when the query started.
     bound: Option<PartitionOffsets>,
     lost_records: u64,
+    /// When the last batch was planned (for `minOffsetsPerTrigger`).
+    last_planned: Instant,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -199,6 +205,7 @@ impl KafkaSource {
             initial,
             bound: None,
             lost_records: 0,
+            last_planned: Instant::now(),
         })
     }
 
@@ -395,6 +402,20 @@ impl Source for KafkaSource {
             info!(offsets = %to_json(&from), "Kafka source starting offsets");
             self.initial = Some(from.clone());
         }
+        // minOffsetsPerTrigger: hold small backlogs back until maxTriggerDelay has passed
+        // (bounded runs — once, availableNow — read what there is).
+        if limit == ReadLimit::Configured
+            && self.bound.is_none()
+            && let Some(min) = self.spec.min_offsets_per_trigger
+        {
+            let total: u64 = backlog.iter().map(|(_, b, e)| (e - b) as u64).sum();
+            if total < min
+                && self.last_planned.elapsed() < self.spec.max_trigger_delay
+                && start.is_some()
+            {
+                return Ok(start.cloned());
+            }
+        }
         if limit == ReadLimit::Configured
             && let Some(max) = self.spec.max_offsets_per_trigger
         {
@@ -434,6 +455,7 @@ impl Source for KafkaSource {
         if ends == start_offsets {
             return Ok(start.cloned());
         }
+        self.last_planned = Instant::now();
         Ok(Some(to_json(&ends)))
     }
 

@@ -1257,7 +1257,12 @@ fn parse_offsets(s: &TableReader, key: &str, text: &str) -> Option<OffsetSpec> {
     }
 }
 
-fn parse_kafka_source(s: &mut TableReader) -> Option<KafkaSourceSpec> {
+/// The `"kafka.*"` options of a Kafka source or sink: the bootstrap servers and the rest for
+/// the client, refusing the `refused` ones with their reason.
+fn kafka_client_options(
+    s: &mut TableReader,
+    refused: &[(&str, &str)],
+) -> (Option<String>, Vec<(String, String)>) {
     let mut bootstrap = None;
     let mut client_options = Vec::new();
     for (key, node) in s.with_prefix("kafka.") {
@@ -1275,14 +1280,12 @@ fn parse_kafka_source(s: &mut TableReader) -> Option<KafkaSourceSpec> {
                 continue;
             }
         };
-        if let Some((_, why)) = REFUSED_OPTIONS
+        if let Some((_, why)) = refused
             .iter()
             .find(|(o, _)| o.eq_ignore_ascii_case(&option))
         {
             s.error_at(node.span().start, &key, format!("is not supported: {why}"));
-            continue;
-        }
-        if option == "bootstrap.servers" {
+        } else if option == "bootstrap.servers" {
             bootstrap = Some(value);
         } else {
             client_options.push((option, value));
@@ -1295,6 +1298,11 @@ fn parse_kafka_source(s: &mut TableReader) -> Option<KafkaSourceSpec> {
                 .to_owned(),
         );
     }
+    (bootstrap, client_options)
+}
+
+fn parse_kafka_source(s: &mut TableReader) -> Option<KafkaSourceSpec> {
+    let (bootstrap, client_options) = kafka_client_options(s, REFUSED_OPTIONS);
     let subscribe = s.string("subscribe");
     let pattern = s.string("subscribePattern");
     let assign = s.string("assign");
@@ -1579,40 +1587,7 @@ fn parse_sink_at(
             Some(SinkSpec::Console { num_rows, truncate })
         }
         "kafka" => {
-            let mut bootstrap = None;
-            let mut client_options = Vec::new();
-            for (key, node) in s.with_prefix("kafka.") {
-                let option = key["kafka.".len()..].to_owned();
-                let value = match node.get_ref() {
-                    Node::Str(v) => v.clone(),
-                    Node::Int(i) => i.to_string(),
-                    Node::Bool(b) => b.to_string(),
-                    other => {
-                        s.error_at(
-                            node.span().start,
-                            &key,
-                            format!("expected a string, found {}", other.kind()),
-                        );
-                        continue;
-                    }
-                };
-                if let Some((_, why)) = REFUSED_SINK_OPTIONS
-                    .iter()
-                    .find(|(o, _)| o.eq_ignore_ascii_case(&option))
-                {
-                    s.error_at(node.span().start, &key, format!("is not supported: {why}"));
-                } else if option == "bootstrap.servers" {
-                    bootstrap = Some(value);
-                } else {
-                    client_options.push((option, value));
-                }
-            }
-            if bootstrap.is_none() {
-                s.error_here(
-                    "kafka.bootstrap.servers",
-                    "missing required option; e.g. \"kafka.bootstrap.servers\" = \"localhost:9092\"".to_owned(),
-                );
-            }
+            let (bootstrap, client_options) = kafka_client_options(&mut s, REFUSED_SINK_OPTIONS);
             let topic = s.string("topic");
             let exactly_once = s.bool("exactlyOnce").unwrap_or(false);
             if exactly_once && topic.is_none() {

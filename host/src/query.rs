@@ -98,7 +98,6 @@ impl StreamingQuery {
         let source = source::open(
             &spec.source,
             SourceContext {
-                query: spec.name.clone(),
                 log_dir: checkpoint.source_dir(0),
             },
         )?;

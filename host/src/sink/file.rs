@@ -64,7 +64,7 @@ pub struct FileSink {
 
 impl FileSink {
     /// Opens the output directory and reads its commit log.
-    pub fn open(spec: FileSinkSpec, _query: &str) -> Result<Self> {
+    pub fn open(spec: FileSinkSpec) -> Result<Self> {
         let log_dir = spec.path.join(METADATA_DIR);
         create_dir_all(&log_dir)?;
         let last_committed = numbered_entries(&log_dir)?.last().copied();

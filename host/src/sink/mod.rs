@@ -55,7 +55,7 @@ pub fn open(spec: &SinkSpec, ctx: &SinkContext) -> Result<Box<dyn Sink>> {
             Box::new(console::ConsoleSink::stdout(*num_rows, *truncate))
         }
         SinkSpec::Memory { table } => Box::new(memory::MemorySink::new(table, ctx.output_mode)),
-        SinkSpec::File(f) => Box::new(file::FileSink::open(f.clone(), &ctx.query)?),
+        SinkSpec::File(f) => Box::new(file::FileSink::open(f.clone())?),
         SinkSpec::Blackhole => Box::new(Blackhole),
         SinkSpec::Kafka(k) => Box::new(kafka::KafkaSink::open(
             k.clone(),

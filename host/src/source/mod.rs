@@ -75,8 +75,6 @@ pub trait Source: Send {
 /// What a source may use of the query's checkpoint.
 #[derive(Debug, Clone)]
 pub struct SourceContext {
-    /// The query's name, for error messages.
-    pub query: String,
     /// `checkpoint/sources/<n>`: the source's own log directory.
     pub log_dir: PathBuf,
 }

@@ -24,7 +24,6 @@ struct Buffer {
     /// Global index of `lines[0]`.
     base: u64,
     lines: Vec<(String, i64)>,
-    closed: bool,
 }
 
 /// Reads lines from `host:port` on a background thread.
@@ -56,9 +55,6 @@ impl SocketSource {
                         .as_micros() as i64;
                     let Ok(mut b) = shared.lock() else { break };
                     b.lines.push((line, ts));
-                }
-                if let Ok(mut b) = shared.lock() {
-                    b.closed = true;
                 }
             })
             .map_err(|e| Error::io("starting socket reader thread", addr.clone(), e))?;

@@ -37,7 +37,6 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::pipeline::GuestLimits;
-use crate::sink::outputs::SharedOutputs;
 use sluice_guest_sdk::abi;
 
 /// How often the epoch advances; deadlines are enforced to within one tick.
@@ -473,6 +472,3 @@ pub(crate) fn with_guest_batch<R>(
         nodes: &params,
     }))
 }
-
-/// The outputs a step can stage rows into (dead letters, handler writes).
-pub type Outputs = SharedOutputs;

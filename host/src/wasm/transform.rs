@@ -55,7 +55,6 @@ pub struct WasmTransform {
     label: Arc<str>,
     runtime: &'static WasmRuntime,
     pre: TransformerPre<GuestState>,
-    input_schema: SchemaRef,
     encoded_input_schema: Vec<u8>,
     output_schema: SchemaRef,
     instance: Option<(Store<GuestState>, Transformer)>,
@@ -82,7 +81,6 @@ impl WasmTransform {
             encoded_input_schema: abi::encode_schema(&input_schema),
             output_schema: input_schema.clone(),
             dead_letter_schema: Arc::new(Schema::new(dl_fields)),
-            input_schema,
             spec,
             label,
             runtime,
@@ -243,10 +241,5 @@ impl WasmTransform {
     /// Failed calls handled by the policy since the last call of this method.
     pub fn take_failed_calls(&mut self) -> u64 {
         std::mem::take(&mut self.failed_calls)
-    }
-
-    /// The schema of the input this step expects.
-    pub fn input_schema(&self) -> &SchemaRef {
-        &self.input_schema
     }
 }

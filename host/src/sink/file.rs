@@ -9,6 +9,7 @@
 //! a batch that died before its log entry is never listed (and the re-run overwrites it).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
@@ -117,6 +118,7 @@ impl FileSink {
         let mut order: Vec<String> = Vec::new();
         let mut groups: HashMap<String, Vec<RecordBatch>> = HashMap::new();
         let mut key = String::new();
+        let mut value = String::new();
         for batch in batches {
             let formatters = key_idx
                 .iter()
@@ -132,7 +134,9 @@ impl FileSink {
                     }
                     key.push_str(schema.field(i).name());
                     key.push('=');
-                    let value = f.value(row).to_string();
+                    value.clear();
+                    // Into a reused buffer: no allocation per row.
+                    let _ = write!(value, "{}", f.value(row));
                     if batch.column(i).is_null(row) || value.is_empty() {
                         key.push_str("__HIVE_DEFAULT_PARTITION__");
                     } else {
@@ -276,8 +280,9 @@ impl Sink for FileSink {
 fn escape_path_value(value: &str, out: &mut String) {
     for c in value.chars() {
         if c.is_control() || "\"#%'*/:=?\\\u{7f}{[]^".contains(c) {
-            for b in c.to_string().bytes() {
-                out.push_str(&format!("%{b:02X}"));
+            let mut utf8 = [0; 4];
+            for b in c.encode_utf8(&mut utf8).bytes() {
+                let _ = write!(out, "%{b:02X}");
             }
         } else {
             out.push(c);

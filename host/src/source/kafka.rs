@@ -468,7 +468,9 @@ impl Source for KafkaSource {
             }
             None => self.initial.clone().unwrap_or_default(),
         };
-        let mut wanted: BTreeMap<(String, i32), (i64, i64)> = BTreeMap::new();
+        // topic → partition → (next offset to read, end): looked up by the message's `&str`
+        // topic, so reading allocates nothing per record.
+        let mut wanted: BTreeMap<String, BTreeMap<i32, (i64, i64)>> = BTreeMap::new();
         let mut tpl = TopicPartitionList::new();
         for ((t, p), e) in &ends {
             let mut s = match starts.get(&(t.clone(), *p)) {
@@ -482,12 +484,16 @@ impl Source for KafkaSource {
                 s = self.watermarks(t, *p)?.0;
             }
             if *e > s {
-                wanted.insert((t.clone(), *p), (s, *e));
+                wanted.entry(t.clone()).or_default().insert(*p, (s, *e));
                 tpl.add_partition_offset(t, *p, KafkaOffset::Offset(s))
                     .map_err(|e| self.err(format!("assigning {t}-{p}: {e}")))?;
             }
         }
-        let total: i64 = wanted.values().map(|(s, e)| e - s).sum();
+        let total: i64 = wanted
+            .values()
+            .flat_map(|ps| ps.values())
+            .map(|(s, e)| e - s)
+            .sum();
         let rows = total as usize;
         let mut key = BinaryBuilder::with_capacity(rows, rows * 8);
         let mut value = BinaryBuilder::with_capacity(rows, rows * 100);
@@ -501,13 +507,16 @@ impl Source for KafkaSource {
             self.consumer
                 .assign(&tpl)
                 .map_err(|e| self.err(format!("assigning partitions: {e}")))?;
-            let mut remaining = wanted.clone();
+            let mut remaining = wanted;
             let deadline = Instant::now() + Duration::from_secs(120);
             while !remaining.is_empty() {
                 if Instant::now() > deadline {
                     let missing: Vec<String> = remaining
                         .iter()
-                        .map(|((t, p), (s, e))| format!("{t}-{p} offsets {s}..{e}"))
+                        .flat_map(|(t, ps)| {
+                            ps.iter()
+                                .map(move |(p, (s, e))| format!("{t}-{p} offsets {s}..{e}"))
+                        })
                         .collect();
                     return Err(self.err(format!(
                         "could not read {} within 120 s",
@@ -518,8 +527,10 @@ impl Source for KafkaSource {
                     continue;
                 };
                 let msg = msg.map_err(|e| self.err(format!("reading: {e}")))?;
-                let k = (msg.topic().to_owned(), msg.partition());
-                let Some((next, end)) = remaining.get_mut(&k) else {
+                let Some(partitions) = remaining.get_mut(msg.topic()) else {
+                    continue;
+                };
+                let Some((next, end)) = partitions.get_mut(&msg.partition()) else {
                     continue;
                 };
                 let o = msg.offset();
@@ -529,7 +540,10 @@ impl Source for KafkaSource {
                 // Compacted topics and transaction markers leave gaps: move to the next offset seen.
                 *next = o + 1;
                 if *next >= *end {
-                    remaining.remove(&k);
+                    partitions.remove(&msg.partition());
+                    if partitions.is_empty() {
+                        remaining.remove(msg.topic());
+                    }
                 }
                 key.append_option(msg.key());
                 value.append_option(msg.payload());

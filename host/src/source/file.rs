@@ -512,9 +512,10 @@ impl Source for FileSource {
         let from = offset_u64(start, "logOffset").map_or(0, |s| s + 1);
         let to = offset_u64(Some(end), "logOffset")
             .ok_or_else(|| self.err(format!("offset {end} has no logOffset")))?;
-        // A no-data batch repeats the previous end offset: nothing to read.
         if from > to {
-            return Ok(Vec::new());
+            return Err(self.err(format!(
+                "batch ends at {end}, before it starts (log entry {from})"
+            )));
         }
         let files: Vec<PathBuf> = self
             .log

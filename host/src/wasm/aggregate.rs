@@ -10,7 +10,8 @@ use wasmtime::component::Linker;
 
 use super::bindings::aggregator::{Aggregator, AggregatorPre};
 use super::{
-    GuestState, WasmRuntime, WorldLink, arm, explain, prepare, with_guest_batch, world_mismatch,
+    GuestState, WasmRuntime, WorldLink, begin_call, explain, prepare, with_guest_batch,
+    world_mismatch,
 };
 use crate::error::{Error, Result};
 use crate::pipeline::GuestLimits;
@@ -79,9 +80,12 @@ impl WasmAggregate {
     }
 
     fn instantiate(&mut self) -> Result<()> {
-        let state = GuestState::new(self.label.clone(), &self.spec.limits, None);
-        let mut store = super::new_store(self.runtime.engine(), state);
-        arm(&mut store, &self.spec.limits)?;
+        let mut store = super::new_store(
+            self.runtime.engine(),
+            self.label.clone(),
+            &self.spec.limits,
+            None,
+        )?;
         let instance = self.pre.instantiate(&mut store).map_err(|e| {
             self.err(format!(
                 "failed to instantiate: {}",
@@ -132,13 +136,7 @@ impl WasmAggregate {
         let Some((store, instance)) = self.instance.as_mut() else {
             return Err(self.err("no instance".into()));
         };
-        arm(store, &limits)?;
-        {
-            let s = store.data_mut();
-            s.emitted.clear();
-            s.emit_error = None;
-            s.last_error_log = None;
-        }
+        begin_call(store, &limits)?;
         match call(store, instance) {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(msg)) => Err(self.err(format!("{what} returned an error: {msg}"))),

@@ -15,8 +15,8 @@ use super::bindings::handler::sluice::pipeline::{files, http, sinks};
 use super::bindings::handler::{Handler, HandlerPre};
 use super::bindings::transformer::sluice::pipeline::arrow::BatchResult;
 use super::{
-    GuestState, SchemaCache, WasmRuntime, WorldLink, arm, batch_from_guest, explain, prepare,
-    with_guest_batch, world_mismatch,
+    GuestState, SchemaCache, WasmRuntime, WorldLink, batch_from_guest, begin_call, explain,
+    prepare, with_guest_batch, world_mismatch,
 };
 use crate::error::{Error, Result};
 use crate::pipeline::HandlerSpec;
@@ -213,9 +213,12 @@ impl WasmHandlerSink {
             allow_hosts: self.spec.allow_hosts.clone(),
             schemas: SchemaCache::default(),
         };
-        let state = GuestState::new(self.label.clone(), &self.spec.limits, Some(grants));
-        let mut store = super::new_store(self.runtime.engine(), state);
-        arm(&mut store, &self.spec.limits)?;
+        let mut store = super::new_store(
+            self.runtime.engine(),
+            self.label.clone(),
+            &self.spec.limits,
+            Some(grants),
+        )?;
         let instance = self.pre.instantiate(&mut store).map_err(|e| {
             self.wasm_err(format!(
                 "failed to instantiate: {}",
@@ -268,8 +271,7 @@ impl Sink for WasmHandlerSink {
         let Some((store, instance)) = self.instance.as_mut() else {
             return Err(self.wasm_err("no instance".into()));
         };
-        arm(store, &limits)?;
-        store.data_mut().last_error_log = None;
+        begin_call(store, &limits)?;
         let result = with_guest_batch(&batch, |b| {
             instance
                 .sluice_pipeline_batch_handler()

@@ -346,15 +346,23 @@ fn base_linker(engine: &Engine) -> wasmtime::Result<Linker<GuestState>> {
     Ok(linker)
 }
 
-/// A store for one instance, with the step's memory cap.
-fn new_store(engine: &Engine, state: GuestState) -> Store<GuestState> {
-    let mut store = Store::new(engine, state);
+/// A store for one instance: the guest's state (with what the pipeline grants it), the
+/// memory cap, and the deadline armed for the first call (`init`).
+fn new_store(
+    engine: &Engine,
+    label: Arc<str>,
+    limits: &GuestLimits,
+    grants: Option<handler::Grants>,
+) -> Result<Store<GuestState>> {
+    let mut store = Store::new(engine, GuestState::new(label, limits, grants));
     store.limiter(|s| s as &mut dyn ResourceLimiter);
-    store
+    begin_call(&mut store, limits)?;
+    Ok(store)
 }
 
-/// Arms the deadline (and fuel) for one call.
-fn arm(store: &mut Store<GuestState>, limits: &GuestLimits) -> Result<()> {
+/// Prepares one call: arms the deadline (and fuel) and forgets what the previous call emitted
+/// or logged.
+fn begin_call(store: &mut Store<GuestState>, limits: &GuestLimits) -> Result<()> {
     let ticks = limits
         .timeout
         .as_nanos()
@@ -367,6 +375,10 @@ fn arm(store: &mut Store<GuestState>, limits: &GuestLimits) -> Result<()> {
             message: format!("setting fuel: {e}"),
         })?;
     }
+    let s = store.data_mut();
+    s.emitted.clear();
+    s.emit_error = None;
+    s.last_error_log = None;
     Ok(())
 }
 

@@ -12,8 +12,8 @@ use super::bindings::transformer::{
     Transformer, TransformerPre, sluice::pipeline::arrow::BatchResult,
 };
 use super::{
-    GuestState, WasmRuntime, WorldLink, arm, batch_from_guest, explain, prepare, with_guest_batch,
-    world_mismatch,
+    GuestState, WasmRuntime, WorldLink, batch_from_guest, begin_call, explain, prepare,
+    with_guest_batch, world_mismatch,
 };
 use crate::error::{Error, Result};
 use crate::pipeline::{OnError, TransformSpec};
@@ -111,9 +111,12 @@ impl WasmTransform {
 
     /// A fresh instance, initialised. Called at start and after a trap.
     fn instantiate(&mut self) -> Result<()> {
-        let state = GuestState::new(self.label.clone(), &self.spec.limits, None);
-        let mut store = super::new_store(self.runtime.engine(), state);
-        arm(&mut store, &self.spec.limits)?;
+        let mut store = super::new_store(
+            self.runtime.engine(),
+            self.label.clone(),
+            &self.spec.limits,
+            None,
+        )?;
         let instance = self.pre.instantiate(&mut store).map_err(|e| {
             self.wasm_err(format!(
                 "failed to instantiate: {}",
@@ -163,13 +166,7 @@ impl WasmTransform {
         let Some((store, instance)) = self.instance.as_mut() else {
             return Err("no instance".into());
         };
-        arm(store, &limits).map_err(|e| e.to_string())?;
-        {
-            let s = store.data_mut();
-            s.emitted.clear();
-            s.emit_error = None;
-            s.last_error_log = None;
-        }
+        begin_call(store, &limits).map_err(|e| e.to_string())?;
         let result = with_guest_batch(batch, |b| {
             instance
                 .sluice_pipeline_transform()

@@ -11,10 +11,13 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// `sluice run FILE`, with progress records in `progress.jsonl` beside the file.
 fn run(file: &Path) -> (Option<i32>, String, String) {
     let out = sluice()
         .arg("run")
         .arg(file)
+        .arg("--progress-log")
+        .arg(file.with_file_name("progress.jsonl"))
         .env("RUST_LOG", "info")
         .output()
         .unwrap();
@@ -25,17 +28,13 @@ fn run(file: &Path) -> (Option<i32>, String, String) {
     )
 }
 
-fn rows(dir: &Path) -> Vec<serde_json::Value> {
-    committed_json(dir)
-}
-
 #[test]
 fn json_events_example_parses_lowercases_filters_and_reserialises() {
     let dir = tempfile::tempdir().unwrap();
     let file = example("json-events", dir.path());
     let (code, _, stderr) = run(&file);
     assert_eq!(code, Some(0), "{stderr}");
-    let values: Vec<String> = rows(&dir.path().join("out/json-events"))
+    let values: Vec<String> = committed_json(&dir.path().join("out/json-events"))
         .iter()
         .map(|r| r["value"].as_str().unwrap().to_owned())
         .collect();
@@ -56,7 +55,7 @@ fn word_count_example_flat_maps_lines_into_words() {
     let file = example("word-count", dir.path());
     let (code, _, stderr) = run(&file);
     assert_eq!(code, Some(0), "{stderr}");
-    let words: Vec<String> = rows(&dir.path().join("out/words"))
+    let words: Vec<String> = committed_json(&dir.path().join("out/words"))
         .iter()
         .map(|r| r["word"].as_str().unwrap().to_owned())
         .collect();
@@ -72,9 +71,9 @@ fn dead_letter_example_routes_refused_batches_and_goes_on() {
     let file = example("dead-letter", dir.path());
     let (code, _, stderr) = run(&file);
     assert_eq!(code, Some(0), "{stderr}");
-    let ids = |sub: &str| sorted_ids_by(&rows(&dir.path().join(sub)), "order_id");
+    let ids = |sub: &str| sorted_ids_by(&committed_json(&dir.path().join(sub)), "order_id");
     assert_eq!(ids("out/orders-valid"), vec![1, 2, 3, 7]);
-    let rejected = rows(&dir.path().join("out/orders-rejected"));
+    let rejected = committed_json(&dir.path().join("out/orders-rejected"));
     assert_eq!(sorted_ids_by(&rejected, "order_id"), vec![4, 5, 6]);
     for r in &rejected {
         let error = r["_error"].as_str().unwrap();
@@ -85,9 +84,9 @@ fn dead_letter_example_routes_refused_batches_and_goes_on() {
             "{error}"
         );
     }
-    let valid = rows(&dir.path().join("out/orders-valid"));
+    let valid = committed_json(&dir.path().join("out/orders-valid"));
     assert!(valid.iter().all(|r| r["amount_krw"] == r["amount"]));
-    let p = progress_of(&file, dir.path());
+    let p = progress(&dir.path().join("progress.jsonl"));
     assert_eq!(
         p.iter()
             .map(|p| p.observed_metrics["transform.validate.failedCalls"]
@@ -104,46 +103,13 @@ fn sorted_ids_by(rows: &[serde_json::Value], key: &str) -> Vec<u64> {
     ids
 }
 
-/// Runs a pipeline again with a progress log (nothing new to do) — or reads the log of the
-/// first run when one was asked for — and returns the records.
-fn progress_of(file: &Path, dir: &Path) -> Vec<sluice::progress::QueryProgress> {
-    let log = dir.join("progress.jsonl");
-    if !log.exists() {
-        // Re-run from scratch with a progress log, into a fresh copy.
-        let fresh = tempfile::tempdir().unwrap();
-        let copy = fresh.path().join("p.toml");
-        fs::write(&copy, fs::read_to_string(file).unwrap()).unwrap();
-        let data = fresh.path().join("data");
-        let status = std::process::Command::new("cp")
-            .arg("-r")
-            .arg(dir.join("data"))
-            .arg(&data)
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let out = sluice()
-            .arg("run")
-            .arg(&copy)
-            .arg("--progress-log")
-            .arg(&log)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    progress(&log)
-}
-
 #[test]
 fn two_sinks_handler_writes_both_outputs_and_a_granted_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = example("two-sinks", dir.path());
     let (code, stdout, stderr) = run(&file);
     assert_eq!(code, Some(0), "{stderr}");
-    let archive = rows(&dir.path().join("out/orders-archive"));
+    let archive = committed_json(&dir.path().join("out/orders-archive"));
     assert_eq!(
         sorted_ids_by(&archive, "order_id"),
         (1..=7).collect::<Vec<_>>()
@@ -200,7 +166,7 @@ fn a_replayed_batch_reaches_the_handler_with_the_same_id_and_rows() {
         "batch 1 not replayed to the handler:\n{stderr}"
     );
     // Outputs were written once per batch id in spite of the replay.
-    let archive = rows(&dir.path().join("out/orders-archive"));
+    let archive = committed_json(&dir.path().join("out/orders-archive"));
     assert_eq!(
         sorted_ids_by(&archive, "order_id"),
         (1..=7).collect::<Vec<_>>()
@@ -340,7 +306,6 @@ fn hostile_guests_fail_their_own_query_with_clear_errors_and_others_go_on() {
 
 #[test]
 fn an_endless_guest_is_stopped_within_twice_its_deadline() {
-    let dir = tempfile::tempdir().unwrap();
     let module = guests().join("hostile_transform.wasm");
     let spec = sluice::pipeline::TransformSpec {
         name: "spin".into(),
@@ -380,7 +345,6 @@ fn an_endless_guest_is_stopped_within_twice_its_deadline() {
         );
         assert!(took < Duration::from_millis(600), "stopped after {took:?}");
     }
-    drop(dir);
 }
 
 /// A one-request-at-a-time HTTP server on loopback that records request bodies.

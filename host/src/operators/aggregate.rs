@@ -169,6 +169,18 @@ impl Input {
         }
     }
 
+    /// Compares row `i` with a kept value without copying it (`None`: the row is null).
+    fn compare_with(&self, i: usize, kept: &Scalar) -> Option<Ordering> {
+        Some(match (self, kept) {
+            (Input::I(a), Scalar::I(k)) if a.is_valid(i) => a.value(i).cmp(k),
+            (Input::F(a), Scalar::F(k)) if a.is_valid(i) => {
+                a.value(i).total_cmp(&f64::from_bits(*k))
+            }
+            (Input::S(a), Scalar::S(k)) if a.is_valid(i) => a.value(i).cmp(k),
+            _ => return None,
+        })
+    }
+
     fn is_present(&self, i: usize) -> bool {
         match self {
             Input::Star => true,
@@ -226,20 +238,23 @@ impl Acc {
                 }
                 _ => {}
             },
-            Acc::Min(m) => {
-                if let Some(v) = input.scalar(i)
-                    && m.as_ref().is_none_or(|c| v.compare(c) == Ordering::Less)
-                {
-                    *m = Some(v);
+            // Compare first, copy only a new extreme: no allocation per string row.
+            Acc::Min(m) => match m {
+                Some(kept) => {
+                    if input.compare_with(i, kept) == Some(Ordering::Less) {
+                        *m = input.scalar(i);
+                    }
                 }
-            }
-            Acc::Max(m) => {
-                if let Some(v) = input.scalar(i)
-                    && m.as_ref().is_none_or(|c| v.compare(c) == Ordering::Greater)
-                {
-                    *m = Some(v);
+                None => *m = input.scalar(i),
+            },
+            Acc::Max(m) => match m {
+                Some(kept) => {
+                    if input.compare_with(i, kept) == Some(Ordering::Greater) {
+                        *m = input.scalar(i);
+                    }
                 }
-            }
+                None => *m = input.scalar(i),
+            },
             Acc::First(f) => {
                 if f.is_none() {
                     *f = input.scalar(i);
@@ -1322,6 +1337,38 @@ mod tests {
             Acc::decode(&mut &[0u8, 1][..]).is_none(),
             "truncated input is refused"
         );
+    }
+
+    #[test]
+    fn min_and_max_keep_the_extremes_of_strings_and_floats_and_skip_nulls() {
+        let strings = Input::S(StringArray::from(vec![
+            Some("kimchi"),
+            None,
+            Some("apple"),
+            Some("zucchini"),
+        ]));
+        let floats = Input::F(Float64Array::from(vec![
+            Some(2.5),
+            Some(-1.0),
+            None,
+            Some(7.25),
+        ]));
+        let (mut smin, mut smax, mut fmin, mut fmax) = (
+            Acc::Min(None),
+            Acc::Max(None),
+            Acc::Min(None),
+            Acc::Max(None),
+        );
+        for i in 0..4 {
+            smin.update(&strings, i);
+            smax.update(&strings, i);
+            fmin.update(&floats, i);
+            fmax.update(&floats, i);
+        }
+        assert_eq!(smin, Acc::Min(Some(Scalar::S("apple".into()))));
+        assert_eq!(smax, Acc::Max(Some(Scalar::S("zucchini".into()))));
+        assert_eq!(fmin, Acc::Min(Some(Scalar::F((-1.0f64).to_bits()))));
+        assert_eq!(fmax, Acc::Max(Some(Scalar::F(7.25f64.to_bits()))));
     }
 
     #[test]

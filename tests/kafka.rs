@@ -650,3 +650,96 @@ fn min_offsets_per_trigger_holds_small_backlogs_until_max_trigger_delay() {
     let (code, stderr) = run.wait();
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+/// The issue's crash test: 100,000 records move from topic A through a Wasm transform to topic
+/// B with `exactlyOnce = true`; the host is killed with SIGKILL at 20 points (four steps of each
+/// of the five batches) and restarted, and a `read_committed` reader of B sees exactly the
+/// 100,000 expected records each time. The input is produced by kcat, an independent client.
+#[test]
+fn a_hundred_thousand_records_through_wasm_exactly_once_across_twenty_kills() {
+    const N: usize = 100_000;
+    let input: String = (0..N)
+        .map(|n| {
+            format!(
+                "{{\"city\":\"City{}\",\"domain\":\"d{n}\",\"event\":\"e\"}}\n",
+                n % 7
+            )
+        })
+        .collect();
+    let mut expected: Vec<String> = (0..N)
+        .map(|n| {
+            format!(
+                "{{\"lower_city\":\"city{}\",\"domain\":\"d{n}\",\"behavior\":\"e\"}}",
+                n % 7
+            )
+        })
+        .collect();
+    expected.sort();
+    let module = guests().join("json_events.wasm");
+    let mut killed = 0;
+    for batch in 0..5u64 {
+        for point in [
+            "before-offsets",
+            "after-offsets",
+            "after-sink",
+            "after-commit",
+        ] {
+            let broker = Broker::start(&["a:3", "b:3"]);
+            let b = broker.bootstrap.as_str();
+            kcat(
+                &["-P", "-b", b, "-t", "a", "-X", "enable.idempotence=true"],
+                &input,
+            );
+            let dir = tempfile::tempdir().unwrap();
+            let file = pipeline(
+                dir.path(),
+                &format!(
+                    r#"[[query]]
+name = "a-to-b"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+
+[query.source]
+format = "kafka"
+"kafka.bootstrap.servers" = "{b}"
+subscribe = "a"
+startingOffsets = "earliest"
+maxOffsetsPerTrigger = 20000
+
+[[query.transform]]
+name = "parse-lower"
+module = "{module}"
+
+[query.sink]
+format = "kafka"
+"kafka.bootstrap.servers" = "{b}"
+topic = "b"
+exactlyOnce = true
+"#,
+                    module = module.display()
+                ),
+            );
+            let failpoint = format!("{point}:{batch}");
+            let mut run = Running::start(&file, &[], &[("SLUICE_FAILPOINTS", &failpoint)]);
+            run.await_line(&format!("sluice-failpoint: {point} batch {batch}"));
+            run.signal(9);
+            let (code, _) = run.wait();
+            assert_eq!(code, None, "{failpoint}: the host was killed");
+            killed += 1;
+            let out = sluice().arg("run").arg(&file).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{failpoint}: restart failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let seen = read_committed(b, "b", 3, N);
+            assert!(
+                seen == expected,
+                "{failpoint}: a read_committed reader of b saw {} records ({} distinct), expected {N}",
+                seen.len(),
+                seen.iter().collect::<std::collections::BTreeSet<_>>().len()
+            );
+        }
+    }
+    assert_eq!(killed, 20);
+}

@@ -743,3 +743,56 @@ exactlyOnce = true
     }
     assert_eq!(killed, 20);
 }
+
+/// `startingTimestamp` and `startingOffsetsByTimestamp` look offsets up with the broker's
+/// ListOffsets-by-timestamp request and take precedence over `startingOffsets`, as in Spark.
+/// The mock broker answers every timestamp lookup with "no such offset" (librdkafka's mock
+/// does not index timestamps), so this drives the paths that answer leads to: the default
+/// strategy stops the query naming the partition, `latest` starts at the end of the log, and
+/// a partition missing from the per-partition JSON is named.
+#[test]
+fn starting_timestamps_take_precedence_and_follow_their_strategy() {
+    let broker = Broker::start(&["events:2"]);
+    broker.produce("events", (0..5).map(|i| (None, format!("old-{i}"))));
+    let run = |dir: &std::path::Path, extra: &str| {
+        let file = kafka_pipeline(dir, &broker.bootstrap, extra);
+        let out = sluice().arg("run").arg(&file).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, stderr) = run(dir.path(), "startingTimestamp = \"4102444800000\"");
+    assert!(!ok, "no offset at that timestamp is an error by default");
+    assert!(
+        stderr.contains("no record of events-0 has a timestamp at or after 4102444800000")
+            && stderr.contains("startingOffsetsByTimestampStrategy"),
+        "{stderr}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, stderr) = run(
+        dir.path(),
+        "startingOffsetsByTimestamp = '{\"events\":{\"0\":4102444800000}}'\nstartingOffsetsByTimestampStrategy = \"latest\"",
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("startingOffsetsByTimestamp has no timestamp for events-1"),
+        "{stderr}"
+    );
+
+    // startingOffsets = "earliest" is in the pipeline too; the timestamp wins, and with the
+    // `latest` strategy the query starts at the end: the five old records are not read ...
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "startingOffsetsByTimestamp = '{\"events\":{\"0\":4102444800000,\"1\":4102444800000}}'\nstartingOffsetsByTimestampStrategy = \"latest\"";
+    let (ok, stderr) = run(dir.path(), extra);
+    assert!(ok, "{stderr}");
+    assert_eq!(values(dir.path()), Vec::<String>::new());
+    // ... and the records produced after it started are.
+    broker.produce("events", (0..3).map(|i| (None, format!("new-{i}"))));
+    let (ok, stderr) = run(dir.path(), extra);
+    assert!(ok, "{stderr}");
+    assert_eq!(values(dir.path()), vec!["new-0", "new-1", "new-2"]);
+}

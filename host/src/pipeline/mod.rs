@@ -44,7 +44,9 @@ use crate::operators::dedup::DedupSpec;
 use crate::operators::window::WindowSpec;
 use crate::schema::parse_ddl;
 use crate::sink::kafka::{KafkaSinkSpec, REFUSED_SINK_OPTIONS};
-use crate::source::kafka::{KafkaSourceSpec, OffsetSpec, REFUSED_OPTIONS, Subscription};
+use crate::source::kafka::{
+    KafkaSourceSpec, OffsetSpec, REFUSED_OPTIONS, Subscription, TimestampStrategy,
+};
 use crate::trigger::Trigger;
 use crate::wasm::aggregate::UdafSpec;
 use crate::watermark::{WatermarkPolicy, WatermarkSpec};
@@ -1167,6 +1169,9 @@ fn parse_source(ctx: &Ctx, query: &str, node: &Spanned<Node>, base: &Path) -> Op
                 "subscribePattern",
                 "assign",
                 "startingOffsets",
+                "startingTimestamp",
+                "startingOffsetsByTimestamp",
+                "startingOffsetsByTimestampStrategy",
                 "endingOffsets",
                 "maxOffsetsPerTrigger",
                 "minOffsetsPerTrigger",
@@ -1223,38 +1228,51 @@ fn parse_offsets(s: &TableReader, key: &str, text: &str) -> Option<OffsetSpec> {
     match text.trim() {
         "earliest" => Some(OffsetSpec::Earliest),
         "latest" => Some(OffsetSpec::Latest),
-        json => match serde_json::from_str::<BTreeMap<String, BTreeMap<String, i64>>>(json) {
-            Ok(m) => {
-                let mut out = BTreeMap::new();
-                for (topic, parts) in m {
-                    let mut ps = BTreeMap::new();
-                    for (p, o) in parts {
-                        match p.parse::<i32>() {
-                            Ok(p) => {
-                                ps.insert(p, o);
-                            }
-                            Err(_) => {
-                                s.error_here(
-                                    key,
-                                    format!("partition '{p}' of topic '{topic}' is not a number"),
-                                );
-                                return None;
-                            }
-                        }
-                    }
-                    out.insert(topic, ps);
-                }
-                Some(OffsetSpec::Json(out))
-            }
-            Err(e) => {
-                s.error_here(
-                    key,
-                    format!("'{json}' is neither \"earliest\", \"latest\" nor JSON like {{\"topic\":{{\"0\":23,\"1\":-2}}}} ({e})"),
-                );
-                None
-            }
-        },
+        json => partition_map(
+            s,
+            key,
+            json,
+            "\"earliest\", \"latest\" or JSON like {\"topic\":{\"0\":23,\"1\":-2}}",
+        )
+        .map(OffsetSpec::Json),
     }
+}
+
+/// Per-partition numbers as Spark writes them: `{"topic": {"0": 23, "1": -2}}`; `expected`
+/// says in the error what the option takes.
+fn partition_map(
+    s: &TableReader,
+    key: &str,
+    json: &str,
+    expected: &str,
+) -> Option<BTreeMap<String, BTreeMap<i32, i64>>> {
+    let m = match serde_json::from_str::<BTreeMap<String, BTreeMap<String, i64>>>(json) {
+        Ok(m) => m,
+        Err(e) => {
+            s.error_here(key, format!("'{json}' is not {expected} ({e})"));
+            return None;
+        }
+    };
+    let mut out = BTreeMap::new();
+    for (topic, parts) in m {
+        let mut ps = BTreeMap::new();
+        for (p, o) in parts {
+            match p.parse::<i32>() {
+                Ok(p) => {
+                    ps.insert(p, o);
+                }
+                Err(_) => {
+                    s.error_here(
+                        key,
+                        format!("partition '{p}' of topic '{topic}' is not a number"),
+                    );
+                    return None;
+                }
+            }
+        }
+        out.insert(topic, ps);
+    }
+    Some(out)
 }
 
 /// The `"kafka.*"` options of a Kafka source or sink: the bootstrap servers and the rest for
@@ -1341,9 +1359,54 @@ fn parse_kafka_source(s: &mut TableReader) -> Option<KafkaSourceSpec> {
             None
         }
     };
-    let starting_offsets = match s.string("startingOffsets") {
+    // Spark's precedence: startingTimestamp, then startingOffsetsByTimestamp, then
+    // startingOffsets.
+    let strategy = match s
+        .string("startingOffsetsByTimestampStrategy")
+        .map(|t| t.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("error") => TimestampStrategy::Error,
+        Some("latest") => TimestampStrategy::Latest,
+        Some(other) => {
+            s.error_here(
+                "startingOffsetsByTimestampStrategy",
+                format!("'{other}' is not a strategy; use \"error\" or \"latest\""),
+            );
+            TimestampStrategy::Error
+        }
+    };
+    let by_timestamp = s.get("startingOffsetsByTimestamp").is_some();
+    // Read (and check) startingOffsets even when a timestamp option overrides it.
+    let plain_starting_offsets = match s.string("startingOffsets") {
         None => Some(OffsetSpec::Latest),
         Some(t) => parse_offsets(s, "startingOffsets", &t),
+    };
+    let starting_offsets = if s.get("startingTimestamp").is_some() {
+        match s.i64("startingTimestamp") {
+            Some(ts) if ts >= 0 => Some(OffsetSpec::Timestamp(ts, strategy)),
+            Some(ts) => {
+                s.error_here(
+                    "startingTimestamp",
+                    format!("{ts} is negative; give milliseconds since the epoch"),
+                );
+                None
+            }
+            None => None,
+        }
+    } else if by_timestamp {
+        s.string("startingOffsetsByTimestamp")
+            .and_then(|t| {
+                partition_map(
+                    s,
+                    "startingOffsetsByTimestamp",
+                    &t,
+                    "JSON like {\"topic\":{\"0\":1700000000000}} (milliseconds since the epoch)",
+                )
+            })
+            .map(|m| OffsetSpec::TimestampJson(m, strategy))
+    } else {
+        plain_starting_offsets
     };
     let ending_offsets = match s.string("endingOffsets") {
         None => None,
@@ -1372,11 +1435,6 @@ fn parse_kafka_source(s: &mut TableReader) -> Option<KafkaSourceSpec> {
             "minOffsetsPerTrigger",
             format!("{min} is more than maxOffsetsPerTrigger ({max})"),
         );
-    }
-    for key in ["startingTimestamp", "startingOffsetsByTimestamp"] {
-        if let Some(node) = s.get(key) {
-            s.error_at(node.span().start, key, "is not supported yet".to_owned());
-        }
     }
     Some(KafkaSourceSpec {
         bootstrap_servers: bootstrap?,

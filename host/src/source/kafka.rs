@@ -52,6 +52,22 @@ pub enum OffsetSpec {
     Latest,
     /// Per partition; `-2` earliest, `-1` latest.
     Json(BTreeMap<String, BTreeMap<i32, i64>>),
+    /// `startingTimestamp`: in every partition, the first record whose timestamp is at or
+    /// after this many milliseconds since the epoch (the broker's ListOffsets lookup).
+    Timestamp(i64, TimestampStrategy),
+    /// `startingOffsetsByTimestamp`: the same lookup with a timestamp per partition; every
+    /// partition the query reads must be listed.
+    TimestampJson(BTreeMap<String, BTreeMap<i32, i64>>, TimestampStrategy),
+}
+
+/// `startingOffsetsByTimestampStrategy`: what to do when no record is at or after the
+/// timestamp (the broker answers "no offset").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampStrategy {
+    /// Stop the query with an error naming the partition (Spark's default).
+    Error,
+    /// Start at the end of the partition.
+    Latest,
 }
 
 /// `format = "kafka"` options.
@@ -270,19 +286,60 @@ impl KafkaSource {
             .map_err(|e| self.err(format!("reading the offsets of {topic}-{partition}: {e}")))
     }
 
-    fn resolve(&self, spec: &OffsetSpec, topic: &str, partition: i32, low: i64, high: i64) -> i64 {
+    /// The offset `spec` names in `topic`-`partition`, whose log spans `low..high`.
+    fn resolve(
+        &self,
+        spec: &OffsetSpec,
+        topic: &str,
+        partition: i32,
+        low: i64,
+        high: i64,
+    ) -> Result<i64> {
         let pick = |o: i64| match o {
             -2 => low,
             -1 => high,
             o => o,
         };
-        match spec {
-            OffsetSpec::Earliest => low,
-            OffsetSpec::Latest => high,
-            OffsetSpec::Json(m) => m
-                .get(topic)
-                .and_then(|ps| ps.get(&partition))
-                .map_or(low, |o| pick(*o)),
+        let (ts, strategy) = match spec {
+            OffsetSpec::Earliest => return Ok(low),
+            OffsetSpec::Latest => return Ok(high),
+            OffsetSpec::Json(m) => {
+                return Ok(m
+                    .get(topic)
+                    .and_then(|ps| ps.get(&partition))
+                    .map_or(low, |o| pick(*o)));
+            }
+            OffsetSpec::Timestamp(ts, strategy) => (*ts, *strategy),
+            OffsetSpec::TimestampJson(m, strategy) => {
+                match m.get(topic).and_then(|ps| ps.get(&partition)) {
+                    Some(ts) => (*ts, *strategy),
+                    None => {
+                        return Err(self.err(format!(
+                            "startingOffsetsByTimestamp has no timestamp for {topic}-{partition}; list every partition the query reads"
+                        )));
+                    }
+                }
+            }
+        };
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, KafkaOffset::Offset(ts))
+            .map_err(|e| self.err(format!("{topic}-{partition}: {e}")))?;
+        let found = self
+            .consumer
+            .offsets_for_times(tpl, TIMEOUT)
+            .map_err(|e| {
+                self.err(format!(
+                    "looking up the offset of timestamp {ts} in {topic}-{partition}: {e}"
+                ))
+            })?
+            .find_partition(topic, partition)
+            .map(|e| e.offset());
+        match (found, strategy) {
+            (Some(KafkaOffset::Offset(o)), _) => Ok(o.clamp(low, high)),
+            (_, TimestampStrategy::Latest) => Ok(high),
+            (_, TimestampStrategy::Error) => Err(self.err(format!(
+                "no record of {topic}-{partition} has a timestamp at or after {ts}; set startingOffsetsByTimestampStrategy = \"latest\" to start at its end instead"
+            ))),
         }
     }
 }
@@ -319,7 +376,7 @@ impl Source for KafkaSource {
         for (t, p) in self.partitions()? {
             let (low, high) = self.watermarks(&t, p)?;
             let end = match &self.spec.ending_offsets {
-                Some(spec) => self.resolve(spec, &t, p, low, high),
+                Some(spec) => self.resolve(spec, &t, p, low, high)?,
                 None => high,
             };
             bound.insert((t, p), end);
@@ -351,7 +408,7 @@ impl Source for KafkaSource {
             let begin = match from.get(&(t.clone(), *p)) {
                 Some(o) => *o,
                 // New partitions: the query's starting offsets on its first batch, earliest after.
-                None if first => self.resolve(&self.spec.starting_offsets, t, *p, low, high),
+                None if first => self.resolve(&self.spec.starting_offsets, t, *p, low, high)?,
                 None => low,
             };
             // Data loss: records the query has not read are gone (retention, deletion), or the

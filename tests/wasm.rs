@@ -506,21 +506,6 @@ format = "memory"
     }
 }
 
-/// The rows of the last table a console sink printed, as trimmed cells.
-fn last_console_table(stdout: &str) -> Vec<Vec<String>> {
-    let last = stdout.rsplit("Batch: ").next().unwrap_or("");
-    last.lines()
-        .filter(|l| l.starts_with('|'))
-        .skip(1) // the header
-        .map(|l| {
-            l.trim_matches('|')
-                .split('|')
-                .map(|c| c.trim().to_owned())
-                .collect()
-        })
-        .collect()
-}
-
 #[test]
 fn a_wasm_aggregate_keeps_top_k_per_group_across_batches_and_restarts() {
     let dir = tempfile::tempdir().unwrap();

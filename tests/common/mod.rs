@@ -242,3 +242,31 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The rows of the last table a console sink printed, as trimmed cells.
+pub fn last_console_table(stdout: &str) -> Vec<Vec<String>> {
+    table_rows(stdout.rsplit("Batch: ").next().unwrap_or(""))
+}
+
+/// The rows a console sink printed for batch `id`, as trimmed cells (empty when it printed
+/// none).
+pub fn console_table(stdout: &str, id: u64) -> Vec<Vec<String>> {
+    let heading = format!("Batch: {id}\n");
+    stdout
+        .split_once(&heading)
+        .map(|(_, rest)| table_rows(rest.split("Batch: ").next().unwrap_or("")))
+        .unwrap_or_default()
+}
+
+fn table_rows(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .filter(|l| l.starts_with('|'))
+        .skip(1) // the header
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_owned())
+                .collect()
+        })
+        .collect()
+}

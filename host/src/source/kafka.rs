@@ -166,6 +166,10 @@ impl KafkaSource {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
+            // A fetch with no data waits at the broker this long, and the metadata and offset
+            // requests that plan the next batch queue behind it: librdkafka's 500 ms default
+            // added half a second to each batch. (`kafka.fetch.wait.max.ms` overrides it.)
+            .set("fetch.wait.max.ms", "10")
             // librdkafka's consumer needs a group to assign partitions; like Spark's
             // `spark-kafka-source-<uuid>` it is private and nothing is ever committed to it.
             .set(
@@ -280,6 +284,50 @@ impl KafkaSource {
         Ok(out)
     }
 
+    /// The low and high watermarks of every partition in `partitions`, in two ListOffsets
+    /// requests per broker (earliest, then latest) rather than two per partition: planning a
+    /// batch over many partitions costs a few milliseconds, not a round trip per partition.
+    fn all_watermarks(
+        &self,
+        partitions: &[(String, i32)],
+    ) -> Result<BTreeMap<(String, i32), (i64, i64)>> {
+        let mut out: BTreeMap<(String, i32), (i64, i64)> = BTreeMap::new();
+        if partitions.is_empty() {
+            return Ok(out);
+        }
+        for (which, spec) in [(0, KafkaOffset::Beginning), (1, KafkaOffset::End)] {
+            let mut tpl = TopicPartitionList::new();
+            for (t, p) in partitions {
+                tpl.add_partition_offset(t, *p, spec)
+                    .map_err(|e| self.err(format!("{t}-{p}: {e}")))?;
+            }
+            let found = self.consumer.offsets_for_times(tpl, TIMEOUT).map_err(|e| {
+                self.err(format!(
+                    "reading partition offsets from {}: {e}",
+                    self.spec.bootstrap_servers
+                ))
+            })?;
+            for e in found.elements() {
+                let key = (e.topic().to_owned(), e.partition());
+                let offset = match (e.error(), e.offset()) {
+                    (Ok(()), KafkaOffset::Offset(o)) => o,
+                    // Older brokers answer per partition only: ask for this one alone.
+                    _ => {
+                        let (low, high) = self.watermarks(&key.0, key.1)?;
+                        if which == 0 { low } else { high }
+                    }
+                };
+                let entry = out.entry(key).or_default();
+                if which == 0 {
+                    entry.0 = offset;
+                } else {
+                    entry.1 = offset;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64)> {
         self.consumer
             .fetch_watermarks(topic, partition, TIMEOUT)
@@ -373,8 +421,13 @@ impl Source for KafkaSource {
 
     fn prepare_for_available_now(&mut self) -> Result<()> {
         let mut bound = PartitionOffsets::new();
-        for (t, p) in self.partitions()? {
-            let (low, high) = self.watermarks(&t, p)?;
+        let partitions = self.partitions()?;
+        let marks = self.all_watermarks(&partitions)?;
+        for (t, p) in partitions {
+            let (low, high) = match marks.get(&(t.clone(), p)) {
+                Some(m) => *m,
+                None => self.watermarks(&t, p)?,
+            };
             let end = match &self.spec.ending_offsets {
                 Some(spec) => self.resolve(spec, &t, p, low, high)?,
                 None => high,
@@ -403,8 +456,12 @@ impl Source for KafkaSource {
         let first = start.is_none() && self.initial.is_none();
         let mut ends = PartitionOffsets::new();
         let mut backlog = Vec::new();
+        let marks = self.all_watermarks(&partitions)?;
         for (t, p) in &partitions {
-            let (low, high) = self.watermarks(t, *p)?;
+            let (low, high) = match marks.get(&(t.clone(), *p)) {
+                Some(m) => *m,
+                None => self.watermarks(t, *p)?,
+            };
             let begin = match from.get(&(t.clone(), *p)) {
                 Some(o) => *o,
                 // New partitions: the query's starting offsets on its first batch, earliest after.
@@ -597,6 +654,10 @@ impl Source for KafkaSource {
                 // Compacted topics and transaction markers leave gaps: move to the next offset seen.
                 *next = o + 1;
                 if *next >= *end {
+                    // Stop fetching it: records past the batch's end would be read and dropped.
+                    let mut done = TopicPartitionList::new();
+                    done.add_partition(msg.topic(), msg.partition());
+                    let _ = self.consumer.incremental_unassign(&done);
                     partitions.remove(&msg.partition());
                     if partitions.is_empty() {
                         remaining.remove(msg.topic());

@@ -1,0 +1,68 @@
+//! `sluice-bench`: Sluice's benchmark harness. Each subcommand runs one benchmark unthrottled
+//! in this process and prints its figures as a markdown table for docs/BENCHMARKS.md.
+//!
+//! ```text
+//! cargo run --release -p sluice-bench -- kafka [--records N] [--runs R]
+//! ```
+
+mod kafka;
+mod measure;
+mod pipeline;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "sluice-bench", about = "Sluice's benchmarks", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Kafka → pass-through Wasm → Kafka against the raw consume rate of the same client.
+    Kafka {
+        /// Records of 100 bytes in the input topic.
+        #[arg(long, default_value_t = 1_000_000)]
+        records: u64,
+        /// Runs of each measurement (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Serves a mock Kafka cluster (used by `kafka` as its broker process).
+    #[command(hide = true)]
+    Broker {
+        /// NAME:PARTITIONS
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+    },
+}
+
+/// The repository root (for the example guests).
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Builds the guest components from source (as the tests do) and returns the path of one.
+fn guest(file: &str) -> Result<PathBuf> {
+    let status = std::process::Command::new("bash")
+        .arg(repo().join("scripts/build-guests.sh"))
+        .status()
+        .context("running scripts/build-guests.sh")?;
+    anyhow::ensure!(status.success(), "building the guests failed");
+    Ok(repo().join("examples/modules").join(file))
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Kafka { records, runs } => kafka::run(&kafka::KafkaBench {
+            records,
+            runs,
+            module: guest("pass_through.wasm")?,
+        }),
+        Command::Broker { topics } => kafka::serve_broker(&topics),
+    }
+}

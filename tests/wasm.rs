@@ -309,6 +309,7 @@ fn an_endless_guest_is_stopped_within_twice_its_deadline() {
     let module = guests().join("hostile_transform.wasm");
     let spec = sluice::pipeline::TransformSpec {
         name: "spin".into(),
+        module_ref: None,
         module,
         config: serde_json::json!({"behavior": "loop"}),
         limits: sluice::pipeline::GuestLimits {

@@ -58,6 +58,7 @@ fn native(batch: &RecordBatch) -> RecordBatch {
 fn boundary(c: &mut Criterion) {
     let spec = TransformSpec {
         name: "filter-project".into(),
+        module_ref: None,
         module: module(),
         config: serde_json::json!({"min": 500}),
         limits: GuestLimits::default(),
@@ -88,6 +89,7 @@ fn boundary(c: &mut Criterion) {
     // `hostile-transform` with no behaviour configured).
     let identity = TransformSpec {
         name: "identity".into(),
+        module_ref: None,
         module: module().with_file_name("hostile_transform.wasm"),
         config: serde_json::json!({}),
         limits: GuestLimits::default(),

@@ -46,6 +46,11 @@ pub struct OffsetEntry {
     pub batch_watermark_ms: i64,
     /// End offset of each source, in source order.
     pub sources: Vec<Offset>,
+    /// The digest (`sha256:<hex>`) of each transform step's module, by step name: a re-run
+    /// of this batch after a crash runs the same code, even if a swap or a moved tag changed
+    /// the step's module since.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub modules: std::collections::BTreeMap<String, String>,
 }
 
 /// `commits/N`: batch N reached the sink.

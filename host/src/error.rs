@@ -97,6 +97,18 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+
+    /// The module registry refused or failed a request.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+
+    /// A `sluice serve` request was refused (a name in use, a query not running).
+    #[error("{0}")]
+    Server(String),
+
+    /// A `sluice serve` request named a query that does not exist.
+    #[error("{0}")]
+    NotFound(String),
 }
 
 impl Error {

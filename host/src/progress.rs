@@ -102,6 +102,58 @@ pub struct QueryMonitor {
 struct MonitorState {
     status: QueryStatus,
     recent: VecDeque<QueryProgress>,
+    totals: Totals,
+}
+
+/// Upper bounds (seconds) of the batch-duration histogram's buckets.
+pub const BATCH_SECONDS_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Counters a query accumulates over its run, for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Totals {
+    /// Batches committed.
+    pub batches: u64,
+    /// Rows read.
+    pub input_rows: u64,
+    /// Rows written by the sink.
+    pub output_rows: u64,
+    /// Batches per duration bucket ([`BATCH_SECONDS_BUCKETS`], not cumulative).
+    pub batch_seconds_buckets: [u64; BATCH_SECONDS_BUCKETS.len()],
+    /// Sum of batch durations, seconds.
+    pub batch_seconds_sum: f64,
+    /// Per transform step: (module digest, calls, failed calls, seconds in calls).
+    pub steps: BTreeMap<String, (String, u64, u64, f64)>,
+}
+
+impl Totals {
+    fn add(&mut self, p: &QueryProgress) {
+        self.batches += 1;
+        self.input_rows += p.num_input_rows;
+        self.output_rows += p.sink.num_output_rows;
+        let secs = p.batch_duration as f64 / 1000.0;
+        self.batch_seconds_sum += secs;
+        if let Some(i) = BATCH_SECONDS_BUCKETS.iter().position(|b| secs <= *b) {
+            self.batch_seconds_buckets[i] += 1;
+        }
+        for (key, value) in &p.observed_metrics {
+            let Some(rest) = key.strip_prefix("transform.") else {
+                continue;
+            };
+            let Some((step, metric)) = rest.rsplit_once('.') else {
+                continue;
+            };
+            let entry = self.steps.entry(step.to_owned()).or_default();
+            match metric {
+                "module" => entry.0 = value.as_str().unwrap_or_default().to_owned(),
+                "calls" => entry.1 += value.as_u64().unwrap_or(0),
+                "failedCalls" => entry.2 += value.as_u64().unwrap_or(0),
+                "callSeconds" => entry.3 += value.as_f64().unwrap_or(0.0),
+                _ => {}
+            }
+        }
+    }
 }
 
 impl QueryMonitor {
@@ -132,9 +184,15 @@ impl QueryMonitor {
         self.state().recent.iter().cloned().collect()
     }
 
+    /// Counters over the whole run.
+    pub fn totals(&self) -> Totals {
+        self.state().totals.clone()
+    }
+
     /// Appends a record, dropping the oldest beyond [`RECENT_PROGRESS`].
     pub fn push(&self, p: QueryProgress) {
         let mut s = self.state();
+        s.totals.add(&p);
         if s.recent.len() == RECENT_PROGRESS {
             s.recent.pop_front();
         }

@@ -29,7 +29,7 @@ use crate::failpoint;
 use crate::operators::StatefulOperator;
 use crate::operators::aggregate::Aggregate;
 use crate::operators::dedup::Dedup;
-use crate::pipeline::{QuerySpec, SourceSpec};
+use crate::pipeline::{QuerySpec, SourceSpec, TransformSpec};
 use crate::progress::{QueryMonitor, QueryProgress, SinkProgress, SourceProgress};
 use crate::sink::outputs::SharedOutputs;
 use crate::sink::{self, Sink, SinkContext};
@@ -71,6 +71,46 @@ impl StopSignal {
 /// Where progress records go besides the query's memory.
 pub type ProgressLog = Arc<Mutex<Box<dyn Write + Send>>>;
 
+/// A transform step as observers see it: its module and the schemas around it.
+#[derive(Debug, Clone)]
+pub struct StepInfo {
+    /// The step's name.
+    pub name: String,
+    /// The module as the pipeline named it (registry reference or path).
+    pub module: String,
+    /// `sha256:<hex>` of the module running now.
+    pub digest: String,
+    /// The schema the step receives.
+    pub input_schema: SchemaRef,
+    /// The schema it emits.
+    pub output_schema: SchemaRef,
+    /// The step's spec (module, config, limits), for a swap to keep all but the module.
+    pub spec: TransformSpec,
+}
+
+/// Steps, and the swaps waiting for the next batch boundary, shared between a query's
+/// thread and its handle.
+#[derive(Default)]
+struct StepsShared {
+    info: Mutex<Vec<StepInfo>>,
+    pending: Mutex<Vec<(usize, WasmTransform)>>,
+}
+
+fn step_info(step: &WasmTransform, input_schema: SchemaRef) -> StepInfo {
+    let spec = step.spec();
+    StepInfo {
+        name: spec.name.clone(),
+        module: spec
+            .module_ref
+            .clone()
+            .unwrap_or_else(|| spec.module.display().to_string()),
+        digest: step.digest().to_owned(),
+        input_schema,
+        output_schema: step.output_schema(),
+        spec: spec.clone(),
+    }
+}
+
 /// The handle of a running query.
 pub struct StreamingQuery {
     name: String,
@@ -78,6 +118,7 @@ pub struct StreamingQuery {
     run_id: String,
     stop: Arc<StopSignal>,
     monitor: Arc<QueryMonitor>,
+    steps: Arc<StepsShared>,
     thread: Option<JoinHandle<Result<()>>>,
 }
 
@@ -112,11 +153,17 @@ impl StreamingQuery {
         let outputs = SharedOutputs::open(&spec.outputs, &ctx)?;
         // Each step's init fixes its output schema, the next step's input, before any batch.
         let mut steps = Vec::with_capacity(spec.transforms.len());
+        let mut infos = Vec::with_capacity(spec.transforms.len());
         for t in &spec.transforms {
             let step = WasmTransform::new(t.clone(), &spec.name, ctx.schema.clone())?;
+            infos.push(step_info(&step, ctx.schema.clone()));
             ctx.schema = step.output_schema();
             steps.push(step);
         }
+        let shared_steps = Arc::new(StepsShared {
+            info: Mutex::new(infos),
+            pending: Mutex::new(Vec::new()),
+        });
         // Event time and stateful operators see what the transforms produce.
         let watermark = WatermarkTracker::new(vec![spec.watermark.clone()], spec.watermark_policy);
         if let Some(w) = &spec.watermark {
@@ -168,6 +215,7 @@ impl StreamingQuery {
             stop: stop.clone(),
             monitor: monitor.clone(),
             progress_log,
+            shared_steps: shared_steps.clone(),
             next_batch_id: 0,
             committed: None,
             last_trigger_start: None,
@@ -215,8 +263,66 @@ impl StreamingQuery {
             run_id,
             stop,
             monitor,
+            steps: shared_steps,
             thread: Some(thread),
         })
+    }
+
+    /// The query's transform steps and the modules they run now.
+    pub fn steps(&self) -> Vec<StepInfo> {
+        self.steps
+            .info
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces step `step`'s module at the next batch boundary: the batch in flight (if any)
+    /// finishes and commits with the old module, and every later batch runs the new one, so no
+    /// batch is lost or run twice. The new module is loaded and initialised here, before
+    /// anything changes, and must emit the schema the old one did.
+    pub fn swap_step(
+        &self,
+        step: &str,
+        module: std::path::PathBuf,
+        module_ref: Option<String>,
+    ) -> Result<StepInfo> {
+        let infos = self.steps();
+        let Some(index) = infos.iter().position(|s| s.name == step) else {
+            return Err(Error::Server(format!(
+                "query '{}' has no step '{step}' (its steps: {})",
+                    self.name,
+                    infos
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+            )));
+        };
+        let old = &infos[index];
+        let spec = TransformSpec {
+            module,
+            module_ref,
+            ..old.spec.clone()
+        };
+        let new = WasmTransform::new(spec, &self.name, old.input_schema.clone())?;
+        if new.output_schema() != old.output_schema {
+            return Err(Error::Wasm {
+                module: new.spec().module.display().to_string(),
+                message: format!(
+                    "emits ({}) but step '{step}' emits ({}); a swap must keep the step's output schema",
+                    crate::schema::column_names(&new.output_schema()),
+                    crate::schema::column_names(&old.output_schema)
+                ),
+            });
+        }
+        let info = step_info(&new, old.input_schema.clone());
+        self.steps
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((index, new));
+        Ok(info)
     }
 
     /// The query's name.
@@ -310,6 +416,8 @@ struct MicroBatchExecution {
     stop: Arc<StopSignal>,
     monitor: Arc<QueryMonitor>,
     progress_log: Option<ProgressLog>,
+    /// What the handle sees of the steps, and swaps it asked for.
+    shared_steps: Arc<StepsShared>,
     next_batch_id: u64,
     /// End offset of the last committed batch.
     committed: Option<Offset>,
@@ -423,15 +531,58 @@ impl MicroBatchExecution {
         self.committed = start;
         self.next_batch_id = latest.batch_id;
         self.watermark.set_current_ms(latest.batch_watermark_ms);
+        // The re-run runs the code the batch was planned with: a step whose module changed
+        // since (a swap, a tag moved) runs the recorded digest's blob for this batch only.
+        let mut restore = Vec::new();
+        for (i, step) in self.steps.iter_mut().enumerate() {
+            let Some(recorded) = latest.modules.get(step.name()) else {
+                continue;
+            };
+            if recorded == step.digest() || recorded.is_empty() {
+                continue;
+            }
+            let hex = recorded.trim_start_matches("sha256:");
+            let blob = step.spec().module.with_file_name(format!("{hex}.wasm"));
+            if !blob.exists() {
+                warn!(query = %self.spec.name, step = %step.name(), recorded = %recorded, "the module batch {} ran with is gone; re-running it with the current one", latest.batch_id);
+                continue;
+            }
+            let spec = TransformSpec {
+                module: blob,
+                ..step.spec().clone()
+            };
+            let input = self
+                .shared_steps
+                .info
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(i)
+                .map(|s| s.input_schema.clone());
+            if let Some(input) = input {
+                let old = WasmTransform::new(spec, &self.spec.name, input).map_err(|e| {
+                    Error::Batch {
+                        query: self.spec.name.clone(),
+                        batch_id: latest.batch_id,
+                        source: Box::new(e),
+                    }
+                })?;
+                info!(query = %self.spec.name, step = %step.name(), module = %recorded, "re-running with the module the batch was planned with");
+                restore.push((i, std::mem::replace(step, old)));
+            }
+        }
         let mut phases = Phases::default();
         let trigger_start = Instant::now();
-        self.execute(
+        let result = self.execute(
             latest.batch_id,
             end.clone(),
             end,
             &mut phases,
             trigger_start,
-        )
+        );
+        for (i, current) in restore {
+            self.steps[i] = current;
+        }
+        result
     }
 
     fn first_source_offset(&self, entry: &OffsetEntry) -> Result<Offset> {
@@ -453,8 +604,41 @@ impl MicroBatchExecution {
         }
     }
 
+    /// Installs the modules swapped in since the last batch (a batch boundary: the previous
+    /// batch committed, the next is not planned yet).
+    fn apply_swaps(&mut self) {
+        let swaps: Vec<(usize, WasmTransform)> = std::mem::take(
+            &mut *self
+                .shared_steps
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for (index, step) in swaps {
+            let mut infos = self
+                .shared_steps
+                .info
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let (Some(slot), Some(info)) = (self.steps.get_mut(index), infos.get_mut(index)) {
+                info!(query = %self.spec.name, step = %step.name(), from = %slot.digest(), to = %step.digest(), batch_id = self.next_batch_id, "module swapped at the batch boundary");
+                *info = step_info(&step, info.input_schema.clone());
+                *slot = step;
+            }
+        }
+    }
+
+    /// The digest of each step's module, as the offsets log records it.
+    fn module_digests(&self) -> BTreeMap<String, String> {
+        self.steps
+            .iter()
+            .map(|s| (s.name().to_owned(), s.digest().to_owned()))
+            .collect()
+    }
+
     /// Plans and runs the next batch if the source has new data. Returns whether one ran.
     fn run_next(&mut self, limit: ReadLimit) -> Result<bool> {
+        self.apply_swaps();
         let trigger_start = Instant::now();
         let batch_id = self.next_batch_id;
         let mut phases = Phases::default();
@@ -484,6 +668,7 @@ impl MicroBatchExecution {
             batch_timestamp_ms: now_ms(),
             batch_watermark_ms: self.watermark.current_ms(),
             sources: vec![end.clone()],
+            modules: self.module_digests(),
         };
         phases
             .time("walCommit", || self.checkpoint.write_offsets(&entry))
@@ -645,11 +830,15 @@ impl MicroBatchExecution {
             observed_metrics: self
                 .steps
                 .iter_mut()
-                .map(|s| {
-                    (
-                        format!("transform.{}.failedCalls", s.name()),
-                        s.take_failed_calls().into(),
-                    )
+                .flat_map(|s| {
+                    let stats = s.take_stats();
+                    let step = s.name().to_owned();
+                    [
+                        (format!("transform.{step}.failedCalls"), stats.failed.into()),
+                        (format!("transform.{step}.calls"), stats.calls.into()),
+                        (format!("transform.{step}.callSeconds"), stats.seconds.into()),
+                        (format!("transform.{step}.module"), s.digest().into()),
+                    ]
                 })
                 .collect(),
             state_operators: self

@@ -36,7 +36,7 @@ use arrow_schema::SchemaRef;
 use toml::Spanned;
 
 use tree::{Ctx, Node, TableReader};
-pub use tree::{Diagnostic, Diagnostics, parse_duration};
+pub use tree::{Diagnostic, Diagnostics, parse_bytes, parse_duration};
 
 use crate::error::{Error, Result};
 use crate::operators::aggregate::{AggFunc, AggSpec, AggregateSpec};
@@ -49,6 +49,7 @@ use crate::source::kafka::{
 };
 use crate::trigger::Trigger;
 use crate::wasm::aggregate::UdafSpec;
+use crate::registry::Registry;
 use crate::watermark::{WatermarkPolicy, WatermarkSpec};
 
 /// A parsed, validated pipeline file.
@@ -148,8 +149,10 @@ pub enum OnError {
 pub struct TransformSpec {
     /// The step's name in logs and errors.
     pub name: String,
-    /// The component file.
+    /// The component file (for a registry module, its blob, named by its digest).
     pub module: PathBuf,
+    /// The registry reference the pipeline wrote (`name@^1.2`), when it named one.
+    pub module_ref: Option<String>,
     /// The step's `config` table, handed to the guest's `init` as JSON.
     pub config: serde_json::Value,
     /// Per-call limits.
@@ -424,8 +427,25 @@ impl Pipeline {
         Pipeline::parse(&text, path)
     }
 
+    /// Reads and validates a pipeline file whose `module = "name@version"` references are
+    /// looked up in `registry`.
+    pub fn load_with_registry(path: &Path, registry: Option<&Registry>) -> Result<Pipeline> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::io("reading pipeline", path, e))?;
+        Pipeline::parse_with_registry(&text, path, registry)
+    }
+
     /// Parses and validates pipeline text; `path` names it in errors and anchors relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Pipeline> {
+        Pipeline::parse_with_registry(text, path, None)
+    }
+
+    /// [`Pipeline::parse`], resolving registry module references in `registry`.
+    pub fn parse_with_registry(
+        text: &str,
+        path: &Path,
+        registry: Option<&Registry>,
+    ) -> Result<Pipeline> {
         let file_label = path.display().to_string();
         let base = path
             .parent()
@@ -447,7 +467,7 @@ impl Pipeline {
                 }],
             })
         })?;
-        let ctx = Ctx::new(text);
+        let ctx = Ctx::new(text, registry);
         let root = Spanned::new(0..0, root);
         let mut pipeline = Pipeline {
             file: path.to_path_buf(),
@@ -557,6 +577,28 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
         p.to_path_buf()
     } else {
         base.join(p)
+    }
+}
+
+/// The component a `module = "..."` option names: a file (relative to the pipeline) or a
+/// registry reference (`name@1.2.0`, `name@^1.2`, `sha256:<hex>`) resolved to its blob.
+fn module_path(r: &TableReader, key: &str, base: &Path, text: &str) -> Option<PathBuf> {
+    if !crate::registry::is_reference(text) {
+        return Some(resolve(base, text));
+    }
+    let Some(registry) = r.registry() else {
+        r.error_here(
+            key,
+            format!("'{text}' names a registry module, but no registry is open: run with --registry DIR, or start the query through `sluice serve`"),
+        );
+        return None;
+    };
+    match registry.resolve(text) {
+        Ok(m) => Some(m.path),
+        Err(e) => {
+            r.error_here(key, e.to_string());
+            None
+        }
     }
 }
 
@@ -965,8 +1007,12 @@ fn parse_agg(
         Some(c) => format!("{}({c})", name.to_ascii_lowercase()),
         None => "count".to_owned(),
     });
-    let udaf = module.map(|m| UdafSpec {
-        module: resolve(base, &m),
+    let udaf_module = match &module {
+        Some(m) => Some(module_path(&a, "module", base, m)?),
+        None => None,
+    };
+    let udaf = udaf_module.map(|module| UdafSpec {
+        module,
         config: a
             .get("config")
             .map(|c| c.get_ref().to_json())
@@ -1058,12 +1104,17 @@ fn parse_transform(
             "only used with onError = \"deadLetter\"".to_owned(),
         );
     }
+    let path = module
+        .as_deref()
+        .and_then(|m| module_path(&t, "module", base, m));
     let mut known = vec!["name", "module", "config", "onError", "deadLetter"];
     known.extend(LIMIT_KEYS);
     t.finish(&known);
+    let module = module?;
     Some(TransformSpec {
         name,
-        module: resolve(base, &module?),
+        module_ref: crate::registry::is_reference(&module).then(|| module.clone()),
+        module: path?,
         config,
         limits,
         on_error,
@@ -1620,11 +1671,14 @@ fn parse_sink_at(
             let limits = parse_limits(&mut s);
             let directory = s.string("directory").map(|d| resolve(base, &d));
             let allow_hosts = s.string_list("allowHosts").unwrap_or_default();
+            let path = module
+                .as_deref()
+                .and_then(|m| module_path(&s, "module", base, m));
             let mut known = vec!["format", "module", "config", "directory", "allowHosts"];
             known.extend(LIMIT_KEYS);
             s.finish(&known);
             Some(SinkSpec::ForeachBatch(HandlerSpec {
-                module: resolve(base, &module?),
+                module: path?,
                 config,
                 limits,
                 directory,

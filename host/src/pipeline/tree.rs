@@ -162,13 +162,16 @@ impl fmt::Display for Diagnostics {
 pub(crate) struct Ctx<'t> {
     text: &'t str,
     diags: RefCell<Vec<Diagnostic>>,
+    /// Where `module = "name@version"` references are looked up.
+    pub(crate) registry: Option<&'t crate::registry::Registry>,
 }
 
 impl<'t> Ctx<'t> {
-    pub(crate) fn new(text: &'t str) -> Self {
+    pub(crate) fn new(text: &'t str, registry: Option<&'t crate::registry::Registry>) -> Self {
         Ctx {
             text,
             diags: RefCell::new(Vec::new()),
+            registry,
         }
     }
 
@@ -260,6 +263,11 @@ impl<'a, 't> TableReader<'a, 't> {
     /// Reports a problem about the table as a whole (e.g. a missing key).
     pub(crate) fn error_here(&self, key: &str, message: String) {
         self.error_at(self.table_offset, key, message);
+    }
+
+    /// The registry module references resolve against, if any.
+    pub(crate) fn registry(&self) -> Option<&'t crate::registry::Registry> {
+        self.ctx.registry
     }
 
     /// The raw value of `key`, marking it used.

@@ -28,7 +28,7 @@ pub struct UdafSpec {
     pub limits: GuestLimits,
 }
 
-const LINK: WorldLink = WorldLink {
+pub(crate) const LINK: WorldLink = WorldLink {
     what: "an aggregate",
     world: "sluice:pipeline/aggregator",
     feature: "aggregate",

@@ -151,7 +151,7 @@ impl http::Host for GuestState {
     }
 }
 
-const LINK: WorldLink = WorldLink {
+pub(crate) const LINK: WorldLink = WorldLink {
     what: "a foreachBatch handler",
     world: "sluice:pipeline/handler",
     feature: "handler",

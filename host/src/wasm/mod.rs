@@ -319,16 +319,72 @@ pub(crate) fn prepare(
     };
     let runtime = runtime(limits.fuel.is_some())?;
     let component = runtime.load(module)?;
-    let mut linker =
-        base_linker(runtime.engine()).map_err(|e| err(format!("linking WASI: {e:#}")))?;
-    (link.add)(&mut linker).map_err(|e| err(format!("linking: {e:#}")))?;
-    let pre = linker.instantiate_pre(&component).map_err(|e| {
-        err(format!(
+    let pre = link_component(runtime.engine(), &component, link).map_err(err)?;
+    Ok((runtime, pre))
+}
+
+/// Links WASI and `link`'s world imports for `component`, checking its imports' types.
+fn link_component(
+    engine: &Engine,
+    component: &Component,
+    link: &WorldLink,
+) -> std::result::Result<wasmtime::component::InstancePre<GuestState>, String> {
+    let mut linker = base_linker(engine).map_err(|e| format!("linking WASI: {e:#}"))?;
+    (link.add)(&mut linker).map_err(|e| format!("linking: {e:#}"))?;
+    linker.instantiate_pre(component).map_err(|e| {
+        format!(
             "cannot be {}: {e:#} (is it built with sluice-guest-sdk's `{}` feature?)",
             link.what, link.feature
-        ))
-    })?;
-    Ok((runtime, pre))
+        )
+    })
+}
+
+/// The WIT package every guest world belongs to, with the version this host speaks.
+pub const WIT_PACKAGE: &str = "sluice:pipeline@0.1.0";
+
+/// Which of our worlds a component implements: the worlds it fits, and for each one it does
+/// not, why (a missing or mismatched import or export). Used to validate uploads.
+pub fn worlds_of(engine: &Engine, component: &Component) -> (Vec<&'static str>, Vec<String>) {
+    let mut fits = Vec::new();
+    let mut why_not = Vec::new();
+    let checks: [(&WorldLink, fn(wasmtime::component::InstancePre<GuestState>) -> wasmtime::Result<()>); 3] = [
+        (&transform::LINK, |pre| {
+            bindings::transformer::TransformerPre::new(pre).map(|_| ())
+        }),
+        (&handler::LINK, |pre| {
+            bindings::handler::HandlerPre::new(pre).map(|_| ())
+        }),
+        (&aggregate::LINK, |pre| {
+            bindings::aggregator::AggregatorPre::new(pre).map(|_| ())
+        }),
+    ];
+    for (link, check) in checks {
+        match link_component(engine, component, link)
+            .and_then(|pre| check(pre).map_err(|e| format!("does not implement the {} world: {e:#}", link.world)))
+        {
+            Ok(()) => fits.push(link.world),
+            Err(e) => why_not.push(format!("{}: {e}", link.world)),
+        }
+    }
+    (fits, why_not)
+}
+
+/// The `sluice:pipeline` package versions a component's exports name (normally one).
+pub fn package_versions(engine: &Engine, component: &Component) -> Vec<String> {
+    let mut versions: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .filter_map(|(name, _)| {
+            let rest = name.strip_prefix("sluice:pipeline/")?;
+            Some(match rest.split_once('@') {
+                Some((_, v)) => format!("sluice:pipeline@{v}"),
+                None => "sluice:pipeline (unversioned)".to_owned(),
+            })
+        })
+        .collect();
+    versions.sort();
+    versions.dedup();
+    versions
 }
 
 /// The error for a component whose exports do not match its world.

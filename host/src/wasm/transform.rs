@@ -40,7 +40,7 @@ impl super::bindings::transformer::sluice::pipeline::output::Host for GuestState
     }
 }
 
-const LINK: WorldLink = WorldLink {
+pub(crate) const LINK: WorldLink = WorldLink {
     what: "a transform step",
     world: "sluice:pipeline/transformer",
     feature: "transform",
@@ -48,6 +48,17 @@ const LINK: WorldLink = WorldLink {
         Transformer::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)
     },
 };
+
+/// What a step's calls did since the last progress record.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CallStats {
+    /// Calls into the guest (one per record batch).
+    pub calls: u64,
+    /// Calls that failed (trap, error, deadline), whatever `onError` then did.
+    pub failed: u64,
+    /// Time spent in the calls, seconds.
+    pub seconds: f64,
+}
 
 /// One transform step of a query.
 pub struct WasmTransform {
@@ -59,8 +70,10 @@ pub struct WasmTransform {
     output_schema: SchemaRef,
     instance: Option<(Store<GuestState>, Transformer)>,
     dead_letter_schema: SchemaRef,
-    /// Batches whose call failed and were skipped or dead-lettered since the last progress.
-    failed_calls: u64,
+    /// Calls since the last progress record.
+    stats: CallStats,
+    /// `sha256:<hex>` of the module's bytes.
+    digest: String,
 }
 
 impl WasmTransform {
@@ -69,9 +82,12 @@ impl WasmTransform {
         let label: Arc<str> = format!(
             "query '{query}' step '{}' (module {})",
             spec.name,
-            spec.module.display()
+            spec.module_ref
+                .clone()
+                .unwrap_or_else(|| spec.module.display().to_string())
         )
         .into();
+        let digest = crate::registry::digest_of(&spec.module).unwrap_or_default();
         let (runtime, instance_pre) = prepare(&spec.module, &spec.limits, &label, &LINK)?;
         let pre =
             TransformerPre::new(instance_pre).map_err(|e| world_mismatch(&label, &LINK, e))?;
@@ -86,7 +102,8 @@ impl WasmTransform {
             runtime,
             pre,
             instance: None,
-            failed_calls: 0,
+            stats: CallStats::default(),
+            digest,
         };
         step.instantiate()?;
         Ok(step)
@@ -100,6 +117,16 @@ impl WasmTransform {
     /// The step's name in the pipeline.
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    /// The step's spec.
+    pub fn spec(&self) -> &TransformSpec {
+        &self.spec
+    }
+
+    /// `sha256:<hex>` of the module this step runs.
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 
     fn wasm_err(&self, message: String) -> Error {
@@ -202,20 +229,23 @@ impl WasmTransform {
     ) -> Result<Vec<RecordBatch>> {
         let mut out = Vec::with_capacity(input.len());
         for batch in input {
-            match self.call(&batch, &mut out) {
+            let started = std::time::Instant::now();
+            let called = self.call(&batch, &mut out);
+            self.stats.calls += 1;
+            self.stats.seconds += started.elapsed().as_secs_f64();
+            match called {
                 Ok(()) => {}
                 Err(why) => {
+                    self.stats.failed += 1;
                     let message = format!("{} in batch {batch_id}: {why}", self.label);
                     match &self.spec.on_error {
                         OnError::Fail => {
                             return Err(self.wasm_err(format!("{why} (batch {batch_id})")));
                         }
                         OnError::Skip => {
-                            self.failed_calls += 1;
                             warn!(batch_id, rows = batch.num_rows(), error = %message, "skipping the rows of a failed transform call (onError = \"skip\")");
                         }
                         OnError::DeadLetter(name) => {
-                            self.failed_calls += 1;
                             warn!(batch_id, rows = batch.num_rows(), output = %name, error = %message, "sending the rows of a failed transform call to the dead-letter output");
                             let errors: ArrayRef =
                                 Arc::new(StringArray::from(vec![
@@ -235,8 +265,8 @@ impl WasmTransform {
         Ok(out)
     }
 
-    /// Failed calls handled by the policy since the last call of this method.
-    pub fn take_failed_calls(&mut self) -> u64 {
-        std::mem::take(&mut self.failed_calls)
+    /// Calls, failed calls and time in the guest since the last call of this method.
+    pub fn take_stats(&mut self) -> CallStats {
+        std::mem::take(&mut self.stats)
     }
 }

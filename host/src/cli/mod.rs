@@ -1,8 +1,11 @@
-//! The `sluice` command line: `run`, `validate`.
+//! The `sluice` command line: `run`, `validate`, `serve`, and `module` / `query` as clients
+//! of a server ([`remote`]).
 //!
 //! The binary's edge: errors become `anyhow` reports with context, and exit codes tell
 //! scripts what happened (0 all queries ended cleanly, 1 a query failed, 2 the pipeline is
 //! invalid).
+
+mod remote;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -19,6 +22,7 @@ use crate::manager::QueryManager;
 use crate::pipeline::Pipeline;
 use crate::progress::QueryMonitor;
 use crate::query::ProgressLog;
+use crate::registry::Registry;
 
 /// Sluice: micro-batch stream processing with WebAssembly user code over Apache Arrow.
 #[derive(Debug, Parser)]
@@ -51,11 +55,48 @@ enum Command {
         /// Append each batch's progress record (Spark's StreamingQueryProgress) to this file as JSON lines.
         #[arg(long)]
         progress_log: Option<PathBuf>,
+        /// The module registry for `module = "name@version"` references (default: the data
+        /// directory's `modules`, as `sluice serve` fills it).
+        #[arg(long)]
+        registry: Option<PathBuf>,
     },
     /// Check a pipeline file and report every problem, without running anything.
     Validate {
         /// The pipeline file (TOML).
         file: PathBuf,
+        /// The module registry for `module = "name@version"` references.
+        #[arg(long)]
+        registry: Option<PathBuf>,
+    },
+    /// Run a long-lived host with an HTTP API: modules, queries, progress, /metrics.
+    Serve {
+        /// Where modules, pipelines, checkpoints and the token live (default:
+        /// $SLUICE_HOME, else ~/.local/share/sluice).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The address to listen on; port 0 picks a free one.
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        addr: std::net::SocketAddr,
+        /// The bearer token for mutating requests (default: generated into <data-dir>/token).
+        #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Largest module upload, e.g. "64MiB".
+        #[arg(long, default_value = "64MiB")]
+        max_module_size: String,
+    },
+    /// Manage the modules of a server: push, list, inspect, rm.
+    Module {
+        #[command(flatten)]
+        server: remote::ServerArgs,
+        #[command(subcommand)]
+        command: remote::ModuleCommand,
+    },
+    /// Manage the queries of a server: start, list, status, progress, stop, swap.
+    Query {
+        #[command(flatten)]
+        server: remote::ServerArgs,
+        #[command(subcommand)]
+        command: remote::QueryCommand,
     },
 }
 
@@ -65,12 +106,25 @@ pub fn main() -> ExitCode {
     let interactive = std::io::stderr().is_terminal();
     init_logging(interactive);
     let result = match cli.command {
-        Command::Validate { file } => validate(&file),
+        Command::Validate { file, registry } => validate(&file, registry),
         Command::Run {
             file,
             query,
             progress_log,
-        } => run(&file, query.as_deref(), progress_log, interactive),
+            registry,
+        } => run(&file, query.as_deref(), progress_log, registry, interactive),
+        Command::Serve {
+            data_dir,
+            addr,
+            token,
+            max_module_size,
+        } => serve(data_dir, addr, token, &max_module_size),
+        Command::Module { server, command } => {
+            remote::module(&server, command).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Query { server, command } => {
+            remote::query(&server, command).map(|()| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -96,8 +150,60 @@ fn init_logging(interactive: bool) {
         .try_init();
 }
 
-fn validate(file: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let pipeline = Pipeline::load(file)?;
+/// The registry a standalone command uses: the one given, else the default data
+/// directory's, if it exists.
+fn open_registry(given: Option<PathBuf>) -> anyhow::Result<Option<Registry>> {
+    let dir = match given {
+        Some(d) => d,
+        None => {
+            let d = crate::registry::default_data_dir().join("modules");
+            if !d.exists() {
+                return Ok(None);
+            }
+            d
+        }
+    };
+    Ok(Some(Registry::open(&dir).with_context(|| {
+        format!("opening the module registry {}", dir.display())
+    })?))
+}
+
+fn serve(
+    data_dir: Option<PathBuf>,
+    addr: std::net::SocketAddr,
+    token: Option<String>,
+    max_module_size: &str,
+) -> anyhow::Result<ExitCode> {
+    let max_module_bytes = crate::pipeline::parse_bytes(max_module_size)
+        .map_err(|e| anyhow::anyhow!("--max-module-size: {e}"))?;
+    let data_dir = data_dir.unwrap_or_else(crate::registry::default_data_dir);
+    crate::server::serve(
+        crate::server::ServeOptions {
+            data_dir: data_dir.clone(),
+            addr,
+            token,
+            max_module_bytes,
+        },
+        |bound| {
+            // Scripts and tests wait for this line; flush it at once.
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "sluice serve listening on http://{bound}");
+            let _ = writeln!(
+                out,
+                "token: {}",
+                data_dir.join("token").display()
+            );
+            let _ = out.flush();
+        },
+    )
+    .context("sluice serve")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate(file: &std::path::Path, registry: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let registry = open_registry(registry)?;
+    let pipeline = Pipeline::load_with_registry(file, registry.as_ref())?;
     for q in &pipeline.queries {
         println!(
             "query '{}': {} -> {} (trigger {}, outputMode {:?})",
@@ -125,9 +231,11 @@ fn run(
     file: &std::path::Path,
     only: Option<&str>,
     progress_log: Option<PathBuf>,
+    registry: Option<PathBuf>,
     interactive: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut pipeline = Pipeline::load(file)?;
+    let registry = open_registry(registry)?;
+    let mut pipeline = Pipeline::load_with_registry(file, registry.as_ref())?;
     if let Some(name) = only {
         pipeline.select(name)?;
     }

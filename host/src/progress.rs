@@ -123,8 +123,21 @@ pub struct Totals {
     pub batch_seconds_buckets: [u64; BATCH_SECONDS_BUCKETS.len()],
     /// Sum of batch durations, seconds.
     pub batch_seconds_sum: f64,
-    /// Per transform step: (module digest, calls, failed calls, seconds in calls).
-    pub steps: BTreeMap<String, (String, u64, u64, f64)>,
+    /// Per transform step.
+    pub steps: BTreeMap<String, StepTotals>,
+}
+
+/// A transform step's calls over the run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepTotals {
+    /// `sha256:<hex>` of the module that ran last.
+    pub module: String,
+    /// Calls (one per record batch).
+    pub calls: u64,
+    /// Failed calls.
+    pub failed: u64,
+    /// Time in the calls, seconds.
+    pub seconds: f64,
 }
 
 impl Totals {
@@ -146,10 +159,10 @@ impl Totals {
             };
             let entry = self.steps.entry(step.to_owned()).or_default();
             match metric {
-                "module" => entry.0 = value.as_str().unwrap_or_default().to_owned(),
-                "calls" => entry.1 += value.as_u64().unwrap_or(0),
-                "failedCalls" => entry.2 += value.as_u64().unwrap_or(0),
-                "callSeconds" => entry.3 += value.as_f64().unwrap_or(0.0),
+                "module" => entry.module = value.as_str().unwrap_or_default().to_owned(),
+                "calls" => entry.calls += value.as_u64().unwrap_or(0),
+                "failedCalls" => entry.failed += value.as_u64().unwrap_or(0),
+                "callSeconds" => entry.seconds += value.as_f64().unwrap_or(0.0),
                 _ => {}
             }
         }

@@ -291,12 +291,12 @@ impl StreamingQuery {
         let Some(index) = infos.iter().position(|s| s.name == step) else {
             return Err(Error::Server(format!(
                 "query '{}' has no step '{step}' (its steps: {})",
-                    self.name,
-                    infos
-                        .iter()
-                        .map(|s| s.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                self.name,
+                infos
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         };
         let old = &infos[index];
@@ -559,13 +559,12 @@ impl MicroBatchExecution {
                 .get(i)
                 .map(|s| s.input_schema.clone());
             if let Some(input) = input {
-                let old = WasmTransform::new(spec, &self.spec.name, input).map_err(|e| {
-                    Error::Batch {
+                let old =
+                    WasmTransform::new(spec, &self.spec.name, input).map_err(|e| Error::Batch {
                         query: self.spec.name.clone(),
                         batch_id: latest.batch_id,
                         source: Box::new(e),
-                    }
-                })?;
+                    })?;
                 info!(query = %self.spec.name, step = %step.name(), module = %recorded, "re-running with the module the batch was planned with");
                 restore.push((i, std::mem::replace(step, old)));
             }
@@ -836,7 +835,10 @@ impl MicroBatchExecution {
                     [
                         (format!("transform.{step}.failedCalls"), stats.failed.into()),
                         (format!("transform.{step}.calls"), stats.calls.into()),
-                        (format!("transform.{step}.callSeconds"), stats.seconds.into()),
+                        (
+                            format!("transform.{step}.callSeconds"),
+                            stats.seconds.into(),
+                        ),
                         (format!("transform.{step}.module"), s.digest().into()),
                     ]
                 })

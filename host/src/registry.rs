@@ -21,7 +21,6 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use crate::fsutil::write_atomic;
 use crate::wasm;
 
 /// Default upload size cap: 64 MiB.
@@ -37,7 +36,7 @@ pub enum RegistryError {
     #[error("{0}")]
     Invalid(String),
     /// The upload is over the size cap.
-    #[error("the module is {size} bytes; the limit is {limit} bytes")]
+    #[error("the module is {size} bytes, over the limit of {limit} bytes")]
     TooLarge {
         /// The upload's size.
         size: u64,
@@ -236,17 +235,13 @@ impl Registry {
         // Content first (idempotent: same digest, same bytes), then the tag that names it.
         let blob = self.blob_path(&hex);
         if !blob.exists() {
-            write_atomic(&blob, bytes).map_err(|e| RegistryError::Io {
-                path: blob.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
+            write_unique(&blob, bytes)?;
         }
         let meta_path = self.root.join("meta").join(format!("{hex}.json"));
-        let meta_json = serde_json::to_vec_pretty(&meta).unwrap_or_default();
-        write_atomic(&meta_path, &meta_json).map_err(|e| RegistryError::Io {
-            path: meta_path.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        write_unique(
+            &meta_path,
+            &serde_json::to_vec_pretty(&meta).unwrap_or_default(),
+        )?;
         let tag = Tag {
             name: name.to_owned(),
             version: version.clone(),
@@ -321,10 +316,7 @@ impl Registry {
             uuid::Uuid::new_v4().simple()
         ));
         let json = serde_json::to_vec_pretty(tag).unwrap_or_default();
-        write_atomic(&tmp, &json).map_err(|e| RegistryError::Io {
-            path: tmp.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        std::fs::write(&tmp, &json).map_err(io(&tmp))?;
         // A hard link fails if the tag exists: of two concurrent uploads only one creates it.
         let linked = std::fs::hard_link(&tmp, &path);
         let _ = std::fs::remove_file(&tmp);
@@ -500,6 +492,23 @@ impl Registry {
             tag: Some(format!("{name}@{v}")),
         })
     }
+}
+
+/// Writes `bytes` to `path` through a temporary file of its own and a rename, so concurrent
+/// writers of the same content (two uploads of one component) never see a partial file or
+/// trip over each other's temporary file.
+fn write_unique(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("{}.tmp", uuid::Uuid::new_v4().simple()));
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        use std::io::Write;
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(path)(e));
+    }
+    Ok(())
 }
 
 /// The digest a module file runs as: the file name of a registry blob, else the sha256 of

@@ -189,11 +189,7 @@ fn serve(
             use std::io::Write;
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "sluice serve listening on http://{bound}");
-            let _ = writeln!(
-                out,
-                "token: {}",
-                data_dir.join("token").display()
-            );
+            let _ = writeln!(out, "token: {}", data_dir.join("token").display());
             let _ = out.flush();
         },
     )

@@ -16,7 +16,12 @@ use serde_json::Value;
 #[derive(Debug, Args)]
 pub struct ServerArgs {
     /// The server's URL.
-    #[arg(long, global = true, env = "SLUICE_SERVER", default_value = "http://127.0.0.1:7878")]
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_SERVER",
+        default_value = "http://127.0.0.1:7878"
+    )]
     server: String,
     /// The bearer token (default: SLUICE_TOKEN, else the token file).
     #[arg(long, global = true, env = "SLUICE_TOKEN", hide_env_values = true)]
@@ -276,7 +281,11 @@ pub fn module(args: &ServerArgs, command: ModuleCommand) -> Result<()> {
         } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let path = format!("/modules?name={}&version={}", encode(&name), encode(&version));
+            let path = format!(
+                "/modules?name={}&version={}",
+                encode(&name),
+                encode(&version)
+            );
             let v = c.call("POST", &path, "application/wasm", bytes)?;
             c.print(&v, module_rows);
         }
@@ -306,7 +315,9 @@ pub fn module(args: &ServerArgs, command: ModuleCommand) -> Result<()> {
                 "application/json",
                 Vec::new(),
             )?;
-            c.print(&v, |v| format!("removed {}@{}\n", s(&v["name"]), s(&v["version"])));
+            c.print(&v, |v| {
+                format!("removed {}@{}\n", s(&v["name"]), s(&v["version"]))
+            });
         }
     }
     Ok(())
@@ -317,7 +328,8 @@ pub fn query(args: &ServerArgs, command: QueryCommand) -> Result<()> {
     let c = Client::new(args);
     match command {
         QueryCommand::Start { file } => {
-            let text = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let text =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let dir = absolute_dir(&file)?;
             let path = format!("/queries?base={}", encode(&dir.display().to_string()));
             let v = c.call("POST", &path, "application/toml", text)?;

@@ -42,6 +42,7 @@ use crate::error::{Error, Result};
 use crate::operators::aggregate::{AggFunc, AggSpec, AggregateSpec};
 use crate::operators::dedup::DedupSpec;
 use crate::operators::window::WindowSpec;
+use crate::registry::Registry;
 use crate::schema::parse_ddl;
 use crate::sink::kafka::{KafkaSinkSpec, REFUSED_SINK_OPTIONS};
 use crate::source::kafka::{
@@ -49,7 +50,6 @@ use crate::source::kafka::{
 };
 use crate::trigger::Trigger;
 use crate::wasm::aggregate::UdafSpec;
-use crate::registry::Registry;
 use crate::watermark::{WatermarkPolicy, WatermarkSpec};
 
 /// A parsed, validated pipeline file.
@@ -582,21 +582,29 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
 
 /// The component a `module = "..."` option names: a file (relative to the pipeline) or a
 /// registry reference (`name@1.2.0`, `name@^1.2`, `sha256:<hex>`) resolved to its blob.
-fn module_path(r: &TableReader, key: &str, base: &Path, text: &str) -> Option<PathBuf> {
+fn module_path(r: &mut TableReader, key: &str, base: &Path, text: &str) -> Option<PathBuf> {
     if !crate::registry::is_reference(text) {
         return Some(resolve(base, text));
     }
+    // Problems are reported at the value's line.
+    let at = r.get(key).map(|n| n.span().start);
+    let report = |r: &TableReader, message: String| match at {
+        Some(offset) => r.error_at(offset, key, message),
+        None => r.error_here(key, message),
+    };
     let Some(registry) = r.registry() else {
-        r.error_here(
-            key,
-            format!("'{text}' names a registry module, but no registry is open: run with --registry DIR, or start the query through `sluice serve`"),
+        report(
+            r,
+            format!(
+                "'{text}' names a registry module, but no registry is open: run with --registry DIR, or start the query through `sluice serve`"
+            ),
         );
         return None;
     };
     match registry.resolve(text) {
         Ok(m) => Some(m.path),
         Err(e) => {
-            r.error_here(key, e.to_string());
+            report(r, e.to_string());
             None
         }
     }
@@ -1008,7 +1016,7 @@ fn parse_agg(
         None => "count".to_owned(),
     });
     let udaf_module = match &module {
-        Some(m) => Some(module_path(&a, "module", base, m)?),
+        Some(m) => Some(module_path(&mut a, "module", base, m)?),
         None => None,
     };
     let udaf = udaf_module.map(|module| UdafSpec {
@@ -1106,7 +1114,7 @@ fn parse_transform(
     }
     let path = module
         .as_deref()
-        .and_then(|m| module_path(&t, "module", base, m));
+        .and_then(|m| module_path(&mut t, "module", base, m));
     let mut known = vec!["name", "module", "config", "onError", "deadLetter"];
     known.extend(LIMIT_KEYS);
     t.finish(&known);
@@ -1673,7 +1681,7 @@ fn parse_sink_at(
             let allow_hosts = s.string_list("allowHosts").unwrap_or_default();
             let path = module
                 .as_deref()
-                .and_then(|m| module_path(&s, "module", base, m));
+                .and_then(|m| module_path(&mut s, "module", base, m));
             let mut known = vec!["format", "module", "config", "directory", "allowHosts"];
             known.extend(LIMIT_KEYS);
             s.finish(&known);

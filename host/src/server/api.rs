@@ -89,7 +89,10 @@ pub(crate) fn router(state: Arc<AppState>, max_module_bytes: u64) -> Router {
         .route("/modules", post(upload_module).get(list_modules))
         .layer(DefaultBodyLimit::max(upload_limit));
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
         .route("/metrics", get(metrics))
         .route(
             "/modules/{name}/{version}",
@@ -123,9 +126,19 @@ async fn require_token(State(state): State<Arc<AppState>>, req: Request, next: N
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let authorised = given
+        .as_deref()
+        .is_some_and(|t| constant_time_eq(t.as_bytes(), state.token.as_bytes()));
+    if authorised {
+        return next.run(req).await;
+    }
+    // Read (and drop) the body first: answering before the client finished sending it would
+    // make it see a broken connection instead of the 401.
+    let limit = (state.registry.max_bytes() as usize).saturating_add(64 * 1024);
+    let _ = axum::body::to_bytes(req.into_body(), limit).await;
     match given {
-        Some(t) if constant_time_eq(t.as_bytes(), state.token.as_bytes()) => next.run(req).await,
         Some(_) => ApiError(
             StatusCode::UNAUTHORIZED,
             "the bearer token is wrong; use the one in <data-dir>/token or SLUICE_TOKEN".into(),
@@ -189,9 +202,19 @@ async fn upload_module(
         }
         module.ok_or_else(|| ApiError::bad_request("the multipart body has no `module` field"))?
     } else {
-        Bytes::from_request(req, &())
-            .await
-            .map_err(|e| ApiError(e.status(), format!("reading the body: {}", e.body_text())))?
+        Bytes::from_request(req, &()).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError(
+                    e.status(),
+                    format!(
+                        "the module is larger than the limit of {} bytes (sluice serve --max-module-size)",
+                        state.registry.max_bytes()
+                    ),
+                )
+            } else {
+                ApiError(e.status(), format!("reading the body: {}", e.body_text()))
+            }
+        })?
     };
     let name = name.ok_or_else(|| {
         ApiError::bad_request("give the module's name: POST /modules?name=N&version=V")
@@ -305,9 +328,15 @@ async fn swap_module(
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let text = super::metrics::render(&state.queries.metrics(), state.registry.list().map_or(0, |m| m.len()));
+    let text = super::metrics::render(
+        &state.queries.metrics(),
+        state.registry.list().map_or(0, |m| m.len()),
+    );
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         text,
     )
         .into_response()

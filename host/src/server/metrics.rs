@@ -8,7 +8,10 @@
 use std::fmt::Write;
 
 use super::queries::QueryMetrics;
-use crate::progress::BATCH_SECONDS_BUCKETS;
+use crate::progress::{BATCH_SECONDS_BUCKETS, StepTotals};
+
+/// A metric family: name, help, and how to read it.
+type Family<T, V> = (&'static str, &'static str, fn(&T) -> V);
 
 /// Escapes a label value (backslash, quote, newline).
 fn label(v: &str) -> String {
@@ -33,7 +36,7 @@ pub(crate) fn render(queries: &[QueryMetrics], modules: usize) -> String {
     );
     let _ = writeln!(out, "sluice_modules {modules}");
 
-    let gauges: [(&str, &str, fn(&QueryMetrics) -> Option<f64>); 4] = [
+    let gauges: [Family<QueryMetrics, Option<f64>>; 4] = [
         (
             "sluice_query_input_rows_per_second",
             "Rows read per second since the previous trigger (last batch).",
@@ -95,17 +98,13 @@ pub(crate) fn render(queries: &[QueryMetrics], modules: usize) -> String {
         }
     }
 
-    let counters: [(&str, &str, fn(&QueryMetrics) -> u64); 3] = [
-        (
-            "sluice_query_batches_total",
-            "Batches committed.",
-            |q| q.totals.batches,
-        ),
-        (
-            "sluice_query_input_rows_total",
-            "Rows read.",
-            |q| q.totals.input_rows,
-        ),
+    let counters: [Family<QueryMetrics, u64>; 3] = [
+        ("sluice_query_batches_total", "Batches committed.", |q| {
+            q.totals.batches
+        }),
+        ("sluice_query_input_rows_total", "Rows read.", |q| {
+            q.totals.input_rows
+        }),
         (
             "sluice_query_output_rows_total",
             "Rows the sink wrote.",
@@ -155,21 +154,21 @@ pub(crate) fn render(queries: &[QueryMetrics], modules: usize) -> String {
         );
     }
 
-    let wasm: [(&str, &str, fn(&(String, u64, u64, f64)) -> f64); 3] = [
+    let wasm: [Family<StepTotals, f64>; 3] = [
         (
             "sluice_wasm_calls_total",
             "Calls into a transform step's module (one per record batch).",
-            |s| s.1 as f64,
+            |s| s.calls as f64,
         ),
         (
             "sluice_wasm_call_errors_total",
             "Calls that failed (trap, error, deadline).",
-            |s| s.2 as f64,
+            |s| s.failed as f64,
         ),
         (
             "sluice_wasm_call_seconds_total",
             "Time spent in a transform step's module.",
-            |s| s.3,
+            |s| s.seconds,
         ),
     ];
     for (name, help, value) in wasm {
@@ -181,7 +180,7 @@ pub(crate) fn render(queries: &[QueryMetrics], modules: usize) -> String {
                     "{name}{{query=\"{}\",step=\"{}\",module=\"{}\"}} {}",
                     label(&q.name),
                     label(step),
-                    label(&stats.0),
+                    label(&stats.module),
                     value(stats)
                 );
             }

@@ -130,7 +130,10 @@ pub fn serve(opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
             let stop = stop.clone();
             async move {
                 // The signal thread flips `stop`; wait for it without blocking a worker.
-                let _ = tokio::task::spawn_blocking(move || while !stop.wait(std::time::Duration::from_secs(3600)) {}).await;
+                let _ = tokio::task::spawn_blocking(move || {
+                    while !stop.wait(std::time::Duration::from_secs(3600)) {}
+                })
+                .await;
             }
         };
         axum::serve(listener, app)

@@ -148,11 +148,8 @@ impl QueryTable {
     /// Parses a posted pipeline (TOML text; `base` anchors relative paths), applies recorded
     /// swaps and the server's default checkpoint location.
     fn parse(&self, text: &str, base: &Path, record: &PipelineRecord) -> Result<Pipeline> {
-        let mut pipeline = Pipeline::parse_with_registry(
-            text,
-            &base.join("pipeline.toml"),
-            Some(&self.registry),
-        )?;
+        let mut pipeline =
+            Pipeline::parse_with_registry(text, &base.join("pipeline.toml"), Some(&self.registry))?;
         for q in &mut pipeline.queries {
             if q.checkpoint_location.is_none() {
                 q.checkpoint_location = Some(self.data_dir.join("checkpoints").join(&q.name));
@@ -372,7 +369,12 @@ impl QueryTable {
                 .or_default()
                 .insert(step.to_owned(), reference.to_owned());
         })?;
-        info!(query = name, step, module = reference, "swap requested; applies at the next batch boundary");
+        info!(
+            query = name,
+            step,
+            module = reference,
+            "swap requested; applies at the next batch boundary"
+        );
         Ok(StepView {
             name: step.to_owned(),
             module: reference.to_owned(),

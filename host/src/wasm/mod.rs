@@ -342,12 +342,15 @@ fn link_component(
 /// The WIT package every guest world belongs to, with the version this host speaks.
 pub const WIT_PACKAGE: &str = "sluice:pipeline@0.1.0";
 
+/// Checks a linked component's exports against one world's bindings.
+type ExportCheck = fn(wasmtime::component::InstancePre<GuestState>) -> wasmtime::Result<()>;
+
 /// Which of our worlds a component implements: the worlds it fits, and for each one it does
 /// not, why (a missing or mismatched import or export). Used to validate uploads.
 pub fn worlds_of(engine: &Engine, component: &Component) -> (Vec<&'static str>, Vec<String>) {
     let mut fits = Vec::new();
     let mut why_not = Vec::new();
-    let checks: [(&WorldLink, fn(wasmtime::component::InstancePre<GuestState>) -> wasmtime::Result<()>); 3] = [
+    let checks: [(&WorldLink, ExportCheck); 3] = [
         (&transform::LINK, |pre| {
             bindings::transformer::TransformerPre::new(pre).map(|_| ())
         }),
@@ -359,9 +362,9 @@ pub fn worlds_of(engine: &Engine, component: &Component) -> (Vec<&'static str>, 
         }),
     ];
     for (link, check) in checks {
-        match link_component(engine, component, link)
-            .and_then(|pre| check(pre).map_err(|e| format!("does not implement the {} world: {e:#}", link.world)))
-        {
+        match link_component(engine, component, link).and_then(|pre| {
+            check(pre).map_err(|e| format!("does not implement the {} world: {e:#}", link.world))
+        }) {
             Ok(()) => fits.push(link.world),
             Err(e) => why_not.push(format!("{}: {e}", link.world)),
         }

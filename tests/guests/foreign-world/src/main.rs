@@ -1,0 +1,5 @@
+//! A plain WASI command (`wasi:cli/run`): a real component, but of none of Sluice's worlds.
+
+fn main() {
+    println!("hello from another world");
+}

@@ -1,0 +1,702 @@
+//! `sluice serve` over real HTTP: a server process started by each test, modules pushed and
+//! queries started through the API and the `sluice module` / `sluice query` CLI.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+/// A `sluice serve` process on a free loopback port, killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    data: PathBuf,
+    token: String,
+}
+
+impl Server {
+    fn start(data: &Path, extra: &[&str]) -> Server {
+        let mut child = sluice()
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--addr", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env_remove("SLUICE_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("sluice serve listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        let token = std::fs::read_to_string(data.join("token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        Server {
+            child,
+            url,
+            data: data.to_path_buf(),
+            token,
+        }
+    }
+
+    /// Sends a request; returns the status and the JSON (or text) answer.
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (u16, Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.url))
+            .header("Content-Type", content_type);
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let mut resp = agent.run(req.body(body).unwrap()).unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let (status, v) = self.call("GET", path, None, "application/json", Vec::new());
+        assert_eq!(status, 200, "GET {path}: {v}");
+        v
+    }
+
+    fn push(&self, name: &str, version: &str, bytes: Vec<u8>) -> (u16, Value) {
+        self.call(
+            "POST",
+            &format!("/modules?name={name}&version={version}"),
+            Some(&self.token),
+            "application/wasm",
+            bytes,
+        )
+    }
+
+    /// Runs the `sluice` CLI against this server.
+    fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = sluice()
+            .args(args)
+            .args(["--server", &self.url, "--token", &self.token])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Waits until query `name` has committed batch `id` (or later).
+    fn await_batch(&self, name: &str, id: u64) -> Value {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let q = self.get(&format!("/queries/{name}"));
+            if q["lastBatchId"].as_u64().is_some_and(|b| b >= id) {
+                return q;
+            }
+            assert!(
+                q["exception"].is_null(),
+                "query {name} failed: {}",
+                q["exception"]
+            );
+            assert!(
+                Instant::now() < deadline,
+                "query {name} did not reach batch {id}: {q}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn module(file: &str) -> Vec<u8> {
+    std::fs::read(guests().join(file)).unwrap()
+}
+
+#[test]
+fn the_module_life_cycle_over_http_and_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    assert_eq!(server.get("/healthz")["status"], "ok");
+
+    // Raw body.
+    let (status, info) = server.push("pass", "1.0.0", module("pass_through.wasm"));
+    assert_eq!(status, 201, "{info}");
+    assert_eq!(info["worlds"], json!(["sluice:pipeline/transformer"]));
+    assert_eq!(info["package"], "sluice:pipeline@0.1.0");
+    assert!(info["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(
+        info["size"].as_u64().unwrap() as usize,
+        module("pass_through.wasm").len()
+    );
+    // Multipart, through the CLI's sibling: a form with name, version and the file.
+    let boundary = "sluice-test-boundary";
+    let mut body = Vec::new();
+    for (field, value) in [("name", "top-k"), ("version", "2.1.0")] {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"module\"; filename=\"top_k.wasm\"\r\nContent-Type: application/wasm\r\n\r\n").as_bytes(),
+    );
+    body.extend_from_slice(&module("top_k.wasm"));
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let (status, info) = server.call(
+        "POST",
+        "/modules",
+        Some(&server.token),
+        &format!("multipart/form-data; boundary={boundary}"),
+        body,
+    );
+    assert_eq!(status, 201, "{info}");
+    assert_eq!(info["worlds"], json!(["sluice:pipeline/aggregator"]));
+    // The CLI pushes a handler.
+    let handler = guests().join("two_sinks.wasm");
+    let (ok, stdout, stderr) = server.cli(&[
+        "module",
+        "push",
+        handler.to_str().unwrap(),
+        "--name",
+        "two-sinks",
+        "--version",
+        "0.3.0",
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let pushed: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(pushed["worlds"], json!(["sluice:pipeline/handler"]));
+
+    // List and inspect, over HTTP and the CLI.
+    let list = server.get("/modules");
+    let names: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{}@{}",
+                m["name"].as_str().unwrap(),
+                m["version"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(names, ["pass@1.0.0", "top-k@2.1.0", "two-sinks@0.3.0"]);
+    let (ok, stdout, _) = server.cli(&["module", "inspect", "pass@1.0.0", "--json"]);
+    assert!(ok);
+    let inspected: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(inspected["wasmtime"], "48.0.8");
+    assert!(inspected["uploadedAt"].as_str().unwrap().starts_with("20"));
+
+    // Re-pushing the same bytes is a no-op; other bytes under the same version are refused.
+    assert_eq!(
+        server.push("pass", "1.0.0", module("pass_through.wasm")).0,
+        201
+    );
+    let (status, err) = server.push("pass", "1.0.0", module("hostile_transform.wasm"));
+    assert_eq!(status, 409, "{err}");
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("versions are immutable")
+    );
+
+    // The registry the server fills serves `sluice run --registry` too.
+    let out_dir = dir.path().join("standalone");
+    std::fs::create_dir_all(out_dir.join("in")).unwrap();
+    std::fs::write(out_dir.join("in/a.txt"), "x\ny\n").unwrap();
+    let file = pipeline(
+        &out_dir,
+        r#"[[query]]
+name = "standalone"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+[query.source]
+format = "text"
+path = "in"
+[[query.transform]]
+name = "pass"
+module = "pass@^1.0"
+[query.sink]
+format = "json"
+path = "out"
+"#,
+    );
+    let out = sluice()
+        .arg("run")
+        .arg(&file)
+        .arg("--registry")
+        .arg(server.data.join("modules"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(committed_json(&out_dir.join("out")).len(), 2);
+    // Without the registry the reference is an error at its line.
+    let out = sluice()
+        .arg("validate")
+        .arg(&file)
+        .env("SLUICE_HOME", dir.path().join("nowhere"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("pipeline.toml:10") && stderr.contains("no registry is open"),
+        "{stderr}"
+    );
+
+    // Delete, then it is gone.
+    let (ok, _, stderr) = server.cli(&["module", "rm", "top-k@2.1.0"]);
+    assert!(ok, "{stderr}");
+    let (status, err) = server.call(
+        "GET",
+        "/modules/top-k/2.1.0",
+        None,
+        "application/json",
+        Vec::new(),
+    );
+    assert_eq!(status, 404, "{err}");
+}
+
+#[test]
+fn invalid_uploads_are_refused_with_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--max-module-size", "2MiB"]);
+    let random: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let core_module = b"\0asm\x01\0\0\0".to_vec();
+    let oversized = vec![7u8; 3 * 1024 * 1024];
+    let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+        (
+            "random",
+            "1.0.0",
+            random,
+            400,
+            "not a WebAssembly component",
+        ),
+        (
+            "core",
+            "1.0.0",
+            core_module,
+            400,
+            "a core WebAssembly module, not a component",
+        ),
+        (
+            "foreign",
+            "1.0.0",
+            module("foreign_world.wasm"),
+            400,
+            "implements none of the sluice:pipeline worlds",
+        ),
+        (
+            "pass",
+            "1.0",
+            module("pass_through.wasm"),
+            400,
+            "is not a semantic version",
+        ),
+        (
+            "Bad Name",
+            "1.0.0",
+            module("pass_through.wasm"),
+            400,
+            "is not valid",
+        ),
+        ("big", "1.0.0", oversized, 413, "limit of 2097152 bytes"),
+    ];
+    for (name, version, bytes, want, message) in cases {
+        let (status, err) = server.call(
+            "POST",
+            &format!(
+                "/modules?name={}&version={version}",
+                name.replace(' ', "%20")
+            ),
+            Some(&server.token),
+            "application/wasm",
+            bytes,
+        );
+        assert_eq!(status, want, "{name}: {err}");
+        let text = err["error"].as_str().unwrap_or_default();
+        assert!(text.contains(message), "{name}: {text}");
+    }
+    // The foreign component's error says which world export is missing.
+    let (_, err) = server.push("foreign", "1.0.0", module("foreign_world.wasm"));
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("sluice:pipeline/transform"),
+        "{err}"
+    );
+    assert_eq!(server.get("/modules"), json!([]), "nothing was stored");
+}
+
+#[test]
+fn mutating_requests_without_the_right_token_get_401_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    for token in [None, Some("wrong")] {
+        let (status, err) = server.call(
+            "POST",
+            "/modules?name=pass&version=1.0.0",
+            token,
+            "application/wasm",
+            module("pass_through.wasm"),
+        );
+        assert_eq!(status, 401, "{err}");
+        assert!(err["error"].as_str().unwrap().contains("token"), "{err}");
+        let (status, _) = server.call(
+            "POST",
+            "/queries",
+            token,
+            "application/toml",
+            b"[[query]]\nname = \"q\"\n[query.source]\nformat = \"rate\"\n[query.sink]\nformat = \"console\"\n".to_vec(),
+        );
+        assert_eq!(status, 401);
+    }
+    assert_eq!(server.get("/modules"), json!([]));
+    assert_eq!(server.get("/queries"), json!([]));
+    // Reading needs no token.
+    assert_eq!(server.get("/healthz")["status"], "ok");
+}
+
+#[test]
+fn concurrent_uploads_of_one_name_store_each_version_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = std::sync::Arc::new(Server::start(&dir.path().join("data"), &[]));
+    let files = ["pass_through.wasm", "hostile_transform.wasm"];
+    // Eight uploads at once: four distinct versions, and four racing for the same version
+    // with different bytes.
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let server = server.clone();
+            std::thread::spawn(move || {
+                let version = if i < 4 {
+                    format!("1.{i}.0")
+                } else {
+                    "9.9.9".to_owned()
+                };
+                server.push("race", &version, module(files[i % 2])).0
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(statuses[..4].iter().all(|s| *s == 201), "{statuses:?}");
+    let racing = &statuses[4..];
+    // Same bytes may both "win" (an identical upload is a no-op); different bytes never do.
+    let digests: std::collections::BTreeSet<_> = (4..8)
+        .filter(|i| racing[i - 4] == 201)
+        .map(|i| files[i % 2])
+        .collect();
+    assert_eq!(digests.len(), 1, "{statuses:?}");
+    assert!(
+        racing.iter().all(|s| *s == 201 || *s == 409),
+        "{statuses:?}"
+    );
+    let versions: Vec<String> = server
+        .get("/modules")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["version"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(versions, ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "9.9.9"]);
+}
+
+/// A query reading a steady stream (`rate-micro-batch`, 50 rows a batch) through a step whose
+/// module is swapped while it runs.
+fn steady_pipeline(dir: &Path, module: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    pipeline(
+        dir,
+        &format!(
+            r#"[[query]]
+name = "steady"
+checkpointLocation = "ckpt"
+trigger = {{ processingTime = "50 milliseconds" }}
+[query.source]
+format = "rate-micro-batch"
+rowsPerBatch = 50
+[[query.transform]]
+name = "step"
+module = "{module}"
+[query.sink]
+format = "json"
+path = "out"
+"#
+        ),
+    )
+}
+
+/// The `value`s the json sink committed, sorted; panics on a duplicate.
+fn values_once(dir: &Path) -> Vec<i64> {
+    let mut v: Vec<i64> = committed_json(&dir.join("out"))
+        .iter()
+        .map(|r| r["value"].as_i64().unwrap())
+        .collect();
+    v.sort();
+    let n = v.len();
+    v.dedup();
+    assert_eq!(v.len(), n, "duplicated rows in the output");
+    v
+}
+
+#[test]
+fn a_swap_under_steady_input_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    assert_eq!(
+        server.push("step", "1.0.0", module("pass_through.wasm")).0,
+        201
+    );
+    let (_, v2) = server.push("step", "2.0.0", module("hostile_transform.wasm"));
+    let v2_digest = v2["digest"].as_str().unwrap().to_owned();
+    let work = dir.path().join("work");
+    let file = steady_pipeline(&work, "step@^1.0");
+    let (ok, _, stderr) = server.cli(&["query", "start", file.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let before = server.await_batch("steady", 3);
+    let v1_digest = before["steps"][0]["digest"].as_str().unwrap().to_owned();
+    assert_ne!(v1_digest, v2_digest);
+
+    // Removing the version in use is refused, naming the query.
+    let (status, err) = server.call(
+        "DELETE",
+        "/modules/step/1.0.0",
+        Some(&server.token),
+        "application/json",
+        Vec::new(),
+    );
+    assert_eq!(status, 409, "{err}");
+    assert!(err["error"].as_str().unwrap().contains("'steady'"), "{err}");
+
+    let (ok, stdout, stderr) = server.cli(&[
+        "query",
+        "swap",
+        "steady",
+        "--step",
+        "step",
+        "--module",
+        "step@2.0.0",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains(&v2_digest), "{stdout}");
+    let swapped_at = server.get("/queries/steady")["lastBatchId"]
+        .as_u64()
+        .unwrap();
+    let after = server.await_batch("steady", swapped_at + 4);
+    assert_eq!(after["steps"][0]["digest"], v2_digest.as_str());
+
+    let (ok, _, stderr) = server.cli(&["query", "stop", "steady"]);
+    assert!(ok, "{stderr}");
+    let stopped = server.get("/queries/steady");
+    assert_eq!(stopped["isActive"], false);
+    assert!(stopped["exception"].is_null(), "{stopped}");
+    let last = stopped["lastBatchId"].as_u64().unwrap();
+
+    // Every batch's rows exactly once: 50 per batch, values 0.. without a gap.
+    let values = values_once(&work);
+    assert_eq!(values, (0..(last as i64 + 1) * 50).collect::<Vec<_>>());
+    // The offsets log says which module each batch ran: v1 up to the swap, v2 after.
+    let digests: Vec<String> = (0..=last)
+        .map(|b| {
+            let entry: Value = serde_json::from_str(
+                &std::fs::read_to_string(work.join(format!("ckpt/offsets/{b}"))).unwrap(),
+            )
+            .unwrap();
+            entry["modules"]["step"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let first_v2 = digests.iter().position(|d| *d == v2_digest).unwrap();
+    assert!(digests[..first_v2].iter().all(|d| *d == v1_digest));
+    assert!(digests[first_v2..].iter().all(|d| *d == v2_digest));
+    assert!(
+        first_v2 as u64 > 3 && first_v2 as u64 <= swapped_at + 2,
+        "{digests:?}"
+    );
+
+    // The metrics count the calls of each module.
+    let (status, metrics) = server.call("GET", "/metrics", None, "text/plain", Vec::new());
+    assert_eq!(status, 200);
+    let text = metrics.as_str().unwrap();
+    assert!(
+        text.contains(&format!(
+            "sluice_query_batches_total{{query=\"steady\"}} {}",
+            last + 1
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("sluice_query_batch_duration_seconds_bucket{query=\"steady\",le=\"+Inf\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "sluice_wasm_calls_total{{query=\"steady\",step=\"step\",module=\"{v2_digest}\"}}"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_killed_server_resumes_its_queries_from_their_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let work = dir.path().join("work");
+    let file = steady_pipeline(&work, "step@1.0.0");
+    let first = Server::start(&data, &[]);
+    assert_eq!(
+        first.push("step", "1.0.0", module("pass_through.wasm")).0,
+        201
+    );
+    let (ok, _, stderr) = first.cli(&["query", "start", file.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let reached = first.await_batch("steady", 3)["lastBatchId"]
+        .as_u64()
+        .unwrap();
+    drop(first); // SIGKILL: no graceful stop.
+
+    let second = Server::start(&data, &[]);
+    let q = second.await_batch("steady", reached + 3);
+    assert_eq!(q["isActive"], true);
+    let (ok, _, stderr) = second.cli(&["query", "stop", "steady"]);
+    assert!(ok, "{stderr}");
+    let last = second.get("/queries/steady")["lastBatchId"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        values_once(&work),
+        (0..(last as i64 + 1) * 50).collect::<Vec<_>>(),
+        "the batch in flight at the kill was re-run, nothing lost or repeated"
+    );
+    // A query stopped on request stays stopped across a restart.
+    drop(second);
+    let third = Server::start(&data, &[]);
+    assert_eq!(third.get("/queries"), json!([]));
+}
+
+/// The offsets log records each batch's module digest: a batch re-run after a crash runs the
+/// code it was planned with even though the tag it named (`step@^1.0`) has moved since.
+#[test]
+fn a_rerun_batch_uses_the_module_it_was_planned_with_after_the_tag_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("modules");
+    let push = |version: &str, file: &str| {
+        sluice::registry::Registry::open(&registry)
+            .unwrap()
+            .push("step", version, &module(file))
+            .unwrap()
+            .digest
+    };
+    let v1 = push("1.0.0", "pass_through.wasm");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(work.join("in")).unwrap();
+    for i in 0..3 {
+        drop_file(
+            &work.join("in"),
+            &format!("f{i}.txt"),
+            &format!("line {i}\n"),
+        );
+    }
+    let file = pipeline(
+        &work,
+        r#"[[query]]
+name = "tagged"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+[query.source]
+format = "text"
+path = "in"
+maxFilesPerTrigger = 1
+[[query.transform]]
+name = "step"
+module = "step@^1.0"
+[query.sink]
+format = "json"
+path = "out"
+"#,
+    );
+    let registry_arg = registry.to_str().unwrap();
+    let mut run = Running::start(
+        &file,
+        &["--registry", registry_arg],
+        &[("SLUICE_FAILPOINTS", "after-offsets:1")],
+    );
+    run.await_line("sluice-failpoint: after-offsets batch 1");
+    run.signal(9);
+    run.wait();
+    // The tag moves: ^1.0 now means 1.1.0.
+    let v11 = push("1.1.0", "hostile_transform.wasm");
+    let log = work.join("progress.jsonl");
+    let out = sluice()
+        .arg("run")
+        .arg(&file)
+        .args(["--registry", registry_arg, "--progress-log"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ran: Vec<(u64, String)> = progress(&log)
+        .iter()
+        .map(|p| {
+            (
+                p.batch_id,
+                p.observed_metrics["transform.step.module"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(ran, vec![(1, v1), (2, v11)]);
+    let mut lines: Vec<String> = committed_json(&work.join("out"))
+        .iter()
+        .map(|r| r["value"].as_str().unwrap().to_owned())
+        .collect();
+    lines.sort();
+    assert_eq!(lines, ["line 0", "line 1", "line 2"]);
+}

@@ -3,11 +3,13 @@
 //!
 //! ```text
 //! cargo run --release -p sluice-bench -- kafka [--records N] [--runs R]
+//! cargo run --release -p sluice-bench -- serve [--runs R]
 //! ```
 
 mod kafka;
 mod measure;
 mod pipeline;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -30,6 +32,12 @@ enum Command {
         records: u64,
         /// Runs of each measurement (the median is reported).
         #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Module registry and `sluice serve`: upload-to-ready, instantiation, first batch.
+    Serve {
+        /// Runs of each measurement.
+        #[arg(long, default_value_t = 5)]
         runs: usize,
     },
     /// Serves a mock Kafka cluster (used by `kafka` as its broker process).
@@ -63,6 +71,10 @@ fn main() -> Result<()> {
             runs,
             module: guest("pass_through.wasm")?,
         }),
+        Command::Serve { runs } => {
+            let modules = guest("pass_through.wasm")?;
+            serve::run(modules.parent().context("modules dir")?, runs)
+        }
         Command::Broker { topics } => kafka::serve_broker(&topics),
     }
 }

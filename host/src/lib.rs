@@ -37,6 +37,8 @@
 //! | versioned operator state | [`state`] |
 //! | progress records and status | [`progress`] |
 //! | Wasm transforms and foreachBatch handlers | [`wasm`] |
+//! | the module registry (`name@version` → content-addressed components) | [`registry`] |
+//! | `sluice serve`: HTTP API, served queries, metrics | [`server`] |
 //! | the `sluice` command line | [`cli`] |
 
 pub mod checkpoint;

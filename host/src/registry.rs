@@ -237,6 +237,10 @@ impl Registry {
         if !blob.exists() {
             write_unique(&blob, bytes)?;
         }
+        // Queries that load the blob later find the compiled component without hashing it.
+        if let Ok(runtime) = wasm::runtime(false) {
+            runtime.remember_file(&blob, &hex);
+        }
         let meta_path = self.root.join("meta").join(format!("{hex}.json"));
         write_unique(
             &meta_path,

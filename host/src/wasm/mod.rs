@@ -22,7 +22,7 @@ pub mod transform;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
@@ -47,6 +47,12 @@ pub struct WasmRuntime {
     engine: Engine,
     cache_dir: Option<PathBuf>,
     fuel: bool,
+    /// Components loaded in this process, by the sha256 of their bytes: a second query or a
+    /// swap to the same module neither re-reads, re-hashes nor re-deserialises it.
+    components: Mutex<HashMap<String, Component>>,
+    /// The digest of a file as last seen (path, size, modification time), so loading a known
+    /// file does not hash it again.
+    file_digests: Mutex<HashMap<(PathBuf, u64, std::time::SystemTime), String>>,
 }
 
 /// The process's runtime (with or without fuel metering).
@@ -100,6 +106,8 @@ impl WasmRuntime {
             engine,
             cache_dir: cache_dir(),
             fuel,
+            components: Mutex::new(HashMap::new()),
+            file_digests: Mutex::new(HashMap::new()),
         })
     }
 
@@ -111,13 +119,50 @@ impl WasmRuntime {
     /// Loads a component file, compiling it or taking the compiled form from the cache.
     pub fn load(&self, path: &Path) -> Result<Component> {
         let module = path.display().to_string();
+        let key = file_key(path);
+        if let Some(key) = &key {
+            let digest = lock(&self.file_digests).get(key).cloned();
+            if let Some(c) = digest.and_then(|d| lock(&self.components).get(&d).cloned()) {
+                return Ok(c);
+            }
+        }
         let bytes = std::fs::read(path).map_err(|e| Error::io("reading module", path, e))?;
-        self.load_bytes(&module, &bytes)
+        let digest = hex(&sha2::Sha256::digest(&bytes));
+        if let Some(key) = key {
+            lock(&self.file_digests).insert(key, digest.clone());
+        }
+        self.load_digested(&module, &bytes, digest)
+    }
+
+    /// Records that the file at `path` holds the bytes of `digest` (hex), as the registry
+    /// knows for the blobs it writes, so loading it later needs no hashing.
+    pub fn remember_file(&self, path: &Path, digest: &str) {
+        if let Some(key) = file_key(path) {
+            lock(&self.file_digests).insert(key, digest.to_owned());
+        }
     }
 
     /// Compiles (or loads from the cache) a component given as bytes; `module` names it in errors.
     pub fn load_bytes(&self, module: &str, bytes: &[u8]) -> Result<Component> {
         let digest = hex(&sha2::Sha256::digest(bytes));
+        self.load_digested(module, bytes, digest)
+    }
+
+    fn load_digested(&self, module: &str, bytes: &[u8], digest: String) -> Result<Component> {
+        if let Some(c) = lock(&self.components).get(&digest) {
+            return Ok(c.clone());
+        }
+        let component = self.compile_or_deserialize(module, bytes, &digest)?;
+        lock(&self.components).insert(digest, component.clone());
+        Ok(component)
+    }
+
+    fn compile_or_deserialize(
+        &self,
+        module: &str,
+        bytes: &[u8],
+        digest: &str,
+    ) -> Result<Component> {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut h);
         let cached = self
@@ -176,6 +221,18 @@ impl WasmRuntime {
         }
         Ok(component)
     }
+}
+
+/// Locks a mutex, carrying on if another thread panicked while holding it (the maps hold
+/// no invariant a panic could break).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What identifies a file's content cheaply: path, size, modification time.
+fn file_key(path: &Path) -> Option<(PathBuf, u64, std::time::SystemTime)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((path.to_path_buf(), meta.len(), meta.modified().ok()?))
 }
 
 /// Whether `bytes` start like a component (`\0asm`, then layer 1 in the version field); a

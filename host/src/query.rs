@@ -380,6 +380,7 @@ fn source_identity(spec: &SourceSpec) -> String {
         SourceSpec::File(f) => format!("{}:{}", f.format.name(), f.path.display()),
         SourceSpec::Rate(_) => "rate".into(),
         SourceSpec::RateMicroBatch(_) => "rate-micro-batch".into(),
+        SourceSpec::Nexmark(_) => "nexmark".into(),
         SourceSpec::Socket(s) => format!("socket:{}:{}", s.host, s.port),
         // Not the bootstrap servers: the same topics behind another address are the same data.
         SourceSpec::Kafka(k) => format!("kafka:{:?}", k.subscription),

@@ -12,7 +12,7 @@
 //! trigger = { processingTime = "10 seconds" } # or "once", "availableNow"; omit for Spark's default
 //!
 //! [query.source]
-//! format = "json"                  # json | csv | parquet | text | rate | rate-micro-batch | socket
+//! format = "json"                  # json | csv | parquet | text | kafka | rate | rate-micro-batch | socket | nexmark
 //! path = "input/*.json"
 //! schema = "city STRING, domain STRING, event STRING"
 //! maxFilesPerTrigger = 10
@@ -48,6 +48,7 @@ use crate::sink::kafka::{KafkaSinkSpec, REFUSED_SINK_OPTIONS};
 use crate::source::kafka::{
     KafkaSourceSpec, OffsetSpec, REFUSED_OPTIONS, Subscription, TimestampStrategy,
 };
+use crate::source::nexmark::NexmarkSpec;
 use crate::trigger::Trigger;
 use crate::wasm::aggregate::UdafSpec;
 use crate::watermark::{WatermarkPolicy, WatermarkSpec};
@@ -201,6 +202,8 @@ pub enum SourceSpec {
     Socket(SocketSpec),
     /// Kafka topics.
     Kafka(KafkaSourceSpec),
+    /// The Nexmark benchmark's generator.
+    Nexmark(NexmarkSpec),
 }
 
 /// File formats read and written by the file source and sink.
@@ -363,6 +366,10 @@ impl SourceSpec {
             }
             SourceSpec::Socket(s) => format!("TextSocketSource[{}:{}]", s.host, s.port),
             SourceSpec::Kafka(k) => format!("KafkaV2[{}]", k.bootstrap_servers),
+            SourceSpec::Nexmark(n) => format!(
+                "Nexmark[events={}]",
+                n.events.map_or("unbounded".to_owned(), |e| e.to_string())
+            ),
         }
     }
 }
@@ -1197,6 +1204,37 @@ fn parse_source(ctx: &Ctx, query: &str, node: &Spanned<Node>, base: &Path) -> Op
             s.finish(&["format", "rowsPerSecond", "rampUpTime", "numPartitions"]);
             return Some(SourceSpec::Rate(spec));
         }
+        "nexmark" => {
+            let first_event_time_ms = match s.string("firstEventTime") {
+                None => Some(1_436_918_400_000), // 2015-07-15T00:00:00Z, as the reference
+                Some(t) => match chrono::DateTime::parse_from_rfc3339(&t) {
+                    Ok(d) => Some(d.timestamp_millis()),
+                    Err(e) => {
+                        s.error_here(
+                            "firstEventTime",
+                            format!("'{t}' is not an RFC 3339 time like 2015-07-15T00:00:00Z: {e}"),
+                        );
+                        None
+                    }
+                },
+            };
+            let spec = NexmarkSpec {
+                events: s.positive("events"),
+                events_per_second: s.positive("eventsPerSecond").unwrap_or(10_000),
+                throttle: s.bool("throttle").unwrap_or(false),
+                first_event_time_ms: first_event_time_ms.unwrap_or(0),
+                max_events_per_trigger: s.positive("maxEventsPerTrigger").unwrap_or(200_000),
+            };
+            s.finish(&[
+                "format",
+                "events",
+                "eventsPerSecond",
+                "throttle",
+                "firstEventTime",
+                "maxEventsPerTrigger",
+            ]);
+            return first_event_time_ms.map(|_| SourceSpec::Nexmark(spec));
+        }
         "rate-micro-batch" => {
             let rows = s.positive("rowsPerBatch");
             if s.get("rowsPerBatch").is_none() {
@@ -1274,7 +1312,7 @@ fn parse_source(ctx: &Ctx, query: &str, node: &Spanned<Node>, base: &Path) -> Op
         other => {
             s.error_here(
                 "format",
-                format!("unknown source format '{other}'; use json, csv, parquet, text, kafka, rate, rate-micro-batch or socket"),
+                format!("unknown source format '{other}'; use json, csv, parquet, text, kafka, rate, rate-micro-batch, socket or nexmark"),
             );
             None
         }

@@ -14,6 +14,7 @@
 
 pub mod file;
 pub mod kafka;
+pub mod nexmark;
 pub mod rate;
 pub mod socket;
 
@@ -87,6 +88,7 @@ pub fn open(spec: &SourceSpec, ctx: SourceContext) -> Result<Box<dyn Source>> {
         SourceSpec::RateMicroBatch(r) => Box::new(rate::RateMicroBatchSource::new(*r)),
         SourceSpec::Socket(s) => Box::new(socket::SocketSource::connect(s.clone())?),
         SourceSpec::Kafka(k) => Box::new(kafka::KafkaSource::open(k.clone(), ctx)?),
+        SourceSpec::Nexmark(n) => Box::new(nexmark::NexmarkSource::new(*n)),
     })
 }
 

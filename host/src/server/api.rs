@@ -82,9 +82,12 @@ async fn blocking<T: Send + 'static>(
 
 /// The routes, with the token check on mutating requests and body limits.
 pub(crate) fn router(state: Arc<AppState>, max_module_bytes: u64) -> Router {
-    // Room for multipart framing around the largest module; the registry enforces the cap
-    // itself with a message that gives the limit.
-    let upload_limit = (max_module_bytes as usize).saturating_add(64 * 1024);
+    // The registry enforces the size cap itself, with a message giving the limit. The body
+    // limit is twice that (plus room for multipart framing), so a client sending a somewhat
+    // larger module reads that message rather than a connection closed mid-upload.
+    let upload_limit = (max_module_bytes as usize)
+        .saturating_mul(2)
+        .saturating_add(64 * 1024);
     let modules = Router::new()
         .route("/modules", post(upload_module).get(list_modules))
         .layer(DefaultBodyLimit::max(upload_limit));
@@ -136,7 +139,9 @@ async fn require_token(State(state): State<Arc<AppState>>, req: Request, next: N
     }
     // Read (and drop) the body first: answering before the client finished sending it would
     // make it see a broken connection instead of the 401.
-    let limit = (state.registry.max_bytes() as usize).saturating_add(64 * 1024);
+    let limit = (state.registry.max_bytes() as usize)
+        .saturating_mul(2)
+        .saturating_add(64 * 1024);
     let _ = axum::body::to_bytes(req.into_body(), limit).await;
     match given {
         Some(_) => ApiError(

@@ -48,7 +48,7 @@ use crate::sink::kafka::{KafkaSinkSpec, REFUSED_SINK_OPTIONS};
 use crate::source::kafka::{
     KafkaSourceSpec, OffsetSpec, REFUSED_OPTIONS, Subscription, TimestampStrategy,
 };
-use crate::source::nexmark::NexmarkSpec;
+use crate::source::nexmark::{NexmarkSpec, NexmarkTable};
 use crate::trigger::Trigger;
 use crate::wasm::aggregate::UdafSpec;
 use crate::watermark::{WatermarkPolicy, WatermarkSpec};
@@ -1218,7 +1218,21 @@ fn parse_source(ctx: &Ctx, query: &str, node: &Spanned<Node>, base: &Path) -> Op
                     }
                 },
             };
+            let table = match s.string("table").map(|t| t.to_ascii_lowercase()).as_deref() {
+                None | Some("all") => NexmarkTable::All,
+                Some("bid") => NexmarkTable::Bid,
+                Some("auction") => NexmarkTable::Auction,
+                Some("person") => NexmarkTable::Person,
+                Some(other) => {
+                    s.error_here(
+                        "table",
+                        format!("'{other}' is not a Nexmark table; use \"all\", \"bid\", \"auction\" or \"person\""),
+                    );
+                    NexmarkTable::All
+                }
+            };
             let spec = NexmarkSpec {
+                table,
                 events: s.positive("events"),
                 events_per_second: s.positive("eventsPerSecond").unwrap_or(10_000),
                 throttle: s.bool("throttle").unwrap_or(false),
@@ -1227,6 +1241,7 @@ fn parse_source(ctx: &Ctx, query: &str, node: &Spanned<Node>, base: &Path) -> Op
             };
             s.finish(&[
                 "format",
+                "table",
                 "events",
                 "eventsPerSecond",
                 "throttle",

@@ -33,9 +33,24 @@ use super::{Offset, ReadLimit, Source, offset_u64};
 use crate::error::{Error, Result};
 use crate::schema::{UTC, timestamp_type};
 
+/// Which events a `nexmark` source emits (`table`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NexmarkTable {
+    /// Every event, in Flink's `datagen` shape (`event_type`, three structs, `date_time`).
+    All,
+    /// Only bids, as flat columns (RisingWave's `nexmark.table.type = 'Bid'`).
+    Bid,
+    /// Only auctions, as flat columns.
+    Auction,
+    /// Only people, as flat columns.
+    Person,
+}
+
 /// Options of the `nexmark` source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NexmarkSpec {
+    /// `table`: all events, or one kind as flat columns. Offsets count every event either way.
+    pub table: NexmarkTable,
     /// `events`: how many events in all (`None`: unbounded).
     pub events: Option<u64>,
     /// `eventsPerSecond`: the event-time rate (event n happens at `firstEventTime + n / rate`).
@@ -216,15 +231,20 @@ fn bid_fields() -> Fields {
     ])
 }
 
-/// The source's schema.
-pub fn nexmark_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("event_type", DataType::Int32, false),
-        Field::new("person", DataType::Struct(person_fields()), true),
-        Field::new("auction", DataType::Struct(auction_fields()), true),
-        Field::new("bid", DataType::Struct(bid_fields()), true),
-        Field::new("date_time", timestamp_type(), false),
-    ]))
+/// The schema of a `nexmark` source emitting `table`.
+pub fn nexmark_schema(table: NexmarkTable) -> SchemaRef {
+    Arc::new(match table {
+        NexmarkTable::All => Schema::new(vec![
+            Field::new("event_type", DataType::Int32, false),
+            Field::new("person", DataType::Struct(person_fields()), true),
+            Field::new("auction", DataType::Struct(auction_fields()), true),
+            Field::new("bid", DataType::Struct(bid_fields()), true),
+            Field::new("date_time", timestamp_type(), false),
+        ]),
+        NexmarkTable::Bid => Schema::new(bid_fields()),
+        NexmarkTable::Auction => Schema::new(auction_fields()),
+        NexmarkTable::Person => Schema::new(person_fields()),
+    })
 }
 
 /// Generates Nexmark events by number.
@@ -263,7 +283,7 @@ impl NexmarkSource {
         }
         NexmarkSource {
             spec,
-            schema: nexmark_schema(),
+            schema: nexmark_schema(spec.table),
             pool,
             channels,
             started: Instant::now(),
@@ -344,7 +364,21 @@ impl NexmarkSource {
             let time = self.event_time_us(n);
             let mut rng = Rng(id.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0x5851_f42d_4c95_7f2d);
             let kind = id % PROPORTION_DENOMINATOR;
-            date_time.append_value(time);
+            let all = self.spec.table == NexmarkTable::All;
+            let wanted = match self.spec.table {
+                NexmarkTable::All => true,
+                NexmarkTable::Person => kind < PERSON_PROPORTION,
+                NexmarkTable::Auction => {
+                    (PERSON_PROPORTION..PERSON_PROPORTION + AUCTION_PROPORTION).contains(&kind)
+                }
+                NexmarkTable::Bid => kind >= PERSON_PROPORTION + AUCTION_PROPORTION,
+            };
+            if !wanted {
+                continue;
+            }
+            if all {
+                date_time.append_value(time);
+            }
             if kind < PERSON_PROPORTION {
                 event_type.push(0);
                 p.valid.append_non_null();
@@ -540,11 +574,20 @@ impl NexmarkSource {
             ],
             b.valid.finish(),
         );
+        let err = |e| Error::data("building Nexmark events", e);
+        let flat = |a: std::result::Result<StructArray, arrow_schema::ArrowError>| {
+            let (_, columns, _) = a.map_err(err)?.into_parts();
+            RecordBatch::try_new(self.schema.clone(), columns).map_err(err)
+        };
+        match self.spec.table {
+            NexmarkTable::All => {}
+            NexmarkTable::Bid => return flat(bid),
+            NexmarkTable::Auction => return flat(auction),
+            NexmarkTable::Person => return flat(person),
+        }
         let (person, auction, bid) = match (person, auction, bid) {
             (Ok(p), Ok(a), Ok(b)) => (p, a, b),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-                return Err(Error::data("building Nexmark events", e));
-            }
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(err(e)),
         };
         RecordBatch::try_new(
             self.schema.clone(),
@@ -704,6 +747,7 @@ mod tests {
 
     fn spec() -> NexmarkSpec {
         NexmarkSpec {
+            table: NexmarkTable::All,
             events: Some(1000),
             events_per_second: 1000,
             throttle: false,
@@ -742,6 +786,30 @@ mod tests {
         let part = s.generate(400, 600).unwrap();
         assert_eq!(whole.slice(400, 200), part);
         assert_eq!(NexmarkSource::new(spec()).generate(0, 1000).unwrap(), whole);
+    }
+
+    #[test]
+    fn a_bid_table_is_the_bids_of_the_same_events_as_flat_columns() {
+        let all = NexmarkSource::new(spec()).generate(0, 1000).unwrap();
+        let bids = NexmarkSource::new(NexmarkSpec {
+            table: NexmarkTable::Bid,
+            ..spec()
+        })
+        .generate(0, 1000)
+        .unwrap();
+        assert_eq!(bids.num_rows(), 920);
+        assert_eq!(bids.schema().field(0).name(), "auction");
+        let mask: arrow_array::BooleanArray = all
+            .column(0)
+            .as_primitive::<arrow_array::types::Int32Type>()
+            .iter()
+            .map(|t| Some(t == Some(2)))
+            .collect();
+        let from_all = arrow_select::filter::filter(all.column(3).as_ref(), &mask).unwrap();
+        let from_all = from_all.as_struct();
+        for (i, column) in bids.columns().iter().enumerate() {
+            assert_eq!(column.as_ref(), from_all.column(i).as_ref(), "column {i}");
+        }
     }
 
     #[test]

@@ -4,10 +4,13 @@
 //! ```text
 //! cargo run --release -p sluice-bench -- kafka [--records N] [--runs R]
 //! cargo run --release -p sluice-bench -- serve [--runs R]
+//! cargo run --release -p sluice-bench -- nexmark --query q5 --events 10000000 [--runs R]
+//! cargo run --release -p sluice-bench -- nexmark --all
 //! ```
 
 mod kafka;
 mod measure;
+mod nexmark;
 mod pipeline;
 mod serve;
 
@@ -31,6 +34,21 @@ enum Command {
         #[arg(long, default_value_t = 1_000_000)]
         records: u64,
         /// Runs of each measurement (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Nexmark queries (examples/nexmark/), unthrottled, to a blackhole sink.
+    Nexmark {
+        /// q0, q1, q2, q5 or q7.
+        #[arg(long, required_unless_present = "all")]
+        query: Option<String>,
+        /// Run every query and print a markdown table.
+        #[arg(long)]
+        all: bool,
+        /// Events per run.
+        #[arg(long, default_value_t = 10_000_000)]
+        events: u64,
+        /// Runs per query (the median is reported).
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
@@ -71,6 +89,32 @@ fn main() -> Result<()> {
             runs,
             module: guest("pass_through.wasm")?,
         }),
+        Command::Nexmark {
+            query,
+            all,
+            events,
+            runs,
+        } => {
+            // The Wasm steps of q1, q2 and q5, built from source.
+            guest("nexmark.wasm")?;
+            let examples = repo().join("examples/nexmark");
+            if all {
+                let mut figures = Vec::new();
+                for (q, _, _) in nexmark::QUERIES {
+                    let f = nexmark::run_query(&examples, q, events, runs)?;
+                    nexmark::print_one(&f);
+                    figures.push(f);
+                }
+                println!(
+                    "
+{}",
+                    nexmark::table(&figures, runs)
+                );
+            } else if let Some(q) = query {
+                nexmark::print_one(&nexmark::run_query(&examples, &q, events, runs)?);
+            }
+            Ok(())
+        }
         Command::Serve { runs } => {
             let modules = guest("pass_through.wasm")?;
             serve::run(modules.parent().context("modules dir")?, runs)

@@ -8,6 +8,11 @@ use sluice::pipeline::Pipeline;
 
 use crate::measure::{Span, span};
 
+/// Runs pipeline `text` to completion (relative paths resolve in a temporary directory).
+pub fn run_pipeline(text: &str) -> Result<PipelineRun> {
+    run_pipeline_at(text, None)
+}
+
 /// What one run of a pipeline did.
 pub struct PipelineRun {
     /// Wall and CPU time from start to the end of the last query.
@@ -18,12 +23,14 @@ pub struct PipelineRun {
     pub batch_ms: Vec<f64>,
 }
 
-/// Loads `text` as a pipeline file (in a temporary directory) and runs it to completion.
-pub fn run_pipeline(text: &str) -> Result<PipelineRun> {
+/// Runs pipeline `text` to completion, its relative paths resolved as if it were the file
+/// `anchor` (a temporary directory's when `None`).
+pub fn run_pipeline_at(text: &str, anchor: Option<&std::path::Path>) -> Result<PipelineRun> {
     let dir = tempfile::tempdir()?;
-    let file = dir.path().join("pipeline.toml");
-    std::fs::write(&file, text)?;
-    let pipeline = Pipeline::load(&file).map_err(|e| anyhow!("{e}"))?;
+    let file = anchor
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| dir.path().join("pipeline.toml"));
+    let pipeline = Pipeline::parse(text, &file).map_err(|e| anyhow!("{e}"))?;
     // Every batch's progress, through the same JSON-lines log `sluice run --progress-log` writes.
     let log_path = dir.path().join("progress.jsonl");
     let log: sluice::query::ProgressLog = std::sync::Arc::new(std::sync::Mutex::new(Box::new(

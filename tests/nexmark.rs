@@ -1,0 +1,208 @@
+//! The Nexmark pipelines of `examples/nexmark/`, run through the CLI as shipped except for a
+//! smaller stream (20,000 events at 1,000 a second of event time: 20 seconds) and a JSON file
+//! sink instead of the blackhole. q0's output (every bid) is the reference the others are
+//! checked against, computed here independently.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Runs `examples/nexmark/<query>.toml` on a small stream and returns the rows it wrote.
+fn run_query(query: &str) -> Vec<Value> {
+    let modules = guests();
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join(format!("examples/nexmark/{query}.toml")))
+        .unwrap()
+        .replace(
+            "events = 10000000",
+            "events = 20000\neventsPerSecond = 1000",
+        )
+        .replace("\"../modules/", &format!("\"{}/", modules.display()))
+        .replace(
+            "format = \"blackhole\"",
+            "format = \"json\"\npath = \"out\"",
+        )
+        .replace(
+            &format!("name = \"nexmark-{query}\""),
+            &format!("name = \"nexmark-{query}\"\ncheckpointLocation = \"ckpt\""),
+        );
+    let file = pipeline(dir.path(), &text);
+    let out = sluice().arg("run").arg(&file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{query}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    committed_json(&dir.path().join("out"))
+}
+
+/// Event time in ms since the epoch, from the JSON sink's timestamp text.
+fn ms(v: &Value) -> i64 {
+    let text = v.as_str().unwrap_or_else(|| panic!("not a timestamp: {v}"));
+    chrono::DateTime::parse_from_rfc3339(text)
+        .or_else(|_| chrono::DateTime::parse_from_rfc3339(&format!("{}Z", text.replace(' ', "T"))))
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+        .timestamp_millis()
+}
+
+struct Bid {
+    auction: i64,
+    bidder: i64,
+    price: i64,
+    time: i64,
+}
+
+fn bids() -> Vec<Bid> {
+    run_query("q0")
+        .iter()
+        .map(|r| Bid {
+            auction: r["auction"].as_i64().unwrap(),
+            bidder: r["bidder"].as_i64().unwrap(),
+            price: r["price"].as_i64().unwrap(),
+            time: ms(&r["date_time"]),
+        })
+        .collect()
+}
+
+#[test]
+fn q0_passes_every_bid_through() {
+    let rows = run_query("q0");
+    // 46 of every 50 events are bids.
+    assert_eq!(rows.len(), 18_400);
+    for key in [
+        "auction",
+        "bidder",
+        "price",
+        "channel",
+        "url",
+        "date_time",
+        "extra",
+    ] {
+        assert!(
+            rows.iter().all(|r| !r[key].is_null()),
+            "{key} is always set"
+        );
+    }
+}
+
+#[test]
+fn q1_converts_every_price_to_euros_in_wasm() {
+    let expected: BTreeSet<(i64, i64, i64, String)> = bids()
+        .iter()
+        .map(|b| {
+            (
+                b.auction,
+                b.bidder,
+                b.time,
+                format!("{:.3}", b.price as f64 * 0.908),
+            )
+        })
+        .collect();
+    let got: BTreeSet<(i64, i64, i64, String)> = run_query("q1")
+        .iter()
+        .map(|r| {
+            (
+                r["auction"].as_i64().unwrap(),
+                r["bidder"].as_i64().unwrap(),
+                ms(&r["date_time"]),
+                format!("{:.3}", r["price"].as_f64().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn q2_selects_the_bids_of_every_123rd_auction_in_wasm() {
+    let mut expected: Vec<(i64, i64)> = bids()
+        .iter()
+        .filter(|b| b.auction % 123 == 0)
+        .map(|b| (b.auction, b.price))
+        .collect();
+    expected.sort();
+    assert!(!expected.is_empty(), "the stream has such bids");
+    let mut got: Vec<(i64, i64)> = run_query("q2")
+        .iter()
+        .map(|r| (r["auction"].as_i64().unwrap(), r["price"].as_i64().unwrap()))
+        .collect();
+    got.sort();
+    assert_eq!(got, expected);
+}
+
+/// Window starts (ms) of hopping windows of `size` every `slide` containing `t`.
+fn windows(t: i64, size: i64, slide: i64) -> impl Iterator<Item = i64> {
+    let last = t - t.rem_euclid(slide);
+    (0..size / slide).map(move |i| last - i * slide)
+}
+
+#[test]
+fn q5_finds_the_hot_auction_of_every_hopping_window_with_a_wasm_aggregate() {
+    // Reference: per window, bids per auction; the most bids wins, the lowest id on a tie.
+    let mut counts: BTreeMap<i64, BTreeMap<i64, i64>> = BTreeMap::new();
+    for b in bids() {
+        for w in windows(b.time, 10_000, 2_000) {
+            *counts.entry(w).or_default().entry(b.auction).or_default() += 1;
+        }
+    }
+    let expected: BTreeMap<i64, (i64, i64, i64)> = counts
+        .iter()
+        .map(|(w, per_auction)| {
+            let (auction, most) =
+                per_auction.iter().fold(
+                    (0, 0),
+                    |best, (a, c)| if *c > best.1 { (*a, *c) } else { best },
+                );
+            (*w, (auction, most, per_auction.values().sum()))
+        })
+        .collect();
+    let rows = run_query("q5");
+    // Append mode emits a window once the watermark passes its end: all but the last few.
+    assert!(
+        rows.len() + 5 >= expected.len() && !rows.is_empty(),
+        "{} of {}",
+        rows.len(),
+        expected.len()
+    );
+    for r in &rows {
+        let start = ms(&r["window"]["start"]);
+        assert_eq!(ms(&r["window"]["end"]) - start, 10_000);
+        let got = (
+            r["hot"]["auction"].as_i64().unwrap(),
+            r["hot"]["bids"].as_i64().unwrap(),
+            r["bids"].as_i64().unwrap(),
+        );
+        assert_eq!(
+            Some(&got),
+            expected.get(&start),
+            "window starting at {start}"
+        );
+    }
+}
+
+#[test]
+fn q7_finds_the_highest_bid_of_every_tumbling_window() {
+    let mut expected: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for b in bids() {
+        let e = expected
+            .entry(b.time - b.time.rem_euclid(10_000))
+            .or_insert((i64::MIN, 0));
+        e.0 = e.0.max(b.price);
+        e.1 += 1;
+    }
+    let rows = run_query("q7");
+    assert!(!rows.is_empty());
+    for r in &rows {
+        let start = ms(&r["window"]["start"]);
+        let got = (
+            r["max_price"].as_i64().unwrap(),
+            r["bids"].as_i64().unwrap(),
+        );
+        assert_eq!(
+            Some(&got),
+            expected.get(&start),
+            "window starting at {start}"
+        );
+    }
+}

@@ -181,12 +181,6 @@ fn append_extra(b: &mut StringBuilder, pool: &str, rng: &mut Rng, current: usize
     b.append_value("");
 }
 
-/// Builders of one struct column, with its validity.
-struct StructColumns {
-    fields: Fields,
-    valid: NullBufferBuilder,
-}
-
 fn ts_field(name: &str) -> Field {
     Field::new(name, timestamp_type(), true)
 }
@@ -312,359 +306,363 @@ impl NexmarkSource {
     /// Events `from..to` as one batch.
     fn generate(&self, from: u64, to: u64) -> Result<RecordBatch> {
         let rows = (to - from) as usize;
-        let pool = self.pool.as_str();
-        let mut event_type = Vec::with_capacity(rows);
-        let mut date_time = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone(UTC);
-        // Person columns.
-        let mut p = StructColumns {
-            fields: person_fields(),
-            valid: NullBufferBuilder::new(rows),
-        };
-        let persons = rows / PROPORTION_DENOMINATOR as usize + 1;
-        let mut p_id = Int64Builder::with_capacity(rows);
-        let mut p_name = StringBuilder::with_capacity(rows, persons * 16);
-        let mut p_email = StringBuilder::with_capacity(rows, persons * 20);
-        let mut p_card = StringBuilder::with_capacity(rows, persons * 19);
-        let mut p_city = StringBuilder::with_capacity(rows, persons * 10);
-        let mut p_state = StringBuilder::with_capacity(rows, persons * 2);
-        let mut p_time = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone(UTC);
-        let mut p_extra = StringBuilder::with_capacity(rows, persons * 140);
-        // Auction columns.
-        let mut a = StructColumns {
-            fields: auction_fields(),
-            valid: NullBufferBuilder::new(rows),
-        };
-        let auctions = persons * AUCTION_PROPORTION as usize;
-        let mut a_id = Int64Builder::with_capacity(rows);
-        let mut a_item = StringBuilder::with_capacity(rows, auctions * 20);
-        let mut a_desc = StringBuilder::with_capacity(rows, auctions * 100);
-        let mut a_initial = Int64Builder::with_capacity(rows);
-        let mut a_reserve = Int64Builder::with_capacity(rows);
-        let mut a_time = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone(UTC);
-        let mut a_expires = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone(UTC);
-        let mut a_seller = Int64Builder::with_capacity(rows);
-        let mut a_category = Int64Builder::with_capacity(rows);
-        let mut a_extra = StringBuilder::with_capacity(rows, auctions * 340);
-        // Bid columns.
-        let mut b = StructColumns {
-            fields: bid_fields(),
-            valid: NullBufferBuilder::new(rows),
-        };
-        let mut b_auction = Int64Builder::with_capacity(rows);
-        let mut b_bidder = Int64Builder::with_capacity(rows);
-        let mut b_price = Int64Builder::with_capacity(rows);
-        let mut b_channel = StringBuilder::with_capacity(rows, rows * 10);
-        let mut b_url = StringBuilder::with_capacity(rows, rows * 50);
-        let mut b_time = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone(UTC);
-        let mut b_extra = StringBuilder::with_capacity(rows, rows * 70);
-
-        let events_for_auctions = IN_FLIGHT_AUCTIONS * PROPORTION_DENOMINATOR / AUCTION_PROPORTION;
+        let all = self.spec.table == NexmarkTable::All;
+        // With `table = "all"` every struct has a row per event (null where the kind differs).
+        let sized = |kind_rows: usize| if all { rows } else { kind_rows };
+        let people = rows / PROPORTION_DENOMINATOR as usize + 1;
+        let mut event_type = Vec::with_capacity(if all { rows } else { 0 });
+        let mut date_time = TimestampMicrosecondBuilder::with_capacity(if all { rows } else { 0 })
+            .with_timezone(UTC);
+        let mut person = PersonBuilder::new(sized(people), people);
+        let mut auction = AuctionBuilder::new(
+            sized(people * AUCTION_PROPORTION as usize),
+            people * AUCTION_PROPORTION as usize,
+        );
+        let mut bid = BidBuilder::new(rows);
         for n in from..to {
             let id = n; // first_event_id = 0: the id is the event number
-            let time = self.event_time_us(n);
-            let mut rng = Rng(id.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0x5851_f42d_4c95_7f2d);
-            let kind = id % PROPORTION_DENOMINATOR;
-            let all = self.spec.table == NexmarkTable::All;
-            let wanted = match self.spec.table {
-                NexmarkTable::All => true,
-                NexmarkTable::Person => kind < PERSON_PROPORTION,
-                NexmarkTable::Auction => {
-                    (PERSON_PROPORTION..PERSON_PROPORTION + AUCTION_PROPORTION).contains(&kind)
-                }
-                NexmarkTable::Bid => kind >= PERSON_PROPORTION + AUCTION_PROPORTION,
+            let kind = match id % PROPORTION_DENOMINATOR {
+                k if k < PERSON_PROPORTION => NexmarkTable::Person,
+                k if k < PERSON_PROPORTION + AUCTION_PROPORTION => NexmarkTable::Auction,
+                _ => NexmarkTable::Bid,
             };
-            if !wanted {
+            if !all && kind != self.spec.table {
                 continue;
             }
+            let time = self.event_time_us(n);
+            let mut rng = Rng(id.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0x5851_f42d_4c95_7f2d);
             if all {
                 date_time.append_value(time);
+                event_type.push(match kind {
+                    NexmarkTable::Person => 0,
+                    NexmarkTable::Auction => 1,
+                    _ => 2,
+                });
+                if kind != NexmarkTable::Person {
+                    person.append_null();
+                }
+                if kind != NexmarkTable::Auction {
+                    auction.append_null();
+                }
+                if kind != NexmarkTable::Bid {
+                    bid.append_null();
+                }
             }
-            if kind < PERSON_PROPORTION {
-                event_type.push(0);
-                p.valid.append_non_null();
-                a.valid.append_null();
-                b.valid.append_null();
-                p_id.append_value((person_last_id(id) + FIRST_PERSON_ID) as i64);
-                let first = FIRST_NAMES[rng.below(FIRST_NAMES.len() as u64) as usize];
-                let last = LAST_NAMES[rng.below(LAST_NAMES.len() as u64) as usize];
-                let _ = write!(p_name, "{first} {last}");
-                p_name.append_value("");
-                append_letters(&mut p_email, pool, &mut rng, 7);
-                let _ = p_email.write_char('@');
-                append_letters(&mut p_email, pool, &mut rng, 5);
-                p_email.append_value(".com");
-                let _ = write!(
-                    p_card,
-                    "{:04} {:04} {:04} {:04}",
-                    rng.below(10_000),
-                    rng.below(10_000),
-                    rng.below(10_000),
-                    rng.below(10_000)
-                );
-                p_card.append_value("");
-                let city = US_CITIES[rng.below(US_CITIES.len() as u64) as usize];
-                let state = US_STATES[rng.below(US_STATES.len() as u64) as usize];
-                p_city.append_value(city);
-                p_state.append_value(state);
-                p_time.append_value(time);
-                let size = 8 + first.len() + last.len() + 1 + 17 + 19 + city.len() + 2;
-                append_extra(&mut p_extra, pool, &mut rng, size, AVG_PERSON_BYTES);
-                append_nulls_auction(
-                    &mut a_id,
-                    &mut a_item,
-                    &mut a_desc,
-                    &mut a_initial,
-                    &mut a_reserve,
-                    &mut a_time,
-                    &mut a_expires,
-                    &mut a_seller,
-                    &mut a_category,
-                    &mut a_extra,
-                );
-                append_nulls_bid(
-                    &mut b_auction,
-                    &mut b_bidder,
-                    &mut b_price,
-                    &mut b_channel,
-                    &mut b_url,
-                    &mut b_time,
-                    &mut b_extra,
-                );
-            } else if kind < PERSON_PROPORTION + AUCTION_PROPORTION {
-                event_type.push(1);
-                p.valid.append_null();
-                a.valid.append_non_null();
-                b.valid.append_null();
-                append_nulls_person(
-                    &mut p_id,
-                    &mut p_name,
-                    &mut p_email,
-                    &mut p_card,
-                    &mut p_city,
-                    &mut p_state,
-                    &mut p_time,
-                    &mut p_extra,
-                );
-                a_id.append_value((auction_last_id(id) + FIRST_AUCTION_ID) as i64);
-                append_letters(&mut a_item, pool, &mut rng, 20);
-                a_item.append_value("");
-                append_letters(&mut a_desc, pool, &mut rng, 100);
-                a_desc.append_value("");
-                let initial = rng.price();
-                a_initial.append_value(initial);
-                a_reserve.append_value(initial + rng.price());
-                a_time.append_value(time);
-                let horizon = (self.event_time_us(n + events_for_auctions) - time).max(1) as u64;
-                a_expires.append_value(time + 1 + rng.below(horizon * 2) as i64);
-                let seller = if rng.below(HOT_SELLER_RATIO) > 0 {
-                    (person_last_id(id) / HOT_ID_STRIDE) * HOT_ID_STRIDE
-                } else {
-                    person_next_id(id, &mut rng)
-                };
-                a_seller.append_value((seller + FIRST_PERSON_ID) as i64);
-                a_category.append_value((FIRST_CATEGORY_ID + rng.below(NUM_CATEGORIES)) as i64);
-                append_extra(
-                    &mut a_extra,
-                    pool,
-                    &mut rng,
-                    8 + 20 + 100 + 40,
-                    AVG_AUCTION_BYTES,
-                );
-                append_nulls_bid(
-                    &mut b_auction,
-                    &mut b_bidder,
-                    &mut b_price,
-                    &mut b_channel,
-                    &mut b_url,
-                    &mut b_time,
-                    &mut b_extra,
-                );
-            } else {
-                event_type.push(2);
-                p.valid.append_null();
-                a.valid.append_null();
-                b.valid.append_non_null();
-                append_nulls_person(
-                    &mut p_id,
-                    &mut p_name,
-                    &mut p_email,
-                    &mut p_card,
-                    &mut p_city,
-                    &mut p_state,
-                    &mut p_time,
-                    &mut p_extra,
-                );
-                append_nulls_auction(
-                    &mut a_id,
-                    &mut a_item,
-                    &mut a_desc,
-                    &mut a_initial,
-                    &mut a_reserve,
-                    &mut a_time,
-                    &mut a_expires,
-                    &mut a_seller,
-                    &mut a_category,
-                    &mut a_extra,
-                );
-                let auction = if rng.below(HOT_AUCTION_RATIO) > 0 {
-                    (auction_last_id(id) / HOT_ID_STRIDE) * HOT_ID_STRIDE
-                } else {
-                    auction_next_id(id, &mut rng)
-                };
-                let bidder = if rng.below(HOT_BIDDER_RATIO) > 0 {
-                    (person_last_id(id) / HOT_ID_STRIDE) * HOT_ID_STRIDE + 1
-                } else {
-                    person_next_id(id, &mut rng)
-                };
-                b_auction.append_value((auction + FIRST_AUCTION_ID) as i64);
-                b_bidder.append_value((bidder + FIRST_PERSON_ID) as i64);
-                b_price.append_value(rng.price());
-                let channel = if rng.below(HOT_CHANNEL_RATIO) > 0 {
-                    rng.below(HOT_CHANNELS.len() as u64) as usize
-                } else {
-                    HOT_CHANNELS.len() + rng.below(CHANNELS) as usize
-                };
-                let (name, url) = &self.channels[channel];
-                b_channel.append_value(name);
-                b_url.append_value(url);
-                b_time.append_value(time);
-                append_extra(&mut b_extra, pool, &mut rng, 32, AVG_BID_BYTES);
+            match kind {
+                NexmarkTable::Person => person.append(id, time, &mut rng, &self.pool),
+                NexmarkTable::Auction => {
+                    let horizon = self.event_time_us(n + EVENTS_FOR_AUCTIONS) - time;
+                    auction.append(id, time, horizon, &mut rng, &self.pool)
+                }
+                _ => bid.append(id, time, &mut rng, &self.pool, &self.channels),
             }
         }
-        let person = StructArray::try_new(
-            p.fields,
-            vec![
-                Arc::new(p_id.finish()) as ArrayRef,
-                Arc::new(p_name.finish()),
-                Arc::new(p_email.finish()),
-                Arc::new(p_card.finish()),
-                Arc::new(p_city.finish()),
-                Arc::new(p_state.finish()),
-                Arc::new(p_time.finish()),
-                Arc::new(p_extra.finish()),
-            ],
-            p.valid.finish(),
-        );
-        let auction = StructArray::try_new(
-            a.fields,
-            vec![
-                Arc::new(a_id.finish()) as ArrayRef,
-                Arc::new(a_item.finish()),
-                Arc::new(a_desc.finish()),
-                Arc::new(a_initial.finish()),
-                Arc::new(a_reserve.finish()),
-                Arc::new(a_time.finish()),
-                Arc::new(a_expires.finish()),
-                Arc::new(a_seller.finish()),
-                Arc::new(a_category.finish()),
-                Arc::new(a_extra.finish()),
-            ],
-            a.valid.finish(),
-        );
-        let bid = StructArray::try_new(
-            b.fields,
-            vec![
-                Arc::new(b_auction.finish()) as ArrayRef,
-                Arc::new(b_bidder.finish()),
-                Arc::new(b_price.finish()),
-                Arc::new(b_channel.finish()),
-                Arc::new(b_url.finish()),
-                Arc::new(b_time.finish()),
-                Arc::new(b_extra.finish()),
-            ],
-            b.valid.finish(),
-        );
         let err = |e| Error::data("building Nexmark events", e);
-        let flat = |a: std::result::Result<StructArray, arrow_schema::ArrowError>| {
-            let (_, columns, _) = a.map_err(err)?.into_parts();
+        let flat = |a: StructArray| {
+            let (_, columns, _) = a.into_parts();
             RecordBatch::try_new(self.schema.clone(), columns).map_err(err)
         };
         match self.spec.table {
-            NexmarkTable::All => {}
-            NexmarkTable::Bid => return flat(bid),
-            NexmarkTable::Auction => return flat(auction),
-            NexmarkTable::Person => return flat(person),
+            NexmarkTable::Bid => flat(bid.finish().map_err(err)?),
+            NexmarkTable::Auction => flat(auction.finish().map_err(err)?),
+            NexmarkTable::Person => flat(person.finish().map_err(err)?),
+            NexmarkTable::All => RecordBatch::try_new(
+                self.schema.clone(),
+                vec![
+                    Arc::new(Int32Array::from(event_type)),
+                    Arc::new(person.finish().map_err(err)?),
+                    Arc::new(auction.finish().map_err(err)?),
+                    Arc::new(bid.finish().map_err(err)?),
+                    Arc::new(date_time.finish()),
+                ],
+            )
+            .map_err(err),
         }
-        let (person, auction, bid) = match (person, auction, bid) {
-            (Ok(p), Ok(a), Ok(b)) => (p, a, b),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(err(e)),
-        };
-        RecordBatch::try_new(
-            self.schema.clone(),
-            vec![
-                Arc::new(Int32Array::from(event_type)),
-                Arc::new(person),
-                Arc::new(auction),
-                Arc::new(bid),
-                Arc::new(date_time.finish()),
-            ],
-        )
-        .map_err(|e| Error::data("building Nexmark events", e))
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn append_nulls_person(
-    id: &mut Int64Builder,
-    name: &mut StringBuilder,
-    email: &mut StringBuilder,
-    card: &mut StringBuilder,
-    city: &mut StringBuilder,
-    state: &mut StringBuilder,
-    time: &mut TimestampMicrosecondBuilder,
-    extra: &mut StringBuilder,
-) {
-    id.append_null();
-    name.append_null();
-    email.append_null();
-    card.append_null();
-    city.append_null();
-    state.append_null();
-    time.append_null();
-    extra.append_null();
+/// Events between an auction's start and the time its expiry is drawn around.
+const EVENTS_FOR_AUCTIONS: u64 = IN_FLIGHT_AUCTIONS * PROPORTION_DENOMINATOR / AUCTION_PROPORTION;
+
+fn timestamps(capacity: usize) -> TimestampMicrosecondBuilder {
+    TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone(UTC)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn append_nulls_auction(
-    id: &mut Int64Builder,
-    item: &mut StringBuilder,
-    desc: &mut StringBuilder,
-    initial: &mut Int64Builder,
-    reserve: &mut Int64Builder,
-    time: &mut TimestampMicrosecondBuilder,
-    expires: &mut TimestampMicrosecondBuilder,
-    seller: &mut Int64Builder,
-    category: &mut Int64Builder,
-    extra: &mut StringBuilder,
-) {
-    id.append_null();
-    item.append_null();
-    desc.append_null();
-    initial.append_null();
-    reserve.append_null();
-    time.append_null();
-    expires.append_null();
-    seller.append_null();
-    category.append_null();
-    extra.append_null();
+/// The `person` columns being built.
+struct PersonBuilder {
+    valid: NullBufferBuilder,
+    id: Int64Builder,
+    name: StringBuilder,
+    email: StringBuilder,
+    card: StringBuilder,
+    city: StringBuilder,
+    state: StringBuilder,
+    time: TimestampMicrosecondBuilder,
+    extra: StringBuilder,
 }
 
-fn append_nulls_bid(
-    auction: &mut Int64Builder,
-    bidder: &mut Int64Builder,
-    price: &mut Int64Builder,
-    channel: &mut StringBuilder,
-    url: &mut StringBuilder,
-    time: &mut TimestampMicrosecondBuilder,
-    extra: &mut StringBuilder,
-) {
-    auction.append_null();
-    bidder.append_null();
-    price.append_null();
-    channel.append_null();
-    url.append_null();
-    time.append_null();
-    extra.append_null();
+impl PersonBuilder {
+    /// Room for `rows` rows, `people` of them set.
+    fn new(rows: usize, people: usize) -> Self {
+        PersonBuilder {
+            valid: NullBufferBuilder::new(rows),
+            id: Int64Builder::with_capacity(rows),
+            name: StringBuilder::with_capacity(rows, people * 16),
+            email: StringBuilder::with_capacity(rows, people * 20),
+            card: StringBuilder::with_capacity(rows, people * 19),
+            city: StringBuilder::with_capacity(rows, people * 10),
+            state: StringBuilder::with_capacity(rows, people * 2),
+            time: timestamps(rows),
+            extra: StringBuilder::with_capacity(rows, people * 140),
+        }
+    }
+
+    fn append(&mut self, id: u64, time: i64, rng: &mut Rng, pool: &str) {
+        self.valid.append_non_null();
+        self.id
+            .append_value((person_last_id(id) + FIRST_PERSON_ID) as i64);
+        let first = FIRST_NAMES[rng.below(FIRST_NAMES.len() as u64) as usize];
+        let last = LAST_NAMES[rng.below(LAST_NAMES.len() as u64) as usize];
+        let _ = write!(self.name, "{first} {last}");
+        self.name.append_value("");
+        append_letters(&mut self.email, pool, rng, 7);
+        let _ = self.email.write_char('@');
+        append_letters(&mut self.email, pool, rng, 5);
+        self.email.append_value(".com");
+        let _ = write!(
+            self.card,
+            "{:04} {:04} {:04} {:04}",
+            rng.below(10_000),
+            rng.below(10_000),
+            rng.below(10_000),
+            rng.below(10_000)
+        );
+        self.card.append_value("");
+        let city = US_CITIES[rng.below(US_CITIES.len() as u64) as usize];
+        let state = US_STATES[rng.below(US_STATES.len() as u64) as usize];
+        self.city.append_value(city);
+        self.state.append_value(state);
+        self.time.append_value(time);
+        let size = 8 + first.len() + last.len() + 1 + 17 + 19 + city.len() + 2;
+        append_extra(&mut self.extra, pool, rng, size, AVG_PERSON_BYTES);
+    }
+
+    fn append_null(&mut self) {
+        self.valid.append_null();
+        self.id.append_null();
+        self.name.append_null();
+        self.email.append_null();
+        self.card.append_null();
+        self.city.append_null();
+        self.state.append_null();
+        self.time.append_null();
+        self.extra.append_null();
+    }
+
+    fn finish(mut self) -> std::result::Result<StructArray, arrow_schema::ArrowError> {
+        StructArray::try_new(
+            person_fields(),
+            vec![
+                Arc::new(self.id.finish()) as ArrayRef,
+                Arc::new(self.name.finish()),
+                Arc::new(self.email.finish()),
+                Arc::new(self.card.finish()),
+                Arc::new(self.city.finish()),
+                Arc::new(self.state.finish()),
+                Arc::new(self.time.finish()),
+                Arc::new(self.extra.finish()),
+            ],
+            self.valid.finish(),
+        )
+    }
+}
+
+/// The `auction` columns being built.
+struct AuctionBuilder {
+    valid: NullBufferBuilder,
+    id: Int64Builder,
+    item: StringBuilder,
+    description: StringBuilder,
+    initial_bid: Int64Builder,
+    reserve: Int64Builder,
+    time: TimestampMicrosecondBuilder,
+    expires: TimestampMicrosecondBuilder,
+    seller: Int64Builder,
+    category: Int64Builder,
+    extra: StringBuilder,
+}
+
+impl AuctionBuilder {
+    /// Room for `rows` rows, `auctions` of them set.
+    fn new(rows: usize, auctions: usize) -> Self {
+        AuctionBuilder {
+            valid: NullBufferBuilder::new(rows),
+            id: Int64Builder::with_capacity(rows),
+            item: StringBuilder::with_capacity(rows, auctions * 20),
+            description: StringBuilder::with_capacity(rows, auctions * 100),
+            initial_bid: Int64Builder::with_capacity(rows),
+            reserve: Int64Builder::with_capacity(rows),
+            time: timestamps(rows),
+            expires: timestamps(rows),
+            seller: Int64Builder::with_capacity(rows),
+            category: Int64Builder::with_capacity(rows),
+            extra: StringBuilder::with_capacity(rows, auctions * 340),
+        }
+    }
+
+    /// `horizon`: µs from this auction to the one `EVENTS_FOR_AUCTIONS` events later.
+    fn append(&mut self, id: u64, time: i64, horizon: i64, rng: &mut Rng, pool: &str) {
+        self.valid.append_non_null();
+        self.id
+            .append_value((auction_last_id(id) + FIRST_AUCTION_ID) as i64);
+        append_letters(&mut self.item, pool, rng, 20);
+        self.item.append_value("");
+        append_letters(&mut self.description, pool, rng, 100);
+        self.description.append_value("");
+        let initial = rng.price();
+        self.initial_bid.append_value(initial);
+        self.reserve.append_value(initial + rng.price());
+        self.time.append_value(time);
+        self.expires
+            .append_value(time + 1 + rng.below(horizon.max(1) as u64 * 2) as i64);
+        let seller = if rng.below(HOT_SELLER_RATIO) > 0 {
+            (person_last_id(id) / HOT_ID_STRIDE) * HOT_ID_STRIDE
+        } else {
+            person_next_id(id, rng)
+        };
+        self.seller.append_value((seller + FIRST_PERSON_ID) as i64);
+        self.category
+            .append_value((FIRST_CATEGORY_ID + rng.below(NUM_CATEGORIES)) as i64);
+        append_extra(
+            &mut self.extra,
+            pool,
+            rng,
+            8 + 20 + 100 + 40,
+            AVG_AUCTION_BYTES,
+        );
+    }
+
+    fn append_null(&mut self) {
+        self.valid.append_null();
+        self.id.append_null();
+        self.item.append_null();
+        self.description.append_null();
+        self.initial_bid.append_null();
+        self.reserve.append_null();
+        self.time.append_null();
+        self.expires.append_null();
+        self.seller.append_null();
+        self.category.append_null();
+        self.extra.append_null();
+    }
+
+    fn finish(mut self) -> std::result::Result<StructArray, arrow_schema::ArrowError> {
+        StructArray::try_new(
+            auction_fields(),
+            vec![
+                Arc::new(self.id.finish()) as ArrayRef,
+                Arc::new(self.item.finish()),
+                Arc::new(self.description.finish()),
+                Arc::new(self.initial_bid.finish()),
+                Arc::new(self.reserve.finish()),
+                Arc::new(self.time.finish()),
+                Arc::new(self.expires.finish()),
+                Arc::new(self.seller.finish()),
+                Arc::new(self.category.finish()),
+                Arc::new(self.extra.finish()),
+            ],
+            self.valid.finish(),
+        )
+    }
+}
+
+/// The `bid` columns being built.
+struct BidBuilder {
+    valid: NullBufferBuilder,
+    auction: Int64Builder,
+    bidder: Int64Builder,
+    price: Int64Builder,
+    channel: StringBuilder,
+    url: StringBuilder,
+    time: TimestampMicrosecondBuilder,
+    extra: StringBuilder,
+}
+
+impl BidBuilder {
+    fn new(rows: usize) -> Self {
+        BidBuilder {
+            valid: NullBufferBuilder::new(rows),
+            auction: Int64Builder::with_capacity(rows),
+            bidder: Int64Builder::with_capacity(rows),
+            price: Int64Builder::with_capacity(rows),
+            channel: StringBuilder::with_capacity(rows, rows * 10),
+            url: StringBuilder::with_capacity(rows, rows * 50),
+            time: timestamps(rows),
+            extra: StringBuilder::with_capacity(rows, rows * 70),
+        }
+    }
+
+    fn append(
+        &mut self,
+        id: u64,
+        time: i64,
+        rng: &mut Rng,
+        pool: &str,
+        channels: &[(String, String)],
+    ) {
+        self.valid.append_non_null();
+        let auction = if rng.below(HOT_AUCTION_RATIO) > 0 {
+            (auction_last_id(id) / HOT_ID_STRIDE) * HOT_ID_STRIDE
+        } else {
+            auction_next_id(id, rng)
+        };
+        let bidder = if rng.below(HOT_BIDDER_RATIO) > 0 {
+            (person_last_id(id) / HOT_ID_STRIDE) * HOT_ID_STRIDE + 1
+        } else {
+            person_next_id(id, rng)
+        };
+        self.auction
+            .append_value((auction + FIRST_AUCTION_ID) as i64);
+        self.bidder.append_value((bidder + FIRST_PERSON_ID) as i64);
+        self.price.append_value(rng.price());
+        let channel = if rng.below(HOT_CHANNEL_RATIO) > 0 {
+            rng.below(HOT_CHANNELS.len() as u64) as usize
+        } else {
+            HOT_CHANNELS.len() + rng.below(CHANNELS) as usize
+        };
+        let (name, url) = &channels[channel];
+        self.channel.append_value(name);
+        self.url.append_value(url);
+        self.time.append_value(time);
+        append_extra(&mut self.extra, pool, rng, 32, AVG_BID_BYTES);
+    }
+
+    fn append_null(&mut self) {
+        self.valid.append_null();
+        self.auction.append_null();
+        self.bidder.append_null();
+        self.price.append_null();
+        self.channel.append_null();
+        self.url.append_null();
+        self.time.append_null();
+        self.extra.append_null();
+    }
+
+    fn finish(mut self) -> std::result::Result<StructArray, arrow_schema::ArrowError> {
+        StructArray::try_new(
+            bid_fields(),
+            vec![
+                Arc::new(self.auction.finish()) as ArrayRef,
+                Arc::new(self.bidder.finish()),
+                Arc::new(self.price.finish()),
+                Arc::new(self.channel.finish()),
+                Arc::new(self.url.finish()),
+                Arc::new(self.time.finish()),
+                Arc::new(self.extra.finish()),
+            ],
+            self.valid.finish(),
+        )
+    }
 }
 
 impl Source for NexmarkSource {

@@ -133,7 +133,13 @@ impl Rng {
 
 fn person_last_id(id: u64) -> u64 {
     let epoch = id / PROPORTION_DENOMINATOR;
-    let offset = (id % PROPORTION_DENOMINATOR).min(PERSON_PROPORTION - 1);
+    // The reference's formula; with one person per epoch the offset is always 0.
+    let in_epoch = id % PROPORTION_DENOMINATOR;
+    let offset = if in_epoch < PERSON_PROPORTION {
+        in_epoch
+    } else {
+        PERSON_PROPORTION - 1
+    };
     epoch * PERSON_PROPORTION + offset
 }
 
@@ -256,7 +262,7 @@ pub struct NexmarkSource {
 impl NexmarkSource {
     /// A generator with `spec`'s options.
     pub fn new(spec: NexmarkSpec) -> NexmarkSource {
-        let mut rng = Rng(0x6e65_786d_6172_6b);
+        let mut rng = Rng(0x006e_6578_6d61_726b);
         let pool: String = (0..4096)
             .map(|_| (b'a' + rng.below(26) as u8) as char)
             .collect();

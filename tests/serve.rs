@@ -398,6 +398,42 @@ fn mutating_requests_without_the_right_token_get_401_and_change_nothing() {
     assert_eq!(server.get("/queries"), json!([]));
     // Reading needs no token.
     assert_eq!(server.get("/healthz")["status"], "ok");
+
+    // With the token, a pipeline posted as JSON starts; a broken one is a 400 naming the key.
+    let pipeline = json!({
+        "query": [{
+            "name": "from-json",
+            "trigger": "once",
+            "source": { "format": "rate-micro-batch", "rowsPerBatch": 5 },
+            "sink": { "format": "memory" },
+        }]
+    });
+    let (status, created) = server.call(
+        "POST",
+        "/queries",
+        Some(&server.token),
+        "application/json",
+        pipeline.to_string().into_bytes(),
+    );
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created[0]["name"], "from-json");
+    server.await_batch("from-json", 0);
+    let (status, err) = server.call(
+        "POST",
+        "/queries",
+        Some(&server.token),
+        "application/json",
+        json!({ "query": [{ "name": "bad", "source": { "format": "kafak" }, "sink": { "format": "console" } }] })
+            .to_string()
+            .into_bytes(),
+    );
+    assert_eq!(status, 400, "{err}");
+    assert!(
+        err["error"].as_str().unwrap().contains("source.format"),
+        "{err}"
+    );
+    let (status, err) = server.call("GET", "/queries/nope", None, "application/json", Vec::new());
+    assert_eq!(status, 404, "{err}");
 }
 
 #[test]

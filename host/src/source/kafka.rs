@@ -6,9 +6,12 @@
 //! the first batch are written to the source log (`sources/0/initial.json`) before that
 //! batch is planned, so a replay of batch 0 reads the same records.
 //!
-//! Reading uses a plain assigned consumer (no group): each batch assigns the partitions at
-//! their start offsets and polls until every partition reached its end offset, appending
-//! straight into Arrow builders.
+//! Reading uses a plain assigned consumer (no group). A partition stays assigned from the
+//! first batch that reads it on, and is read through its own queue: the batch takes exactly
+//! its records from each partition's queue, and what librdkafka fetched beyond the batch's
+//! end waits in that queue for the next batch, so fetching never restarts between batches.
+//! A partition whose queue is not where a batch starts (a re-run after a crash, a gap) is
+//! moved with a seek. Records are appended straight into Arrow builders.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,7 +24,8 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
 use serde_json::json;
@@ -139,12 +143,21 @@ fn from_json(offset: &Offset) -> Option<PartitionOffsets> {
     Some(out)
 }
 
+/// A partition kept assigned between batches.
+struct AssignedPartition {
+    queue: PartitionQueue<DefaultConsumerContext>,
+    /// The offset its queue delivers next; `None` when unknown (seek before reading).
+    next: Option<i64>,
+}
+
 /// Reads Kafka topics batch by batch.
 pub struct KafkaSource {
     spec: KafkaSourceSpec,
     ctx: SourceContext,
     schema: SchemaRef,
-    consumer: BaseConsumer,
+    consumer: Arc<BaseConsumer>,
+    /// Partitions assigned so far, each with its own queue.
+    assigned: BTreeMap<(String, i32), AssignedPartition>,
     /// Offsets the first batch starts from (kept in the source log).
     initial: Option<PartitionOffsets>,
     /// For `availableNow`: the end offsets when the query started.
@@ -221,7 +234,8 @@ impl KafkaSource {
             schema: Arc::new(Schema::new(fields)),
             spec,
             ctx,
-            consumer,
+            consumer: Arc::new(consumer),
+            assigned: BTreeMap::new(),
             initial,
             bound: None,
             lost_records: 0,
@@ -332,6 +346,56 @@ impl KafkaSource {
         self.consumer
             .fetch_watermarks(topic, partition, TIMEOUT)
             .map_err(|e| self.err(format!("reading the offsets of {topic}-{partition}: {e}")))
+    }
+
+    /// Makes every partition of `wanted` deliver from its range's start: partitions seen for
+    /// the first time are assigned there (and get their own queue); assigned ones whose queue
+    /// is elsewhere (a re-run, a gap) are moved with a seek. Assigned partitions already at
+    /// the start keep what they prefetched.
+    fn position(&mut self, wanted: &[((String, i32), i64, i64)]) -> Result<()> {
+        let mut new = TopicPartitionList::new();
+        for ((t, p), s, _) in wanted {
+            match self.assigned.get_mut(&(t.clone(), *p)) {
+                None => {
+                    new.add_partition_offset(t, *p, KafkaOffset::Offset(*s))
+                        .map_err(|e| self.err(format!("assigning {t}-{p}: {e}")))?;
+                }
+                Some(a) if a.next == Some(*s) => {}
+                Some(a) => {
+                    self.consumer
+                        .seek(t, *p, KafkaOffset::Offset(*s), TIMEOUT)
+                        .map_err(|e| Error::Source {
+                            source_name: format!("KafkaV2[{}]", describe(&self.spec.subscription)),
+                            message: format!("moving {t}-{p} to offset {s}: {e}"),
+                        })?;
+                    a.next = Some(*s);
+                }
+            }
+        }
+        if new.count() == 0 {
+            return Ok(());
+        }
+        // Queues first: a partition whose queue the application split off before it is
+        // assigned keeps its records there from the first fetch on (split afterwards, the
+        // first fetches would land in the consumer's shared queue).
+        for e in new.elements() {
+            let queue = self
+                .consumer
+                .split_partition_queue(e.topic(), e.partition())
+                .ok_or_else(|| self.err(format!("no queue for {}-{}", e.topic(), e.partition())))?;
+            let next = match e.offset() {
+                KafkaOffset::Offset(o) => Some(o),
+                _ => None,
+            };
+            self.assigned.insert(
+                (e.topic().to_owned(), e.partition()),
+                AssignedPartition { queue, next },
+            );
+        }
+        self.consumer
+            .incremental_assign(&new)
+            .map_err(|e| self.err(format!("assigning partitions: {e}")))?;
+        Ok(())
     }
 
     /// The offset `spec` names in `topic`-`partition`, whose log spans `low..high`.
@@ -582,10 +646,8 @@ impl Source for KafkaSource {
             }
             None => self.initial.clone().unwrap_or_default(),
         };
-        // topic → partition → (next offset to read, end): looked up by the message's `&str`
-        // topic, so reading allocates nothing per record.
-        let mut wanted: BTreeMap<String, BTreeMap<i32, (i64, i64)>> = BTreeMap::new();
-        let mut tpl = TopicPartitionList::new();
+        // The range of each partition this batch reads.
+        let mut wanted: Vec<((String, i32), i64, i64)> = Vec::new();
         for ((t, p), e) in &ends {
             let mut s = match starts.get(&(t.clone(), *p)) {
                 Some(s) => *s,
@@ -598,17 +660,10 @@ impl Source for KafkaSource {
                 s = self.watermarks(t, *p)?.0;
             }
             if *e > s {
-                wanted.entry(t.clone()).or_default().insert(*p, (s, *e));
-                tpl.add_partition_offset(t, *p, KafkaOffset::Offset(s))
-                    .map_err(|e| self.err(format!("assigning {t}-{p}: {e}")))?;
+                wanted.push(((t.clone(), *p), s, *e));
             }
         }
-        let total: i64 = wanted
-            .values()
-            .flat_map(|ps| ps.values())
-            .map(|(s, e)| e - s)
-            .sum();
-        let rows = total as usize;
+        let rows: usize = wanted.iter().map(|(_, s, e)| (e - s) as usize).sum();
         let mut key = BinaryBuilder::with_capacity(rows, rows * 8);
         let mut value = BinaryBuilder::with_capacity(rows, rows * 100);
         let mut topic = StringBuilder::with_capacity(rows, rows * 8);
@@ -617,56 +672,79 @@ impl Source for KafkaSource {
         let mut timestamp = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone(UTC);
         let mut timestamp_type = Int32Builder::with_capacity(rows);
         let mut headers = ListBuilder::new(StructBuilder::from_fields(header_fields(), 0));
-        if !wanted.is_empty() {
-            self.consumer
-                .assign(&tpl)
-                .map_err(|e| self.err(format!("assigning partitions: {e}")))?;
-            let mut remaining = wanted;
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while !remaining.is_empty() {
-                if Instant::now() > deadline {
-                    let missing: Vec<String> = remaining
-                        .iter()
-                        .flat_map(|(t, ps)| {
-                            ps.iter()
-                                .map(move |(p, (s, e))| format!("{t}-{p} offsets {s}..{e}"))
-                        })
-                        .collect();
-                    return Err(self.err(format!(
-                        "could not read {} within 120 s",
-                        missing.join(", ")
-                    )));
-                }
-                let Some(msg) = self.consumer.poll(Duration::from_millis(500)) else {
-                    continue;
-                };
-                let msg = msg.map_err(|e| self.err(format!("reading: {e}")))?;
-                let Some(partitions) = remaining.get_mut(msg.topic()) else {
-                    continue;
-                };
-                let Some((next, end)) = partitions.get_mut(&msg.partition()) else {
-                    continue;
-                };
-                let o = msg.offset();
-                if o < *next || o >= *end {
-                    continue;
-                }
-                // Compacted topics and transaction markers leave gaps: move to the next offset seen.
-                *next = o + 1;
-                if *next >= *end {
-                    // Stop fetching it: records past the batch's end would be read and dropped.
-                    let mut done = TopicPartitionList::new();
-                    done.add_partition(msg.topic(), msg.partition());
-                    let _ = self.consumer.incremental_unassign(&done);
-                    partitions.remove(&msg.partition());
-                    if partitions.is_empty() {
-                        remaining.remove(msg.topic());
+        self.position(&wanted)?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        for ((t, p), _, e) in &wanted {
+            let (t, p, e) = (t.as_str(), *p, *e);
+            let Some(assigned) = self.assigned.get_mut(&(t.to_owned(), p)) else {
+                return Err(self.err(format!("{t}-{p} is not assigned")));
+            };
+            let mut idle = 0;
+            while assigned.next.is_some_and(|n| n < e) {
+                let Some(msg) = assigned.queue.poll(Duration::from_millis(100)) else {
+                    // Nothing yet: serve the consumer's own events, and see whether the rest
+                    // of the range holds no records (transaction markers, compaction).
+                    match self.consumer.poll(Duration::ZERO) {
+                        Some(Err(err)) => {
+                            return Err(self.err(format!("reading {t}-{p}: {err}")));
+                        }
+                        // Every partition's records go to its own queue; one here would be
+                        // lost, so stop rather than drop it.
+                        Some(Ok(m)) => {
+                            return Err(self.err(format!(
+                                "record {}-{} offset {} arrived outside its partition queue",
+                                m.topic(),
+                                m.partition(),
+                                m.offset()
+                            )));
+                        }
+                        None => {}
                     }
+                    idle += 1;
+                    if idle % 5 == 0 {
+                        let position = self
+                            .consumer
+                            .position()
+                            .ok()
+                            .and_then(|l| l.find_partition(t, p).map(|e| e.offset()));
+                        if let Some(KafkaOffset::Offset(o)) = position
+                            && o >= e
+                        {
+                            assigned.next = Some(o);
+                            break;
+                        }
+                    }
+                    if Instant::now() > deadline {
+                        return Err(Error::Source {
+                            source_name: format!("KafkaV2[{}]", describe(&self.spec.subscription)),
+                            message: format!(
+                                "could not read {t}-{p} offsets {}..{e} within 120 s",
+                                assigned.next.unwrap_or(0)
+                            ),
+                        });
+                    }
+                    continue;
+                };
+                let msg = msg.map_err(|err| Error::Source {
+                    source_name: format!("KafkaV2[{}]", describe(&self.spec.subscription)),
+                    message: format!("reading {t}-{p}: {err}"),
+                })?;
+                let o = msg.offset();
+                if assigned.next.is_some_and(|n| o < n) {
+                    continue;
                 }
+                if o >= e {
+                    // A gap ran up to the end and this record belongs to the next batch: it is
+                    // consumed now, so the next batch re-positions the partition.
+                    assigned.next = None;
+                    break;
+                }
+                // Compacted topics and transaction markers leave gaps: move past what was seen.
+                assigned.next = Some(o + 1);
                 key.append_option(msg.key());
                 value.append_option(msg.payload());
-                topic.append_value(msg.topic());
-                partition.append_value(msg.partition());
+                topic.append_value(t);
+                partition.append_value(p);
                 offset.append_value(o);
                 let (ts, kind) = match msg.timestamp() {
                     rdkafka::Timestamp::NotAvailable => (None, -1),
@@ -694,7 +772,6 @@ impl Source for KafkaSource {
                     }
                 }
             }
-            let _ = self.consumer.unassign();
         }
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(key.finish()),

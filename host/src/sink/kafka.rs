@@ -167,7 +167,11 @@ impl KafkaSink {
         config
             .set("bootstrap.servers", &spec.bootstrap_servers)
             .set("enable.idempotence", "true")
-            .set("acks", "all");
+            .set("acks", "all")
+            // A batch is handed to the producer at once: room for a large one in its local
+            // queue (librdkafka's default, 100,000, made the sink wait for acknowledgements
+            // half-way through every batch). `kafka.queue.buffering.max.messages` overrides it.
+            .set("queue.buffering.max.messages", "1000000");
         if spec.exactly_once {
             config.set("transactional.id", format!("sluice-{query_id}"));
         }
@@ -263,28 +267,35 @@ impl KafkaSink {
                         record = record.headers(owned);
                     }
                 }
-                let mut record = record;
-                loop {
-                    match self.producer.send(record) {
-                        Ok(()) => break,
-                        Err((e, r))
-                            if e.rdkafka_error_code()
-                                == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
-                        {
-                            std::thread::sleep(Duration::from_millis(5));
-                            record = r;
-                        }
-                        Err((e, _)) => {
-                            return Err(self.err(format!(
-                                "producing row {i} of batch {batch_id} to {topic}: {e}"
-                            )));
-                        }
-                    }
-                }
+                send(&self.producer, record).map_err(|e| {
+                    self.err(format!(
+                        "producing row {i} of batch {batch_id} to {topic}: {e}"
+                    ))
+                })?;
                 rows += 1;
             }
         }
         Ok(rows)
+    }
+}
+
+/// Hands a record to the producer, waiting while its local queue is full (the producer
+/// drains it as the broker acknowledges).
+fn send<K: rdkafka::message::ToBytes + ?Sized, P: rdkafka::message::ToBytes + ?Sized>(
+    producer: &ThreadedProducer<Deliveries>,
+    mut record: BaseRecord<'_, K, P, ()>,
+) -> std::result::Result<(), rdkafka::error::KafkaError> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((e, r))
+                if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+            {
+                std::thread::sleep(Duration::from_millis(1));
+                record = r;
+            }
+            Err((e, _)) => return Err(e),
+        }
     }
 }
 
@@ -402,7 +413,7 @@ impl Sink for KafkaSink {
                 .key(key.as_str())
                 .payload(id.as_str())
                 .partition(0);
-            self.producer.send(marker).map_err(|(e, _)| {
+            send(&self.producer, marker).map_err(|e| {
                 self.err(format!(
                     "recording batch {batch_id} in its transaction: {e}"
                 ))

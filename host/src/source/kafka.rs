@@ -183,6 +183,11 @@ impl KafkaSource {
             // requests that plan the next batch queue behind it: librdkafka's 500 ms default
             // added half a second to each batch. (`kafka.fetch.wait.max.ms` overrides it.)
             .set("fetch.wait.max.ms", "10")
+            // Each partition has its own queue, and librdkafka's prefetch limits apply per
+            // queue: its defaults (64 MiB, 100,000 records) would let a consumer of many
+            // partitions hold gigabytes. (`kafka.queued.max.messages.kbytes` overrides it.)
+            .set("queued.max.messages.kbytes", "4096")
+            .set("queued.min.messages", "20000")
             // librdkafka's consumer needs a group to assign partitions; like Spark's
             // `spark-kafka-source-<uuid>` it is private and nothing is ever committed to it.
             .set(

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -25,16 +24,7 @@ impl Broker {
         for t in topics {
             cmd.arg("--topic").arg(t);
         }
-        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let bootstrap = line
-            .trim()
-            .strip_prefix("bootstrap=")
-            .expect("the broker prints its address")
-            .to_owned();
+        let (child, bootstrap) = spawn_announcing(cmd, "bootstrap=");
         Broker { child, bootstrap }
     }
 

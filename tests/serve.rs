@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -21,27 +20,16 @@ struct Server {
 
 impl Server {
     fn start(data: &Path, extra: &[&str]) -> Server {
-        let mut child = sluice()
-            .arg("serve")
+        let mut cmd = sluice();
+        cmd.arg("serve")
             .arg("--data-dir")
             .arg(data)
             .args(["--addr", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "info")
             .env_remove("SLUICE_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("sluice serve listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+            .stderr(Stdio::null());
+        let (child, url) = spawn_announcing(cmd, "sluice serve listening on ");
         let token = std::fs::read_to_string(data.join("token"))
             .unwrap()
             .trim()

@@ -270,3 +270,19 @@ fn table_rows(text: &str) -> Vec<Vec<String>> {
         })
         .collect()
 }
+
+/// Spawns `cmd` (a server: a broker, `sluice serve`) and returns it with what follows
+/// `prefix` on the first line it prints, its address.
+pub fn spawn_announcing(mut cmd: Command, prefix: &str) -> (Child, String) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line
+        .trim()
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("expected a first line starting {prefix:?}, got {line:?}"))
+        .to_owned();
+    (child, address)
+}

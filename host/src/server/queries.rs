@@ -39,8 +39,39 @@ struct PipelineRecord {
 struct Served {
     handle: StreamingQuery,
     pipeline: String,
-    /// The error the query ended with, if it failed.
-    exception: Arc<Mutex<Option<String>>>,
+    /// How the query ended, set by its thread as it ends.
+    end: Arc<QueryEnd>,
+}
+
+/// Set once by a query's thread when it ends; a stop request waits on it.
+#[derive(Default)]
+struct QueryEnd {
+    /// `Some(error)` once ended: `None` inside if it stopped cleanly.
+    outcome: Mutex<Option<Option<String>>>,
+    ended: std::sync::Condvar,
+}
+
+impl QueryEnd {
+    fn set(&self, error: Option<String>) {
+        *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+        self.ended.notify_all();
+    }
+
+    fn exception(&self) -> Option<String> {
+        self.outcome
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .flatten()
+    }
+
+    fn wait(&self) {
+        let guard = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        let _ended = self
+            .ended
+            .wait_while(guard, |o| o.is_none())
+            .unwrap_or_else(|p| p.into_inner());
+    }
 }
 
 /// A query as the API shows it.
@@ -168,20 +199,18 @@ impl QueryTable {
     }
 
     fn start(&self, spec: QuerySpec, pipeline: &str) -> Result<()> {
-        let exception = Arc::new(Mutex::new(None));
-        let slot = exception.clone();
+        let end = Arc::new(QueryEnd::default());
+        let on_end = end.clone();
         let name = spec.name.clone();
         let handle = StreamingQuery::start(spec, None, move |_, result| {
-            if let Err(e) = result {
-                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-            }
+            on_end.set(result.as_ref().err().map(|e| e.to_string()));
         })?;
         self.served().insert(
             name,
             Served {
                 handle,
                 pipeline: pipeline.to_owned(),
-                exception,
+                end,
             },
         );
         Ok(())
@@ -283,11 +312,7 @@ impl QueryTable {
             run_id: h.run_id().to_owned(),
             is_active: !h.is_finished(),
             status: h.monitor().status(),
-            exception: s
-                .exception
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            exception: s.end.exception(),
             last_batch_id: h.monitor().last_progress().map(|p| p.batch_id),
             steps: h.steps().into_iter().map(StepView::from).collect(),
         })
@@ -334,15 +359,9 @@ impl QueryTable {
             }
         })?;
         // Wait outside the lock: other requests go on meanwhile.
-        loop {
-            let done = self
-                .served()
-                .get(name)
-                .is_none_or(|s| s.handle.is_finished());
-            if done {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+        let end = self.served().get(name).map(|s| s.end.clone());
+        if let Some(end) = end {
+            end.wait();
         }
         self.info(name)
     }

@@ -80,37 +80,23 @@ impl WasmAggregate {
     }
 
     fn instantiate(&mut self) -> Result<()> {
-        let mut store = super::new_store(
+        let config = self.spec.config.to_string();
+        let encoded_input = abi::encode_schema(&self.input_schema);
+        let (mut store, instance, schema) = super::start_guest(
             self.runtime.engine(),
             self.label.clone(),
             &self.spec.limits,
             None,
+            "the aggregate",
+            |store| self.pre.instantiate(store),
+            |instance: &Aggregator, store| {
+                instance
+                    .sluice_pipeline_aggregate()
+                    .call_init(store, &config, &encoded_input)
+            },
         )?;
-        let instance = self.pre.instantiate(&mut store).map_err(|e| {
-            self.err(format!(
-                "failed to instantiate: {}",
-                explain(&e, store.data(), &self.spec.limits)
-            ))
-        })?;
-        let config = self.spec.config.to_string();
-        let encoded_input = abi::encode_schema(&self.input_schema);
-        let output = match instance.sluice_pipeline_aggregate().call_init(
-            &mut store,
-            &config,
-            &encoded_input,
-        ) {
-            Ok(Ok(schema)) => abi::decode_schema(&schema)
-                .map_err(|e| self.err(format!("init returned an unreadable schema: {e}")))?,
-            Ok(Err(msg)) => {
-                return Err(self.err(format!("init refused the aggregate's config: {msg}")));
-            }
-            Err(e) => {
-                return Err(self.err(format!(
-                    "init {}",
-                    explain(&e, store.data(), &self.spec.limits)
-                )));
-            }
-        };
+        let output = abi::decode_schema(&schema)
+            .map_err(|e| self.err(format!("init returned an unreadable schema: {e}")))?;
         let field = output
             .fields()
             .first()

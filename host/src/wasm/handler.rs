@@ -213,35 +213,22 @@ impl WasmHandlerSink {
             allow_hosts: self.spec.allow_hosts.clone(),
             schemas: SchemaCache::default(),
         };
-        let mut store = super::new_store(
+        let config = self.spec.config.to_string();
+        let (store, instance, ()) = super::start_guest(
             self.runtime.engine(),
             self.label.clone(),
             &self.spec.limits,
             Some(grants),
+            "the handler",
+            |store| self.pre.instantiate(store),
+            |instance: &Handler, store| {
+                instance.sluice_pipeline_batch_handler().call_init(
+                    store,
+                    &config,
+                    &self.encoded_schema,
+                )
+            },
         )?;
-        let instance = self.pre.instantiate(&mut store).map_err(|e| {
-            self.wasm_err(format!(
-                "failed to instantiate: {}",
-                explain(&e, store.data(), &self.spec.limits)
-            ))
-        })?;
-        let config = self.spec.config.to_string();
-        match instance.sluice_pipeline_batch_handler().call_init(
-            &mut store,
-            &config,
-            &self.encoded_schema,
-        ) {
-            Ok(Ok(())) => {}
-            Ok(Err(msg)) => {
-                return Err(self.wasm_err(format!("init refused the handler's config: {msg}")));
-            }
-            Err(e) => {
-                return Err(self.wasm_err(format!(
-                    "init {}",
-                    explain(&e, store.data(), &self.spec.limits)
-                )));
-            }
-        }
         self.instance = Some((store, instance));
         Ok(())
     }

@@ -476,6 +476,39 @@ fn new_store(
     Ok(store)
 }
 
+/// What a guest's `init` returns: its value, an error message (a refused config), or a trap.
+type InitResult<T> = wasmtime::Result<std::result::Result<T, String>>;
+
+/// Starts a guest: a store (with `grants` for a handler), an instance, and its `init` call.
+/// Errors name the module and say whether instantiation failed, `init` refused `config_of`'s
+/// config, or `init` trapped (and why, in the pipeline author's terms).
+pub(crate) fn start_guest<I, T>(
+    engine: &Engine,
+    label: Arc<str>,
+    limits: &GuestLimits,
+    grants: Option<handler::Grants>,
+    config_of: &str,
+    instantiate: impl FnOnce(&mut Store<GuestState>) -> wasmtime::Result<I>,
+    init: impl FnOnce(&I, &mut Store<GuestState>) -> InitResult<T>,
+) -> Result<(Store<GuestState>, I, T)> {
+    let mut store = new_store(engine, label.clone(), limits, grants)?;
+    let err = |message: String| Error::Wasm {
+        module: label.to_string(),
+        message,
+    };
+    let instance = instantiate(&mut store).map_err(|e| {
+        err(format!(
+            "failed to instantiate: {}",
+            explain(&e, store.data(), limits)
+        ))
+    })?;
+    match init(&instance, &mut store) {
+        Ok(Ok(value)) => Ok((store, instance, value)),
+        Ok(Err(msg)) => Err(err(format!("init refused {config_of}'s config: {msg}"))),
+        Err(e) => Err(err(format!("init {}", explain(&e, store.data(), limits)))),
+    }
+}
+
 /// Prepares one call: arms the deadline (and fuel) and forgets what the previous call emitted
 /// or logged.
 fn begin_call(store: &mut Store<GuestState>, limits: &GuestLimits) -> Result<()> {

@@ -13,7 +13,7 @@ use super::bindings::transformer::{
 };
 use super::{
     GuestState, WasmRuntime, WorldLink, batch_from_guest, begin_call, explain, prepare,
-    with_guest_batch, world_mismatch,
+    start_guest, with_guest_batch, world_mismatch,
 };
 use crate::error::{Error, Result};
 use crate::pipeline::{OnError, TransformSpec};
@@ -138,36 +138,22 @@ impl WasmTransform {
 
     /// A fresh instance, initialised. Called at start and after a trap.
     fn instantiate(&mut self) -> Result<()> {
-        let mut store = super::new_store(
+        let config = self.spec.config.to_string();
+        let (mut store, instance, encoded) = start_guest(
             self.runtime.engine(),
             self.label.clone(),
             &self.spec.limits,
             None,
+            "the step",
+            |store| self.pre.instantiate(store),
+            |instance: &Transformer, store| {
+                instance.sluice_pipeline_transform().call_init(
+                    store,
+                    &config,
+                    &self.encoded_input_schema,
+                )
+            },
         )?;
-        let instance = self.pre.instantiate(&mut store).map_err(|e| {
-            self.wasm_err(format!(
-                "failed to instantiate: {}",
-                explain(&e, store.data(), &self.spec.limits)
-            ))
-        })?;
-        let config = self.spec.config.to_string();
-        let init = instance.sluice_pipeline_transform().call_init(
-            &mut store,
-            &config,
-            &self.encoded_input_schema,
-        );
-        let encoded = match init {
-            Ok(Ok(schema)) => schema,
-            Ok(Err(msg)) => {
-                return Err(self.wasm_err(format!("init refused the step's config: {msg}")));
-            }
-            Err(e) => {
-                return Err(self.wasm_err(format!(
-                    "init {}",
-                    explain(&e, store.data(), &self.spec.limits)
-                )));
-            }
-        };
         let output = abi::decode_schema(&encoded).map_err(|e| {
             self.wasm_err(format!("init returned an unreadable output schema: {e}"))
         })?;

@@ -354,6 +354,67 @@ path = "out"
 }
 
 #[test]
+fn string_aggregates_keep_first_last_extremes_and_distinct_values_across_batches() {
+    // One 10-minute window fed by two batches; a row at 12:40 then moves the watermark past
+    // it. "dog" is seen first, again in the middle and last; "owl" is the largest, "cat" the
+    // smallest; three distinct animals in five rows.
+    let dir = tempfile::tempdir().unwrap();
+    write_batches(
+        dir.path(),
+        &[
+            &[
+                ("12:01", "dog", 1),
+                ("12:02", "owl", 1),
+                ("12:03", "dog", 1),
+            ],
+            &[("12:04", "cat", 1), ("12:06", "dog", 1)],
+            &[("12:40", "eel", 1)],
+        ],
+    );
+    let rows = run_pipeline_text(
+        dir.path(),
+        r#"[[query]]
+name = "animals"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+[query.source]
+format = "json"
+path = "in"
+schema = "order_time TIMESTAMP, category STRING, amount BIGINT"
+maxFilesPerTrigger = 1
+watermark = { column = "order_time", delay = "10 minutes" }
+[query.aggregate]
+window = { column = "order_time", duration = "10 minutes" }
+aggs = [
+  { fn = "first", column = "category", as = "first" },
+  { fn = "last", column = "category", as = "last" },
+  { fn = "min", column = "category", as = "min" },
+  { fn = "max", column = "category", as = "max" },
+  { fn = "count_distinct", column = "category", as = "kinds" },
+]
+[query.sink]
+format = "json"
+path = "out"
+"#,
+    );
+    let got: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {} {} {}",
+                &r["window"]["start"].as_str().unwrap()[11..16],
+                r["first"].as_str().unwrap(),
+                r["last"].as_str().unwrap(),
+                r["min"].as_str().unwrap(),
+                r["max"].as_str().unwrap(),
+                r["kinds"]
+            )
+        })
+        .collect();
+    assert_eq!(got, s(&["12:00 dog dog cat owl 3"]));
+}
+
+#[test]
 fn session_windows_merge_rows_closer_than_the_gap() {
     let dir = tempfile::tempdir().unwrap();
     write_batches(

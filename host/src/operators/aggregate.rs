@@ -8,7 +8,7 @@
 //! mode, which keeps everything). Session windows merge per key as rows arrive.
 
 use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::path::Path;
 use std::sync::Arc;
@@ -113,23 +113,70 @@ enum Kind {
 
 /// A value kept by min/max/first/last/count distinct. Floats are kept as bits so values can
 /// be hashed; they compare numerically.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Scalar {
     I(i64),
     F(u64),
     S(Box<str>),
 }
 
+/// A value of an input row, borrowed from its array: compared with, or looked up among, kept
+/// values without copying it, and copied into a [`Scalar`] only when it is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ScalarRef<'a> {
+    I(i64),
+    F(u64),
+    S(&'a str),
+}
+
 impl Scalar {
+    fn as_ref(&self) -> ScalarRef<'_> {
+        match self {
+            Scalar::I(v) => ScalarRef::I(*v),
+            Scalar::F(v) => ScalarRef::F(*v),
+            Scalar::S(v) => ScalarRef::S(v),
+        }
+    }
+
     fn compare(&self, other: &Scalar) -> Ordering {
+        self.as_ref().compare(other.as_ref())
+    }
+}
+
+// Hashed as its borrowed form, so a set of kept values can be probed with a row's value.
+impl std::hash::Hash for Scalar {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_ref().hash(state)
+    }
+}
+
+impl hashbrown::Equivalent<Scalar> for ScalarRef<'_> {
+    fn equivalent(&self, key: &Scalar) -> bool {
+        *self == key.as_ref()
+    }
+}
+
+impl ScalarRef<'_> {
+    fn to_scalar(self) -> Scalar {
+        match self {
+            ScalarRef::I(v) => Scalar::I(v),
+            ScalarRef::F(v) => Scalar::F(v),
+            ScalarRef::S(v) => Scalar::S(v.into()),
+        }
+    }
+
+    fn compare(self, other: ScalarRef<'_>) -> Ordering {
         match (self, other) {
-            (Scalar::I(a), Scalar::I(b)) => a.cmp(b),
-            (Scalar::F(a), Scalar::F(b)) => f64::from_bits(*a).total_cmp(&f64::from_bits(*b)),
-            (Scalar::S(a), Scalar::S(b)) => a.cmp(b),
+            (ScalarRef::I(a), ScalarRef::I(b)) => a.cmp(&b),
+            (ScalarRef::F(a), ScalarRef::F(b)) => f64::from_bits(a).total_cmp(&f64::from_bits(b)),
+            (ScalarRef::S(a), ScalarRef::S(b)) => a.cmp(b),
             _ => Ordering::Equal,
         }
     }
 }
+
+/// The distinct values of a `count_distinct` group.
+type DistinctSet = hashbrown::HashSet<Scalar, FixedState>;
 
 /// An accumulator.
 #[derive(Debug, Clone, PartialEq)]
@@ -145,7 +192,7 @@ enum Acc {
     // Boxed on purpose: it keeps every accumulator (most are a few bytes) at 32 bytes, which
     // matters with a million groups in state.
     #[allow(clippy::box_collection)]
-    Distinct(Box<HashSet<Scalar>>),
+    Distinct(Box<DistinctSet>),
     /// A user-defined aggregate's opaque state (updated per batch, not per row).
     Udaf(Vec<u8>),
 }
@@ -160,25 +207,24 @@ enum Input {
 }
 
 impl Input {
-    fn scalar(&self, i: usize) -> Option<Scalar> {
+    /// Row `i`'s value, borrowed (`None`: null, or a column kind no scalar holds).
+    fn value(&self, i: usize) -> Option<ScalarRef<'_>> {
         match self {
-            Input::I(a) if a.is_valid(i) => Some(Scalar::I(a.value(i))),
-            Input::F(a) if a.is_valid(i) => Some(Scalar::F(a.value(i).to_bits())),
-            Input::S(a) if a.is_valid(i) => Some(Scalar::S(a.value(i).into())),
+            Input::I(a) if a.is_valid(i) => Some(ScalarRef::I(a.value(i))),
+            Input::F(a) if a.is_valid(i) => Some(ScalarRef::F(a.value(i).to_bits())),
+            Input::S(a) if a.is_valid(i) => Some(ScalarRef::S(a.value(i))),
             _ => None,
         }
     }
 
+    /// Row `i`'s value, copied.
+    fn scalar(&self, i: usize) -> Option<Scalar> {
+        self.value(i).map(ScalarRef::to_scalar)
+    }
+
     /// Compares row `i` with a kept value without copying it (`None`: the row is null).
     fn compare_with(&self, i: usize, kept: &Scalar) -> Option<Ordering> {
-        Some(match (self, kept) {
-            (Input::I(a), Scalar::I(k)) if a.is_valid(i) => a.value(i).cmp(k),
-            (Input::F(a), Scalar::F(k)) if a.is_valid(i) => {
-                a.value(i).total_cmp(&f64::from_bits(*k))
-            }
-            (Input::S(a), Scalar::S(k)) if a.is_valid(i) => a.value(i).cmp(k),
-            _ => return None,
-        })
+        Some(self.value(i)?.compare(kept.as_ref()))
     }
 
     fn is_present(&self, i: usize) -> bool {
@@ -260,14 +306,20 @@ impl Acc {
                     *f = input.scalar(i);
                 }
             }
+            // Copy a row's value only when it changes what is kept: no allocation for a
+            // repeated last value or an already counted distinct one.
             Acc::Last(l) => {
-                if let Some(v) = input.scalar(i) {
-                    *l = Some(v);
+                if let Some(v) = input.value(i)
+                    && l.as_ref().is_none_or(|kept| kept.as_ref() != v)
+                {
+                    *l = Some(v.to_scalar());
                 }
             }
             Acc::Distinct(set) => {
-                if let Some(v) = input.scalar(i) {
-                    set.insert(v);
+                if let Some(v) = input.value(i)
+                    && !set.contains(&v)
+                {
+                    set.insert(v.to_scalar());
                 }
             }
             // Collected per batch and handed to the guest in one call (Aggregate::flush_udafs).
@@ -303,7 +355,7 @@ impl Acc {
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
-        fn scalar(out: &mut Vec<u8>, s: &Option<Scalar>) {
+        fn scalar(out: &mut Vec<u8>, s: Option<&Scalar>) {
             match s {
                 None => out.push(0),
                 Some(Scalar::I(v)) => {
@@ -328,11 +380,11 @@ impl Acc {
             }
             Acc::SumI(s) => {
                 out.push(1);
-                scalar(out, &s.map(Scalar::I));
+                scalar(out, s.map(Scalar::I).as_ref());
             }
             Acc::SumF(s) => {
                 out.push(2);
-                scalar(out, &s.map(|f| Scalar::F(f.to_bits())));
+                scalar(out, s.map(|f| Scalar::F(f.to_bits())).as_ref());
             }
             Acc::Avg(s, n) => {
                 out.push(3);
@@ -341,19 +393,19 @@ impl Acc {
             }
             Acc::Min(s) => {
                 out.push(4);
-                scalar(out, s);
+                scalar(out, s.as_ref());
             }
             Acc::Max(s) => {
                 out.push(5);
-                scalar(out, s);
+                scalar(out, s.as_ref());
             }
             Acc::First(s) => {
                 out.push(6);
-                scalar(out, s);
+                scalar(out, s.as_ref());
             }
             Acc::Last(s) => {
                 out.push(7);
-                scalar(out, s);
+                scalar(out, s.as_ref());
             }
             Acc::Udaf(state) => {
                 out.push(9);
@@ -364,7 +416,7 @@ impl Acc {
                 out.push(8);
                 out.extend_from_slice(&(set.len() as u32).to_le_bytes());
                 for v in set.iter() {
-                    scalar(out, &Some(v.clone()));
+                    scalar(out, Some(v));
                 }
             }
         }
@@ -411,7 +463,7 @@ impl Acc {
             7 => Acc::Last(scalar(input)?),
             8 => {
                 let n = u32::from_le_bytes(take(input, 4)?.try_into().ok()?) as usize;
-                let mut set = HashSet::with_capacity(n);
+                let mut set = DistinctSet::with_capacity_and_hasher(n, FixedState::default());
                 for _ in 0..n {
                     set.insert(scalar(input)??);
                 }
@@ -446,6 +498,8 @@ struct Groups {
     free: Vec<u32>,
     table: HashTable<u32>,
     hasher: FixedState,
+    /// Bytes of all live keys, kept as groups come and go (for the state's memory figure).
+    key_bytes: usize,
 }
 
 impl Groups {
@@ -476,6 +530,7 @@ impl Groups {
 
     fn insert(&mut self, entry: Entry) -> u32 {
         let hash = self.hash(&entry.key);
+        self.key_bytes += entry.key.len();
         let i = match self.free.pop() {
             Some(i) => {
                 self.entries[i as usize] = Some(entry);
@@ -499,7 +554,9 @@ impl Groups {
             found.remove();
         }
         self.free.push(i);
-        self.entries[i as usize].take()
+        let entry = self.entries[i as usize].take();
+        self.key_bytes -= entry.as_ref().map_or(0, |e| e.key.len());
+        entry
     }
 
     fn len(&self) -> usize {
@@ -1277,16 +1334,12 @@ impl StatefulOperator for Aggregate {
         self.stats.num_rows_total = self.groups.len() as u64;
         self.stats.num_rows_updated = self.changed.len() as u64;
         self.stats.num_rows_removed = self.removed.len() as u64;
-        self.stats.memory_used_bytes = self
-            .groups
-            .iter()
-            .map(|(_, e)| {
-                (std::mem::size_of::<Option<Entry>>()
-                    + e.key.len()
-                    + std::mem::size_of_val(&*e.accs)
-                    + 8) as u64
-            })
-            .sum();
+        // Per group: its slot, its accumulators, its table index; plus every key's bytes.
+        let per_group = std::mem::size_of::<Option<Entry>>()
+            + self.inputs.len() * std::mem::size_of::<Acc>()
+            + 8;
+        self.stats.memory_used_bytes =
+            (self.groups.len() * per_group + self.groups.key_bytes) as u64;
         self.stats.commit_time_ms = started.elapsed().as_millis() as u64;
         Ok(())
     }

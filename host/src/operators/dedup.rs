@@ -39,9 +39,41 @@ pub struct Dedup {
     store: StateStore,
     /// Key → event time (µs) or expiry (µs, within watermark); `i64::MAX` when it never expires.
     seen: HashMap<Box<[u8]>, i64>,
-    added: Vec<Box<[u8]>>,
+    /// Bytes of the keys in `seen`, kept as keys come and go (for the memory figure).
+    seen_key_bytes: usize,
+    /// Keys this batch added (written to the state delta at commit).
+    added: KeyList,
     removed: Vec<Box<[u8]>>,
     stats: StateOperatorProgress,
+}
+
+/// Keys in one buffer with their end offsets: a batch's new keys cost one growing buffer,
+/// not an allocation each.
+#[derive(Default)]
+struct KeyList {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl KeyList {
+    fn push(&mut self, key: &[u8]) {
+        self.bytes.extend_from_slice(key);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(s, &e)| &self.bytes[s..e])
+    }
 }
 
 impl Dedup {
@@ -83,7 +115,8 @@ impl Dedup {
             watermark,
             event_time_in_key,
             seen: HashMap::new(),
-            added: Vec::new(),
+            seen_key_bytes: 0,
+            added: KeyList::default(),
             removed: Vec::new(),
             stats: StateOperatorProgress {
                 operator_name: "dedupe".into(),
@@ -116,6 +149,7 @@ impl StatefulOperator for Dedup {
                 (k, t)
             })
             .collect();
+        self.seen_key_bytes = self.seen.keys().map(|k| k.len()).sum();
         Ok(())
     }
 
@@ -172,8 +206,8 @@ impl StatefulOperator for Dedup {
                     (true, Some(t)) => t,
                     _ => i64::MAX,
                 };
-                let key: Box<[u8]> = key.into();
-                self.seen.insert(key.clone(), stamp);
+                self.seen.insert(key.into(), stamp);
+                self.seen_key_bytes += key.len();
                 self.added.push(key);
                 keep.push(true);
             }
@@ -185,16 +219,13 @@ impl StatefulOperator for Dedup {
         }
         // Evict keys the watermark has passed.
         if self.expires() && watermark_ms > 0 {
-            let removed: Vec<Box<[u8]>> = self
+            // Moved out of the map, not copied.
+            self.removed = self
                 .seen
-                .iter()
-                .filter(|(_, t)| **t <= wm_us)
-                .map(|(k, _)| k.clone())
+                .extract_if(|_, t| *t <= wm_us)
+                .map(|(k, _)| k)
                 .collect();
-            for k in &removed {
-                self.seen.remove(k);
-            }
-            self.removed = removed;
+            self.seen_key_bytes -= self.removed.iter().map(|k| k.len()).sum::<usize>();
         }
         Ok(out)
     }
@@ -205,7 +236,7 @@ impl StatefulOperator for Dedup {
         self.store.commit(
             batch_id,
             |w| {
-                for k in added {
+                for k in added.iter() {
                     if let Some(t) = seen.get(k) {
                         w.put(k, |b| b.extend_from_slice(&t.to_le_bytes()))?;
                     }
@@ -225,7 +256,7 @@ impl StatefulOperator for Dedup {
         self.stats.num_rows_total = self.seen.len() as u64;
         self.stats.num_rows_updated = self.added.len() as u64;
         self.stats.num_rows_removed = self.removed.len() as u64;
-        self.stats.memory_used_bytes = self.seen.keys().map(|k| k.len() as u64 + 48).sum();
+        self.stats.memory_used_bytes = (self.seen_key_bytes + self.seen.len() * 48) as u64;
         self.stats.commit_time_ms = started.elapsed().as_millis() as u64;
         Ok(())
     }
@@ -240,5 +271,22 @@ impl StatefulOperator for Dedup {
 
     fn wants_no_data_batches(&self) -> bool {
         self.expires()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeyList;
+
+    #[test]
+    fn a_key_list_gives_back_each_key_in_order() {
+        let mut list = KeyList::default();
+        for k in [&b"ab"[..], b"", b"cde"] {
+            list.push(k);
+        }
+        assert_eq!(list.len(), 3);
+        assert_eq!(list.iter().collect::<Vec<_>>(), [&b"ab"[..], b"", b"cde"]);
+        list.clear();
+        assert_eq!(list.iter().count(), 0);
     }
 }

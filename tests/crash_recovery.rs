@@ -114,12 +114,7 @@ fn committed_rows(d: &Path) -> Vec<String> {
 fn clean_run(setup: fn(&Path) -> PathBuf) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let file = setup(dir.path());
-    let out = sluice().arg("run").arg(&file).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(sluice().arg("run").arg(&file));
     committed_rows(dir.path())
 }
 

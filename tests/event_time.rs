@@ -226,12 +226,7 @@ fn append_results_reach_a_file_sink_through_the_cli_and_survive_restarts() {
         "append",
         "[query.sink]\nformat = \"json\"\npath = \"out\"",
     );
-    let out = sluice().arg("run").arg(&file).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(sluice().arg("run").arg(&file));
     // The restarted query continues with its state and watermark from the checkpoint.
     let more = tempfile::tempdir().unwrap();
     write_batches(more.path(), BATCHES);
@@ -247,12 +242,7 @@ fn append_results_reach_a_file_sink_through_the_cli_and_survive_restarts() {
             .set_modified(t)
             .unwrap();
     }
-    let out = sluice().arg("run").arg(&file).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(sluice().arg("run").arg(&file));
     let mut rows: Vec<String> = committed_json(&dir.path().join("out"))
         .iter()
         .map(|r| {
@@ -279,12 +269,7 @@ fn append_results_reach_a_file_sink_through_the_cli_and_survive_restarts() {
 
 fn run_pipeline_text(dir: &Path, text: &str) -> Vec<serde_json::Value> {
     let file = pipeline(dir, text);
-    let out = sluice().arg("run").arg(&file).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(sluice().arg("run").arg(&file));
     committed_json(&dir.join("out"))
 }
 

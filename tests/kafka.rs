@@ -117,17 +117,12 @@ fn records_are_read_once_in_bounded_batches_and_resume_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let file = kafka_pipeline(dir.path(), &broker.bootstrap, "maxOffsetsPerTrigger = 100");
     let log = dir.path().join("progress.jsonl");
-    let out = sluice()
-        .arg("run")
-        .arg(&file)
-        .arg("--progress-log")
-        .arg(&log)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        sluice()
+            .arg("run")
+            .arg(&file)
+            .arg("--progress-log")
+            .arg(&log),
     );
     let expected: Vec<String> = (0..250).map(|i| format!("event-{i:04}")).collect();
     assert_eq!(values(dir.path()), expected);
@@ -153,17 +148,12 @@ fn records_are_read_once_in_bounded_batches_and_resume_after_restart() {
         "events",
         (250..300).map(|i| (None, format!("event-{i:04}"))),
     );
-    let out = sluice()
-        .arg("run")
-        .arg(&file)
-        .arg("--progress-log")
-        .arg(&log)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        sluice()
+            .arg("run")
+            .arg(&file)
+            .arg("--progress-log")
+            .arg(&log),
     );
     let expected: Vec<String> = (0..300).map(|i| format!("event-{i:04}")).collect();
     assert_eq!(
@@ -335,12 +325,7 @@ fn at_least_once_sink_delivers_every_row() {
     let broker = Broker::start(&["orders-out:2"]);
     let dir = tempfile::tempdir().unwrap();
     let file = to_kafka_pipeline(dir.path(), &broker.bootstrap, false);
-    let out = sluice().arg("run").arg(&file).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(sluice().arg("run").arg(&file));
     let expected: Vec<String> = (0..100).map(|n| format!("order-{n:03}")).collect();
     assert_eq!(
         read_committed(&broker.bootstrap, "orders-out", 2, 100),
@@ -357,12 +342,7 @@ fn a_topic_written_in_transactions_is_read_across_its_markers() {
     let broker = Broker::start(&["orders-out:2"]);
     let dir = tempfile::tempdir().unwrap();
     let file = to_kafka_pipeline(dir.path(), &broker.bootstrap, true);
-    let out = sluice().arg("run").arg(&file).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(sluice().arg("run").arg(&file));
 
     let reader = tempfile::tempdir().unwrap();
     let file = kafka_pipeline(
@@ -378,17 +358,12 @@ fn a_topic_written_in_transactions_is_read_across_its_markers() {
         .replace("subscribe = \"events\"", "subscribe = \"orders-out\"");
     std::fs::write(&file, text).unwrap();
     let log = reader.path().join("progress.jsonl");
-    let out = sluice()
-        .arg("run")
-        .arg(&file)
-        .arg("--progress-log")
-        .arg(&log)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        sluice()
+            .arg("run")
+            .arg(&file)
+            .arg("--progress-log")
+            .arg(&log),
     );
     let expected: Vec<String> = (0..100).map(|n| format!("order-{n:03}")).collect();
     assert_eq!(values(reader.path()), expected);
@@ -445,12 +420,7 @@ fn the_seeds_kafka_pipeline_with_kcat_on_both_ends() {
         .unwrap()
         .replace("localhost:9092", b);
     std::fs::write(&file, text).unwrap();
-    let out = sluice().arg("run").arg(&file).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(sluice().arg("run").arg(&file));
 
     let expected = vec![
         r#"{"lower_city":"busan","domain":"news.example.com","behavior":"view"}"#.to_owned(),
@@ -560,12 +530,7 @@ fn a_pattern_subscription_picks_up_topics_created_later() {
     );
     // A topic that did not exist at the first run (created by producing to it).
     broker.produce("metrics-b", (0..4).map(|i| (None, format!("b-{i}"))));
-    let out = sluice().arg("run").arg(&file).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(sluice().arg("run").arg(&file));
     let mut expected: Vec<String> = (0..5)
         .map(|i| format!("a-{i}"))
         .chain((0..4).map(|i| format!("b-{i}")))

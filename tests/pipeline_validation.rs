@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{pipeline, sluice};
+use common::{pipeline, run_ok, sluice};
 
 /// A valid query; each case breaks one thing in it.
 const GOOD: &str = r#"[[query]]
@@ -216,12 +216,7 @@ fn each_bad_pipeline_gets_its_error_and_nothing_runs() {
 fn the_good_pipeline_validates() {
     let dir = tempfile::tempdir().unwrap();
     let file = pipeline(dir.path(), GOOD);
-    let out = sluice().arg("validate").arg(&file).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(sluice().arg("validate").arg(&file));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("query 'events': FileSource["), "{stdout}");
     assert!(stdout.contains("ok, 1 query"), "{stdout}");

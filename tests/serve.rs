@@ -245,17 +245,12 @@ format = "json"
 path = "out"
 "#,
     );
-    let out = sluice()
-        .arg("run")
-        .arg(&file)
-        .arg("--registry")
-        .arg(server.data.join("modules"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        sluice()
+            .arg("run")
+            .arg(&file)
+            .arg("--registry")
+            .arg(server.data.join("modules")),
     );
     assert_eq!(committed_json(&out_dir.join("out")).len(), 2);
     // Without the registry the reference is an error at its line.
@@ -692,17 +687,12 @@ path = "out"
     // The tag moves: ^1.0 now means 1.1.0.
     let v11 = push("1.1.0", "hostile_transform.wasm");
     let log = work.join("progress.jsonl");
-    let out = sluice()
-        .arg("run")
-        .arg(&file)
-        .args(["--registry", registry_arg, "--progress-log"])
-        .arg(&log)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        sluice()
+            .arg("run")
+            .arg(&file)
+            .args(["--registry", registry_arg, "--progress-log"])
+            .arg(&log),
     );
     let ran: Vec<(u64, String)> = progress(&log)
         .iter()

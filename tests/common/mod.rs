@@ -286,3 +286,15 @@ pub fn spawn_announcing(mut cmd: Command, prefix: &str) -> (Child, String) {
         .to_owned();
     (child, address)
 }
+
+/// Runs `cmd` to completion and returns its output; panics with its stderr unless it exited 0.
+pub fn run_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}

@@ -2,12 +2,16 @@
 //! in this process and prints its figures as a markdown table for docs/BENCHMARKS.md.
 //!
 //! ```text
+//! cargo run --release -p sluice-bench -- engine [json_to_parquet|round_trip]
+//! cargo run --release -p sluice-bench -- event-time [tumbling_sum|sliding_count|state_size]
 //! cargo run --release -p sluice-bench -- kafka [--records N] [--runs R]
 //! cargo run --release -p sluice-bench -- serve [--runs R]
 //! cargo run --release -p sluice-bench -- nexmark --query q5 --events 10000000 [--runs R]
 //! cargo run --release -p sluice-bench -- nexmark --all
 //! ```
 
+mod engine;
+mod event_time;
 mod kafka;
 mod measure;
 mod nexmark;
@@ -28,6 +32,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The engine: json → parquet throughput, and the round trip of an almost empty batch.
+    Engine {
+        /// Only the benchmarks whose name contains this (json_to_parquet, round_trip).
+        only: Option<String>,
+    },
+    /// Event time: tumbling sum, sliding count, a million keys in state.
+    EventTime {
+        /// Only the benchmarks whose name contains this (tumbling_sum, sliding_count, state_size).
+        only: Option<String>,
+    },
     /// Kafka → pass-through Wasm → Kafka against the raw consume rate of the same client.
     Kafka {
         /// Records of 100 bytes in the input topic.
@@ -84,6 +98,8 @@ fn guest(file: &str) -> Result<PathBuf> {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Command::Engine { only } => engine::run(only.as_deref()),
+        Command::EventTime { only } => event_time::run_all(only.as_deref()),
         Command::Kafka { records, runs } => kafka::run(&kafka::KafkaBench {
             records,
             runs,

@@ -25,6 +25,11 @@ pub fn peak_rss() -> u64 {
     status_kb("VmHWM:") * 1024
 }
 
+/// Resident memory of this process now, in bytes (`VmRSS`).
+pub fn resident() -> u64 {
+    status_kb("VmRSS:") * 1024
+}
+
 /// Resets the peak resident memory to the current value, so a run measures its own peak.
 pub fn reset_peak_rss() {
     // Writing 5 to clear_refs resets VmHWM (Linux 4.0+); harmless where it is not allowed.

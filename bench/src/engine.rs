@@ -1,5 +1,5 @@
 //! Engine benchmarks (issue: the micro-batch engine). Run with
-//! `cargo bench -p sluice --bench file_pipeline`; figures go to docs/BENCHMARKS.md.
+//! `cargo run --release -p sluice-bench -- engine`; figures go to docs/BENCHMARKS.md.
 //!
 //! 1. **json → parquet**: JSON-lines files of ~100-byte rows, pass-through, parquet file sink,
 //!    `availableNow`: rows/s and input MB/s, whole query wall time (listing, parsing, writing,
@@ -12,8 +12,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use anyhow::{Result, anyhow};
 use sluice::manager::QueryManager;
 use sluice::pipeline::Pipeline;
+
+use crate::measure::median;
+use crate::pipeline::run_pipeline;
 
 const RUNS: usize = 5;
 const FILES: usize = 20;
@@ -47,34 +51,16 @@ fn write_input(dir: &Path) -> (u64, u64) {
     (bytes, (FILES * ROWS_PER_FILE) as u64)
 }
 
-fn run_pipeline(text: &str, dir: &Path) -> Duration {
-    let file = dir.join("pipeline.toml");
-    std::fs::write(&file, text).unwrap();
-    let pipeline = Pipeline::load(&file).unwrap();
-    let start = Instant::now();
-    let manager = QueryManager::start_pipeline(&pipeline, None).unwrap();
-    for (name, outcome) in manager.await_all(pipeline.on_query_failure) {
-        outcome.unwrap_or_else(|e| panic!("{name}: {e}"));
-    }
-    start.elapsed()
-}
-
-fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (v[v.len() / 2], v[0], v[v.len() - 1])
-}
-
-fn json_to_parquet() {
-    let data = tempfile::tempdir().unwrap();
+fn json_to_parquet() -> Result<()> {
+    let data = tempfile::tempdir()?;
     let (bytes, rows) = write_input(&data.path().join("in"));
     let mut rates = Vec::new();
     let mut mbs = Vec::new();
     for _ in 0..RUNS {
-        let work = tempfile::tempdir().unwrap();
         let text = format!(
             r#"[[query]]
 name = "bench"
-checkpointLocation = "{ckpt}"
+checkpointLocation = "ckpt"
 trigger = "availableNow"
 [query.source]
 format = "json"
@@ -84,18 +70,16 @@ mode = "FAILFAST"
 maxFilesPerTrigger = 4
 [query.sink]
 format = "parquet"
-path = "{out}"
+path = "out"
 "#,
-            ckpt = work.path().join("ckpt").display(),
             input = data.path().join("in").display(),
-            out = work.path().join("out").display(),
         );
-        let took = run_pipeline(&text, work.path()).as_secs_f64();
+        let took = run_pipeline(&text)?.span.wall.as_secs_f64();
         rates.push(rows as f64 / took);
         mbs.push(bytes as f64 / 1e6 / took);
     }
-    let (r, rmin, rmax) = median(rates);
-    let (m, _, _) = median(mbs);
+    let (r, rmin, rmax) = median(&rates);
+    let (m, _, _) = median(&mbs);
     println!(
         "json->parquet availableNow: {rows} rows ({:.1} MB, {:.0} B/row), median {:.0} rows/s ({:.1} MB/s), min {:.0}, max {:.0} over {RUNS} runs",
         bytes as f64 / 1e6,
@@ -105,12 +89,13 @@ path = "{out}"
         rmin,
         rmax
     );
+    Ok(())
 }
 
-fn round_trip() {
+fn round_trip() -> Result<()> {
     let mut per_batch = Vec::new();
     for _ in 0..RUNS {
-        let work = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir()?;
         let file = work.path().join("pipeline.toml");
         std::fs::write(
             &file,
@@ -128,10 +113,9 @@ path = "{out}"
                 ckpt = work.path().join("ckpt").display(),
                 out = work.path().join("out").display(),
             ),
-        )
-        .unwrap();
-        let pipeline = Pipeline::load(&file).unwrap();
-        let manager = QueryManager::start_pipeline(&pipeline, None).unwrap();
+        )?;
+        let pipeline = Pipeline::load(&file).map_err(|e| anyhow!("{e}"))?;
+        let manager = QueryManager::start_pipeline(&pipeline, None).map_err(|e| anyhow!("{e}"))?;
         let monitor = manager.queries()[0].monitor().clone();
         // Time from the end of batch 9 (warm) to the end of batch 9 + ROUND_TRIPS.
         let wait_for = |id: u64| {
@@ -146,22 +130,20 @@ path = "{out}"
         manager.await_all(pipeline.on_query_failure);
         per_batch.push((t1 - t0).as_secs_f64() * 1000.0 / ROUND_TRIPS as f64);
     }
-    let (m, lo, hi) = median(per_batch);
+    let (m, lo, hi) = median(&per_batch);
     println!(
         "round trip of a 1-row batch (offsets fsync, read, json sink + its log fsync, commit fsync): median {m:.2} ms/batch, min {lo:.2}, max {hi:.2} over {RUNS} runs of {ROUND_TRIPS} batches"
     );
+    Ok(())
 }
 
-fn main() {
-    // `cargo bench` passes --bench; `cargo test --benches` would pass nothing. Either way run.
-    let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    if only
-        .as_deref()
-        .is_none_or(|o| "json_to_parquet".contains(o))
-    {
-        json_to_parquet();
+/// Runs the engine benchmarks whose name contains `only` (all without it).
+pub fn run(only: Option<&str>) -> Result<()> {
+    if only.is_none_or(|o| "json_to_parquet".contains(o)) {
+        json_to_parquet()?;
     }
-    if only.as_deref().is_none_or(|o| "round_trip".contains(o)) {
-        round_trip();
+    if only.is_none_or(|o| "round_trip".contains(o)) {
+        round_trip()?;
     }
+    Ok(())
 }

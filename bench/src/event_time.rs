@@ -1,5 +1,5 @@
 //! Event-time benchmarks (issue: event time). Run with
-//! `cargo bench -p sluice --bench event_time`; figures go to docs/BENCHMARKS.md.
+//! `cargo run --release -p sluice-bench -- event-time`; figures go to docs/BENCHMARKS.md.
 //!
 //! 1. **tumbling sum**: JSON files of ~100-byte orders (8 categories, event times a few
 //!    minutes out of order), 5-minute tumbling windows, sum per category, 10-minute
@@ -10,10 +10,11 @@
 //!    closes); peak resident memory of the process before and after.
 
 use std::path::Path;
-use std::time::Instant;
 
-use sluice::manager::QueryManager;
-use sluice::pipeline::Pipeline;
+use anyhow::Result;
+
+use crate::measure::{median, peak_rss, resident};
+use crate::pipeline::run_pipeline;
 
 const RUNS: usize = 3;
 
@@ -38,43 +39,16 @@ fn iso(secs: usize) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn run(text: &str) -> f64 {
-    let work = tempfile::tempdir().unwrap();
-    let file = work.path().join("pipeline.toml");
-    std::fs::write(
-        &file,
-        text.replace("CKPT", &work.path().join("ckpt").display().to_string()),
-    )
-    .unwrap();
-    let pipeline = Pipeline::load(&file).unwrap();
-    let start = Instant::now();
-    let manager = QueryManager::start_pipeline(&pipeline, None).unwrap();
-    for (name, outcome) in manager.await_all(pipeline.on_query_failure) {
-        outcome.unwrap_or_else(|e| panic!("{name}: {e}"));
-    }
-    start.elapsed().as_secs_f64()
+/// Wall seconds of one run of `text`.
+fn run(text: &str) -> Result<f64> {
+    Ok(run_pipeline(text)?.span.wall.as_secs_f64())
 }
 
-fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (v[v.len() / 2], v[0], v[v.len() - 1])
-}
-
-fn status_kb(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn tumbling_sum() {
+fn tumbling_sum() -> Result<()> {
     const CATEGORIES: [&str; 8] = [
         "food", "tech", "toys", "books", "garden", "sports", "music", "games",
     ];
-    let data = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir()?;
     let (files, rows) = (20, 100_000);
     let bytes = write_files(data.path(), files, rows, |i| {
         // ~20 orders per second of event time; every 7th order up to 3 minutes late.
@@ -90,7 +64,7 @@ fn tumbling_sum() {
     let text = format!(
         r#"[[query]]
 name = "tumbling"
-checkpointLocation = "CKPT"
+checkpointLocation = "ckpt"
 trigger = "availableNow"
 [query.source]
 format = "json"
@@ -109,8 +83,10 @@ format = "blackhole"
         data.path().display()
     );
     let total = (files * rows) as f64;
-    let times: Vec<f64> = (0..RUNS).map(|_| run(&text)).collect();
-    let (m, lo, hi) = median(times);
+    let times = (0..RUNS)
+        .map(|_| run(&text))
+        .collect::<Result<Vec<f64>>>()?;
+    let (m, lo, hi) = median(&times);
     println!(
         "tumbling 5-min sum per category from JSON ({} rows, {:.0} B/row): median {:.0} rows/s (min {:.0}, max {:.0}) over {RUNS} runs",
         total,
@@ -119,10 +95,11 @@ format = "blackhole"
         total / hi,
         total / lo
     );
+    Ok(())
 }
 
-fn sliding_count() {
-    let data = tempfile::tempdir().unwrap();
+fn sliding_count() -> Result<()> {
+    let data = tempfile::tempdir()?;
     let (files, rows) = (10, 100_000);
     write_files(data.path(), files, rows, |i| {
         format!(
@@ -134,7 +111,7 @@ fn sliding_count() {
     let text = format!(
         r#"[[query]]
 name = "sliding"
-checkpointLocation = "CKPT"
+checkpointLocation = "ckpt"
 trigger = "availableNow"
 outputMode = "update"
 [query.source]
@@ -154,18 +131,21 @@ format = "blackhole"
         data.path().display()
     );
     let total = (files * rows) as f64;
-    let times: Vec<f64> = (0..RUNS).map(|_| run(&text)).collect();
-    let (m, lo, hi) = median(times);
+    let times = (0..RUNS)
+        .map(|_| run(&text))
+        .collect::<Result<Vec<f64>>>()?;
+    let (m, lo, hi) = median(&times);
     println!(
         "sliding 10s/2s count per key, 10,000 keys ({total} rows, 5 windows each): median {:.0} rows/s (min {:.0}, max {:.0}) over {RUNS} runs",
         total / m,
         total / hi,
         total / lo
     );
+    Ok(())
 }
 
-fn state_size() {
-    let data = tempfile::tempdir().unwrap();
+fn state_size() -> Result<()> {
+    let data = tempfile::tempdir()?;
     let (files, rows) = (10, 100_000);
     write_files(data.path(), files, rows, |i| {
         format!(
@@ -177,7 +157,7 @@ fn state_size() {
     let text = format!(
         r#"[[query]]
 name = "keys"
-checkpointLocation = "CKPT"
+checkpointLocation = "ckpt"
 trigger = "availableNow"
 [query.source]
 format = "json"
@@ -195,29 +175,32 @@ format = "blackhole"
 "#,
         data.path().display()
     );
-    let before = status_kb("VmRSS:");
-    let took = run(&text);
-    let peak = status_kb("VmHWM:");
+    let before = resident();
+    let took = run(&text)?;
+    let peak = peak_rss();
+    let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
     println!(
         "1,000,000 keys in state: resident before {:.0} MB, peak {:.0} MB (state and the batch in flight: {:.0} MB); {:.0} rows/s",
-        before as f64 / 1024.0,
-        peak as f64 / 1024.0,
-        (peak - before) as f64 / 1024.0,
+        mb(before),
+        mb(peak),
+        mb(peak.saturating_sub(before)),
         (files * rows) as f64 / took
     );
+    Ok(())
 }
 
-fn main() {
-    let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let want = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
+/// Runs the event-time benchmarks whose name contains `only` (all without it).
+pub fn run_all(only: Option<&str>) -> Result<()> {
+    let want = |name: &str| only.is_none_or(|o| name.contains(o));
     if want("state_size") {
         // First, so the peak is this benchmark's.
-        state_size();
+        state_size()?;
     }
     if want("tumbling_sum") {
-        tumbling_sum();
+        tumbling_sum()?;
     }
     if want("sliding_count") {
-        sliding_count();
+        sliding_count()?;
     }
+    Ok(())
 }

@@ -18,13 +18,7 @@ const ROWS_PER_FILE: u64 = 50;
 fn write_inputs(d: &Path, file_text: impl Fn(u64) -> String) {
     for i in 0..FILES {
         let f = drop_file(&d.join("in"), &format!("f{i}.json"), &file_text(i));
-        let t = std::time::SystemTime::now() - std::time::Duration::from_secs(100 - i);
-        std::fs::File::options()
-            .write(true)
-            .open(&f)
-            .unwrap()
-            .set_modified(t)
-            .unwrap();
+        set_mtime(&f, 100 - i);
     }
 }
 

@@ -6,7 +6,6 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
 
 use common::*;
 
@@ -54,12 +53,6 @@ fn run_to_end(file: &Path) -> (Option<i32>, String) {
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn set_mtime(path: &Path, secs_ago: u64) {
-    let f = fs::File::options().write(true).open(path).unwrap();
-    f.set_modified(SystemTime::now() - Duration::from_secs(secs_ago))
-        .unwrap();
 }
 
 #[test]

@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, SystemTime};
 
 use common::*;
 
@@ -20,13 +19,7 @@ fn write_batches(dir: &Path, batches: &[&[(&str, &str, i64)]]) {
     for (i, rows) in batches.iter().enumerate() {
         let text: String = rows.iter().map(|(t, c, a)| order(t, c, *a)).collect();
         let f = drop_file(&dir.join("in"), &format!("orders-{i}.json"), &text);
-        let t = SystemTime::now() - Duration::from_secs(1000 - i as u64);
-        std::fs::File::options()
-            .write(true)
-            .open(&f)
-            .unwrap()
-            .set_modified(t)
-            .unwrap();
+        set_mtime(&f, 1000 - i as u64);
     }
 }
 
@@ -234,13 +227,7 @@ fn append_results_reach_a_file_sink_through_the_cli_and_survive_restarts() {
         let name = format!("orders-{i}.json");
         let target = dir.path().join("in").join(&name);
         std::fs::copy(more.path().join("in").join(&name), &target).unwrap();
-        let t = SystemTime::now() - Duration::from_secs(100 - i as u64);
-        std::fs::File::options()
-            .write(true)
-            .open(&target)
-            .unwrap()
-            .set_modified(t)
-            .unwrap();
+        set_mtime(&target, 100 - i as u64);
     }
     run_ok(sluice().arg("run").arg(&file));
     let mut rows: Vec<String> = committed_json(&dir.path().join("out"))
@@ -480,13 +467,7 @@ fn drop_duplicates_within_the_watermark_and_forever() {
     .enumerate()
     {
         let f = drop_file(&dir.path().join("in"), &format!("e{i}.json"), body);
-        let t = SystemTime::now() - Duration::from_secs(100 - i as u64);
-        std::fs::File::options()
-            .write(true)
-            .open(&f)
-            .unwrap()
-            .set_modified(t)
-            .unwrap();
+        set_mtime(&f, 100 - i as u64);
     }
     let base = |within: bool| {
         format!(
@@ -541,13 +522,7 @@ fn copy_in(from: &Path, to: &Path) {
     for (i, f) in files.iter().enumerate() {
         let target = to.join(f.file_name().unwrap());
         std::fs::copy(f, &target).unwrap();
-        let t = SystemTime::now() - Duration::from_secs(100 - i as u64);
-        std::fs::File::options()
-            .write(true)
-            .open(&target)
-            .unwrap()
-            .set_modified(t)
-            .unwrap();
+        set_mtime(&target, 100 - i as u64);
     }
 }
 

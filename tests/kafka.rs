@@ -239,13 +239,7 @@ fn to_kafka_pipeline(
             .map(|n| format!("{{\"value\":\"order-{n:03}\"}}\n"))
             .collect();
         let f = drop_file(&dir.join("in"), &format!("f{i}.json"), &text);
-        let t = std::time::SystemTime::now() - Duration::from_secs(100 - i);
-        std::fs::File::options()
-            .write(true)
-            .open(&f)
-            .unwrap()
-            .set_modified(t)
-            .unwrap();
+        set_mtime(&f, 100 - i);
     }
     pipeline(
         dir,

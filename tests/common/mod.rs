@@ -298,3 +298,14 @@ pub fn run_ok(cmd: &mut Command) -> std::process::Output {
     );
     out
 }
+
+/// Sets a file's modification time `secs_ago` seconds back (the file source reads files
+/// oldest first, so tests order their inputs with this).
+pub fn set_mtime(path: &Path, secs_ago: u64) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(secs_ago))
+        .unwrap();
+}

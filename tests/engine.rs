@@ -40,21 +40,6 @@ path = "out"
     )
 }
 
-fn run_to_end(file: &Path) -> (Option<i32>, String) {
-    let out = sluice()
-        .arg("run")
-        .arg(file)
-        .arg("--progress-log")
-        .arg(file.with_file_name("progress.jsonl"))
-        .env("RUST_LOG", "info")
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn available_now_honours_max_files_per_trigger_then_stops() {
     let dir = tempfile::tempdir().unwrap();
@@ -73,7 +58,7 @@ fn available_now_honours_max_files_per_trigger_then_stops() {
         "maxFilesPerTrigger = 1",
         "",
     );
-    let (code, stderr) = run_to_end(&file);
+    let (code, _, stderr) = run_logged(&file);
     assert_eq!(code, Some(0), "{stderr}");
     let p = progress(&d.join("progress.jsonl"));
     assert_eq!(
@@ -104,7 +89,7 @@ fn available_now_honours_max_files_per_trigger_then_stops() {
         assert!(p[0].duration_ms.contains_key(phase), "missing {phase}");
     }
     // A second run finds nothing new and writes nothing.
-    let (code, _) = run_to_end(&file);
+    let (code, _, _) = run_logged(&file);
     assert_eq!(code, Some(0));
     assert_eq!(progress(&d.join("progress.jsonl")).len(), 3);
 }
@@ -127,7 +112,7 @@ fn latest_first_reads_the_newest_file_first() {
         "maxFilesPerTrigger = 1\nlatestFirst = true",
         "",
     );
-    assert_eq!(run_to_end(&file).0, Some(0));
+    assert_eq!(run_logged(&file).0, Some(0));
     let first = sluice::sink::file::committed_files(&d.join("out")).unwrap()[0].clone();
     let rows: Vec<serde_json::Value> = fs::read_to_string(first)
         .unwrap()
@@ -149,7 +134,7 @@ fn once_reads_everything_in_one_batch_ignoring_limits() {
         );
     }
     let file = json_pipeline(d, "trigger = \"once\"", "maxFilesPerTrigger = 1", "");
-    assert_eq!(run_to_end(&file).0, Some(0));
+    assert_eq!(run_logged(&file).0, Some(0));
     let p = progress(&d.join("progress.jsonl"));
     assert_eq!(p.len(), 1);
     assert_eq!(p[0].num_input_rows, 30);
@@ -163,7 +148,7 @@ fn hidden_files_are_never_read() {
     fs::write(d.join("in/.partial.json"), "{\"id\": 99").unwrap();
     fs::write(d.join("in/_SUCCESS"), "").unwrap();
     let file = json_pipeline(d, "trigger = \"availableNow\"", "mode = \"FAILFAST\"", "");
-    let (code, stderr) = run_to_end(&file);
+    let (code, _, stderr) = run_logged(&file);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(
         sorted_ids(&committed_json(&d.join("out"))),
@@ -177,9 +162,9 @@ fn a_restart_continues_after_the_committed_files() {
     let d = dir.path();
     drop_file(&d.join("in"), "a.json", &event_lines(0..10));
     let file = json_pipeline(d, "trigger = \"availableNow\"", "", "");
-    assert_eq!(run_to_end(&file).0, Some(0));
+    assert_eq!(run_logged(&file).0, Some(0));
     drop_file(&d.join("in"), "b.json", &event_lines(10..20));
-    assert_eq!(run_to_end(&file).0, Some(0));
+    assert_eq!(run_logged(&file).0, Some(0));
     let p = progress(&d.join("progress.jsonl"));
     assert_eq!(
         p.iter()
@@ -212,7 +197,7 @@ fn clean_source_deletes_or_archives_committed_files() {
         let d = dir.path();
         let a = drop_file(&d.join("in"), "a.json", &event_lines(0..3));
         let file = json_pipeline(d, "trigger = \"availableNow\"", option, "");
-        let (code, stderr) = run_to_end(&file);
+        let (code, _, stderr) = run_logged(&file);
         assert_eq!(code, Some(0), "{stderr}");
         assert!(!a.exists(), "{option}: source file still there");
         let archived_at = d.join("archive").join(a.strip_prefix("/").unwrap());
@@ -251,7 +236,7 @@ format = "json"
 path = "out"
 "#,
     );
-    let (code, stderr) = run_to_end(&file);
+    let (code, _, stderr) = run_logged(&file);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("inferred source schema"), "{stderr}");
     let rows = committed_json(&d.join("out"));
@@ -262,7 +247,7 @@ path = "out"
     // The inferred schema is kept in the checkpoint: a later file with a text id is malformed
     // for it (PERMISSIVE: a corrupt record), not a reason to change the schema.
     drop_file(&d.join("in"), "b.csv", "id,city,amount\nx,Daegu,30\n");
-    let (code, stderr) = run_to_end(&file);
+    let (code, _, stderr) = run_logged(&file);
     assert_eq!(code, Some(0), "{stderr}");
     let rows = committed_json(&d.join("out"));
     assert_eq!(rows.len(), 3);
@@ -277,7 +262,7 @@ fn malformed_rows_follow_the_mode() {
     let d = dir.path();
     drop_file(&d.join("in"), "a.json", input);
     let file = json_pipeline(d, "trigger = \"availableNow\"", "mode = \"PERMISSIVE\"", "");
-    assert_eq!(run_to_end(&file).0, Some(0));
+    assert_eq!(run_logged(&file).0, Some(0));
     let rows = committed_json(&d.join("out"));
     assert_eq!(rows.len(), 4);
     assert_eq!(rows[0]["id"], 1);
@@ -305,7 +290,7 @@ fn malformed_rows_follow_the_mode() {
         "mode = \"DROPMALFORMED\"",
         "",
     );
-    assert_eq!(run_to_end(&file).0, Some(0));
+    assert_eq!(run_logged(&file).0, Some(0));
     assert_eq!(sorted_ids(&committed_json(&d.join("out"))), vec![1, 4]);
     assert_eq!(
         progress(&d.join("progress.jsonl"))[0].sources[0].metrics["numMalformedRows"],
@@ -317,7 +302,7 @@ fn malformed_rows_follow_the_mode() {
     let d = dir.path();
     let a = drop_file(&d.join("in"), "a.json", input);
     let file = json_pipeline(d, "trigger = \"availableNow\"", "mode = \"FAILFAST\"", "");
-    let (code, stderr) = run_to_end(&file);
+    let (code, _, stderr) = run_logged(&file);
     assert_eq!(code, Some(1), "{stderr}");
     let expected = format!("malformed record in {} line 2", a.display());
     assert!(stderr.contains(&expected), "{stderr}");
@@ -383,7 +368,7 @@ format = "parquet"
 path = "out-pq"
 "#,
     );
-    let (code, stderr) = run_to_end(&file);
+    let (code, _, stderr) = run_logged(&file);
     assert_eq!(code, Some(0), "{stderr}");
     let mut csv: Vec<(String, String)> = sluice::sink::file::committed_files(&d.join("out-csv"))
         .unwrap()
@@ -448,7 +433,7 @@ path = "out"
 "#,
     );
     for _ in 0..2 {
-        let (code, stderr) = run_to_end(&file);
+        let (code, _, stderr) = run_logged(&file);
         assert_eq!(code, Some(0), "{stderr}");
     }
     let rows = committed_json(&d.join("out"));
@@ -491,12 +476,12 @@ fn a_checkpoint_of_another_source_is_refused() {
     let d = dir.path();
     drop_file(&d.join("in"), "a.json", &event_lines(0..5));
     let file = json_pipeline(d, "trigger = \"availableNow\"", "", "");
-    assert_eq!(run_to_end(&file).0, Some(0));
+    assert_eq!(run_logged(&file).0, Some(0));
     let other = fs::read_to_string(&file)
         .unwrap()
         .replace("path = \"in\"", "path = \"elsewhere\"");
     fs::write(&file, other).unwrap();
-    let (code, stderr) = run_to_end(&file);
+    let (code, _, stderr) = run_logged(&file);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("use a new checkpointLocation"), "{stderr}");
     assert!(stderr.contains("elsewhere"), "{stderr}");
@@ -524,7 +509,7 @@ fn min_batches_to_retain_purges_old_entries() {
             "checkpointLocation = \"ckpt\"\nminBatchesToRetain = 2",
         ),
     );
-    assert_eq!(run_to_end(&file).0, Some(0));
+    assert_eq!(run_logged(&file).0, Some(0));
     let names = |sub: &str| {
         let mut v: Vec<String> = fs::read_dir(d.join("ckpt").join(sub))
             .unwrap()
@@ -574,7 +559,7 @@ path = "out"
 "#
         ),
     );
-    let (code, stderr) = run_to_end(&file);
+    let (code, _, stderr) = run_logged(&file);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("query 'bad' failed"), "{stderr}");
     assert_eq!(committed_json(&d.join("out")).len(), 7);

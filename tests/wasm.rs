@@ -11,28 +11,11 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// `sluice run FILE`, with progress records in `progress.jsonl` beside the file.
-fn run(file: &Path) -> (Option<i32>, String, String) {
-    let out = sluice()
-        .arg("run")
-        .arg(file)
-        .arg("--progress-log")
-        .arg(file.with_file_name("progress.jsonl"))
-        .env("RUST_LOG", "info")
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn json_events_example_parses_lowercases_filters_and_reserialises() {
     let dir = tempfile::tempdir().unwrap();
     let file = example("json-events", dir.path());
-    let (code, _, stderr) = run(&file);
+    let (code, _, stderr) = run_logged(&file);
     assert_eq!(code, Some(0), "{stderr}");
     let values: Vec<String> = committed_json(&dir.path().join("out/json-events"))
         .iter()
@@ -53,7 +36,7 @@ fn json_events_example_parses_lowercases_filters_and_reserialises() {
 fn word_count_example_flat_maps_lines_into_words() {
     let dir = tempfile::tempdir().unwrap();
     let file = example("word-count", dir.path());
-    let (code, _, stderr) = run(&file);
+    let (code, _, stderr) = run_logged(&file);
     assert_eq!(code, Some(0), "{stderr}");
     let words: Vec<String> = committed_json(&dir.path().join("out/words"))
         .iter()
@@ -69,7 +52,7 @@ fn word_count_example_flat_maps_lines_into_words() {
 fn dead_letter_example_routes_refused_batches_and_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let file = example("dead-letter", dir.path());
-    let (code, _, stderr) = run(&file);
+    let (code, _, stderr) = run_logged(&file);
     assert_eq!(code, Some(0), "{stderr}");
     let ids = |sub: &str| sorted_ids_by(&committed_json(&dir.path().join(sub)), "order_id");
     assert_eq!(ids("out/orders-valid"), vec![1, 2, 3, 7]);
@@ -107,7 +90,7 @@ fn sorted_ids_by(rows: &[serde_json::Value], key: &str) -> Vec<u64> {
 fn two_sinks_handler_writes_both_outputs_and_a_granted_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = example("two-sinks", dir.path());
-    let (code, stdout, stderr) = run(&file);
+    let (code, stdout, stderr) = run_logged(&file);
     assert_eq!(code, Some(0), "{stderr}");
     let archive = committed_json(&dir.path().join("out/orders-archive"));
     assert_eq!(
@@ -158,7 +141,7 @@ fn a_replayed_batch_reaches_the_handler_with_the_same_id_and_rows() {
         "{log_first}"
     );
 
-    let (code, _, stderr) = run(&file);
+    let (code, _, stderr) = run_logged(&file);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("re-running the last batch"), "{stderr}");
     assert!(
@@ -243,7 +226,7 @@ path = "out-good"
 fn hostile_guests_fail_their_own_query_with_clear_errors_and_others_go_on() {
     let dir = tempfile::tempdir().unwrap();
     let file = hostile_pipeline(dir.path());
-    let (code, _, stderr) = run(&file);
+    let (code, _, stderr) = run_logged(&file);
     assert_eq!(code, Some(1), "{stderr}");
     let error_of = |q: &str| {
         stderr
@@ -413,7 +396,7 @@ fn a_handler_reaches_allow_listed_hosts_only() {
         &format!(r#"{{ behavior = "post", url = "{url}" }}"#),
         &format!(r#"allowHosts = ["127.0.0.1:{port}"]"#),
     );
-    let (code, _, stderr) = run(&file);
+    let (code, _, stderr) = run_logged(&file);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(
         bodies.recv_timeout(TIMEOUT).unwrap(),
@@ -427,7 +410,7 @@ fn a_handler_reaches_allow_listed_hosts_only() {
         &format!(r#"{{ behavior = "post", url = "{url}" }}"#),
         r#"allowHosts = ["example.com"]"#,
     );
-    let (code, _, stderr) = run(&file);
+    let (code, _, stderr) = run_logged(&file);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains(&format!("host '127.0.0.1:{port}' is not in the pipeline's allowHosts (example.com); the request was not sent")), "{stderr}");
     assert!(stderr.contains("batch 0"), "{stderr}");
@@ -446,7 +429,7 @@ fn a_handler_cannot_write_outside_its_directory() {
         r#"{ behavior = "escape" }"#,
         r#"directory = "granted""#,
     );
-    let (code, _, stderr) = run(&file);
+    let (code, _, stderr) = run_logged(&file);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("'../escaped.txt' must be a relative path inside the granted directory"),
@@ -492,7 +475,7 @@ format = "memory"
                 module.display()
             ),
         );
-        let (code, _, stderr) = run(&file);
+        let (code, _, stderr) = run_logged(&file);
         assert_eq!(code, Some(1), "{stderr}");
         assert!(
             stderr.contains(&expected),
@@ -515,7 +498,7 @@ fn a_wasm_aggregate_keeps_top_k_per_group_across_batches_and_restarts() {
     let third = dir.path().join("data/orders/orders-3.json");
     let held = dir.path().join("orders-3.json.held");
     fs::rename(&third, &held).unwrap();
-    let (code, stdout, stderr) = run(&file);
+    let (code, stdout, stderr) = run_logged(&file);
     assert_eq!(code, Some(0), "{stderr}");
     let row = |cells: &[&str]| cells.iter().map(|c| c.to_string()).collect::<Vec<_>>();
     assert_eq!(
@@ -527,7 +510,7 @@ fn a_wasm_aggregate_keeps_top_k_per_group_across_batches_and_restarts() {
         "{stdout}"
     );
     fs::rename(&held, &third).unwrap();
-    let (code, stdout, stderr) = run(&file);
+    let (code, stdout, stderr) = run_logged(&file);
     assert_eq!(code, Some(0), "{stderr}");
     // The guest's per-group state came back from the checkpoint: the new 320000 joins the
     // two amounts seen in the first run.

@@ -309,3 +309,21 @@ pub fn set_mtime(path: &Path, secs_ago: u64) {
         .set_modified(std::time::SystemTime::now() - Duration::from_secs(secs_ago))
         .unwrap();
 }
+
+/// `sluice run FILE` to its end, with progress records in `progress.jsonl` beside the file:
+/// exit code (`None` if killed), stdout, stderr.
+pub fn run_logged(file: &Path) -> (Option<i32>, String, String) {
+    let out = sluice()
+        .arg("run")
+        .arg(file)
+        .arg("--progress-log")
+        .arg(file.with_file_name("progress.jsonl"))
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -883,3 +883,46 @@ fn the_seeds_order_analytics_pipeline_sums_revenue_per_category_and_window() {
         "{stdout}"
     );
 }
+
+/// A loopback address where nothing listens: a port the OS just handed out, then closed.
+fn closed_port_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    address
+}
+
+#[test]
+fn an_unreachable_broker_is_named_instead_of_a_transaction_time_out() {
+    // The exactly-once sink with the default connectTimeout (10 s): the error names the
+    // servers and the cause, not "initialising transactions ... Timed out" after a minute.
+    let dir = tempfile::tempdir().unwrap();
+    let address = closed_port_address();
+    let file = to_kafka_pipeline(dir.path(), &address, true);
+    let out = sluice().arg("run").arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "no Kafka broker answered at bootstrap servers '{address}' within 10 s"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("check kafka.bootstrap.servers"), "{stderr}");
+    assert!(!stderr.contains("initialising transactions"), "{stderr}");
+
+    // The source, with its own bound.
+    let dir = tempfile::tempdir().unwrap();
+    let address = closed_port_address();
+    let file = kafka_pipeline(dir.path(), &address, "connectTimeout = \"1 second\"");
+    let out = sluice().arg("run").arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "KafkaSource[Subscribe[events]]: no Kafka broker answered at bootstrap servers '{address}' within 1 s"
+        )),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("out").exists(), "nothing may be written");
+}

@@ -168,17 +168,121 @@ const CASES: &[Case] = &[
     },
 ];
 
+/// A valid stateful query: what a declared schema tells about its event-time and stateful
+/// options is checked by `validate`, before anything starts.
+const STATEFUL_GOOD: &str = r#"[[query]]
+name = "orders"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+outputMode = "update"
+
+[query.source]
+format = "json"
+path = "in/*.json"
+schema = "id BIGINT, city STRING, amount BIGINT, ts TIMESTAMP"
+watermark = { column = "ts", delay = "1 minute" }
+
+[query.dropDuplicates]
+columns = ["id"]
+
+[query.aggregate]
+groupBy = ["city"]
+window = { column = "ts", duration = "5 minutes", slide = "1 minute" }
+aggs = [{ fn = "sum", column = "amount", as = "revenue" }]
+
+[query.sink]
+format = "console"
+"#;
+
+const STATEFUL_CASES: &[Case] = &[
+    Case {
+        what: "sum over a string column",
+        from: "fn = \"sum\", column = \"amount\"",
+        to: "fn = \"sum\", column = \"city\"",
+        expect: &[
+            "pipeline.toml:19: query 'orders': aggregate.aggs[0].column: sum of column 'city' (Utf8) is not supported; it needs a numeric column",
+        ],
+    },
+    Case {
+        what: "aggregate over a missing column",
+        from: "fn = \"sum\", column = \"amount\"",
+        to: "fn = \"max\", column = \"price\"",
+        expect: &[
+            "pipeline.toml:19: query 'orders': aggregate.aggs[0].column: column 'price' is not among the columns reaching the aggregation (id, city, amount, ts",
+        ],
+    },
+    Case {
+        what: "group-by column that does not exist",
+        from: "groupBy = [\"city\"]",
+        to: "groupBy = [\"country\"]",
+        expect: &[
+            "pipeline.toml:17: query 'orders': aggregate.groupBy[0]: column 'country' is not among the columns reaching the aggregation",
+        ],
+    },
+    Case {
+        what: "watermark on a string column",
+        from: "watermark = { column = \"ts\"",
+        to: "watermark = { column = \"city\"",
+        expect: &[
+            "pipeline.toml:11: query 'orders': source.watermark.column: watermark column 'city': is Utf8, not a TIMESTAMP",
+        ],
+    },
+    Case {
+        what: "window column that is not a timestamp",
+        from: "window = { column = \"ts\"",
+        to: "window = { column = \"amount\"",
+        expect: &[
+            "pipeline.toml:18: query 'orders': aggregate.window.column: window column 'amount': is Int64, not a TIMESTAMP",
+        ],
+    },
+    Case {
+        what: "too many sliding windows per row",
+        from: "slide = \"1 minute\"",
+        to: "slide = \"1 millisecond\"",
+        expect: &[
+            "query 'orders': aggregate.window.slide:",
+            "puts each row into 300000 windows; at most 1000 are allowed",
+        ],
+    },
+    Case {
+        what: "dedup column that does not exist",
+        from: "columns = [\"id\"]",
+        to: "columns = [\"order_id\"]",
+        expect: &[
+            "pipeline.toml:14: query 'orders': dropDuplicates.columns[0]: column 'order_id' is not among the query's columns",
+        ],
+    },
+];
+
 #[test]
 fn each_bad_pipeline_gets_its_error_and_nothing_runs() {
+    check_cases(GOOD, CASES);
+}
+
+#[test]
+fn what_a_declared_schema_tells_is_checked_before_anything_runs() {
+    check_cases(STATEFUL_GOOD, STATEFUL_CASES);
+}
+
+#[test]
+fn the_good_stateful_pipeline_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = pipeline(dir.path(), STATEFUL_GOOD);
+    let out = run_ok(sluice().arg("validate").arg(&file));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok, 1 query"));
+}
+
+/// Applies each case to `good`, runs `validate` and `run` on it, and checks the errors.
+fn check_cases(good: &str, cases: &[Case]) {
     let mut failures = Vec::new();
-    for case in CASES {
+    for case in cases {
         assert!(
-            GOOD.contains(case.from),
+            good.contains(case.from),
             "case '{}' does not apply",
             case.what
         );
         let dir = tempfile::tempdir().unwrap();
-        let file = pipeline(dir.path(), &GOOD.replacen(case.from, case.to, 1));
+        let file = pipeline(dir.path(), &good.replacen(case.from, case.to, 1));
         for command in ["validate", "run"] {
             let out = sluice().arg(command).arg(&file).output().unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);

@@ -29,7 +29,8 @@
 //! | the batch loop of one query | [`query`] |
 //! | several queries in a process | [`manager`] |
 //! | when batches run | [`trigger`] |
-//! | file, rate, socket sources | [`source`] |
+//! | file, rate, socket, Kafka, Nexmark sources | [`source`] |
+//! | reaching a Kafka cluster (shared by source and sink) | [`kafka_client`] |
 //! | console, memory, file sinks | [`sink`] |
 //! | offsets and commit logs | [`checkpoint`] |
 //! | event time | [`watermark`], [`operators::window`] |
@@ -46,6 +47,7 @@ pub mod cli;
 pub mod error;
 pub mod failpoint;
 pub mod fsutil;
+pub mod kafka_client;
 pub mod manager;
 pub mod operators;
 pub mod pipeline;

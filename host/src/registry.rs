@@ -90,13 +90,17 @@ pub struct ModuleInfo {
     pub uploaded_at: String,
 }
 
-/// What validation records per digest.
+/// What validation found in a component (recorded per digest in `meta/`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct BlobMeta {
-    worlds: Vec<String>,
-    package: String,
-    size: u64,
-    wasmtime: String,
+pub struct ComponentInfo {
+    /// The worlds it implements, e.g. `sluice:pipeline/transformer`.
+    pub worlds: Vec<String>,
+    /// The WIT package version its exports name.
+    pub package: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The wasmtime release that compiled it.
+    pub wasmtime: String,
 }
 
 /// A tag file.
@@ -231,7 +235,7 @@ impl Registry {
         }
         let hex = hex_digest(bytes);
         let label = format!("{name}@{version}");
-        let meta = self.validate(&label, bytes)?;
+        let meta = validate_component(&label, bytes)?;
         // Content first (idempotent: same digest, same bytes), then the tag that names it.
         let blob = self.blob_path(&hex);
         if !blob.exists() {
@@ -254,56 +258,6 @@ impl Registry {
         };
         self.create_tag(&tag)?;
         self.inspect(name, &version)
-    }
-
-    /// Checks that `bytes` is a component implementing one of our worlds at a compatible
-    /// package version, and compiles it into the runtime's cache.
-    fn validate(&self, label: &str, bytes: &[u8]) -> Result<BlobMeta> {
-        let runtime = wasm::runtime(false).map_err(|e| RegistryError::Invalid(e.to_string()))?;
-        // `load_bytes` refuses core modules and random bytes with a message that says so,
-        // and stores the compiled form in the cache that queries load from.
-        let component = runtime
-            .load_bytes(label, bytes)
-            .map_err(|e| RegistryError::Invalid(e.to_string()))?;
-        let packages = wasm::package_versions(runtime.engine(), &component);
-        let host = semver::Version::parse(
-            wasm::WIT_PACKAGE
-                .rsplit_once('@')
-                .map(|(_, v)| v)
-                .unwrap_or("0.0.0"),
-        )
-        .map_err(|e| RegistryError::Invalid(e.to_string()))?;
-        for p in &packages {
-            let compatible = p
-                .rsplit_once('@')
-                .and_then(|(_, v)| semver::Version::parse(v).ok())
-                .is_some_and(|v| {
-                    // semver for 0.x: the minor version is the breaking one.
-                    v.major == host.major && (host.major > 0 || v.minor == host.minor)
-                });
-            if !compatible {
-                return Err(RegistryError::Invalid(format!(
-                    "module {label} implements {p}; this host speaks {} (rebuild it against the guest SDK of this release)",
-                    wasm::WIT_PACKAGE
-                )));
-            }
-        }
-        let (worlds, why_not) = wasm::worlds_of(runtime.engine(), &component);
-        if worlds.is_empty() {
-            return Err(RegistryError::Invalid(format!(
-                "module {label} implements none of the sluice:pipeline worlds:\n  {}",
-                why_not.join("\n  ")
-            )));
-        }
-        Ok(BlobMeta {
-            worlds: worlds.iter().map(|w| w.to_string()).collect(),
-            package: packages
-                .first()
-                .cloned()
-                .unwrap_or_else(|| wasm::WIT_PACKAGE.to_owned()),
-            size: bytes.len() as u64,
-            wasmtime: WASMTIME_VERSION.to_owned(),
-        })
     }
 
     fn tag_path(&self, name: &str, version: &str) -> PathBuf {
@@ -353,7 +307,7 @@ impl Registry {
             .map_err(|e| RegistryError::Invalid(format!("tag {}: {e}", path.display())))
     }
 
-    fn read_meta(&self, hex: &str) -> Result<BlobMeta> {
+    fn read_meta(&self, hex: &str) -> Result<ComponentInfo> {
         let path = self.root.join("meta").join(format!("{hex}.json"));
         let bytes = std::fs::read(&path).map_err(io(&path))?;
         serde_json::from_slice(&bytes)
@@ -559,4 +513,55 @@ mod tests {
         let expected = format!("name = \"wasmtime\"\nversion = \"{WASMTIME_VERSION}\"");
         assert!(lock.contains(&expected), "update WASMTIME_VERSION");
     }
+}
+
+/// Checks that `bytes` is a component implementing one of our worlds at a compatible
+/// package version, exactly as an upload is checked, and compiles it into the runtime's
+/// cache. `label` names the module in errors. `sluice module check` calls it on a file.
+pub fn validate_component(label: &str, bytes: &[u8]) -> Result<ComponentInfo> {
+    let runtime = wasm::runtime(false).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+    // `load_bytes` refuses core modules and random bytes with a message that says so,
+    // and stores the compiled form in the cache that queries load from.
+    let component = runtime
+        .load_bytes(label, bytes)
+        .map_err(|e| RegistryError::Invalid(e.to_string()))?;
+    let packages = wasm::package_versions(runtime.engine(), &component);
+    let host = semver::Version::parse(
+        wasm::WIT_PACKAGE
+            .rsplit_once('@')
+            .map(|(_, v)| v)
+            .unwrap_or("0.0.0"),
+    )
+    .map_err(|e| RegistryError::Invalid(e.to_string()))?;
+    for p in &packages {
+        let compatible = p
+            .rsplit_once('@')
+            .and_then(|(_, v)| semver::Version::parse(v).ok())
+            .is_some_and(|v| {
+                // semver for 0.x: the minor version is the breaking one.
+                v.major == host.major && (host.major > 0 || v.minor == host.minor)
+            });
+        if !compatible {
+            return Err(RegistryError::Invalid(format!(
+                "module {label} implements {p}; this host speaks {} (rebuild it against the guest SDK of this release)",
+                wasm::WIT_PACKAGE
+            )));
+        }
+    }
+    let (worlds, why_not) = wasm::worlds_of(runtime.engine(), &component);
+    if worlds.is_empty() {
+        return Err(RegistryError::Invalid(format!(
+            "module {label} implements none of the sluice:pipeline worlds:\n  {}",
+            why_not.join("\n  ")
+        )));
+    }
+    Ok(ComponentInfo {
+        worlds: worlds.iter().map(|w| w.to_string()).collect(),
+        package: packages
+            .first()
+            .cloned()
+            .unwrap_or_else(|| wasm::WIT_PACKAGE.to_owned()),
+        size: bytes.len() as u64,
+        wasmtime: WASMTIME_VERSION.to_owned(),
+    })
 }

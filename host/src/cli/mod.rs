@@ -5,6 +5,8 @@
 //! scripts what happened (0 all queries ended cleanly, 1 a query failed, 2 the pipeline is
 //! invalid).
 
+mod module_build;
+mod new;
 mod remote;
 
 use std::io::IsTerminal;
@@ -33,7 +35,9 @@ use crate::registry::Registry;
 sluice run examples/rate-to-console.toml          run every query of a pipeline\n  \
 sluice run pipeline.toml --query events           run one query of it\n  \
 sluice run pipeline.toml --progress-log p.jsonl   also write progress records as JSON lines\n  \
-sluice validate pipeline.toml                     check a pipeline without running it\n\n\
+sluice validate pipeline.toml                     check a pipeline without running it\n  \
+sluice new transform my-step                      start a guest crate (or handler, aggregate)\n  \
+sluice module build                               build and check the guest crate here\n\n\
 Stop with Ctrl-C (or SIGTERM): each query finishes its batch in flight, commits, and the\n\
 process exits 0. A second Ctrl-C exits at once; the next start re-runs the uncommitted batch.\n\
 Logs go to stderr; set RUST_LOG=debug for more."
@@ -84,7 +88,17 @@ enum Command {
         #[arg(long, default_value = "64MiB")]
         max_module_size: String,
     },
-    /// Manage the modules of a server: push, list, inspect, rm.
+    /// Start a guest crate: a working example, a pipeline that runs it, and the guest SDK.
+    New {
+        /// transform, handler or aggregate.
+        kind: new::GuestKind,
+        /// The crate's name (also the component's file name).
+        name: String,
+        /// Where to write it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Modules: build and check locally; push, list, inspect, rm on a server.
     Module {
         #[command(flatten)]
         server: remote::ServerArgs,
@@ -119,6 +133,14 @@ pub fn main() -> ExitCode {
             token,
             max_module_size,
         } => serve(data_dir, addr, token, &max_module_size),
+        Command::New { kind, name, dir } => new::scaffold(kind, &name, dir).map(|dir| {
+            println!("created {}", dir.display());
+            println!(
+                "next:\n  cd {}\n  sluice module build      # builds and checks the component\n  sluice run pipeline.toml # runs it on the sample input",
+                dir.display()
+            );
+            ExitCode::SUCCESS
+        }),
         Command::Module { server, command } => {
             remote::module(&server, command).map(|()| ExitCode::SUCCESS)
         }

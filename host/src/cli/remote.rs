@@ -60,6 +60,18 @@ pub enum ModuleCommand {
         /// NAME@VERSION
         module: String,
     },
+    /// Check a component file locally, exactly as an upload is checked (no server needed).
+    Check {
+        /// The component file (.wasm).
+        file: PathBuf,
+    },
+    /// Build the guest crate in DIR for wasm32-wasip2 (release) and check the component (no
+    /// server needed).
+    Build {
+        /// The guest crate's directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 /// `sluice query ...`
@@ -272,6 +284,12 @@ fn query_rows(v: &Value) -> String {
 
 /// Runs `sluice module ...`.
 pub fn module(args: &ServerArgs, command: ModuleCommand) -> Result<()> {
+    // The local commands need no server.
+    match command {
+        ModuleCommand::Check { file } => return super::module_build::check(&file).map(|_| ()),
+        ModuleCommand::Build { dir } => return super::module_build::build(&dir).map(|_| ()),
+        _ => {}
+    }
     let c = Client::new(args);
     match command {
         ModuleCommand::Push {
@@ -319,6 +337,7 @@ pub fn module(args: &ServerArgs, command: ModuleCommand) -> Result<()> {
                 format!("removed {}@{}\n", s(&v["name"]), s(&v["version"]))
             });
         }
+        ModuleCommand::Check { .. } | ModuleCommand::Build { .. } => {}
     }
     Ok(())
 }

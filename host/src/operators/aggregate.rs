@@ -26,7 +26,7 @@ use hashbrown::HashTable;
 use tracing::warn;
 
 use super::window::{WindowSpec, fixed_windows};
-use super::{StateOperatorProgress, StatefulOperator};
+use super::{SpecProblem, StateOperatorProgress, StatefulOperator};
 use crate::error::{Error, Result};
 use crate::pipeline::OutputMode;
 use crate::schema::timestamp_type;
@@ -611,6 +611,7 @@ impl Aggregate {
         checkpoint: &Path,
         query: &str,
     ) -> Result<Self> {
+        spec.check_input(&schema)?;
         let col = |name: &str, what: &str| {
             schema.index_of(name).map_err(|_| Error::Data {
                 context: format!("{what} column '{name}'"),
@@ -642,9 +643,6 @@ impl Aggregate {
                 .map_err(|e| Error::data("groupBy", e))?,
             )
         };
-        if let Some(w) = &spec.window {
-            crate::watermark::check_event_time_column(&schema, w.column(), "window")?;
-        }
         let mut inputs = Vec::new();
         let mut udafs = Vec::new();
         let mut fields: Vec<Field> = key_indices
@@ -684,54 +682,19 @@ impl Aggregate {
                 }
                 _ => None,
             };
-            let out_type = match (agg.func, &kind) {
-                (AggFunc::Udaf, _) => match &udaf {
-                    Some(u) => u.output_field().data_type().clone(),
-                    None => {
-                        return Err(Error::Data {
-                            context: format!("aggregate '{}'", agg.alias),
-                            message: "a user-defined aggregate needs a module and a column".into(),
-                        });
-                    }
-                },
-                (AggFunc::Count | AggFunc::CountDistinct, _) => DataType::Int64,
-                (AggFunc::Avg, Kind::Int(_) | Kind::Float(_)) => DataType::Float64,
-                (AggFunc::Sum, Kind::Int(_)) => DataType::Int64,
-                (AggFunc::Sum, Kind::Float(_)) => DataType::Float64,
-                (
-                    AggFunc::Min | AggFunc::Max | AggFunc::First | AggFunc::Last,
-                    Kind::Int(t) | Kind::Float(t),
-                ) => t.clone(),
-                (AggFunc::Min | AggFunc::Max | AggFunc::First | AggFunc::Last, Kind::Str) => {
-                    DataType::Utf8
-                }
-                (f, _) => {
+            let out_type = match (agg.func, &udaf) {
+                (AggFunc::Udaf, Some(u)) => u.output_field().data_type().clone(),
+                (AggFunc::Udaf, None) => {
                     return Err(Error::Data {
                         context: format!("aggregate '{}'", agg.alias),
-                        message: format!(
-                            "{f:?} of column '{}' ({}) is not supported; it needs a numeric{} column",
-                            agg.column.as_deref().unwrap_or("*"),
-                            index.map_or("no column".to_owned(), |i| schema
-                                .field(i)
-                                .data_type()
-                                .to_string()),
-                            if matches!(f, AggFunc::Sum | AggFunc::Avg) {
-                                ""
-                            } else {
-                                " or string"
-                            }
-                        ),
+                        message: "a user-defined aggregate needs a module and a column".into(),
                     });
                 }
-            };
-            if matches!(agg.func, AggFunc::CountDistinct)
-                && !matches!(kind, Kind::Int(_) | Kind::Float(_) | Kind::Str)
-            {
-                return Err(Error::Data {
+                _ => builtin_output_type(agg, &schema).map_err(|p| Error::Data {
                     context: format!("aggregate '{}'", agg.alias),
-                    message: "count_distinct needs a numeric or string column".into(),
-                });
-            }
+                    message: p,
+                })?,
+            };
             fields.push(Field::new(&agg.alias, out_type, true));
             inputs.push((index, if udaf.is_some() { Kind::Any } else { kind }));
             udafs.push(udaf);
@@ -1103,6 +1066,103 @@ fn window_fields() -> Fields {
         Field::new("start", timestamp_type(), false),
         Field::new("end", timestamp_type(), false),
     ])
+}
+
+/// The result type of built-in aggregate `agg` over `schema`, or why it cannot be computed.
+fn builtin_output_type(agg: &AggSpec, schema: &Schema) -> std::result::Result<DataType, String> {
+    let (index, kind) = match &agg.column {
+        None => (None, Kind::Star),
+        Some(c) => match schema.index_of(c) {
+            Ok(i) => (Some(i), kind_of(schema.field(i).data_type())),
+            Err(_) => {
+                return Err(format!(
+                    "column '{c}' is not among the columns reaching the aggregation ({})",
+                    crate::schema::column_names(schema)
+                ));
+            }
+        },
+    };
+    let f = agg.func;
+    Ok(match (f, &kind) {
+        (AggFunc::CountDistinct, Kind::Int(_) | Kind::Float(_) | Kind::Str) => DataType::Int64,
+        (AggFunc::CountDistinct, _) => {
+            return Err("count_distinct needs a numeric or string column".into());
+        }
+        (AggFunc::Count, _) => DataType::Int64,
+        (AggFunc::Avg, Kind::Int(_) | Kind::Float(_)) => DataType::Float64,
+        (AggFunc::Sum, Kind::Int(_)) => DataType::Int64,
+        (AggFunc::Sum, Kind::Float(_)) => DataType::Float64,
+        (
+            AggFunc::Min | AggFunc::Max | AggFunc::First | AggFunc::Last,
+            Kind::Int(t) | Kind::Float(t),
+        ) => t.clone(),
+        (AggFunc::Min | AggFunc::Max | AggFunc::First | AggFunc::Last, Kind::Str) => {
+            DataType::Utf8
+        }
+        (f, _) => {
+            return Err(format!(
+                "{} of column '{}' ({}) is not supported; it needs a numeric{} column",
+                format!("{f:?}").to_ascii_lowercase(),
+                agg.column.as_deref().unwrap_or("*"),
+                index.map_or("no column".to_owned(), |i| schema
+                    .field(i)
+                    .data_type()
+                    .to_string()),
+                if matches!(f, AggFunc::Sum | AggFunc::Avg) {
+                    ""
+                } else {
+                    " or string"
+                }
+            ));
+        }
+    })
+}
+
+impl AggregateSpec {
+    /// Checks this aggregation against the schema that reaches it: the grouping and window
+    /// columns exist (the window's is a TIMESTAMP) and every built-in aggregate can take its
+    /// column's type. `sluice validate` calls it on a declared schema; the operator calls it
+    /// when it starts. The error's key is the pipeline path of the field at fault.
+    pub fn check_input(&self, schema: &Schema) -> std::result::Result<(), SpecProblem> {
+        for (i, c) in self.group_by.iter().enumerate() {
+            if schema.index_of(c).is_err() {
+                return Err(SpecProblem {
+                    key: format!("aggregate.groupBy[{i}]"),
+                    message: format!(
+                        "column '{c}' is not among the columns reaching the aggregation ({})",
+                        crate::schema::column_names(schema)
+                    ),
+                });
+            }
+        }
+        if let Some(w) = &self.window {
+            crate::watermark::check_event_time_column(schema, w.column(), "window").map_err(
+                |e| SpecProblem {
+                    key: "aggregate.window.column".into(),
+                    message: e.to_string(),
+                },
+            )?;
+        }
+        for (i, agg) in self.aggs.iter().enumerate() {
+            let problem = |message| SpecProblem {
+                key: format!("aggregate.aggs[{i}].column"),
+                message,
+            };
+            if agg.func == AggFunc::Udaf {
+                if let Some(c) = &agg.column
+                    && schema.index_of(c).is_err()
+                {
+                    return Err(problem(format!(
+                        "column '{c}' is not among the columns reaching the aggregation ({})",
+                        crate::schema::column_names(schema)
+                    )));
+                }
+                continue;
+            }
+            builtin_output_type(agg, schema).map_err(problem)?;
+        }
+        Ok(())
+    }
 }
 
 fn kind_of(t: &DataType) -> Kind {

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use arrow_array::{Array, BooleanArray, RecordBatch};
 use arrow_row::{RowConverter, SortField};
-use arrow_schema::SchemaRef;
+use arrow_schema::{Schema, SchemaRef};
 
-use super::{StateOperatorProgress, StatefulOperator};
+use super::{SpecProblem, StateOperatorProgress, StatefulOperator};
 use crate::error::{Error, Result};
 use crate::state::StateStore;
 use crate::watermark::{WatermarkSpec, event_times};
@@ -76,6 +76,24 @@ impl KeyList {
     }
 }
 
+impl DedupSpec {
+    /// Checks that every key column is among the columns reaching the operator.
+    pub fn check_input(&self, schema: &Schema) -> std::result::Result<(), SpecProblem> {
+        for (i, c) in self.columns.iter().enumerate() {
+            if schema.index_of(c).is_err() {
+                return Err(SpecProblem {
+                    key: format!("dropDuplicates.columns[{i}]"),
+                    message: format!(
+                        "column '{c}' is not among the query's columns ({})",
+                        crate::schema::column_names(schema)
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Dedup {
     /// Builds the operator for input `schema`, with its state under `checkpoint`.
     pub fn new(
@@ -84,6 +102,7 @@ impl Dedup {
         watermark: Option<WatermarkSpec>,
         checkpoint: &Path,
     ) -> Result<Self> {
+        spec.check_input(&schema)?;
         let columns: Vec<String> = if spec.columns.is_empty() {
             schema.fields().iter().map(|f| f.name().clone()).collect()
         } else {

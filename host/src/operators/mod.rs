@@ -71,3 +71,21 @@ pub trait StatefulOperator: Send {
     /// the engine runs a no-data batch).
     fn wants_no_data_batches(&self) -> bool;
 }
+
+/// A pipeline field that does not fit the data reaching it, found before anything runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecProblem {
+    /// The field's path in the query, e.g. `aggregate.aggs[1].column`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl From<SpecProblem> for crate::error::Error {
+    fn from(p: SpecProblem) -> crate::error::Error {
+        crate::error::Error::Data {
+            context: p.key,
+            message: p.message,
+        }
+    }
+}

@@ -35,10 +35,11 @@ use std::time::Duration;
 use arrow_schema::SchemaRef;
 use toml::Spanned;
 
-use tree::{Ctx, Node, TableReader};
+use tree::{Ctx, Node, TableReader, offset_of};
 pub use tree::{Diagnostic, Diagnostics, parse_bytes, parse_duration};
 
 use crate::error::{Error, Result};
+use crate::operators::SpecProblem;
 use crate::operators::aggregate::{AggFunc, AggSpec, AggregateSpec};
 use crate::operators::dedup::DedupSpec;
 use crate::operators::window::WindowSpec;
@@ -371,6 +372,29 @@ impl SourceSpec {
                 n.events.map_or("unbounded".to_owned(), |e| e.to_string())
             ),
         }
+    }
+}
+
+impl SourceSpec {
+    /// The schema of the rows this source produces, when it is known without reading any
+    /// data (a declared schema, or a source whose columns are fixed); `None` for a file
+    /// source that infers its schema.
+    pub fn known_schema(&self) -> Option<SchemaRef> {
+        use crate::source;
+        Some(match self {
+            SourceSpec::File(f) => {
+                let data = match (&f.schema, f.format) {
+                    (_, FileFormat::Text) => source::file::text_schema(),
+                    (Some(s), _) => s.clone(),
+                    (None, _) => return None,
+                };
+                source::file::row_schema(f, &data)
+            }
+            SourceSpec::Rate(_) | SourceSpec::RateMicroBatch(_) => source::rate::rate_schema(),
+            SourceSpec::Socket(s) => source::socket::socket_schema(s),
+            SourceSpec::Kafka(k) => source::kafka::kafka_schema(k.include_headers),
+            SourceSpec::Nexmark(n) => source::nexmark::nexmark_schema(n.table),
+        })
     }
 }
 
@@ -770,6 +794,15 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
             }
         }
     }
+    // What a declared schema already tells: only when no Wasm step sits between the source
+    // and the operators (a step may emit any schema, known only once it is loaded).
+    if transforms.is_empty()
+        && let Some(schema) = source.as_ref().and_then(SourceSpec::known_schema)
+    {
+        for p in schema_problems(&schema, &watermark, &dedup, &aggregate) {
+            q.error_at(offset_of(node, &p.key), &p.key, p.message);
+        }
+    }
     q.finish(QUERY_KEYS);
     Some(QuerySpec {
         name: name?,
@@ -786,6 +819,36 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
         dedup,
         aggregate,
     })
+}
+
+/// The fields of a query's event-time and stateful options that do not fit the schema
+/// reaching them (the same checks the operators make when they start).
+fn schema_problems(
+    schema: &arrow_schema::Schema,
+    watermark: &Option<WatermarkSpec>,
+    dedup: &Option<DedupSpec>,
+    aggregate: &Option<AggregateSpec>,
+) -> Vec<SpecProblem> {
+    let mut problems = Vec::new();
+    if let Some(w) = watermark
+        && let Err(e) = crate::watermark::check_event_time_column(schema, &w.column, "watermark")
+    {
+        problems.push(SpecProblem {
+            key: "source.watermark.column".into(),
+            message: e.to_string(),
+        });
+    }
+    if let Some(d) = dedup
+        && let Err(p) = d.check_input(schema)
+    {
+        problems.push(p);
+    }
+    if let Some(a) = aggregate
+        && let Err(p) = a.check_input(schema)
+    {
+        problems.push(p);
+    }
+    problems
 }
 
 /// Spark's rules for which output modes a query may use, checked before anything runs.
@@ -923,6 +986,9 @@ fn parse_aggregate(
     })
 }
 
+/// The most sliding windows one row may fall into (`duration / slide`).
+pub const MAX_WINDOWS_PER_ROW: u128 = 1000;
+
 fn parse_window(ctx: &Ctx, query: &str, node: &Spanned<Node>) -> Option<WindowSpec> {
     let mut w = TableReader::new(ctx, Some(query), "aggregate.window", node)?;
     let column = w.required_string(
@@ -971,6 +1037,19 @@ fn parse_window(ctx: &Ctx, query: &str, node: &Spanned<Node>) -> Option<WindowSp
                 "startTime",
                 format!("startTime ({start:?}) must be less than the slide ({slide:?})"),
             );
+        } else {
+            // Each row is copied into every window it falls in; an extreme ratio turns one
+            // row into hundreds of thousands of groups and the host into a memory sink.
+            let per_row = duration.as_micros().div_ceil(slide.as_micros());
+            if per_row > MAX_WINDOWS_PER_ROW {
+                w.error_here(
+                    "slide",
+                    format!(
+                        "a {duration:?} window sliding every {slide:?} puts each row into {per_row} windows; at most {MAX_WINDOWS_PER_ROW} are allowed (make the slide at least {:?})",
+                        Duration::from_micros(duration.as_micros().div_ceil(MAX_WINDOWS_PER_ROW) as u64)
+                    ),
+                );
+            }
         }
         WindowSpec::Fixed {
             column: column?,
@@ -1290,6 +1369,7 @@ fn parse_source(ctx: &Ctx, query: &str, node: &Spanned<Node>, base: &Path) -> Op
                 "maxTriggerDelay",
                 "failOnDataLoss",
                 "includeHeaders",
+                "connectTimeout",
             ]);
             return spec.map(SourceSpec::Kafka);
         }
@@ -1392,7 +1472,7 @@ fn partition_map(
 fn kafka_client_options(
     s: &mut TableReader,
     refused: &[(&str, &str)],
-) -> (Option<String>, Vec<(String, String)>) {
+) -> (Option<String>, Vec<(String, String)>, Duration) {
     let mut bootstrap = None;
     let mut client_options = Vec::new();
     for (key, node) in s.with_prefix("kafka.") {
@@ -1428,11 +1508,17 @@ fn kafka_client_options(
                 .to_owned(),
         );
     }
-    (bootstrap, client_options)
+    let connect_timeout = s
+        .duration("connectTimeout")
+        .unwrap_or(crate::kafka_client::DEFAULT_CONNECT_TIMEOUT);
+    if connect_timeout.is_zero() {
+        s.error_here("connectTimeout", "must be greater than 0".to_owned());
+    }
+    (bootstrap, client_options, connect_timeout)
 }
 
 fn parse_kafka_source(s: &mut TableReader) -> Option<KafkaSourceSpec> {
-    let (bootstrap, client_options) = kafka_client_options(s, REFUSED_OPTIONS);
+    let (bootstrap, client_options, connect_timeout) = kafka_client_options(s, REFUSED_OPTIONS);
     let subscribe = s.string("subscribe");
     let pattern = s.string("subscribePattern");
     let assign = s.string("assign");
@@ -1559,6 +1645,7 @@ fn parse_kafka_source(s: &mut TableReader) -> Option<KafkaSourceSpec> {
         fail_on_data_loss,
         include_headers,
         client_options,
+        connect_timeout,
     })
 }
 
@@ -1760,7 +1847,8 @@ fn parse_sink_at(
             Some(SinkSpec::Console { num_rows, truncate })
         }
         "kafka" => {
-            let (bootstrap, client_options) = kafka_client_options(&mut s, REFUSED_SINK_OPTIONS);
+            let (bootstrap, client_options, connect_timeout) =
+                kafka_client_options(&mut s, REFUSED_SINK_OPTIONS);
             let topic = s.string("topic");
             let exactly_once = s.bool("exactlyOnce").unwrap_or(false);
             if exactly_once && topic.is_none() {
@@ -1769,12 +1857,13 @@ fn parse_sink_at(
                     "needs the `topic` option: the sink records its last committed batch in that topic's offsets".to_owned(),
                 );
             }
-            s.finish(&["format", "topic", "exactlyOnce"]);
+            s.finish(&["format", "topic", "exactlyOnce", "connectTimeout"]);
             Some(SinkSpec::Kafka(KafkaSinkSpec {
                 bootstrap_servers: bootstrap?,
                 topic,
                 exactly_once,
                 client_options,
+                connect_timeout,
             }))
         }
         "blackhole" | "noop" => {

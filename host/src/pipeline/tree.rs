@@ -109,6 +109,36 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
 }
 
+/// Where the value at a dotted key path (`aggregate.aggs[1].column`) was written inside
+/// `node`: the deepest part of the path that exists, so a problem with a missing key points at
+/// the table that should hold it.
+pub(crate) fn offset_of(node: &Spanned<Node>, path: &str) -> usize {
+    let mut at = node;
+    for part in path.split('.') {
+        let (key, index) = match part.split_once('[') {
+            Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        let Node::Table(entries) = at.get_ref() else {
+            break;
+        };
+        let Some((_, value)) = entries
+            .iter()
+            .find(|(k, _)| k.get_ref().eq_ignore_ascii_case(key))
+        else {
+            break;
+        };
+        at = value;
+        if let (Some(i), Node::Array(items)) = (index, at.get_ref()) {
+            match items.get(i) {
+                Some(item) => at = item,
+                None => break,
+            }
+        }
+    }
+    at.span().start
+}
+
 /// One problem found in a pipeline file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {

@@ -40,6 +40,8 @@ pub struct KafkaSinkSpec {
     pub exactly_once: bool,
     /// Other `kafka.*` options for the producer.
     pub client_options: Vec<(String, String)>,
+    /// `connectTimeout`: how long the query waits at start for a bootstrap broker to answer.
+    pub connect_timeout: Duration,
 }
 
 /// Producer options the sink refuses, and why.
@@ -163,6 +165,12 @@ impl KafkaSink {
                 .filter(|&i| schema.field(i).data_type() == &DataType::Int32),
             headers: schema.index_of("headers").ok(),
         };
+        crate::kafka_client::check_reachable(
+            &spec.bootstrap_servers,
+            &spec.client_options,
+            spec.connect_timeout,
+        )
+        .map_err(&sink_err)?;
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &spec.bootstrap_servers)

@@ -92,17 +92,7 @@ impl FileSource {
             malformed_rows: 0,
         };
         source.data_schema = source.resolve_schema()?;
-        source.schema = if source.has_corrupt_column() {
-            let mut fields: Vec<_> = source.data_schema.fields().iter().cloned().collect();
-            fields.push(Arc::new(Field::new(
-                &source.spec.column_name_of_corrupt_record,
-                DataType::Utf8,
-                true,
-            )));
-            Arc::new(Schema::new(fields))
-        } else {
-            source.data_schema.clone()
-        };
+        source.schema = row_schema(&source.spec, &source.data_schema);
         Ok(source)
     }
 
@@ -118,19 +108,14 @@ impl FileSource {
     }
 
     fn has_corrupt_column(&self) -> bool {
-        self.spec.mode == ParseMode::Permissive
-            && matches!(self.spec.format, FileFormat::Json | FileFormat::Csv)
+        has_corrupt_column(&self.spec)
     }
 
     /// The declared schema, the one inferred on a previous run (kept in the source log so it
     /// never changes under a running query), or one inferred from the oldest file now.
     fn resolve_schema(&self) -> Result<SchemaRef> {
         if self.spec.format == FileFormat::Text {
-            return Ok(Arc::new(Schema::new(vec![Field::new(
-                "value",
-                DataType::Utf8,
-                true,
-            )])));
+            return Ok(text_schema());
         }
         if let Some(schema) = &self.spec.schema {
             return Ok(schema.clone());
@@ -456,6 +441,32 @@ impl FileSource {
             }
         }
     }
+}
+
+/// Whether rows carry the corrupt-record column (PERMISSIVE json and csv).
+fn has_corrupt_column(spec: &FileSourceSpec) -> bool {
+    spec.mode == ParseMode::Permissive && matches!(spec.format, FileFormat::Json | FileFormat::Csv)
+}
+
+/// The schema of the batches the source returns for files of `data_schema`: the data
+/// columns, plus the corrupt-record column where malformed lines are kept.
+pub fn row_schema(spec: &FileSourceSpec, data_schema: &SchemaRef) -> SchemaRef {
+    if has_corrupt_column(spec) {
+        let mut fields: Vec<_> = data_schema.fields().iter().cloned().collect();
+        fields.push(Arc::new(Field::new(
+            &spec.column_name_of_corrupt_record,
+            DataType::Utf8,
+            true,
+        )));
+        Arc::new(Schema::new(fields))
+    } else {
+        data_schema.clone()
+    }
+}
+
+/// The schema a text source's files have: one `value` line.
+pub fn text_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("value", DataType::Utf8, true)]))
 }
 
 impl Source for FileSource {

@@ -97,6 +97,8 @@ pub struct KafkaSourceSpec {
     pub include_headers: bool,
     /// Every other `kafka.*` option, without the prefix, for the client.
     pub client_options: Vec<(String, String)>,
+    /// `connectTimeout`: how long the query waits at start for a bootstrap broker to answer.
+    pub connect_timeout: Duration,
 }
 
 /// Client options a Kafka source refuses, and why.
@@ -173,6 +175,15 @@ impl KafkaSource {
     /// Connects the client; offsets are looked up when the first batch is planned.
     pub fn open(spec: KafkaSourceSpec, ctx: SourceContext) -> Result<Self> {
         create_dir_all(&ctx.log_dir)?;
+        crate::kafka_client::check_reachable(
+            &spec.bootstrap_servers,
+            &spec.client_options,
+            spec.connect_timeout,
+        )
+        .map_err(|message| Error::Source {
+            source_name: format!("KafkaSource[{}]", describe(&spec.subscription)),
+            message,
+        })?;
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &spec.bootstrap_servers)
@@ -215,28 +226,8 @@ impl KafkaSource {
             ),
             Err(_) => None,
         };
-        let mut fields = vec![
-            Field::new("key", DataType::Binary, true),
-            Field::new("value", DataType::Binary, true),
-            Field::new("topic", DataType::Utf8, false),
-            Field::new("partition", DataType::Int32, false),
-            Field::new("offset", DataType::Int64, false),
-            Field::new("timestamp", timestamp_type(), true),
-            Field::new("timestampType", DataType::Int32, false),
-        ];
-        if spec.include_headers {
-            fields.push(Field::new(
-                "headers",
-                DataType::List(Arc::new(Field::new(
-                    "item",
-                    DataType::Struct(header_fields()),
-                    true,
-                ))),
-                true,
-            ));
-        }
         Ok(KafkaSource {
-            schema: Arc::new(Schema::new(fields)),
+            schema: kafka_schema(spec.include_headers),
             spec,
             ctx,
             consumer: Arc::new(consumer),
@@ -477,6 +468,32 @@ fn header_fields() -> Fields {
         Field::new("key", DataType::Utf8, false),
         Field::new("value", DataType::Binary, true),
     ])
+}
+
+/// Spark's Kafka row: key, value, topic, partition, offset, timestamp, timestampType, and
+/// headers with `includeHeaders`.
+pub fn kafka_schema(include_headers: bool) -> SchemaRef {
+        let mut fields = vec![
+            Field::new("key", DataType::Binary, true),
+            Field::new("value", DataType::Binary, true),
+            Field::new("topic", DataType::Utf8, false),
+            Field::new("partition", DataType::Int32, false),
+            Field::new("offset", DataType::Int64, false),
+            Field::new("timestamp", timestamp_type(), true),
+            Field::new("timestampType", DataType::Int32, false),
+        ];
+        if include_headers {
+            fields.push(Field::new(
+                "headers",
+                DataType::List(Arc::new(Field::new(
+                    "item",
+                    DataType::Struct(header_fields()),
+                    true,
+                ))),
+                true,
+            ));
+        }
+    Arc::new(Schema::new(fields))
 }
 
 impl Source for KafkaSource {

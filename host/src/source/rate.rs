@@ -16,7 +16,8 @@ use crate::fsutil::{create_dir_all, write_atomic};
 use crate::pipeline::{RateMicroBatchSpec, RateSpec};
 use crate::schema::{UTC, timestamp_type};
 
-fn rate_schema() -> SchemaRef {
+/// The rows of `rate` and `rate-micro-batch`: `timestamp`, `value` (as in Spark).
+pub fn rate_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("timestamp", timestamp_type(), false),
         Field::new("value", arrow_schema::DataType::Int64, false),

@@ -58,13 +58,9 @@ impl SocketSource {
                 }
             })
             .map_err(|e| Error::io("starting socket reader thread", addr.clone(), e))?;
-        let mut fields = vec![Field::new("value", DataType::Utf8, false)];
-        if spec.include_timestamp {
-            fields.push(Field::new("timestamp", timestamp_type(), false));
-        }
         Ok(SocketSource {
+            schema: socket_schema(&spec),
             spec,
-            schema: Arc::new(Schema::new(fields)),
             buffer,
         })
     }
@@ -75,6 +71,15 @@ impl SocketSource {
             message: "reader thread panicked".into(),
         })
     }
+}
+
+/// The socket source's rows: `value` (the line), and `timestamp` with `includeTimestamp`.
+pub fn socket_schema(spec: &SocketSpec) -> SchemaRef {
+    let mut fields = vec![Field::new("value", DataType::Utf8, false)];
+    if spec.include_timestamp {
+        fields.push(Field::new("timestamp", timestamp_type(), false));
+    }
+    Arc::new(Schema::new(fields))
 }
 
 impl Source for SocketSource {

@@ -1,0 +1,146 @@
+//! What the Kafka source and sink share about reaching a cluster: the bootstrap check that
+//! turns "no broker answers" into an error naming the servers, before either side starts.
+//!
+//! librdkafka retries an unreachable broker forever and reports it only as a time-out of
+//! whatever request came first (for an exactly-once sink, "initialising transactions ...
+//! Timed out" after a minute), so the real cause never reaches the user. A short-lived probe
+//! client with the query's own client options (TLS, SASL, ...) asks for cluster metadata within
+//! `connectTimeout` and records what librdkafka said on the way.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+
+/// How long a query waits for a bootstrap broker to answer unless `connectTimeout` says otherwise.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Remembers the last errors librdkafka reported while probing (connection refused, name
+/// resolution, TLS handshake, authentication).
+#[derive(Default)]
+struct ProbeContext {
+    errors: Mutex<Vec<String>>,
+}
+
+impl ClientContext for ProbeContext {
+    fn log(&self, _level: RDKafkaLogLevel, _fac: &str, _log_message: &str) {
+        // The probe's own failures are reported in its error; librdkafka's log lines about
+        // them would only repeat it.
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        let line = if reason.is_empty() {
+            error.to_string()
+        } else {
+            reason.to_owned()
+        };
+        if !errors.contains(&line) {
+            errors.push(line);
+        }
+    }
+}
+
+impl ConsumerContext for ProbeContext {}
+
+/// Checks that a broker at `bootstrap_servers` answers a metadata request within `timeout`,
+/// using the same `client_options` the query's client will use.
+///
+/// The error says which servers were tried, for how long, and what librdkafka saw.
+pub fn check_reachable(
+    bootstrap_servers: &str,
+    client_options: &[(String, String)],
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap_servers)
+        .set("enable.auto.commit", "false");
+    for (k, v) in client_options {
+        // Only the connection settings matter to the probe; producer- or consumer-only keys
+        // would make a consumer refuse to start, so they are left out.
+        if is_connection_option(k) {
+            config.set(k, v);
+        }
+    }
+    let probe: BaseConsumer<ProbeContext> = config
+        .create_with_context(ProbeContext::default())
+        .map_err(|e| format!("creating a Kafka client for {bootstrap_servers}: {e}"))?;
+    match probe.fetch_metadata(None, timeout) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let seen = probe
+                .context()
+                .errors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let seen = if seen.is_empty() {
+                e.to_string()
+            } else {
+                seen.join("; ")
+            };
+            Err(format!(
+                "no Kafka broker answered at bootstrap servers '{bootstrap_servers}' within {} (asked for cluster metadata; librdkafka said: {seen}); check kafka.bootstrap.servers, that the brokers are running and reachable from here, and any kafka.security.protocol / kafka.sasl.* settings, or raise connectTimeout",
+                humantime(timeout)
+            ))
+        }
+    }
+}
+
+/// Client settings that shape the connection itself (and so matter to the probe).
+fn is_connection_option(key: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "security.",
+        "ssl.",
+        "ssl_",
+        "sasl.",
+        "socket.",
+        "broker.",
+        "client.",
+        "connections.",
+        "reconnect.",
+        "api.version",
+        "enable.ssl",
+        "resolve.",
+        "client.dns",
+        "debug",
+    ];
+    PREFIXES.iter().any(|p| key.starts_with(p))
+}
+
+fn humantime(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_broker_is_named_within_the_timeout() {
+        // Port 9 on loopback: nothing listens, so the connection is refused at once and the
+        // probe gives up at its timeout.
+        let started = std::time::Instant::now();
+        let err = check_reachable("127.0.0.1:9", &[], Duration::from_millis(1500))
+            .expect_err("nothing listens on port 9");
+        assert!(started.elapsed() < Duration::from_secs(10), "{err}");
+        assert!(err.contains("'127.0.0.1:9'"), "{err}");
+        assert!(err.contains("within 1500 ms"), "{err}");
+    }
+
+    #[test]
+    fn producer_only_options_are_not_given_to_the_probe() {
+        assert!(!is_connection_option("linger.ms"));
+        assert!(!is_connection_option("fetch.wait.max.ms"));
+        assert!(is_connection_option("security.protocol"));
+        assert!(is_connection_option("sasl.mechanism"));
+    }
+}

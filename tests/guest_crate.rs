@@ -48,7 +48,11 @@ fn module_build(dir: &Path) -> String {
 }
 
 fn run_pipeline(dir: &Path) -> String {
-    run_ok(sluice().args(["validate", "pipeline.toml"]).current_dir(dir));
+    run_ok(
+        sluice()
+            .args(["validate", "pipeline.toml"])
+            .current_dir(dir),
+    );
     let out = run_ok(sluice().args(["run", "pipeline.toml"]).current_dir(dir));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -187,7 +191,11 @@ fn module_check_refuses_what_an_upload_would() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("junk.wasm");
     std::fs::write(&file, b"not a component").unwrap();
-    let out = sluice().args(["module", "check"]).arg(&file).output().unwrap();
+    let out = sluice()
+        .args(["module", "check"])
+        .arg(&file)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("junk.wasm"), "{stderr}");

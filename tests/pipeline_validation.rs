@@ -254,6 +254,86 @@ const STATEFUL_CASES: &[Case] = &[
     },
 ];
 
+/// A valid query with two named inputs combined by a union.
+const UNION_GOOD: &str = r#"[[query]]
+name = "events"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+
+[query.inputs.web]
+format = "json"
+path = "web/*.json"
+schema = "id BIGINT, ts TIMESTAMP"
+watermark = { column = "ts", delay = "1 minute" }
+
+[query.inputs.app]
+format = "json"
+path = "app/*.json"
+schema = "id BIGINT, ts TIMESTAMP"
+watermark = { column = "ts", delay = "1 minute" }
+
+[query.union]
+inputs = ["web", "app"]
+
+[query.sink]
+format = "json"
+path = "out"
+"#;
+
+const UNION_CASES: &[Case] = &[
+    Case {
+        what: "several inputs and no union",
+        from: "[query.union]\ninputs = [\"web\", \"app\"]\n",
+        to: "",
+        expect: &[
+            "query 'events': union: 2 inputs must be combined: add [query.union] inputs = [\"web\", \"app\"]",
+        ],
+    },
+    Case {
+        what: "a union naming an input that does not exist",
+        from: "inputs = [\"web\", \"app\"]",
+        to: "inputs = [\"web\", \"mobile\"]",
+        expect: &[
+            "pipeline.toml:18: query 'events': union.inputs: must name every input exactly once",
+        ],
+    },
+    Case {
+        what: "a source and named inputs",
+        from: "[query.union]",
+        to: "[query.source]\nformat = \"rate\"\n\n[query.union]",
+        expect: &[
+            "inputs: give either one [query.source] or named [query.inputs.NAME] tables, not both",
+        ],
+    },
+    Case {
+        what: "watermarks on different columns",
+        from: "schema = \"id BIGINT, ts TIMESTAMP\"\nwatermark = { column = \"ts\", delay = \"1 minute\" }\n\n[query.union]",
+        to: "schema = \"id BIGINT, ts TIMESTAMP, t2 TIMESTAMP\"\nwatermark = { column = \"t2\", delay = \"1 minute\" }\n\n[query.union]",
+        expect: &["union: the inputs' watermarks name different event-time columns (ts, t2)"],
+    },
+    Case {
+        what: "an unknown key in a named input",
+        from: "path = \"web/*.json\"",
+        to: "path = \"web/*.json\"\nmaxFilesPerTriger = 1",
+        expect: &["pipeline.toml:9: query 'events': inputs.web.maxFilesPerTriger: unknown key"],
+    },
+];
+
+#[test]
+fn bad_multi_input_pipelines_get_their_errors() {
+    check_cases(UNION_GOOD, UNION_CASES);
+}
+
+#[test]
+fn the_good_union_pipeline_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = pipeline(dir.path(), UNION_GOOD);
+    let out = run_ok(sluice().arg("validate").arg(&file));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("FileSource["), "{stdout}");
+    assert!(stdout.contains(" + FileSource["), "{stdout}");
+}
+
 #[test]
 fn each_bad_pipeline_gets_its_error_and_nothing_runs() {
     check_cases(GOOD, CASES);

@@ -47,7 +47,10 @@ fn the_readme_has_two_setup_commands_and_ci_runs_the_second() {
 #[test]
 fn the_readme_main_job_runs_as_written_and_stops_on_ctrl_c() {
     let command = setup_commands().remove(0);
-    assert!(command.contains("run examples/rate-to-console.toml"), "{command}");
+    assert!(
+        command.contains("run examples/rate-to-console.toml"),
+        "{command}"
+    );
     // Its own process group, so Ctrl-C reaches cargo and the job as it would in a terminal.
     let mut child = {
         use std::os::unix::process::CommandExt;

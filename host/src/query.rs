@@ -20,7 +20,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use arrow_schema::SchemaRef;
+use arrow_array::RecordBatch;
+use arrow_schema::{Schema, SchemaRef};
 use tracing::{info, warn};
 
 use crate::checkpoint::{Checkpoint, CommitEntry, OffsetEntry};
@@ -29,7 +30,7 @@ use crate::failpoint;
 use crate::operators::StatefulOperator;
 use crate::operators::aggregate::Aggregate;
 use crate::operators::dedup::Dedup;
-use crate::pipeline::{QuerySpec, SourceSpec, TransformSpec};
+use crate::pipeline::{Combine, InputSpec, QuerySpec, SourceSpec, StepPlace, TransformSpec};
 use crate::progress::{QueryMonitor, QueryProgress, SinkProgress, SourceProgress};
 use crate::sink::outputs::SharedOutputs;
 use crate::sink::{self, Sink, SinkContext};
@@ -131,50 +132,89 @@ impl StreamingQuery {
         progress_log: Option<ProgressLog>,
         on_end: impl FnOnce(&str, &Result<()>) + Send + 'static,
     ) -> Result<StreamingQuery> {
-        let identities = vec![source_identity(&spec.source)];
+        let identities: Vec<String> = spec.inputs.iter().map(input_identity).collect();
         let checkpoint = match &spec.checkpoint_location {
             Some(dir) => Checkpoint::open(dir, &identities)?,
             None => Checkpoint::temporary(&identities)?,
         };
-        let source = source::open(
-            &spec.source,
-            SourceContext {
-                log_dir: checkpoint.source_dir(0),
-            },
-        )?;
+        let mut sources = Vec::with_capacity(spec.inputs.len());
+        for (i, input) in spec.inputs.iter().enumerate() {
+            sources.push(source::open(
+                &input.source,
+                SourceContext {
+                    log_dir: checkpoint.source_dir(i),
+                },
+            )?);
+        }
         // Named outputs first: the handler and dead-letter policies write into them.
         let mut ctx = SinkContext {
             query: spec.name.clone(),
             query_id: checkpoint.query_id().to_owned(),
             output_mode: spec.output_mode,
-            schema: source.schema(),
+            schema: sources[0].schema(),
             outputs: SharedOutputs::default(),
         };
         let outputs = SharedOutputs::open(&spec.outputs, &ctx)?;
-        // Each step's init fixes its output schema, the next step's input, before any batch.
-        let mut steps = Vec::with_capacity(spec.transforms.len());
-        let mut infos = Vec::with_capacity(spec.transforms.len());
-        for t in &spec.transforms {
-            let step = WasmTransform::new(t.clone(), &spec.name, ctx.schema.clone())?;
-            infos.push(step_info(&step, ctx.schema.clone()));
-            ctx.schema = step.output_schema();
+        // Each step's init fixes its output schema, the next step's input, before any batch:
+        // first every input's own steps, then the combined stream's.
+        let mut steps = Vec::new();
+        let mut places = Vec::new();
+        let mut infos = Vec::new();
+        let mut input_schemas: Vec<SchemaRef> = sources.iter().map(|s| s.schema()).collect();
+        // The combined stream's schema, once every input step is known (they come first).
+        let mut combined: Option<SchemaRef> = None;
+        for (place, t) in spec.steps() {
+            let schema = match (place, &combined) {
+                (StepPlace::Input(i), _) => input_schemas[i].clone(),
+                (StepPlace::Combined, Some(s)) => s.clone(),
+                (StepPlace::Combined, None) => combined_schema(&spec, &input_schemas)?,
+            };
+            let step = WasmTransform::new(t.clone(), &spec.name, schema.clone())?;
+            infos.push(step_info(&step, schema));
+            match place {
+                StepPlace::Input(i) => input_schemas[i] = step.output_schema(),
+                StepPlace::Combined => combined = Some(step.output_schema()),
+            }
             steps.push(step);
+            places.push(place);
         }
+        ctx.schema = match combined {
+            Some(s) => s,
+            None => combined_schema(&spec, &input_schemas)?,
+        };
+        let union_schema = match spec.combine {
+            Combine::Union => Some(combined_schema(&spec, &input_schemas)?),
+            Combine::Single => None,
+        };
         let shared_steps = Arc::new(StepsShared {
             info: Mutex::new(infos),
             pending: Mutex::new(Vec::new()),
         });
-        // Event time and stateful operators see what the transforms produce.
-        let watermark = WatermarkTracker::new(vec![spec.watermark.clone()], spec.watermark_policy);
-        if let Some(w) = &spec.watermark {
-            check_event_time_column(&ctx.schema, &w.column, "watermark")?;
+        // Event time: an input's watermark column is read where its rows are its own — after
+        // its own steps, or, for a single input, after every step.
+        let watermark = WatermarkTracker::new(
+            spec.inputs.iter().map(|i| i.watermark.clone()).collect(),
+            spec.watermark_policy,
+        );
+        for (i, input) in spec.inputs.iter().enumerate() {
+            if let Some(w) = &input.watermark {
+                let schema = match spec.combine {
+                    Combine::Single => &ctx.schema,
+                    Combine::Union => &input_schemas[i],
+                };
+                check_event_time_column(
+                    schema,
+                    &w.column,
+                    &format!("input '{}': watermark", input.name),
+                )?;
+            }
         }
         let mut operators: Vec<Box<dyn StatefulOperator>> = Vec::new();
         if let Some(d) = &spec.dedup {
             let op = Dedup::new(
                 d.clone(),
                 ctx.schema.clone(),
-                spec.watermark.clone(),
+                spec.watermark().cloned(),
                 checkpoint.dir(),
             )?;
             ctx.schema = op.output_schema();
@@ -201,6 +241,8 @@ impl StreamingQuery {
         let mut exec = MicroBatchExecution {
             schema: ctx.schema,
             steps,
+            places,
+            union_schema,
             outputs,
             watermark,
             operators,
@@ -209,15 +251,15 @@ impl StreamingQuery {
             spec,
             id: id.clone(),
             run_id: run_id.clone(),
+            committed: vec![None; sources.len()],
             checkpoint,
-            source,
+            sources,
             sink,
             stop: stop.clone(),
             monitor: monitor.clone(),
             progress_log,
             shared_steps: shared_steps.clone(),
             next_batch_id: 0,
-            committed: None,
             last_trigger_start: None,
         };
         let name = exec.spec.name.clone();
@@ -375,6 +417,76 @@ impl StreamingQuery {
 }
 
 /// What a checkpoint remembers about a source to refuse a different one later.
+/// What the checkpoint's metadata records of an input, so a checkpoint is never resumed by a
+/// pipeline reading something else. The one-input form keeps the bare source identity that
+/// checkpoints written before named inputs hold.
+fn input_identity(input: &InputSpec) -> String {
+    let source = source_identity(&input.source);
+    if input.name == "source" {
+        source
+    } else {
+        format!("{}={source}", input.name)
+    }
+}
+
+/// The schema of the combined stream: the one input's, or the union's — every input's columns
+/// must have the same names and types in the same order (a column is nullable if it is in any
+/// input).
+fn combined_schema(spec: &QuerySpec, inputs: &[SchemaRef]) -> Result<SchemaRef> {
+    let first = inputs[0].clone();
+    if spec.combine == Combine::Single {
+        return Ok(first);
+    }
+    let describe = |s: &Schema| {
+        s.fields()
+            .iter()
+            .map(|f| format!("{} {}", f.name(), f.data_type()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut fields: Vec<arrow_schema::Field> =
+        first.fields().iter().map(|f| f.as_ref().clone()).collect();
+    for (input, schema) in spec.inputs.iter().zip(inputs).skip(1) {
+        let same = schema.fields().len() == fields.len()
+            && schema
+                .fields()
+                .iter()
+                .zip(&fields)
+                .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+        if !same {
+            return Err(Error::Data {
+                context: format!("union of query '{}'", spec.name),
+                message: format!(
+                    "input '{}' has ({}) but input '{}' has ({}); give each input steps that produce the same columns",
+                    input.name,
+                    describe(schema),
+                    spec.inputs[0].name,
+                    describe(&first)
+                ),
+            });
+        }
+        for (f, other) in fields.iter_mut().zip(schema.fields()) {
+            if other.is_nullable() {
+                *f = f.clone().with_nullable(true);
+            }
+        }
+    }
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+/// The rows of every input, relabelled with the union's schema (same columns; nullability
+/// widened), without copying any buffer.
+fn union(schema: &SchemaRef, inputs: Vec<Vec<RecordBatch>>) -> Result<Vec<RecordBatch>> {
+    inputs
+        .into_iter()
+        .flatten()
+        .map(|b| {
+            RecordBatch::try_new(schema.clone(), b.columns().to_vec())
+                .map_err(|e| Error::data("union", e))
+        })
+        .collect()
+}
+
 fn source_identity(spec: &SourceSpec) -> String {
     match spec {
         SourceSpec::File(f) => format!("{}:{}", f.format.name(), f.path.display()),
@@ -404,7 +516,12 @@ struct MicroBatchExecution {
     run_id: String,
     /// Schema of what reaches the sink (the last step's output).
     schema: SchemaRef,
+    /// Every transform step: each input's, then the combined stream's.
     steps: Vec<WasmTransform>,
+    /// Where each step of `steps` runs.
+    places: Vec<StepPlace>,
+    /// With a union: the combined schema every input's batches are relabelled with.
+    union_schema: Option<SchemaRef>,
     outputs: SharedOutputs,
     watermark: WatermarkTracker,
     operators: Vec<Box<dyn StatefulOperator>>,
@@ -412,7 +529,8 @@ struct MicroBatchExecution {
     last_batch_watermark_ms: i64,
     event_stats: EventTimeStats,
     checkpoint: Checkpoint,
-    source: Box<dyn Source>,
+    /// One source per input, in input order.
+    sources: Vec<Box<dyn Source>>,
     sink: Box<dyn Sink>,
     stop: Arc<StopSignal>,
     monitor: Arc<QueryMonitor>,
@@ -420,8 +538,8 @@ struct MicroBatchExecution {
     /// What the handle sees of the steps, and swaps it asked for.
     shared_steps: Arc<StepsShared>,
     next_batch_id: u64,
-    /// End offset of the last committed batch.
-    committed: Option<Offset>,
+    /// Per input, the end offset of the last committed batch (`None`: no data yet).
+    committed: Vec<Option<Offset>>,
     last_trigger_start: Option<Instant>,
 }
 
@@ -446,7 +564,9 @@ impl MicroBatchExecution {
                 self.run_next(ReadLimit::All)?;
             }
             Trigger::AvailableNow => {
-                self.source.prepare_for_available_now()?;
+                for source in &mut self.sources {
+                    source.prepare_for_available_now()?;
+                }
                 while !self.stop.is_requested() && self.run_next(ReadLimit::Configured)? {}
             }
             Trigger::Unspecified => {
@@ -501,14 +621,13 @@ impl MicroBatchExecution {
                 .restore(c.next_batch_watermark_ms, &c.max_event_time_us);
             self.last_batch_watermark_ms = c.batch_watermark_ms;
         }
-        let end = self.first_source_offset(&latest)?;
+        let end = self.input_offsets(&latest)?;
         if committed_id == Some(latest.batch_id) {
             self.next_batch_id = latest.batch_id + 1;
             // Catch up on source cleanup a previous run may not have finished.
-            self.source
-                .commit(&end)
+            self.commit_sources(&end)
                 .map_err(|e| self.batch_error(latest.batch_id, e))?;
-            self.committed = Some(end);
+            self.committed = end;
             info!(query = %self.spec.name, next_batch = self.next_batch_id, "resuming from checkpoint");
             return Ok(());
         }
@@ -525,11 +644,11 @@ impl MicroBatchExecution {
                             latest.batch_id
                         ),
                     })?;
-                Some(self.first_source_offset(&entry)?)
+                Some(self.input_offsets(&entry)?)
             }
         };
         info!(query = %self.spec.name, batch_id = latest.batch_id, "re-running the last batch, which was not committed");
-        self.committed = start;
+        self.committed = start.unwrap_or_else(|| vec![None; self.sources.len()]);
         self.next_batch_id = latest.batch_id;
         self.watermark.set_current_ms(latest.batch_watermark_ms);
         // The re-run runs the code the batch was planned with: a step whose module changed
@@ -585,15 +704,35 @@ impl MicroBatchExecution {
         result
     }
 
-    fn first_source_offset(&self, entry: &OffsetEntry) -> Result<Offset> {
-        entry
-            .sources
-            .first()
-            .cloned()
-            .ok_or_else(|| Error::Checkpoint {
+    /// Each input's end offset in a batch's offsets entry (`null`: that input had no data
+    /// yet).
+    fn input_offsets(&self, entry: &OffsetEntry) -> Result<Vec<Option<Offset>>> {
+        if entry.sources.len() != self.sources.len() {
+            return Err(Error::Checkpoint {
                 path: self.checkpoint.dir().to_path_buf(),
-                message: format!("offsets of batch {} name no source offset", entry.batch_id),
-            })
+                message: format!(
+                    "offsets of batch {} hold {} input offsets, but the query has {} inputs",
+                    entry.batch_id,
+                    entry.sources.len(),
+                    self.sources.len()
+                ),
+            });
+        }
+        Ok(entry
+            .sources
+            .iter()
+            .map(|o| (!o.is_null()).then(|| o.clone()))
+            .collect())
+    }
+
+    /// Tells every input that has data that everything up to its `end` is committed.
+    fn commit_sources(&mut self, end: &[Option<Offset>]) -> Result<()> {
+        for (source, end) in self.sources.iter_mut().zip(end) {
+            if let Some(end) = end {
+                source.commit(end)?;
+            }
+        }
+        Ok(())
     }
 
     fn batch_error(&self, batch_id: u64, e: Error) -> Error {
@@ -644,22 +783,29 @@ impl MicroBatchExecution {
         let mut phases = Phases::default();
         let latest = phases
             .time("latestOffset", || {
-                self.source.latest_offset(self.committed.as_ref(), limit)
+                let mut latest = Vec::with_capacity(self.sources.len());
+                for (source, committed) in self.sources.iter_mut().zip(&self.committed) {
+                    // An input with no data yet stays where it is.
+                    latest.push(
+                        source
+                            .latest_offset(committed.as_ref(), limit)?
+                            .or(committed.clone()),
+                    );
+                }
+                Ok(latest)
             })
             .map_err(|e| self.batch_error(batch_id, e))?;
-        let end = match latest {
-            Some(end) if Some(&end) != self.committed.as_ref() => end,
+        let has_new_data = latest != self.committed;
+        let end = if has_new_data {
+            latest
+        } else if self.needs_no_data_batch() && self.committed.iter().any(Option::is_some) {
             // No new data, but the watermark moved: a no-data batch lets stateful operators
             // emit what became final and evict what expired.
-            _ if self.needs_no_data_batch() => match self.committed.clone() {
-                Some(end) => end,
-                None => return Ok(false),
-            },
-            _ => {
-                self.monitor
-                    .set_status("Waiting for data to arrive", false, false);
-                return Ok(false);
-            }
+            self.committed.clone()
+        } else {
+            self.monitor
+                .set_status("Waiting for data to arrive", false, false);
+            return Ok(false);
         };
         self.monitor.set_status("Processing new data", true, true);
         failpoint::hit("before-offsets", batch_id);
@@ -667,7 +813,10 @@ impl MicroBatchExecution {
             batch_id,
             batch_timestamp_ms: now_ms(),
             batch_watermark_ms: self.watermark.current_ms(),
-            sources: vec![end.clone()],
+            sources: end
+                .iter()
+                .map(|o| o.clone().unwrap_or(serde_json::Value::Null))
+                .collect(),
             modules: self.module_digests(),
         };
         phases
@@ -688,31 +837,58 @@ impl MicroBatchExecution {
     fn execute(
         &mut self,
         batch_id: u64,
-        end: Offset,
-        latest: Offset,
+        end: Vec<Option<Offset>>,
+        latest: Vec<Option<Offset>>,
         phases: &mut Phases,
         trigger_start: Instant,
     ) -> Result<()> {
         self.monitor.set_status("Processing new data", true, true);
         let start = self.committed.clone();
+        let mut input_rows = vec![0u64; self.sources.len()];
         let result = (|| {
-            // A no-data batch (run because the watermark moved) repeats the previous end
-            // offset: there is nothing to read, so sources never see an empty range.
-            let data = if start.as_ref() == Some(&end) {
-                Vec::new()
-            } else {
-                phases.time("getBatch", || self.source.get_batch(start.as_ref(), &end))?
-            };
-            let input_rows: u64 = data.iter().map(|b| b.num_rows() as u64).sum();
+            // An input whose end did not move (nothing new on it, or a no-data batch run
+            // because the watermark moved) is not read: sources never see an empty range.
+            let mut inputs = Vec::with_capacity(self.sources.len());
+            for (i, source) in self.sources.iter_mut().enumerate() {
+                let data = match (&start[i], &end[i]) {
+                    (_, None) => Vec::new(),
+                    (Some(s), Some(e)) if s == e => Vec::new(),
+                    (s, Some(e)) => phases.time("getBatch", || source.get_batch(s.as_ref(), e))?,
+                };
+                input_rows[i] = data.iter().map(|b| b.num_rows() as u64).sum();
+                inputs.push(data);
+            }
+            let batch_watermark = self.watermark.current_ms();
             let data = phases.time("transform", || {
-                let mut data = data;
-                for step in &mut self.steps {
-                    data = step.process(batch_id, data, &self.outputs)?;
+                let mut inputs = inputs;
+                for (step, place) in self.steps.iter_mut().zip(&self.places) {
+                    if let StepPlace::Input(i) = *place {
+                        let rows = std::mem::take(&mut inputs[i]);
+                        inputs[i] = step.process(batch_id, rows, &self.outputs)?;
+                    }
+                }
+                let mut data = match &self.union_schema {
+                    None => inputs.pop().unwrap_or_default(),
+                    Some(schema) => {
+                        let mut stats = EventTimeStats::default();
+                        for (i, rows) in inputs.iter().enumerate() {
+                            stats.merge(&self.watermark.observe(i, rows)?);
+                        }
+                        self.event_stats = stats;
+                        union(schema, inputs)?
+                    }
+                };
+                for (step, place) in self.steps.iter_mut().zip(&self.places) {
+                    if *place == StepPlace::Combined {
+                        data = step.process(batch_id, data, &self.outputs)?;
+                    }
                 }
                 Ok(data)
             })?;
-            let batch_watermark = self.watermark.current_ms();
-            self.event_stats = self.watermark.observe(0, &data)?;
+            if self.union_schema.is_none() {
+                self.event_stats = self.watermark.observe(0, &data)?;
+            }
+            let input_rows: u64 = input_rows.iter().sum();
             let data = phases.time("stateful", || {
                 let mut data = data;
                 for op in &mut self.operators {
@@ -734,7 +910,7 @@ impl MicroBatchExecution {
                     max_event_time_us: self.watermark.max_seen_us().to_vec(),
                 };
                 self.checkpoint.write_commit(batch_id, &commit)?;
-                self.source.commit(&end)
+                self.commit_sources(&end)
             })?;
             failpoint::hit("after-commit", batch_id);
             self.checkpoint
@@ -746,20 +922,18 @@ impl MicroBatchExecution {
             }
             Ok((input_rows, output_rows))
         })();
-        let (input_rows, output_rows) = result.map_err(|e| {
+        let (total_rows, output_rows) = result.map_err(|e| {
             self.outputs.discard_staged();
             self.batch_error(batch_id, e)
         })?;
-        self.committed = Some(end.clone());
+        self.committed = end.clone();
         self.next_batch_id = batch_id + 1;
         self.last_batch_watermark_ms = self.watermark.current_ms();
         self.watermark.set_current_ms(self.watermark.next_ms());
         self.report(
             batch_id,
-            start,
-            end,
-            latest,
-            input_rows,
+            (start, end, latest),
+            (total_rows, &input_rows),
             output_rows,
             phases,
             trigger_start,
@@ -788,18 +962,24 @@ impl MicroBatchExecution {
         m
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// `offsets` are each input's (start, end, latest); `rows` the batch's input rows in all
+    /// and per input.
+    #[allow(clippy::type_complexity)]
     fn report(
         &mut self,
         batch_id: u64,
-        start: Option<Offset>,
-        end: Offset,
-        latest: Offset,
-        input_rows: u64,
+        offsets: (
+            Vec<Option<Offset>>,
+            Vec<Option<Offset>>,
+            Vec<Option<Offset>>,
+        ),
+        rows: (u64, &[u64]),
         output_rows: u64,
         phases: &mut Phases,
         trigger_start: Instant,
     ) {
+        let (input_rows, rows_per_input) = rows;
+        let (start, end, latest) = offsets;
         let total = trigger_start.elapsed();
         phases.0.insert("triggerExecution".into(), ms(total));
         let since_last = self
@@ -807,13 +987,14 @@ impl MicroBatchExecution {
             .map(|t| trigger_start.duration_since(t))
             .unwrap_or(total);
         self.last_trigger_start = Some(trigger_start);
-        let per_sec = |d: Duration| {
+        let rate = |rows: u64, d: Duration| {
             if d.is_zero() {
                 0.0
             } else {
-                input_rows as f64 / d.as_secs_f64()
+                rows as f64 / d.as_secs_f64()
             }
         };
+        let per_sec = |d: Duration| rate(input_rows, d);
         let started_at = chrono::Utc::now() - chrono::Duration::from_std(total).unwrap_or_default();
         let progress = QueryProgress {
             id: self.id.clone(),
@@ -849,16 +1030,25 @@ impl MicroBatchExecution {
                 .iter()
                 .map(|o| serde_json::to_value(o.progress()).unwrap_or_default())
                 .collect(),
-            sources: vec![SourceProgress {
-                description: self.source.description(),
-                start_offset: start,
-                end_offset: end,
-                latest_offset: latest,
-                num_input_rows: input_rows,
-                input_rows_per_second: per_sec(since_last),
-                processed_rows_per_second: per_sec(total),
-                metrics: self.source.take_metrics(),
-            }],
+            sources: self
+                .sources
+                .iter_mut()
+                .enumerate()
+                .map(|(i, source)| {
+                    let rows = rows_per_input.get(i).copied().unwrap_or(0);
+                    let null = || serde_json::Value::Null;
+                    SourceProgress {
+                        description: source.description(),
+                        start_offset: start.get(i).cloned().flatten(),
+                        end_offset: end.get(i).cloned().flatten().unwrap_or_else(null),
+                        latest_offset: latest.get(i).cloned().flatten().unwrap_or_else(null),
+                        num_input_rows: rows,
+                        input_rows_per_second: rate(rows, since_last),
+                        processed_rows_per_second: rate(rows, total),
+                        metrics: source.take_metrics(),
+                    }
+                })
+                .collect(),
             sink: SinkProgress {
                 description: self.sink.description(),
                 num_output_rows: output_rows,

@@ -481,40 +481,6 @@ pub fn digest_of(path: &Path) -> Option<String> {
         .map(|b| format!("sha256:{}", hex_digest(&b)))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn references_are_told_apart_from_paths() {
-        assert!(is_reference("word-count@1.2.0"));
-        assert!(is_reference("word-count@^1.2"));
-        assert!(is_reference(&format!("sha256:{}", "a".repeat(64))));
-        assert!(!is_reference("modules/word_count.wasm"));
-        assert!(!is_reference("word_count.wasm"));
-        assert!(!is_reference("dir@2/word_count.wasm"));
-    }
-
-    #[test]
-    fn names_and_versions_are_checked() {
-        assert!(check_name("word-count").is_ok());
-        assert!(check_name("Word").is_err());
-        assert!(check_name("-x").is_err());
-        assert!(check_name("").is_err());
-        assert!(parse_version("1.2.0").is_ok());
-        assert!(parse_version("1.2").is_err());
-        assert!(parse_version("v1").is_err());
-    }
-
-    #[test]
-    fn the_recorded_wasmtime_version_is_the_one_in_cargo_lock() {
-        let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"))
-            .expect("Cargo.lock");
-        let expected = format!("name = \"wasmtime\"\nversion = \"{WASMTIME_VERSION}\"");
-        assert!(lock.contains(&expected), "update WASMTIME_VERSION");
-    }
-}
-
 /// Checks that `bytes` is a component implementing one of our worlds at a compatible
 /// package version, exactly as an upload is checked, and compiles it into the runtime's
 /// cache. `label` names the module in errors. `sluice module check` calls it on a file.
@@ -564,4 +530,38 @@ pub fn validate_component(label: &str, bytes: &[u8]) -> Result<ComponentInfo> {
         size: bytes.len() as u64,
         wasmtime: WASMTIME_VERSION.to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_are_told_apart_from_paths() {
+        assert!(is_reference("word-count@1.2.0"));
+        assert!(is_reference("word-count@^1.2"));
+        assert!(is_reference(&format!("sha256:{}", "a".repeat(64))));
+        assert!(!is_reference("modules/word_count.wasm"));
+        assert!(!is_reference("word_count.wasm"));
+        assert!(!is_reference("dir@2/word_count.wasm"));
+    }
+
+    #[test]
+    fn names_and_versions_are_checked() {
+        assert!(check_name("word-count").is_ok());
+        assert!(check_name("Word").is_err());
+        assert!(check_name("-x").is_err());
+        assert!(check_name("").is_err());
+        assert!(parse_version("1.2.0").is_ok());
+        assert!(parse_version("1.2").is_err());
+        assert!(parse_version("v1").is_err());
+    }
+
+    #[test]
+    fn the_recorded_wasmtime_version_is_the_one_in_cargo_lock() {
+        let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"))
+            .expect("Cargo.lock");
+        let expected = format!("name = \"wasmtime\"\nversion = \"{WASMTIME_VERSION}\"");
+        assert!(lock.contains(&expected), "update WASMTIME_VERSION");
+    }
 }

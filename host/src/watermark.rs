@@ -45,6 +45,22 @@ pub struct EventTimeStats {
     pub count: u64,
 }
 
+impl EventTimeStats {
+    /// Folds another input's statistics of the same batch into these.
+    pub fn merge(&mut self, other: &EventTimeStats) {
+        self.min = match (self.min, other.min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.max = match (self.max, other.max) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+}
+
 /// Tracks the watermark of a query.
 #[derive(Debug, Clone)]
 pub struct WatermarkTracker {

@@ -226,7 +226,11 @@ fn validate(file: &std::path::Path, registry: Option<PathBuf>) -> anyhow::Result
         println!(
             "query '{}': {} -> {} (trigger {}, outputMode {:?})",
             q.name,
-            q.source.description(),
+            q.inputs
+                .iter()
+                .map(|i| i.source.description())
+                .collect::<Vec<_>>()
+                .join(" + "),
             q.sink.description(),
             q.trigger,
             q.output_mode

@@ -68,9 +68,18 @@ impl GuestKind {
 
 /// Files every scaffold gets, as (path in the new crate, contents with placeholders).
 const COMMON: &[(&str, &str)] = &[
-    ("Cargo.toml", include_str!("../../templates/common/Cargo.toml")),
-    ("README.md", include_str!("../../templates/common/README.md")),
-    (".gitignore", include_str!("../../templates/common/gitignore")),
+    (
+        "Cargo.toml",
+        include_str!("../../templates/common/Cargo.toml"),
+    ),
+    (
+        "README.md",
+        include_str!("../../templates/common/README.md"),
+    ),
+    (
+        ".gitignore",
+        include_str!("../../templates/common/gitignore"),
+    ),
     (
         ".cargo/config.toml",
         include_str!("../../templates/common/config.toml"),
@@ -103,7 +112,10 @@ const VENDORED: &[(&str, &str)] = &[
         include_str!("../../../guest-sdk/src/guest.rs"),
     ),
     // The SDK's bindings read `../wit` from its own folder.
-    ("vendor/wit/pipeline.wit", include_str!("../../../wit/pipeline.wit")),
+    (
+        "vendor/wit/pipeline.wit",
+        include_str!("../../../wit/pipeline.wit"),
+    ),
 ];
 
 /// Checks that `name` can be a Cargo package name (and so a component file name).
@@ -179,8 +191,8 @@ mod tests {
             GuestKind::Handler,
             GuestKind::Aggregate,
         ] {
-            let dir = scaffold(kind, "my-guest", Some(tmp.path().join(kind.name())))
-                .expect("scaffold");
+            let dir =
+                scaffold(kind, "my-guest", Some(tmp.path().join(kind.name()))).expect("scaffold");
             for (path, _) in COMMON {
                 let text = std::fs::read_to_string(dir.join(path)).expect("written");
                 assert!(!text.contains("{{"), "{path} of a {}: {text}", kind.name());

@@ -1096,9 +1096,7 @@ fn builtin_output_type(agg: &AggSpec, schema: &Schema) -> std::result::Result<Da
             AggFunc::Min | AggFunc::Max | AggFunc::First | AggFunc::Last,
             Kind::Int(t) | Kind::Float(t),
         ) => t.clone(),
-        (AggFunc::Min | AggFunc::Max | AggFunc::First | AggFunc::Last, Kind::Str) => {
-            DataType::Utf8
-        }
+        (AggFunc::Min | AggFunc::Max | AggFunc::First | AggFunc::Last, Kind::Str) => DataType::Utf8,
         (f, _) => {
             return Err(format!(
                 "{} of column '{}' ({}) is not supported; it needs a numeric{} column",

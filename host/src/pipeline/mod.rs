@@ -75,13 +75,17 @@ pub enum OnQueryFailure {
     StopAll,
 }
 
-/// One streaming query: source → (transforms) → sink.
+/// One streaming query: inputs (each with its own steps) → combine → steps → stateful
+/// operators → sink.
 #[derive(Debug, Clone)]
 pub struct QuerySpec {
     /// Unique name within the pipeline; shown in logs and progress, names the memory table.
     pub name: String,
-    /// Where the data comes from.
-    pub source: SourceSpec,
+    /// Where the data comes from: one input (`[query.source]`, named "source") or several
+    /// (`[query.inputs.NAME]`), in file order.
+    pub inputs: Vec<InputSpec>,
+    /// How several inputs become one stream.
+    pub combine: Combine,
     /// Where the results go.
     pub sink: SinkSpec,
     /// When batches run.
@@ -92,12 +96,10 @@ pub struct QuerySpec {
     pub checkpoint_location: Option<PathBuf>,
     /// How many batches of offsets/commits the checkpoint keeps (Spark's `minBatchesToRetain`).
     pub min_batches_to_retain: u64,
-    /// Wasm transform steps, applied in order between source and sink.
+    /// Wasm transform steps applied after the inputs are combined, in order.
     pub transforms: Vec<TransformSpec>,
     /// Named extra sinks for the foreachBatch handler and dead letters.
     pub outputs: Vec<(String, SinkSpec)>,
-    /// The source's `watermark = { column, delay }`.
-    pub watermark: Option<WatermarkSpec>,
     /// How several inputs' watermarks combine (`watermarkPolicy`).
     pub watermark_policy: WatermarkPolicy,
     /// `[query.dropDuplicates]`.
@@ -111,6 +113,58 @@ impl QuerySpec {
     pub fn is_stateful(&self) -> bool {
         self.dedup.is_some() || self.aggregate.is_some()
     }
+
+    /// The event-time column and delay the stateful operators go by: the first input's
+    /// watermark (every input that declares one names the same column; checked at validation).
+    pub fn watermark(&self) -> Option<&WatermarkSpec> {
+        self.inputs.iter().find_map(|i| i.watermark.as_ref())
+    }
+
+    /// Every transform step with where it runs, in the order a batch meets them.
+    pub fn steps(&self) -> impl Iterator<Item = (StepPlace, &TransformSpec)> {
+        self.inputs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, input)| {
+                input
+                    .transforms
+                    .iter()
+                    .map(move |t| (StepPlace::Input(i), t))
+            })
+            .chain(self.transforms.iter().map(|t| (StepPlace::Combined, t)))
+    }
+}
+
+/// One named input of a query: a source, its watermark, and the steps that shape its rows
+/// before they meet the other inputs.
+#[derive(Debug, Clone)]
+pub struct InputSpec {
+    /// The input's name (`source` for the one-input form).
+    pub name: String,
+    /// Where its rows come from.
+    pub source: SourceSpec,
+    /// Its `watermark = { column, delay }`.
+    pub watermark: Option<WatermarkSpec>,
+    /// Wasm steps applied to this input only (`[[query.inputs.NAME.transform]]`).
+    pub transforms: Vec<TransformSpec>,
+}
+
+/// How a query's inputs become one stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Combine {
+    /// One input: nothing to combine.
+    Single,
+    /// `[query.union]`: the rows of every input, whose schemas must match after their steps.
+    Union,
+}
+
+/// Where a transform step runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepPlace {
+    /// On input `i`'s rows, before the inputs are combined.
+    Input(usize),
+    /// On the combined stream.
+    Combined,
 }
 
 /// Limits on a guest, per call.
@@ -424,6 +478,8 @@ impl SinkSpec {
 const QUERY_KEYS: &[&str] = &[
     "name",
     "source",
+    "inputs",
+    "union",
     "sink",
     "trigger",
     "outputMode",
@@ -662,16 +718,6 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
         q.error_here("name", "must not be empty".to_owned());
     }
 
-    let watermark = q
-        .get("source")
-        .and_then(|s| parse_watermark(ctx, &label, s));
-    let source = match q.get("source") {
-        Some(s) => parse_source(ctx, &label, s, base),
-        None => {
-            q.error_here("source", "missing [query.source] table".to_owned());
-            None
-        }
-    };
     let sink = match q.get("sink") {
         Some(s) => parse_sink(ctx, &label, s, base),
         None => {
@@ -700,26 +746,10 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
             ),
         }
     }
-    let mut transforms = Vec::new();
-    if let Some(node) = q.get("transform") {
-        match node.get_ref() {
-            Node::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    if let Some(t) = parse_transform(ctx, &label, item, base, i, &outputs) {
-                        transforms.push(t);
-                    }
-                }
-            }
-            other => q.error_at(
-                node.span().start,
-                "transform",
-                format!(
-                    "expected [[query.transform]] tables, found {}",
-                    other.kind()
-                ),
-            ),
-        }
-    }
+    let transforms = parse_transforms(ctx, &label, &mut q, base, "", &outputs);
+    let inputs = parse_inputs(ctx, &label, &mut q, base, &outputs);
+    let combine = parse_combine(ctx, &label, &mut q, inputs.as_deref());
+    check_step_names(&q, inputs.as_deref().unwrap_or_default(), &transforms);
     let watermark_policy = match q
         .string("watermarkPolicy")
         .map(|p| p.to_ascii_lowercase())
@@ -775,6 +805,7 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
             ),
         );
     }
+    let watermark = inputs.iter().flatten().find_map(|i| i.watermark.clone());
     if let Some(mode) = output_mode {
         for (key, message) in
             output_mode_problems(mode, &aggregate, &dedup, &watermark, sink.as_ref())
@@ -782,7 +813,13 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
             q.error_here(key, message);
         }
     }
-    if let (Some(SourceSpec::File(src)), Some(SinkSpec::File(snk))) = (&source, &sink)
+    // The one input, when there is only one (what the schema checks below can know).
+    let single = match inputs.as_deref() {
+        Some([only]) => Some(only),
+        _ => None,
+    };
+    if let (Some(SourceSpec::File(src)), Some(SinkSpec::File(snk))) =
+        (single.map(|i| &i.source), &sink)
         && let Some(schema) = &src.schema
     {
         for col in &snk.partition_by {
@@ -797,7 +834,9 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
     // What a declared schema already tells: only when no Wasm step sits between the source
     // and the operators (a step may emit any schema, known only once it is loaded).
     if transforms.is_empty()
-        && let Some(schema) = source.as_ref().and_then(SourceSpec::known_schema)
+        && let Some(input) = single
+        && input.transforms.is_empty()
+        && let Some(schema) = input.source.known_schema()
     {
         for p in schema_problems(&schema, &watermark, &dedup, &aggregate) {
             q.error_at(offset_of(node, &p.key), &p.key, p.message);
@@ -806,7 +845,8 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
     q.finish(QUERY_KEYS);
     Some(QuerySpec {
         name: name?,
-        source: source?,
+        inputs: inputs?,
+        combine: combine?,
         sink: sink?,
         trigger: trigger.unwrap_or_default(),
         output_mode: output_mode?,
@@ -814,11 +854,213 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
         min_batches_to_retain,
         transforms,
         outputs,
-        watermark,
         watermark_policy,
         dedup,
         aggregate,
     })
+}
+
+/// `[query.source]` (one input, named "source") or `[query.inputs.NAME]` tables, each with
+/// its watermark and (named inputs only) its own `[[query.inputs.NAME.transform]]` steps.
+fn parse_inputs(
+    ctx: &Ctx,
+    label: &str,
+    q: &mut TableReader,
+    base: &Path,
+    outputs: &[(String, SinkSpec)],
+) -> Option<Vec<InputSpec>> {
+    match (q.get("source"), q.get("inputs")) {
+        (Some(s), None) => Some(vec![InputSpec {
+            name: "source".to_owned(),
+            watermark: parse_watermark(ctx, label, s, "source"),
+            source: parse_source(ctx, label, s, base, "source", false)?,
+            transforms: Vec::new(),
+        }]),
+        (None, Some(node)) => match node.get_ref() {
+            Node::Table(entries) if !entries.is_empty() => {
+                // File order (the TOML reader hands tables over sorted by key): it numbers
+                // the inputs in the checkpoint and the offsets log.
+                let mut entries: Vec<_> = entries.iter().collect();
+                entries.sort_by_key(|(key, _)| key.span().start);
+                let mut inputs = Vec::new();
+                for (key, value) in entries.iter().copied() {
+                    let prefix = format!("inputs.{}", key.get_ref());
+                    let watermark = parse_watermark(ctx, label, value, &prefix);
+                    let source = parse_source(ctx, label, value, base, &prefix, true);
+                    let transforms = match TableReader::new(ctx, Some(label), &prefix, value) {
+                        Some(mut r) => parse_transforms(
+                            ctx,
+                            label,
+                            &mut r,
+                            base,
+                            &format!("{prefix}."),
+                            outputs,
+                        ),
+                        None => Vec::new(),
+                    };
+                    if let Some(source) = source {
+                        inputs.push(InputSpec {
+                            name: key.get_ref().clone(),
+                            source,
+                            watermark,
+                            transforms,
+                        });
+                    }
+                }
+                (inputs.len() == entries.len()).then_some(inputs)
+            }
+            other => {
+                q.error_at(
+                    node.span().start,
+                    "inputs",
+                    format!(
+                        "expected one [query.inputs.NAME] table per input, found {}",
+                        if matches!(other, Node::Table(_)) {
+                            "none"
+                        } else {
+                            other.kind()
+                        }
+                    ),
+                );
+                None
+            }
+        },
+        (Some(_), Some(node)) => {
+            q.error_at(
+                node.span().start,
+                "inputs",
+                "give either one [query.source] or named [query.inputs.NAME] tables, not both"
+                    .to_owned(),
+            );
+            None
+        }
+        (None, None) => {
+            q.error_here(
+                "source",
+                "missing [query.source] table (or [query.inputs.NAME] tables for several inputs)"
+                    .to_owned(),
+            );
+            None
+        }
+    }
+}
+
+/// `[[PREFIX.transform]]` steps of the table `r` reads.
+fn parse_transforms(
+    ctx: &Ctx,
+    label: &str,
+    r: &mut TableReader,
+    base: &Path,
+    prefix: &str,
+    outputs: &[(String, SinkSpec)],
+) -> Vec<TransformSpec> {
+    let mut transforms = Vec::new();
+    let Some(node) = r.get("transform") else {
+        return transforms;
+    };
+    match node.get_ref() {
+        Node::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if let Some(t) = parse_transform(ctx, label, item, base, prefix, i, outputs) {
+                    transforms.push(t);
+                }
+            }
+        }
+        other => r.error_at(
+            node.span().start,
+            "transform",
+            format!(
+                "expected [[query.{prefix}transform]] tables, found {}",
+                other.kind()
+            ),
+        ),
+    }
+    transforms
+}
+
+/// `[query.union]`: required with several inputs, naming each exactly once.
+fn parse_combine(
+    ctx: &Ctx,
+    label: &str,
+    q: &mut TableReader,
+    inputs: Option<&[InputSpec]>,
+) -> Option<Combine> {
+    let union = q.get("union");
+    let inputs = inputs?;
+    let Some(node) = union else {
+        if inputs.len() > 1 {
+            q.error_here(
+                "union",
+                format!(
+                    "{} inputs must be combined: add [query.union] inputs = [{}]",
+                    inputs.len(),
+                    inputs
+                        .iter()
+                        .map(|i| format!("\"{}\"", i.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            return None;
+        }
+        return Some(Combine::Single);
+    };
+    let mut u = TableReader::new(ctx, Some(label), "union", node)?;
+    let names = u.string_list("inputs");
+    u.finish(&["inputs"]);
+    if inputs.len() < 2 {
+        q.error_at(
+            node.span().start,
+            "union",
+            "a union needs at least two [query.inputs.NAME] tables".to_owned(),
+        );
+        return None;
+    }
+    if let Some(names) = names {
+        let mut sorted = names.clone();
+        sorted.sort();
+        let mut declared: Vec<String> = inputs.iter().map(|i| i.name.clone()).collect();
+        declared.sort();
+        if sorted != declared {
+            q.error_at(
+                node.span().start,
+                "union.inputs",
+                format!("must name every input exactly once: {declared:?}, found {names:?}"),
+            );
+            return None;
+        }
+    }
+    let columns: Vec<&str> = inputs
+        .iter()
+        .filter_map(|i| i.watermark.as_ref().map(|w| w.column.as_str()))
+        .collect();
+    if columns.windows(2).any(|w| w[0] != w[1]) {
+        q.error_at(
+            node.span().start,
+            "union",
+            format!(
+                "the inputs' watermarks name different event-time columns ({}); after a union the rows share one, so name the same column in each",
+                columns.join(", ")
+            ),
+        );
+    }
+    Some(Combine::Union)
+}
+
+/// Step names address steps (swaps, progress, the offsets log), so they are unique per query.
+fn check_step_names(q: &TableReader, inputs: &[InputSpec], transforms: &[TransformSpec]) {
+    let mut seen = std::collections::BTreeSet::new();
+    for t in inputs.iter().flat_map(|i| &i.transforms).chain(transforms) {
+        if !seen.insert(t.name.as_str()) {
+            q.error_here(
+                "transform",
+                format!(
+                    "two steps are named '{}'; give each step a unique name",
+                    t.name
+                ),
+            );
+        }
+    }
 }
 
 /// The fields of a query's event-time and stateful options that do not fit the schema
@@ -911,14 +1153,19 @@ fn output_mode_problems(
     problems
 }
 
-fn parse_watermark(ctx: &Ctx, query: &str, source: &Spanned<Node>) -> Option<WatermarkSpec> {
+fn parse_watermark(
+    ctx: &Ctx,
+    query: &str,
+    source: &Spanned<Node>,
+    prefix: &str,
+) -> Option<WatermarkSpec> {
     let Node::Table(entries) = source.get_ref() else {
         return None;
     };
     let (_, node) = entries
         .iter()
         .find(|(k, _)| k.get_ref().eq_ignore_ascii_case("watermark"))?;
-    let mut w = TableReader::new(ctx, Some(query), "source.watermark", node)?;
+    let mut w = TableReader::new(ctx, Some(query), &format!("{prefix}.watermark"), node)?;
     let column = w.required_string(
         "column",
         "the event-time column, e.g. column = \"order_time\"",
@@ -1143,12 +1390,22 @@ fn parse_transform(
     query: &str,
     node: &Spanned<Node>,
     base: &Path,
+    prefix: &str,
     index: usize,
     outputs: &[(String, SinkSpec)],
 ) -> Option<TransformSpec> {
-    let prefix = format!("transform[{index}]");
-    let mut t = TableReader::new(ctx, Some(query), &prefix, node)?;
-    let name = t.string("name").unwrap_or_else(|| format!("step-{index}"));
+    let key = format!("{prefix}transform[{index}]");
+    let mut t = TableReader::new(ctx, Some(query), &key, node)?;
+    // Unnamed steps of an input are named after it, so they never clash with the query's.
+    let name = t.string("name").unwrap_or_else(|| {
+        format!(
+            "{}step-{index}",
+            prefix
+                .strip_prefix("inputs.")
+                .map(|p| p.replace('.', "-"))
+                .unwrap_or_default()
+        )
+    });
     let module = t.required_string(
         "module",
         "the component file, e.g. module = \"transforms/parse.wasm\"",
@@ -1256,10 +1513,21 @@ fn parse_trigger(q: &TableReader, node: &Spanned<Node>) -> Option<Trigger> {
     }
 }
 
-fn parse_source(ctx: &Ctx, query: &str, node: &Spanned<Node>, base: &Path) -> Option<SourceSpec> {
-    let mut s = TableReader::new(ctx, Some(query), "source", node)?;
+fn parse_source(
+    ctx: &Ctx,
+    query: &str,
+    node: &Spanned<Node>,
+    base: &Path,
+    prefix: &str,
+    has_steps: bool,
+) -> Option<SourceSpec> {
+    let mut s = TableReader::new(ctx, Some(query), prefix, node)?;
     // Read by parse_watermark; every source format accepts it.
     let _ = s.get("watermark");
+    // A named input's steps, read by parse_transforms.
+    if has_steps {
+        let _ = s.get("transform");
+    }
     let format = s.required_string(
         "format",
         "say which source: json, csv, parquet, text, kafka, rate, rate-micro-batch or socket",

@@ -473,26 +473,26 @@ fn header_fields() -> Fields {
 /// Spark's Kafka row: key, value, topic, partition, offset, timestamp, timestampType, and
 /// headers with `includeHeaders`.
 pub fn kafka_schema(include_headers: bool) -> SchemaRef {
-        let mut fields = vec![
-            Field::new("key", DataType::Binary, true),
-            Field::new("value", DataType::Binary, true),
-            Field::new("topic", DataType::Utf8, false),
-            Field::new("partition", DataType::Int32, false),
-            Field::new("offset", DataType::Int64, false),
-            Field::new("timestamp", timestamp_type(), true),
-            Field::new("timestampType", DataType::Int32, false),
-        ];
-        if include_headers {
-            fields.push(Field::new(
-                "headers",
-                DataType::List(Arc::new(Field::new(
-                    "item",
-                    DataType::Struct(header_fields()),
-                    true,
-                ))),
+    let mut fields = vec![
+        Field::new("key", DataType::Binary, true),
+        Field::new("value", DataType::Binary, true),
+        Field::new("topic", DataType::Utf8, false),
+        Field::new("partition", DataType::Int32, false),
+        Field::new("offset", DataType::Int64, false),
+        Field::new("timestamp", timestamp_type(), true),
+        Field::new("timestampType", DataType::Int32, false),
+    ];
+    if include_headers {
+        fields.push(Field::new(
+            "headers",
+            DataType::List(Arc::new(Field::new(
+                "item",
+                DataType::Struct(header_fields()),
                 true,
-            ));
-        }
+            ))),
+            true,
+        ));
+    }
     Arc::new(Schema::new(fields))
 }
 

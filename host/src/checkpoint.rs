@@ -51,6 +51,10 @@ pub struct OffsetEntry {
     /// the step's module since.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub modules: std::collections::BTreeMap<String, String>,
+    /// The version of each static join table the batch joined with (a fingerprint of its
+    /// files), so a re-run can tell whether it joins with the same rows.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tables: std::collections::BTreeMap<String, String>,
 }
 
 /// `commits/N`: batch N reached the sink.

@@ -30,6 +30,9 @@ use crate::failpoint;
 use crate::operators::StatefulOperator;
 use crate::operators::aggregate::Aggregate;
 use crate::operators::dedup::Dedup;
+use crate::operators::join::JoinRight;
+use crate::operators::join::static_table::StreamStaticJoin;
+use crate::operators::join::symmetric::StreamStreamJoin;
 use crate::pipeline::{Combine, InputSpec, QuerySpec, SourceSpec, StepPlace, TransformSpec};
 use crate::progress::{QueryMonitor, QueryProgress, SinkProgress, SourceProgress};
 use crate::sink::outputs::SharedOutputs;
@@ -161,31 +164,27 @@ impl StreamingQuery {
         let mut places = Vec::new();
         let mut infos = Vec::new();
         let mut input_schemas: Vec<SchemaRef> = sources.iter().map(|s| s.schema()).collect();
-        // The combined stream's schema, once every input step is known (they come first).
-        let mut combined: Option<SchemaRef> = None;
-        for (place, t) in spec.steps() {
-            let schema = match (place, &combined) {
-                (StepPlace::Input(i), _) => input_schemas[i].clone(),
-                (StepPlace::Combined, Some(s)) => s.clone(),
-                (StepPlace::Combined, None) => combined_schema(&spec, &input_schemas)?,
-            };
+        let mut add_step = |place: StepPlace, t: &TransformSpec, schema: SchemaRef| {
             let step = WasmTransform::new(t.clone(), &spec.name, schema.clone())?;
             infos.push(step_info(&step, schema));
-            match place {
-                StepPlace::Input(i) => input_schemas[i] = step.output_schema(),
-                StepPlace::Combined => combined = Some(step.output_schema()),
-            }
+            let out = step.output_schema();
             steps.push(step);
             places.push(place);
+            Ok::<SchemaRef, Error>(out)
+        };
+        for (place, t) in spec.steps() {
+            if let StepPlace::Input(i) = place {
+                input_schemas[i] = add_step(place, t, input_schemas[i].clone())?;
+            }
         }
-        ctx.schema = match combined {
-            Some(s) => s,
-            None => combined_schema(&spec, &input_schemas)?,
-        };
-        let union_schema = match spec.combine {
-            Combine::Union => Some(combined_schema(&spec, &input_schemas)?),
-            Combine::Single => None,
-        };
+        let combiner = Combiner::open(&spec, &input_schemas, checkpoint.dir())?;
+        let mut schema = combiner.schema(&input_schemas);
+        for (place, t) in spec.steps() {
+            if place == StepPlace::Combined {
+                schema = add_step(place, t, schema)?;
+            }
+        }
+        ctx.schema = schema;
         let shared_steps = Arc::new(StepsShared {
             info: Mutex::new(infos),
             pending: Mutex::new(Vec::new()),
@@ -200,7 +199,7 @@ impl StreamingQuery {
             if let Some(w) = &input.watermark {
                 let schema = match spec.combine {
                     Combine::Single => &ctx.schema,
-                    Combine::Union => &input_schemas[i],
+                    _ => &input_schemas[i],
                 };
                 check_event_time_column(
                     schema,
@@ -242,7 +241,7 @@ impl StreamingQuery {
             schema: ctx.schema,
             steps,
             places,
-            union_schema,
+            combiner,
             outputs,
             watermark,
             operators,
@@ -434,7 +433,7 @@ fn input_identity(input: &InputSpec) -> String {
 /// input).
 fn combined_schema(spec: &QuerySpec, inputs: &[SchemaRef]) -> Result<SchemaRef> {
     let first = inputs[0].clone();
-    if spec.combine == Combine::Single {
+    if matches!(spec.combine, Combine::Single) {
         return Ok(first);
     }
     let describe = |s: &Schema| {
@@ -472,6 +471,144 @@ fn combined_schema(spec: &QuerySpec, inputs: &[SchemaRef]) -> Result<SchemaRef> 
         }
     }
     Ok(Arc::new(Schema::new(fields)))
+}
+
+/// How a query's inputs become one stream (`pipeline::Combine`, built).
+enum Combiner {
+    /// One input, passed on.
+    Single,
+    /// A union: every input's rows relabelled with this schema.
+    Union(SchemaRef),
+    /// The one input joined with a table of files.
+    StaticJoin(Box<StreamStaticJoin>),
+    /// Two inputs joined with each other (`left`, `right`: their input indices).
+    StreamJoin {
+        join: Box<StreamStreamJoin>,
+        left: usize,
+        right: usize,
+    },
+}
+
+impl Combiner {
+    fn open(
+        spec: &QuerySpec,
+        inputs: &[SchemaRef],
+        checkpoint: &std::path::Path,
+    ) -> Result<Combiner> {
+        let index = |name: &str| spec.inputs.iter().position(|i| i.name == name).unwrap_or(0);
+        Ok(match &spec.combine {
+            Combine::Single => Combiner::Single,
+            Combine::Union => Combiner::Union(combined_schema(spec, inputs)?),
+            Combine::StaticJoin(join) => {
+                let JoinRight::Table(table) = &join.right else {
+                    return Err(Error::data("join", "a static join without a table"));
+                };
+                Combiner::StaticJoin(Box::new(StreamStaticJoin::open(
+                    join.clone(),
+                    table.clone(),
+                    inputs[index(&join.left)].clone(),
+                    checkpoint.join("tables").join("0"),
+                )?))
+            }
+            Combine::StreamJoin(join) => {
+                let JoinRight::Input(right) = &join.right else {
+                    return Err(Error::data("join", "a stream join without a right input"));
+                };
+                let (left, right) = (index(&join.left), index(right));
+                Combiner::StreamJoin {
+                    join: Box::new(StreamStreamJoin::new(
+                        join.clone(),
+                        inputs[left].clone(),
+                        inputs[right].clone(),
+                        checkpoint,
+                    )?),
+                    left,
+                    right,
+                }
+            }
+        })
+    }
+
+    /// The schema of the combined stream.
+    fn schema(&self, inputs: &[SchemaRef]) -> SchemaRef {
+        match self {
+            Combiner::Single => inputs[0].clone(),
+            Combiner::Union(schema) => schema.clone(),
+            Combiner::StaticJoin(j) => j.schema(),
+            Combiner::StreamJoin { join, .. } => join.output_schema(),
+        }
+    }
+
+    fn combine(
+        &mut self,
+        batch_id: u64,
+        watermark_ms: i64,
+        mut inputs: Vec<Vec<RecordBatch>>,
+    ) -> Result<Vec<RecordBatch>> {
+        match self {
+            Combiner::Single => Ok(inputs.pop().unwrap_or_default()),
+            Combiner::Union(schema) => union(schema, inputs),
+            Combiner::StaticJoin(j) => j.process(inputs.pop().unwrap_or_default()),
+            Combiner::StreamJoin { join, left, right } => {
+                let r = std::mem::take(&mut inputs[*right]);
+                let l = std::mem::take(&mut inputs[*left]);
+                join.process(batch_id, watermark_ms, l, r)
+            }
+        }
+    }
+
+    /// Between batches: a static table reloads if its files changed.
+    fn refresh(&mut self) -> Result<()> {
+        if let Combiner::StaticJoin(j) = self {
+            j.refresh()?;
+        }
+        Ok(())
+    }
+
+    /// The table versions a batch planned now joins with (for its offsets entry).
+    fn table_versions(&self) -> BTreeMap<String, String> {
+        match self {
+            Combiner::StaticJoin(j) => {
+                BTreeMap::from([("join".to_owned(), j.version().to_owned())])
+            }
+            _ => BTreeMap::new(),
+        }
+    }
+
+    fn restore(&mut self, version: Option<u64>) -> Result<()> {
+        match self {
+            Combiner::StreamJoin { join, .. } => join.restore(version),
+            _ => Ok(()),
+        }
+    }
+
+    fn commit(&mut self, batch_id: u64) -> Result<()> {
+        match self {
+            Combiner::StreamJoin { join, .. } => join.commit(batch_id),
+            _ => Ok(()),
+        }
+    }
+
+    fn purge(&mut self, keep_from: u64) -> Result<()> {
+        match self {
+            Combiner::StreamJoin { join, .. } => join.purge(keep_from),
+            _ => Ok(()),
+        }
+    }
+
+    fn progress(&self) -> Option<crate::operators::StateOperatorProgress> {
+        match self {
+            Combiner::StreamJoin { join, .. } => Some(join.progress()),
+            _ => None,
+        }
+    }
+
+    fn wants_no_data_batches(&self) -> bool {
+        match self {
+            Combiner::StreamJoin { join, .. } => join.wants_no_data_batches(),
+            _ => false,
+        }
+    }
 }
 
 /// The rows of every input, relabelled with the union's schema (same columns; nullability
@@ -520,8 +657,8 @@ struct MicroBatchExecution {
     steps: Vec<WasmTransform>,
     /// Where each step of `steps` runs.
     places: Vec<StepPlace>,
-    /// With a union: the combined schema every input's batches are relabelled with.
-    union_schema: Option<SchemaRef>,
+    /// How the inputs' rows become one stream.
+    combiner: Combiner,
     outputs: SharedOutputs,
     watermark: WatermarkTracker,
     operators: Vec<Box<dyn StatefulOperator>>,
@@ -613,6 +750,7 @@ impl MicroBatchExecution {
         let last_commit = self.checkpoint.latest_commit()?;
         let committed_id = last_commit.as_ref().map(|(id, _)| *id);
         // State and watermark as of the last committed batch.
+        self.combiner.restore(committed_id)?;
         for op in &mut self.operators {
             op.restore(committed_id)?;
         }
@@ -648,6 +786,12 @@ impl MicroBatchExecution {
             }
         };
         info!(query = %self.spec.name, batch_id = latest.batch_id, "re-running the last batch, which was not committed");
+        for (table, recorded) in &latest.tables {
+            let now = self.combiner.table_versions();
+            if now.get(table) != Some(recorded) {
+                warn!(query = %self.spec.name, batch_id = latest.batch_id, table = %table, recorded = %recorded, now = ?now.get(table), "the join table changed since this batch was planned (its earlier files are gone); the re-run joins with the table as it is now");
+            }
+        }
         self.committed = start.unwrap_or_else(|| vec![None; self.sources.len()]);
         self.next_batch_id = latest.batch_id;
         self.watermark.set_current_ms(latest.batch_watermark_ms);
@@ -808,6 +952,10 @@ impl MicroBatchExecution {
             return Ok(false);
         };
         self.monitor.set_status("Processing new data", true, true);
+        // A static table is looked at between batches; the batch joins with what it finds.
+        phases
+            .time("latestOffset", || self.combiner.refresh())
+            .map_err(|e| self.batch_error(batch_id, e))?;
         failpoint::hit("before-offsets", batch_id);
         let entry = OffsetEntry {
             batch_id,
@@ -818,6 +966,7 @@ impl MicroBatchExecution {
                 .map(|o| o.clone().unwrap_or(serde_json::Value::Null))
                 .collect(),
             modules: self.module_digests(),
+            tables: self.combiner.table_versions(),
         };
         phases
             .time("walCommit", || self.checkpoint.write_offsets(&entry))
@@ -829,7 +978,8 @@ impl MicroBatchExecution {
 
     fn needs_no_data_batch(&self) -> bool {
         self.watermark.is_enabled()
-            && self.operators.iter().any(|o| o.wants_no_data_batches())
+            && (self.combiner.wants_no_data_batches()
+                || self.operators.iter().any(|o| o.wants_no_data_batches()))
             && self.watermark.current_ms() > self.last_batch_watermark_ms
     }
 
@@ -867,17 +1017,15 @@ impl MicroBatchExecution {
                         inputs[i] = step.process(batch_id, rows, &self.outputs)?;
                     }
                 }
-                let mut data = match &self.union_schema {
-                    None => inputs.pop().unwrap_or_default(),
-                    Some(schema) => {
-                        let mut stats = EventTimeStats::default();
-                        for (i, rows) in inputs.iter().enumerate() {
-                            stats.merge(&self.watermark.observe(i, rows)?);
-                        }
-                        self.event_stats = stats;
-                        union(schema, inputs)?
+                // Several inputs: each one's event time is its own, read before they meet.
+                if !matches!(self.combiner, Combiner::Single) {
+                    let mut stats = EventTimeStats::default();
+                    for (i, rows) in inputs.iter().enumerate() {
+                        stats.merge(&self.watermark.observe(i, rows)?);
                     }
-                };
+                    self.event_stats = stats;
+                }
+                let mut data = self.combiner.combine(batch_id, batch_watermark, inputs)?;
                 for (step, place) in self.steps.iter_mut().zip(&self.places) {
                     if *place == StepPlace::Combined {
                         data = step.process(batch_id, data, &self.outputs)?;
@@ -885,12 +1033,13 @@ impl MicroBatchExecution {
                 }
                 Ok(data)
             })?;
-            if self.union_schema.is_none() {
+            if matches!(self.combiner, Combiner::Single) {
                 self.event_stats = self.watermark.observe(0, &data)?;
             }
             let input_rows: u64 = input_rows.iter().sum();
             let data = phases.time("stateful", || {
                 let mut data = data;
+                self.combiner.commit(batch_id)?;
                 for op in &mut self.operators {
                     data = op.process(batch_id, batch_watermark, data)?;
                     op.commit(batch_id)?;
@@ -917,6 +1066,7 @@ impl MicroBatchExecution {
                 .purge(batch_id, self.spec.min_batches_to_retain)?;
             let keep_from =
                 batch_id.saturating_sub(self.spec.min_batches_to_retain.saturating_sub(1));
+            self.combiner.purge(keep_from)?;
             for op in &mut self.operators {
                 op.purge(keep_from)?;
             }
@@ -1026,9 +1176,11 @@ impl MicroBatchExecution {
                 })
                 .collect(),
             state_operators: self
-                .operators
-                .iter()
-                .map(|o| serde_json::to_value(o.progress()).unwrap_or_default())
+                .combiner
+                .progress()
+                .into_iter()
+                .chain(self.operators.iter().map(|o| o.progress()))
+                .map(|p| serde_json::to_value(p).unwrap_or_default())
                 .collect(),
             sources: self
                 .sources

@@ -145,9 +145,11 @@ impl WatermarkTracker {
             .specs
             .iter()
             .zip(&self.max_seen_us)
+            // As Spark's WatermarkTracker: an input that has not seen a row yet has no
+            // watermark and takes no part in the policy.
             .filter_map(|(spec, max)| {
                 let spec = spec.as_ref()?;
-                Some(max.map_or(0, |m| m / 1000 - spec.delay.as_millis() as i64))
+                Some(max.as_ref()? / 1000 - spec.delay.as_millis() as i64)
             });
         let combined = match self.policy {
             WatermarkPolicy::Min => per_input.min(),
@@ -230,5 +232,19 @@ mod tests {
         max.observe(0, &[batch(&[5_000])]).unwrap();
         max.observe(1, &[batch(&[2_000])]).unwrap();
         assert_eq!(max.next_ms(), 4_900);
+    }
+
+    #[test]
+    fn an_input_without_rows_yet_takes_no_part_in_the_watermark() {
+        let spec = Some(WatermarkSpec {
+            column: "t".into(),
+            delay: Duration::from_millis(100),
+        });
+        let mut w = WatermarkTracker::new(vec![spec.clone(), spec], WatermarkPolicy::Min);
+        w.observe(0, &[batch(&[5_000])]).unwrap();
+        assert_eq!(w.next_ms(), 4_900, "input 1 has seen nothing yet");
+        w.observe(1, &[batch(&[1_000])]).unwrap();
+        w.set_current_ms(0);
+        assert_eq!(w.next_ms(), 900, "now the slower input holds it back");
     }
 }

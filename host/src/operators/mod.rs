@@ -13,6 +13,7 @@
 
 pub mod aggregate;
 pub mod dedup;
+pub mod join;
 pub mod window;
 
 use arrow_array::RecordBatch;

@@ -176,7 +176,9 @@ impl FileSource {
 
     /// Visible files matching the glob that are not in the log, oldest first (newest first
     /// with `latestFirst`).
-    fn list_new_files(&self) -> Result<Vec<(PathBuf, SystemTime)>> {
+    /// The files the path matches that no batch has read yet, oldest first (every file, for
+    /// a source that never plans batches: a join's static table).
+    pub(crate) fn list_new_files(&self) -> Result<Vec<(PathBuf, SystemTime)>> {
         let paths = glob::glob(&self.glob).map_err(|e| self.err(format!("bad glob: {e}")))?;
         let root = glob_root(&self.spec.path);
         let mut files = Vec::new();
@@ -211,7 +213,8 @@ impl FileSource {
         Ok(files)
     }
 
-    fn read_file(&mut self, path: &Path) -> Result<Vec<RecordBatch>> {
+    /// The rows of one file, with the source's schema and `mode`.
+    pub(crate) fn read_file(&mut self, path: &Path) -> Result<Vec<RecordBatch>> {
         match self.spec.format {
             FileFormat::Parquet => self.read_parquet(path),
             format => {

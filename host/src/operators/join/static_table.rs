@@ -1,0 +1,247 @@
+//! The stream–static join: each micro-batch's rows probe a hash table built from files.
+//!
+//! The table is every file its path matches, read whole with a file source's options (so
+//! parquet, csv, json and text work as they do for a source) into one Arrow batch, indexed by
+//! key bytes. Between batches the query asks it to [`StreamStaticJoin::refresh`]: the file list
+//! with sizes and modification times is fingerprinted, and a changed fingerprint reloads the
+//! table — a file replaced by rename (the safe way to publish one) is seen at the next batch.
+//! With `refresh = "1 hour"` the files are looked at only that often. Each batch's offsets
+//! entry records the version it joined with; a re-run after a crash says so when the files
+//! changed in between (the old files are gone, so it joins with what is there now).
+//!
+//! Guarantees: inner, left outer (the stream on the left), left semi and left anti; a stream
+//! row with a null key matches nothing; output rows come in stream order, one batch per input
+//! batch. Keeps no state of its own between batches besides the table.
+
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime};
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use hashbrown::HashMap;
+use sha2::{Digest, Sha256};
+use tracing::info;
+
+use super::{JoinLayout, JoinSpec, JoinType, KeyEncoder, RowRef, TableSpec, gather};
+use crate::error::{Error, Result};
+use crate::source::SourceContext;
+use crate::source::file::FileSource;
+
+/// No row follows in a key's chain.
+const END: u32 = u32::MAX;
+
+/// The static side: the rows, their key index and the version they were read at.
+struct Table {
+    rows: RecordBatch,
+    /// Key bytes → first row with that key; `next[row]` chains the others.
+    heads: HashMap<Box<[u8]>, u32, foldhash::fast::FixedState>,
+    next: Vec<u32>,
+    version: String,
+}
+
+/// A stream joined with a table of files.
+pub struct StreamStaticJoin {
+    spec: JoinSpec,
+    table_spec: TableSpec,
+    files: FileSource,
+    left_schema: SchemaRef,
+    layout: JoinLayout,
+    keys: KeyEncoder,
+    table: Table,
+    last_check: Instant,
+}
+
+impl StreamStaticJoin {
+    /// Reads the table and lays out the join of `left_schema` with it. `log_dir` keeps the
+    /// table's inferred schema, so it does not change under a running query.
+    pub fn open(
+        spec: JoinSpec,
+        table_spec: TableSpec,
+        left_schema: SchemaRef,
+        log_dir: PathBuf,
+    ) -> Result<StreamStaticJoin> {
+        let files = FileSource::open(table_spec.files.clone(), SourceContext { log_dir })?;
+        let right_schema = crate::source::Source::schema(&files);
+        let layout = JoinLayout::new(&spec, &left_schema, &right_schema)?;
+        let keys = KeyEncoder::new(
+            &layout
+                .left_keys
+                .iter()
+                .map(|&i| left_schema.field(i).data_type().clone())
+                .collect::<Vec<_>>(),
+        )?;
+        let mut join = StreamStaticJoin {
+            table: Table {
+                rows: RecordBatch::new_empty(right_schema),
+                heads: HashMap::default(),
+                next: Vec::new(),
+                version: String::new(),
+            },
+            spec,
+            table_spec,
+            files,
+            left_schema,
+            layout,
+            keys,
+            last_check: Instant::now(),
+        };
+        join.reload()?;
+        Ok(join)
+    }
+
+    /// The schema of the joined rows.
+    pub fn schema(&self) -> SchemaRef {
+        self.layout.schema.clone()
+    }
+
+    /// The version (a fingerprint of the files) the next batch joins with.
+    pub fn version(&self) -> &str {
+        &self.table.version
+    }
+
+    fn err(&self, message: String) -> Error {
+        Error::Source {
+            source_name: format!("join table {}", self.table_spec.files.path.display()),
+            message,
+        }
+    }
+
+    /// The files now, and their fingerprint: paths, sizes and modification times.
+    fn fingerprint(&self) -> Result<(Vec<PathBuf>, String)> {
+        let mut files = self.files.list_new_files()?;
+        files.sort();
+        let mut hash = Sha256::new();
+        for (path, modified) in &files {
+            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            let nanos = modified
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos();
+            hash.update(path.to_string_lossy().as_bytes());
+            hash.update(size.to_le_bytes());
+            hash.update(nanos.to_le_bytes());
+        }
+        let hex: String = hash
+            .finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok((files.into_iter().map(|(p, _)| p).collect(), hex))
+    }
+
+    /// Between batches: reloads the table if its files changed (at most every `refresh`, when
+    /// set). Returns whether it did.
+    pub fn refresh(&mut self) -> Result<bool> {
+        if let Some(every) = self.table_spec.refresh
+            && self.last_check.elapsed() < every
+        {
+            return Ok(false);
+        }
+        self.last_check = Instant::now();
+        let (_, version) = self.fingerprint()?;
+        if version == self.table.version {
+            return Ok(false);
+        }
+        self.reload()?;
+        Ok(true)
+    }
+
+    fn reload(&mut self) -> Result<()> {
+        let (paths, version) = self.fingerprint()?;
+        let schema = crate::source::Source::schema(&self.files);
+        let mut batches = Vec::new();
+        for path in &paths {
+            batches.extend(self.files.read_file(path)?);
+        }
+        let rows = arrow_select::concat::concat_batches(&schema, &batches)
+            .map_err(|e| self.err(format!("concatenating the table: {e}")))?;
+        if rows.num_rows() >= END as usize {
+            return Err(self.err(format!(
+                "{} rows is more than a join table may hold ({})",
+                rows.num_rows(),
+                END - 1
+            )));
+        }
+        let encoder = KeyEncoder::new(
+            &self
+                .layout
+                .right_keys
+                .iter()
+                .map(|&i| schema.field(i).data_type().clone())
+                .collect::<Vec<_>>(),
+        )?;
+        let (keys, null) = encoder.encode(&rows, &self.layout.right_keys)?;
+        let mut heads: HashMap<Box<[u8]>, u32, foldhash::fast::FixedState> =
+            HashMap::with_capacity_and_hasher(rows.num_rows(), Default::default());
+        let mut next = vec![END; rows.num_rows()];
+        // Build back to front so each chain lists rows in table order.
+        for row in (0..rows.num_rows()).rev() {
+            if null[row] {
+                continue;
+            }
+            let key = keys.row(row);
+            match heads.get_mut(key.as_ref()) {
+                Some(head) => {
+                    next[row] = *head;
+                    *head = row as u32;
+                }
+                None => {
+                    heads.insert(key.as_ref().into(), row as u32);
+                }
+            }
+        }
+        info!(table = %self.table_spec.files.path.display(), rows = rows.num_rows(), files = paths.len(), version = %version, "join table loaded");
+        self.table = Table {
+            rows,
+            heads,
+            next,
+            version,
+        };
+        Ok(())
+    }
+
+    /// Joins one micro-batch's stream rows with the table.
+    pub fn process(&mut self, input: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        let jt = self.spec.join_type;
+        let mut out = Vec::with_capacity(input.len());
+        let mut pairs: Vec<(Option<RowRef>, Option<RowRef>)> = Vec::new();
+        for batch in &input {
+            pairs.clear();
+            let (keys, null) = self.keys.encode(batch, &self.layout.left_keys)?;
+            for (row, is_null) in null.iter().enumerate() {
+                let head = if *is_null {
+                    None
+                } else {
+                    self.table.heads.get(keys.row(row).as_ref()).copied()
+                };
+                match (jt, head) {
+                    (JoinType::LeftSemi, Some(_)) | (JoinType::LeftAnti, None) => {
+                        pairs.push((Some((0, row)), None));
+                    }
+                    (JoinType::LeftSemi, None) | (JoinType::LeftAnti, Some(_)) => {}
+                    (_, Some(mut t)) => {
+                        while t != END {
+                            pairs.push((Some((0, row)), Some((0, t as usize))));
+                            t = self.table.next[t as usize];
+                        }
+                    }
+                    (JoinType::LeftOuter, None) => pairs.push((Some((0, row)), None)),
+                    (_, None) => {}
+                }
+            }
+            if pairs.is_empty() {
+                continue;
+            }
+            out.push(gather(
+                &self.layout,
+                &[batch],
+                &[&self.table.rows],
+                &self.left_schema,
+                &self.table.rows.schema(),
+                &pairs,
+            )?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,808 @@
+//! The stream–stream join (Spark's `StreamingSymmetricHashJoinExec`).
+//!
+//! Both sides' rows are buffered, so a row can meet rows of the other side that arrive in
+//! any later batch. Per micro-batch, with the batch's watermark `W`:
+//!
+//! 1. Rows older than `W` (on a side with an event-time column) are late: dropped and counted.
+//! 2. The new right rows are buffered; each new left row probes every buffered right row of its
+//!    key (old and new); each new right row probes the *old* left rows (so a pair of two new
+//!    rows is found once). A candidate pair matches when its event times satisfy `within`:
+//!    `right.time - left.time ∈ [lower, upper]`. Then the new left rows are buffered.
+//! 3. Eviction: no future right row can be older than `W`, so a left row whose
+//!    `time + upper < W` can never match again; likewise a right row whose `time - lower < W`.
+//!    Such rows leave the state, and an outer side's rows that never matched are emitted now,
+//!    with nulls — exactly once, since the eviction is part of the batch's state version.
+//!
+//! Without `within` nothing is ever evicted (an inner join's state then grows without bound,
+//! as in Spark; `sluice validate` requires `within` for every other join type).
+//!
+//! State: each batch's buffered rows of a side are one chunk, kept as an Arrow record batch
+//! (one copy of each row) with a key → (chunk, row) index. In the state store a chunk is two
+//! entries: its rows as Arrow IPC (written once) and its flags (matched, still buffered),
+//! rewritten when they change; a chunk with no buffered row left is deleted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Instant;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use hashbrown::HashMap;
+
+use super::{JoinLayout, JoinSpec, JoinType, KeyEncoder, RowRef, TimeRange, gather};
+use crate::error::{Error, Result};
+use crate::operators::StateOperatorProgress;
+use crate::state::StateStore;
+use crate::watermark::event_times;
+
+const LEFT: usize = 0;
+const RIGHT: usize = 1;
+/// A row with no event time (no time column, or a null).
+const NO_TIME: i64 = i64::MIN;
+
+/// One batch's buffered rows of one side.
+struct Chunk {
+    rows: RecordBatch,
+    times: Vec<i64>,
+    keys: arrow_row::Rows,
+    matched: Vec<bool>,
+    live: Vec<bool>,
+    live_count: usize,
+}
+
+/// What one side keeps: its chunks by batch id, and where each key's rows are.
+#[derive(Default)]
+struct Side {
+    chunks: BTreeMap<u64, Chunk>,
+    index: HashMap<Box<[u8]>, Vec<(u64, u32)>, foldhash::fast::FixedState>,
+    /// Chunks whose flags changed in this batch, added ones, removed ones (the delta).
+    dirty: BTreeSet<u64>,
+    added: BTreeSet<u64>,
+    removed: BTreeSet<u64>,
+}
+
+impl Side {
+    fn insert(&mut self, id: u64, chunk: Chunk) {
+        for row in 0..chunk.rows.num_rows() {
+            if chunk.live[row] {
+                self.index
+                    .entry(chunk.keys.row(row).as_ref().into())
+                    .or_default()
+                    .push((id, row as u32));
+            }
+        }
+        self.chunks.insert(id, chunk);
+    }
+
+    fn live_rows(&self) -> u64 {
+        self.chunks.values().map(|c| c.live_count as u64).sum()
+    }
+
+    fn memory(&self) -> u64 {
+        self.chunks
+            .values()
+            .map(|c| (c.rows.get_array_memory_size() + c.keys.size() + c.times.len() * 10) as u64)
+            .sum::<u64>()
+            + self
+                .index
+                .iter()
+                .map(|(k, v)| (k.len() + v.capacity() * 12 + 32) as u64)
+                .sum::<u64>()
+    }
+}
+
+/// Two streams joined on equal keys within an event-time range.
+pub struct StreamStreamJoin {
+    spec: JoinSpec,
+    layout: JoinLayout,
+    schemas: [SchemaRef; 2],
+    keys: KeyEncoder,
+    time_columns: [Option<String>; 2],
+    sides: [Side; 2],
+    store: StateStore,
+    stats: StateOperatorProgress,
+}
+
+fn state_key(side: usize, chunk: u64, kind: u8) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[0] = side as u8;
+    k[1..9].copy_from_slice(&chunk.to_be_bytes());
+    k[9] = kind;
+    k
+}
+
+const ROWS: u8 = 0;
+const FLAGS: u8 = 1;
+
+impl StreamStreamJoin {
+    /// Lays out the join of the two sides' schemas; its state lives under `checkpoint`.
+    pub fn new(
+        spec: JoinSpec,
+        left: SchemaRef,
+        right: SchemaRef,
+        checkpoint: &Path,
+    ) -> Result<StreamStreamJoin> {
+        let layout = JoinLayout::new(&spec, &left, &right)?;
+        let keys = KeyEncoder::new(
+            &layout
+                .left_keys
+                .iter()
+                .map(|&i| left.field(i).data_type().clone())
+                .collect::<Vec<_>>(),
+        )?;
+        let time_columns = match &spec.within {
+            Some(TimeRange {
+                left: l, right: r, ..
+            }) => {
+                crate::watermark::check_event_time_column(&left, l, "join within.left")?;
+                crate::watermark::check_event_time_column(&right, r, "join within.right")?;
+                [Some(l.clone()), Some(r.clone())]
+            }
+            None => [None, None],
+        };
+        Ok(StreamStreamJoin {
+            store: StateStore::open(checkpoint, "join", 10)?,
+            spec,
+            layout,
+            schemas: [left, right],
+            keys,
+            time_columns,
+            sides: [Side::default(), Side::default()],
+            stats: StateOperatorProgress {
+                operator_name: "symmetricHashJoin".into(),
+                ..Default::default()
+            },
+        })
+    }
+
+    /// The schema of the joined rows.
+    pub fn output_schema(&self) -> SchemaRef {
+        self.layout.schema.clone()
+    }
+
+    /// Whether a watermark that moved without data can evict (and so emit outer rows).
+    pub fn wants_no_data_batches(&self) -> bool {
+        self.spec.within.is_some()
+    }
+
+    /// Statistics of the last batch.
+    pub fn progress(&self) -> StateOperatorProgress {
+        self.stats.clone()
+    }
+
+    /// A chunk of side `side` from `rows` (all of them buffered, none matched yet).
+    fn chunk(&self, side: usize, rows: RecordBatch) -> Result<(Chunk, Vec<bool>)> {
+        let keys_at = if side == LEFT {
+            &self.layout.left_keys
+        } else {
+            &self.layout.right_keys
+        };
+        let (keys, null) = self.keys.encode(&rows, keys_at)?;
+        let times = match &self.time_columns[side] {
+            Some(c) => event_times(&rows, c)?
+                .iter()
+                .map(|t| t.unwrap_or(NO_TIME))
+                .collect(),
+            None => vec![NO_TIME; rows.num_rows()],
+        };
+        let n = rows.num_rows();
+        Ok((
+            Chunk {
+                rows,
+                times,
+                keys,
+                matched: vec![false; n],
+                live: vec![true; n],
+                live_count: n,
+            },
+            null,
+        ))
+    }
+
+    /// Whether a left row at `tl` and a right row at `tr` satisfy the time condition.
+    fn in_range(&self, tl: i64, tr: i64) -> bool {
+        match &self.spec.within {
+            None => true,
+            Some(w) => {
+                tl != NO_TIME && tr != NO_TIME && {
+                    let d = tr.saturating_sub(tl);
+                    d >= w.lower_us && d <= w.upper_us
+                }
+            }
+        }
+    }
+
+    /// Joins batch `batch_id`'s new rows of both sides with each other and with the buffered
+    /// rows, then evicts what the watermark (ms) rules out. Returns the joined rows.
+    pub fn process(
+        &mut self,
+        batch_id: u64,
+        watermark_ms: i64,
+        left: Vec<RecordBatch>,
+        right: Vec<RecordBatch>,
+    ) -> Result<Vec<RecordBatch>> {
+        let watermark_us = watermark_ms.saturating_mul(1000);
+        let jt = self.spec.join_type;
+        let mut dropped = 0u64;
+        let mut new_rows = 0u64;
+        // The new rows of each side, late ones dropped.
+        let mut fresh: [Option<(Chunk, Vec<bool>)>; 2] = [None, None];
+        for (side, batches) in [(LEFT, left), (RIGHT, right)] {
+            let rows = arrow_select::concat::concat_batches(&self.schemas[side], &batches)
+                .map_err(|e| Error::data("join input", e))?;
+            if rows.num_rows() == 0 {
+                continue;
+            }
+            let (mut chunk, null) = self.chunk(side, rows)?;
+            if watermark_ms > 0 && self.time_columns[side].is_some() {
+                let keep: arrow_array::BooleanArray = chunk
+                    .times
+                    .iter()
+                    .map(|&t| Some(t >= watermark_us))
+                    .collect();
+                let late = keep.false_count();
+                if late > 0 {
+                    dropped += late as u64;
+                    let rows = arrow_select::filter::filter_record_batch(&chunk.rows, &keep)
+                        .map_err(|e| Error::data("join input", e))?;
+                    if rows.num_rows() == 0 {
+                        continue;
+                    }
+                    let (c, n) = self.chunk(side, rows)?;
+                    fresh[side] = Some((c, n));
+                    continue;
+                }
+            }
+            chunk.live_count = chunk.rows.num_rows();
+            fresh[side] = Some((chunk, null));
+        }
+
+        // Pairs found, as ((side chunk id, row), ...); ids are batch ids.
+        let mut pairs: Vec<(Option<(u64, u32)>, Option<(u64, u32)>)> = Vec::new();
+        // 1. New right rows into the state.
+        let right_null = match fresh[RIGHT].take() {
+            Some((chunk, null)) => {
+                new_rows += chunk.rows.num_rows() as u64;
+                let mut chunk = chunk;
+                for (row, n) in null.iter().enumerate() {
+                    // A null key never matches; it stays only to be emitted by an outer join.
+                    if *n && !jt.keeps_unmatched_right() {
+                        chunk.live[row] = false;
+                        chunk.live_count -= 1;
+                    }
+                }
+                self.sides[RIGHT].insert(batch_id, chunk);
+                self.sides[RIGHT].added.insert(batch_id);
+                null
+            }
+            None => Vec::new(),
+        };
+        // 2. New left rows probe every right row (old and new).
+        let mut right_hits: Vec<(u64, u32)> = Vec::new();
+        if let Some((mut lchunk, lnull)) = fresh[LEFT].take() {
+            new_rows += lchunk.rows.num_rows() as u64;
+            for row in 0..lchunk.rows.num_rows() {
+                if lnull[row] {
+                    continue;
+                }
+                let tl = lchunk.times[row];
+                let Some(candidates) = self.sides[RIGHT].index.get(lchunk.keys.row(row).as_ref())
+                else {
+                    continue;
+                };
+                for &(cid, r) in candidates {
+                    let Some(rc) = self.sides[RIGHT].chunks.get(&cid) else {
+                        continue;
+                    };
+                    if !self.in_range(tl, rc.times[r as usize]) {
+                        continue;
+                    }
+                    let first = !lchunk.matched[row];
+                    lchunk.matched[row] = true;
+                    if jt == JoinType::LeftSemi {
+                        if first {
+                            pairs.push((Some((batch_id, row as u32)), None));
+                        }
+                    } else {
+                        pairs.push((Some((batch_id, row as u32)), Some((cid, r))));
+                    }
+                    if !rc.matched[r as usize] {
+                        right_hits.push((cid, r));
+                    }
+                }
+            }
+            for (cid, r) in right_hits.drain(..) {
+                if let Some(rc) = self.sides[RIGHT].chunks.get_mut(&cid) {
+                    rc.matched[r as usize] = true;
+                }
+                self.sides[RIGHT].dirty.insert(cid);
+            }
+            // 3. New right rows probe the old left rows.
+            self.probe_old_left(batch_id, &right_null, &mut pairs);
+            for (row, n) in lnull.iter().enumerate() {
+                if *n && !jt.keeps_unmatched_left() && lchunk.live[row] {
+                    lchunk.live[row] = false;
+                    lchunk.live_count -= 1;
+                }
+            }
+            // A semi join's matched left row is done: it was emitted and cannot be again.
+            if jt == JoinType::LeftSemi {
+                for row in 0..lchunk.rows.num_rows() {
+                    if lchunk.matched[row] && lchunk.live[row] {
+                        lchunk.live[row] = false;
+                        lchunk.live_count -= 1;
+                    }
+                }
+            }
+            self.sides[LEFT].insert(batch_id, lchunk);
+            self.sides[LEFT].added.insert(batch_id);
+        } else {
+            self.probe_old_left(batch_id, &right_null, &mut pairs);
+        }
+
+        // 4. Evict what the watermark rules out; emit unmatched outer rows.
+        let mut evicted = 0u64;
+        if let Some(w) = self.spec.within.clone()
+            && watermark_ms > 0
+        {
+            for side in [LEFT, RIGHT] {
+                let emit = if side == LEFT {
+                    jt.keeps_unmatched_left()
+                } else {
+                    jt.keeps_unmatched_right()
+                };
+                let expired = |t: i64| {
+                    t == NO_TIME
+                        || if side == LEFT {
+                            t.saturating_add(w.upper_us) < watermark_us
+                        } else {
+                            t.saturating_sub(w.lower_us) < watermark_us
+                        }
+                };
+                let s = &mut self.sides[side];
+                for (&cid, chunk) in s.chunks.iter_mut() {
+                    let mut changed = false;
+                    for row in 0..chunk.rows.num_rows() {
+                        if !chunk.live[row] || !expired(chunk.times[row]) {
+                            continue;
+                        }
+                        chunk.live[row] = false;
+                        chunk.live_count -= 1;
+                        changed = true;
+                        evicted += 1;
+                        if emit && !chunk.matched[row] {
+                            let r = Some((cid, row as u32));
+                            pairs.push(if side == LEFT { (r, None) } else { (None, r) });
+                        }
+                        if let Some(list) = s.index.get_mut(chunk.keys.row(row).as_ref()) {
+                            list.retain(|&(c, r)| (c, r) != (cid, row as u32));
+                            if list.is_empty() {
+                                s.index.remove(chunk.keys.row(row).as_ref());
+                            }
+                        }
+                    }
+                    if changed {
+                        s.dirty.insert(cid);
+                    }
+                }
+            }
+        }
+
+        let out = self.build(&pairs)?;
+        // A chunk with no buffered row left leaves the state — after the output is built,
+        // since this batch's pairs may still name its rows.
+        for s in &mut self.sides {
+            let empty: Vec<u64> = s
+                .chunks
+                .iter()
+                .filter(|(_, c)| c.live_count == 0)
+                .map(|(&id, _)| id)
+                .collect();
+            for cid in empty {
+                s.chunks.remove(&cid);
+                s.removed.insert(cid);
+            }
+        }
+        self.stats.num_rows_total = self.sides[LEFT].live_rows() + self.sides[RIGHT].live_rows();
+        self.stats.num_rows_updated = new_rows;
+        self.stats.num_rows_removed = evicted;
+        self.stats.num_rows_dropped_by_watermark = dropped;
+        self.stats.memory_used_bytes = self.sides[LEFT].memory() + self.sides[RIGHT].memory();
+        Ok(out)
+    }
+
+    /// New right rows (chunk `batch_id` of the right side) probe the left rows buffered
+    /// before this batch.
+    fn probe_old_left(
+        &mut self,
+        batch_id: u64,
+        right_null: &[bool],
+        pairs: &mut Vec<(Option<(u64, u32)>, Option<(u64, u32)>)>,
+    ) {
+        let jt = self.spec.join_type;
+        let Some(rchunk) = self.sides[RIGHT].chunks.get(&batch_id) else {
+            return;
+        };
+        let mut right_matched = Vec::new();
+        let mut left_matched = Vec::new();
+        for row in 0..rchunk.rows.num_rows() {
+            if right_null.get(row).copied().unwrap_or(true) {
+                continue;
+            }
+            let tr = rchunk.times[row];
+            let Some(candidates) = self.sides[LEFT].index.get(rchunk.keys.row(row).as_ref()) else {
+                continue;
+            };
+            for &(cid, l) in candidates {
+                if cid == batch_id {
+                    continue;
+                }
+                let Some(lc) = self.sides[LEFT].chunks.get(&cid) else {
+                    continue;
+                };
+                if !lc.live[l as usize] || !self.in_range(lc.times[l as usize], tr) {
+                    continue;
+                }
+                if jt == JoinType::LeftSemi {
+                    if !lc.matched[l as usize] && !left_matched.contains(&(cid, l)) {
+                        pairs.push((Some((cid, l)), None));
+                    }
+                } else {
+                    pairs.push((Some((cid, l)), Some((batch_id, row as u32))));
+                }
+                left_matched.push((cid, l));
+                right_matched.push(row);
+            }
+        }
+        if let Some(rc) = self.sides[RIGHT].chunks.get_mut(&batch_id) {
+            for row in right_matched {
+                rc.matched[row] = true;
+            }
+        }
+        for (cid, l) in left_matched {
+            if let Some(lc) = self.sides[LEFT].chunks.get_mut(&cid) {
+                lc.matched[l as usize] = true;
+                if jt == JoinType::LeftSemi && lc.live[l as usize] {
+                    lc.live[l as usize] = false;
+                    lc.live_count -= 1;
+                    let key: Box<[u8]> = lc.keys.row(l as usize).as_ref().into();
+                    if let Some(list) = self.sides[LEFT].index.get_mut(&key) {
+                        list.retain(|&x| x != (cid, l));
+                    }
+                }
+            }
+            self.sides[LEFT].dirty.insert(cid);
+        }
+    }
+
+    /// The output rows of `pairs`, gathered from the chunks they name.
+    fn build(
+        &self,
+        pairs: &[(Option<(u64, u32)>, Option<(u64, u32)>)],
+    ) -> Result<Vec<RecordBatch>> {
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let positions = |side: usize| -> (Vec<&RecordBatch>, HashMap<u64, usize>) {
+            let mut batches = Vec::new();
+            let mut at = HashMap::new();
+            for (&cid, chunk) in &self.sides[side].chunks {
+                at.insert(cid, batches.len());
+                batches.push(&chunk.rows);
+            }
+            (batches, at)
+        };
+        let (lb, lat) = positions(LEFT);
+        let (rb, rat) = positions(RIGHT);
+        let refs: Vec<(Option<RowRef>, Option<RowRef>)> = pairs
+            .iter()
+            .map(|(l, r)| {
+                (
+                    l.and_then(|(c, row)| lat.get(&c).map(|&p| (p, row as usize))),
+                    r.and_then(|(c, row)| rat.get(&c).map(|&p| (p, row as usize))),
+                )
+            })
+            .collect();
+        Ok(vec![gather(
+            &self.layout,
+            &lb,
+            &rb,
+            &self.schemas[LEFT],
+            &self.schemas[RIGHT],
+            &refs,
+        )?])
+    }
+
+    /// Loads the state after batch `version` (`None`: empty).
+    pub fn restore(&mut self, version: Option<u64>) -> Result<()> {
+        self.sides = [Side::default(), Side::default()];
+        let map = self.store.load(version)?;
+        let mut rows: BTreeMap<(usize, u64), RecordBatch> = BTreeMap::new();
+        let mut flags: BTreeMap<(usize, u64), Vec<u8>> = BTreeMap::new();
+        for (k, v) in map {
+            if k.len() != 10 {
+                continue;
+            }
+            let side = k[0] as usize;
+            let cid = u64::from_be_bytes(k[1..9].try_into().unwrap_or([0; 8]));
+            match k[9] {
+                ROWS => {
+                    rows.insert((side, cid), read_ipc(&v[..], "join state")?);
+                }
+                _ => {
+                    flags.insert((side, cid), v.into_vec());
+                }
+            }
+        }
+        for ((side, cid), batch) in rows {
+            if side > RIGHT {
+                continue;
+            }
+            let (mut chunk, _) = self.chunk(side, batch)?;
+            let n = chunk.rows.num_rows();
+            if let Some(f) = flags.get(&(side, cid))
+                && f.len() == 2 * n
+            {
+                for row in 0..n {
+                    chunk.matched[row] = f[row] != 0;
+                    chunk.live[row] = f[n + row] != 0;
+                }
+                chunk.live_count = chunk.live.iter().filter(|l| **l).count();
+            }
+            self.sides[side].insert(cid, chunk);
+        }
+        Ok(())
+    }
+
+    /// Persists this batch's changes: new chunks, changed flags, removed chunks.
+    pub fn commit(&mut self, batch_id: u64) -> Result<()> {
+        let started = Instant::now();
+        let sides = &self.sides;
+        let mut ipc_error = None;
+        self.store.commit(
+            batch_id,
+            |w| {
+                for (side, s) in sides.iter().enumerate() {
+                    for cid in &s.removed {
+                        w.remove(&state_key(side, *cid, ROWS))?;
+                        w.remove(&state_key(side, *cid, FLAGS))?;
+                    }
+                    for cid in s.added.union(&s.dirty) {
+                        let Some(chunk) = s.chunks.get(cid) else {
+                            continue;
+                        };
+                        if s.added.contains(cid) {
+                            match write_ipc(&chunk.rows) {
+                                Ok(bytes) => w.put(&state_key(side, *cid, ROWS), |b| {
+                                    b.extend_from_slice(&bytes)
+                                })?,
+                                Err(e) => ipc_error = Some(e),
+                            }
+                        }
+                        w.put(&state_key(side, *cid, FLAGS), |b| encode_flags(chunk, b))?;
+                    }
+                }
+                Ok(())
+            },
+            |w| {
+                for (side, s) in sides.iter().enumerate() {
+                    for (cid, chunk) in &s.chunks {
+                        if let Ok(bytes) = write_ipc(&chunk.rows) {
+                            w.put(&state_key(side, *cid, ROWS), |b| {
+                                b.extend_from_slice(&bytes)
+                            })?;
+                        }
+                        w.put(&state_key(side, *cid, FLAGS), |b| encode_flags(chunk, b))?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        if let Some(e) = ipc_error {
+            return Err(e);
+        }
+        for s in &mut self.sides {
+            s.added.clear();
+            s.dirty.clear();
+            s.removed.clear();
+        }
+        self.stats.commit_time_ms = started.elapsed().as_millis() as u64;
+        Ok(())
+    }
+
+    /// Removes persisted versions older than `keep_from`.
+    pub fn purge(&mut self, keep_from: u64) -> Result<()> {
+        self.store.purge(keep_from)
+    }
+}
+
+fn encode_flags(chunk: &Chunk, b: &mut Vec<u8>) {
+    b.extend(chunk.matched.iter().map(|&m| m as u8));
+    b.extend(chunk.live.iter().map(|&l| l as u8));
+}
+
+fn write_ipc(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut out, &batch.schema())
+        .map_err(|e| Error::data("writing join state", e))?;
+    w.write(batch)
+        .map_err(|e| Error::data("writing join state", e))?;
+    w.finish()
+        .map_err(|e| Error::data("writing join state", e))?;
+    drop(w);
+    Ok(out)
+}
+
+fn read_ipc(bytes: &[u8], what: &str) -> Result<RecordBatch> {
+    let mut reader = arrow_ipc::reader::StreamReader::try_new(bytes, None)
+        .map_err(|e| Error::data(format!("reading {what}"), e))?;
+    match reader.next() {
+        Some(b) => b.map_err(|e| Error::data(format!("reading {what}"), e)),
+        None => Err(Error::data(what.to_owned(), "an empty chunk")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{Array, Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow_schema::{DataType, Field, Schema, TimeUnit};
+
+    use super::*;
+    use crate::operators::join::JoinRight;
+
+    const MIN: i64 = 60_000_000;
+
+    fn schema(time: &str, tag: &str) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("ad", DataType::Int64, true),
+            Field::new(time, DataType::Timestamp(TimeUnit::Microsecond, None), true),
+            Field::new(tag, DataType::Utf8, true),
+        ]))
+    }
+
+    fn rows(schema: &SchemaRef, rows: &[(i64, i64, &str)]) -> Vec<RecordBatch> {
+        vec![
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from(
+                        rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+                    )),
+                    Arc::new(TimestampMicrosecondArray::from(
+                        rows.iter().map(|r| r.1 * MIN).collect::<Vec<_>>(),
+                    )),
+                    Arc::new(StringArray::from(
+                        rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+                    )),
+                ],
+            )
+            .unwrap(),
+        ]
+    }
+
+    fn join(jt: JoinType, dir: &Path) -> StreamStreamJoin {
+        let spec = JoinSpec {
+            left: "imp".into(),
+            right: JoinRight::Input("click".into()),
+            join_type: jt,
+            on: vec![("ad".into(), "ad".into())],
+            within: Some(TimeRange {
+                left: "it".into(),
+                right: "ct".into(),
+                lower_us: 0,
+                upper_us: 60 * MIN,
+            }),
+        };
+        StreamStreamJoin::new(spec, schema("it", "i"), schema("ct", "c"), dir).unwrap()
+    }
+
+    /// Output rows as "impression tag/click tag" ("-" for null).
+    fn tags(out: &[RecordBatch]) -> Vec<String> {
+        let mut v = Vec::new();
+        for b in out {
+            let i = b
+                .column_by_name("i")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            let c = b
+                .column_by_name("c")
+                .map(|c| c.as_any().downcast_ref::<StringArray>().unwrap().clone());
+            for r in 0..b.num_rows() {
+                let ct = c
+                    .as_ref()
+                    .and_then(|c| c.is_valid(r).then(|| c.value(r).to_owned()));
+                v.push(format!(
+                    "{}/{}",
+                    if i.is_valid(r) { i.value(r) } else { "-" },
+                    ct.unwrap_or_else(|| "-".into())
+                ));
+            }
+        }
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn left_outer_matches_across_batches_and_emits_the_unmatched_once_after_the_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = join(JoinType::LeftOuter, dir.path());
+        let (l, r) = (schema("it", "i"), schema("ct", "c"));
+        // Batch 0: two impressions, one click for ad 1 at the same time.
+        let out = j
+            .process(
+                0,
+                0,
+                rows(&l, &[(1, 0, "i1"), (2, 0, "i2")]),
+                rows(&r, &[(1, 10, "c1")]),
+            )
+            .unwrap();
+        assert_eq!(tags(&out), ["i1/c1"]);
+        j.commit(0).unwrap();
+        // Batch 1: a click for ad 2 within the hour joins the buffered impression; one for
+        // ad 1 outside the hour (at 61 minutes) does not.
+        let out = j
+            .process(1, 0, vec![], rows(&r, &[(2, 30, "c2"), (1, 61, "late1")]))
+            .unwrap();
+        assert_eq!(tags(&out), ["i2/c2"]);
+        j.commit(1).unwrap();
+        // Batch 2: an impression for ad 3 nobody clicks; the watermark then passes 0 + 60
+        // minutes for i1, i2 (matched: not emitted again).
+        let out = j.process(2, 0, rows(&l, &[(3, 70, "i3")]), vec![]).unwrap();
+        assert!(out.is_empty());
+        j.commit(2).unwrap();
+        let out = j.process(3, 61 * MIN / 1000, vec![], vec![]).unwrap();
+        assert!(tags(&out).is_empty(), "i1, i2 matched: {:?}", tags(&out));
+        j.commit(3).unwrap();
+        // The watermark passes 70 + 60 minutes: i3 is emitted with nulls, exactly once.
+        let out = j.process(4, 131 * MIN / 1000, vec![], vec![]).unwrap();
+        assert_eq!(tags(&out), ["i3/-"]);
+        j.commit(4).unwrap();
+        let out = j.process(5, 200 * MIN / 1000, vec![], vec![]).unwrap();
+        assert!(out.is_empty());
+        assert_eq!(j.progress().num_rows_total, 0, "everything evicted");
+    }
+
+    #[test]
+    fn a_restored_state_continues_exactly_where_the_committed_batch_left_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (l, r) = (schema("it", "i"), schema("ct", "c"));
+        let mut j = join(JoinType::FullOuter, dir.path());
+        j.process(
+            0,
+            0,
+            rows(&l, &[(1, 0, "i1"), (2, 0, "i2")]),
+            rows(&r, &[(9, 5, "c9")]),
+        )
+        .unwrap();
+        j.commit(0).unwrap();
+        j.process(1, 0, vec![], rows(&r, &[(1, 20, "c1")])).unwrap();
+        j.commit(1).unwrap();
+        // A new operator, as after a restart, restored to batch 1.
+        let mut again = join(JoinType::FullOuter, dir.path());
+        again.restore(Some(1)).unwrap();
+        let out = again.process(2, 200 * MIN / 1000, vec![], vec![]).unwrap();
+        // i1 matched c1; i2 and c9 never matched: each emitted once with nulls.
+        assert_eq!(tags(&out), ["-/c9", "i2/-"]);
+    }
+
+    #[test]
+    fn late_rows_are_dropped_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (l, r) = (schema("it", "i"), schema("ct", "c"));
+        let mut j = join(JoinType::Inner, dir.path());
+        let out = j
+            .process(
+                0,
+                30 * MIN / 1000,
+                rows(&l, &[(1, 10, "old"), (1, 40, "new")]),
+                rows(&r, &[(1, 45, "c")]),
+            )
+            .unwrap();
+        assert_eq!(tags(&out), ["new/c"]);
+        assert_eq!(j.progress().num_rows_dropped_by_watermark, 1);
+    }
+}

@@ -257,6 +257,9 @@ impl KeyEncoder {
 /// A row of one side: (chunk, row) of the record batches it is gathered from.
 pub type RowRef = (usize, usize);
 
+/// One output row: its left and right rows (`None`: nulls on that side).
+pub type RowPair = (Option<RowRef>, Option<RowRef>);
+
 /// Builds output rows: each pair names its left and right row (`None`: nulls on that side).
 pub fn gather(
     layout: &JoinLayout,
@@ -264,7 +267,7 @@ pub fn gather(
     right: &[&RecordBatch],
     left_schema: &Schema,
     right_schema: &Schema,
-    pairs: &[(Option<RowRef>, Option<RowRef>)],
+    pairs: &[RowPair],
 ) -> Result<RecordBatch> {
     let index = |r: Option<RowRef>| match r {
         None => (0, 0),
@@ -274,7 +277,7 @@ pub fn gather(
     let column = |chunks: &[&RecordBatch],
                   schema: &Schema,
                   i: usize,
-                  select: &dyn Fn(&(Option<RowRef>, Option<RowRef>)) -> Option<RowRef>|
+                  select: &dyn Fn(&RowPair) -> Option<RowRef>|
      -> Result<ArrayRef> {
         let null = new_null_array(schema.field(i).data_type(), 1);
         let mut arrays: Vec<&dyn Array> = vec![null.as_ref()];

@@ -22,7 +22,7 @@ use hashbrown::HashMap;
 use sha2::{Digest, Sha256};
 use tracing::info;
 
-use super::{JoinLayout, JoinSpec, JoinType, KeyEncoder, RowRef, TableSpec, gather};
+use super::{JoinLayout, JoinSpec, JoinType, KeyEncoder, RowPair, TableSpec, gather};
 use crate::error::{Error, Result};
 use crate::source::SourceContext;
 use crate::source::file::FileSource;
@@ -205,7 +205,7 @@ impl StreamStaticJoin {
     pub fn process(&mut self, input: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
         let jt = self.spec.join_type;
         let mut out = Vec::with_capacity(input.len());
-        let mut pairs: Vec<(Option<RowRef>, Option<RowRef>)> = Vec::new();
+        let mut pairs: Vec<RowPair> = Vec::new();
         for batch in &input {
             pairs.clear();
             let (keys, null) = self.keys.encode(batch, &self.layout.left_keys)?;

@@ -29,7 +29,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use hashbrown::HashMap;
 
-use super::{JoinLayout, JoinSpec, JoinType, KeyEncoder, RowRef, TimeRange, gather};
+use super::{JoinLayout, JoinSpec, JoinType, KeyEncoder, RowPair, TimeRange, gather};
 use crate::error::{Error, Result};
 use crate::operators::StateOperatorProgress;
 use crate::state::StateStore;
@@ -39,6 +39,11 @@ const LEFT: usize = 0;
 const RIGHT: usize = 1;
 /// A row with no event time (no time column, or a null).
 const NO_TIME: i64 = i64::MIN;
+
+/// A row in a side's state: (chunk = the batch id that buffered it, row).
+type StateRow = (u64, u32);
+/// A pair of output rows found in state (`None`: nulls on that side).
+type StatePair = (Option<StateRow>, Option<StateRow>);
 
 /// One batch's buffered rows of one side.
 struct Chunk {
@@ -258,7 +263,7 @@ impl StreamStreamJoin {
         }
 
         // Pairs found, as ((side chunk id, row), ...); ids are batch ids.
-        let mut pairs: Vec<(Option<(u64, u32)>, Option<(u64, u32)>)> = Vec::new();
+        let mut pairs: Vec<StatePair> = Vec::new();
         // 1. New right rows into the state.
         let right_null = match fresh[RIGHT].take() {
             Some((chunk, null)) => {
@@ -281,8 +286,8 @@ impl StreamStreamJoin {
         let mut right_hits: Vec<(u64, u32)> = Vec::new();
         if let Some((mut lchunk, lnull)) = fresh[LEFT].take() {
             new_rows += lchunk.rows.num_rows() as u64;
-            for row in 0..lchunk.rows.num_rows() {
-                if lnull[row] {
+            for (row, &null) in lnull.iter().enumerate() {
+                if null {
                     continue;
                 }
                 let tl = lchunk.times[row];
@@ -413,12 +418,7 @@ impl StreamStreamJoin {
 
     /// New right rows (chunk `batch_id` of the right side) probe the left rows buffered
     /// before this batch.
-    fn probe_old_left(
-        &mut self,
-        batch_id: u64,
-        right_null: &[bool],
-        pairs: &mut Vec<(Option<(u64, u32)>, Option<(u64, u32)>)>,
-    ) {
+    fn probe_old_left(&mut self, batch_id: u64, right_null: &[bool], pairs: &mut Vec<StatePair>) {
         let jt = self.spec.join_type;
         let Some(rchunk) = self.sides[RIGHT].chunks.get(&batch_id) else {
             return;
@@ -476,10 +476,7 @@ impl StreamStreamJoin {
     }
 
     /// The output rows of `pairs`, gathered from the chunks they name.
-    fn build(
-        &self,
-        pairs: &[(Option<(u64, u32)>, Option<(u64, u32)>)],
-    ) -> Result<Vec<RecordBatch>> {
+    fn build(&self, pairs: &[StatePair]) -> Result<Vec<RecordBatch>> {
         if pairs.is_empty() {
             return Ok(Vec::new());
         }
@@ -494,7 +491,7 @@ impl StreamStreamJoin {
         };
         let (lb, lat) = positions(LEFT);
         let (rb, rat) = positions(RIGHT);
-        let refs: Vec<(Option<RowRef>, Option<RowRef>)> = pairs
+        let refs: Vec<RowPair> = pairs
             .iter()
             .map(|(l, r)| {
                 (

@@ -1,0 +1,302 @@
+//! Joins through the CLI on real files: the seeds' enrichment (a stream joined with a users
+//! table from parquet, the table replaced mid-run) and attribution (impressions ⋈ clicks,
+//! left outer, within an hour), each checked row by row against an independent computation.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use common::*;
+
+/// Writes a users table (id, name, tier) as parquet, atomically (a hidden file renamed in).
+fn write_users(dir: &Path, users: &[(i64, &str)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(
+                users.iter().map(|u| u.0).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                users.iter().map(|u| u.1).collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .unwrap();
+    let tmp = dir.join(".users.parquet.tmp");
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&tmp).unwrap(), schema, None)
+            .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    std::fs::rename(&tmp, dir.join("users.parquet")).unwrap();
+}
+
+fn events(range: std::ops::Range<i64>) -> String {
+    range
+        .map(|i| {
+            format!(
+                "{{\"event_id\":{i},\"user_id\":{},\"action\":\"click\"}}\n",
+                i % 5
+            )
+        })
+        .collect()
+}
+
+const ENRICH: &str = r#"[[query]]
+name = "enrich"
+checkpointLocation = "ckpt"
+trigger = { processingTime = "50 ms" }
+
+[query.source]
+format = "json"
+path = "events/*.json"
+schema = "event_id BIGINT, user_id BIGINT, action STRING"
+mode = "FAILFAST"
+
+[query.join]
+type = "leftOuter"
+on = [["user_id", "id"]]
+
+[query.join.table]
+format = "parquet"
+path = "users"
+schema = "id BIGINT, name STRING"
+
+[query.sink]
+format = "json"
+path = "out"
+"#;
+
+#[test]
+fn a_stream_joins_a_parquet_table_and_the_next_batches_see_it_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Version 1 knows users 0..3; user 4 is unknown (left outer: null name).
+    write_users(
+        &d.join("users"),
+        &[(0, "ann"), (1, "bo"), (2, "cy"), (3, "di")],
+    );
+    drop_file(&d.join("events"), "0.json", &events(0..10));
+    let file = pipeline(d, ENRICH);
+    run_ok(sluice().arg("validate").arg(&file));
+    let mut run = Running::start(&file, &[], &[]);
+    run.await_line("batch_id=0");
+
+    // Version 2, published by rename: user 1 renamed, user 3 gone, user 4 known.
+    write_users(
+        &d.join("users"),
+        &[(0, "ann"), (1, "bob"), (2, "cy"), (4, "eve")],
+    );
+    drop_file(&d.join("events"), "1.json", &events(10..20));
+    run.await_line("batch_id=1");
+    run.signal(2);
+    let (code, log) = run.wait();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("join table loaded"), "{log}");
+
+    let v1: BTreeMap<i64, &str> = [(0, "ann"), (1, "bo"), (2, "cy"), (3, "di")].into();
+    let v2: BTreeMap<i64, &str> = [(0, "ann"), (1, "bob"), (2, "cy"), (4, "eve")].into();
+    let mut got: Vec<(i64, i64, Option<String>)> = committed_json(&d.join("out"))
+        .iter()
+        .map(|r| {
+            (
+                r["event_id"].as_i64().unwrap(),
+                r["user_id"].as_i64().unwrap(),
+                r["name"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    got.sort();
+    let expected: Vec<(i64, i64, Option<String>)> = (0..20)
+        .map(|i| {
+            let table = if i < 10 { &v1 } else { &v2 };
+            (i, i % 5, table.get(&(i % 5)).map(|n| n.to_string()))
+        })
+        .collect();
+    assert_eq!(got, expected);
+
+    // Each batch's offsets entry names the table version it joined with.
+    let version = |n: u32| -> String {
+        let entry: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join(format!("ckpt/offsets/{n}"))).unwrap())
+                .unwrap();
+        entry["tables"]["join"].as_str().unwrap().to_owned()
+    };
+    assert_ne!(version(0), version(1));
+}
+
+/// (ad, minutes after 12:00) of each impression; clicks are derived from them.
+fn impressions() -> Vec<(i64, i64)> {
+    (0..5)
+        .flat_map(|i| (0..10).map(move |j| (10 * i + j, 20 * i + j)))
+        .collect()
+}
+
+/// Clicks of impression file `i`: even ads clicked 7·j minutes after the impression (within
+/// the hour), ad 4 of each file a second time after 75 minutes (too late to count).
+fn clicks(i: i64) -> Vec<(i64, i64)> {
+    let mut c: Vec<(i64, i64)> = (0..10)
+        .filter(|j| j % 2 == 0)
+        .map(|j| (10 * i + j, 20 * i + j + 7 * j))
+        .collect();
+    c.push((10 * i + 4, 20 * i + 4 + 75));
+    c
+}
+
+fn ts(minutes: i64) -> String {
+    let total = 12 * 60 + minutes;
+    format!(
+        "2026-11-{:02}T{:02}:{:02}:00Z",
+        21 + total / (24 * 60),
+        total % (24 * 60) / 60,
+        total % 60
+    )
+}
+
+/// Minutes after 2026-11-21T12:00Z of a timestamp the json sink wrote.
+fn minutes(text: &str) -> i64 {
+    let t = chrono::DateTime::parse_from_rfc3339(text)
+        .or_else(|_| chrono::DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .unwrap_or_else(|e| panic!("{text}: {e}"));
+    let base = chrono::DateTime::parse_from_rfc3339("2026-11-21T12:00:00Z").unwrap();
+    (t - base).num_minutes()
+}
+
+/// Writes six files per side: five of data, one that moves both watermarks a day on.
+pub fn write_attribution(d: &Path) {
+    for i in 0..6 {
+        // (ad, minute) rows of each side.
+        type Rows = Vec<(i64, i64)>;
+        let (imp, clk): (Rows, Rows) = if i < 5 {
+            (
+                impressions()
+                    .into_iter()
+                    .filter(|(ad, _)| ad / 10 == i)
+                    .collect(),
+                clicks(i),
+            )
+        } else {
+            (vec![(999, 24 * 60)], vec![(998, 24 * 60)])
+        };
+        let text = |rows: &[(i64, i64)], time: &str| -> String {
+            rows.iter()
+                .map(|(ad, m)| format!("{{\"ad_id\":{ad},\"{time}\":\"{}\"}}\n", ts(*m)))
+                .collect()
+        };
+        let f = drop_file(
+            &d.join("imp"),
+            &format!("{i}.json"),
+            &text(&imp, "impression_time"),
+        );
+        set_mtime(&f, 100 - i as u64);
+        let f = drop_file(
+            &d.join("clk"),
+            &format!("{i}.json"),
+            &text(&clk, "click_time"),
+        );
+        set_mtime(&f, 100 - i as u64);
+    }
+}
+
+/// The attribution pipeline over files (the Kafka version is in tests/kafka.rs).
+pub const ATTRIBUTION: &str = r#"[[query]]
+name = "attribution"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+
+[query.inputs.impressions]
+format = "json"
+path = "imp/*.json"
+schema = "ad_id BIGINT, impression_time TIMESTAMP"
+mode = "FAILFAST"
+maxFilesPerTrigger = 1
+watermark = { column = "impression_time", delay = "10 minutes" }
+
+[query.inputs.clicks]
+format = "json"
+path = "clk/*.json"
+schema = "ad_id BIGINT, click_time TIMESTAMP"
+mode = "FAILFAST"
+maxFilesPerTrigger = 1
+watermark = { column = "click_time", delay = "10 minutes" }
+
+[query.join]
+left = "impressions"
+right = "clicks"
+type = "leftOuter"
+on = ["ad_id"]
+within = { left = "impression_time", right = "click_time", lower = "0 seconds", upper = "1 hour" }
+
+[query.sink]
+format = "json"
+path = "out"
+"#;
+
+/// Impressions ⋈ clicks left outer within an hour, computed by brute force: (ad, impression
+/// minute, click minute).
+fn expected_attribution() -> Vec<(i64, i64, Option<i64>)> {
+    let all_clicks: Vec<(i64, i64)> = (0..5).flat_map(clicks).collect();
+    let mut out = Vec::new();
+    for (ad, it) in impressions() {
+        let matched: Vec<_> = all_clicks
+            .iter()
+            .filter(|(cad, ct)| *cad == ad && (0..=60).contains(&(ct - it)))
+            .collect();
+        if matched.is_empty() {
+            out.push((ad, it, None));
+        }
+        for (_, ct) in matched {
+            out.push((ad, it, Some(*ct)));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn impressions_join_clicks_within_an_hour_and_unmatched_ones_are_emitted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_attribution(d);
+    let file = pipeline(d, ATTRIBUTION);
+    run_ok(sluice().arg("validate").arg(&file));
+    let (code, _, stderr) = run_logged(&file);
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut got: Vec<(i64, i64, Option<i64>)> = committed_json(&d.join("out"))
+        .iter()
+        .map(|r| {
+            (
+                r["ad_id"].as_i64().unwrap(),
+                minutes(r["impression_time"].as_str().unwrap()),
+                r["click_time"].as_str().map(minutes),
+            )
+        })
+        .collect();
+    got.sort();
+    let expected = expected_attribution();
+    assert!(
+        expected.iter().any(|r| r.2.is_none()),
+        "some impressions are never clicked"
+    );
+    assert_eq!(got.len(), expected.len(), "{got:#?}");
+    assert_eq!(got, expected);
+
+    // The join's state is reported and empties once the watermark passed everything.
+    let records = progress(&d.join("progress.jsonl"));
+    let join = |p: &sluice::progress::QueryProgress| p.state_operators[0].clone();
+    assert_eq!(join(&records[0])["operatorName"], "symmetricHashJoin");
+    let last = join(records.last().unwrap());
+    assert_eq!(
+        last["numRowsTotal"], 2,
+        "only the two flush rows stay: {last}"
+    );
+}

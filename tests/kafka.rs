@@ -926,3 +926,89 @@ fn an_unreachable_broker_is_named_instead_of_a_transaction_time_out() {
     );
     assert!(!dir.path().join("out").exists(), "nothing may be written");
 }
+
+#[test]
+fn the_seeds_attribution_joins_two_topics_produced_by_kcat() {
+    let broker = Broker::start(&["impressions:1", "clicks:1"]);
+    let b = broker.bootstrap.as_str();
+    let at = |m: i64| format!("2026-11-21T{:02}:{:02}:00Z", 12 + m / 60, m % 60);
+    // (ad, minute): ads 0..20 shown a minute apart; even ads clicked 2·ad minutes later
+    // (within the hour), ad 3 clicked after 90 minutes (too late), ad 99 clicked but never
+    // shown. Then one record per topic a day on, to move the watermark past everything.
+    let shown: Vec<(i64, i64)> = (0..20).map(|ad| (ad, ad)).collect();
+    let mut clicked: Vec<(i64, i64)> = (0..20)
+        .filter(|ad| ad % 2 == 0)
+        .map(|ad| (ad, ad + 2 * ad))
+        .collect();
+    clicked.push((3, 3 + 90));
+    clicked.push((99, 30));
+    let mut imp: String = shown
+        .iter()
+        .map(|(ad, m)| {
+            format!(
+                "{{\"ad_id\":{ad},\"campaign\":\"c{}\",\"impression_time\":\"{}\"}}\n",
+                ad % 3,
+                at(*m)
+            )
+        })
+        .collect();
+    imp.push_str(&format!(
+        "{{\"ad_id\":1000,\"campaign\":\"flush\",\"impression_time\":\"{}\"}}\n",
+        at(24 * 60 - 1)
+    ));
+    let mut clk: String = clicked
+        .iter()
+        .map(|(ad, m)| format!("{{\"ad_id\":{ad},\"click_time\":\"{}\"}}\n", at(*m)))
+        .collect();
+    clk.push_str(&format!(
+        "{{\"ad_id\":1001,\"click_time\":\"{}\"}}\n",
+        at(24 * 60 - 1)
+    ));
+    kcat(&["-P", "-b", b, "-t", "impressions"], &imp);
+    kcat(&["-P", "-b", b, "-t", "clicks"], &clk);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = example("kafka-attribution", dir.path());
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("localhost:9092", b);
+    std::fs::write(&file, text).unwrap();
+    run_ok(sluice().arg("validate").arg(&file));
+    run_ok(sluice().arg("run").arg(&file));
+
+    // Independently: every impression with each click on its ad within [0, 60] minutes, or
+    // alone when there is none.
+    let mut expected: Vec<(i64, String, Option<String>)> = Vec::new();
+    for (ad, m) in &shown {
+        let hits: Vec<_> = clicked
+            .iter()
+            .filter(|(cad, cm)| cad == ad && (0..=60).contains(&(cm - m)))
+            .collect();
+        if hits.is_empty() {
+            expected.push((*ad, at(*m), None));
+        }
+        for (_, cm) in hits {
+            expected.push((*ad, at(*m), Some(at(*cm))));
+        }
+    }
+    expected.sort();
+    let normal = |t: &str| t.replace(".000", "").replace("+00:00", "Z");
+    let mut got: Vec<(i64, String, Option<String>)> =
+        committed_json(&dir.path().join("out/attribution"))
+            .iter()
+            .map(|r| {
+                assert_eq!(
+                    r["campaign"].as_str().unwrap(),
+                    format!("c{}", r["ad_id"].as_i64().unwrap() % 3)
+                );
+                (
+                    r["ad_id"].as_i64().unwrap(),
+                    normal(r["impression_time"].as_str().unwrap()),
+                    r["click_time"].as_str().map(normal),
+                )
+            })
+            .collect();
+    got.sort();
+    assert!(expected.iter().any(|r| r.2.is_none()) && expected.iter().any(|r| r.2.is_some()));
+    assert_eq!(got, expected);
+}

@@ -319,6 +319,175 @@ const UNION_CASES: &[Case] = &[
     },
 ];
 
+/// A valid stream–stream join; each case breaks one of Spark's rules for it.
+const JOIN_GOOD: &str = r#"[[query]]
+name = "attribution"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+
+[query.inputs.impressions]
+format = "json"
+path = "imp/*.json"
+schema = "ad_id BIGINT, impression_time TIMESTAMP"
+watermark = { column = "impression_time", delay = "10 minutes" }
+
+[query.inputs.clicks]
+format = "json"
+path = "clk/*.json"
+schema = "ad_id BIGINT, click_time TIMESTAMP"
+watermark = { column = "click_time", delay = "10 minutes" }
+
+[query.join]
+left = "impressions"
+right = "clicks"
+type = "leftOuter"
+on = ["ad_id"]
+within = { left = "impression_time", right = "click_time", lower = "0 seconds", upper = "1 hour" }
+
+[query.sink]
+format = "json"
+path = "out"
+"#;
+
+const JOIN_CASES: &[Case] = &[
+    Case {
+        what: "an outer join without a watermark on one side",
+        from: "schema = \"ad_id BIGINT, click_time TIMESTAMP\"\nwatermark = { column = \"click_time\", delay = \"10 minutes\" }",
+        to: "schema = \"ad_id BIGINT, click_time TIMESTAMP\"",
+        expect: &[
+            "query 'attribution': join.within.right: a LeftOuter join between streams needs a watermark on both inputs: add watermark = { column = \"click_time\", delay = \"10 minutes\" } to [query.inputs.clicks]",
+        ],
+    },
+    Case {
+        what: "an outer join without a time range",
+        from: "within = { left = \"impression_time\", right = \"click_time\", lower = \"0 seconds\", upper = \"1 hour\" }",
+        to: "",
+        expect: &["join.within: a LeftOuter join between streams needs a time range"],
+    },
+    Case {
+        what: "a time range on a column without the watermark",
+        from: "right = \"click_time\", lower",
+        to: "right = \"ad_id\", lower",
+        expect: &[
+            "join.within.right: 'ad_id' is not input 'clicks''s watermark column ('click_time')",
+        ],
+    },
+    Case {
+        what: "a key that does not exist",
+        from: "on = [\"ad_id\"]",
+        to: "on = [[\"ad_id\", \"ad\"]]",
+        expect: &[
+            "query 'attribution': join.on: join of 'impressions' with 'clicks': key column 'ad' is not among the right side's columns (ad_id, click_time",
+        ],
+    },
+    Case {
+        what: "a right side that is not an input",
+        from: "right = \"clicks\"",
+        to: "right = \"views\"",
+        expect: &[
+            "join.right: 'views' is not another input of this query (inputs: impressions, clicks)",
+        ],
+    },
+    Case {
+        what: "an unknown join type",
+        from: "type = \"leftOuter\"",
+        to: "type = \"sideways\"",
+        expect: &["join.type: 'sideways' is not a join type"],
+    },
+    Case {
+        what: "a stream–stream join in update mode",
+        from: "trigger = \"availableNow\"",
+        to: "trigger = \"availableNow\"\noutputMode = \"update\"",
+        expect: &[
+            "outputMode: a stream–stream join emits each joined row once and never updates it",
+        ],
+    },
+    Case {
+        what: "left anti between streams",
+        from: "type = \"leftOuter\"",
+        to: "type = \"leftAnti\"",
+        expect: &["join.type: leftAnti is not supported between two streams"],
+    },
+    Case {
+        what: "a join and a union",
+        from: "[query.sink]",
+        to: "[query.union]\ninputs = [\"impressions\", \"clicks\"]\n\n[query.sink]",
+        expect: &[
+            "join: a query combines its inputs one way: give [query.union] or [query.join], not both",
+        ],
+    },
+];
+
+/// A valid stream–static join.
+const STATIC_GOOD: &str = r#"[[query]]
+name = "enrich"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+
+[query.source]
+format = "json"
+path = "events/*.json"
+schema = "user_id BIGINT, action STRING"
+
+[query.join]
+type = "leftOuter"
+on = [["user_id", "id"]]
+
+[query.join.table]
+format = "parquet"
+path = "users"
+schema = "id BIGINT, name STRING"
+refresh = "1 hour"
+
+[query.sink]
+format = "json"
+path = "out"
+"#;
+
+const STATIC_CASES: &[Case] = &[
+    Case {
+        what: "the static side as the preserved side",
+        from: "type = \"leftOuter\"",
+        to: "type = \"rightOuter\"",
+        expect: &["join.type: RightOuter is not supported with a static table"],
+    },
+    Case {
+        what: "a table key that does not exist",
+        from: "on = [[\"user_id\", \"id\"]]",
+        to: "on = [[\"user_id\", \"uid\"]]",
+        expect: &[
+            "join.on: join of 'source' with 'table': key column 'uid' is not among the right side's columns (id, name)",
+        ],
+    },
+    Case {
+        what: "a table that is not files",
+        from: "format = \"parquet\"",
+        to: "format = \"rate\"",
+        expect: &["join.table.format: a join table is read from files"],
+    },
+    Case {
+        what: "an unknown table option",
+        from: "refresh = \"1 hour\"",
+        to: "refersh = \"1 hour\"",
+        expect: &["join.table.refersh: unknown key"],
+    },
+];
+
+#[test]
+fn bad_join_pipelines_get_their_errors() {
+    check_cases(JOIN_GOOD, JOIN_CASES);
+    check_cases(STATIC_GOOD, STATIC_CASES);
+}
+
+#[test]
+fn the_good_join_pipelines_validate() {
+    for good in [JOIN_GOOD, STATIC_GOOD] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = pipeline(dir.path(), good);
+        run_ok(sluice().arg("validate").arg(&file));
+    }
+}
+
 #[test]
 fn bad_multi_input_pipelines_get_their_errors() {
     check_cases(UNION_GOOD, UNION_CASES);

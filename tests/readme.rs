@@ -105,9 +105,9 @@ fn the_readme_main_job_runs_as_written_and_stops_on_ctrl_c() {
             }
         }
     }
+    // `--` first: without it procps' kill reads "-<pgid>" as more options, not a group.
     let status = Command::new("kill")
-        .arg("-INT")
-        .arg(format!("-{}", child.id()))
+        .args(["-s", "INT", "--", &format!("-{}", child.id())])
         .status()
         .unwrap();
     assert!(status.success());
@@ -115,6 +115,6 @@ fn the_readme_main_job_runs_as_written_and_stops_on_ctrl_c() {
     let stderr = errors.join().unwrap_or_default();
     assert_eq!(exit.code(), Some(0), "stderr:\n{stderr}");
     let printed = seen.join("\n");
-    assert!(printed.contains("|timestamp"), "{printed}");
-    assert!(printed.contains("|value"), "{printed}");
+    assert!(printed.contains("timestamp|value|"), "{printed}");
+    assert!(printed.contains("Batch: 1"), "{printed}");
 }

@@ -12,6 +12,7 @@
 
 mod engine;
 mod event_time;
+mod join;
 mod kafka;
 mod measure;
 mod nexmark;
@@ -40,6 +41,11 @@ enum Command {
     /// Event time: tumbling sum, sliding count, a million keys in state.
     EventTime {
         /// Only the benchmarks whose name contains this (tumbling_sum, sliding_count, state_size).
+        only: Option<String>,
+    },
+    /// Joins: stream–static probe rate, stream–stream state size.
+    Join {
+        /// Only the benchmarks whose name contains this (static_probe, symmetric_state).
         only: Option<String>,
     },
     /// Kafka → pass-through Wasm → Kafka against the raw consume rate of the same client.
@@ -100,6 +106,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Engine { only } => engine::run(only.as_deref()),
         Command::EventTime { only } => event_time::run_all(only.as_deref()),
+        Command::Join { only } => join::run(only.as_deref()),
         Command::Kafka { records, runs } => kafka::run(&kafka::KafkaBench {
             records,
             runs,

@@ -932,6 +932,7 @@ fn the_seeds_attribution_joins_two_topics_produced_by_kcat() {
     let broker = Broker::start(&["impressions:1", "clicks:1"]);
     let b = broker.bootstrap.as_str();
     let at = |m: i64| format!("2026-11-21T{:02}:{:02}:00Z", 12 + m / 60, m % 60);
+    const NEXT_DAY: &str = "2026-11-22T12:00:00Z";
     // (ad, minute): ads 0..20 shown a minute apart; even ads clicked 2·ad minutes later
     // (within the hour), ad 3 clicked after 90 minutes (too late), ad 99 clicked but never
     // shown. Then one record per topic a day on, to move the watermark past everything.
@@ -953,16 +954,14 @@ fn the_seeds_attribution_joins_two_topics_produced_by_kcat() {
         })
         .collect();
     imp.push_str(&format!(
-        "{{\"ad_id\":1000,\"campaign\":\"flush\",\"impression_time\":\"{}\"}}\n",
-        at(24 * 60 - 1)
+        "{{\"ad_id\":1000,\"campaign\":\"flush\",\"impression_time\":\"{NEXT_DAY}\"}}\n"
     ));
     let mut clk: String = clicked
         .iter()
         .map(|(ad, m)| format!("{{\"ad_id\":{ad},\"click_time\":\"{}\"}}\n", at(*m)))
         .collect();
     clk.push_str(&format!(
-        "{{\"ad_id\":1001,\"click_time\":\"{}\"}}\n",
-        at(24 * 60 - 1)
+        "{{\"ad_id\":1001,\"click_time\":\"{NEXT_DAY}\"}}\n"
     ));
     kcat(&["-P", "-b", b, "-t", "impressions"], &imp);
     kcat(&["-P", "-b", b, "-t", "clicks"], &clk);

@@ -299,4 +299,12 @@ fn impressions_join_clicks_within_an_hour_and_unmatched_ones_are_emitted_once() 
         last["numRowsTotal"], 2,
         "only the two flush rows stay: {last}"
     );
+    // Progress shows each input's watermark (as of the batch's end) beside the global one the
+    // batch ran with, which never passes the slower input's.
+    let event_time = &records.last().unwrap().event_time;
+    let (imp, clk) = (
+        &event_time["watermark.impressions"],
+        &event_time["watermark.clicks"],
+    );
+    assert!(&event_time["watermark"] <= imp.min(clk), "{event_time:?}");
 }

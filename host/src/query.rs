@@ -1103,6 +1103,20 @@ impl MicroBatchExecution {
                 .unwrap_or_default()
         };
         m.insert("watermark".into(), iso(self.last_batch_watermark_ms * 1000));
+        // With several inputs, each one's own watermark as of the batch's end as well (the
+        // next batch's global one is their minimum, or maximum with watermarkPolicy = "max").
+        if self.spec.inputs.len() > 1 {
+            for (input, w) in self
+                .spec
+                .inputs
+                .iter()
+                .zip(self.watermark.input_watermarks_ms())
+            {
+                if let Some(w) = w {
+                    m.insert(format!("watermark.{}", input.name), iso(w * 1000));
+                }
+            }
+        }
         let s = &self.event_stats;
         if let (Some(min), Some(max)) = (s.min, s.max) {
             m.insert("min".into(), iso(min));

@@ -138,6 +138,16 @@ impl WatermarkTracker {
         Ok(stats)
     }
 
+    /// Each input's own watermark (max seen − delay, ms), `None` for an input without a
+    /// watermark or without rows yet.
+    pub fn input_watermarks_ms(&self) -> Vec<Option<i64>> {
+        self.specs
+            .iter()
+            .zip(&self.max_seen_us)
+            .map(|(spec, max)| Some(max.as_ref()? / 1000 - spec.as_ref()?.delay.as_millis() as i64))
+            .collect()
+    }
+
     /// The watermark for the next batch: the policy over inputs of (max seen − delay), never
     /// below the current one.
     pub fn next_ms(&self) -> i64 {

@@ -269,6 +269,18 @@ pub fn gather(
     right_schema: &Schema,
     pairs: &[RowPair],
 ) -> Result<RecordBatch> {
+    // One chunk per side (a stream batch probing a table): `take` with null indices for the
+    // missing side is several times faster than a general interleave.
+    if left.len() <= 1 && right.len() <= 1 && !layout.join_type.keeps_unmatched_right() {
+        return gather_single(
+            layout,
+            left.first(),
+            right.first(),
+            left_schema,
+            right_schema,
+            pairs,
+        );
+    }
     let index = |r: Option<RowRef>| match r {
         None => (0, 0),
         Some((chunk, row)) => (chunk + 1, row),
@@ -309,6 +321,52 @@ pub fn gather(
     }
     for &ri in &layout.right_columns {
         columns.push(column(right, right_schema, ri, &|p| p.1)?);
+    }
+    RecordBatch::try_new_with_options(
+        layout.schema.clone(),
+        columns,
+        &arrow_array::RecordBatchOptions::new().with_row_count(Some(pairs.len())),
+    )
+    .map_err(|e| Error::data("join output", e))
+}
+
+/// [`gather`] when each side's rows come from one record batch (or none).
+fn gather_single(
+    layout: &JoinLayout,
+    left: Option<&&RecordBatch>,
+    right: Option<&&RecordBatch>,
+    left_schema: &Schema,
+    right_schema: &Schema,
+    pairs: &[RowPair],
+) -> Result<RecordBatch> {
+    use arrow_array::UInt32Array;
+    let indices = |side: fn(&RowPair) -> Option<RowRef>| -> UInt32Array {
+        pairs
+            .iter()
+            .map(|p| side(p).map(|(_, row)| row as u32))
+            .collect()
+    };
+    let take = |batch: Option<&&RecordBatch>,
+                schema: &Schema,
+                i: usize,
+                idx: &UInt32Array|
+     -> Result<ArrayRef> {
+        match batch {
+            Some(b) => arrow_select::take::take(b.column(i).as_ref(), idx, None)
+                .map_err(|e| Error::data("join output", e)),
+            None => Ok(new_null_array(schema.field(i).data_type(), idx.len())),
+        }
+    };
+    let li = indices(|p| p.0);
+    let mut columns = Vec::with_capacity(layout.schema.fields().len());
+    for i in 0..left_schema.fields().len() {
+        columns.push(take(left, left_schema, i, &li)?);
+    }
+    if !layout.right_columns.is_empty() {
+        let ri = indices(|p| p.1);
+        for &c in &layout.right_columns {
+            columns.push(take(right, right_schema, c, &ri)?);
+        }
     }
     RecordBatch::try_new_with_options(
         layout.schema.clone(),

@@ -55,11 +55,132 @@ struct Chunk {
     live_count: usize,
 }
 
+/// No further entry in a key's chain.
+const END: u32 = u32::MAX;
+
+/// One buffered row in a key's chain.
+#[derive(Clone, Copy)]
+struct Entry {
+    chunk: u64,
+    row: u32,
+    next: u32,
+}
+
+/// Where each key's buffered rows are, without an allocation per key: a hash table of chain
+/// heads over a slab of entries, keys compared in the chunks' own row encoding.
+#[derive(Default)]
+struct Index {
+    heads: hashbrown::HashTable<u32>,
+    entries: Vec<Entry>,
+    free: Vec<u32>,
+    hasher: foldhash::fast::FixedState,
+}
+
+fn key_of<'a>(chunks: &'a BTreeMap<u64, Chunk>, e: &Entry) -> &'a [u8] {
+    chunks
+        .get(&e.chunk)
+        .map(|c| c.keys.row(e.row as usize).data())
+        .unwrap_or(&[])
+}
+
+impl Index {
+    fn hash(&self, key: &[u8]) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(key)
+    }
+
+    /// The first entry of `key`'s chain (`END`: none).
+    fn head(&self, chunks: &BTreeMap<u64, Chunk>, key: &[u8]) -> u32 {
+        let entries = &self.entries;
+        self.heads
+            .find(self.hash(key), |&id| {
+                key_of(chunks, &entries[id as usize]) == key
+            })
+            .copied()
+            .unwrap_or(END)
+    }
+
+    fn link(&mut self, chunks: &BTreeMap<u64, Chunk>, key: &[u8], chunk: u64, row: u32) {
+        let hash = self.hash(key);
+        let entry = Entry {
+            chunk,
+            row,
+            next: END,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.entries[id as usize] = entry;
+                id
+            }
+            None => {
+                self.entries.push(entry);
+                (self.entries.len() - 1) as u32
+            }
+        };
+        let (entries, hasher) = (&mut self.entries, &self.hasher);
+        match self
+            .heads
+            .find_mut(hash, |&h| key_of(chunks, &entries[h as usize]) == key)
+        {
+            Some(head) => {
+                entries[id as usize].next = *head;
+                *head = id;
+            }
+            None => {
+                self.heads.insert_unique(hash, id, |&h| {
+                    use std::hash::BuildHasher;
+                    hasher.hash_one(key_of(chunks, &entries[h as usize]))
+                });
+            }
+        }
+    }
+
+    fn unlink(&mut self, chunks: &BTreeMap<u64, Chunk>, key: &[u8], chunk: u64, row: u32) {
+        let hash = self.hash(key);
+        let entries = &mut self.entries;
+        let Ok(mut slot) = self
+            .heads
+            .find_entry(hash, |&h| key_of(chunks, &entries[h as usize]) == key)
+        else {
+            return;
+        };
+        let head = *slot.get();
+        let is = |e: &Entry| e.chunk == chunk && e.row == row;
+        if is(&entries[head as usize]) {
+            let next = entries[head as usize].next;
+            if next == END {
+                slot.remove();
+            } else {
+                *slot.get_mut() = next;
+            }
+            self.free.push(head);
+            return;
+        }
+        let mut prev = head;
+        let mut at = entries[head as usize].next;
+        while at != END {
+            if is(&entries[at as usize]) {
+                entries[prev as usize].next = entries[at as usize].next;
+                self.free.push(at);
+                return;
+            }
+            prev = at;
+            at = entries[at as usize].next;
+        }
+    }
+
+    fn memory(&self) -> u64 {
+        (self.entries.capacity() * std::mem::size_of::<Entry>()
+            + self.free.capacity() * 4
+            + self.heads.capacity() * 5) as u64
+    }
+}
+
 /// What one side keeps: its chunks by batch id, and where each key's rows are.
 #[derive(Default)]
 struct Side {
     chunks: BTreeMap<u64, Chunk>,
-    index: HashMap<Box<[u8]>, Vec<(u64, u32)>, foldhash::fast::FixedState>,
+    index: Index,
     /// Chunks whose flags changed in this batch, added ones, removed ones (the delta).
     dirty: BTreeSet<u64>,
     added: BTreeSet<u64>,
@@ -68,15 +189,34 @@ struct Side {
 
 impl Side {
     fn insert(&mut self, id: u64, chunk: Chunk) {
-        for row in 0..chunk.rows.num_rows() {
+        let n = chunk.rows.num_rows();
+        self.chunks.insert(id, chunk);
+        let Side { chunks, index, .. } = self;
+        let Some(chunk) = chunks.get(&id) else { return };
+        for row in 0..n {
             if chunk.live[row] {
-                self.index
-                    .entry(chunk.keys.row(row).as_ref().into())
-                    .or_default()
-                    .push((id, row as u32));
+                index.link(chunks, chunk.keys.row(row).data(), id, row as u32);
             }
         }
-        self.chunks.insert(id, chunk);
+    }
+
+    /// Calls `f` with every buffered row of `key`.
+    fn for_each_row(&self, key: &[u8], mut f: impl FnMut(u64, u32)) {
+        let mut at = self.index.head(&self.chunks, key);
+        while at != END {
+            let e = self.index.entries[at as usize];
+            f(e.chunk, e.row);
+            at = e.next;
+        }
+    }
+
+    /// Takes row `row` of chunk `cid` out of the index (it stays in its chunk until the chunk
+    /// has no buffered row left).
+    fn unlink(&mut self, cid: u64, row: u32) {
+        let Side { chunks, index, .. } = self;
+        if let Some(chunk) = chunks.get(&cid) {
+            index.unlink(chunks, chunk.keys.row(row as usize).data(), cid, row);
+        }
     }
 
     fn live_rows(&self) -> u64 {
@@ -88,11 +228,7 @@ impl Side {
             .values()
             .map(|c| (c.rows.get_array_memory_size() + c.keys.size() + c.times.len() * 10) as u64)
             .sum::<u64>()
-            + self
-                .index
-                .iter()
-                .map(|(k, v)| (k.len() + v.capacity() * 12 + 32) as u64)
-                .sum::<u64>()
+            + self.index.memory()
     }
 }
 
@@ -291,11 +427,11 @@ impl StreamStreamJoin {
                     continue;
                 }
                 let tl = lchunk.times[row];
-                let Some(candidates) = self.sides[RIGHT].index.get(lchunk.keys.row(row).as_ref())
-                else {
-                    continue;
-                };
-                for &(cid, r) in candidates {
+                let mut candidates: Vec<(u64, u32)> = Vec::new();
+                self.sides[RIGHT].for_each_row(lchunk.keys.row(row).data(), |c, r| {
+                    candidates.push((c, r));
+                });
+                for (cid, r) in candidates {
                     let Some(rc) = self.sides[RIGHT].chunks.get(&cid) else {
                         continue;
                     };
@@ -365,30 +501,27 @@ impl StreamStreamJoin {
                         }
                 };
                 let s = &mut self.sides[side];
-                for (&cid, chunk) in s.chunks.iter_mut() {
-                    let mut changed = false;
+                let mut gone = Vec::new();
+                for (&cid, chunk) in &s.chunks {
                     for row in 0..chunk.rows.num_rows() {
-                        if !chunk.live[row] || !expired(chunk.times[row]) {
-                            continue;
-                        }
-                        chunk.live[row] = false;
-                        chunk.live_count -= 1;
-                        changed = true;
-                        evicted += 1;
-                        if emit && !chunk.matched[row] {
-                            let r = Some((cid, row as u32));
-                            pairs.push(if side == LEFT { (r, None) } else { (None, r) });
-                        }
-                        if let Some(list) = s.index.get_mut(chunk.keys.row(row).as_ref()) {
-                            list.retain(|&(c, r)| (c, r) != (cid, row as u32));
-                            if list.is_empty() {
-                                s.index.remove(chunk.keys.row(row).as_ref());
-                            }
+                        if chunk.live[row] && expired(chunk.times[row]) {
+                            gone.push((cid, row as u32));
                         }
                     }
-                    if changed {
-                        s.dirty.insert(cid);
+                }
+                for &(cid, row) in &gone {
+                    s.unlink(cid, row);
+                    let Some(chunk) = s.chunks.get_mut(&cid) else {
+                        continue;
+                    };
+                    chunk.live[row as usize] = false;
+                    chunk.live_count -= 1;
+                    evicted += 1;
+                    if emit && !chunk.matched[row as usize] {
+                        let r = Some((cid, row));
+                        pairs.push(if side == LEFT { (r, None) } else { (None, r) });
                     }
+                    s.dirty.insert(cid);
                 }
             }
         }
@@ -430,10 +563,11 @@ impl StreamStreamJoin {
                 continue;
             }
             let tr = rchunk.times[row];
-            let Some(candidates) = self.sides[LEFT].index.get(rchunk.keys.row(row).as_ref()) else {
-                continue;
-            };
-            for &(cid, l) in candidates {
+            let mut candidates: Vec<(u64, u32)> = Vec::new();
+            self.sides[LEFT].for_each_row(rchunk.keys.row(row).data(), |c, l| {
+                candidates.push((c, l));
+            });
+            for (cid, l) in candidates {
                 if cid == batch_id {
                     continue;
                 }
@@ -460,15 +594,19 @@ impl StreamStreamJoin {
             }
         }
         for (cid, l) in left_matched {
+            let done = jt == JoinType::LeftSemi
+                && self.sides[LEFT]
+                    .chunks
+                    .get(&cid)
+                    .is_some_and(|lc| lc.live[l as usize]);
+            if done {
+                self.sides[LEFT].unlink(cid, l);
+            }
             if let Some(lc) = self.sides[LEFT].chunks.get_mut(&cid) {
                 lc.matched[l as usize] = true;
-                if jt == JoinType::LeftSemi && lc.live[l as usize] {
+                if done {
                     lc.live[l as usize] = false;
                     lc.live_count -= 1;
-                    let key: Box<[u8]> = lc.keys.row(l as usize).as_ref().into();
-                    if let Some(list) = self.sides[LEFT].index.get_mut(&key) {
-                        list.retain(|&x| x != (cid, l));
-                    }
                 }
             }
             self.sides[LEFT].dirty.insert(cid);
@@ -784,6 +922,55 @@ mod tests {
         let out = again.process(2, 200 * MIN / 1000, vec![], vec![]).unwrap();
         // i1 matched c1; i2 and c9 never matched: each emitted once with nulls.
         assert_eq!(tags(&out), ["-/c9", "i2/-"]);
+    }
+
+    #[test]
+    fn the_key_index_finds_exactly_the_linked_rows_of_a_key() {
+        // Two chunks of 500 rows over 37 keys; unlink every third row; each key's rows must be
+        // exactly what a plain model says.
+        let schema = schema("it", "i");
+        let encoder = KeyEncoder::new(&[DataType::Int64]).unwrap();
+        let mut side = Side::default();
+        let mut model: BTreeMap<i64, BTreeSet<(u64, u32)>> = BTreeMap::new();
+        for cid in [3u64, 7] {
+            let keys: Vec<(i64, i64, &str)> = (0..500)
+                .map(|r| ((r * 7 + cid as i64) % 37, 0, "x"))
+                .collect();
+            let batch = rows(&schema, &keys).remove(0);
+            let (k, _) = encoder.encode(&batch, &[0]).unwrap();
+            let n = batch.num_rows();
+            side.insert(
+                cid,
+                Chunk {
+                    rows: batch,
+                    times: vec![0; n],
+                    keys: k,
+                    matched: vec![false; n],
+                    live: vec![true; n],
+                    live_count: n,
+                },
+            );
+            for (r, (key, _, _)) in keys.iter().enumerate() {
+                model.entry(*key).or_default().insert((cid, r as u32));
+            }
+        }
+        for cid in [3u64, 7] {
+            for r in (0..500u32).step_by(3) {
+                side.unlink(cid, r);
+                for rows in model.values_mut() {
+                    rows.remove(&(cid, r));
+                }
+            }
+        }
+        for (key, expected) in &model {
+            let probe = rows(&schema, &[(*key, 0, "x")]).remove(0);
+            let (k, _) = encoder.encode(&probe, &[0]).unwrap();
+            let mut found = BTreeSet::new();
+            side.for_each_row(k.row(0).data(), |c, r| {
+                assert!(found.insert((c, r)), "({c}, {r}) twice");
+            });
+            assert_eq!(&found, expected, "key {key}");
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use sluice::progress::QueryProgress;
 
 use crate::measure::{median, peak_rss, reset_peak_rss};
 
-const RUNS: usize = 5;
+const RUNS: usize = 15;
 const ROWS: u64 = 1_000_000;
 
 /// Runs `text` until its first batch committed, then stops it; returns that batch's progress.

@@ -714,3 +714,86 @@ path = "out"
     lines.sort();
     assert_eq!(lines, ["line 0", "line 1", "line 2"]);
 }
+
+#[test]
+fn a_step_of_one_input_of_a_served_union_is_swapped_at_a_batch_boundary() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    assert_eq!(
+        server.push("step", "1.0.0", module("pass_through.wasm")).0,
+        201
+    );
+    let (_, v2) = server.push("step", "2.0.0", module("hostile_transform.wasm"));
+    let v2_digest = v2["digest"].as_str().unwrap().to_owned();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let file = pipeline(
+        &work,
+        r#"[[query]]
+name = "both"
+checkpointLocation = "ckpt"
+trigger = { processingTime = "50 milliseconds" }
+[query.inputs.a]
+format = "rate-micro-batch"
+rowsPerBatch = 20
+[[query.inputs.a.transform]]
+name = "a-step"
+module = "step@^1.0"
+[query.inputs.b]
+format = "rate-micro-batch"
+rowsPerBatch = 20
+[[query.inputs.b.transform]]
+name = "b-step"
+module = "step@^1.0"
+[query.union]
+inputs = ["a", "b"]
+[query.sink]
+format = "json"
+path = "out"
+"#,
+    );
+    let (ok, _, stderr) = server.cli(&["query", "start", file.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let before = server.await_batch("both", 2);
+    let steps: Vec<&str> = before["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["a-step", "b-step"], "{before}");
+
+    let (ok, _, stderr) = server.cli(&[
+        "query",
+        "swap",
+        "both",
+        "--step",
+        "b-step",
+        "--module",
+        "step@2.0.0",
+    ]);
+    assert!(ok, "{stderr}");
+    let swapped_at = server.get("/queries/both")["lastBatchId"].as_u64().unwrap();
+    let after = server.await_batch("both", swapped_at + 3);
+    assert_eq!(after["steps"][1]["digest"], v2_digest.as_str());
+    assert_ne!(after["steps"][0]["digest"], v2_digest.as_str());
+    let (ok, _, stderr) = server.cli(&["query", "stop", "both"]);
+    assert!(ok, "{stderr}");
+    let last = server.get("/queries/both")["lastBatchId"].as_u64().unwrap();
+
+    // Each input's rows exactly once: every value twice (once per input), none missing.
+    let mut counts: std::collections::BTreeMap<i64, u32> = Default::default();
+    for r in committed_json(&work.join("out")) {
+        *counts.entry(r["value"].as_i64().unwrap()).or_default() += 1;
+    }
+    assert_eq!(counts.len() as u64, (last + 1) * 20);
+    assert!(counts.values().all(|&c| c == 2), "{counts:?}");
+    // The offsets log records both input steps' modules; only b-step's changed.
+    let entry: Value = serde_json::from_str(
+        &std::fs::read_to_string(work.join(format!("ckpt/offsets/{last}"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(entry["modules"]["b-step"], v2_digest.as_str());
+    assert_ne!(entry["modules"]["a-step"], v2_digest.as_str());
+    assert_eq!(entry["sources"].as_array().unwrap().len(), 2);
+}

@@ -134,6 +134,14 @@ impl QuerySpec {
         self.inputs.iter().find_map(|i| i.watermark.as_ref())
     }
 
+    /// Every transform step, each input's first, for changing them in place (a swap).
+    pub fn steps_mut(&mut self) -> impl Iterator<Item = &mut TransformSpec> {
+        self.inputs
+            .iter_mut()
+            .flat_map(|i| i.transforms.iter_mut())
+            .chain(self.transforms.iter_mut())
+    }
+
     /// Every transform step with where it runs, in the order a batch meets them.
     pub fn steps(&self) -> impl Iterator<Item = (StepPlace, &TransformSpec)> {
         self.inputs

@@ -186,7 +186,7 @@ impl QueryTable {
                 q.checkpoint_location = Some(self.data_dir.join("checkpoints").join(&q.name));
             }
             if let Some(swaps) = record.swaps.get(&q.name) {
-                for t in &mut q.transforms {
+                for t in q.steps_mut() {
                     if let Some(reference) = swaps.get(&t.name) {
                         let m = self.registry.resolve(reference)?;
                         t.module = m.path;

@@ -59,7 +59,7 @@ enum Command {
     },
     /// Nexmark queries (examples/nexmark/), unthrottled, to a blackhole sink.
     Nexmark {
-        /// q0, q1, q2, q5 or q7.
+        /// q0, q1, q2, q3, q5, q7 or q8.
         #[arg(long, required_unless_present = "all")]
         query: Option<String>,
         /// Run every query and print a markdown table.

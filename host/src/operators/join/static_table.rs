@@ -245,3 +245,115 @@ impl StreamStaticJoin {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{Array, Int64Array, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::operators::join::JoinRight;
+    use crate::pipeline::{CleanSource, FileFormat, FileSourceSpec, ParseMode};
+
+    fn table(dir: &std::path::Path) -> TableSpec {
+        TableSpec {
+            files: FileSourceSpec {
+                path: dir.to_path_buf(),
+                format: FileFormat::Csv,
+                schema: Some(Arc::new(Schema::new(vec![
+                    Field::new("id", DataType::Int64, true),
+                    Field::new("name", DataType::Utf8, true),
+                ]))),
+                infer_schema: false,
+                max_files_per_trigger: None,
+                latest_first: false,
+                clean_source: CleanSource::Off,
+                mode: ParseMode::FailFast,
+                column_name_of_corrupt_record: "_corrupt_record".into(),
+                sep: b',',
+                header: true,
+            },
+            refresh: None,
+        }
+    }
+
+    fn join(jt: JoinType, dir: &std::path::Path) -> StreamStaticJoin {
+        let spec = JoinSpec {
+            left: "events".into(),
+            right: JoinRight::Table(table(dir)),
+            join_type: jt,
+            on: vec![("user".into(), "id".into())],
+            within: None,
+        };
+        let left = Arc::new(Schema::new(vec![Field::new("user", DataType::Int64, true)]));
+        let log = tempfile::tempdir().unwrap();
+        StreamStaticJoin::open(spec, table(dir), left, log.path().to_path_buf()).unwrap()
+    }
+
+    fn users(join: &mut StreamStaticJoin, ids: &[Option<i64>]) -> Vec<Option<i64>> {
+        let left = Arc::new(Schema::new(vec![Field::new("user", DataType::Int64, true)]));
+        let batch =
+            RecordBatch::try_new(left, vec![Arc::new(Int64Array::from(ids.to_vec()))]).unwrap();
+        join.process(vec![batch])
+            .unwrap()
+            .iter()
+            .flat_map(|b| {
+                let c = b
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .clone();
+                (0..c.len()).map(move |i| c.is_valid(i).then(|| c.value(i)))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn semi_and_anti_keep_the_stream_rows_with_and_without_a_match() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("u.csv"), "id,name\n1,ann\n2,bo\n2,bob\n").unwrap();
+        let ids = [Some(1), Some(2), Some(3), None];
+        assert_eq!(
+            users(&mut join(JoinType::LeftSemi, dir.path()), &ids),
+            [Some(1), Some(2)]
+        );
+        assert_eq!(
+            users(&mut join(JoinType::LeftAnti, dir.path()), &ids),
+            [Some(3), None]
+        );
+        // Inner: user 2 has two rows in the table; a null key matches nothing.
+        assert_eq!(
+            users(&mut join(JoinType::Inner, dir.path()), &ids),
+            [Some(1), Some(2), Some(2)]
+        );
+    }
+
+    #[test]
+    fn a_changed_file_is_seen_at_the_next_refresh_and_changes_the_version() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("u.csv"), "id,name\n1,ann\n").unwrap();
+        let mut j = join(JoinType::LeftOuter, dir.path());
+        let v1 = j.version().to_owned();
+        assert!(!j.refresh().unwrap(), "nothing changed");
+        std::fs::write(dir.path().join("v.csv"), "id,name\n7,gus\n").unwrap();
+        assert!(j.refresh().unwrap());
+        assert_ne!(j.version(), v1);
+        let names = |j: &mut StreamStaticJoin| -> Vec<Option<String>> {
+            let left = Arc::new(Schema::new(vec![Field::new("user", DataType::Int64, true)]));
+            let batch =
+                RecordBatch::try_new(left, vec![Arc::new(Int64Array::from(vec![7]))]).unwrap();
+            let out = j.process(vec![batch]).unwrap();
+            let c = out[0]
+                .column_by_name("name")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            c.iter().map(|s| s.map(str::to_owned)).collect()
+        };
+        assert_eq!(names(&mut j), [Some("gus".to_owned())]);
+    }
+}

@@ -974,6 +974,51 @@ mod tests {
     }
 
     #[test]
+    fn right_outer_emits_unmatched_clicks_and_semi_emits_each_impression_once() {
+        let (l, r) = (schema("it", "i"), schema("ct", "c"));
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = join(JoinType::RightOuter, dir.path());
+        let out = j
+            .process(
+                0,
+                0,
+                rows(&l, &[(1, 0, "i1")]),
+                rows(&r, &[(1, 5, "c1"), (2, 5, "c2")]),
+            )
+            .unwrap();
+        assert_eq!(tags(&out), ["i1/c1"]);
+        j.commit(0).unwrap();
+        let out = j.process(1, 100 * MIN / 1000, vec![], vec![]).unwrap();
+        assert_eq!(
+            tags(&out),
+            ["-/c2"],
+            "the unmatched click, with a null impression"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = join(JoinType::LeftSemi, dir.path());
+        // Two clicks for i1 (one now, one later): i1 comes out once; i2 never.
+        let out = j
+            .process(
+                0,
+                0,
+                rows(&l, &[(1, 0, "i1"), (2, 0, "i2")]),
+                rows(&r, &[(1, 5, "c1")]),
+            )
+            .unwrap();
+        assert_eq!(tags(&out), ["i1/-"]);
+        j.commit(0).unwrap();
+        let out = j.process(1, 0, vec![], rows(&r, &[(1, 9, "c1b")])).unwrap();
+        assert!(out.is_empty(), "{:?}", tags(&out));
+        let out = j.process(2, 100 * MIN / 1000, vec![], vec![]).unwrap();
+        assert!(
+            out.is_empty(),
+            "a semi join emits nothing for the unmatched"
+        );
+        assert_eq!(j.output_schema().fields().len(), 3, "left columns only");
+    }
+
+    #[test]
     fn late_rows_are_dropped_and_counted() {
         let dir = tempfile::tempdir().unwrap();
         let (l, r) = (schema("it", "i"), schema("ct", "c"));

@@ -308,3 +308,45 @@ fn impressions_join_clicks_within_an_hour_and_unmatched_ones_are_emitted_once() 
     );
     assert!(&event_time["watermark"] <= imp.min(clk), "{event_time:?}");
 }
+
+#[test]
+fn an_aggregation_after_an_outer_join_counts_the_unmatched_rows_too() {
+    // Impressions and their clicks per 30-minute window of impression time, in append mode:
+    // each window is emitted once, after the join has emitted its unmatched impressions.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_attribution(d);
+    let text = ATTRIBUTION.replace(
+        "[query.sink]",
+        "[query.aggregate]\nwindow = { column = \"impression_time\", duration = \"30 minutes\" }\naggs = [{ fn = \"count\", as = \"rows\" }, { fn = \"count\", column = \"click_time\", as = \"clicks\" }]\n\n[query.sink]",
+    );
+    let file = pipeline(d, &text);
+    run_ok(sluice().arg("validate").arg(&file));
+    let (code, _, stderr) = run_logged(&file);
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut expected: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for (_, it, ct) in expected_attribution() {
+        let e = expected.entry(it - it.rem_euclid(30)).or_default();
+        e.0 += 1;
+        e.1 += ct.is_some() as i64;
+    }
+    let mut got: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for r in committed_json(&d.join("out")) {
+        let start = minutes(r["window"]["start"].as_str().unwrap());
+        let v = (r["rows"].as_i64().unwrap(), r["clicks"].as_i64().unwrap());
+        assert!(
+            got.insert(start, v).is_none(),
+            "window {start} emitted twice"
+        );
+    }
+    assert_eq!(got, expected);
+    let dropped: u64 = progress(&d.join("progress.jsonl"))
+        .iter()
+        .map(|p| {
+            p.state_operators[1]["numRowsDroppedByWatermark"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(dropped, 0, "no joined row is late for the aggregation");
+}

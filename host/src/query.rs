@@ -27,12 +27,12 @@ use tracing::{info, warn};
 use crate::checkpoint::{Checkpoint, CommitEntry, OffsetEntry};
 use crate::error::{Error, Result};
 use crate::failpoint;
-use crate::operators::StatefulOperator;
 use crate::operators::aggregate::Aggregate;
 use crate::operators::dedup::Dedup;
 use crate::operators::join::JoinRight;
 use crate::operators::join::static_table::StreamStaticJoin;
 use crate::operators::join::symmetric::StreamStreamJoin;
+use crate::operators::{StatefulOperator, Watermarks};
 use crate::pipeline::{Combine, InputSpec, QuerySpec, SourceSpec, StepPlace, TransformSpec};
 use crate::progress::{QueryMonitor, QueryProgress, SinkProgress, SourceProgress};
 use crate::sink::outputs::SharedOutputs;
@@ -609,6 +609,23 @@ impl Combiner {
             _ => false,
         }
     }
+
+    /// The watermarks the stateful operators after the combine run with, given the previous
+    /// batch's watermark and this one's: a stream–stream join holds both back by how far its
+    /// output can lag (its time range), and judges lateness by the previous batch's.
+    fn downstream_watermarks(&self, previous_ms: i64, current_ms: i64) -> Watermarks {
+        match self {
+            Combiner::StreamJoin { join, .. } => {
+                let lag = join.output_lag_ms();
+                let held = |ms: i64| if ms > 0 { (ms - lag).max(0) } else { 0 };
+                Watermarks {
+                    late_ms: held(previous_ms.min(current_ms)),
+                    eviction_ms: held(current_ms),
+                }
+            }
+            _ => Watermarks::single(current_ms),
+        }
+    }
 }
 
 /// The rows of every input, relabelled with the union's schema (same columns; nullability
@@ -1040,8 +1057,11 @@ impl MicroBatchExecution {
             let data = phases.time("stateful", || {
                 let mut data = data;
                 self.combiner.commit(batch_id)?;
+                let watermarks = self
+                    .combiner
+                    .downstream_watermarks(self.last_batch_watermark_ms, batch_watermark);
                 for op in &mut self.operators {
-                    data = op.process(batch_id, batch_watermark, data)?;
+                    data = op.process(batch_id, watermarks, data)?;
                     op.commit(batch_id)?;
                 }
                 Ok(data)

@@ -26,7 +26,7 @@ use hashbrown::HashTable;
 use tracing::warn;
 
 use super::window::{WindowSpec, fixed_windows};
-use super::{SpecProblem, StateOperatorProgress, StatefulOperator};
+use super::{SpecProblem, StateOperatorProgress, StatefulOperator, Watermarks};
 use crate::error::{Error, Result};
 use crate::pipeline::OutputMode;
 use crate::schema::timestamp_type;
@@ -1300,25 +1300,27 @@ impl StatefulOperator for Aggregate {
     fn process(
         &mut self,
         batch_id: u64,
-        watermark_ms: i64,
+        watermarks: Watermarks,
         input: Vec<RecordBatch>,
     ) -> Result<Vec<RecordBatch>> {
         self.changed.clear();
         self.removed.clear();
         self.stats.num_rows_dropped_by_watermark = 0;
-        let wm_us = watermark_ms.saturating_mul(1000);
+        let late_us = watermarks.late_ms.saturating_mul(1000);
+        let wm_us = watermarks.eviction_ms.saturating_mul(1000);
         // Complete mode keeps every row; otherwise rows behind the watermark are late.
-        let drop_late = self.mode != OutputMode::Complete && watermark_ms > 0;
+        let drop_late = self.mode != OutputMode::Complete && watermarks.late_ms > 0;
         for batch in &input {
             match self.spec.window.clone() {
                 Some(WindowSpec::Session { gap, column }) => {
-                    self.process_sessions(batch_id, wm_us, drop_late, batch, gap, &column)?
+                    self.process_sessions(batch_id, late_us, drop_late, batch, gap, &column)?
                 }
-                _ => self.process_fixed(batch_id, wm_us, drop_late, batch)?,
+                _ => self.process_fixed(batch_id, late_us, drop_late, batch)?,
             }
         }
-        let evictable =
-            self.spec.window.is_some() && watermark_ms > 0 && self.mode != OutputMode::Complete;
+        let evictable = self.spec.window.is_some()
+            && watermarks.eviction_ms > 0
+            && self.mode != OutputMode::Complete;
         let expired: Vec<u32> = if evictable {
             self.groups
                 .iter()

@@ -13,7 +13,7 @@ use arrow_array::{Array, BooleanArray, RecordBatch};
 use arrow_row::{RowConverter, SortField};
 use arrow_schema::{Schema, SchemaRef};
 
-use super::{SpecProblem, StateOperatorProgress, StatefulOperator};
+use super::{SpecProblem, StateOperatorProgress, StatefulOperator, Watermarks};
 use crate::error::{Error, Result};
 use crate::state::StateStore;
 use crate::watermark::{WatermarkSpec, event_times};
@@ -175,10 +175,11 @@ impl StatefulOperator for Dedup {
     fn process(
         &mut self,
         _batch_id: u64,
-        watermark_ms: i64,
+        watermarks: Watermarks,
         input: Vec<RecordBatch>,
     ) -> Result<Vec<RecordBatch>> {
-        let wm_us = watermark_ms.saturating_mul(1000);
+        let late_us = watermarks.late_ms.saturating_mul(1000);
+        let wm_us = watermarks.eviction_ms.saturating_mul(1000);
         self.stats.num_rows_dropped_by_watermark = 0;
         self.added.clear();
         self.removed.clear();
@@ -208,8 +209,8 @@ impl StatefulOperator for Dedup {
                     .as_ref()
                     .and_then(|ts| (!ts.is_null(i)).then(|| ts.value(i)));
                 if let (Some(t), true) = (t, self.expires())
-                    && watermark_ms > 0
-                    && t <= wm_us
+                    && watermarks.late_ms > 0
+                    && t <= late_us
                 {
                     self.stats.num_rows_dropped_by_watermark += 1;
                     keep.push(false);
@@ -237,7 +238,7 @@ impl StatefulOperator for Dedup {
             );
         }
         // Evict keys the watermark has passed.
-        if self.expires() && watermark_ms > 0 {
+        if self.expires() && watermarks.eviction_ms > 0 {
             // Moved out of the map, not copied.
             self.removed = self
                 .seen

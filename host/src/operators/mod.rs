@@ -42,6 +42,31 @@ pub struct StateOperatorProgress {
     pub commit_time_ms: u64,
 }
 
+/// The watermarks (ms) a stateful operator runs one batch with, as Spark's
+/// `eventTimeWatermarkForLateEvents` and `...ForEviction`.
+///
+/// Alone behind the inputs both are the batch's watermark. Behind a stream–stream join they
+/// are held back by the join's time range, and rows count as late only by the *previous*
+/// batch's: an outer row the join emits when the watermark passes it is on time for the
+/// operators after it, not dropped by them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watermarks {
+    /// Rows whose event time is at or behind this are late (dropped, counted).
+    pub late_ms: i64,
+    /// State behind this is final: emitted (append) and evicted.
+    pub eviction_ms: i64,
+}
+
+impl Watermarks {
+    /// Both the same (an operator fed by the inputs directly).
+    pub fn single(ms: i64) -> Watermarks {
+        Watermarks {
+            late_ms: ms,
+            eviction_ms: ms,
+        }
+    }
+}
+
 /// A stateful operator of a query.
 pub trait StatefulOperator: Send {
     /// The schema of what it emits.
@@ -50,12 +75,12 @@ pub trait StatefulOperator: Send {
     /// Loads the state after batch `version` (`None`: empty) — before the first batch it runs.
     fn restore(&mut self, version: Option<u64>) -> Result<()>;
 
-    /// Processes batch `batch_id`'s rows with the batch's watermark (ms) and returns what to
-    /// emit to the sink.
+    /// Processes batch `batch_id`'s rows with the batch's watermarks and returns what to emit
+    /// to the sink.
     fn process(
         &mut self,
         batch_id: u64,
-        watermark_ms: i64,
+        watermarks: Watermarks,
         input: Vec<RecordBatch>,
     ) -> Result<Vec<RecordBatch>>;
 

@@ -301,6 +301,16 @@ impl StreamStreamJoin {
         self.layout.schema.clone()
     }
 
+    /// How far behind the watermark the event times of the rows it emits can be, ms: a
+    /// buffered row meets its match, or leaves unmatched, up to the time range's width after
+    /// the watermark passed it.
+    pub fn output_lag_ms(&self) -> i64 {
+        self.spec
+            .within
+            .as_ref()
+            .map_or(0, |w| w.upper_us.max(-w.lower_us).max(0) / 1000)
+    }
+
     /// Whether a watermark that moved without data can evict (and so emit outer rows).
     pub fn wants_no_data_batches(&self) -> bool {
         self.spec.within.is_some()

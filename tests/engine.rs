@@ -113,7 +113,7 @@ fn latest_first_reads_the_newest_file_first() {
         "",
     );
     assert_eq!(run_logged(&file).0, Some(0));
-    let first = sluice::sink::file::committed_files(&d.join("out")).unwrap()[0].clone();
+    let first = sluice::connectors::file::sink::committed_files(&d.join("out")).unwrap()[0].clone();
     let rows: Vec<serde_json::Value> = fs::read_to_string(first)
         .unwrap()
         .lines()
@@ -370,20 +370,21 @@ path = "out-pq"
     );
     let (code, _, stderr) = run_logged(&file);
     assert_eq!(code, Some(0), "{stderr}");
-    let mut csv: Vec<(String, String)> = sluice::sink::file::committed_files(&d.join("out-csv"))
-        .unwrap()
-        .into_iter()
-        .map(|f| {
-            let part = f
-                .parent()
-                .unwrap()
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            (part, fs::read_to_string(&f).unwrap())
-        })
-        .collect();
+    let mut csv: Vec<(String, String)> =
+        sluice::connectors::file::sink::committed_files(&d.join("out-csv"))
+            .unwrap()
+            .into_iter()
+            .map(|f| {
+                let part = f
+                    .parent()
+                    .unwrap()
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                (part, fs::read_to_string(&f).unwrap())
+            })
+            .collect();
     csv.sort();
     assert_eq!(
         csv,
@@ -392,7 +393,7 @@ path = "out-pq"
             ("city=Seoul".to_owned(), "id,missing\n1,\n3,\n".to_owned())
         ]
     );
-    let files = sluice::sink::file::committed_files(&d.join("out-pq")).unwrap();
+    let files = sluice::connectors::file::sink::committed_files(&d.join("out-pq")).unwrap();
     assert_eq!(files.len(), 1);
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
         fs::File::open(&files[0]).unwrap(),
@@ -777,6 +778,6 @@ format = "memory"
     let manager = sluice::manager::QueryManager::start_pipeline(&p, None).unwrap();
     let outcomes = manager.await_all(p.on_query_failure);
     assert!(outcomes.iter().all(|(_, r)| r.is_ok()));
-    let table = sluice::sink::memory::table("in_memory").unwrap();
+    let table = sluice::connectors::memory::sink::table("in_memory").unwrap();
     assert_eq!(table.iter().map(|b| b.num_rows()).sum::<usize>(), 6);
 }

@@ -85,7 +85,7 @@ fn run_in_memory(
     for (q, r) in manager.await_all(p.on_query_failure) {
         r.unwrap_or_else(|e| panic!("{q}: {e}"));
     }
-    let batches = sluice::sink::memory::batches(&name).unwrap();
+    let batches = sluice::connectors::memory::sink::batches(&name).unwrap();
     let rows = batches
         .into_iter()
         .map(|(id, bs)| {

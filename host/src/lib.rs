@@ -29,9 +29,8 @@
 //! | the batch loop of one query | [`query`] |
 //! | several queries in a process | [`manager`] |
 //! | when batches run | [`trigger`] |
-//! | file, rate, socket, Kafka, Nexmark sources | [`source`] |
-//! | reaching a Kafka cluster (shared by source and sink) | [`kafka_client`] |
-//! | console, memory, file sinks | [`sink`] |
+//! | the source and sink traits | [`source`], [`sink`] |
+//! | files, Kafka, rate, socket, Nexmark, console, memory: options, source, sink | [`connectors`] |
 //! | offsets and commit logs | [`checkpoint`] |
 //! | event time | [`watermark`], [`operators::window`] |
 //! | aggregation, deduplication | [`operators`] |
@@ -44,10 +43,10 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod connectors;
 pub mod error;
 pub mod failpoint;
 pub mod fsutil;
-pub mod kafka_client;
 pub mod manager;
 pub mod operators;
 pub mod pipeline;

@@ -49,7 +49,7 @@ pub fn pipeline(dir: &Path, text: &str) -> PathBuf {
 /// Every row of the committed files of a json file sink, read through its commit log.
 pub fn committed_json(dir: &Path) -> Vec<serde_json::Value> {
     let mut rows = Vec::new();
-    for file in sluice::sink::file::committed_files(dir).unwrap() {
+    for file in sluice::connectors::file::sink::committed_files(dir).unwrap() {
         let text = std::fs::read_to_string(&file).unwrap();
         for line in text.lines() {
             rows.push(serde_json::from_str(line).unwrap());

@@ -51,6 +51,11 @@ pub use stateful::MAX_WINDOWS_PER_ROW;
 use stateful::*;
 use steps::*;
 
+use crate::connectors::kafka::sink::{KafkaSinkSpec, REFUSED_SINK_OPTIONS};
+use crate::connectors::kafka::source::{
+    KafkaSourceSpec, OffsetSpec, REFUSED_OPTIONS, Subscription, TimestampStrategy,
+};
+use crate::connectors::nexmark::source::{NexmarkSpec, NexmarkTable};
 use crate::error::{Error, Result};
 use crate::operators::SpecProblem;
 use crate::operators::aggregate::{AggFunc, AggSpec, AggregateSpec};
@@ -59,11 +64,6 @@ use crate::operators::join::{JoinRight, JoinSpec, JoinType, TableSpec, TimeRange
 use crate::operators::window::WindowSpec;
 use crate::registry::Registry;
 use crate::schema::parse_ddl;
-use crate::sink::kafka::{KafkaSinkSpec, REFUSED_SINK_OPTIONS};
-use crate::source::kafka::{
-    KafkaSourceSpec, OffsetSpec, REFUSED_OPTIONS, Subscription, TimestampStrategy,
-};
-use crate::source::nexmark::{NexmarkSpec, NexmarkTable};
 use crate::trigger::Trigger;
 use crate::wasm::aggregate::UdafSpec;
 use crate::watermark::{WatermarkPolicy, WatermarkSpec};
@@ -460,20 +460,20 @@ impl SourceSpec {
     /// data (a declared schema, or a source whose columns are fixed); `None` for a file
     /// source that infers its schema.
     pub fn known_schema(&self) -> Option<SchemaRef> {
-        use crate::source;
+        use crate::connectors::{file, kafka, nexmark, rate, socket};
         Some(match self {
             SourceSpec::File(f) => {
                 let data = match (&f.schema, f.format) {
-                    (_, FileFormat::Text) => source::file::text_schema(),
+                    (_, FileFormat::Text) => file::source::text_schema(),
                     (Some(s), _) => s.clone(),
                     (None, _) => return None,
                 };
-                source::file::row_schema(f, &data)
+                file::source::row_schema(f, &data)
             }
-            SourceSpec::Rate(_) | SourceSpec::RateMicroBatch(_) => source::rate::rate_schema(),
-            SourceSpec::Socket(s) => source::socket::socket_schema(s),
-            SourceSpec::Kafka(k) => source::kafka::kafka_schema(k.include_headers),
-            SourceSpec::Nexmark(n) => source::nexmark::nexmark_schema(n.table),
+            SourceSpec::Rate(_) | SourceSpec::RateMicroBatch(_) => rate::source::rate_schema(),
+            SourceSpec::Socket(s) => socket::source::socket_schema(s),
+            SourceSpec::Kafka(k) => kafka::source::kafka_schema(k.include_headers),
+            SourceSpec::Nexmark(n) => nexmark::source::nexmark_schema(n.table),
         })
     }
 }

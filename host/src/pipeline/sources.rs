@@ -269,7 +269,7 @@ pub(super) fn kafka_client_options(
     }
     let connect_timeout = s
         .duration("connectTimeout")
-        .unwrap_or(crate::kafka_client::DEFAULT_CONNECT_TIMEOUT);
+        .unwrap_or(crate::connectors::kafka::client::DEFAULT_CONNECT_TIMEOUT);
     if connect_timeout.is_zero() {
         s.error_here("connectTimeout", "must be greater than 0".to_owned());
     }

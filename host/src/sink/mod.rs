@@ -6,15 +6,16 @@
 //! the memory sink) skips a repeat and so gives exactly-once output together with the
 //! checkpoint; the console sink prints again (at-least-once), as in Spark.
 
-pub mod console;
-pub mod file;
-pub mod kafka;
-pub mod memory;
+//! Each sink lives with its options and, where it has one, its source in
+//! [`crate::connectors`]`::<name>`; this module is the trait they implement, [`open`], and
+//! the named outputs a foreachBatch handler writes to ([`outputs`]).
+
 pub mod outputs;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
+use crate::connectors::{console, file, kafka, memory};
 use crate::error::Result;
 use crate::pipeline::{OutputMode, SinkSpec};
 
@@ -52,12 +53,14 @@ pub struct SinkContext {
 pub fn open(spec: &SinkSpec, ctx: &SinkContext) -> Result<Box<dyn Sink>> {
     Ok(match spec {
         SinkSpec::Console { num_rows, truncate } => {
-            Box::new(console::ConsoleSink::stdout(*num_rows, *truncate))
+            Box::new(console::sink::ConsoleSink::stdout(*num_rows, *truncate))
         }
-        SinkSpec::Memory { table } => Box::new(memory::MemorySink::new(table, ctx.output_mode)),
-        SinkSpec::File(f) => Box::new(file::FileSink::open(f.clone())?),
+        SinkSpec::Memory { table } => {
+            Box::new(memory::sink::MemorySink::new(table, ctx.output_mode))
+        }
+        SinkSpec::File(f) => Box::new(file::sink::FileSink::open(f.clone())?),
         SinkSpec::Blackhole => Box::new(Blackhole),
-        SinkSpec::Kafka(k) => Box::new(kafka::KafkaSink::open(
+        SinkSpec::Kafka(k) => Box::new(kafka::sink::KafkaSink::open(
             k.clone(),
             &ctx.query_id,
             &ctx.schema,

@@ -12,11 +12,8 @@
 //! Offsets are JSON values, stored verbatim in the checkpoint, so each source picks its own
 //! shape (a file-log index, a row count, per-partition Kafka offsets).
 
-pub mod file;
-pub mod kafka;
-pub mod nexmark;
-pub mod rate;
-pub mod socket;
+//! Each source lives with its options and, where it has one, its sink in
+//! [`crate::connectors`]`::<name>`; this module is the trait they implement and [`open`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,6 +21,7 @@ use std::path::PathBuf;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
+use crate::connectors::{file, kafka, nexmark, rate, socket};
 use crate::error::Result;
 use crate::pipeline::SourceSpec;
 
@@ -83,16 +81,16 @@ pub struct SourceContext {
 /// Builds the source a pipeline asks for.
 pub fn open(spec: &SourceSpec, ctx: SourceContext) -> Result<Box<dyn Source>> {
     Ok(match spec {
-        SourceSpec::File(f) => Box::new(file::FileSource::open(f.clone(), ctx)?),
-        SourceSpec::Rate(r) => Box::new(rate::RateSource::open(*r, ctx)?),
-        SourceSpec::RateMicroBatch(r) => Box::new(rate::RateMicroBatchSource::new(*r)),
-        SourceSpec::Socket(s) => Box::new(socket::SocketSource::connect(s.clone())?),
-        SourceSpec::Kafka(k) => Box::new(kafka::KafkaSource::open(k.clone(), ctx)?),
-        SourceSpec::Nexmark(n) => Box::new(nexmark::NexmarkSource::new(*n)),
+        SourceSpec::File(f) => Box::new(file::source::FileSource::open(f.clone(), ctx)?),
+        SourceSpec::Rate(r) => Box::new(rate::source::RateSource::open(*r, ctx)?),
+        SourceSpec::RateMicroBatch(r) => Box::new(rate::source::RateMicroBatchSource::new(*r)),
+        SourceSpec::Socket(s) => Box::new(socket::source::SocketSource::connect(s.clone())?),
+        SourceSpec::Kafka(k) => Box::new(kafka::source::KafkaSource::open(k.clone(), ctx)?),
+        SourceSpec::Nexmark(n) => Box::new(nexmark::source::NexmarkSource::new(*n)),
     })
 }
 
 /// Reads a `u64` field of an offset written by one of our sources.
-pub(crate) fn offset_u64(offset: Option<&Offset>, field: &str) -> Option<u64> {
+pub fn offset_u64(offset: Option<&Offset>, field: &str) -> Option<u64> {
     offset.and_then(|o| o.get(field)).and_then(|v| v.as_u64())
 }

@@ -23,9 +23,9 @@ use sha2::{Digest, Sha256};
 use tracing::info;
 
 use super::{JoinLayout, JoinSpec, JoinType, KeyEncoder, RowPair, TableSpec, gather};
+use crate::connectors::file::source::FileSource;
 use crate::error::{Error, Result};
 use crate::source::SourceContext;
-use crate::source::file::FileSource;
 
 /// No row follows in a key's chain.
 const END: u32 = u32::MAX;

@@ -20,11 +20,11 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
-use super::{Offset, ReadLimit, Source, SourceContext, SourceMetrics, offset_u64};
 use crate::error::{Error, Result};
 use crate::fsutil::{create_dir_all, numbered_entries, write_atomic};
 use crate::pipeline::{CleanSource, FileFormat, FileSourceSpec, ParseMode, glob_root};
 use crate::schema::all_nullable;
+use crate::source::{Offset, ReadLimit, Source, SourceContext, SourceMetrics, offset_u64};
 
 /// Rows per Arrow record batch produced by the readers.
 const BATCH_ROWS: usize = 64 * 1024;

@@ -29,9 +29,9 @@ use arrow_buffer::NullBufferBuilder;
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use serde_json::json;
 
-use super::{Offset, ReadLimit, Source, offset_u64};
 use crate::error::{Error, Result};
 use crate::schema::{UTC, timestamp_type};
+use crate::source::{Offset, ReadLimit, Source, offset_u64};
 
 /// Which events a `nexmark` source emits (`table`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

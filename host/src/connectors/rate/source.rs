@@ -10,11 +10,11 @@ use arrow_array::{Int64Array, RecordBatch, TimestampMicrosecondArray};
 use arrow_schema::{Field, Schema, SchemaRef};
 use serde_json::json;
 
-use super::{Offset, ReadLimit, Source, SourceContext, offset_u64};
 use crate::error::{Error, Result};
 use crate::fsutil::{create_dir_all, write_atomic};
 use crate::pipeline::{RateMicroBatchSpec, RateSpec};
 use crate::schema::{UTC, timestamp_type};
+use crate::source::{Offset, ReadLimit, Source, SourceContext, offset_u64};
 
 /// The rows of `rate` and `rate-micro-batch`: `timestamp`, `value` (as in Spark).
 pub fn rate_schema() -> SchemaRef {

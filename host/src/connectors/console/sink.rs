@@ -11,8 +11,8 @@ use arrow_array::RecordBatch;
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::SchemaRef;
 
-use super::Sink;
 use crate::error::{Error, Result};
+use crate::sink::Sink;
 
 /// Prints batches to a writer (stdout in a pipeline).
 pub struct ConsoleSink<W: Write + Send> {

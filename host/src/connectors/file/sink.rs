@@ -21,11 +21,11 @@ use arrow_schema::{Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info};
 
-use super::Sink;
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::fsutil::{create_dir_all, numbered_entries, sync_dir, write_atomic};
 use crate::pipeline::{FileFormat, FileSinkSpec};
+use crate::sink::Sink;
 
 /// Name of the commit-log directory inside the output directory.
 pub const METADATA_DIR: &str = "_sluice_metadata";

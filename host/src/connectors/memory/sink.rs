@@ -8,9 +8,9 @@ use std::sync::{Mutex, OnceLock};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
-use super::Sink;
 use crate::error::Result;
 use crate::pipeline::OutputMode;
+use crate::sink::Sink;
 
 #[derive(Default)]
 struct Table {

@@ -31,10 +31,10 @@ use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::{Offset, ReadLimit, Source, SourceContext, SourceMetrics};
 use crate::error::{Error, Result};
 use crate::fsutil::{create_dir_all, write_atomic};
 use crate::schema::{UTC, timestamp_type};
+use crate::source::{Offset, ReadLimit, Source, SourceContext, SourceMetrics};
 
 /// Which topics and partitions to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,7 +175,7 @@ impl KafkaSource {
     /// Connects the client; offsets are looked up when the first batch is planned.
     pub fn open(spec: KafkaSourceSpec, ctx: SourceContext) -> Result<Self> {
         create_dir_all(&ctx.log_dir)?;
-        crate::kafka_client::check_reachable(
+        crate::connectors::kafka::client::check_reachable(
             &spec.bootstrap_servers,
             &spec.client_options,
             spec.connect_timeout,

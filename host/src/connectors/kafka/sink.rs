@@ -26,8 +26,8 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{ClientContext, Offset as KafkaOffset, TopicPartitionList};
 use tracing::info;
 
-use super::Sink;
 use crate::error::{Error, Result};
+use crate::sink::Sink;
 
 /// `format = "kafka"` sink options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,7 +165,7 @@ impl KafkaSink {
                 .filter(|&i| schema.field(i).data_type() == &DataType::Int32),
             headers: schema.index_of("headers").ok(),
         };
-        crate::kafka_client::check_reachable(
+        crate::connectors::kafka::client::check_reachable(
             &spec.bootstrap_servers,
             &spec.client_options,
             spec.connect_timeout,

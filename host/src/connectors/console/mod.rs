@@ -1,0 +1,3 @@
+//! Spark's console sink: each batch printed as a table.
+
+pub mod sink;

@@ -1,0 +1,3 @@
+//! Spark's memory sink: each batch kept in a table the process can query.
+
+pub mod sink;

@@ -1,0 +1,3 @@
+//! The Nexmark benchmark's event generator.
+
+pub mod source;

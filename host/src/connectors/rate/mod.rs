@@ -1,0 +1,3 @@
+//! Spark's `rate` and `rate-micro-batch` generators.
+
+pub mod source;

@@ -1,0 +1,3 @@
+//! Lines from a TCP socket (for demos; not replayable).
+
+pub mod source;

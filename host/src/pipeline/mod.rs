@@ -31,9 +31,8 @@ mod sinks;
 mod sources;
 mod stateful;
 mod steps;
-mod tree;
+pub(crate) mod tree;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -43,19 +42,23 @@ use toml::Spanned;
 use tree::{Ctx, Node, TableReader, offset_of};
 pub use tree::{Diagnostic, Diagnostics, parse_bytes, parse_duration};
 
+// The connectors' option types, as a pipeline names them.
+pub use crate::connectors::file::{
+    CleanSource, FileFormat, FileSinkSpec, FileSourceSpec, ParseMode, glob_root,
+};
+pub use crate::connectors::rate::{RateMicroBatchSpec, RateSpec};
+pub use crate::connectors::socket::SocketSpec;
+
 use combine::*;
 use sinks::*;
-pub use sources::glob_root;
 use sources::*;
 pub use stateful::MAX_WINDOWS_PER_ROW;
 use stateful::*;
 use steps::*;
 
-use crate::connectors::kafka::sink::{KafkaSinkSpec, REFUSED_SINK_OPTIONS};
-use crate::connectors::kafka::source::{
-    KafkaSourceSpec, OffsetSpec, REFUSED_OPTIONS, Subscription, TimestampStrategy,
-};
-use crate::connectors::nexmark::source::{NexmarkSpec, NexmarkTable};
+use crate::connectors::kafka::sink::KafkaSinkSpec;
+use crate::connectors::kafka::source::KafkaSourceSpec;
+use crate::connectors::nexmark::source::NexmarkSpec;
 use crate::error::{Error, Result};
 use crate::operators::SpecProblem;
 use crate::operators::aggregate::{AggFunc, AggSpec, AggregateSpec};
@@ -63,7 +66,6 @@ use crate::operators::dedup::DedupSpec;
 use crate::operators::join::{JoinRight, JoinSpec, JoinType, TableSpec, TimeRange};
 use crate::operators::window::WindowSpec;
 use crate::registry::Registry;
-use crate::schema::parse_ddl;
 use crate::trigger::Trigger;
 use crate::wasm::aggregate::UdafSpec;
 use crate::watermark::{WatermarkPolicy, WatermarkSpec};
@@ -287,117 +289,6 @@ pub enum SourceSpec {
     Nexmark(NexmarkSpec),
 }
 
-/// File formats read and written by the file source and sink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileFormat {
-    /// JSON lines: one object per line.
-    Json,
-    /// Comma (or `sep`) separated values.
-    Csv,
-    /// Apache Parquet.
-    Parquet,
-    /// One row per line, in a `value` column.
-    Text,
-}
-
-impl FileFormat {
-    /// The format's name as written in a pipeline and used as a file extension.
-    pub fn name(self) -> &'static str {
-        match self {
-            FileFormat::Json => "json",
-            FileFormat::Csv => "csv",
-            FileFormat::Parquet => "parquet",
-            FileFormat::Text => "text",
-        }
-    }
-}
-
-/// What to do with a row that does not parse (Spark's `mode` option).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ParseMode {
-    /// Keep the row: all columns null, the raw text in the corrupt-record column.
-    #[default]
-    Permissive,
-    /// Drop the row and count it (`numMalformedRows` in the source's progress metrics).
-    DropMalformed,
-    /// Stop the query with an error naming the file and line.
-    FailFast,
-}
-
-/// What happens to a source file once its batch is committed (Spark's `cleanSource`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum CleanSource {
-    /// Leave it where it is.
-    #[default]
-    Off,
-    /// Move it under this directory, keeping its full path.
-    Archive(PathBuf),
-    /// Delete it.
-    Delete,
-}
-
-/// Options of the file source.
-#[derive(Debug, Clone)]
-pub struct FileSourceSpec {
-    /// The format of the files.
-    pub format: FileFormat,
-    /// A glob (`dir/*.json`) or a directory (all its visible files).
-    pub path: PathBuf,
-    /// The declared schema, if any.
-    pub schema: Option<SchemaRef>,
-    /// Infer the schema from the first file when none is declared.
-    pub infer_schema: bool,
-    /// At most this many new files per batch.
-    pub max_files_per_trigger: Option<u64>,
-    /// Process the newest files first.
-    pub latest_first: bool,
-    /// What to do with files once committed.
-    pub clean_source: CleanSource,
-    /// What to do with malformed rows.
-    pub mode: ParseMode,
-    /// Name of the column that holds malformed rows' text in PERMISSIVE mode.
-    pub column_name_of_corrupt_record: String,
-    /// CSV: the first line of each file is a header.
-    pub header: bool,
-    /// CSV: the field separator.
-    pub sep: u8,
-}
-
-/// Options of the `rate` source.
-#[derive(Debug, Clone, Copy)]
-pub struct RateSpec {
-    /// Rows generated per second once ramped up.
-    pub rows_per_second: u64,
-    /// Time to ramp up linearly to `rows_per_second`.
-    pub ramp_up_time: Duration,
-    /// Accepted for compatibility; rows are generated in one partition.
-    pub num_partitions: u64,
-}
-
-/// Options of the `rate-micro-batch` source.
-#[derive(Debug, Clone, Copy)]
-pub struct RateMicroBatchSpec {
-    /// Rows in every batch.
-    pub rows_per_batch: u64,
-    /// Accepted for compatibility; rows are generated in one partition.
-    pub num_partitions: u64,
-    /// Event time of batch 0's rows, in ms since the epoch.
-    pub start_timestamp_ms: i64,
-    /// How far the event time moves per batch, in ms.
-    pub advance_millis_per_batch: i64,
-}
-
-/// Options of the `socket` source.
-#[derive(Debug, Clone)]
-pub struct SocketSpec {
-    /// Host to connect to.
-    pub host: String,
-    /// Port to connect to.
-    pub port: u16,
-    /// Add a `timestamp` column with the time each line arrived.
-    pub include_timestamp: bool,
-}
-
 /// A sink and its options.
 #[derive(Debug, Clone)]
 pub enum SinkSpec {
@@ -421,19 +312,6 @@ pub enum SinkSpec {
     Blackhole,
     /// Kafka records.
     Kafka(KafkaSinkSpec),
-}
-
-/// Options of the file sink.
-#[derive(Debug, Clone)]
-pub struct FileSinkSpec {
-    /// json, csv or parquet.
-    pub format: FileFormat,
-    /// Output directory.
-    pub path: PathBuf,
-    /// Columns whose values name sub-directories (`city=Seoul/`).
-    pub partition_by: Vec<String>,
-    /// CSV: write a header line.
-    pub header: bool,
 }
 
 impl SourceSpec {
@@ -518,21 +396,6 @@ const QUERY_KEYS: &[&str] = &[
     "aggregate",
     "dropDuplicates",
 ];
-const FILE_SOURCE_KEYS: &[&str] = &[
-    "format",
-    "path",
-    "schema",
-    "inferSchema",
-    "maxFilesPerTrigger",
-    "latestFirst",
-    "cleanSource",
-    "sourceArchiveDir",
-    "mode",
-    "columnNameOfCorruptRecord",
-    "header",
-    "sep",
-];
-
 impl Pipeline {
     /// Reads and validates a pipeline file.
     pub fn load(path: &Path) -> Result<Pipeline> {
@@ -685,7 +548,7 @@ fn check_across_queries(ctx: &Ctx, text: &str, queries: &[QuerySpec]) {
     }
 }
 
-fn resolve(base: &Path, p: &str) -> PathBuf {
+pub(crate) fn resolve(base: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
         p.to_path_buf()

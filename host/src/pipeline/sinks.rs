@@ -1,6 +1,8 @@
-//! Sink options (`[query.sink]` and named `[query.outputs.NAME]`).
+//! `[query.sink]` and named `[query.outputs.NAME]`: the format picks the connector, whose folder
+//! parses its options; foreachBatch, memory and blackhole are read here.
 
 use super::*;
+use crate::connectors;
 
 pub(super) fn parse_sink(
     ctx: &Ctx,
@@ -58,31 +60,10 @@ pub(super) fn parse_sink_at(
             );
             None
         }
-        "console" => {
-            let num_rows = s.positive("numRows").unwrap_or(20) as usize;
-            let truncate = s.bool("truncate").unwrap_or(true);
-            s.finish(&["format", "numRows", "truncate"]);
-            Some(SinkSpec::Console { num_rows, truncate })
-        }
-        "kafka" => {
-            let (bootstrap, client_options, connect_timeout) =
-                kafka_client_options(&mut s, REFUSED_SINK_OPTIONS);
-            let topic = s.string("topic");
-            let exactly_once = s.bool("exactlyOnce").unwrap_or(false);
-            if exactly_once && topic.is_none() {
-                s.error_here(
-                    "exactlyOnce",
-                    "needs the `topic` option: the sink records its last committed batch in that topic's offsets".to_owned(),
-                );
-            }
-            s.finish(&["format", "topic", "exactlyOnce", "connectTimeout"]);
-            Some(SinkSpec::Kafka(KafkaSinkSpec {
-                bootstrap_servers: bootstrap?,
-                topic,
-                exactly_once,
-                client_options,
-                connect_timeout,
-            }))
+        "console" => connectors::console::parse_sink(s),
+        "kafka" => connectors::kafka::parse_sink(s),
+        "json" | "csv" | "parquet" => {
+            connectors::file::parse_sink(s, &format, base).map(SinkSpec::File)
         }
         "blackhole" | "noop" => {
             s.finish(&["format"]);
@@ -93,35 +74,6 @@ pub(super) fn parse_sink_at(
             // The main sink's table is named after the query, an output's after the output.
             let table = prefix.strip_prefix("outputs.").unwrap_or(query).to_owned();
             Some(SinkSpec::Memory { table })
-        }
-        "json" | "csv" | "parquet" => {
-            let format = match format.to_ascii_lowercase().as_str() {
-                "json" => FileFormat::Json,
-                "csv" => FileFormat::Csv,
-                _ => FileFormat::Parquet,
-            };
-            let path = s.required_string(
-                "path",
-                "the output directory, e.g. path = \"output/events\"",
-            );
-            let partition_by = s.string_list("partitionBy").unwrap_or_default();
-            let header = s.bool("header").unwrap_or(false);
-            if format != FileFormat::Csv
-                && let Some(node) = s.get("header")
-            {
-                s.error_at(
-                    node.span().start,
-                    "header",
-                    "only applies to csv".to_owned(),
-                );
-            }
-            s.finish(&["format", "path", "partitionBy", "header"]);
-            Some(SinkSpec::File(FileSinkSpec {
-                format,
-                path: resolve(base, &path?),
-                partition_by,
-                header,
-            }))
         }
         "text" => {
             s.error_here(

@@ -22,6 +22,16 @@ if ! command -v kcat >/dev/null 2>&1; then
   fi
 fi
 
+# Chromium and playwright-core: the dashboard test drives the page in a real browser.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null
+  else
+    sudo apt-get update -q >/dev/null && sudo apt-get install -y -q chromium >/dev/null
+  fi
+fi
+npm ci --prefix tests/dashboard --no-audit --no-fund --silent
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked

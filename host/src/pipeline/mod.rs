@@ -136,6 +136,68 @@ impl QuerySpec {
         self.inputs.iter().find_map(|i| i.watermark.as_ref())
     }
 
+    /// What the query is made of, as JSON for a picture of it (the dashboard's plan graph):
+    /// its inputs with their steps and watermarks, how they are combined, the steps after,
+    /// the stateful operators and the sink.
+    pub fn plan_view(&self) -> serde_json::Value {
+        use serde_json::json;
+        let steps = |ts: &[TransformSpec]| -> Vec<serde_json::Value> {
+            ts.iter()
+                .map(|t| {
+                    json!({
+                        "name": t.name,
+                        "module": t.module_ref.clone().unwrap_or_else(|| t.module.display().to_string()),
+                    })
+                })
+                .collect()
+        };
+        let combine = match &self.combine {
+            Combine::Single => json!(null),
+            Combine::Union => json!({ "kind": "union" }),
+            Combine::StaticJoin(j) | Combine::StreamJoin(j) => json!({
+                "kind": if matches!(self.combine, Combine::StaticJoin(_)) { "stream-static join" } else { "stream-stream join" },
+                "type": format!("{:?}", j.join_type),
+                "on": j.on.iter().map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>(),
+                "table": match &j.right {
+                    crate::operators::join::JoinRight::Table(t) => json!(t.files.path.display().to_string()),
+                    crate::operators::join::JoinRight::Input(_) => json!(null),
+                },
+            }),
+        };
+        let mut operators = Vec::new();
+        if let Some(d) = &self.dedup {
+            operators.push(json!({ "kind": "dropDuplicates", "columns": d.columns }));
+        }
+        if let Some(a) = &self.aggregate {
+            operators.push(json!({
+                "kind": "aggregate",
+                "groupBy": a.group_by,
+                "window": a.window.as_ref().map(|w| match w {
+                    crate::operators::window::WindowSpec::Fixed { column, duration, slide, .. } => {
+                        format!("{duration:?} window every {slide:?} on {column}")
+                    }
+                    crate::operators::window::WindowSpec::Session { column, gap } => {
+                        format!("session window, gap {gap:?}, on {column}")
+                    }
+                }),
+                "aggs": a.aggs.iter().map(|x| x.alias.clone()).collect::<Vec<_>>(),
+            }));
+        }
+        json!({
+            "inputs": self.inputs.iter().map(|i| json!({
+                "name": i.name,
+                "source": i.source.description(),
+                "watermark": i.watermark.as_ref().map(|w| format!("{} - {:?}", w.column, w.delay)),
+                "steps": steps(&i.transforms),
+            })).collect::<Vec<_>>(),
+            "combine": combine,
+            "steps": steps(&self.transforms),
+            "operators": operators,
+            "sink": self.sink.description(),
+            "outputMode": format!("{:?}", self.output_mode).to_lowercase(),
+        })
+    }
+
     /// Every transform step, each input's first, for changing them in place (a swap).
     pub fn steps_mut(&mut self) -> impl Iterator<Item = &mut TransformSpec> {
         self.inputs

@@ -97,6 +97,8 @@ pub(crate) fn router(state: Arc<AppState>, max_module_bytes: u64) -> Router {
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
         .route("/metrics", get(metrics))
+        .route("/", get(super::dashboard::index))
+        .route("/assets/{file}", get(super::dashboard::asset))
         .route(
             "/modules/{name}/{version}",
             get(inspect_module).delete(remove_module),

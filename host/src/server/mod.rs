@@ -2,6 +2,7 @@
 //!
 //! | method and path | what it does | token |
 //! |---|---|---|
+//! | `GET /` | the dashboard: queries, plan, live plots of their progress ([`dashboard`]) | no (stop asks for it) |
 //! | `GET /healthz` | liveness | no |
 //! | `GET /metrics` | Prometheus text format | no |
 //! | `POST /modules?name=N&version=V` | upload (raw body, or multipart with `name`, `version`, `module`) | yes |
@@ -22,6 +23,7 @@
 //! tokio's blocking pool so they never stall the server.
 
 mod api;
+mod dashboard;
 mod metrics;
 mod queries;
 

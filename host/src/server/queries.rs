@@ -38,6 +38,8 @@ struct PipelineRecord {
 
 struct Served {
     handle: StreamingQuery,
+    /// What the query is made of, for the dashboard's plan graph.
+    plan: serde_json::Value,
     pipeline: String,
     /// How the query ended, set by its thread as it ends.
     end: Arc<QueryEnd>,
@@ -95,6 +97,8 @@ pub struct QueryInfo {
     pub last_batch_id: Option<u64>,
     /// Its transform steps and the modules they run.
     pub steps: Vec<StepView>,
+    /// Its inputs, how they are combined, operators and sink ([`QuerySpec::plan_view`]).
+    pub plan: serde_json::Value,
 }
 
 /// A transform step as the API shows it.
@@ -199,6 +203,7 @@ impl QueryTable {
     }
 
     fn start(&self, spec: QuerySpec, pipeline: &str) -> Result<()> {
+        let plan = spec.plan_view();
         let end = Arc::new(QueryEnd::default());
         let on_end = end.clone();
         let name = spec.name.clone();
@@ -209,6 +214,7 @@ impl QueryTable {
             name,
             Served {
                 handle,
+                plan,
                 pipeline: pipeline.to_owned(),
                 end,
             },
@@ -315,6 +321,7 @@ impl QueryTable {
             exception: s.end.exception(),
             last_batch_id: h.monitor().last_progress().map(|p| p.batch_id),
             steps: h.steps().into_iter().map(StepView::from).collect(),
+            plan: s.plan.clone(),
         })
     }
 

@@ -1,0 +1,237 @@
+// The Sluice dashboard: polls the server's JSON API once a second and draws each query's
+// progress records with uPlot. Read-only views need no token; stop sends the one typed in
+// the header (kept in this browser's localStorage).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const POLL_MS = 1000;
+const tokenInput = $("token");
+tokenInput.value = localStorage.getItem("sluice-token") || "";
+tokenInput.addEventListener("input", () => localStorage.setItem("sluice-token", tokenInput.value));
+
+let selected = decodeURIComponent(location.hash.slice(1)) || null;
+const charts = {};
+
+async function getJson(path) {
+  const r = await fetch(path, { cache: "no-store" });
+  if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
+  return r.json();
+}
+
+function fmt(n, digits = 0) {
+  return n == null || Number.isNaN(n) ? "–" : Number(n).toLocaleString("en-US", { maximumFractionDigits: digits });
+}
+
+function cell(row, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  row.appendChild(td);
+}
+
+function renderQueries(queries, lastByName) {
+  const body = $("queries").querySelector("tbody");
+  body.replaceChildren();
+  for (const q of queries) {
+    const tr = document.createElement("tr");
+    tr.className = "selectable" + (q.name === selected ? " selected" : "");
+    tr.dataset.query = q.name;
+    const p = lastByName[q.name];
+    cell(tr, q.name);
+    cell(tr, q.isActive ? q.message || "Active" : "Stopped");
+    cell(tr, q.lastBatchId == null ? "–" : String(q.lastBatchId));
+    cell(tr, p ? fmt(p.inputRowsPerSecond) : "–");
+    cell(tr, p ? fmt(p.processedRowsPerSecond) : "–");
+    cell(tr, q.exception || "", "error");
+    tr.addEventListener("click", () => {
+      selected = q.name;
+      location.hash = encodeURIComponent(q.name);
+      for (const c of Object.values(charts)) c.chart.destroy();
+      for (const k of Object.keys(charts)) delete charts[k];
+      tick();
+    });
+    body.appendChild(tr);
+  }
+}
+
+function node(title, detail) {
+  const div = document.createElement("div");
+  div.className = "node";
+  div.textContent = title;
+  if (detail) {
+    const small = document.createElement("small");
+    small.textContent = detail;
+    div.appendChild(small);
+  }
+  return div;
+}
+
+function stage(nodes) {
+  const div = document.createElement("div");
+  div.className = "stage";
+  for (const n of nodes) div.appendChild(n);
+  return div;
+}
+
+function arrow() {
+  const span = document.createElement("span");
+  span.className = "arrow";
+  span.textContent = "→";
+  return span;
+}
+
+// Inputs (with their own steps) → combine → steps → operators → sink, with the last batch's
+// rows in and out where the progress record has them.
+function renderPlan(info, last) {
+  const plan = info.plan || {};
+  const parts = [];
+  const inputs = (plan.inputs || []).map((input, i) => {
+    const rows = last && last.sources[i] ? `${fmt(last.sources[i].numInputRows)} rows in the last batch` : "";
+    const steps = input.steps.map((s) => s.name).join(" → ");
+    const detail = [input.source, input.watermark ? `watermark ${input.watermark}` : "", steps ? `steps: ${steps}` : "", rows]
+      .filter(Boolean)
+      .join(" · ");
+    return node(`input ${input.name}`, detail);
+  });
+  parts.push(stage(inputs));
+  if (plan.combine) {
+    const c = plan.combine;
+    parts.push(arrow(), stage([node(c.kind + (c.type ? ` (${c.type})` : ""), [c.on ? c.on.join(", ") : "", c.table || ""].filter(Boolean).join(" · "))]));
+  }
+  const digests = Object.fromEntries((info.steps || []).map((s) => [s.name, s.digest]));
+  for (const s of plan.steps || []) {
+    parts.push(arrow(), stage([node(`step ${s.name}`, `${s.module} · ${(digests[s.name] || "").slice(0, 19)}`)]));
+  }
+  (plan.operators || []).forEach((op, i) => {
+    const st = last && last.stateOperators[i + (plan.combine && plan.combine.kind === "stream-stream join" ? 1 : 0)];
+    const detail = [op.groupBy ? `by ${op.groupBy.join(", ")}` : "", op.window || "", st ? `${fmt(st.numRowsTotal)} rows in state` : ""]
+      .filter(Boolean)
+      .join(" · ");
+    parts.push(arrow(), stage([node(op.kind, detail)]));
+  });
+  const out = last ? `${fmt(last.sink.numOutputRows)} rows in the last batch` : "";
+  parts.push(arrow(), stage([node(`sink (${plan.outputMode || ""})`, [plan.sink, out].filter(Boolean).join(" · "))]));
+  $("plan").replaceChildren(...parts);
+}
+
+const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777"];
+
+function drawChart(id, labels, data, units) {
+  const el = $(id);
+  el.dataset.points = String(data[0].length);
+  const key = labels.join("|");
+  const existing = charts[id];
+  if (existing && existing.key === key) {
+    existing.chart.setData(data);
+    return;
+  }
+  if (existing) existing.chart.destroy();
+  const width = Math.max(300, el.clientWidth || 420);
+  const opts = {
+    width,
+    height: 200,
+    scales: { x: { time: false } },
+    axes: [{ label: "batch" }, { label: units, size: 60 }],
+    series: [{ label: "batch" }].concat(labels.map((l, i) => ({ label: l, stroke: PALETTE[i % PALETTE.length], width: 2 }))),
+  };
+  charts[id] = { key, chart: new uPlot(opts, data, el) };
+}
+
+function series(records, f) {
+  return records.map((p) => {
+    const v = f(p);
+    return v == null || Number.isNaN(v) ? null : v;
+  });
+}
+
+function renderCharts(records) {
+  const xs = records.map((p) => p.batchId);
+  drawChart("chart-rate", ["input rows/s", "processed rows/s"], [xs, series(records, (p) => p.inputRowsPerSecond), series(records, (p) => p.processedRowsPerSecond)], "rows/s");
+  const phases = [...new Set(records.flatMap((p) => Object.keys(p.durationMs || {})))].filter((k) => k !== "triggerExecution").sort();
+  drawChart(
+    "chart-duration",
+    ["total"].concat(phases),
+    [xs, series(records, (p) => p.batchDuration)].concat(phases.map((k) => series(records, (p) => (p.durationMs || {})[k]))),
+    "ms",
+  );
+  drawChart("chart-rows", ["input rows"], [xs, series(records, (p) => p.numInputRows)], "rows");
+  const gap = (p) => {
+    const w = p.eventTime && p.eventTime.watermark;
+    return w ? (Date.parse(p.timestamp) - Date.parse(w)) / 1000 : null;
+  };
+  drawChart("chart-watermark", ["watermark gap"], [xs, series(records, gap)], "s");
+  const stateRows = (p) => (p.stateOperators || []).reduce((a, s) => a + (s.numRowsTotal || 0), 0);
+  const stateMb = (p) => (p.stateOperators || []).reduce((a, s) => a + (s.memoryUsedBytes || 0), 0) / 1e6;
+  drawChart("chart-state", ["state rows", "memory MB"], [xs, series(records, stateRows), series(records, stateMb)], "rows / MB");
+}
+
+function renderRecent(records) {
+  const body = $("recent").querySelector("tbody");
+  body.replaceChildren();
+  for (const p of records.slice(-10).reverse()) {
+    const tr = document.createElement("tr");
+    cell(tr, String(p.batchId));
+    cell(tr, p.timestamp);
+    cell(tr, fmt(p.numInputRows));
+    cell(tr, fmt(p.inputRowsPerSecond));
+    cell(tr, fmt(p.batchDuration));
+    cell(tr, fmt(p.sink.numOutputRows));
+    body.appendChild(tr);
+  }
+}
+
+function renderFigures(last) {
+  $("last-batch").textContent = last ? String(last.batchId) : "–";
+  $("last-input-rows").textContent = last ? String(last.numInputRows) : "–";
+  $("last-input-rate").textContent = last ? fmt(last.inputRowsPerSecond) : "–";
+  $("last-duration").textContent = last ? `${last.batchDuration} ms` : "–";
+  $("last-watermark").textContent = last && last.eventTime && last.eventTime.watermark ? last.eventTime.watermark : "–";
+  $("last-state-rows").textContent = last ? fmt((last.stateOperators || []).reduce((a, s) => a + (s.numRowsTotal || 0), 0)) : "–";
+}
+
+async function tick() {
+  try {
+    const queries = await getJson("/queries");
+    if (!selected && queries.length) selected = queries[0].name;
+    const lastByName = {};
+    let info = null;
+    let records = [];
+    for (const q of queries) {
+      if (q.name !== selected) continue;
+      info = q;
+      const progress = await getJson(`/queries/${encodeURIComponent(q.name)}/progress`);
+      records = progress.recentProgress || [];
+      lastByName[q.name] = progress.lastProgress;
+    }
+    renderQueries(queries, lastByName);
+    $("query").hidden = !info;
+    if (info) {
+      $("query-name").textContent = info.name;
+      $("stop").disabled = !info.isActive;
+      const last = records.length ? records[records.length - 1] : null;
+      renderFigures(last);
+      renderPlan(info, last);
+      renderCharts(records);
+      renderRecent(records);
+    }
+  } catch (e) {
+    $("action-result").textContent = `could not reach the server: ${e.message}`;
+  }
+}
+
+$("stop").addEventListener("click", async () => {
+  if (!selected) return;
+  const result = $("action-result");
+  result.textContent = "stopping…";
+  const r = await fetch(`/queries/${encodeURIComponent(selected)}/stop`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${tokenInput.value}` },
+  });
+  const body = await r.json().catch(() => ({}));
+  result.textContent = r.ok ? `stopped after batch ${body.lastBatchId}` : `refused (${r.status}): ${body.error || ""}`;
+  result.className = r.ok ? "" : "error";
+  tick();
+});
+
+tick();
+setInterval(tick, POLL_MS);

@@ -1,0 +1,157 @@
+//! The dashboard of `sluice serve`, in a real browser (headless Chromium driven by
+//! playwright-core, both installed by scripts/test.sh): the page of a running pipeline shows
+//! its batches, plots one point per batch, agrees with the API, refuses a stop without the
+//! token and stops the query with it, with no error in the browser's console.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::*;
+use serde_json::Value;
+
+/// The server, killed when dropped.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_server(data: &Path) -> (Server, String, String) {
+    let mut cmd = sluice();
+    cmd.arg("serve")
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--addr", "127.0.0.1:0"])
+        .env_remove("SLUICE_TOKEN")
+        .stderr(Stdio::null());
+    let (child, url) = spawn_announcing(cmd, "sluice serve listening on ");
+    let token = std::fs::read_to_string(data.join("token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    (Server(child), url, token)
+}
+
+#[test]
+fn the_dashboard_shows_a_running_query_and_stops_it_only_with_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url, token) = start_server(&dir.path().join("data"));
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let file = pipeline(
+        &work,
+        r#"[[query]]
+name = "ticks"
+checkpointLocation = "ckpt"
+trigger = { processingTime = "200 milliseconds" }
+outputMode = "update"
+[query.source]
+format = "rate-micro-batch"
+rowsPerBatch = 25
+advanceMillisPerBatch = 1000
+watermark = { column = "timestamp", delay = "1 second" }
+[query.aggregate]
+window = { column = "timestamp", duration = "5 seconds" }
+aggs = [{ fn = "count", as = "n" }]
+[query.sink]
+format = "memory"
+"#,
+    );
+    run_ok(
+        sluice()
+            .args(["query", "start"])
+            .arg(&file)
+            .args(["--server", &url, "--token", &token]),
+    );
+
+    let shot = std::env::var_os("CARGO_TARGET_TMPDIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join("dashboard.png");
+    let out = Command::new("node")
+        .arg(repo().join("tests/dashboard/check.mjs"))
+        .args([&url, &token, "ticks", "5"])
+        .arg(&shot)
+        .current_dir(repo().join("tests/dashboard"))
+        .output()
+        .expect("node is installed");
+    assert!(
+        out.status.success(),
+        "check.mjs failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(
+        out.stdout
+            .split(|&b| b == b'\n')
+            .rfind(|l| !l.is_empty())
+            .unwrap(),
+    )
+    .unwrap();
+
+    // What the page showed is what the API says about that batch.
+    let shown = &seen["shown"];
+    let last: u64 = shown["lastBatch"].as_str().unwrap().parse().unwrap();
+    assert!(last >= 5, "{seen}");
+    let api: Vec<(u64, u64)> = shown["api"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r[0].as_u64().unwrap(), r[1].as_u64().unwrap()))
+        .collect();
+    let rows = api.iter().find(|(b, _)| *b == last).map(|(_, r)| *r);
+    assert_eq!(
+        rows,
+        Some(shown["lastInputRows"].as_str().unwrap().parse().unwrap()),
+        "{seen}"
+    );
+    // One point per batch in every plot.
+    for (chart, points) in shown["points"].as_object().unwrap() {
+        assert_eq!(points.as_u64(), Some(last + 1), "{chart}: {seen}");
+    }
+    let nodes: Vec<&str> = shown["planNodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        nodes,
+        ["input source", "aggregate", "sink (update)"],
+        "{seen}"
+    );
+
+    assert!(
+        seen["withoutToken"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused (401)"),
+        "{seen}"
+    );
+    assert!(
+        seen["withToken"].as_str().unwrap().starts_with("stopped"),
+        "{seen}"
+    );
+    assert_eq!(seen["consoleErrors"], serde_json::json!([]), "{seen}");
+    assert!(shot.exists());
+
+    // The server agrees the query stopped, and stays stopped.
+    let status: Value = serde_json::from_str(
+        &String::from_utf8(
+            run_ok(
+                sluice()
+                    .args(["query", "status", "ticks", "--json"])
+                    .args(["--server", &url, "--token", &token]),
+            )
+            .stdout,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(status["isActive"], false, "{status}");
+}

@@ -175,6 +175,8 @@ fn hostile_pipeline(dir: &Path) -> std::path::PathBuf {
         ("environ", r#"{ behavior = "env" }"#, ""),
         ("liar", r#"{ behavior = "wrong-schema" }"#, ""),
         ("crash", r#"{ behavior = "panic" }"#, ""),
+        ("flood", r#"{ behavior = "flood" }"#, ""),
+        ("trickle", r#"{ behavior = "flood" }"#, "maxEmitRows = 1000"),
         ("burn", r#"{ behavior = "loop" }"#, "fuel = 5000000"),
         (
             "skipper",
@@ -269,6 +271,21 @@ fn hostile_guests_fail_their_own_query_with_clear_errors_and_others_go_on() {
     assert!(
         dir.path().join("ckpt-crash/offsets/0").exists()
             && !dir.path().join("ckpt-crash/commits/0").exists()
+    );
+    // A guest emitting without end is stopped by the host's budget, long before its deadline
+    // (30 s by default), and holds nothing: the default is relative to the input.
+    let flood = error_of("flood");
+    assert!(
+        flood.contains("step 'flood-step'")
+            && flood.contains("handed the host more than 1000000 rows in one call (the default, relative to the input)")
+            && flood.contains("maxEmitRows")
+            && flood.contains("batch 0"),
+        "{flood}"
+    );
+    let trickle = error_of("trickle");
+    assert!(
+        trickle.contains("more than 1000 rows in one call (the step's limit)"),
+        "{trickle}"
     );
     let burn = error_of("burn");
     assert!(burn.contains("ran out of fuel (5000000 units)"), "{burn}");
@@ -383,6 +400,26 @@ config = {config}
             module = module.display()
         ),
     )
+}
+
+#[test]
+fn a_handler_writing_without_end_is_refused_past_its_budget_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = handler_pipeline(
+        dir.path(),
+        "flood",
+        r#"{ behavior = "write-flood" }"#,
+        "maxEmitRows = 3000\n[query.outputs.copy]\nformat = \"json\"\npath = \"out-copy\"",
+    );
+    let (code, _, stderr) = run_logged(&file);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("handed the host more than 3000 rows in one call (the step's limit)")
+            && stderr.contains("batch 0"),
+        "{stderr}"
+    );
+    // The batch failed: nothing it staged reaches the output.
+    assert!(committed_json(&dir.path().join("out-copy")).is_empty());
 }
 
 #[test]

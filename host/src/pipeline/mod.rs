@@ -266,6 +266,10 @@ pub struct GuestLimits {
     pub max_memory: u64,
     /// Fuel per call (`fuel`), when set.
     pub fuel: Option<u64>,
+    /// Rows one call may hand the host (`maxEmitRows`); default relative to the input.
+    pub max_emit_rows: Option<u64>,
+    /// Bytes one call may hand the host (`maxEmitBytes`); default relative to the input.
+    pub max_emit_bytes: Option<u64>,
 }
 
 impl Default for GuestLimits {
@@ -274,6 +278,8 @@ impl Default for GuestLimits {
             timeout: Duration::from_secs(30),
             max_memory: 512 << 20,
             fuel: None,
+            max_emit_rows: None,
+            max_emit_bytes: None,
         }
     }
 }

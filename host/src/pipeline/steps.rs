@@ -11,10 +11,18 @@ pub(super) fn parse_limits(r: &mut TableReader) -> GuestLimits {
             .unwrap_or(d.timeout),
         max_memory: r.bytes("maxMemory").unwrap_or(d.max_memory),
         fuel: r.positive("fuel"),
+        max_emit_rows: r.positive("maxEmitRows"),
+        max_emit_bytes: r.bytes("maxEmitBytes"),
     }
 }
 
-pub(super) const LIMIT_KEYS: [&str; 3] = ["timeout", "maxMemory", "fuel"];
+pub(super) const LIMIT_KEYS: [&str; 5] = [
+    "timeout",
+    "maxMemory",
+    "fuel",
+    "maxEmitRows",
+    "maxEmitBytes",
+];
 
 pub(super) fn parse_transform(
     ctx: &Ctx,

@@ -127,7 +127,10 @@ impl WasmAggregate {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(msg)) => Err(self.err(format!("{what} returned an error: {msg}"))),
             Err(trap) => {
-                let why = explain(&trap, store.data(), &limits);
+                let why = match store.data_mut().emit_error.take() {
+                    Some(over_budget) => over_budget,
+                    None => explain(&trap, store.data(), &limits),
+                };
                 self.instance = None;
                 Err(self.err(format!("{what} {why}")))
             }
@@ -174,8 +177,13 @@ impl WasmAggregate {
 
     /// The results of `states`, one row per state.
     pub fn finish(&mut self, states: &[&[u8]]) -> Result<ArrayRef> {
+        let limits = self.spec.limits.clone();
+        let state_bytes: u64 = states.iter().map(|s| s.len() as u64).sum();
         self.with_instance(
             |store, instance| {
+                // One result per state: the budget follows how many there are.
+                store.data_mut().emit_budget =
+                    super::EmitBudget::for_call(&limits, states.len() as u64, state_bytes);
                 instance
                     .sluice_pipeline_aggregate()
                     .call_finish(store, states)

@@ -11,6 +11,8 @@ pub mod transformer {
         world: "transformer",
         path: "../wit",
         ownership: Borrowing { duplicate_if_necessary: true },
+        // `emit` traps the guest when it passes its budget (`wasm::EmitBudget`).
+        imports: { "sluice:pipeline/output.emit": trappable },
     });
 }
 

@@ -54,6 +54,8 @@ impl sinks::Host for GuestState {
         schema: Vec<u8>,
         batch: BatchResult,
     ) -> std::result::Result<(), String> {
+        // Refused past the call's budget: the rows are staged in the host until the batch ends.
+        self.emit_budget.take(&batch)?;
         let grants = self.grants.as_mut().ok_or("no outputs are granted")?;
         let schema = grants.schemas.get(&schema)?;
         let batch = batch_from_guest(&schema, batch)?;
@@ -259,6 +261,11 @@ impl Sink for WasmHandlerSink {
             return Err(self.wasm_err("no instance".into()));
         };
         begin_call(store, &limits)?;
+        store.data_mut().emit_budget = super::EmitBudget::for_call(
+            &limits,
+            batch.num_rows() as u64,
+            batch.get_array_memory_size() as u64,
+        );
         let result = with_guest_batch(&batch, |b| {
             instance
                 .sluice_pipeline_batch_handler()

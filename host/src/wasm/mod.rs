@@ -258,6 +258,8 @@ pub struct GuestState {
     output_schema: Option<SchemaRef>,
     emitted: Vec<RecordBatch>,
     emit_error: Option<String>,
+    /// What the current call may still hand the host (emits, handler writes).
+    emit_budget: EmitBudget,
     /// Handler: what the pipeline grants.
     grants: Option<handler::Grants>,
 }
@@ -280,6 +282,7 @@ impl GuestState {
             output_schema: None,
             emitted: Vec::new(),
             emit_error: None,
+            emit_budget: EmitBudget::default(),
             grants,
         }
     }
@@ -528,6 +531,8 @@ fn begin_call(store: &mut Store<GuestState>, limits: &GuestLimits) -> Result<()>
     s.emitted.clear();
     s.emit_error = None;
     s.last_error_log = None;
+    // The floors; a call that knows its input sets a budget relative to it.
+    s.emit_budget = EmitBudget::for_call(limits, 0, 0);
     Ok(())
 }
 
@@ -587,6 +592,88 @@ impl SchemaCache {
             abi::decode_schema(bytes).map_err(|e| format!("not an Arrow IPC schema: {e}"))?;
         self.0.insert(bytes.to_vec(), schema.clone());
         Ok(schema)
+    }
+}
+
+/// What one guest call may hand the host, in rows and bytes, through `output.emit` and
+/// `sinks.write`: the guest's memory cap bounds one batch, not how many it sends, so without
+/// this a guest emitting in a loop makes the host hold everything until its deadline.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct EmitBudget {
+    max_rows: u64,
+    max_bytes: u64,
+    rows: u64,
+    bytes: u64,
+    /// Whether the limits are the step's own (`maxEmitRows`/`maxEmitBytes`).
+    configured: (bool, bool),
+}
+
+/// Floors and ceilings of the default budget.
+const EMIT_MIN_ROWS: u64 = 1_000_000;
+const EMIT_MIN_BYTES: u64 = 64 << 20;
+const EMIT_MAX_ROWS: u64 = 1 << 30;
+const EMIT_MAX_BYTES: u64 = 4 << 30;
+
+impl EmitBudget {
+    /// The budget of a call on an input of `rows` rows and `bytes` bytes: 64× the rows (at
+    /// least a million) and 16× the bytes (at least 64 MiB), at most 1 G rows and 4 GiB —
+    /// or the step's `maxEmitRows` / `maxEmitBytes`.
+    pub(crate) fn for_call(limits: &GuestLimits, rows: u64, bytes: u64) -> EmitBudget {
+        EmitBudget {
+            max_rows: limits
+                .max_emit_rows
+                .unwrap_or_else(|| rows.saturating_mul(64).clamp(EMIT_MIN_ROWS, EMIT_MAX_ROWS)),
+            max_bytes: limits.max_emit_bytes.unwrap_or_else(|| {
+                bytes
+                    .saturating_mul(16)
+                    .clamp(EMIT_MIN_BYTES, EMIT_MAX_BYTES)
+            }),
+            rows: 0,
+            bytes: 0,
+            configured: (
+                limits.max_emit_rows.is_some(),
+                limits.max_emit_bytes.is_some(),
+            ),
+        }
+    }
+
+    /// Takes what a batch from the guest costs, or says which limit it passes.
+    pub(crate) fn take(
+        &mut self,
+        batch: &bindings::transformer::sluice::pipeline::arrow::BatchResult,
+    ) -> std::result::Result<(), String> {
+        let bytes: u64 = batch
+            .nodes
+            .iter()
+            .map(|n| {
+                n.validity.as_ref().map_or(0, |v| v.len() as u64)
+                    + n.buffers.iter().map(|b| b.len() as u64).sum::<u64>()
+            })
+            .sum();
+        self.rows = self.rows.saturating_add(u64::from(batch.num_rows));
+        self.bytes = self.bytes.saturating_add(bytes);
+        let default = |own: bool| {
+            if own {
+                "the step's limit"
+            } else {
+                "the default, relative to the input"
+            }
+        };
+        if self.rows > self.max_rows {
+            return Err(format!(
+                "handed the host more than {} rows in one call ({}); raise maxEmitRows if that is intended",
+                self.max_rows,
+                default(self.configured.0)
+            ));
+        }
+        if self.bytes > self.max_bytes {
+            return Err(format!(
+                "handed the host more than {} in one call ({}); raise maxEmitBytes if that is intended",
+                human_bytes(self.max_bytes),
+                default(self.configured.1)
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -21,13 +21,19 @@ use crate::sink::outputs::SharedOutputs;
 use sluice_guest_sdk::abi;
 
 impl super::bindings::transformer::sluice::pipeline::output::Host for GuestState {
-    fn emit(&mut self, batch: BatchResult) {
+    fn emit(&mut self, batch: BatchResult) -> wasmtime::Result<()> {
         if self.emit_error.is_some() {
-            return;
+            return Ok(());
+        }
+        // Past its budget the guest is stopped at once (a trap), not left to spin to its
+        // deadline while the host holds what it sent.
+        if let Err(e) = self.emit_budget.take(&batch) {
+            self.emit_error = Some(e.clone());
+            return Err(wasmtime::format_err!("{e}"));
         }
         let Some(schema) = self.output_schema.clone() else {
             self.emit_error = Some("emit called outside process".into());
-            return;
+            return Ok(());
         };
         match batch_from_guest(&schema, batch) {
             Ok(b) => self.emitted.push(b),
@@ -37,6 +43,7 @@ impl super::bindings::transformer::sluice::pipeline::output::Host for GuestState
                 ))
             }
         }
+        Ok(())
     }
 }
 
@@ -180,6 +187,11 @@ impl WasmTransform {
             return Err("no instance".into());
         };
         begin_call(store, &limits).map_err(|e| e.to_string())?;
+        store.data_mut().emit_budget = super::EmitBudget::for_call(
+            &limits,
+            batch.num_rows() as u64,
+            batch.get_array_memory_size() as u64,
+        );
         let result = with_guest_batch(batch, |b| {
             instance
                 .sluice_pipeline_transform()
@@ -198,7 +210,10 @@ impl WasmTransform {
             }
             Ok(Err(msg)) => Err(format!("returned an error: {msg}")),
             Err(trap) => {
-                let why = explain(&trap, store.data(), &limits);
+                let why = match store.data_mut().emit_error.take() {
+                    Some(over_budget) => over_budget,
+                    None => explain(&trap, store.data(), &limits),
+                };
                 // A trapped instance may be in any state: start over with a fresh one.
                 self.instance = None;
                 Err(why)

@@ -1,6 +1,7 @@
 //! Test fixture: a foreachBatch handler that, per `config.behavior`:
 //! - `post`: POSTs the batch's row count to `config.url` and fails unless it gets 200;
-//! - `escape`: writes a file outside its granted directory (`../escaped.txt`).
+//! - `escape`: writes a file outside its granted directory (`../escaped.txt`);
+//! - `write-flood`: writes the batch to the output `copy` again and again until refused.
 
 use sluice_guest_sdk::prelude::*;
 
@@ -23,6 +24,9 @@ impl Handler for Probe {
     fn handle(&mut self, batch_id: u64, batch: RecordBatch) -> Result<(), Error> {
         match self.behavior.as_str() {
             "escape" => files::write_file("../escaped.txt", b"out of the sandbox"),
+            "write-flood" => loop {
+                sinks::write("copy", &batch)?;
+            },
             _ => {
                 let body = format!("{{\"batchId\":{batch_id},\"rows\":{}}}", batch.num_rows());
                 let response = http::send(

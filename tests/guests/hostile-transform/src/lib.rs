@@ -6,7 +6,8 @@
 //! - `env`: reports any environment variable it can see;
 //! - `wrong-schema`: emits a string column where it declared integers (bypassing the SDK's
 //!   own check, to reach the host's);
-//! - `panic`: emits part of its output, then panics.
+//! - `panic`: emits part of its output, then panics;
+//! - `flood`: emits its input again and again, without end.
 //!
 //! Otherwise it passes rows through unchanged.
 
@@ -83,6 +84,9 @@ impl Transform for Hostile {
                 let wrong = RecordBatch::try_new(wrong_schema, columns)?;
                 raw_emit(&wrong)
             }
+            "flood" => loop {
+                out.emit(&batch)?;
+            },
             "panic" => {
                 out.emit(&batch.slice(0, batch.num_rows() / 2))?;
                 panic!("boom in the middle of a batch");

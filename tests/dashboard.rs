@@ -37,6 +37,103 @@ fn start_server(data: &Path) -> (Server, String, String) {
     (Server(child), url, token)
 }
 
+/// Runs check.mjs against a dashboard; returns what it saw.
+fn check_in_browser(url: &str, token: &str, query: &str, name: &str) -> Value {
+    let shot = std::env::var_os("CARGO_TARGET_TMPDIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("{name}.png"));
+    let out = Command::new("node")
+        .arg(repo().join("tests/dashboard/check.mjs"))
+        .args([url, token, query, "5"])
+        .arg(&shot)
+        .current_dir(repo().join("tests/dashboard"))
+        .output()
+        .expect("node is installed");
+    assert!(
+        out.status.success(),
+        "check.mjs failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(shot.exists());
+    serde_json::from_slice(
+        out.stdout
+            .split(|&b| b == b'\n')
+            .rfind(|l| !l.is_empty())
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// What every dashboard must have shown: the API's numbers, a point per batch, the plan,
+/// a refused stop without the token, a stop with it, and a clean console.
+fn assert_shown(seen: &Value, plan: &[&str]) {
+    let shown = &seen["shown"];
+    let last: u64 = shown["lastBatch"].as_str().unwrap().parse().unwrap();
+    assert!(last >= 5, "{seen}");
+    let api: Vec<(u64, u64)> = shown["api"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r[0].as_u64().unwrap(), r[1].as_u64().unwrap()))
+        .collect();
+    let rows = api.iter().find(|(b, _)| *b == last).map(|(_, r)| *r);
+    assert_eq!(
+        rows,
+        Some(shown["lastInputRows"].as_str().unwrap().parse().unwrap()),
+        "{seen}"
+    );
+    for (chart, points) in shown["points"].as_object().unwrap() {
+        assert_eq!(points.as_u64(), Some(last + 1), "{chart}: {seen}");
+    }
+    let nodes: Vec<&str> = shown["planNodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, plan, "{seen}");
+    assert!(
+        seen["withoutToken"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused (401)"),
+        "{seen}"
+    );
+    assert!(
+        seen["withToken"].as_str().unwrap().starts_with("stopped"),
+        "{seen}"
+    );
+    assert_eq!(seen["consoleErrors"], serde_json::json!([]), "{seen}");
+}
+
+#[test]
+fn sluice_run_ui_serves_the_same_dashboard_for_a_foreground_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = pipeline(
+        dir.path(),
+        r#"[[query]]
+name = "local"
+trigger = { processingTime = "200 milliseconds" }
+[query.source]
+format = "rate-micro-batch"
+rowsPerBatch = 10
+[query.sink]
+format = "memory"
+"#,
+    );
+    let mut run = Running::start(&file, &["--ui", "127.0.0.1:0"], &[]);
+    let line = run.await_line("sluice run dashboard on ");
+    let rest = line.split("sluice run dashboard on ").nth(1).unwrap();
+    let (url, token) = rest.split_once(" token: ").unwrap();
+    let seen = check_in_browser(url, token.trim(), "local", "run-ui");
+    assert_shown(&seen, &["input source", "sink (append)"]);
+    // The stop button ends the run gracefully: the process exits 0.
+    let (code, log) = run.wait();
+    assert_eq!(code, Some(0), "{log}");
+}
+
 #[test]
 fn the_dashboard_shows_a_running_query_and_stops_it_only_with_the_token() {
     let dir = tempfile::tempdir().unwrap();
@@ -69,76 +166,8 @@ format = "memory"
             .args(["--server", &url, "--token", &token]),
     );
 
-    let shot = std::env::var_os("CARGO_TARGET_TMPDIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir)
-        .join("dashboard.png");
-    let out = Command::new("node")
-        .arg(repo().join("tests/dashboard/check.mjs"))
-        .args([&url, &token, "ticks", "5"])
-        .arg(&shot)
-        .current_dir(repo().join("tests/dashboard"))
-        .output()
-        .expect("node is installed");
-    assert!(
-        out.status.success(),
-        "check.mjs failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value = serde_json::from_slice(
-        out.stdout
-            .split(|&b| b == b'\n')
-            .rfind(|l| !l.is_empty())
-            .unwrap(),
-    )
-    .unwrap();
-
-    // What the page showed is what the API says about that batch.
-    let shown = &seen["shown"];
-    let last: u64 = shown["lastBatch"].as_str().unwrap().parse().unwrap();
-    assert!(last >= 5, "{seen}");
-    let api: Vec<(u64, u64)> = shown["api"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| (r[0].as_u64().unwrap(), r[1].as_u64().unwrap()))
-        .collect();
-    let rows = api.iter().find(|(b, _)| *b == last).map(|(_, r)| *r);
-    assert_eq!(
-        rows,
-        Some(shown["lastInputRows"].as_str().unwrap().parse().unwrap()),
-        "{seen}"
-    );
-    // One point per batch in every plot.
-    for (chart, points) in shown["points"].as_object().unwrap() {
-        assert_eq!(points.as_u64(), Some(last + 1), "{chart}: {seen}");
-    }
-    let nodes: Vec<&str> = shown["planNodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n.as_str().unwrap())
-        .collect();
-    assert_eq!(
-        nodes,
-        ["input source", "aggregate", "sink (update)"],
-        "{seen}"
-    );
-
-    assert!(
-        seen["withoutToken"]
-            .as_str()
-            .unwrap()
-            .starts_with("refused (401)"),
-        "{seen}"
-    );
-    assert!(
-        seen["withToken"].as_str().unwrap().starts_with("stopped"),
-        "{seen}"
-    );
-    assert_eq!(seen["consoleErrors"], serde_json::json!([]), "{seen}");
-    assert!(shot.exists());
+    let seen = check_in_browser(&url, &token, "ticks", "serve");
+    assert_shown(&seen, &["input source", "aggregate", "sink (update)"]);
 
     // The server agrees the query stopped, and stays stopped.
     let status: Value = serde_json::from_str(

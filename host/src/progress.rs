@@ -101,6 +101,8 @@ pub struct QueryMonitor {
 #[derive(Debug, Default)]
 struct MonitorState {
     status: QueryStatus,
+    /// The query's thread has ended, and why, if it failed.
+    ended: Option<Option<String>>,
     recent: VecDeque<QueryProgress>,
     totals: Totals,
 }
@@ -190,6 +192,16 @@ impl QueryMonitor {
     /// The last progress record.
     pub fn last_progress(&self) -> Option<QueryProgress> {
         self.state().recent.back().cloned()
+    }
+
+    /// Records that the query's thread ended (with its error, if it failed).
+    pub fn set_ended(&self, error: Option<String>) {
+        self.state().ended = Some(error);
+    }
+
+    /// `None` while the query runs; once it ended, `Some(error)`.
+    pub fn ended(&self) -> Option<Option<String>> {
+        self.state().ended.clone()
     }
 
     /// Up to [`RECENT_PROGRESS`] records, oldest first.

@@ -290,6 +290,8 @@ impl StreamingQuery {
                     false,
                     false,
                 );
+                exec.monitor
+                    .set_ended(result.as_ref().err().map(|e| e.to_string()));
                 match &result {
                     Ok(()) => info!(query = %exec.spec.name, "query stopped"),
                     Err(e) => tracing::error!(query = %exec.spec.name, error = %e, "query failed"),

@@ -60,13 +60,16 @@ try {
   await page.click("#stop");
   await page.waitForFunction(() => document.getElementById("action-result").textContent.startsWith("refused"));
   out.withoutToken = await page.textContent("#action-result");
-  // With it: stopped.
+  // With it: stopped. (A `sluice run --ui` ends with its last query, so what the browser logs
+  // after this click — the server going away — is not the page's fault.)
+  const beforeStop = [...out.consoleErrors];
   await page.fill("#token", token);
   await page.click("#stop");
   await page.waitForFunction(() => document.getElementById("action-result").textContent.startsWith("stopped"), null, {
     timeout: 60000,
   });
   out.withToken = await page.textContent("#action-result");
+  out.consoleErrors = beforeStop;
   // The refused request's 401 is logged by the browser itself; nothing else may be.
   out.consoleErrors = out.consoleErrors.filter((e) => !(e.includes("401") && e.includes("Failed to load resource")));
 } finally {

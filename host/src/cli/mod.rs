@@ -63,6 +63,10 @@ enum Command {
         /// directory's `modules`, as `sluice serve` fills it).
         #[arg(long)]
         registry: Option<PathBuf>,
+        /// Serve the dashboard of this run (default 127.0.0.1:4040, Spark's UI port; port 0
+        /// picks a free one). Its address and the token for the stop button go to stderr.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:4040")]
+        ui: Option<std::net::SocketAddr>,
     },
     /// Check a pipeline file and report every problem, without running anything.
     Validate {
@@ -126,7 +130,8 @@ pub fn main() -> ExitCode {
             query,
             progress_log,
             registry,
-        } => run(&file, query.as_deref(), progress_log, registry, interactive),
+            ui,
+        } => run(&file, query.as_deref(), progress_log, registry, ui, interactive),
         Command::Serve {
             data_dir,
             addr,
@@ -254,6 +259,7 @@ fn run(
     only: Option<&str>,
     progress_log: Option<PathBuf>,
     registry: Option<PathBuf>,
+    ui: Option<std::net::SocketAddr>,
     interactive: bool,
 ) -> anyhow::Result<ExitCode> {
     let registry = open_registry(registry)?;
@@ -274,6 +280,32 @@ fn run(
     };
     let manager =
         QueryManager::start_pipeline(&pipeline, progress_log).context("starting the pipeline")?;
+    let _ui = match ui {
+        Some(addr) => {
+            let queries = manager
+                .queries()
+                .iter()
+                .zip(&pipeline.queries)
+                .map(|(q, spec)| crate::server::run_ui::UiQuery {
+                    name: q.name().to_owned(),
+                    id: q.id().to_owned(),
+                    run_id: q.run_id().to_owned(),
+                    monitor: q.monitor().clone(),
+                    stop: q.stop_handle(),
+                    plan: spec.plan_view(),
+                })
+                .collect();
+            let ui =
+                crate::server::run_ui::start(addr, queries).context("starting the dashboard")?;
+            // Tests and scripts wait for this line.
+            eprintln!(
+                "sluice run dashboard on http://{} token: {}",
+                ui.addr, ui.token
+            );
+            Some(ui)
+        }
+        None => None,
+    };
     let stops: Vec<_> = manager.queries().iter().map(|q| q.stop_handle()).collect();
     install_signal_handlers(stops)?;
     let status = interactive.then(|| {

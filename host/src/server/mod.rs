@@ -26,6 +26,7 @@ mod api;
 mod dashboard;
 mod metrics;
 mod queries;
+pub mod run_ui;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -214,8 +214,10 @@ async function tick() {
       renderCharts(records);
       renderRecent(records);
     }
+    $("connection").textContent = "";
   } catch (e) {
-    $("action-result").textContent = `could not reach the server: ${e.message}`;
+    // A `sluice run --ui` ends with its run: say so, keep the last picture.
+    $("connection").textContent = `not connected (${e.message}): the run may have ended`;
   }
 }
 

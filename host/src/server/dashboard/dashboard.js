@@ -131,7 +131,7 @@ function drawChart(id, labels, data, units) {
     width,
     height: 200,
     scales: { x: { time: false } },
-    axes: [{ label: "batch" }, { label: units, size: 60 }],
+    axes: [{ label: "batch" }, { label: units, size: 80 }],
     series: [{ label: "batch" }].concat(labels.map((l, i) => ({ label: l, stroke: PALETTE[i % PALETTE.length], width: 2 }))),
   };
   charts[id] = { key, chart: new uPlot(opts, data, el) };
@@ -159,7 +159,30 @@ function renderCharts(records) {
     const w = p.eventTime && p.eventTime.watermark;
     return w ? (Date.parse(p.timestamp) - Date.parse(w)) / 1000 : null;
   };
-  drawChart("chart-watermark", ["watermark gap"], [xs, series(records, gap)], "s");
+  // With several inputs, each one's own watermark beside the global one.
+  const inputs = [...new Set(records.flatMap((p) => Object.keys(p.eventTime || {})))]
+    .filter((k) => k.startsWith("watermark."))
+    .sort();
+  const inputGap = (key) => (p) => {
+    const w = p.eventTime && p.eventTime[key];
+    return w ? (Date.parse(p.timestamp) - Date.parse(w)) / 1000 : null;
+  };
+  drawChart(
+    "chart-watermark",
+    ["global"].concat(inputs.map((k) => k.slice("watermark.".length))),
+    [xs, series(records, gap)].concat(inputs.map((k) => series(records, inputGap(k)))),
+    "s",
+  );
+  // observedMetrics carry transform.<step>.callSeconds per batch.
+  const steps = [...new Set(records.flatMap((p) => Object.keys(p.observedMetrics || {})))]
+    .filter((k) => k.endsWith(".callSeconds"))
+    .sort();
+  drawChart(
+    "chart-wasm",
+    steps.map((k) => k.slice("transform.".length, -".callSeconds".length)),
+    [xs].concat(steps.map((k) => series(records, (p) => 1000 * Number((p.observedMetrics || {})[k])))),
+    "ms",
+  );
   const stateRows = (p) => (p.stateOperators || []).reduce((a, s) => a + (s.numRowsTotal || 0), 0);
   const stateMb = (p) => (p.stateOperators || []).reduce((a, s) => a + (s.memoryUsedBytes || 0), 0) / 1e6;
   drawChart("chart-state", ["state rows", "memory MB"], [xs, series(records, stateRows), series(records, stateMb)], "rows / MB");

@@ -25,12 +25,17 @@ const browser = await chromium.launch({
   ],
 });
 const out = { consoleErrors: [] };
+// Cleared when the page is told to stop the query: a `sluice run --ui` ends with its last
+// query, so what the browser logs after that — the server going away — is not the page's.
+let collecting = true;
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   page.on("console", (m) => {
-    if (m.type() === "error") out.consoleErrors.push(m.text());
+    if (collecting && m.type() === "error") out.consoleErrors.push(m.text());
   });
-  page.on("pageerror", (e) => out.consoleErrors.push(String(e)));
+  page.on("pageerror", (e) => {
+    if (collecting) out.consoleErrors.push(String(e));
+  });
   await page.goto(url);
   await page.waitForFunction(
     (n) => Number(document.getElementById("last-batch").textContent) >= n,
@@ -60,16 +65,14 @@ try {
   await page.click("#stop");
   await page.waitForFunction(() => document.getElementById("action-result").textContent.startsWith("refused"));
   out.withoutToken = await page.textContent("#action-result");
-  // With it: stopped. (A `sluice run --ui` ends with its last query, so what the browser logs
-  // after this click — the server going away — is not the page's fault.)
-  const beforeStop = [...out.consoleErrors];
+  // With it: stopped.
   await page.fill("#token", token);
+  collecting = false;
   await page.click("#stop");
   await page.waitForFunction(() => document.getElementById("action-result").textContent.startsWith("stopped"), null, {
     timeout: 60000,
   });
   out.withToken = await page.textContent("#action-result");
-  out.consoleErrors = beforeStop;
   // The refused request's 401 is logged by the browser itself; nothing else may be.
   out.consoleErrors = out.consoleErrors.filter((e) => !(e.includes("401") && e.includes("Failed to load resource")));
 } finally {

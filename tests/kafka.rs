@@ -132,6 +132,25 @@ fn records_are_read_once_in_bounded_batches_and_resume_after_restart() {
         vec![100, 100, 50],
         "maxOffsetsPerTrigger splits the backlog"
     );
+    // Spark's lag metrics: how far each batch ends behind the latest offsets, per partition.
+    let behind: Vec<i64> = p
+        .iter()
+        .map(|b| {
+            let per_partition = b.sources[0].metrics["offsetsBehindLatest"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|v| v.as_i64().unwrap())
+                .collect::<Vec<_>>();
+            assert_eq!(per_partition.len(), 3);
+            let max = b.sources[0].metrics["maxOffsetsBehindLatest"]
+                .as_i64()
+                .unwrap();
+            assert_eq!(max, *per_partition.iter().max().unwrap());
+            per_partition.iter().sum()
+        })
+        .collect();
+    assert_eq!(behind, vec![150, 50, 0]);
     let rows = committed_json(&dir.path().join("out"));
     assert!(
         rows.iter()

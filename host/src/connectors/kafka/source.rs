@@ -165,6 +165,9 @@ pub struct KafkaSource {
     /// For `availableNow`: the end offsets when the query started.
     bound: Option<PartitionOffsets>,
     lost_records: u64,
+    /// Per partition, how far the planned batch ends behind the latest offset (Spark's
+    /// `offsetsBehindLatest` metrics).
+    behind: BTreeMap<(String, i32), i64>,
     /// When the last batch was planned (for `minOffsetsPerTrigger`).
     last_planned: Instant,
 }
@@ -235,6 +238,7 @@ impl KafkaSource {
             initial,
             bound: None,
             lost_records: 0,
+            behind: BTreeMap::new(),
             last_planned: Instant::now(),
         })
     }
@@ -542,12 +546,14 @@ impl Source for KafkaSource {
         let first = start.is_none() && self.initial.is_none();
         let mut ends = PartitionOffsets::new();
         let mut backlog = Vec::new();
+        let mut highs = BTreeMap::new();
         let marks = self.all_watermarks(&partitions)?;
         for (t, p) in &partitions {
             let (low, high) = match marks.get(&(t.clone(), *p)) {
                 Some(m) => *m,
                 None => self.watermarks(t, *p)?,
             };
+            highs.insert((t.clone(), *p), high);
             let begin = match from.get(&(t.clone(), *p)) {
                 Some(o) => *o,
                 // New partitions: the query's starting offsets on its first batch, earliest after.
@@ -656,6 +662,15 @@ impl Source for KafkaSource {
             return Ok(start.cloned());
         }
         self.last_planned = Instant::now();
+        self.behind = ends
+            .iter()
+            .map(|(k, end)| {
+                (
+                    k.clone(),
+                    (highs.get(k).copied().unwrap_or(*end) - end).max(0),
+                )
+            })
+            .collect();
         Ok(Some(to_json(&ends)))
     }
 
@@ -822,6 +837,23 @@ impl Source for KafkaSource {
             "numRecordsLost".into(),
             std::mem::take(&mut self.lost_records).into(),
         );
+        // Spark's lag metrics, and the lag of each partition for the dashboard.
+        let behind: Vec<i64> = self.behind.values().copied().collect();
+        if !behind.is_empty() {
+            let (min, max) = (behind.iter().min(), behind.iter().max());
+            let avg = behind.iter().sum::<i64>() as f64 / behind.len() as f64;
+            m.insert("minOffsetsBehindLatest".into(), min.copied().into());
+            m.insert("maxOffsetsBehindLatest".into(), max.copied().into());
+            m.insert("avgOffsetsBehindLatest".into(), avg.into());
+            m.insert(
+                "offsetsBehindLatest".into(),
+                self.behind
+                    .iter()
+                    .map(|((t, p), n)| (format!("{t}-{p}"), serde_json::Value::from(*n)))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into(),
+            );
+        }
         m
     }
 }

@@ -183,6 +183,21 @@ function renderCharts(records) {
     [xs].concat(steps.map((k) => series(records, (p) => 1000 * Number((p.observedMetrics || {})[k])))),
     "ms",
   );
+  // Kafka inputs report each partition's lag behind the latest offset.
+  const lagOf = (p) => {
+    const lags = {};
+    (p.sources || []).forEach((s, i) => {
+      for (const [part, n] of Object.entries((s.metrics || {}).offsetsBehindLatest || {})) lags[`${i}:${part}`] = n;
+    });
+    return lags;
+  };
+  const partitions = [...new Set(records.flatMap((p) => Object.keys(lagOf(p))))].sort();
+  drawChart(
+    "chart-lag",
+    partitions,
+    [xs].concat(partitions.map((k) => series(records, (p) => lagOf(p)[k]))),
+    "offsets",
+  );
   const stateRows = (p) => (p.stateOperators || []).reduce((a, s) => a + (s.numRowsTotal || 0), 0);
   const stateMb = (p) => (p.stateOperators || []).reduce((a, s) => a + (s.memoryUsedBytes || 0), 0) / 1e6;
   drawChart("chart-state", ["state rows", "memory MB"], [xs, series(records, stateRows), series(records, stateMb)], "rows / MB");

@@ -10,6 +10,7 @@
 //! cargo run --release -p sluice-bench -- nexmark --all
 //! ```
 
+mod dashboard;
 mod engine;
 mod event_time;
 mod join;
@@ -42,6 +43,12 @@ enum Command {
     EventTime {
         /// Only the benchmarks whose name contains this (tumbling_sum, sliding_count, state_size).
         only: Option<String>,
+    },
+    /// What the dashboard costs: Nexmark q0 with and without the page open in a browser.
+    Dashboard {
+        /// Runs each way (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
     },
     /// Joins: stream–static probe rate, stream–stream state size.
     Join {
@@ -107,6 +114,7 @@ fn main() -> Result<()> {
         Command::Engine { only } => engine::run(only.as_deref()),
         Command::EventTime { only } => event_time::run_all(only.as_deref()),
         Command::Join { only } => join::run(only.as_deref()),
+        Command::Dashboard { runs } => dashboard::run(runs),
         Command::Kafka { records, runs } => kafka::run(&kafka::KafkaBench {
             records,
             runs,

@@ -7,6 +7,10 @@
 //! is events per second over the batches' own time (the sum of `batchDuration` in the
 //! progress log), so the browser's start-up, which competes for the same two cores before the
 //! first batch, is not counted against the batch loop.
+//!
+//! The browser shares this machine's two cores with the run; with `--pin` the run is held to
+//! core 0 and the browser to core 1 (`taskset`), both ways, so what is left is what serving
+//! the page costs the host rather than what drawing it costs the machine.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -17,10 +21,19 @@ use anyhow::{Context, Result, bail};
 use crate::measure::median;
 
 /// One run of q0; returns events per second of batch time.
-fn run_q0(sluice: &Path, examples: &Path, watch: bool) -> Result<f64> {
+fn run_q0(sluice: &Path, examples: &Path, watch: bool, pin: bool) -> Result<f64> {
     let work = tempfile::tempdir()?;
     let log = work.path().join("progress.jsonl");
-    let mut cmd = Command::new(sluice);
+    let on_core = |core: &str, program: &Path| {
+        if pin {
+            let mut c = Command::new("taskset");
+            c.args(["-c", core]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        }
+    };
+    let mut cmd = on_core("0", sluice);
     cmd.current_dir(examples)
         .args(["run", "q0.toml", "--progress-log"])
         .arg(&log)
@@ -44,7 +57,7 @@ fn run_q0(sluice: &Path, examples: &Path, watch: bool) -> Result<f64> {
             }
         };
         browser = Some(
-            Command::new("node")
+            on_core("1", Path::new("node"))
                 .arg(crate::repo().join("tests/dashboard/watch.mjs"))
                 .arg(&url)
                 .current_dir(crate::repo().join("tests/dashboard"))
@@ -72,7 +85,7 @@ fn run_q0(sluice: &Path, examples: &Path, watch: bool) -> Result<f64> {
 }
 
 /// Runs q0 `runs` times each way, interleaved, and prints both medians.
-pub fn run(runs: usize) -> Result<()> {
+pub fn run(runs: usize, pin: bool) -> Result<()> {
     let sluice: PathBuf = std::env::current_exe()?.with_file_name("sluice");
     if !sluice.exists() {
         bail!(
@@ -83,13 +96,18 @@ pub fn run(runs: usize) -> Result<()> {
     let examples = crate::repo().join("examples/nexmark");
     let (mut plain, mut watched) = (Vec::new(), Vec::new());
     for _ in 0..runs {
-        plain.push(run_q0(&sluice, &examples, false)?);
-        watched.push(run_q0(&sluice, &examples, true)?);
+        plain.push(run_q0(&sluice, &examples, false, pin)?);
+        watched.push(run_q0(&sluice, &examples, true, pin)?);
     }
     let (p, plo, phi) = median(&plain);
     let (w, wlo, whi) = median(&watched);
+    let placement = if pin {
+        " (run on core 0, browser on core 1)"
+    } else {
+        ""
+    };
     println!(
-        "q0 without the dashboard: median {p:.0} events/s of batch time (min {plo:.0}, max {phi:.0}); with the page open: median {w:.0} (min {wlo:.0}, max {whi:.0}); difference {:+.1}% over {runs} runs each",
+        "q0{placement} without the dashboard: median {p:.0} events/s of batch time (min {plo:.0}, max {phi:.0}); with the page open: median {w:.0} (min {wlo:.0}, max {whi:.0}); difference {:+.1}% over {runs} runs each",
         (w - p) / p * 100.0
     );
     Ok(())

@@ -49,6 +49,9 @@ enum Command {
         /// Runs each way (the median is reported).
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Hold the run to core 0 and the browser to core 1.
+        #[arg(long)]
+        pin: bool,
     },
     /// Joins: stream–static probe rate, stream–stream state size.
     Join {
@@ -114,7 +117,7 @@ fn main() -> Result<()> {
         Command::Engine { only } => engine::run(only.as_deref()),
         Command::EventTime { only } => event_time::run_all(only.as_deref()),
         Command::Join { only } => join::run(only.as_deref()),
-        Command::Dashboard { runs } => dashboard::run(runs),
+        Command::Dashboard { runs, pin } => dashboard::run(runs, pin),
         Command::Kafka { records, runs } => kafka::run(&kafka::KafkaBench {
             records,
             runs,

@@ -37,8 +37,14 @@ fn start_server(data: &Path) -> (Server, String, String) {
     (Server(child), url, token)
 }
 
-/// Runs check.mjs against a dashboard; returns what it saw.
-fn check_in_browser(url: &str, token: &str, query: &str, name: &str) -> Value {
+/// Runs check.mjs against a dashboard (with `env`, e.g. a swap to make); returns what it saw.
+fn check_in_browser(
+    url: &str,
+    token: &str,
+    query: &str,
+    name: &str,
+    env: &[(&str, &str)],
+) -> Value {
     let shot = std::env::var_os("CARGO_TARGET_TMPDIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir)
@@ -48,6 +54,7 @@ fn check_in_browser(url: &str, token: &str, query: &str, name: &str) -> Value {
         .args([url, token, query, "5"])
         .arg(&shot)
         .current_dir(repo().join("tests/dashboard"))
+        .envs(env.iter().copied())
         .output()
         .expect("node is installed");
     assert!(
@@ -127,7 +134,7 @@ format = "memory"
     let line = run.await_line("sluice run dashboard on ");
     let rest = line.split("sluice run dashboard on ").nth(1).unwrap();
     let (url, token) = rest.split_once(" token: ").unwrap();
-    let seen = check_in_browser(url, token.trim(), "local", "run-ui");
+    let seen = check_in_browser(url, token.trim(), "local", "run-ui", &[]);
     assert_shown(&seen, &["input source", "sink (append)"]);
     // The stop button ends the run gracefully: the process exits 0.
     let (code, log) = run.wait();
@@ -152,6 +159,9 @@ format = "rate-micro-batch"
 rowsPerBatch = 25
 advanceMillisPerBatch = 1000
 watermark = { column = "timestamp", delay = "1 second" }
+[[query.transform]]
+name = "step"
+module = "step@^1.0"
 [query.aggregate]
 window = { column = "timestamp", duration = "5 seconds" }
 aggs = [{ fn = "count", as = "n" }]
@@ -159,6 +169,18 @@ aggs = [{ fn = "count", as = "n" }]
 format = "memory"
 "#,
     );
+    for (file, version) in [
+        ("pass_through.wasm", "1.0.0"),
+        ("hostile_transform.wasm", "2.0.0"),
+    ] {
+        run_ok(
+            sluice()
+                .args(["module", "push"])
+                .arg(guests().join(file))
+                .args(["--name", "step", "--version", version])
+                .args(["--server", &url, "--token", &token]),
+        );
+    }
     run_ok(
         sluice()
             .args(["query", "start"])
@@ -166,8 +188,29 @@ format = "memory"
             .args(["--server", &url, "--token", &token]),
     );
 
-    let seen = check_in_browser(&url, &token, "ticks", "serve");
-    assert_shown(&seen, &["input source", "aggregate", "sink (update)"]);
+    let seen = check_in_browser(
+        &url,
+        &token,
+        "ticks",
+        "serve",
+        &[("SWAP_STEP", "step"), ("SWAP_MODULE", "step@2.0.0")],
+    );
+    assert_shown(
+        &seen,
+        &["input source", "step step", "aggregate", "sink (update)"],
+    );
+    // The swap from the page: accepted, and the module table shows where the digest changed.
+    assert!(
+        seen["swap"]
+            .as_str()
+            .unwrap()
+            .starts_with("swapped step to sha256:"),
+        "{seen}"
+    );
+    assert!(
+        seen["swapHistory"][0].as_str().unwrap().contains(" → "),
+        "{seen}"
+    );
 
     // The server agrees the query stopped, and stays stopped.
     let status: Value = serde_json::from_str(

@@ -65,6 +65,18 @@ try {
   await page.click("#stop");
   await page.waitForFunction(() => document.getElementById("action-result").textContent.startsWith("refused"));
   out.withoutToken = await page.textContent("#action-result");
+  // A swap (when asked for): the step runs the new module from the next batch, and the page's
+  // module table shows where it changed.
+  if (process.env.SWAP_STEP) {
+    await page.fill("#token", token);
+    await page.selectOption("#swap-step", process.env.SWAP_STEP);
+    await page.fill("#swap-module", process.env.SWAP_MODULE);
+    await page.click("#swap");
+    await page.waitForFunction(() => document.getElementById("action-result").textContent.startsWith("swapped"));
+    out.swap = await page.textContent("#action-result");
+    await page.waitForFunction(() => [...document.querySelectorAll("#modules td.swaps")].some((td) => td.textContent.includes("→")), null, { timeout: 60000 });
+    out.swapHistory = await page.evaluate(() => [...document.querySelectorAll("#modules td.swaps")].map((td) => td.textContent));
+  }
   // With it: stopped.
   await page.fill("#token", token);
   collecting = false;

@@ -218,6 +218,40 @@ function renderRecent(records) {
   }
 }
 
+// The module each step ran, batch by batch (progress records carry
+// `transform.<step>.module`), and where it changed: the swap history.
+function renderModules(info, records) {
+  const body = $("modules").querySelector("tbody");
+  body.replaceChildren();
+  const select = $("swap-step");
+  const chosen = select.value;
+  select.replaceChildren();
+  const steps = (info.steps && info.steps.length ? info.steps : (info.plan.steps || []).map((s) => ({ name: s.name, module: s.module, digest: "" })));
+  for (const s of steps) {
+    const changes = [];
+    let previous = null;
+    for (const p of records) {
+      const digest = (p.observedMetrics || {})[`transform.${s.name}.module`];
+      if (digest && previous && digest !== previous) changes.push(`batch ${p.batchId}: ${previous.slice(7, 19)} → ${digest.slice(7, 19)}`);
+      if (digest) previous = digest;
+    }
+    const tr = document.createElement("tr");
+    cell(tr, s.name);
+    cell(tr, s.module);
+    cell(tr, (s.digest || "").slice(0, 19));
+    const td = document.createElement("td");
+    td.className = "swaps";
+    td.textContent = changes.join("; ");
+    tr.appendChild(td);
+    body.appendChild(tr);
+    const option = document.createElement("option");
+    option.value = option.textContent = s.name;
+    select.appendChild(option);
+  }
+  if (chosen) select.value = chosen;
+  $("swap-form").hidden = !info.isActive || !steps.length;
+}
+
 function renderFigures(last) {
   $("last-batch").textContent = last ? String(last.batchId) : "–";
   $("last-input-rows").textContent = last ? String(last.numInputRows) : "–";
@@ -249,6 +283,7 @@ async function tick() {
       const last = records.length ? records[records.length - 1] : null;
       renderFigures(last);
       renderPlan(info, last);
+      renderModules(info, records);
       renderCharts(records);
       renderRecent(records);
     }
@@ -271,6 +306,21 @@ $("stop").addEventListener("click", async () => {
   result.textContent = r.ok ? `stopped after batch ${body.lastBatchId}` : `refused (${r.status}): ${body.error || ""}`;
   result.className = r.ok ? "" : "error";
   tick();
+});
+
+$("swap-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  if (!selected) return;
+  const result = $("action-result");
+  result.textContent = "swapping…";
+  const r = await fetch(`/queries/${encodeURIComponent(selected)}/swap`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${tokenInput.value}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ step: $("swap-step").value, module: $("swap-module").value }),
+  });
+  const body = await r.json().catch(() => ({}));
+  result.textContent = r.ok ? `swapped ${body.name} to ${body.digest} from the next batch` : `refused (${r.status}): ${body.error || ""}`;
+  result.className = r.ok ? "" : "error";
 });
 
 tick();

@@ -198,9 +198,19 @@ function renderCharts(records) {
     [xs].concat(partitions.map((k) => series(records, (p) => lagOf(p)[k]))),
     "offsets",
   );
-  const stateRows = (p) => (p.stateOperators || []).reduce((a, s) => a + (s.numRowsTotal || 0), 0);
-  const stateMb = (p) => (p.stateOperators || []).reduce((a, s) => a + (s.memoryUsedBytes || 0), 0) / 1e6;
-  drawChart("chart-state", ["state rows", "memory MB"], [xs, series(records, stateRows), series(records, stateMb)], "rows / MB");
+  const sum = (field) => (p) => (p.stateOperators || []).reduce((a, s) => a + (s[field] || 0), 0);
+  drawChart(
+    "chart-state",
+    ["state rows", "updated rows", "dropped by watermark", "memory MB"],
+    [
+      xs,
+      series(records, sum("numRowsTotal")),
+      series(records, sum("numRowsUpdated")),
+      series(records, sum("numRowsDroppedByWatermark")),
+      series(records, (p) => sum("memoryUsedBytes")(p) / 1e6),
+    ],
+    "rows / MB",
+  );
 }
 
 function renderRecent(records) {

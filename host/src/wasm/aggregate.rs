@@ -127,10 +127,7 @@ impl WasmAggregate {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(msg)) => Err(self.err(format!("{what} returned an error: {msg}"))),
             Err(trap) => {
-                let why = match store.data_mut().emit_error.take() {
-                    Some(over_budget) => over_budget,
-                    None => explain(&trap, store.data(), &limits),
-                };
+                let why = explain(&trap, store.data(), &limits);
                 self.instance = None;
                 Err(self.err(format!("{what} {why}")))
             }

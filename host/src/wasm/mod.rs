@@ -538,6 +538,10 @@ fn begin_call(store: &mut Store<GuestState>, limits: &GuestLimits) -> Result<()>
 
 /// Explains why a call failed in words a pipeline author can act on.
 fn explain(err: &wasmtime::Error, state: &GuestState, limits: &GuestLimits) -> String {
+    // An import that trapped the guest on purpose (`output.emit` past its budget) said why.
+    if let Some(why) = &state.emit_error {
+        return why.clone();
+    }
     if let Some(wanted) = state.memory_wanted {
         return format!(
             "exceeded its memory limit of {} (tried to grow to {}); raise maxMemory or process less per batch",

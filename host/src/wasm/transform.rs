@@ -210,10 +210,7 @@ impl WasmTransform {
             }
             Ok(Err(msg)) => Err(format!("returned an error: {msg}")),
             Err(trap) => {
-                let why = match store.data_mut().emit_error.take() {
-                    Some(over_budget) => over_budget,
-                    None => explain(&trap, store.data(), &limits),
-                };
+                let why = explain(&trap, store.data(), &limits);
                 // A trapped instance may be in any state: start over with a fresh one.
                 self.instance = None;
                 Err(why)

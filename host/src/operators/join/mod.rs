@@ -281,21 +281,24 @@ pub fn gather(
             pairs,
         );
     }
+    // Where each output row's value is, per side, in the arrays [nulls, chunk 0, chunk 1, ...]:
+    // the same for every column of that side, so built once.
     let index = |r: Option<RowRef>| match r {
         None => (0, 0),
         Some((chunk, row)) => (chunk + 1, row),
     };
+    let left_idx: Vec<(usize, usize)> = pairs.iter().map(|p| index(p.0)).collect();
+    let right_idx: Vec<(usize, usize)> = pairs.iter().map(|p| index(p.1)).collect();
     // Column `i` of one side over its chunks, behind a one-row null array for `None`.
     let column = |chunks: &[&RecordBatch],
                   schema: &Schema,
                   i: usize,
-                  select: &dyn Fn(&RowPair) -> Option<RowRef>|
+                  idx: &[(usize, usize)]|
      -> Result<ArrayRef> {
         let null = new_null_array(schema.field(i).data_type(), 1);
         let mut arrays: Vec<&dyn Array> = vec![null.as_ref()];
         arrays.extend(chunks.iter().map(|c| c.column(i).as_ref()));
-        let idx: Vec<(usize, usize)> = pairs.iter().map(|p| index(select(p))).collect();
-        interleave(&arrays, &idx).map_err(|e| Error::data("join output", e))
+        interleave(&arrays, idx).map_err(|e| Error::data("join output", e))
     };
     let mut columns = Vec::with_capacity(layout.schema.fields().len());
     for i in 0..left_schema.fields().len() {
@@ -316,11 +319,11 @@ pub fn gather(
                     .collect();
                 columns.push(interleave(&arrays, &idx).map_err(|e| Error::data("join output", e))?);
             }
-            _ => columns.push(column(left, left_schema, i, &|p| p.0)?),
+            _ => columns.push(column(left, left_schema, i, &left_idx)?),
         }
     }
     for &ri in &layout.right_columns {
-        columns.push(column(right, right_schema, ri, &|p| p.1)?);
+        columns.push(column(right, right_schema, ri, &right_idx)?);
     }
     RecordBatch::try_new_with_options(
         layout.schema.clone(),

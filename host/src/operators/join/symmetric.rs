@@ -200,14 +200,14 @@ impl Side {
         }
     }
 
-    /// Calls `f` with every buffered row of `key`.
-    fn for_each_row(&self, key: &[u8], mut f: impl FnMut(u64, u32)) {
-        let mut at = self.index.head(&self.chunks, key);
-        while at != END {
-            let e = self.index.entries[at as usize];
-            f(e.chunk, e.row);
-            at = e.next;
-        }
+    /// Every buffered row of `key`, as (chunk, row).
+    fn rows_of(&self, key: &[u8]) -> impl Iterator<Item = (u64, u32)> + '_ {
+        let entries = &self.index.entries;
+        let head = self.index.head(&self.chunks, key);
+        std::iter::successors((head != END).then(|| entries[head as usize]), move |e| {
+            (e.next != END).then(|| entries[e.next as usize])
+        })
+        .map(|e| (e.chunk, e.row))
     }
 
     /// Takes row `row` of chunk `cid` out of the index (it stays in its chunk until the chunk
@@ -321,21 +321,36 @@ impl StreamStreamJoin {
         self.stats.clone()
     }
 
+    /// The event time of each row of side `side` (`NO_TIME` without a time column or value).
+    fn times(&self, side: usize, rows: &RecordBatch) -> Result<Vec<i64>> {
+        Ok(match &self.time_columns[side] {
+            Some(c) => event_times(rows, c)?
+                .iter()
+                .map(|t| t.unwrap_or(NO_TIME))
+                .collect(),
+            None => vec![NO_TIME; rows.num_rows()],
+        })
+    }
+
     /// A chunk of side `side` from `rows` (all of them buffered, none matched yet).
     fn chunk(&self, side: usize, rows: RecordBatch) -> Result<(Chunk, Vec<bool>)> {
+        let times = self.times(side, &rows)?;
+        self.chunk_with_times(side, rows, times)
+    }
+
+    /// [`Self::chunk`] with the rows' event times already read.
+    fn chunk_with_times(
+        &self,
+        side: usize,
+        rows: RecordBatch,
+        times: Vec<i64>,
+    ) -> Result<(Chunk, Vec<bool>)> {
         let keys_at = if side == LEFT {
             &self.layout.left_keys
         } else {
             &self.layout.right_keys
         };
         let (keys, null) = self.keys.encode(&rows, keys_at)?;
-        let times = match &self.time_columns[side] {
-            Some(c) => event_times(&rows, c)?
-                .iter()
-                .map(|t| t.unwrap_or(NO_TIME))
-                .collect(),
-            None => vec![NO_TIME; rows.num_rows()],
-        };
         let n = rows.num_rows();
         Ok((
             Chunk {
@@ -384,28 +399,23 @@ impl StreamStreamJoin {
             if rows.num_rows() == 0 {
                 continue;
             }
-            let (mut chunk, null) = self.chunk(side, rows)?;
+            let mut times = self.times(side, &rows)?;
+            let mut rows = rows;
             if watermark_ms > 0 && self.time_columns[side].is_some() {
-                let keep: arrow_array::BooleanArray = chunk
-                    .times
-                    .iter()
-                    .map(|&t| Some(t >= watermark_us))
-                    .collect();
+                let keep: arrow_array::BooleanArray =
+                    times.iter().map(|&t| Some(t >= watermark_us)).collect();
                 let late = keep.false_count();
                 if late > 0 {
                     dropped += late as u64;
-                    let rows = arrow_select::filter::filter_record_batch(&chunk.rows, &keep)
+                    rows = arrow_select::filter::filter_record_batch(&rows, &keep)
                         .map_err(|e| Error::data("join input", e))?;
+                    times.retain(|&t| t >= watermark_us);
                     if rows.num_rows() == 0 {
                         continue;
                     }
-                    let (c, n) = self.chunk(side, rows)?;
-                    fresh[side] = Some((c, n));
-                    continue;
                 }
             }
-            chunk.live_count = chunk.rows.num_rows();
-            fresh[side] = Some((chunk, null));
+            fresh[side] = Some(self.chunk_with_times(side, rows, times)?);
         }
 
         // Pairs found, as ((side chunk id, row), ...); ids are batch ids.
@@ -437,11 +447,7 @@ impl StreamStreamJoin {
                     continue;
                 }
                 let tl = lchunk.times[row];
-                let mut candidates: Vec<(u64, u32)> = Vec::new();
-                self.sides[RIGHT].for_each_row(lchunk.keys.row(row).data(), |c, r| {
-                    candidates.push((c, r));
-                });
-                for (cid, r) in candidates {
+                for (cid, r) in self.sides[RIGHT].rows_of(lchunk.keys.row(row).data()) {
                     let Some(rc) = self.sides[RIGHT].chunks.get(&cid) else {
                         continue;
                     };
@@ -567,17 +573,14 @@ impl StreamStreamJoin {
             return;
         };
         let mut right_matched = Vec::new();
-        let mut left_matched = Vec::new();
+        // Each old left row a new right row matched, once.
+        let mut left_matched = BTreeSet::new();
         for row in 0..rchunk.rows.num_rows() {
             if right_null.get(row).copied().unwrap_or(true) {
                 continue;
             }
             let tr = rchunk.times[row];
-            let mut candidates: Vec<(u64, u32)> = Vec::new();
-            self.sides[LEFT].for_each_row(rchunk.keys.row(row).data(), |c, l| {
-                candidates.push((c, l));
-            });
-            for (cid, l) in candidates {
+            for (cid, l) in self.sides[LEFT].rows_of(rchunk.keys.row(row).data()) {
                 if cid == batch_id {
                     continue;
                 }
@@ -587,14 +590,14 @@ impl StreamStreamJoin {
                 if !lc.live[l as usize] || !self.in_range(lc.times[l as usize], tr) {
                     continue;
                 }
+                let first = left_matched.insert((cid, l));
                 if jt == JoinType::LeftSemi {
-                    if !lc.matched[l as usize] && !left_matched.contains(&(cid, l)) {
+                    if first && !lc.matched[l as usize] {
                         pairs.push((Some((cid, l)), None));
                     }
                 } else {
                     pairs.push((Some((cid, l)), Some((batch_id, row as u32))));
                 }
-                left_matched.push((cid, l));
                 right_matched.push(row);
             }
         }
@@ -976,9 +979,9 @@ mod tests {
             let probe = rows(&schema, &[(*key, 0, "x")]).remove(0);
             let (k, _) = encoder.encode(&probe, &[0]).unwrap();
             let mut found = BTreeSet::new();
-            side.for_each_row(k.row(0).data(), |c, r| {
+            for (c, r) in side.rows_of(k.row(0).data()) {
                 assert!(found.insert((c, r)), "({c}, {r}) twice");
-            });
+            }
             assert_eq!(&found, expected, "key {key}");
         }
     }

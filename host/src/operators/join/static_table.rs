@@ -85,7 +85,8 @@ impl StreamStaticJoin {
             keys,
             last_check: Instant::now(),
         };
-        join.reload()?;
+        let (paths, version) = join.fingerprint()?;
+        join.load(paths, version)?;
         Ok(join)
     }
 
@@ -139,16 +140,16 @@ impl StreamStaticJoin {
             return Ok(false);
         }
         self.last_check = Instant::now();
-        let (_, version) = self.fingerprint()?;
+        let (paths, version) = self.fingerprint()?;
         if version == self.table.version {
             return Ok(false);
         }
-        self.reload()?;
+        self.load(paths, version)?;
         Ok(true)
     }
 
-    fn reload(&mut self) -> Result<()> {
-        let (paths, version) = self.fingerprint()?;
+    /// Reads `paths` (the files of table version `version`) into the table and its index.
+    fn load(&mut self, paths: Vec<PathBuf>, version: String) -> Result<()> {
         let schema = crate::source::Source::schema(&self.files);
         let mut batches = Vec::new();
         for path in &paths {

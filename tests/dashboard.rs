@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 use serde_json::Value;
@@ -22,18 +22,7 @@ impl Drop for Server {
 }
 
 fn start_server(data: &Path) -> (Server, String, String) {
-    let mut cmd = sluice();
-    cmd.arg("serve")
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--addr", "127.0.0.1:0"])
-        .env_remove("SLUICE_TOKEN")
-        .stderr(Stdio::null());
-    let (child, url) = spawn_announcing(cmd, "sluice serve listening on ");
-    let token = std::fs::read_to_string(data.join("token"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let (child, url, token) = start_serve(data, &[]);
     (Server(child), url, token)
 }
 

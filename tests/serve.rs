@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -20,20 +20,7 @@ struct Server {
 
 impl Server {
     fn start(data: &Path, extra: &[&str]) -> Server {
-        let mut cmd = sluice();
-        cmd.arg("serve")
-            .arg("--data-dir")
-            .arg(data)
-            .args(["--addr", "127.0.0.1:0"])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .env_remove("SLUICE_TOKEN")
-            .stderr(Stdio::null());
-        let (child, url) = spawn_announcing(cmd, "sluice serve listening on ");
-        let token = std::fs::read_to_string(data.join("token"))
-            .unwrap()
-            .trim()
-            .to_owned();
+        let (child, url, token) = start_serve(data, extra);
         Server {
             child,
             url,

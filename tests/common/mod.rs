@@ -287,6 +287,26 @@ pub fn spawn_announcing(mut cmd: Command, prefix: &str) -> (Child, String) {
     (child, address)
 }
 
+/// Starts `sluice serve` on a free loopback port with `data` as its data directory (and
+/// `extra` arguments); returns the process, its URL and the token it generated.
+pub fn start_serve(data: &Path, extra: &[&str]) -> (Child, String, String) {
+    let mut cmd = sluice();
+    cmd.arg("serve")
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--addr", "127.0.0.1:0"])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .env_remove("SLUICE_TOKEN")
+        .stderr(Stdio::null());
+    let (child, url) = spawn_announcing(cmd, "sluice serve listening on ");
+    let token = std::fs::read_to_string(data.join("token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    (child, url, token)
+}
+
 /// Runs `cmd` to completion and returns its output; panics with its stderr unless it exited 0.
 pub fn run_ok(cmd: &mut Command) -> std::process::Output {
     let out = cmd.output().unwrap();

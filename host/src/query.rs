@@ -430,14 +430,10 @@ fn input_identity(input: &InputSpec) -> String {
     }
 }
 
-/// The schema of the combined stream: the one input's, or the union's — every input's columns
-/// must have the same names and types in the same order (a column is nullable if it is in any
-/// input).
-fn combined_schema(spec: &QuerySpec, inputs: &[SchemaRef]) -> Result<SchemaRef> {
+/// The schema of a union: every input's columns must have the same names and types in the
+/// same order (a column is nullable if it is in any input).
+fn union_schema(spec: &QuerySpec, inputs: &[SchemaRef]) -> Result<SchemaRef> {
     let first = inputs[0].clone();
-    if matches!(spec.combine, Combine::Single) {
-        return Ok(first);
-    }
     let describe = |s: &Schema| {
         s.fields()
             .iter()
@@ -500,7 +496,7 @@ impl Combiner {
         let index = |name: &str| spec.inputs.iter().position(|i| i.name == name).unwrap_or(0);
         Ok(match &spec.combine {
             Combine::Single => Combiner::Single,
-            Combine::Union => Combiner::Union(combined_schema(spec, inputs)?),
+            Combine::Union => Combiner::Union(union_schema(spec, inputs)?),
             Combine::StaticJoin(join) => {
                 let JoinRight::Table(table) = &join.right else {
                     return Err(Error::data("join", "a static join without a table"));

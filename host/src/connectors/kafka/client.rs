@@ -106,7 +106,6 @@ fn is_connection_option(key: &str) -> bool {
         "api.version",
         "enable.ssl",
         "resolve.",
-        "client.dns",
         "debug",
     ];
     PREFIXES.iter().any(|p| key.starts_with(p))

@@ -74,6 +74,18 @@ impl Server {
         )
     }
 
+    /// Uploads `step@1.0.0` (pass-through) and `step@2.0.0` (the hostile guest, which passes
+    /// rows through unless told otherwise); returns 2.0.0's digest.
+    fn push_step_versions(&self) -> String {
+        assert_eq!(
+            self.push("step", "1.0.0", module("pass_through.wasm")).0,
+            201
+        );
+        let (status, v2) = self.push("step", "2.0.0", module("hostile_transform.wasm"));
+        assert_eq!(status, 201, "{v2}");
+        v2["digest"].as_str().unwrap().to_owned()
+    }
+
     /// Runs the `sluice` CLI against this server.
     fn cli(&self, args: &[&str]) -> (bool, String, String) {
         let out = sluice()
@@ -491,12 +503,7 @@ fn values_once(dir: &Path) -> Vec<i64> {
 fn a_swap_under_steady_input_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &[]);
-    assert_eq!(
-        server.push("step", "1.0.0", module("pass_through.wasm")).0,
-        201
-    );
-    let (_, v2) = server.push("step", "2.0.0", module("hostile_transform.wasm"));
-    let v2_digest = v2["digest"].as_str().unwrap().to_owned();
+    let v2_digest = server.push_step_versions();
     let work = dir.path().join("work");
     let file = steady_pipeline(&work, "step@^1.0");
     let (ok, _, stderr) = server.cli(&["query", "start", file.to_str().unwrap()]);
@@ -706,12 +713,7 @@ path = "out"
 fn a_step_of_one_input_of_a_served_union_is_swapped_at_a_batch_boundary() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &[]);
-    assert_eq!(
-        server.push("step", "1.0.0", module("pass_through.wasm")).0,
-        201
-    );
-    let (_, v2) = server.push("step", "2.0.0", module("hostile_transform.wasm"));
-    let v2_digest = v2["digest"].as_str().unwrap().to_owned();
+    let v2_digest = server.push_step_versions();
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     let file = pipeline(

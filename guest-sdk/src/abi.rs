@@ -14,6 +14,51 @@ use arrow_buffer::{BooleanBufferBuilder, Buffer};
 use arrow_data::ArrayData;
 use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
 
+/// How a keyed processor's state variable is laid out in the state batch (the WIT's
+/// `state-kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateColumn {
+    /// A nullable `Binary` column: one value or none.
+    Value,
+    /// A `List<Binary>` column: the values in order.
+    List,
+    /// A `List<Struct<key: Binary, value: Binary>>` column: entries in key order.
+    Map,
+}
+
+/// The name of the state batch's last column: each key's timers, `List<Int64>`.
+pub const TIMERS_COLUMN: &str = "__timers";
+
+/// The schema of a keyed processor's state batch: a column per state variable, in
+/// declaration order, then the timers. Host and guest build it from the same declaration.
+pub fn processor_state_schema<'a>(
+    variables: impl IntoIterator<Item = (&'a str, StateColumn)>,
+) -> SchemaRef {
+    use arrow_schema::Field;
+    use std::sync::Arc;
+    let list_of = |item: DataType| DataType::List(Arc::new(Field::new("item", item, false)));
+    let mut fields: Vec<Field> = variables
+        .into_iter()
+        .map(|(name, kind)| match kind {
+            StateColumn::Value => Field::new(name, DataType::Binary, true),
+            StateColumn::List => Field::new(name, list_of(DataType::Binary), false),
+            StateColumn::Map => {
+                Field::new(name, list_of(DataType::Struct(map_entry_fields())), false)
+            }
+        })
+        .collect();
+    fields.push(Field::new(TIMERS_COLUMN, list_of(DataType::Int64), false));
+    Arc::new(Schema::new(fields))
+}
+
+/// The fields of a map state's entries.
+pub fn map_entry_fields() -> arrow_schema::Fields {
+    arrow_schema::Fields::from(vec![
+        arrow_schema::Field::new("key", DataType::Binary, false),
+        arrow_schema::Field::new("value", DataType::Binary, false),
+    ])
+}
+
 /// One node, borrowing the buffers of the array it came from.
 #[derive(Debug)]
 pub struct NodeRef<'a> {
@@ -201,7 +246,7 @@ mod tests {
 
     use arrow_array::types::Int32Type;
     use arrow_array::{Array, Int64Array, ListArray, StringArray, StructArray};
-    use arrow_schema::{Field, Fields};
+    use arrow_schema::Field;
 
     use super::*;
 

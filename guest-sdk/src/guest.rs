@@ -212,6 +212,28 @@ fn with_wit<R>(batch: &RecordBatch, f: impl FnOnce(wit::BatchParam<'_>) -> R) ->
     }))
 }
 
+/// Copies `batch` into owned WIT nodes, for a batch returned from an export.
+#[cfg(feature = "processor")]
+fn to_wit_owned(batch: &RecordBatch) -> Result<wit::BatchResult, Error> {
+    let data = abi::batch_data(batch);
+    let nodes = abi::flatten_all(&data)?;
+    Ok(wit::BatchResult {
+        num_rows: u32::try_from(batch.num_rows())
+            .map_err(|_| Error("batch over 4G rows".into()))?,
+        nodes: nodes
+            .iter()
+            .map(|n| wit::ArrayNodeResult {
+                len: n.len,
+                offset: n.offset,
+                null_count: n.null_count,
+                validity: n.validity.as_deref().map(<[u8]>::to_vec),
+                buffers: n.buffers.iter().map(|b| b.to_vec()).collect(),
+                num_children: n.num_children,
+            })
+            .collect(),
+    })
+}
+
 thread_local! {
     // The guest's one instance of the user's type (a component instance is single-threaded).
     static STATE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
@@ -462,6 +484,11 @@ mod handler {
 #[cfg(feature = "aggregate")]
 pub use aggregate::*;
 
+#[cfg(feature = "processor")]
+mod processor;
+#[cfg(feature = "processor")]
+pub use processor::*;
+
 #[cfg(feature = "aggregate")]
 mod aggregate {
     use std::sync::Arc;
@@ -588,14 +615,20 @@ pub mod prelude {
     pub use arrow_array::cast::AsArray;
     pub use arrow_array::{
         Array, ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch,
-        StringArray,
+        StringArray, UInt32Array,
     };
     pub use arrow_schema::{DataType, Field, Schema, SchemaRef};
     pub use arrow_select::filter::filter_record_batch;
+    pub use arrow_select::take::{take, take_record_batch};
     pub use std::sync::Arc;
 
     #[cfg(feature = "aggregate")]
     pub use super::Aggregate;
+    #[cfg(feature = "processor")]
+    pub use super::{
+        Clock, Json, Key, KeyState, ListState, MapState, Output, Processor, Schemas, StateDecl,
+        StateValue, TimeMode, ValueState,
+    };
     #[cfg(feature = "handler")]
     pub use super::{Handler, files, http, sinks};
     #[cfg(feature = "transform")]
@@ -604,6 +637,10 @@ pub mod prelude {
     pub use crate::export_aggregate;
     #[cfg(feature = "handler")]
     pub use crate::export_handler;
+    #[cfg(feature = "processor")]
+    pub use crate::export_processor;
     #[cfg(feature = "transform")]
     pub use crate::export_transform;
+    #[cfg(feature = "processor")]
+    pub use std::time::Duration;
 }

@@ -1,6 +1,7 @@
 //! # Sluice guest SDK
 //!
-//! Write a Sluice transform step or foreachBatch handler in Rust; build it as a WebAssembly
+//! Write a Sluice transform step, foreachBatch handler, aggregate or keyed processor (per-key
+//! state with TTL and timers, see [`Processor`] with the `processor` feature) in Rust; build it as a WebAssembly
 //! component; name it in a pipeline. The host calls it once per micro-batch with an Arrow
 //! [`RecordBatch`] — never once per row.
 //!
@@ -56,9 +57,12 @@ pub mod abi;
     all(feature = "transform", feature = "handler"),
     all(feature = "transform", feature = "aggregate"),
     all(feature = "handler", feature = "aggregate"),
+    all(feature = "processor", feature = "transform"),
+    all(feature = "processor", feature = "handler"),
+    all(feature = "processor", feature = "aggregate"),
 ))]
 compile_error!(
-    "enable exactly one of the features `transform`, `handler` or `aggregate`: a component implements one world"
+    "enable exactly one of the features `transform`, `handler`, `aggregate` or `processor`: a component implements one world"
 );
 
 #[cfg(feature = "transform")]
@@ -100,7 +104,30 @@ pub mod bindings {
     });
 }
 
-#[cfg(any(feature = "transform", feature = "handler", feature = "aggregate"))]
+#[cfg(feature = "processor")]
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "keyed-processor",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_world",
+        default_bindings_module: "sluice_guest_sdk::bindings",
+        ownership: Borrowing { duplicate_if_necessary: true },
+    });
+}
+
+#[cfg(any(
+    feature = "transform",
+    feature = "handler",
+    feature = "aggregate",
+    feature = "processor"
+))]
 mod guest;
-#[cfg(any(feature = "transform", feature = "handler", feature = "aggregate"))]
+#[cfg(any(
+    feature = "transform",
+    feature = "handler",
+    feature = "aggregate",
+    feature = "processor"
+))]
 pub use guest::*;

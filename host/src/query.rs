@@ -32,7 +32,8 @@ use crate::operators::dedup::Dedup;
 use crate::operators::join::JoinRight;
 use crate::operators::join::static_table::StreamStaticJoin;
 use crate::operators::join::symmetric::StreamStreamJoin;
-use crate::operators::{StatefulOperator, Watermarks};
+use crate::operators::processor::KeyedProcessor;
+use crate::operators::{BatchClock, StatefulOperator, Watermarks};
 use crate::pipeline::{Combine, InputSpec, QuerySpec, SourceSpec, StepPlace, TransformSpec};
 use crate::progress::{QueryMonitor, QueryProgress, SinkProgress, SourceProgress};
 use crate::sink::outputs::SharedOutputs;
@@ -224,6 +225,17 @@ impl StreamingQuery {
                 a.clone(),
                 spec.output_mode,
                 ctx.schema.clone(),
+                checkpoint.dir(),
+                &spec.name,
+            )?;
+            ctx.schema = op.output_schema();
+            operators.push(Box::new(op));
+        }
+        if let Some(p) = &spec.processor {
+            let op = KeyedProcessor::new(
+                p.clone(),
+                ctx.schema.clone(),
+                spec.watermark(),
                 checkpoint.dir(),
                 &spec.name,
             )?;
@@ -851,7 +863,7 @@ impl MicroBatchExecution {
         let mut phases = Phases::default();
         let trigger_start = Instant::now();
         let result = self.execute(
-            latest.batch_id,
+            (latest.batch_id, latest.batch_timestamp_ms),
             end.clone(),
             end,
             &mut phases,
@@ -987,21 +999,34 @@ impl MicroBatchExecution {
             .time("walCommit", || self.checkpoint.write_offsets(&entry))
             .map_err(|e| self.batch_error(batch_id, e))?;
         failpoint::hit("after-offsets", batch_id);
-        self.execute(batch_id, end.clone(), end, &mut phases, trigger_start)?;
+        self.execute(
+            (batch_id, entry.batch_timestamp_ms),
+            end.clone(),
+            end,
+            &mut phases,
+            trigger_start,
+        )?;
         Ok(true)
     }
 
     fn needs_no_data_batch(&self) -> bool {
-        self.watermark.is_enabled()
+        let watermark_moved = self.watermark.is_enabled()
             && (self.combiner.wants_no_data_batches()
                 || self.operators.iter().any(|o| o.wants_no_data_batches()))
-            && self.watermark.current_ms() > self.last_batch_watermark_ms
+            && self.watermark.current_ms() > self.last_batch_watermark_ms;
+        // A processing-time timer or TTL falls due with time alone.
+        watermark_moved
+            || self
+                .operators
+                .iter()
+                .any(|o| o.due_by_processing_time(now_ms()))
     }
 
-    /// Reads, writes and commits batch `batch_id` ending at `end`.
+    /// Reads, writes and commits batch `batch_id` (planned at `batch_timestamp_ms`) ending at
+    /// `end`.
     fn execute(
         &mut self,
-        batch_id: u64,
+        (batch_id, batch_timestamp_ms): (u64, i64),
         end: Vec<Option<Offset>>,
         latest: Vec<Option<Offset>>,
         phases: &mut Phases,
@@ -1058,8 +1083,13 @@ impl MicroBatchExecution {
                 let watermarks = self
                     .combiner
                     .downstream_watermarks(self.last_batch_watermark_ms, batch_watermark);
+                let clock = BatchClock {
+                    batch_id,
+                    processing_time_ms: batch_timestamp_ms,
+                    watermarks,
+                };
                 for op in &mut self.operators {
-                    data = op.process(batch_id, watermarks, data)?;
+                    data = op.process(clock, data)?;
                     op.commit(batch_id)?;
                 }
                 Ok(data)

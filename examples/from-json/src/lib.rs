@@ -37,13 +37,17 @@ fn parse_schema(ddl: &str) -> Result<SchemaRef, Error> {
             "TIMESTAMP" => DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
             "DATE" => DataType::Date32,
             other => {
-                return Err(format!("config.schema: unknown type '{other}' for column '{name}'").into());
+                return Err(
+                    format!("config.schema: unknown type '{other}' for column '{name}'").into(),
+                );
             }
         };
         fields.push(Field::new(name, data_type, true));
     }
     if fields.is_empty() {
-        return Err("config.schema is empty; give the columns, e.g. \"id BIGINT, at TIMESTAMP\"".into());
+        return Err(
+            "config.schema is empty; give the columns, e.g. \"id BIGINT, at TIMESTAMP\"".into(),
+        );
     }
     Ok(Arc::new(Schema::new(fields)))
 }

@@ -71,7 +71,12 @@ impl Transform for Nexmark {
             Some("q2") => (Query::Q2, vec![field("auction")?, field("price")?]),
             Some("q3-person") => (
                 Query::Q3Person,
-                vec![field("id")?, field("name")?, field("city")?, field("state")?],
+                vec![
+                    field("id")?,
+                    field("name")?,
+                    field("city")?,
+                    field("state")?,
+                ],
             ),
             Some("q3-auction") => (Query::Q3Auction, vec![field("id")?, field("seller")?]),
             Some("q8-person") => (

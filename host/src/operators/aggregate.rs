@@ -26,7 +26,7 @@ use hashbrown::HashTable;
 use tracing::warn;
 
 use super::window::{WindowSpec, fixed_windows};
-use super::{SpecProblem, StateOperatorProgress, StatefulOperator, Watermarks};
+use super::{BatchClock, SpecProblem, StateOperatorProgress, StatefulOperator};
 use crate::error::{Error, Result};
 use crate::pipeline::OutputMode;
 use crate::schema::timestamp_type;
@@ -1297,12 +1297,8 @@ impl StatefulOperator for Aggregate {
         Ok(())
     }
 
-    fn process(
-        &mut self,
-        batch_id: u64,
-        watermarks: Watermarks,
-        input: Vec<RecordBatch>,
-    ) -> Result<Vec<RecordBatch>> {
+    fn process(&mut self, clock: BatchClock, input: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        let (batch_id, watermarks) = (clock.batch_id, clock.watermarks);
         self.changed.clear();
         self.removed.clear();
         self.stats.num_rows_dropped_by_watermark = 0;

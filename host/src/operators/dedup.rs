@@ -13,7 +13,7 @@ use arrow_array::{Array, BooleanArray, RecordBatch};
 use arrow_row::{RowConverter, SortField};
 use arrow_schema::{Schema, SchemaRef};
 
-use super::{SpecProblem, StateOperatorProgress, StatefulOperator, Watermarks};
+use super::{BatchClock, SpecProblem, StateOperatorProgress, StatefulOperator};
 use crate::error::{Error, Result};
 use crate::state::StateStore;
 use crate::watermark::{WatermarkSpec, event_times};
@@ -172,12 +172,8 @@ impl StatefulOperator for Dedup {
         Ok(())
     }
 
-    fn process(
-        &mut self,
-        _batch_id: u64,
-        watermarks: Watermarks,
-        input: Vec<RecordBatch>,
-    ) -> Result<Vec<RecordBatch>> {
+    fn process(&mut self, clock: BatchClock, input: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        let watermarks = clock.watermarks;
         let late_us = watermarks.late_ms.saturating_mul(1000);
         let wm_us = watermarks.eviction_ms.saturating_mul(1000);
         self.stats.num_rows_dropped_by_watermark = 0;

@@ -1,4 +1,5 @@
-//! Stateful operators: streaming aggregation (with event-time windows) and deduplication.
+//! Stateful operators: streaming aggregation (with event-time windows), deduplication,
+//! joins, and the keyed processor (per-key state in Wasm).
 //!
 //! An operator sees each micro-batch after the transform steps, with the batch's watermark,
 //! keeps what it must remember in memory, and persists it per batch through the
@@ -14,6 +15,7 @@
 pub mod aggregate;
 pub mod dedup;
 pub mod join;
+pub mod processor;
 pub mod window;
 
 use arrow_array::RecordBatch;
@@ -40,6 +42,9 @@ pub struct StateOperatorProgress {
     pub memory_used_bytes: u64,
     /// Time to write the state's delta (and snapshot).
     pub commit_time_ms: u64,
+    /// Operator-specific figures (Spark's `customMetrics`), e.g. the processor's Wasm calls.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub custom_metrics: std::collections::BTreeMap<String, u64>,
 }
 
 /// The watermarks (ms) a stateful operator runs one batch with, as Spark's
@@ -67,6 +72,18 @@ impl Watermarks {
     }
 }
 
+/// What a stateful operator knows of the batch it runs: its id, its processing time (as the
+/// offsets log recorded it, so a re-run batch sees the same) and its watermarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchClock {
+    /// The batch id.
+    pub batch_id: u64,
+    /// The batch's processing time, ms since the epoch.
+    pub processing_time_ms: i64,
+    /// Its event-time watermarks.
+    pub watermarks: Watermarks,
+}
+
 /// A stateful operator of a query.
 pub trait StatefulOperator: Send {
     /// The schema of what it emits.
@@ -75,14 +92,8 @@ pub trait StatefulOperator: Send {
     /// Loads the state after batch `version` (`None`: empty) — before the first batch it runs.
     fn restore(&mut self, version: Option<u64>) -> Result<()>;
 
-    /// Processes batch `batch_id`'s rows with the batch's watermarks and returns what to emit
-    /// to the sink.
-    fn process(
-        &mut self,
-        batch_id: u64,
-        watermarks: Watermarks,
-        input: Vec<RecordBatch>,
-    ) -> Result<Vec<RecordBatch>>;
+    /// Processes a batch's rows at its clock and returns what to emit to the sink.
+    fn process(&mut self, clock: BatchClock, input: Vec<RecordBatch>) -> Result<Vec<RecordBatch>>;
 
     /// Persists the state after batch `batch_id`.
     fn commit(&mut self, batch_id: u64) -> Result<()>;
@@ -96,6 +107,12 @@ pub trait StatefulOperator: Send {
     /// Whether a watermark that moved without new data could emit or evict something (then
     /// the engine runs a no-data batch).
     fn wants_no_data_batches(&self) -> bool;
+
+    /// Whether something falls due by processing time `now_ms` (a processing-time timer or
+    /// TTL), so the engine runs a no-data batch even though the watermark did not move.
+    fn due_by_processing_time(&self, _now_ms: i64) -> bool {
+        false
+    }
 }
 
 /// A pipeline field that does not fit the data reaching it, found before anything runs.

@@ -64,10 +64,12 @@ use crate::operators::SpecProblem;
 use crate::operators::aggregate::{AggFunc, AggSpec, AggregateSpec};
 use crate::operators::dedup::DedupSpec;
 use crate::operators::join::{JoinRight, JoinSpec, JoinType, TableSpec, TimeRange};
+pub use crate::operators::processor::ProcessorSpec;
 use crate::operators::window::WindowSpec;
 use crate::registry::Registry;
 use crate::trigger::Trigger;
 use crate::wasm::aggregate::UdafSpec;
+use crate::wasm::processor::TimeMode;
 use crate::watermark::{WatermarkPolicy, WatermarkSpec};
 
 /// A parsed, validated pipeline file.
@@ -122,12 +124,14 @@ pub struct QuerySpec {
     pub dedup: Option<DedupSpec>,
     /// `[query.aggregate]`.
     pub aggregate: Option<AggregateSpec>,
+    /// `[query.processor]`: per-key state in Wasm.
+    pub processor: Option<ProcessorSpec>,
 }
 
 impl QuerySpec {
     /// Whether the query keeps state between batches.
     pub fn is_stateful(&self) -> bool {
-        self.dedup.is_some() || self.aggregate.is_some()
+        self.dedup.is_some() || self.aggregate.is_some() || self.processor.is_some()
     }
 
     /// The event-time column and delay the stateful operators go by: the first input's
@@ -181,6 +185,14 @@ impl QuerySpec {
                     }
                 }),
                 "aggs": a.aggs.iter().map(|x| x.alias.clone()).collect::<Vec<_>>(),
+            }));
+        }
+        if let Some(p) = &self.processor {
+            operators.push(json!({
+                "kind": "processor",
+                "key": p.key,
+                "module": p.module_name(),
+                "timeMode": crate::operators::processor::time_mode_name(p.time_mode),
             }));
         }
         json!({
@@ -463,6 +475,7 @@ const QUERY_KEYS: &[&str] = &[
     "watermarkPolicy",
     "aggregate",
     "dropDuplicates",
+    "processor",
 ];
 impl Pipeline {
     /// Reads and validates a pipeline file.
@@ -729,6 +742,9 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
     let aggregate = q
         .get("aggregate")
         .and_then(|a| parse_aggregate(ctx, &label, a, base));
+    let processor = q
+        .get("processor")
+        .and_then(|p| parse_processor(ctx, &label, p, base));
     let trigger = q.get("trigger").and_then(|t| parse_trigger(&q, t));
     let output_mode = match q
         .string("outputMode")
@@ -768,6 +784,11 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
         for (key, message) in
             output_mode_problems(mode, &aggregate, &dedup, &watermark, sink.as_ref())
         {
+            q.error_here(key, message);
+        }
+    }
+    if let Some(p) = &processor {
+        for (key, message) in processor_problems(p, output_mode, &aggregate, &watermark) {
             q.error_here(key, message);
         }
     }
@@ -828,6 +849,7 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
         watermark_policy,
         dedup,
         aggregate,
+        processor,
     })
 }
 

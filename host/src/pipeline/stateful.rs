@@ -310,3 +310,97 @@ pub(super) fn parse_agg(
         udaf,
     })
 }
+
+pub(super) fn parse_processor(
+    ctx: &Ctx,
+    query: &str,
+    node: &Spanned<Node>,
+    base: &Path,
+) -> Option<ProcessorSpec> {
+    let mut p = TableReader::new(ctx, Some(query), "processor", node)?;
+    let module = p.required_string(
+        "module",
+        "the component file, e.g. module = \"processors/user_profile.wasm\"",
+    );
+    let key = p.string_list("key");
+    match &key {
+        None if p.get("key").is_none() => p.error_here(
+            "key",
+            "missing required option; the columns that group rows, e.g. key = [\"user_id\"]"
+                .to_owned(),
+        ),
+        Some(k) if k.is_empty() => p.error_here(
+            "key",
+            "needs at least one column, e.g. key = [\"user_id\"]".to_owned(),
+        ),
+        _ => {}
+    }
+    let time_mode = match p.string("timeMode").as_deref() {
+        None | Some("none" | "None") => TimeMode::None,
+        Some("processingTime" | "ProcessingTime") => TimeMode::ProcessingTime,
+        Some("eventTime" | "EventTime") => TimeMode::EventTime,
+        Some(other) => {
+            p.error_here(
+                "timeMode",
+                format!(
+                    "'{other}' is not a time mode; use \"none\", \"processingTime\" or \"eventTime\""
+                ),
+            );
+            TimeMode::None
+        }
+    };
+    let max_state_bytes_per_key = p
+        .bytes("maxStateBytesPerKey")
+        .unwrap_or(crate::operators::processor::DEFAULT_MAX_STATE_BYTES_PER_KEY);
+    let config = p
+        .get("config")
+        .map(|c| c.get_ref().to_json())
+        .unwrap_or(serde_json::Value::Null);
+    let limits = parse_limits(&mut p);
+    let path = module
+        .as_deref()
+        .and_then(|m| module_path(&mut p, "module", base, m));
+    let mut known = vec!["module", "key", "timeMode", "config", "maxStateBytesPerKey"];
+    known.extend(LIMIT_KEYS);
+    p.finish(&known);
+    let module = module?;
+    Some(ProcessorSpec {
+        module_ref: crate::registry::is_reference(&module).then(|| module.clone()),
+        module: path?,
+        config,
+        limits,
+        key: key?,
+        time_mode,
+        max_state_bytes_per_key,
+    })
+}
+
+/// Spark's rules for `transformWithState`: append or update, alone with its state (no
+/// aggregation in the same query), event time needs a watermark.
+pub(super) fn processor_problems(
+    processor: &ProcessorSpec,
+    mode: Option<OutputMode>,
+    aggregate: &Option<AggregateSpec>,
+    watermark: &Option<WatermarkSpec>,
+) -> Vec<(&'static str, String)> {
+    let mut problems = Vec::new();
+    if mode == Some(OutputMode::Complete) {
+        problems.push((
+            "outputMode",
+            "a processor emits the rows its module hands out, it has no result table to re-emit: use \"append\" or \"update\"".to_owned(),
+        ));
+    }
+    if aggregate.is_some() {
+        problems.push((
+            "processor",
+            "a query has either [query.aggregate] or [query.processor], not both; aggregate in the processor's module, or in a second query reading this one's output".to_owned(),
+        ));
+    }
+    if processor.time_mode == TimeMode::EventTime && watermark.is_none() {
+        problems.push((
+            "processor.timeMode",
+            "\"eventTime\" needs a watermark: add watermark = { column = ..., delay = ... } to [query.source]".to_owned(),
+        ));
+    }
+    problems
+}

@@ -1,4 +1,4 @@
-//! Host bindings generated from `wit/` for the three worlds.
+//! Host bindings generated from `wit/` for the four worlds.
 //!
 //! `Borrowing` ownership makes the batch types the host *passes* to a guest borrow the host's
 //! Arrow buffers (so the only copy is the canonical ABI's memcpy into guest memory), while
@@ -33,6 +33,20 @@ pub mod handler {
 pub mod aggregator {
     wasmtime::component::bindgen!({
         world: "aggregator",
+        path: "../wit",
+        ownership: Borrowing { duplicate_if_necessary: true },
+        with: {
+            "sluice:pipeline/log": super::transformer::sluice::pipeline::log,
+            "sluice:pipeline/arrow": super::transformer::sluice::pipeline::arrow,
+            "sluice:pipeline/output": super::transformer::sluice::pipeline::output,
+        },
+    });
+}
+
+/// The `keyed-processor` world: per-key state with TTL and timers.
+pub mod processor {
+    wasmtime::component::bindgen!({
+        world: "keyed-processor",
         path: "../wit",
         ownership: Borrowing { duplicate_if_necessary: true },
         with: {

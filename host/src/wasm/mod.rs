@@ -17,6 +17,7 @@
 pub mod aggregate;
 pub mod bindings;
 pub mod handler;
+pub mod processor;
 pub mod transform;
 
 use std::collections::HashMap;
@@ -410,7 +411,7 @@ type ExportCheck = fn(wasmtime::component::InstancePre<GuestState>) -> wasmtime:
 pub fn worlds_of(engine: &Engine, component: &Component) -> (Vec<&'static str>, Vec<String>) {
     let mut fits = Vec::new();
     let mut why_not = Vec::new();
-    let checks: [(&WorldLink, ExportCheck); 3] = [
+    let checks: [(&WorldLink, ExportCheck); 4] = [
         (&transform::LINK, |pre| {
             bindings::transformer::TransformerPre::new(pre).map(|_| ())
         }),
@@ -419,6 +420,9 @@ pub fn worlds_of(engine: &Engine, component: &Component) -> (Vec<&'static str>, 
         }),
         (&aggregate::LINK, |pre| {
             bindings::aggregator::AggregatorPre::new(pre).map(|_| ())
+        }),
+        (&processor::LINK, |pre| {
+            bindings::processor::KeyedProcessorPre::new(pre).map(|_| ())
         }),
     ];
     for (link, check) in checks {

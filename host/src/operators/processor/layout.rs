@@ -1,0 +1,193 @@
+//! What a processor's state is made of, written next to it in the checkpoint
+//! (`state/processor/layout.json`): the key columns, the declared state variables and the
+//! time mode. A restart checks it (state written under one declaration is never read under
+//! another), and `sluice state show` reads it to print the state without the module.
+
+use std::path::Path;
+
+use arrow_schema::SchemaRef;
+use serde::{Deserialize, Serialize};
+
+use super::STATE_NAME;
+use crate::error::{Error, Result};
+use crate::wasm::processor::{StateKind, StateVariable, TimeMode, ValueEncoding};
+use sluice_guest_sdk::abi;
+
+/// The file's contents.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Layout {
+    /// The key columns as an Arrow IPC schema message, hex.
+    pub key_schema: String,
+    /// The state variables in declaration order.
+    pub variables: Vec<VariableLayout>,
+    /// `none`, `processingTime` or `eventTime`.
+    pub time_mode: String,
+}
+
+/// One state variable.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VariableLayout {
+    /// Its name.
+    pub name: String,
+    /// `value`, `list` or `map`.
+    pub kind: String,
+    /// `bytes`, `utf8`, `json`, `int64` or `float64`.
+    pub encoding: String,
+    /// Its TTL, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+}
+
+fn kind_name(k: StateKind) -> &'static str {
+    match k {
+        StateKind::Value => "value",
+        StateKind::List => "list",
+        StateKind::Map => "map",
+    }
+}
+
+fn encoding_name(e: ValueEncoding) -> &'static str {
+    match e {
+        ValueEncoding::Bytes => "bytes",
+        ValueEncoding::Utf8 => "utf8",
+        ValueEncoding::Json => "json",
+        ValueEncoding::Int64 => "int64",
+        ValueEncoding::Float64 => "float64",
+    }
+}
+
+impl Layout {
+    /// The layout of a processor.
+    pub fn of(key_schema: &SchemaRef, variables: &[StateVariable], mode: TimeMode) -> Layout {
+        Layout {
+            key_schema: abi::encode_schema(key_schema)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            variables: variables
+                .iter()
+                .map(|v| VariableLayout {
+                    name: v.name.clone(),
+                    kind: kind_name(v.kind).into(),
+                    encoding: encoding_name(v.encoding).into(),
+                    ttl_ms: v.ttl_ms,
+                })
+                .collect(),
+            time_mode: super::time_mode_name(mode).into(),
+        }
+    }
+
+    /// The key columns.
+    pub fn key_schema(&self) -> std::result::Result<SchemaRef, String> {
+        let bytes = (0..self.key_schema.len())
+            .step_by(2)
+            .map(|i| {
+                self.key_schema
+                    .get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
+            .collect::<Option<Vec<u8>>>()
+            .ok_or("the key schema is not hex")?;
+        abi::decode_schema(&bytes).map_err(|e| e.to_string())
+    }
+
+    /// The variables as the operator knows them.
+    pub fn variables(&self) -> std::result::Result<Vec<StateVariable>, String> {
+        self.variables
+            .iter()
+            .map(|v| {
+                let kind = match v.kind.as_str() {
+                    "value" => StateKind::Value,
+                    "list" => StateKind::List,
+                    "map" => StateKind::Map,
+                    other => return Err(format!("unknown state kind '{other}'")),
+                };
+                let encoding = match v.encoding.as_str() {
+                    "bytes" => ValueEncoding::Bytes,
+                    "utf8" => ValueEncoding::Utf8,
+                    "json" => ValueEncoding::Json,
+                    "int64" => ValueEncoding::Int64,
+                    "float64" => ValueEncoding::Float64,
+                    other => return Err(format!("unknown encoding '{other}'")),
+                };
+                Ok(StateVariable {
+                    name: v.name.clone(),
+                    kind,
+                    encoding,
+                    ttl_ms: v.ttl_ms,
+                })
+            })
+            .collect()
+    }
+
+    /// Reads the layout under `checkpoint`, if one was written.
+    pub fn read(checkpoint: &Path) -> Result<Option<Layout>> {
+        let path = file(checkpoint);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::Checkpoint {
+                    path,
+                    message: format!("unreadable processor layout: {e}"),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("reading", path, e)),
+        }
+    }
+}
+
+fn file(checkpoint: &Path) -> std::path::PathBuf {
+    checkpoint
+        .join("state")
+        .join(STATE_NAME)
+        .join("layout.json")
+}
+
+/// Writes the layout on a new checkpoint; on an existing one refuses a different key or
+/// state declaration (TTLs may change: they apply from the next change of a value).
+pub fn check_or_write(
+    checkpoint: &Path,
+    key_schema: &SchemaRef,
+    variables: &[StateVariable],
+    mode: TimeMode,
+) -> Result<()> {
+    let now = Layout::of(key_schema, variables, mode);
+    let shape = |l: &Layout| {
+        (
+            l.key_schema.clone(),
+            l.variables
+                .iter()
+                .map(|v| (v.name.clone(), v.kind.clone(), v.encoding.clone()))
+                .collect::<Vec<_>>(),
+        )
+    };
+    match Layout::read(checkpoint)? {
+        Some(before) if shape(&before) != shape(&now) => {
+            let describe = |l: &Layout| {
+                l.variables
+                    .iter()
+                    .map(|v| format!("{} ({} of {})", v.name, v.kind, v.encoding))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            Err(Error::Checkpoint {
+                path: file(checkpoint),
+                message: format!(
+                    "the processor's key columns or state variables changed: the checkpoint holds [{}], the module declares [{}]; state cannot be carried across that change (use a new checkpointLocation)",
+                    describe(&before),
+                    describe(&now)
+                ),
+            })
+        }
+        Some(before) if before == now => Ok(()),
+        _ => {
+            let bytes = serde_json::to_vec_pretty(&now).map_err(|e| Error::Checkpoint {
+                path: file(checkpoint),
+                message: e.to_string(),
+            })?;
+            crate::fsutil::write_atomic(&file(checkpoint), &bytes)
+        }
+    }
+}

@@ -1,0 +1,703 @@
+//! The keyed processor: arbitrary per-key state in Wasm, with TTL and timers — Spark's
+//! `transformWithState` (`[query.processor]`).
+//!
+//! Each batch the operator
+//! 1. drops rows behind the watermark (event-time mode),
+//! 2. evicts the variables whose TTL passed and takes out the timers that fired (one pass
+//!    over the keys, only when the clock passed the earliest deadline),
+//! 3. groups the rows by key, in the order keys first appear,
+//! 4. calls the guest **once** with those keys, their rows, their state and the fired timers
+//!    (keys with only timers come after the keys with rows),
+//! 5. checks every returned key's state (its declared encodings, the per-key size cap, timers
+//!    after the clock) and keeps what changed for the checkpoint's delta.
+//!
+//! Guarantees: the guest sees exactly the state of the keys it is given, as of the previous
+//! committed batch; a re-run batch (after a crash) sees the same state, clock and rows, so
+//! it makes the same output. Timers are part of a key's state: checkpointed, restored, and
+//! fired by the first batch whose clock passes them, after a restart too. A bad answer fails
+//! the batch with the module, the batch id and the key named.
+
+pub mod key_state;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::{BooleanArray, RecordBatch, UInt32Array};
+use arrow_row::{RowConverter, SortField};
+use arrow_schema::{Schema, SchemaRef};
+use foldhash::fast::FixedState;
+use hashbrown::{HashMap, HashSet};
+
+use super::{BatchClock, SpecProblem, StateOperatorProgress, StatefulOperator};
+use crate::error::{Error, Result};
+use crate::pipeline::GuestLimits;
+use crate::state::StateStore;
+use crate::wasm::processor::{BatchContext, ExpiredTimer, StateVariable, TimeMode, WasmProcessor};
+use crate::watermark::{WatermarkSpec, event_times};
+use key_state::{Parsed, StateBatchBuilder, StateBatchReader};
+
+/// The state store's name for the processor (`state/processor/` in the checkpoint).
+pub const STATE_NAME: &str = "processor";
+
+/// Default cap on one key's state.
+pub const DEFAULT_MAX_STATE_BYTES_PER_KEY: u64 = 1 << 20;
+
+/// `[query.processor]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessorSpec {
+    /// The component file (for a registry module, its blob).
+    pub module: PathBuf,
+    /// The registry reference the pipeline wrote, when it named one.
+    pub module_ref: Option<String>,
+    /// Handed to the guest's `init` as JSON.
+    pub config: serde_json::Value,
+    /// Per-call limits.
+    pub limits: GuestLimits,
+    /// The grouping columns (`key`).
+    pub key: Vec<String>,
+    /// Which clock timers and TTLs follow (`timeMode`).
+    pub time_mode: TimeMode,
+    /// The most one key's state may hold (`maxStateBytesPerKey`).
+    pub max_state_bytes_per_key: u64,
+}
+
+impl ProcessorSpec {
+    /// Checks that every key column reaches the operator.
+    pub fn check_input(&self, schema: &Schema) -> std::result::Result<(), SpecProblem> {
+        for (i, c) in self.key.iter().enumerate() {
+            if schema.index_of(c).is_err() {
+                return Err(SpecProblem {
+                    key: format!("processor.key[{i}]"),
+                    message: format!(
+                        "column '{c}' is not among the query's columns ({})",
+                        crate::schema::column_names(schema)
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The module as the pipeline named it.
+    pub fn module_name(&self) -> String {
+        self.module_ref
+            .clone()
+            .unwrap_or_else(|| self.module.display().to_string())
+    }
+}
+
+/// The pipeline's name of a time mode.
+pub fn time_mode_name(mode: TimeMode) -> &'static str {
+    match mode {
+        TimeMode::None => "none",
+        TimeMode::ProcessingTime => "processingTime",
+        TimeMode::EventTime => "eventTime",
+    }
+}
+
+/// A key's state in memory: its stored bytes and its two deadlines (for the scans).
+struct Entry {
+    blob: Box<[u8]>,
+    /// The earliest TTL expiry of its variables.
+    expiry: i64,
+    /// Its first timer.
+    timer: i64,
+}
+
+type KeyMap = HashMap<Box<[u8]>, Entry, FixedState>;
+
+const NEVER: i64 = i64::MAX;
+
+/// The operator.
+pub struct KeyedProcessor {
+    spec: ProcessorSpec,
+    guest: WasmProcessor,
+    variables: Vec<StateVariable>,
+    input_schema: SchemaRef,
+    key_schema: SchemaRef,
+    key_indices: Vec<usize>,
+    converter: RowConverter,
+    /// The event-time column, for late rows (event-time mode with a watermark).
+    event_time: Option<String>,
+    has_watermark: bool,
+    store: StateStore,
+    keys: KeyMap,
+    min_expiry: i64,
+    min_timer: i64,
+    /// Keys changed since the last commit (put if still present, else removed).
+    dirty: HashSet<Box<[u8]>, FixedState>,
+    key_bytes: usize,
+    stats: StateOperatorProgress,
+}
+
+impl KeyedProcessor {
+    /// Loads the module (its `init` declares the output and the state) and opens its state
+    /// under `checkpoint`, refusing a checkpoint whose state another declaration wrote.
+    pub fn new(
+        spec: ProcessorSpec,
+        input_schema: SchemaRef,
+        watermark: Option<&WatermarkSpec>,
+        checkpoint: &Path,
+        query: &str,
+    ) -> Result<Self> {
+        spec.check_input(&input_schema)?;
+        let key_indices: Vec<usize> = spec
+            .key
+            .iter()
+            .filter_map(|c| input_schema.index_of(c).ok())
+            .collect();
+        let key_schema = Arc::new(
+            input_schema
+                .project(&key_indices)
+                .map_err(|e| Error::data("processor.key", e))?,
+        );
+        if spec.time_mode == TimeMode::EventTime && watermark.is_none() {
+            return Err(Error::Data {
+                context: "processor.timeMode".into(),
+                message: "event-time timers need a watermark: add watermark = { column = ..., delay = ... } to the source".into(),
+            });
+        }
+        let label = format!("query '{query}' processor (module {})", spec.module_name());
+        let guest = WasmProcessor::new(
+            spec.module.clone(),
+            &spec.config,
+            spec.limits.clone(),
+            label,
+            &key_schema,
+            &input_schema,
+            spec.time_mode,
+        )?;
+        let variables = guest.variables().to_vec();
+        let converter = RowConverter::new(
+            key_schema
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+        )
+        .map_err(|e| Error::data("processor.key", e))?;
+        let store = StateStore::open(checkpoint, STATE_NAME, 10)?;
+        layout::check_or_write(checkpoint, &key_schema, &variables, spec.time_mode)?;
+        Ok(KeyedProcessor {
+            event_time: (spec.time_mode == TimeMode::EventTime)
+                .then(|| watermark.map(|w| w.column.clone()))
+                .flatten(),
+            has_watermark: watermark.is_some(),
+            spec,
+            guest,
+            variables,
+            input_schema,
+            key_schema,
+            key_indices,
+            converter,
+            store,
+            keys: KeyMap::default(),
+            min_expiry: NEVER,
+            min_timer: NEVER,
+            dirty: HashSet::default(),
+            key_bytes: 0,
+            stats: StateOperatorProgress {
+                operator_name: "transformWithState".into(),
+                ..Default::default()
+            },
+        })
+    }
+
+    fn fail(&self, batch_id: u64, message: String) -> Error {
+        Error::Wasm {
+            module: format!("{} in batch {batch_id}", self.guest.label()),
+            message,
+        }
+    }
+
+    /// The clock timers compare with, and the one TTLs do.
+    fn clocks(&self, clock: &BatchClock) -> (i64, i64) {
+        let event = clock.watermarks.eviction_ms;
+        match self.spec.time_mode {
+            TimeMode::EventTime => (event, event),
+            TimeMode::ProcessingTime => (clock.processing_time_ms, clock.processing_time_ms),
+            TimeMode::None => (i64::MIN, clock.processing_time_ms),
+        }
+    }
+
+    fn remove_key(&mut self, key: &[u8]) {
+        if let Some((k, _)) = self.keys.remove_entry(key) {
+            self.key_bytes -= k.len();
+            self.dirty.insert(k);
+        }
+    }
+
+    fn put_key(&mut self, key: &[u8], blob: &[u8], parsed: &Parsed) {
+        let (expiry, timer) = key_state::deadlines(parsed);
+        self.min_expiry = self.min_expiry.min(expiry);
+        self.min_timer = self.min_timer.min(timer);
+        let entry = Entry {
+            blob: blob.into(),
+            expiry,
+            timer,
+        };
+        match self.keys.get_mut(key) {
+            Some(e) => *e = entry,
+            None => {
+                self.key_bytes += key.len();
+                self.keys.insert(key.into(), entry);
+            }
+        }
+        if !self.dirty.contains(key) {
+            self.dirty.insert(key.into());
+        }
+    }
+
+    /// Evicts what expired and takes out the timers that fired; returns those, in time
+    /// then key order. One pass over the keys, only when a deadline passed.
+    fn expire(&mut self, timer_clock: i64, ttl_clock: i64) -> Vec<(i64, Box<[u8]>)> {
+        let mut fired = Vec::new();
+        if timer_clock < self.min_timer && ttl_clock < self.min_expiry {
+            return fired;
+        }
+        let variables = &self.variables;
+        let (mut min_expiry, mut min_timer) = (NEVER, NEVER);
+        let (mut evicted_values, mut removed_keys) = (0u64, 0u64);
+        let dirty = &mut self.dirty;
+        let mut freed = 0usize;
+        let mut scratch = Vec::new();
+        self.keys.retain(|key, entry| {
+            if entry.expiry > ttl_clock && entry.timer > timer_clock {
+                min_expiry = min_expiry.min(entry.expiry);
+                min_timer = min_timer.min(entry.timer);
+                return true;
+            }
+            let Some(parsed) = key_state::parse(variables, &entry.blob) else {
+                // Checked when stored; keep it rather than guess.
+                return true;
+            };
+            let vars: Vec<Option<(i64, &[u8])>> = parsed
+                .vars
+                .iter()
+                .map(|v| {
+                    v.and_then(|v| {
+                        if v.expiry <= ttl_clock {
+                            evicted_values += 1;
+                            None
+                        } else {
+                            Some((v.expiry, v.contents))
+                        }
+                    })
+                })
+                .collect();
+            let split = parsed.timers.partition_point(|&t| t <= timer_clock);
+            for &t in &parsed.timers[..split] {
+                fired.push((t, key.clone()));
+            }
+            let keep = key_state::write(variables, &vars, &parsed.timers[split..], &mut scratch);
+            if !dirty.contains(key) {
+                dirty.insert(key.clone());
+            }
+            if !keep {
+                removed_keys += 1;
+                freed += key.len();
+                return false;
+            }
+            let reparsed = key_state::parse(variables, &scratch).unwrap_or_default();
+            let (e, t) = key_state::deadlines(&reparsed);
+            *entry = Entry {
+                blob: scratch.as_slice().into(),
+                expiry: e,
+                timer: t,
+            };
+            min_expiry = min_expiry.min(e);
+            min_timer = min_timer.min(t);
+            true
+        });
+        self.key_bytes -= freed;
+        self.min_expiry = min_expiry;
+        self.min_timer = min_timer;
+        self.stats.num_rows_removed += removed_keys;
+        *self
+            .stats
+            .custom_metrics
+            .entry("numValuesRemovedByTtl".into())
+            .or_default() += evicted_values;
+        fired.sort_unstable();
+        fired
+    }
+
+    /// Rows behind the watermark are late (event-time mode): dropped and counted.
+    fn drop_late(&mut self, rows: RecordBatch, late_ms: i64) -> Result<RecordBatch> {
+        let Some(column) = &self.event_time else {
+            return Ok(rows);
+        };
+        let times = event_times(&rows, column)?;
+        let late_us = late_ms.saturating_mul(1000);
+        let keep: BooleanArray = times
+            .iter()
+            .map(|t| Some(t.is_none_or(|t| t > late_us)))
+            .collect();
+        let dropped = keep.false_count();
+        if dropped == 0 {
+            return Ok(rows);
+        }
+        self.stats.num_rows_dropped_by_watermark += dropped as u64;
+        arrow_select::filter::filter_record_batch(&rows, &keep)
+            .map_err(|e| Error::data("dropping late rows", e))
+    }
+
+    /// A key's values for messages: `user_id=u7`.
+    fn key_label(&self, keys: &RecordBatch, row: usize) -> String {
+        let options = arrow_cast::display::FormatOptions::default();
+        keys.columns()
+            .iter()
+            .zip(self.key_schema.fields())
+            .map(|(c, f)| {
+                let v = arrow_cast::display::ArrayFormatter::try_new(c.as_ref(), &options)
+                    .map(|fmt| fmt.value(row).to_string())
+                    .unwrap_or_default();
+                format!("{}={v}", f.name())
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The key columns of touched keys, and where each key's rows are.
+struct Grouped {
+    /// Key bytes (row format), in call order.
+    keys: Vec<Box<[u8]>>,
+    /// The rows, grouped.
+    rows: RecordBatch,
+    /// End of each key's rows in `rows`.
+    ends: Vec<u32>,
+}
+
+impl KeyedProcessor {
+    fn group(
+        &self,
+        rows: &RecordBatch,
+        fired: &[(i64, Box<[u8]>)],
+    ) -> Result<(Grouped, Vec<ExpiredTimer>)> {
+        let columns: Vec<_> = self
+            .key_indices
+            .iter()
+            .map(|&i| rows.column(i).clone())
+            .collect();
+        let key_rows = self
+            .converter
+            .convert_columns(&columns)
+            .map_err(|e| Error::data("grouping rows by processor.key", e))?;
+        let mut index: HashMap<&[u8], u32, FixedState> =
+            HashMap::with_capacity_and_hasher(rows.num_rows().min(1 << 20), FixedState::default());
+        let mut keys: Vec<Box<[u8]>> = Vec::new();
+        let mut group_of_row = Vec::with_capacity(rows.num_rows());
+        let mut counts: Vec<u32> = Vec::new();
+        for r in 0..rows.num_rows() {
+            let k: &[u8] = key_rows.row(r).data();
+            let g = *index.entry(k).or_insert_with(|| {
+                keys.push(k.into());
+                counts.push(0);
+                (keys.len() - 1) as u32
+            });
+            counts[g as usize] += 1;
+            group_of_row.push(g);
+        }
+        let mut ends = Vec::with_capacity(keys.len() + fired.len());
+        let mut next = Vec::with_capacity(keys.len());
+        let mut acc = 0u32;
+        for c in &counts {
+            next.push(acc);
+            acc += c;
+            ends.push(acc);
+        }
+        let mut order = vec![0u32; rows.num_rows()];
+        for (r, g) in group_of_row.iter().enumerate() {
+            let slot = &mut next[*g as usize];
+            order[*slot as usize] = r as u32;
+            *slot += 1;
+        }
+        let grouped = if keys.len() == rows.num_rows() || rows.num_rows() == 0 {
+            // Every key once: the rows are already grouped.
+            rows.clone()
+        } else {
+            arrow_select::take::take_record_batch(rows, &UInt32Array::from(order))
+                .map_err(|e| Error::data("grouping rows by processor.key", e))?
+        };
+        // Keys with only timers come after, in the order their first timer fired.
+        let mut expired = Vec::with_capacity(fired.len());
+        let with_rows = keys.len() as u32;
+        let mut timer_only: HashMap<&[u8], u32, FixedState> = HashMap::default();
+        for (t, key) in fired {
+            let idx = match index.get(key.as_ref()) {
+                Some(&i) => i,
+                None => {
+                    let next = with_rows + timer_only.len() as u32;
+                    *timer_only.entry(key.as_ref()).or_insert_with(|| {
+                        keys.push(key.clone());
+                        ends.push(acc);
+                        next
+                    })
+                }
+            };
+            expired.push(ExpiredTimer {
+                key: idx,
+                at_ms: *t,
+            });
+        }
+        Ok((
+            Grouped {
+                keys,
+                rows: grouped,
+                ends,
+            },
+            expired,
+        ))
+    }
+
+    /// The key columns of `keys` (row format back to Arrow).
+    fn key_batch(&self, keys: &[Box<[u8]>]) -> Result<RecordBatch> {
+        let parser = self.converter.parser();
+        let rows = keys.iter().map(|k| parser.parse(k));
+        let columns = self
+            .converter
+            .convert_rows(rows)
+            .map_err(|e| Error::data("processor keys", e))?;
+        RecordBatch::try_new_with_options(
+            self.key_schema.clone(),
+            columns,
+            &arrow_array::RecordBatchOptions::new().with_row_count(Some(keys.len())),
+        )
+        .map_err(|e| Error::data("processor keys", e))
+    }
+}
+
+impl StatefulOperator for KeyedProcessor {
+    fn output_schema(&self) -> SchemaRef {
+        self.guest.output_schema()
+    }
+
+    fn restore(&mut self, version: Option<u64>) -> Result<()> {
+        self.keys.clear();
+        self.dirty.clear();
+        self.key_bytes = 0;
+        self.min_expiry = NEVER;
+        self.min_timer = NEVER;
+        for (key, blob) in self.store.load(version)? {
+            let parsed = key_state::parse(&self.variables, &blob).ok_or_else(|| {
+                Error::Checkpoint {
+                    path: PathBuf::from(format!("state/{STATE_NAME}")),
+                    message: "a key's state does not fit the processor's declared state variables (corrupt, or written by another declaration)".into(),
+                }
+            })?;
+            let (expiry, timer) = key_state::deadlines(&parsed);
+            self.min_expiry = self.min_expiry.min(expiry);
+            self.min_timer = self.min_timer.min(timer);
+            self.key_bytes += key.len();
+            self.keys.insert(
+                key,
+                Entry {
+                    blob,
+                    expiry,
+                    timer,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, clock: BatchClock, input: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        let batch_id = clock.batch_id;
+        self.stats.num_rows_dropped_by_watermark = 0;
+        self.stats.num_rows_removed = 0;
+        self.stats.custom_metrics.clear();
+        let (timer_clock, ttl_clock) = self.clocks(&clock);
+        let rows = arrow_select::concat::concat_batches(&self.input_schema, &input)
+            .map_err(|e| Error::data("processor input", e))?;
+        drop(input);
+        let rows = self.drop_late(rows, clock.watermarks.late_ms)?;
+        let fired = self.expire(timer_clock, ttl_clock);
+        let mut metric = |name: &str, v: u64| {
+            self.stats.custom_metrics.insert(name.into(), v);
+        };
+        metric("numExpiredTimers", fired.len() as u64);
+        if rows.num_rows() == 0 && fired.is_empty() {
+            metric("numWasmCalls", 0);
+            self.stats.num_rows_total = self.keys.len() as u64;
+            return Ok(Vec::new());
+        }
+        let (grouped, expired) = self.group(&rows, &fired)?;
+        drop(fired);
+        let keys = self.key_batch(&grouped.keys)?;
+        let mut builder = StateBatchBuilder::new(&self.variables, grouped.keys.len());
+        let mut state_bytes = 0u64;
+        for key in &grouped.keys {
+            let parsed = self.keys.get(key.as_ref()).and_then(|e| {
+                state_bytes += e.blob.len() as u64;
+                key_state::parse(&self.variables, &e.blob)
+            });
+            builder.append(parsed.as_ref());
+        }
+        let state = builder
+            .finish()
+            .map_err(|e| Error::data("building the processor's state batch", e))?;
+        let ctx = BatchContext {
+            batch_id,
+            processing_time_ms: clock.processing_time_ms,
+            watermark_ms: self.has_watermark.then_some(clock.watermarks.eviction_ms),
+        };
+        let budget = (
+            (grouped.rows.num_rows() + grouped.keys.len()) as u64,
+            grouped.rows.get_array_memory_size() as u64 + state_bytes,
+        );
+        let out = self
+            .guest
+            .process(
+                ctx,
+                &keys,
+                &grouped.rows,
+                &grouped.ends,
+                &state,
+                &expired,
+                budget,
+            )
+            .map_err(|m| self.fail(batch_id, m))?;
+        drop(state);
+        if out.state.num_rows() != grouped.keys.len() {
+            return Err(self.fail(
+                batch_id,
+                format!(
+                    "returned state for {} keys; it was given {} (one row per key, in the order of `keys`: a processor can only change the state of the keys it is given)",
+                    out.state.num_rows(),
+                    grouped.keys.len()
+                ),
+            ));
+        }
+        let variables = self.variables.clone();
+        let reader = StateBatchReader::new(&variables, &out.state).ok_or_else(|| {
+            self.fail(
+                batch_id,
+                "returned a state batch without its timers column".into(),
+            )
+        })?;
+        let mut blob = Vec::new();
+        let mut updated = 0u64;
+        let mut registered = 0u64;
+        for (i, key) in grouped.keys.iter().enumerate() {
+            let ret = reader
+                .row(i, self.spec.max_state_bytes_per_key)
+                .map_err(|m| {
+                    self.fail(batch_id, format!("key ({}): {m}", self.key_label(&keys, i)))
+                })?;
+            if let Some(&bad) = ret.timers.first().filter(|&&t| t <= timer_clock) {
+                let message = match self.spec.time_mode {
+                    TimeMode::None => "registered a timer, but the processor's timeMode is \"none\"; set timeMode = \"processingTime\" or \"eventTime\"".to_owned(),
+                    TimeMode::EventTime => format!("registered an event-time timer at {bad} ms, not after the batch's watermark {timer_clock} ms (a timer must lie in the future)"),
+                    TimeMode::ProcessingTime => format!("registered a processing-time timer at {bad} ms, not after the batch's processing time {timer_clock} ms (a timer must lie in the future)"),
+                };
+                return Err(self.fail(
+                    batch_id,
+                    format!("key ({}): {message}", self.key_label(&keys, i)),
+                ));
+            }
+            let old = self.keys.get(key.as_ref());
+            let old_parsed = old.and_then(|e| key_state::parse(&self.variables, &e.blob));
+            registered += ret
+                .timers
+                .iter()
+                .filter(|t| {
+                    old_parsed
+                        .as_ref()
+                        .is_none_or(|p| p.timers.binary_search(t).is_err())
+                })
+                .count() as u64;
+            let vars: Vec<Option<(i64, &[u8])>> = ret
+                .vars
+                .iter()
+                .zip(&self.variables)
+                .enumerate()
+                .map(|(j, (new, v))| {
+                    new.as_deref().map(|new| {
+                        let before = old_parsed.as_ref().and_then(|p| p.vars[j]);
+                        let expiry = match (before, v.ttl_ms) {
+                            (Some(b), _) if b.contents == new => b.expiry,
+                            (_, Some(ttl)) => ttl_clock.saturating_add(ttl as i64),
+                            (_, None) => NEVER,
+                        };
+                        (expiry, new)
+                    })
+                })
+                .collect();
+            let keep = key_state::write(&self.variables, &vars, &ret.timers, &mut blob);
+            if old.is_some_and(|e| *e.blob == *blob) {
+                continue;
+            }
+            updated += 1;
+            if keep {
+                let parsed = key_state::parse(&self.variables, &blob).unwrap_or_default();
+                self.put_key(key, &blob, &parsed);
+            } else if old.is_some() {
+                self.remove_key(key);
+                self.stats.num_rows_removed += 1;
+            }
+        }
+        self.stats.num_rows_updated = updated;
+        self.stats.num_rows_total = self.keys.len() as u64;
+        self.stats.memory_used_bytes = (self.key_bytes
+            + self.keys.values().map(|e| e.blob.len()).sum::<usize>()
+            + self.keys.len() * (std::mem::size_of::<Entry>() + 24))
+            as u64;
+        let m = &mut self.stats.custom_metrics;
+        m.insert("numWasmCalls".into(), 1);
+        m.insert("numTouchedKeys".into(), grouped.keys.len() as u64);
+        m.insert("numRegisteredTimers".into(), registered);
+        Ok(out.emitted)
+    }
+
+    fn commit(&mut self, batch_id: u64) -> Result<()> {
+        let started = Instant::now();
+        let keys = &self.keys;
+        let dirty = &self.dirty;
+        self.store.commit(
+            batch_id,
+            |w| {
+                for key in dirty {
+                    match keys.get(key) {
+                        Some(e) => w.put(key, |b| b.extend_from_slice(&e.blob))?,
+                        None => w.remove(key)?,
+                    }
+                }
+                Ok(())
+            },
+            |w| {
+                for (key, e) in keys {
+                    w.put(key, |b| b.extend_from_slice(&e.blob))?;
+                }
+                Ok(())
+            },
+        )?;
+        self.dirty.clear();
+        self.stats.commit_time_ms = started.elapsed().as_millis() as u64;
+        Ok(())
+    }
+
+    fn purge(&mut self, keep_from: u64) -> Result<()> {
+        self.store.purge(keep_from)
+    }
+
+    fn progress(&self) -> StateOperatorProgress {
+        self.stats.clone()
+    }
+
+    fn wants_no_data_batches(&self) -> bool {
+        self.spec.time_mode == TimeMode::EventTime
+            && (self.min_timer != NEVER || self.min_expiry != NEVER)
+    }
+
+    fn due_by_processing_time(&self, now_ms: i64) -> bool {
+        match self.spec.time_mode {
+            TimeMode::EventTime => false,
+            TimeMode::ProcessingTime => self.min_timer <= now_ms || self.min_expiry <= now_ms,
+            TimeMode::None => self.min_expiry <= now_ms,
+        }
+    }
+}
+
+pub mod layout;

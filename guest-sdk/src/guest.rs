@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::fmt;
 
 pub use arrow_array::{self, Array, ArrayRef, RecordBatch};
+pub use arrow_buffer;
 pub use arrow_ord;
 pub use arrow_schema::{self, DataType, Field, Schema, SchemaRef};
 pub use serde_json;

@@ -8,6 +8,7 @@
 mod module_build;
 mod new;
 mod remote;
+mod state;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -37,7 +38,8 @@ sluice run pipeline.toml --query events           run one query of it\n  \
 sluice run pipeline.toml --progress-log p.jsonl   also write progress records as JSON lines\n  \
 sluice validate pipeline.toml                     check a pipeline without running it\n  \
 sluice new transform my-step                      start a guest crate (or handler, aggregate)\n  \
-sluice module build                               build and check the guest crate here\n\n\
+sluice module build                               build and check the guest crate here\n  \
+sluice state show CHECKPOINT                      print a query's operator state as JSON lines\n\n\
 Stop with Ctrl-C (or SIGTERM): each query finishes its batch in flight, commits, and the\n\
 process exits 0. A second Ctrl-C exits at once; the next start re-runs the uncommitted batch.\n\
 Logs go to stderr; set RUST_LOG=debug for more."
@@ -109,12 +111,35 @@ enum Command {
         #[command(subcommand)]
         command: remote::ModuleCommand,
     },
+    /// Look at a checkpoint's operator state: `sluice state show CHECKPOINT`.
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
     /// Manage the queries of a server: start, list, status, progress, stop, swap.
     Query {
         #[command(flatten)]
         server: remote::ServerArgs,
         #[command(subcommand)]
         command: remote::QueryCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StateCommand {
+    /// Print each key's state of the stateful operators as JSON lines.
+    Show {
+        /// The query's checkpointLocation.
+        checkpoint: PathBuf,
+        /// Only this operator (the folder under state/, e.g. processor).
+        #[arg(long)]
+        operator: Option<String>,
+        /// Only keys whose column has this value, COLUMN=VALUE (repeatable).
+        #[arg(long = "key")]
+        keys: Vec<String>,
+        /// The state after this batch (default: the last committed).
+        #[arg(long)]
+        batch: Option<u64>,
     },
 }
 
@@ -152,6 +177,15 @@ pub fn main() -> ExitCode {
         Command::Query { server, command } => {
             remote::query(&server, command).map(|()| ExitCode::SUCCESS)
         }
+        Command::State {
+            command:
+                StateCommand::Show {
+                    checkpoint,
+                    operator,
+                    keys,
+                    batch,
+                },
+        } => state::show(&checkpoint, operator.as_deref(), &keys, batch).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -191,3 +191,73 @@ pub fn check_or_write(
         }
     }
 }
+
+/// The processor's state after batch `version` as JSON rows, one per key: the key columns,
+/// each present variable's value (decoded by its encoding), its expiry, and the timers.
+/// `matches` picks keys by their JSON form (for `--key`).
+pub fn state_rows(
+    checkpoint: &Path,
+    version: u64,
+    matches: &dyn Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
+) -> Result<Vec<serde_json::Value>> {
+    use serde_json::{Map, Value, json};
+    let corrupt = |message: String| Error::Checkpoint {
+        path: file(checkpoint),
+        message,
+    };
+    let layout = Layout::read(checkpoint)?
+        .ok_or_else(|| corrupt("no layout.json: the processor never started here".into()))?;
+    let key_schema = layout.key_schema().map_err(corrupt)?;
+    let variables = layout.variables().map_err(corrupt)?;
+    let store = crate::state::StateStore::open(checkpoint, STATE_NAME, 10)?;
+    let mut state: Vec<(Box<[u8]>, Box<[u8]>)> = store.load(Some(version))?.into_iter().collect();
+    state.sort();
+    let converter = arrow_row::RowConverter::new(
+        key_schema
+            .fields()
+            .iter()
+            .map(|f| arrow_row::SortField::new(f.data_type().clone()))
+            .collect(),
+    )
+    .map_err(|e| corrupt(e.to_string()))?;
+    let parser = converter.parser();
+    let columns = converter
+        .convert_rows(state.iter().map(|(k, _)| parser.parse(k)))
+        .map_err(|e| corrupt(e.to_string()))?;
+    let keys = arrow_array::RecordBatch::try_new_with_options(
+        key_schema.clone(),
+        columns,
+        &arrow_array::RecordBatchOptions::new().with_row_count(Some(state.len())),
+    )
+    .map_err(|e| corrupt(e.to_string()))?;
+    let keys = crate::schema::rows_as_json(&keys).map_err(|e| corrupt(e.to_string()))?;
+    let mut rows = Vec::new();
+    for ((_, blob), key) in state.iter().zip(keys) {
+        if !matches(&key) {
+            continue;
+        }
+        let parsed = super::key_state::parse(&variables, blob)
+            .ok_or_else(|| corrupt("a key's state does not fit the layout".into()))?;
+        let mut values = Map::new();
+        let mut expires = Map::new();
+        for (v, stored) in variables.iter().zip(&parsed.vars) {
+            if let Some(s) = stored {
+                values.insert(v.name.clone(), super::key_state::var_json(v, s.contents));
+                if s.expiry != i64::MAX {
+                    expires.insert(v.name.clone(), Value::from(s.expiry));
+                }
+            }
+        }
+        let mut row = json!({
+            "operator": STATE_NAME,
+            "key": key,
+            "state": values,
+            "timers": parsed.timers,
+        });
+        if !expires.is_empty() {
+            row["expiresAtMs"] = Value::Object(expires);
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}

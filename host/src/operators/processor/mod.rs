@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow_array::{BooleanArray, RecordBatch, UInt32Array};
+use arrow_array::{Array, BooleanArray, RecordBatch, UInt32Array};
 use arrow_row::{RowConverter, SortField};
 use arrow_schema::{Schema, SchemaRef};
 use foldhash::fast::FixedState;
@@ -368,6 +368,9 @@ struct Grouped {
     rows: RecordBatch,
     /// End of each key's rows in `rows`.
     ends: Vec<u32>,
+    /// Each key's newest event time (ms) in the batch, in event-time mode (`i64::MIN` for
+    /// none): an event-time TTL counts from it.
+    newest_ms: Vec<i64>,
 }
 
 impl KeyedProcessor {
@@ -390,14 +393,24 @@ impl KeyedProcessor {
         let mut keys: Vec<Box<[u8]>> = Vec::new();
         let mut group_of_row = Vec::with_capacity(rows.num_rows());
         let mut counts: Vec<u32> = Vec::new();
+        let times = match &self.event_time {
+            Some(c) => Some(event_times(rows, c)?),
+            None => None,
+        };
+        let mut newest_ms: Vec<i64> = Vec::new();
         for r in 0..rows.num_rows() {
             let k: &[u8] = key_rows.row(r).data();
             let g = *index.entry(k).or_insert_with(|| {
                 keys.push(k.into());
                 counts.push(0);
+                newest_ms.push(i64::MIN);
                 (keys.len() - 1) as u32
             });
             counts[g as usize] += 1;
+            if let Some(t) = times.as_ref().filter(|t| t.is_valid(r)) {
+                let ms = t.value(r).div_euclid(1000);
+                newest_ms[g as usize] = newest_ms[g as usize].max(ms);
+            }
             group_of_row.push(g);
         }
         let mut ends = Vec::with_capacity(keys.len() + fired.len());
@@ -433,6 +446,7 @@ impl KeyedProcessor {
                     *timer_only.entry(key.as_ref()).or_insert_with(|| {
                         keys.push(key.clone());
                         ends.push(acc);
+                        newest_ms.push(i64::MIN);
                         next
                     })
                 }
@@ -447,6 +461,7 @@ impl KeyedProcessor {
                 keys,
                 rows: grouped,
                 ends,
+                newest_ms,
             },
             expired,
         ))
@@ -608,6 +623,9 @@ impl StatefulOperator for KeyedProcessor {
                         .is_none_or(|p| p.timers.binary_search(t).is_err())
                 })
                 .count() as u64;
+            // An event-time TTL counts from the key's newest event when it is ahead of the
+            // watermark (the first batches of a query have none yet).
+            let ttl_from = ttl_clock.max(grouped.newest_ms[i]);
             let vars: Vec<Option<(i64, &[u8])>> = ret
                 .vars
                 .iter()
@@ -618,7 +636,7 @@ impl StatefulOperator for KeyedProcessor {
                         let before = old_parsed.as_ref().and_then(|p| p.vars[j]);
                         let expiry = match (before, v.ttl_ms) {
                             (Some(b), _) if b.contents == new => b.expiry,
-                            (_, Some(ttl)) => ttl_clock.saturating_add(ttl as i64),
+                            (_, Some(ttl)) => ttl_from.saturating_add(ttl as i64),
                             (_, None) => NEVER,
                         };
                         (expiry, new)

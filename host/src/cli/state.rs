@@ -1,0 +1,108 @@
+//! `sluice state show CHECKPOINT`: the state of a query's stateful operators as JSON lines
+//! (Spark's state data source reader), read from the checkpoint alone — no module, no
+//! pipeline, nothing running.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+
+use crate::operators::processor;
+
+/// The batch whose state is shown by default: the last committed one.
+fn last_committed(checkpoint: &Path) -> anyhow::Result<u64> {
+    let dir = checkpoint.join("commits");
+    let entries = std::fs::read_dir(&dir).with_context(|| {
+        format!(
+            "{} is not a checkpoint (no commits/ folder)",
+            checkpoint.display()
+        )
+    })?;
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
+        .max()
+        .with_context(|| format!("{}: no batch was committed yet", checkpoint.display()))
+}
+
+/// The operators with state in a checkpoint (`state/<name>/`).
+fn operators(checkpoint: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(checkpoint.join("state"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Prints every key's state (or the keys `filters` pick, `COLUMN=VALUE`) of `operator`
+/// (default: every operator) after batch `batch` (default: the last committed), one JSON
+/// object per line.
+pub fn show(
+    checkpoint: &Path,
+    operator: Option<&str>,
+    filters: &[String],
+    batch: Option<u64>,
+) -> anyhow::Result<()> {
+    let version = match batch {
+        Some(b) => b,
+        None => last_committed(checkpoint)?,
+    };
+    let filters: Vec<(String, String)> = filters
+        .iter()
+        .map(|f| {
+            f.split_once('=')
+                .map(|(c, v)| (c.to_owned(), v.to_owned()))
+                .with_context(|| format!("--key {f}: expected COLUMN=VALUE, e.g. --key user_id=u7"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let matches = |key: &serde_json::Map<String, serde_json::Value>| {
+        filters.iter().all(|(c, v)| match key.get(c) {
+            Some(serde_json::Value::String(s)) => s == v,
+            Some(other) => other.to_string() == *v,
+            None => false,
+        })
+    };
+    let found = operators(checkpoint);
+    let wanted: Vec<&String> = match operator {
+        Some(op) => match found.iter().find(|n| n.as_str() == op) {
+            Some(n) => vec![n],
+            None => bail!(
+                "{} has no state of an operator '{op}' (it has: {})",
+                checkpoint.display(),
+                if found.is_empty() {
+                    "none".to_owned()
+                } else {
+                    found.join(", ")
+                }
+            ),
+        },
+        None => found.iter().collect(),
+    };
+    if wanted.is_empty() {
+        bail!(
+            "{} holds no operator state (the query is stateless)",
+            checkpoint.display()
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    for name in wanted {
+        let rows = match name.as_str() {
+            processor::STATE_NAME => processor::layout::state_rows(checkpoint, version, &matches)?,
+            other => bail!(
+                "showing the state of the '{other}' operator is not supported yet (only the processor's is)"
+            ),
+        };
+        for row in rows {
+            use std::io::Write;
+            match writeln!(out, "{row}") {
+                // `sluice state show ... | head`: the reader has what it wanted.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                other => other?,
+            }
+        }
+    }
+    Ok(())
+}

@@ -346,3 +346,60 @@ fn a_stream_static_join_killed_anywhere_gives_the_clean_output() {
     );
     kill_everywhere(setup_static_join, &expected, 5);
 }
+
+/// Sessionization in a keyed processor (state and event-time timers in Wasm): 8 users,
+/// events every 4.8 minutes with pauses of 14.4, a 10-minute gap, so sessions close by timer
+/// batch after batch — and timers registered before a kill fire after the restart.
+fn setup_sessions(d: &Path) -> PathBuf {
+    write_inputs(d, |i| {
+        (0..ROWS_PER_FILE)
+            .filter(|j| (j / 8 + j % 8) % 4 < 2)
+            .map(|j| {
+                let secs = i * 1800 + j * 36;
+                format!(
+                    "{{\"user_id\":\"u{}\",\"ts\":\"2024-05-01T{:02}:{:02}:{:02}Z\"}}\n",
+                    j % 8,
+                    12 + secs / 3600,
+                    secs / 60 % 60,
+                    secs % 60
+                )
+            })
+            .collect()
+    });
+    pipeline(
+        d,
+        &format!(
+            r#"[[query]]
+name = "sessions"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+minBatchesToRetain = 2
+
+[query.source]
+format = "json"
+path = "in/*.json"
+schema = "user_id STRING, ts TIMESTAMP"
+maxFilesPerTrigger = 1
+watermark = {{ column = "ts", delay = "5 minutes" }}
+
+[query.processor]
+module = "{}"
+key = ["user_id"]
+timeMode = "eventTime"
+config = {{ gapMs = 600000 }}
+
+[query.sink]
+format = "json"
+path = "out"
+"#,
+            guests().join("sessionize.wasm").display()
+        ),
+    )
+}
+
+#[test]
+fn a_keyed_processor_with_timers_killed_anywhere_restarts_from_its_state() {
+    let expected = clean_run(setup_sessions);
+    assert!(expected.len() >= 30, "{expected:#?}");
+    kill_everywhere(setup_sessions, &expected, 6);
+}

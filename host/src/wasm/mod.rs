@@ -458,7 +458,10 @@ pub fn package_versions(engine: &Engine, component: &Component) -> Vec<String> {
 pub(crate) fn world_mismatch(label: &str, link: &WorldLink, e: wasmtime::Error) -> Error {
     Error::Wasm {
         module: label.to_owned(),
-        message: format!("does not implement the {} world: {e:#}", link.world),
+        message: format!(
+            "does not implement the {} world: {e:#} (build it with sluice-guest-sdk's `{}` feature)",
+            link.world, link.feature
+        ),
     }
 }
 

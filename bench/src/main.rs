@@ -8,6 +8,7 @@
 //! cargo run --release -p sluice-bench -- serve [--runs R]
 //! cargo run --release -p sluice-bench -- nexmark --query q5 --events 10000000 [--runs R]
 //! cargo run --release -p sluice-bench -- nexmark --all
+//! cargo run --release -p sluice-bench -- processor
 //! ```
 
 mod dashboard;
@@ -18,6 +19,7 @@ mod kafka;
 mod measure;
 mod nexmark;
 mod pipeline;
+mod processor;
 mod serve;
 
 use std::path::PathBuf;
@@ -53,6 +55,8 @@ enum Command {
         #[arg(long)]
         pin: bool,
     },
+    /// Keyed processor: a Wasm counter per key over a million keys against native count.
+    Processor,
     /// Joins: stream–static probe rate, stream–stream state size.
     Join {
         /// Only the benchmarks whose name contains this (static_probe, symmetric_state).
@@ -117,6 +121,7 @@ fn main() -> Result<()> {
         Command::Engine { only } => engine::run(only.as_deref()),
         Command::EventTime { only } => event_time::run_all(only.as_deref()),
         Command::Join { only } => join::run(only.as_deref()),
+        Command::Processor => processor::run(&guest("key_counter.wasm")?),
         Command::Dashboard { runs, pin } => dashboard::run(runs, pin),
         Command::Kafka { records, runs } => kafka::run(&kafka::KafkaBench {
             records,

@@ -21,6 +21,8 @@ pub struct PipelineRun {
     pub input_rows: u64,
     /// Each batch's duration, in milliseconds.
     pub batch_ms: Vec<f64>,
+    /// Every batch's progress record.
+    pub progress: Vec<sluice::progress::QueryProgress>,
 }
 
 /// Runs pipeline `text` to completion, its relative paths resolved as if it were the file
@@ -50,6 +52,7 @@ pub fn run_pipeline_at(text: &str, anchor: Option<&std::path::Path>) -> Result<P
         .flush()?;
     let mut input_rows = 0;
     let mut batch_ms = Vec::new();
+    let mut progress = Vec::new();
     for line in std::fs::read_to_string(&log_path)?.lines() {
         let p: sluice::progress::QueryProgress = serde_json::from_str(line)?;
         input_rows += p.num_input_rows;
@@ -60,10 +63,12 @@ pub fn run_pipeline_at(text: &str, anchor: Option<&std::path::Path>) -> Result<P
             );
         }
         batch_ms.push(p.batch_duration as f64);
+        progress.push(p);
     }
     Ok(PipelineRun {
         span,
         input_rows,
         batch_ms,
+        progress,
     })
 }

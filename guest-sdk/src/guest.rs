@@ -627,8 +627,8 @@ pub mod prelude {
     pub use super::Aggregate;
     #[cfg(feature = "processor")]
     pub use super::{
-        Clock, Json, Key, KeyState, ListState, MapState, Output, Processor, Schemas, StateDecl,
-        StateValue, TimeMode, ValueState,
+        Clock, Json, Key, KeyState, ListState, MapState, Output, Processor, Rows, Schemas,
+        StateDecl, StateValue, TimeMode, ValueState,
     };
     #[cfg(feature = "handler")]
     pub use super::{Handler, files, http, sinks};

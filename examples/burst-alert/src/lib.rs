@@ -56,7 +56,7 @@ impl Processor for BurstAlert {
     fn handle_rows(
         &mut self,
         key: &Key,
-        rows: &RecordBatch,
+        rows: &Rows,
         state: &mut KeyState,
         _out: &mut Output,
     ) -> Result<(), Error> {

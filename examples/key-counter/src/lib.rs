@@ -38,7 +38,7 @@ impl Processor for KeyCounter {
     fn handle_rows(
         &mut self,
         key: &Key,
-        rows: &RecordBatch,
+        rows: &Rows,
         state: &mut KeyState,
         _out: &mut Output,
     ) -> Result<(), Error> {

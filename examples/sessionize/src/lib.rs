@@ -84,14 +84,15 @@ impl Processor for Sessionize {
     fn handle_rows(
         &mut self,
         _key: &Key,
-        rows: &RecordBatch,
+        rows: &Rows,
         state: &mut KeyState,
         _out: &mut Output,
     ) -> Result<(), Error> {
-        let mut times: Vec<i64> = column::<TimestampMicrosecondArray>(rows, &self.time_column)?
-            .iter()
-            .flatten()
-            .map(|us| us / 1000)
+        let (all, range) = rows.all();
+        let times = column::<TimestampMicrosecondArray>(all, &self.time_column)?;
+        let mut times: Vec<i64> = range
+            .filter(|&i| times.is_valid(i))
+            .map(|i| times.value(i) / 1000)
             .collect();
         times.sort_unstable();
         let mut open = state.get(&self.open)?.map(|s| s.0);

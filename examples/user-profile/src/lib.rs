@@ -66,12 +66,13 @@ impl Processor for UserProfile {
     fn handle_rows(
         &mut self,
         key: &Key,
-        rows: &RecordBatch,
+        rows: &Rows,
         state: &mut KeyState,
         _out: &mut Output,
     ) -> Result<(), Error> {
-        let names = column::<StringArray>(rows, "event")?;
-        let times = column::<TimestampMicrosecondArray>(rows, "ts")?;
+        let rows = rows.batch();
+        let names = column::<StringArray>(&rows, "event")?;
+        let times = column::<TimestampMicrosecondArray>(&rows, "ts")?;
         let mut events: Vec<Event> = state.list(&self.events)?.into_iter().map(|e| e.0).collect();
         for (name, ts) in names.iter().zip(times.iter()) {
             if let (Some(name), Some(ts)) = (name, ts) {

@@ -25,7 +25,7 @@
 //!         })
 //!     }
 //!     fn output_schema(&self) -> SchemaRef { self.out.clone() }
-//!     fn handle_rows(&mut self, key: &Key, rows: &RecordBatch, state: &mut KeyState, _out: &mut Output) -> Result<(), Error> {
+//!     fn handle_rows(&mut self, key: &Key, rows: &Rows, state: &mut KeyState, _out: &mut Output) -> Result<(), Error> {
 //!         let n = state.get(&self.count)?.unwrap_or(0) + rows.num_rows() as i64;
 //!         state.set(&self.count, &n);
 //!         self.keys.push(key.index() as u32);
@@ -52,9 +52,11 @@
 //! timeMode = "none"          # or "processingTime", "eventTime" (needs a watermark)
 //! ```
 //!
-//! Order within a batch: first [`Processor::handle_rows`] for every key with rows (keys in
-//! the order they first appear, rows in arrival order), then [`Processor::handle_timer`] for
-//! every timer that fired (in time order), then [`Processor::end_batch`]. Output handed to
+//! Order within a batch, key by key (keys with rows first, in the order they first appear):
+//! [`Processor::handle_rows`] with the key's rows in arrival order, then
+//! [`Processor::handle_timer`] for each of its timers that fired, in time order; after the
+//! last key, [`Processor::end_batch`]. A key's state is final when the next key starts, so
+//! a batch of a million keys holds one key's decoded state at a time. Output handed to
 //! [`Output::emit`] reaches the host once, after `end_batch`.
 
 use std::collections::BTreeMap;
@@ -285,6 +287,32 @@ impl Key<'_> {
     }
 }
 
+/// One key's rows in this batch, in arrival order: a range of the batch's grouped rows.
+/// Counting them costs nothing; [`Rows::batch`] slices them out when columns are needed.
+pub struct Rows<'a> {
+    all: &'a RecordBatch,
+    start: usize,
+    len: usize,
+}
+
+impl<'a> Rows<'a> {
+    /// How many rows the key has.
+    pub fn num_rows(&self) -> usize {
+        self.len
+    }
+
+    /// The rows as a batch of the input schema (a zero-copy slice).
+    pub fn batch(&self) -> RecordBatch {
+        self.all.slice(self.start, self.len)
+    }
+
+    /// Every key's rows of the batch, and where this key's are in it: for reading columns
+    /// by index without slicing per key.
+    pub fn all(&self) -> (&'a RecordBatch, std::ops::Range<usize>) {
+        (self.all, self.start..self.start + self.len)
+    }
+}
+
 /// The batch's clock (Spark's `TimerValues`).
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
@@ -368,18 +396,19 @@ pub struct KeyState<'a> {
     slots: Vec<Slot>,
     timers: Option<Vec<i64>>,
     clock: Clock,
-    scratch: Vec<u8>,
 }
 
 impl<'a> KeyState<'a> {
-    fn new(incoming: &'a Incoming, row: usize, clock: Clock) -> Self {
+    /// Key `row`'s state, its slots vector reused from the previous key.
+    fn new(incoming: &'a Incoming, row: usize, clock: Clock, mut slots: Vec<Slot>) -> Self {
+        slots.clear();
+        slots.extend((0..incoming.columns.len()).map(|_| Slot::Input));
         KeyState {
             incoming,
             row,
-            slots: (0..incoming.columns.len()).map(|_| Slot::Input).collect(),
+            slots,
             timers: None,
             clock,
-            scratch: Vec::new(),
         }
     }
 
@@ -427,9 +456,9 @@ impl<'a> KeyState<'a> {
     }
 
     fn encode<T: StateValue>(&mut self, v: &T) -> Vec<u8> {
-        self.scratch.clear();
-        v.encode(&mut self.scratch);
-        self.scratch.clone()
+        let mut bytes = Vec::new();
+        v.encode(&mut bytes);
+        bytes
     }
 
     /// The value, if set.
@@ -528,17 +557,23 @@ impl<'a> KeyState<'a> {
         self.timers = Some(Vec::new());
     }
 
+    /// The timers the host sent for this key (no copy).
+    fn incoming_timers(&self) -> &[i64] {
+        let range = Incoming::range(&self.incoming.timers, self.row);
+        self.incoming
+            .timers
+            .values()
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .map(|a| &a.values()[range])
+            .unwrap_or_default()
+    }
+
     fn timers_mut(&mut self) -> &mut Vec<i64> {
-        let incoming = self.incoming;
-        let row = self.row;
-        self.timers.get_or_insert_with(|| {
-            let values = incoming.timers.value(row);
-            values
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .map(|a| a.values().to_vec())
-                .unwrap_or_default()
-        })
+        if self.timers.is_none() {
+            self.timers = Some(self.incoming_timers().to_vec());
+        }
+        self.timers.get_or_insert_with(Vec::new)
     }
 
     /// The key's registered timers (ms), ascending.
@@ -604,7 +639,7 @@ pub trait Processor: Sized + 'static {
     fn handle_rows(
         &mut self,
         key: &Key,
-        rows: &RecordBatch,
+        rows: &Rows,
         state: &mut KeyState,
         out: &mut Output,
     ) -> Result<(), Error>;
@@ -667,7 +702,8 @@ impl StateBuilder {
         }
     }
 
-    fn push(&mut self, mut ks: KeyState) {
+    /// Appends a key's final state; gives its slots vector back for the next key.
+    fn push(&mut self, mut ks: KeyState) -> Vec<Slot> {
         for (i, column) in self.columns.iter_mut().enumerate() {
             let slot = std::mem::replace(&mut ks.slots[i], Slot::Input);
             match (column, slot) {
@@ -703,10 +739,13 @@ impl StateBuilder {
                 }
             }
         }
-        let timers = ks.timers_mut().clone();
-        self.timers.append_slice(&timers);
+        match &ks.timers {
+            Some(changed) => self.timers.append_slice(changed),
+            None => self.timers.append_slice(ks.incoming_timers()),
+        }
         self.timer_offsets
             .push(arrow_array::builder::ArrayBuilder::len(&self.timers) as i32);
+        std::mem::take(&mut ks.slots)
     }
 
     fn finish(self, schema: &SchemaRef) -> Result<RecordBatch, Error> {
@@ -825,41 +864,51 @@ impl<T: Processor> Guest for ProcessorAdapter<T> {
                 schema: s.output.clone(),
                 batches: Vec::new(),
             };
-            let mut states: Vec<KeyState> = (0..keys.num_rows())
-                .map(|row| KeyState::new(&incoming, row, clock))
-                .collect();
+            // Timers by key, in time order within a key.
+            let mut timers: Vec<(u32, i64)> = expired.iter().map(|t| (t.key, t.at_ms)).collect();
+            timers.sort_unstable();
+            let mut next_timer = timers.iter().peekable();
+            let mut builder = StateBuilder::new(&s.variables);
+            let mut slots = Vec::new();
             let mut start = 0usize;
+            // Key by key: its rows, then its timers; its state is final then and goes straight
+            // into the state batch, so a batch holds one key's state at a time.
             for (i, &end) in row_ends.iter().enumerate() {
                 let end = end as usize;
-                if end > start {
-                    let key = Key {
-                        keys: &keys,
-                        row: i,
-                    };
-                    let slice = rows.slice(start, end - start);
-                    s.user.handle_rows(&key, &slice, &mut states[i], &mut out)?;
+                if end < start || end > rows.num_rows() {
+                    return Err(Error("the host sent row ranges out of order".into()));
                 }
-                start = end;
-            }
-            for t in &expired {
-                let i = t.key as usize;
-                let ks = states
-                    .get_mut(i)
-                    .ok_or_else(|| Error("a fired timer names no key".into()))?;
                 let key = Key {
                     keys: &keys,
                     row: i,
                 };
-                s.user.handle_timer(&key, t.at_ms, ks, &mut out)?;
+                let mut ks = KeyState::new(&incoming, i, clock, std::mem::take(&mut slots));
+                if end > start {
+                    let rows = Rows {
+                        all: &rows,
+                        start,
+                        len: end - start,
+                    };
+                    s.user.handle_rows(&key, &rows, &mut ks, &mut out)?;
+                }
+                while let Some(&&(_, at)) = next_timer.peek().filter(|t| t.0 as usize == i) {
+                    next_timer.next();
+                    s.user.handle_timer(&key, at, &mut ks, &mut out)?;
+                }
+                slots = builder.push(ks);
+                start = end;
+            }
+            if next_timer.next().is_some() {
+                return Err(Error("a fired timer names no key".into()));
             }
             s.user.end_batch(&keys, &mut out)?;
-            if !out.batches.is_empty() {
-                let all = arrow_select::concat::concat_batches(&s.output, &out.batches)?;
-                with_wit(&all, crate::bindings::sluice::pipeline::output::emit)?;
-            }
-            let mut builder = StateBuilder::new(&s.variables);
-            for ks in states {
-                builder.push(ks);
+            match out.batches.as_slice() {
+                [] => {}
+                [one] => with_wit(one, crate::bindings::sluice::pipeline::output::emit)?,
+                many => {
+                    let all = arrow_select::concat::concat_batches(&s.output, many)?;
+                    with_wit(&all, crate::bindings::sluice::pipeline::output::emit)?;
+                }
             }
             let batch = builder.finish(&s.state)?;
             to_wit_owned(&batch)

@@ -72,63 +72,103 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// One variable of a key, as stored: its expiry and its contents' encoded bytes.
+/// One variable of a key, as stored: its expiry and where its contents' encoded bytes are
+/// in the key's state bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoredVar<'a> {
+pub struct StoredVar {
     /// When it expires ([`i64::MAX`]: never).
     pub expiry: i64,
-    /// The contents after the expiry, as laid out above.
-    pub contents: &'a [u8],
+    /// The contents after the expiry, as laid out above: `blob[start..end]`.
+    pub start: u32,
+    /// End of the contents.
+    pub end: u32,
 }
 
-/// A key's state split into its variables (`None`: absent) and timers.
-#[derive(Debug, Default)]
-pub struct Parsed<'a> {
+impl StoredVar {
+    /// The contents in `blob` (the bytes this was parsed from).
+    pub fn contents<'b>(&self, blob: &'b [u8]) -> &'b [u8] {
+        &blob[self.start as usize..self.end as usize]
+    }
+}
+
+/// A key's state split into its variables (`None`: absent) and timers. Holds positions,
+/// not borrows, so one `Parsed` is reused for every key of a batch.
+#[derive(Debug, Default, Clone)]
+pub struct Parsed {
     /// Per declared variable.
-    pub vars: Vec<Option<StoredVar<'a>>>,
+    pub vars: Vec<Option<StoredVar>>,
     /// The key's timers, ascending.
     pub timers: Vec<i64>,
 }
 
+impl Parsed {
+    /// Splits `blob` into this (reusing its buffers); `false` when the bytes do not fit
+    /// `variables`.
+    pub fn parse_into(&mut self, variables: &[StateVariable], blob: &[u8]) -> bool {
+        self.vars.clear();
+        self.timers.clear();
+        self.try_parse(variables, blob).is_some()
+    }
+
+    fn try_parse(&mut self, variables: &[StateVariable], blob: &[u8]) -> Option<()> {
+        let mut r = Reader(blob);
+        let at = |r: &Reader| (blob.len() - r.0.len()) as u32;
+        for v in variables {
+            if r.u8()? == 0 {
+                self.vars.push(None);
+                continue;
+            }
+            let expiry = if v.ttl_ms.is_some() { r.i64()? } else { NEVER };
+            let start = at(&r);
+            match v.kind {
+                StateKind::Value => {
+                    r.bytes()?;
+                }
+                StateKind::List => {
+                    for _ in 0..r.u32()? {
+                        r.bytes()?;
+                    }
+                }
+                StateKind::Map => {
+                    for _ in 0..r.u32()? {
+                        r.bytes()?;
+                        r.bytes()?;
+                    }
+                }
+            }
+            self.vars.push(Some(StoredVar {
+                expiry,
+                start,
+                end: at(&r),
+            }));
+        }
+        let n = r.u32()?;
+        if r.0.len() != n * 8 {
+            return None;
+        }
+        for _ in 0..n {
+            self.timers.push(r.i64()?);
+        }
+        Some(())
+    }
+
+    /// The earliest expiry among the variables and the first timer.
+    pub fn deadlines(&self) -> (i64, i64) {
+        let expiry = self
+            .vars
+            .iter()
+            .flatten()
+            .map(|v| v.expiry)
+            .min()
+            .unwrap_or(NEVER);
+        (expiry, self.timers.first().copied().unwrap_or(NEVER))
+    }
+}
+
 /// Splits a key's stored state; `None` when the bytes do not fit `variables`.
-pub fn parse<'a>(variables: &[StateVariable], blob: &'a [u8]) -> Option<Parsed<'a>> {
-    let mut r = Reader(blob);
-    let mut vars = Vec::with_capacity(variables.len());
-    for v in variables {
-        if r.u8()? == 0 {
-            vars.push(None);
-            continue;
-        }
-        let expiry = if v.ttl_ms.is_some() { r.i64()? } else { NEVER };
-        let start = r.0;
-        match v.kind {
-            StateKind::Value => {
-                r.bytes()?;
-            }
-            StateKind::List => {
-                for _ in 0..r.u32()? {
-                    r.bytes()?;
-                }
-            }
-            StateKind::Map => {
-                for _ in 0..r.u32()? {
-                    r.bytes()?;
-                    r.bytes()?;
-                }
-            }
-        }
-        let used = start.len() - r.0.len();
-        vars.push(Some(StoredVar {
-            expiry,
-            contents: &start[..used],
-        }));
-    }
-    let n = r.u32()?;
-    let mut timers = Vec::with_capacity(n.min(1024));
-    for _ in 0..n {
-        timers.push(r.i64()?);
-    }
-    r.0.is_empty().then_some(Parsed { vars, timers })
+pub fn parse(variables: &[StateVariable], blob: &[u8]) -> Option<Parsed> {
+    let mut p = Parsed::default();
+    p.parse_into(variables, blob).then_some(p)
 }
 
 /// Writes a key's state from its parts; returns `false` when nothing is left (no variable
@@ -159,18 +199,6 @@ pub fn write(
         out.extend_from_slice(&t.to_le_bytes());
     }
     any
-}
-
-/// The earliest expiry among a key's variables and its first timer.
-pub fn deadlines(parsed: &Parsed) -> (i64, i64) {
-    let expiry = parsed
-        .vars
-        .iter()
-        .flatten()
-        .map(|v| v.expiry)
-        .min()
-        .unwrap_or(NEVER);
-    (expiry, parsed.timers.first().copied().unwrap_or(NEVER))
 }
 
 /// Builds the state batch the guest sees, one row per key, from each key's parsed state
@@ -221,10 +249,12 @@ impl<'v> StateBatchBuilder<'v> {
         }
     }
 
-    /// Appends one key's row. The parsed contents were checked when they were stored.
-    pub fn append(&mut self, parsed: Option<&Parsed>) {
+    /// Appends one key's row (its stored bytes and their parse; `None`: no state yet). The
+    /// contents were checked when they were stored.
+    pub fn append(&mut self, state: Option<(&[u8], &Parsed)>) {
+        let parsed = state.map(|(_, p)| p);
         for (i, column) in self.columns.iter_mut().enumerate() {
-            let contents = parsed.and_then(|p| p.vars[i]).map(|v| v.contents);
+            let contents = state.and_then(|(blob, p)| p.vars[i].map(|v| v.contents(blob)));
             let mut r = Reader(contents.unwrap_or_default());
             match column {
                 ColumnBuilder::Value(b) => match contents.and_then(|_| r.bytes()) {
@@ -336,13 +366,23 @@ pub struct StateBatchReader<'b> {
     timers: &'b ListArray,
 }
 
-/// A returned key's state, checked: per variable its encoded contents (`None`: absent), and
-/// its timers (ascending, no repeats).
-pub struct Returned {
-    /// Each variable's contents as laid out in the stored form (without the expiry).
-    pub vars: Vec<Option<Vec<u8>>>,
-    /// The timers.
+/// What [`StateBatchReader::write_row`] found in a returned key's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Whether anything is left (else the key leaves the store).
+    pub keep: bool,
+    /// The earliest expiry of its variables.
+    pub expiry: i64,
+}
+
+/// Reusable buffers for [`StateBatchReader::write_row`].
+#[derive(Debug, Default)]
+pub struct RowBuffers {
+    /// The key's new stored bytes.
+    pub blob: Vec<u8>,
+    /// Its timers, ascending.
     pub timers: Vec<i64>,
+    contents: Vec<u8>,
 }
 
 impl<'b> StateBatchReader<'b> {
@@ -357,98 +397,159 @@ impl<'b> StateBatchReader<'b> {
         })
     }
 
-    /// Row `row`'s state, or what is wrong with it (naming the variable).
-    pub fn row(&self, row: usize, max_bytes: u64) -> Result<Returned, String> {
-        let mut vars = Vec::with_capacity(self.variables.len());
-        let mut total = 0u64;
-        for (v, column) in self.variables.iter().zip(&self.columns) {
-            let mut out = Vec::new();
-            let present = match v.kind {
-                StateKind::Value => {
-                    let a = binary(*column)?;
-                    if a.is_null(row) {
-                        false
-                    } else {
-                        let value = a.value(row);
-                        check_value(v, "value", value)?;
-                        put_bytes(&mut out, value);
-                        true
-                    }
-                }
-                StateKind::List => {
-                    let list = column
-                        .as_any()
-                        .downcast_ref::<ListArray>()
-                        .ok_or("a list variable is not a list column")?;
-                    let items = list.value(row);
-                    let items = binary(items.as_ref())?;
-                    if items.null_count() > 0 {
-                        return Err(format!("list state '{}' holds a null element", v.name));
-                    }
-                    out.extend_from_slice(&(items.len() as u32).to_le_bytes());
-                    for item in items.iter().flatten() {
-                        check_value(v, "element", item)?;
-                        put_bytes(&mut out, item);
-                    }
-                    !items.is_empty()
-                }
-                StateKind::Map => {
-                    let list = column
-                        .as_any()
-                        .downcast_ref::<ListArray>()
-                        .ok_or("a map variable is not a list column")?;
-                    let entries = list.value(row);
-                    let entries = entries
-                        .as_any()
-                        .downcast_ref::<StructArray>()
-                        .ok_or("a map variable's entries are not structs")?;
-                    let keys = binary(entries.column(0).as_ref())?;
-                    let values = binary(entries.column(1).as_ref())?;
-                    if keys.null_count() + values.null_count() > 0 {
-                        return Err(format!("map state '{}' holds a null key or value", v.name));
-                    }
-                    out.extend_from_slice(&(keys.len() as u32).to_le_bytes());
-                    let mut previous: Option<&[u8]> = None;
-                    for (k, value) in keys.iter().flatten().zip(values.iter().flatten()) {
-                        if previous.is_some_and(|p| p >= k) {
-                            return Err(format!(
-                                "map state '{}' has entries out of key order or a repeated key",
-                                v.name
-                            ));
-                        }
-                        previous = Some(k);
-                        check_value(v, "key", k)?;
-                        check_value(v, "value", value)?;
-                        put_bytes(&mut out, k);
-                        put_bytes(&mut out, value);
-                    }
-                    !keys.is_empty()
-                }
+    /// Checks row `row` and writes it as a key's stored state into `buf.blob`, and its
+    /// timers (ascending, without repeats) into `buf.timers`. A variable whose contents did
+    /// not change from `old` (the key's stored bytes and their parse) keeps its expiry; a
+    /// changed one with a TTL expires at `ttl_from + ttl`. Errors name the variable.
+    pub fn write_row(
+        &self,
+        row: usize,
+        old: Option<(&[u8], &Parsed)>,
+        ttl_from: i64,
+        max_bytes: u64,
+        buf: &mut RowBuffers,
+    ) -> Result<Written, String> {
+        let RowBuffers {
+            blob: out,
+            timers,
+            contents,
+        } = buf;
+        out.clear();
+        let mut keep = false;
+        let mut min_expiry = NEVER;
+        for (j, (v, column)) in self.variables.iter().zip(&self.columns).enumerate() {
+            contents.clear();
+            if !self.contents(v, *column, row, contents)? {
+                out.push(0);
+                continue;
+            }
+            keep = true;
+            let before = old.and_then(|(blob, p)| p.vars[j].map(|s| (s.contents(blob), s.expiry)));
+            let expiry = match (before, v.ttl_ms) {
+                (Some((b, e)), _) if b == contents.as_slice() => e,
+                (_, Some(ttl)) => ttl_from.saturating_add(ttl as i64),
+                (_, None) => NEVER,
             };
-            total += out.len() as u64;
-            vars.push(present.then_some(out));
+            out.push(1);
+            if v.ttl_ms.is_some() {
+                out.extend_from_slice(&expiry.to_le_bytes());
+                min_expiry = min_expiry.min(expiry);
+            }
+            out.extend_from_slice(contents);
         }
-        let timers = self.timers.value(row);
-        let timers = timers
+        let (start, end) = offsets_of(self.timers, row);
+        let values = self
+            .timers
+            .values()
             .as_any()
             .downcast_ref::<Int64Array>()
             .ok_or("the timers column is not Int64")?;
-        if timers.null_count() > 0 {
-            return Err("a timer is null".into());
+        timers.clear();
+        for i in start..end {
+            if values.is_null(i) {
+                return Err("a timer is null".into());
+            }
+            timers.push(values.value(i));
         }
-        let mut timers: Vec<i64> = timers.values().to_vec();
         timers.sort_unstable();
         timers.dedup();
-        total += 8 * timers.len() as u64;
-        if total > max_bytes {
+        keep |= !timers.is_empty();
+        out.extend_from_slice(&(timers.len() as u32).to_le_bytes());
+        for t in timers.iter() {
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+        if out.len() as u64 > max_bytes {
             return Err(format!(
                 "the key's state is {} (over maxStateBytesPerKey = {})",
-                crate::wasm::human_bytes(total),
+                crate::wasm::human_bytes(out.len() as u64),
                 crate::wasm::human_bytes(max_bytes)
             ));
         }
-        Ok(Returned { vars, timers })
+        Ok(Written {
+            keep,
+            expiry: min_expiry,
+        })
     }
+
+    /// Encodes one variable of `row` into `out` as stored; `false` when it is absent.
+    fn contents(
+        &self,
+        v: &StateVariable,
+        column: &dyn Array,
+        row: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, String> {
+        Ok(match v.kind {
+            StateKind::Value => {
+                let a = binary(column)?;
+                if a.is_null(row) {
+                    false
+                } else {
+                    let value = a.value(row);
+                    check_value(v, "value", value)?;
+                    put_bytes(out, value);
+                    true
+                }
+            }
+            StateKind::List => {
+                let list = column
+                    .as_any()
+                    .downcast_ref::<ListArray>()
+                    .ok_or("a list variable is not a list column")?;
+                let (start, end) = offsets_of(list, row);
+                let items = binary(list.values().as_ref())?;
+                out.extend_from_slice(&((end - start) as u32).to_le_bytes());
+                for i in start..end {
+                    if items.is_null(i) {
+                        return Err(format!("list state '{}' holds a null element", v.name));
+                    }
+                    let item = items.value(i);
+                    check_value(v, "element", item)?;
+                    put_bytes(out, item);
+                }
+                end > start
+            }
+            StateKind::Map => {
+                let list = column
+                    .as_any()
+                    .downcast_ref::<ListArray>()
+                    .ok_or("a map variable is not a list column")?;
+                let (start, end) = offsets_of(list, row);
+                let entries = list
+                    .values()
+                    .as_any()
+                    .downcast_ref::<StructArray>()
+                    .ok_or("a map variable's entries are not structs")?;
+                let keys = binary(entries.column(0).as_ref())?;
+                let values = binary(entries.column(1).as_ref())?;
+                out.extend_from_slice(&((end - start) as u32).to_le_bytes());
+                let mut previous: Option<&[u8]> = None;
+                for i in start..end {
+                    if keys.is_null(i) || values.is_null(i) {
+                        return Err(format!("map state '{}' holds a null key or value", v.name));
+                    }
+                    let (k, value) = (keys.value(i), values.value(i));
+                    if previous.is_some_and(|p| p >= k) {
+                        return Err(format!(
+                            "map state '{}' has entries out of key order or a repeated key",
+                            v.name
+                        ));
+                    }
+                    previous = Some(k);
+                    check_value(v, "key", k)?;
+                    check_value(v, "value", value)?;
+                    put_bytes(out, k);
+                    put_bytes(out, value);
+                }
+                end > start
+            }
+        })
+    }
+}
+
+fn offsets_of(list: &ListArray, row: usize) -> (usize, usize) {
+    let o = list.value_offsets();
+    (o[row] as usize, o[row + 1] as usize)
 }
 
 fn binary(a: &dyn Array) -> Result<&BinaryArray, String> {
@@ -598,23 +699,35 @@ mod tests {
             &mut blob
         ));
         let parsed = parse(&vars, &blob).expect("parses");
-        assert_eq!(deadlines(&parsed), (500, 10));
+        assert_eq!(parsed.deadlines(), (500, 10));
         let mut b = StateBatchBuilder::new(&vars, 2);
-        b.append(Some(&parsed));
+        b.append(Some((&blob, &parsed)));
         b.append(None);
         let batch = b.finish().unwrap();
         assert_eq!(batch.num_rows(), 2);
         let reader = StateBatchReader::new(&vars, &batch).unwrap();
-        let row = reader.row(0, 1 << 20).unwrap();
-        assert_eq!(row.vars[0].as_deref(), Some(count.as_slice()));
-        assert_eq!(row.vars[1].as_deref(), Some(events.as_slice()));
-        assert!(row.vars[2].is_none());
-        assert_eq!(row.timers, vec![10, 20]);
-        let empty = reader.row(1, 1 << 20).unwrap();
-        assert!(empty.vars.iter().all(Option::is_none) && empty.timers.is_empty());
+        let mut buf = RowBuffers::default();
+        // Unchanged contents keep their expiry: the same bytes come back.
+        let w = reader
+            .write_row(0, Some((&blob, &parsed)), 9_000, 1 << 20, &mut buf)
+            .unwrap();
+        assert_eq!(
+            w,
+            Written {
+                keep: true,
+                expiry: 500
+            }
+        );
+        assert_eq!(buf.blob, blob);
+        assert_eq!(buf.timers, vec![10, 20]);
+        // Without the old state the TTL starts from `ttl_from`.
+        let w = reader.write_row(0, None, 9_000, 1 << 20, &mut buf).unwrap();
+        assert_eq!(w.expiry, 10_000);
+        let empty = reader.write_row(1, None, 0, 1 << 20, &mut buf).unwrap();
+        assert!(!empty.keep && buf.timers.is_empty());
         assert!(
             reader
-                .row(0, 10)
+                .write_row(0, None, 0, 10, &mut buf)
                 .unwrap_err()
                 .contains("maxStateBytesPerKey")
         );

@@ -242,7 +242,10 @@ pub fn state_rows(
         let mut expires = Map::new();
         for (v, stored) in variables.iter().zip(&parsed.vars) {
             if let Some(s) = stored {
-                values.insert(v.name.clone(), super::key_state::var_json(v, s.contents));
+                values.insert(
+                    v.name.clone(),
+                    super::key_state::var_json(v, s.contents(blob)),
+                );
                 if s.expiry != i64::MAX {
                     expires.insert(v.name.clone(), Value::from(s.expiry));
                 }

@@ -18,6 +18,7 @@
 //! the batch with the module, the batch id and the key named.
 
 pub mod key_state;
+pub mod keys;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use arrow_array::{Array, BooleanArray, RecordBatch, UInt32Array};
 use arrow_row::{RowConverter, SortField};
 use arrow_schema::{Schema, SchemaRef};
 use foldhash::fast::FixedState;
-use hashbrown::{HashMap, HashSet};
+use hashbrown::HashMap;
 
 use super::{BatchClock, SpecProblem, StateOperatorProgress, StatefulOperator};
 use crate::error::{Error, Result};
@@ -35,7 +36,8 @@ use crate::pipeline::GuestLimits;
 use crate::state::StateStore;
 use crate::wasm::processor::{BatchContext, ExpiredTimer, StateVariable, TimeMode, WasmProcessor};
 use crate::watermark::{WatermarkSpec, event_times};
-use key_state::{Parsed, StateBatchBuilder, StateBatchReader};
+use key_state::{Parsed, RowBuffers, StateBatchBuilder, StateBatchReader};
+use keys::{KeyId, Keys, NEVER};
 
 /// The state store's name for the processor (`state/processor/` in the checkpoint).
 pub const STATE_NAME: &str = "processor";
@@ -96,19 +98,6 @@ pub fn time_mode_name(mode: TimeMode) -> &'static str {
     }
 }
 
-/// A key's state in memory: its stored bytes and its two deadlines (for the scans).
-struct Entry {
-    blob: Box<[u8]>,
-    /// The earliest TTL expiry of its variables.
-    expiry: i64,
-    /// Its first timer.
-    timer: i64,
-}
-
-type KeyMap = HashMap<Box<[u8]>, Entry, FixedState>;
-
-const NEVER: i64 = i64::MAX;
-
 /// The operator.
 pub struct KeyedProcessor {
     spec: ProcessorSpec,
@@ -122,12 +111,11 @@ pub struct KeyedProcessor {
     event_time: Option<String>,
     has_watermark: bool,
     store: StateStore,
-    keys: KeyMap,
+    keys: Keys,
+    /// Per key id, its group in the batch being grouped (`u32::MAX`: none); reset after.
+    group_of_id: Vec<u32>,
     min_expiry: i64,
     min_timer: i64,
-    /// Keys changed since the last commit (put if still present, else removed).
-    dirty: HashSet<Box<[u8]>, FixedState>,
-    key_bytes: usize,
     stats: StateOperatorProgress,
 }
 
@@ -192,11 +180,10 @@ impl KeyedProcessor {
             key_indices,
             converter,
             store,
-            keys: KeyMap::default(),
+            keys: Keys::default(),
+            group_of_id: Vec::new(),
             min_expiry: NEVER,
             min_timer: NEVER,
-            dirty: HashSet::default(),
-            key_bytes: 0,
             stats: StateOperatorProgress {
                 operator_name: "transformWithState".into(),
                 ..Default::default()
@@ -221,31 +208,15 @@ impl KeyedProcessor {
         }
     }
 
-    fn remove_key(&mut self, key: &[u8]) {
-        if let Some((k, _)) = self.keys.remove_entry(key) {
-            self.key_bytes -= k.len();
-            self.dirty.insert(k);
-        }
-    }
-
-    fn put_key(&mut self, key: &[u8], blob: &[u8], parsed: &Parsed) {
-        let (expiry, timer) = key_state::deadlines(parsed);
-        self.min_expiry = self.min_expiry.min(expiry);
-        self.min_timer = self.min_timer.min(timer);
-        let entry = Entry {
-            blob: blob.into(),
-            expiry,
-            timer,
-        };
-        match self.keys.get_mut(key) {
-            Some(e) => *e = entry,
+    /// Stores a key's new state (`deadlines`: its earliest expiry and first timer).
+    fn put_key(&mut self, id: Option<KeyId>, key: &[u8], blob: &[u8], deadlines: (i64, i64)) {
+        self.min_expiry = self.min_expiry.min(deadlines.0);
+        self.min_timer = self.min_timer.min(deadlines.1);
+        match id {
+            Some(id) => self.keys.update(id, blob, deadlines),
             None => {
-                self.key_bytes += key.len();
-                self.keys.insert(key.into(), entry);
+                self.keys.insert(key, blob, deadlines, true);
             }
-        }
-        if !self.dirty.contains(key) {
-            self.dirty.insert(key.into());
         }
     }
 
@@ -256,22 +227,22 @@ impl KeyedProcessor {
         if timer_clock < self.min_timer && ttl_clock < self.min_expiry {
             return fired;
         }
-        let variables = &self.variables;
         let (mut min_expiry, mut min_timer) = (NEVER, NEVER);
         let (mut evicted_values, mut removed_keys) = (0u64, 0u64);
-        let dirty = &mut self.dirty;
-        let mut freed = 0usize;
         let mut scratch = Vec::new();
-        self.keys.retain(|key, entry| {
-            if entry.expiry > ttl_clock && entry.timer > timer_clock {
-                min_expiry = min_expiry.min(entry.expiry);
-                min_timer = min_timer.min(entry.timer);
-                return true;
+        let mut parsed = Parsed::default();
+        let ids: Vec<KeyId> = self.keys.ids().collect();
+        for id in ids {
+            let (expiry, timer) = self.keys.deadlines(id);
+            if (expiry > ttl_clock && timer > timer_clock)
+                || !parsed.parse_into(&self.variables, self.keys.blob(id))
+            {
+                // Nothing due (or unreadable: checked when stored, kept rather than guessed).
+                min_expiry = min_expiry.min(expiry);
+                min_timer = min_timer.min(timer);
+                continue;
             }
-            let Some(parsed) = key_state::parse(variables, &entry.blob) else {
-                // Checked when stored; keep it rather than guess.
-                return true;
-            };
+            let blob = self.keys.blob(id);
             let vars: Vec<Option<(i64, &[u8])>> = parsed
                 .vars
                 .iter()
@@ -281,36 +252,32 @@ impl KeyedProcessor {
                             evicted_values += 1;
                             None
                         } else {
-                            Some((v.expiry, v.contents))
+                            Some((v.expiry, v.contents(blob)))
                         }
                     })
                 })
                 .collect();
             let split = parsed.timers.partition_point(|&t| t <= timer_clock);
             for &t in &parsed.timers[..split] {
-                fired.push((t, key.clone()));
+                fired.push((t, self.keys.key(id).into()));
             }
-            let keep = key_state::write(variables, &vars, &parsed.timers[split..], &mut scratch);
-            if !dirty.contains(key) {
-                dirty.insert(key.clone());
-            }
+            let keep = key_state::write(
+                &self.variables,
+                &vars,
+                &parsed.timers[split..],
+                &mut scratch,
+            );
             if !keep {
                 removed_keys += 1;
-                freed += key.len();
-                return false;
+                self.keys.remove(id);
+                continue;
             }
-            let reparsed = key_state::parse(variables, &scratch).unwrap_or_default();
-            let (e, t) = key_state::deadlines(&reparsed);
-            *entry = Entry {
-                blob: scratch.as_slice().into(),
-                expiry: e,
-                timer: t,
-            };
-            min_expiry = min_expiry.min(e);
-            min_timer = min_timer.min(t);
-            true
-        });
-        self.key_bytes -= freed;
+            let expiry = vars.iter().flatten().map(|v| v.0).min().unwrap_or(NEVER);
+            let timer = parsed.timers.get(split).copied().unwrap_or(NEVER);
+            self.keys.update(id, &scratch, (expiry, timer));
+            min_expiry = min_expiry.min(expiry);
+            min_timer = min_timer.min(timer);
+        }
         self.min_expiry = min_expiry;
         self.min_timer = min_timer;
         self.stats.num_rows_removed += removed_keys;
@@ -360,10 +327,13 @@ impl KeyedProcessor {
     }
 }
 
-/// The key columns of touched keys, and where each key's rows are.
-struct Grouped {
-    /// Key bytes (row format), in call order.
-    keys: Vec<Box<[u8]>>,
+/// The touched keys, and where each key's rows are.
+struct Grouped<'a> {
+    /// Key bytes (row format), in call order, borrowed from the batch's key rows and the
+    /// fired timers.
+    keys: Vec<&'a [u8]>,
+    /// Each key's state, when it has some.
+    ids: Vec<Option<KeyId>>,
     /// The rows, grouped.
     rows: RecordBatch,
     /// End of each key's rows in `rows`.
@@ -374,23 +344,33 @@ struct Grouped {
 }
 
 impl KeyedProcessor {
-    fn group(
-        &self,
-        rows: &RecordBatch,
-        fired: &[(i64, Box<[u8]>)],
-    ) -> Result<(Grouped, Vec<ExpiredTimer>)> {
+    /// The batch's key columns in row format (what [`KeyedProcessor::group`] borrows).
+    fn key_rows(&self, rows: &RecordBatch) -> Result<arrow_row::Rows> {
         let columns: Vec<_> = self
             .key_indices
             .iter()
             .map(|&i| rows.column(i).clone())
             .collect();
-        let key_rows = self
-            .converter
+        self.converter
             .convert_columns(&columns)
-            .map_err(|e| Error::data("grouping rows by processor.key", e))?;
-        let mut index: HashMap<&[u8], u32, FixedState> =
-            HashMap::with_capacity_and_hasher(rows.num_rows().min(1 << 20), FixedState::default());
-        let mut keys: Vec<Box<[u8]>> = Vec::new();
+            .map_err(|e| Error::data("grouping rows by processor.key", e))
+    }
+
+    /// Groups the rows by key, in the order keys first appear, then the keys with only
+    /// timers; finds each key's state once (its id) on the way. Keys with state are told
+    /// apart by id through `group_of_id` (indexed, no hashing); only new keys need a map.
+    fn group<'a>(
+        &mut self,
+        rows: &RecordBatch,
+        key_rows: &'a arrow_row::Rows,
+        fired: &'a [(i64, Box<[u8]>)],
+    ) -> Result<(Grouped<'a>, Vec<ExpiredTimer>)> {
+        const NONE: u32 = u32::MAX;
+        let mut group_of_id = std::mem::take(&mut self.group_of_id);
+        group_of_id.resize(self.keys.id_bound(), NONE);
+        let mut new_keys: HashMap<&[u8], u32, FixedState> = HashMap::default();
+        let mut keys: Vec<&[u8]> = Vec::new();
+        let mut ids: Vec<Option<KeyId>> = Vec::new();
         let mut group_of_row = Vec::with_capacity(rows.num_rows());
         let mut counts: Vec<u32> = Vec::new();
         let times = match &self.event_time {
@@ -398,14 +378,41 @@ impl KeyedProcessor {
             None => None,
         };
         let mut newest_ms: Vec<i64> = Vec::new();
+        fn add<'a>(
+            (keys, ids, counts, newest): (
+                &mut Vec<&'a [u8]>,
+                &mut Vec<Option<KeyId>>,
+                &mut Vec<u32>,
+                &mut Vec<i64>,
+            ),
+            k: &'a [u8],
+            id: Option<KeyId>,
+        ) -> u32 {
+            keys.push(k);
+            ids.push(id);
+            counts.push(0);
+            newest.push(i64::MIN);
+            (keys.len() - 1) as u32
+        }
         for r in 0..rows.num_rows() {
-            let k: &[u8] = key_rows.row(r).data();
-            let g = *index.entry(k).or_insert_with(|| {
-                keys.push(k.into());
-                counts.push(0);
-                newest_ms.push(i64::MIN);
-                (keys.len() - 1) as u32
-            });
+            let k: &'a [u8] = key_rows.row(r).data();
+            let g = match self.keys.find(k) {
+                Some(id) => match group_of_id[id as usize] {
+                    NONE => {
+                        let g = add(
+                            (&mut keys, &mut ids, &mut counts, &mut newest_ms),
+                            k,
+                            Some(id),
+                        );
+                        group_of_id[id as usize] = g;
+                        g
+                    }
+                    g => g,
+                },
+                None => *new_keys.entry(k).or_insert_with(|| {
+                    add((&mut keys, &mut ids, &mut counts, &mut newest_ms), k, None)
+                }),
+            };
             counts[g as usize] += 1;
             if let Some(t) = times.as_ref().filter(|t| t.is_valid(r)) {
                 let ms = t.value(r).div_euclid(1000);
@@ -413,52 +420,57 @@ impl KeyedProcessor {
             }
             group_of_row.push(g);
         }
-        let mut ends = Vec::with_capacity(keys.len() + fired.len());
-        let mut next = Vec::with_capacity(keys.len());
+        let with_rows = keys.len();
+        let mut ends = Vec::with_capacity(with_rows + fired.len());
+        let mut next = Vec::with_capacity(with_rows);
         let mut acc = 0u32;
         for c in &counts {
             next.push(acc);
             acc += c;
             ends.push(acc);
         }
-        let mut order = vec![0u32; rows.num_rows()];
-        for (r, g) in group_of_row.iter().enumerate() {
-            let slot = &mut next[*g as usize];
-            order[*slot as usize] = r as u32;
-            *slot += 1;
-        }
-        let grouped = if keys.len() == rows.num_rows() || rows.num_rows() == 0 {
+        let grouped = if with_rows == rows.num_rows() {
             // Every key once: the rows are already grouped.
             rows.clone()
         } else {
+            let mut order = vec![0u32; rows.num_rows()];
+            for (r, g) in group_of_row.iter().enumerate() {
+                let slot = &mut next[*g as usize];
+                order[*slot as usize] = r as u32;
+                *slot += 1;
+            }
             arrow_select::take::take_record_batch(rows, &UInt32Array::from(order))
                 .map_err(|e| Error::data("grouping rows by processor.key", e))?
         };
-        // Keys with only timers come after, in the order their first timer fired.
+        // Keys with only timers come after, in the order their first timer fired. A fired
+        // timer's key has state, so it has an id.
         let mut expired = Vec::with_capacity(fired.len());
-        let with_rows = keys.len() as u32;
-        let mut timer_only: HashMap<&[u8], u32, FixedState> = HashMap::default();
         for (t, key) in fired {
-            let idx = match index.get(key.as_ref()) {
-                Some(&i) => i,
-                None => {
-                    let next = with_rows + timer_only.len() as u32;
-                    *timer_only.entry(key.as_ref()).or_insert_with(|| {
-                        keys.push(key.clone());
-                        ends.push(acc);
-                        newest_ms.push(i64::MIN);
-                        next
-                    })
-                }
+            let Some(id) = self.keys.find(key) else {
+                continue;
             };
-            expired.push(ExpiredTimer {
-                key: idx,
-                at_ms: *t,
-            });
+            let g = match group_of_id[id as usize] {
+                NONE => {
+                    keys.push(key);
+                    ids.push(Some(id));
+                    ends.push(acc);
+                    newest_ms.push(i64::MIN);
+                    let g = (keys.len() - 1) as u32;
+                    group_of_id[id as usize] = g;
+                    g
+                }
+                g => g,
+            };
+            expired.push(ExpiredTimer { key: g, at_ms: *t });
         }
+        for id in ids.iter().flatten() {
+            group_of_id[*id as usize] = NONE;
+        }
+        self.group_of_id = group_of_id;
         Ok((
             Grouped {
                 keys,
+                ids,
                 rows: grouped,
                 ends,
                 newest_ms,
@@ -468,7 +480,7 @@ impl KeyedProcessor {
     }
 
     /// The key columns of `keys` (row format back to Arrow).
-    fn key_batch(&self, keys: &[Box<[u8]>]) -> Result<RecordBatch> {
+    fn key_batch(&self, keys: &[&[u8]]) -> Result<RecordBatch> {
         let parser = self.converter.parser();
         let rows = keys.iter().map(|k| parser.parse(k));
         let columns = self
@@ -491,29 +503,20 @@ impl StatefulOperator for KeyedProcessor {
 
     fn restore(&mut self, version: Option<u64>) -> Result<()> {
         self.keys.clear();
-        self.dirty.clear();
-        self.key_bytes = 0;
         self.min_expiry = NEVER;
         self.min_timer = NEVER;
+        let mut parsed = Parsed::default();
         for (key, blob) in self.store.load(version)? {
-            let parsed = key_state::parse(&self.variables, &blob).ok_or_else(|| {
-                Error::Checkpoint {
+            if !parsed.parse_into(&self.variables, &blob) {
+                return Err(Error::Checkpoint {
                     path: PathBuf::from(format!("state/{STATE_NAME}")),
                     message: "a key's state does not fit the processor's declared state variables (corrupt, or written by another declaration)".into(),
-                }
-            })?;
-            let (expiry, timer) = key_state::deadlines(&parsed);
-            self.min_expiry = self.min_expiry.min(expiry);
-            self.min_timer = self.min_timer.min(timer);
-            self.key_bytes += key.len();
-            self.keys.insert(
-                key,
-                Entry {
-                    blob,
-                    expiry,
-                    timer,
-                },
-            );
+                });
+            }
+            let deadlines = parsed.deadlines();
+            self.min_expiry = self.min_expiry.min(deadlines.0);
+            self.min_timer = self.min_timer.min(deadlines.1);
+            self.keys.insert(&key, &blob, deadlines, false);
         }
         Ok(())
     }
@@ -524,31 +527,40 @@ impl StatefulOperator for KeyedProcessor {
         self.stats.num_rows_removed = 0;
         self.stats.custom_metrics.clear();
         let (timer_clock, ttl_clock) = self.clocks(&clock);
-        let rows = arrow_select::concat::concat_batches(&self.input_schema, &input)
-            .map_err(|e| Error::data("processor input", e))?;
+        let rows = match input.as_slice() {
+            [one] => one.clone(),
+            _ => arrow_select::concat::concat_batches(&self.input_schema, &input)
+                .map_err(|e| Error::data("processor input", e))?,
+        };
         drop(input);
         let rows = self.drop_late(rows, clock.watermarks.late_ms)?;
         let fired = self.expire(timer_clock, ttl_clock);
-        let mut metric = |name: &str, v: u64| {
-            self.stats.custom_metrics.insert(name.into(), v);
-        };
-        metric("numExpiredTimers", fired.len() as u64);
+        self.stats
+            .custom_metrics
+            .insert("numExpiredTimers".into(), fired.len() as u64);
         if rows.num_rows() == 0 && fired.is_empty() {
-            metric("numWasmCalls", 0);
+            self.stats.custom_metrics.insert("numWasmCalls".into(), 0);
+            self.stats.num_rows_updated = 0;
             self.stats.num_rows_total = self.keys.len() as u64;
             return Ok(Vec::new());
         }
-        let (grouped, expired) = self.group(&rows, &fired)?;
-        drop(fired);
+        let key_rows = self.key_rows(&rows)?;
+        let (mut grouped, expired) = self.group(&rows, &key_rows, &fired)?;
+        drop(rows);
         let keys = self.key_batch(&grouped.keys)?;
+        let ids = std::mem::take(&mut grouped.ids);
         let mut builder = StateBatchBuilder::new(&self.variables, grouped.keys.len());
         let mut state_bytes = 0u64;
-        for key in &grouped.keys {
-            let parsed = self.keys.get(key.as_ref()).and_then(|e| {
-                state_bytes += e.blob.len() as u64;
-                key_state::parse(&self.variables, &e.blob)
-            });
-            builder.append(parsed.as_ref());
+        let mut parsed = Parsed::default();
+        for id in &ids {
+            match id {
+                Some(id) if parsed.parse_into(&self.variables, self.keys.blob(*id)) => {
+                    let blob = self.keys.blob(*id);
+                    state_bytes += blob.len() as u64;
+                    builder.append(Some((blob, &parsed)));
+                }
+                _ => builder.append(None),
+            }
         }
         let state = builder
             .finish()
@@ -592,16 +604,27 @@ impl StatefulOperator for KeyedProcessor {
                 "returned a state batch without its timers column".into(),
             )
         })?;
-        let mut blob = Vec::new();
-        let mut updated = 0u64;
-        let mut registered = 0u64;
+        let mut buf = RowBuffers::default();
+        let (mut updated, mut registered) = (0u64, 0u64);
         for (i, key) in grouped.keys.iter().enumerate() {
-            let ret = reader
-                .row(i, self.spec.max_state_bytes_per_key)
+            // An event-time TTL counts from the key's newest event when it is ahead of the
+            // watermark (the first batches of a query have none yet).
+            let ttl_from = ttl_clock.max(grouped.newest_ms[i]);
+            let id = ids[i];
+            let old = id.map(|id| self.keys.blob(id));
+            let had_old = old.is_some_and(|b| parsed.parse_into(&variables, b));
+            let written = reader
+                .write_row(
+                    i,
+                    old.filter(|_| had_old).map(|b| (b, &parsed)),
+                    ttl_from,
+                    self.spec.max_state_bytes_per_key,
+                    &mut buf,
+                )
                 .map_err(|m| {
                     self.fail(batch_id, format!("key ({}): {m}", self.key_label(&keys, i)))
                 })?;
-            if let Some(&bad) = ret.timers.first().filter(|&&t| t <= timer_clock) {
+            if let Some(&bad) = buf.timers.first().filter(|&&t| t <= timer_clock) {
                 let message = match self.spec.time_mode {
                     TimeMode::None => "registered a timer, but the processor's timeMode is \"none\"; set timeMode = \"processingTime\" or \"eventTime\"".to_owned(),
                     TimeMode::EventTime => format!("registered an event-time timer at {bad} ms, not after the batch's watermark {timer_clock} ms (a timer must lie in the future)"),
@@ -612,56 +635,32 @@ impl StatefulOperator for KeyedProcessor {
                     format!("key ({}): {message}", self.key_label(&keys, i)),
                 ));
             }
-            let old = self.keys.get(key.as_ref());
-            let old_parsed = old.and_then(|e| key_state::parse(&self.variables, &e.blob));
-            registered += ret
+            registered += buf
                 .timers
                 .iter()
-                .filter(|t| {
-                    old_parsed
-                        .as_ref()
-                        .is_none_or(|p| p.timers.binary_search(t).is_err())
-                })
+                .filter(|t| !had_old || parsed.timers.binary_search(t).is_err())
                 .count() as u64;
-            // An event-time TTL counts from the key's newest event when it is ahead of the
-            // watermark (the first batches of a query have none yet).
-            let ttl_from = ttl_clock.max(grouped.newest_ms[i]);
-            let vars: Vec<Option<(i64, &[u8])>> = ret
-                .vars
-                .iter()
-                .zip(&self.variables)
-                .enumerate()
-                .map(|(j, (new, v))| {
-                    new.as_deref().map(|new| {
-                        let before = old_parsed.as_ref().and_then(|p| p.vars[j]);
-                        let expiry = match (before, v.ttl_ms) {
-                            (Some(b), _) if b.contents == new => b.expiry,
-                            (_, Some(ttl)) => ttl_from.saturating_add(ttl as i64),
-                            (_, None) => NEVER,
-                        };
-                        (expiry, new)
-                    })
-                })
-                .collect();
-            let keep = key_state::write(&self.variables, &vars, &ret.timers, &mut blob);
-            if old.is_some_and(|e| *e.blob == *blob) {
+            if old.is_some_and(|b| *b == *buf.blob) {
                 continue;
             }
             updated += 1;
-            if keep {
-                let parsed = key_state::parse(&self.variables, &blob).unwrap_or_default();
-                self.put_key(key, &blob, &parsed);
-            } else if old.is_some() {
-                self.remove_key(key);
-                self.stats.num_rows_removed += 1;
+            match (written.keep, id) {
+                (true, _) => {
+                    let timer = buf.timers.first().copied().unwrap_or(NEVER);
+                    let blob = std::mem::take(&mut buf.blob);
+                    self.put_key(id, key, &blob, (written.expiry, timer));
+                    buf.blob = blob;
+                }
+                (false, Some(id)) => {
+                    self.keys.remove(id);
+                    self.stats.num_rows_removed += 1;
+                }
+                (false, None) => {}
             }
         }
         self.stats.num_rows_updated = updated;
         self.stats.num_rows_total = self.keys.len() as u64;
-        self.stats.memory_used_bytes = (self.key_bytes
-            + self.keys.values().map(|e| e.blob.len()).sum::<usize>()
-            + self.keys.len() * (std::mem::size_of::<Entry>() + 24))
-            as u64;
+        self.stats.memory_used_bytes = self.keys.memory_bytes() as u64;
         let m = &mut self.stats.custom_metrics;
         m.insert("numWasmCalls".into(), 1);
         m.insert("numTouchedKeys".into(), grouped.keys.len() as u64);
@@ -672,26 +671,28 @@ impl StatefulOperator for KeyedProcessor {
     fn commit(&mut self, batch_id: u64) -> Result<()> {
         let started = Instant::now();
         let keys = &self.keys;
-        let dirty = &self.dirty;
         self.store.commit(
             batch_id,
             |w| {
-                for key in dirty {
-                    match keys.get(key) {
-                        Some(e) => w.put(key, |b| b.extend_from_slice(&e.blob))?,
-                        None => w.remove(key)?,
-                    }
+                let (removed, changed) = keys.changes();
+                // Removals first: a key removed and then stored again in one batch ends
+                // present.
+                for key in removed {
+                    w.remove(key)?;
+                }
+                for (key, blob) in changed {
+                    w.put(key, |b| b.extend_from_slice(blob))?;
                 }
                 Ok(())
             },
             |w| {
-                for (key, e) in keys {
-                    w.put(key, |b| b.extend_from_slice(&e.blob))?;
+                for (key, blob) in keys.all() {
+                    w.put(key, |b| b.extend_from_slice(blob))?;
                 }
                 Ok(())
             },
         )?;
-        self.dirty.clear();
+        self.keys.take_changes();
         self.stats.commit_time_ms = started.elapsed().as_millis() as u64;
         Ok(())
     }

@@ -254,6 +254,97 @@ const STATEFUL_CASES: &[Case] = &[
     },
 ];
 
+/// A valid query with a keyed processor (`validate` does not load modules).
+const PROCESSOR_GOOD: &str = r#"[[query]]
+name = "profiles"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+
+[query.source]
+format = "json"
+path = "in/*.json"
+schema = "user_id STRING, event STRING, ts TIMESTAMP"
+watermark = { column = "ts", delay = "10 minutes" }
+
+[query.processor]
+module = "user_profile.wasm"
+key = ["user_id"]
+timeMode = "eventTime"
+maxStateBytesPerKey = "64 KiB"
+
+[query.sink]
+format = "json"
+path = "out"
+"#;
+
+const PROCESSOR_CASES: &[Case] = &[
+    Case {
+        what: "processor without a key",
+        from: "key = [\"user_id\"]\n",
+        to: "",
+        expect: &[
+            "pipeline.toml:12: query 'profiles': processor.key: missing required option; the columns that group rows, e.g. key = [\"user_id\"]",
+        ],
+    },
+    Case {
+        what: "key column that does not exist",
+        from: "key = [\"user_id\"]",
+        to: "key = [\"user\"]",
+        expect: &[
+            "pipeline.toml:14: query 'profiles': processor.key[0]: column 'user' is not among the query's columns (user_id, event, ts",
+        ],
+    },
+    Case {
+        what: "unknown time mode",
+        from: "timeMode = \"eventTime\"",
+        to: "timeMode = \"wallClock\"",
+        expect: &[
+            "pipeline.toml:15: query 'profiles': processor.timeMode: 'wallClock' is not a time mode; use \"none\", \"processingTime\" or \"eventTime\"",
+        ],
+    },
+    Case {
+        what: "event time without a watermark",
+        from: "watermark = { column = \"ts\", delay = \"10 minutes\" }\n",
+        to: "",
+        expect: &["query 'profiles': processor.timeMode: \"eventTime\" needs a watermark"],
+    },
+    Case {
+        what: "complete mode",
+        from: "trigger = \"availableNow\"",
+        to: "trigger = \"availableNow\"\noutputMode = \"complete\"",
+        expect: &["query 'profiles': outputMode: a processor emits the rows its module hands out"],
+    },
+    Case {
+        what: "processor and aggregation in one query",
+        from: "[query.sink]",
+        to: "[query.aggregate]\ngroupBy = [\"user_id\"]\naggs = [{ fn = \"count\" }]\n\n[query.sink]",
+        expect: &[
+            "query 'profiles': processor: a query has either [query.aggregate] or [query.processor], not both",
+        ],
+    },
+    Case {
+        what: "misspelt processor option",
+        from: "maxStateBytesPerKey",
+        to: "maxStateBytePerKey",
+        expect: &[
+            "query 'profiles': processor.maxStateBytePerKey: unknown key; did you mean 'maxStateBytesPerKey'?",
+        ],
+    },
+];
+
+#[test]
+fn bad_processor_pipelines_get_their_errors() {
+    check_cases(PROCESSOR_GOOD, PROCESSOR_CASES);
+}
+
+#[test]
+fn the_good_processor_pipeline_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = pipeline(dir.path(), PROCESSOR_GOOD);
+    let out = run_ok(sluice().arg("validate").arg(&file));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok, 1 query"));
+}
+
 /// A valid query with two named inputs combined by a union.
 const UNION_GOOD: &str = r#"[[query]]
 name = "events"

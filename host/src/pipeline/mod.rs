@@ -833,6 +833,9 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
         for p in schema_problems(&schema, &watermark, &dedup, &aggregate) {
             q.error_at(offset_of(node, &p.key), &p.key, p.message);
         }
+        if let Some(Err(p)) = processor.as_ref().map(|p| p.check_input(&schema)) {
+            q.error_at(offset_of(node, &p.key), &p.key, p.message);
+        }
     }
     q.finish(QUERY_KEYS);
     Some(QuerySpec {

@@ -340,12 +340,13 @@ pub(super) fn parse_processor(
         Some("processingTime" | "ProcessingTime") => TimeMode::ProcessingTime,
         Some("eventTime" | "EventTime") => TimeMode::EventTime,
         Some(other) => {
-            p.error_here(
-                "timeMode",
-                format!(
-                    "'{other}' is not a time mode; use \"none\", \"processingTime\" or \"eventTime\""
-                ),
+            let message = format!(
+                "'{other}' is not a time mode; use \"none\", \"processingTime\" or \"eventTime\""
             );
+            match p.get("timeMode").map(|n| n.span().start) {
+                Some(at) => p.error_at(at, "timeMode", message),
+                None => p.error_here("timeMode", message),
+            }
             TimeMode::None
         }
     };

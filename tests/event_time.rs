@@ -384,6 +384,12 @@ path = "out"
         })
         .collect();
     assert_eq!(got, s(&["12:00 dog dog cat owl 3"]));
+    // The 12:40 window is still open: its accumulators are in the checkpoint's state.
+    let shown = state_show(&dir.path().join("ckpt"), &["--operator", "aggregate"]);
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert_eq!(shown[0]["window"]["start"], "2024-05-01T12:40:00.000Z");
+    assert_eq!(shown[0]["aggs"]["first"], "eel");
+    assert_eq!(shown[0]["aggs"]["kinds"]["distinct"], 1);
 }
 
 #[test]
@@ -497,6 +503,12 @@ path = "out"
         .collect();
     // Without the event time among the keys, a key is remembered forever.
     assert_eq!(ids, vec![1, 2, 3]);
+    let shown = state_show(&dir.path().join("ckpt"), &[]);
+    let kept: Vec<i64> = shown
+        .iter()
+        .map(|r| r["key"]["event_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(kept, [1, 2, 3], "{shown:?}");
 
     let again = tempfile::tempdir().unwrap();
     copy_in(&dir.path().join("in"), &again.path().join("in"));
@@ -510,6 +522,19 @@ path = "out"
     // repeat in batch 2 is still a duplicate and the 12:32 one in batch 3 is new. id 3 (12:30)
     // has not expired.
     assert_eq!(ids, vec![1, 2, 3, 1]);
+    // Within the watermark each key shows when it expires (event time + delay).
+    let shown = state_show(&again.path().join("ckpt"), &["--key", "event_id=3"]);
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert_eq!(shown[0]["expiresAt"], "2024-05-01T12:40:00.000Z");
+}
+
+/// `sluice state show CHECKPOINT ARGS` as JSON rows.
+fn state_show(checkpoint: &Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let out = run_ok(sluice().args(["state", "show"]).arg(checkpoint).args(args));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn copy_in(from: &Path, to: &Path) {

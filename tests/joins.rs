@@ -299,6 +299,22 @@ fn impressions_join_clicks_within_an_hour_and_unmatched_ones_are_emitted_once() 
         last["numRowsTotal"], 2,
         "only the two flush rows stay: {last}"
     );
+    // `sluice state show` reads those two rows from the checkpoint, one per side.
+    let out = run_ok(sluice().args(["state", "show"]).arg(d.join("ckpt")));
+    let state: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let sides: Vec<(&str, i64)> = state
+        .iter()
+        .map(|r| {
+            (
+                r["side"].as_str().unwrap(),
+                r["row"]["ad_id"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(sides, [("left", 999), ("right", 998)], "{state:?}");
     // Progress shows each input's watermark (as of the batch's end) beside the global one the
     // batch ran with, which never passes the slower input's.
     let event_time = &records.last().unwrap().event_time;

@@ -65,10 +65,13 @@ fn clicks(dir: &Path, files: &[&str]) -> Vec<Vec<(String, String, i64)>> {
 /// newest 3 events by event time and their total since the profile began; a profile whose
 /// TTL (1 h from the later of the watermark and the user's newest event at its last change)
 /// the watermark passed starts afresh. Watermark = newest event of earlier batches − 10 min.
+/// A user's profile in the model: last events (name, ms), total, TTL expiry (ms).
+type Profile = (Vec<(String, i64)>, i64, i64);
+
 fn expected_profiles(
     batches: &[Vec<(String, String, i64)>],
     mut wm: i64,
-    profiles: &mut BTreeMap<String, (Vec<(String, i64)>, i64, i64)>,
+    profiles: &mut BTreeMap<String, Profile>,
 ) -> Vec<Value> {
     const TTL: i64 = 3_600_000;
     const DELAY: i64 = 600_000;

@@ -246,7 +246,7 @@ mod tests {
 
     use arrow_array::types::Int32Type;
     use arrow_array::{Array, Int64Array, ListArray, StringArray, StructArray};
-    use arrow_schema::Field;
+    use arrow_schema::{Field, Fields};
 
     use super::*;
 

@@ -93,6 +93,22 @@ pub fn all_nullable(schema: &Schema) -> SchemaRef {
     ))
 }
 
+/// The rows of `batch` as JSON objects (arrow-json's writer: the JSON the file sink writes).
+pub fn rows_as_json(
+    batch: &arrow_array::RecordBatch,
+) -> std::result::Result<Vec<serde_json::Map<String, serde_json::Value>>, arrow_schema::ArrowError>
+{
+    let mut writer = arrow_json::ArrayWriter::new(Vec::new());
+    writer.write(batch)?;
+    writer.finish()?;
+    let bytes = writer.into_inner();
+    if bytes.is_empty() {
+        // A batch of only rows with no columns writes nothing at all.
+        return Ok(vec![serde_json::Map::new(); batch.num_rows()]);
+    }
+    serde_json::from_slice(&bytes).map_err(|e| arrow_schema::ArrowError::JsonError(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,20 +142,4 @@ mod tests {
         );
         assert!(parse_ddl("justaname").is_err());
     }
-}
-
-/// The rows of `batch` as JSON objects (arrow-json's writer: the JSON the file sink writes).
-pub fn rows_as_json(
-    batch: &arrow_array::RecordBatch,
-) -> std::result::Result<Vec<serde_json::Map<String, serde_json::Value>>, arrow_schema::ArrowError>
-{
-    let mut writer = arrow_json::ArrayWriter::new(Vec::new());
-    writer.write(batch)?;
-    writer.finish()?;
-    let bytes = writer.into_inner();
-    if bytes.is_empty() {
-        // A batch of only rows with no columns writes nothing at all.
-        return Ok(vec![serde_json::Map::new(); batch.num_rows()]);
-    }
-    serde_json::from_slice(&bytes).map_err(|e| arrow_schema::ArrowError::JsonError(e.to_string()))
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 
-use crate::operators::processor;
+use crate::operators::{aggregate, dedup, join, processor};
 
 /// The batch whose state is shown by default: the last committed one.
 fn last_committed(checkpoint: &Path) -> anyhow::Result<u64> {
@@ -61,7 +61,7 @@ pub fn show(
     let matches = |key: &serde_json::Map<String, serde_json::Value>| {
         filters.iter().all(|(c, v)| match key.get(c) {
             Some(serde_json::Value::String(s)) => s == v,
-            Some(other) => other.to_string() == *v,
+            Some(other) => serde_json::from_str::<serde_json::Value>(v).is_ok_and(|v| v == *other),
             None => false,
         })
     };
@@ -91,8 +91,14 @@ pub fn show(
     for name in wanted {
         let rows = match name.as_str() {
             processor::STATE_NAME => processor::layout::state_rows(checkpoint, version, &matches)?,
+            aggregate::STATE_NAME => aggregate::state_rows(checkpoint, version, &matches)?,
+            dedup::STATE_NAME => dedup::state_rows(checkpoint, version, &matches)?,
+            join::symmetric::STATE_NAME => {
+                join::symmetric::state_rows(checkpoint, version, &matches)?
+            }
             other => bail!(
-                "showing the state of the '{other}' operator is not supported yet (only the processor's is)"
+                "{}: no reader for the state of an operator '{other}'",
+                checkpoint.display()
             ),
         };
         for row in rows {

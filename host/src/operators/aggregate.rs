@@ -30,7 +30,10 @@ use super::{BatchClock, SpecProblem, StateOperatorProgress, StatefulOperator};
 use crate::error::{Error, Result};
 use crate::pipeline::OutputMode;
 use crate::schema::timestamp_type;
-use crate::state::StateStore;
+use crate::state::{StateStore, layout};
+
+/// The state store's name for aggregation (`state/aggregate/` in the checkpoint).
+pub const STATE_NAME: &str = "aggregate";
 use crate::wasm::aggregate::{UdafSpec, WasmAggregate};
 use crate::watermark::event_times;
 
@@ -700,7 +703,22 @@ impl Aggregate {
             udafs.push(udaf);
         }
         Ok(Aggregate {
-            store: StateStore::open(checkpoint, "aggregate", 10)?,
+            store: {
+                let store = StateStore::open(checkpoint, STATE_NAME, 10)?;
+                let key_schema = schema
+                    .project(&key_indices)
+                    .map_err(|e| Error::data("groupBy", e))?;
+                layout::write(
+                    checkpoint,
+                    STATE_NAME,
+                    &serde_json::json!({
+                        "keySchema": layout::schema_hex(&key_schema),
+                        "aggs": spec.aggs.iter().map(|a| a.alias.clone()).collect::<Vec<_>>(),
+                        "window": spec.window.is_some(),
+                    }),
+                )?;
+                store
+            },
             output_schema: Arc::new(Schema::new(fields)),
             spec,
             mode,
@@ -1411,6 +1429,87 @@ impl StatefulOperator for Aggregate {
     fn wants_no_data_batches(&self) -> bool {
         self.spec.window.is_some() && self.mode != OutputMode::Complete
     }
+}
+
+impl Acc {
+    /// The accumulator as JSON, for `sluice state show`.
+    fn to_json(&self) -> serde_json::Value {
+        use serde_json::{Value, json};
+        let scalar = |s: &Option<Scalar>| match s {
+            None => Value::Null,
+            Some(Scalar::I(v)) => json!(v),
+            Some(Scalar::F(bits)) => json!(f64::from_bits(*bits)),
+            Some(Scalar::S(v)) => json!(v.as_ref()),
+        };
+        match self {
+            Acc::Count(n) => json!(n),
+            Acc::SumI(v) => json!(v),
+            Acc::SumF(v) => json!(v),
+            Acc::Avg(sum, n) => json!({ "sum": sum, "count": n }),
+            Acc::Min(v) | Acc::Max(v) | Acc::First(v) | Acc::Last(v) => scalar(v),
+            Acc::Distinct(set) => json!({ "distinct": set.len() }),
+            Acc::Udaf(bytes) => json!({ "udafStateBytes": bytes.len() }),
+        }
+    }
+}
+
+/// The groups in state after batch `version` as JSON rows (for `sluice state show`): the
+/// group columns, the window, and each aggregate's accumulator.
+pub fn state_rows(
+    checkpoint: &Path,
+    version: u64,
+    matches: &dyn Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
+) -> Result<Vec<serde_json::Value>> {
+    let path = layout::file(checkpoint, STATE_NAME);
+    let corrupt = |message: String| Error::Checkpoint {
+        path: path.clone(),
+        message,
+    };
+    let spec = layout::read(checkpoint, STATE_NAME)?
+        .ok_or_else(|| corrupt("no layout.json (state written by an older Sluice)".into()))?;
+    let schema =
+        layout::schema_from_hex(spec["keySchema"].as_str().unwrap_or_default()).map_err(corrupt)?;
+    let aggs: Vec<String> = spec["aggs"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let windowed = spec["window"].as_bool().unwrap_or(false);
+    let store = StateStore::open(checkpoint, STATE_NAME, 10)?;
+    let state = store.load_sorted(version)?;
+    let group = |k: &[u8]| -> Vec<u8> { k[..k.len().saturating_sub(8)].to_vec() };
+    let groups: Vec<Vec<u8>> = state.iter().map(|(k, _)| group(k)).collect();
+    let keys = layout::keys_as_json(&schema, groups.iter().map(|g| &g[..])).map_err(corrupt)?;
+    let mut rows = Vec::new();
+    for ((key, value), group) in state.iter().zip(keys) {
+        if !matches(&group) {
+            continue;
+        }
+        let mut v: &[u8] = value;
+        let end = v
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map(i64::from_le_bytes)
+            .ok_or_else(|| corrupt("a value is truncated".into()))?;
+        v = &v[8..];
+        let mut accs = serde_json::Map::new();
+        for name in &aggs {
+            let acc = Acc::decode(&mut v).ok_or_else(|| corrupt("a value is corrupt".into()))?;
+            accs.insert(name.clone(), acc.to_json());
+        }
+        let mut row = serde_json::json!({ "operator": STATE_NAME, "key": group, "aggs": accs });
+        if windowed {
+            row["window"] = serde_json::json!({
+                "start": layout::iso_us(Aggregate::window_start(key)),
+                "end": layout::iso_us(end),
+            });
+        }
+        rows.push(row);
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]

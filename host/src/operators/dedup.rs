@@ -15,7 +15,10 @@ use arrow_schema::{Schema, SchemaRef};
 
 use super::{BatchClock, SpecProblem, StateOperatorProgress, StatefulOperator};
 use crate::error::{Error, Result};
-use crate::state::StateStore;
+use crate::state::{StateStore, layout};
+
+/// The state store's name for deduplication (`state/dedup/` in the checkpoint).
+pub const STATE_NAME: &str = "dedup";
 use crate::watermark::{WatermarkSpec, event_times};
 
 /// `[query.dropDuplicates]`.
@@ -125,8 +128,20 @@ impl Dedup {
         let event_time_in_key = watermark
             .as_ref()
             .is_some_and(|w| columns.contains(&w.column));
+        let key_schema = schema
+            .project(&key_indices)
+            .map_err(|e| Error::data("dropDuplicates", e))?;
+        let store = StateStore::open(checkpoint, STATE_NAME, 10)?;
+        layout::write(
+            checkpoint,
+            STATE_NAME,
+            &serde_json::json!({
+                "keySchema": layout::schema_hex(&key_schema),
+                "withinWatermark": spec.within_watermark,
+            }),
+        )?;
         Ok(Dedup {
-            store: StateStore::open(checkpoint, "dedup", 10)?,
+            store,
             spec,
             schema,
             key_indices,
@@ -288,6 +303,46 @@ impl StatefulOperator for Dedup {
     fn wants_no_data_batches(&self) -> bool {
         self.expires()
     }
+}
+
+/// The keys seen after batch `version` as JSON rows (for `sluice state show`): the key
+/// columns and, when the key can expire, the event time (or, within the watermark, the
+/// expiry) it is kept by.
+pub fn state_rows(
+    checkpoint: &Path,
+    version: u64,
+    matches: &dyn Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
+) -> Result<Vec<serde_json::Value>> {
+    let path = layout::file(checkpoint, STATE_NAME);
+    let corrupt = |message: String| Error::Checkpoint {
+        path: path.clone(),
+        message,
+    };
+    let spec = layout::read(checkpoint, STATE_NAME)?
+        .ok_or_else(|| corrupt("no layout.json (state written by an older Sluice)".into()))?;
+    let schema =
+        layout::schema_from_hex(spec["keySchema"].as_str().unwrap_or_default()).map_err(corrupt)?;
+    let within = spec["withinWatermark"].as_bool().unwrap_or(false);
+    let store = StateStore::open(checkpoint, STATE_NAME, 10)?;
+    let state = store.load_sorted(version)?;
+    let keys = layout::keys_as_json(&schema, state.iter().map(|(k, _)| &k[..])).map_err(corrupt)?;
+    let mut rows = Vec::new();
+    for ((_, value), key) in state.iter().zip(keys) {
+        if !matches(&key) {
+            continue;
+        }
+        let mut row = serde_json::json!({ "operator": STATE_NAME, "key": key });
+        let t = value
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map(i64::from_le_bytes)
+            .unwrap_or(i64::MAX);
+        if t != i64::MAX {
+            row[if within { "expiresAt" } else { "eventTime" }] = layout::iso_us(t);
+        }
+        rows.push(row);
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]

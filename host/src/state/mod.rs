@@ -17,6 +17,8 @@
 //! Keys and values are opaque bytes (the operators encode Arrow rows and accumulators in a
 //! compact binary form); files are length-prefixed records, written atomically.
 
+pub mod layout;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -38,6 +40,9 @@ pub struct StateStore {
 
 /// A state map as stored: key bytes to value bytes.
 pub type StateMap = HashMap<Box<[u8]>, Box<[u8]>>;
+
+/// One key and its value, as stored.
+pub type StateEntry = (Box<[u8]>, Box<[u8]>);
 
 impl StateStore {
     /// Opens (creating) the store of `operator` under the checkpoint directory.
@@ -88,6 +93,13 @@ impl StateStore {
             self.apply(&path, &mut map)?;
         }
         Ok(map)
+    }
+
+    /// The state after batch `version`, sorted by key (for reading it out in a stable order).
+    pub fn load_sorted(&self, version: u64) -> Result<Vec<StateEntry>> {
+        let mut entries: Vec<StateEntry> = self.load(Some(version))?.into_iter().collect();
+        entries.sort();
+        Ok(entries)
     }
 
     fn apply(&self, path: &Path, map: &mut StateMap) -> Result<()> {

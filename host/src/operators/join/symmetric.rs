@@ -35,6 +35,9 @@ use crate::operators::StateOperatorProgress;
 use crate::state::StateStore;
 use crate::watermark::event_times;
 
+/// The state store's name for a stream–stream join (`state/join/` in the checkpoint).
+pub const STATE_NAME: &str = "join";
+
 const LEFT: usize = 0;
 const RIGHT: usize = 1;
 /// A row with no event time (no time column, or a null).
@@ -282,7 +285,7 @@ impl StreamStreamJoin {
             None => [None, None],
         };
         Ok(StreamStreamJoin {
-            store: StateStore::open(checkpoint, "join", 10)?,
+            store: StateStore::open(checkpoint, STATE_NAME, 10)?,
             spec,
             layout,
             schemas: [left, right],
@@ -788,6 +791,57 @@ fn read_ipc(bytes: &[u8], what: &str) -> Result<RecordBatch> {
         Some(b) => b.map_err(|e| Error::data(format!("reading {what}"), e)),
         None => Err(Error::data(what.to_owned(), "an empty chunk")),
     }
+}
+
+/// The rows each side holds after batch `version` as JSON rows (for `sluice state show`):
+/// the side, whether the row found a match yet, and its columns. The chunks carry their own
+/// schema (Arrow IPC), so no layout file is needed.
+pub fn state_rows(
+    checkpoint: &Path,
+    version: u64,
+    matches: &dyn Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
+) -> Result<Vec<serde_json::Value>> {
+    let store = StateStore::open(checkpoint, STATE_NAME, 10)?;
+    let mut chunks: BTreeMap<(u8, u64), (Option<RecordBatch>, Vec<u8>)> = BTreeMap::new();
+    for (k, v) in store.load(Some(version))? {
+        if k.len() != 10 {
+            continue;
+        }
+        let id = (
+            k[0],
+            u64::from_be_bytes(k[1..9].try_into().unwrap_or([0; 8])),
+        );
+        let entry = chunks.entry(id).or_default();
+        match k[9] {
+            ROWS => entry.0 = Some(read_ipc(&v, "join state")?),
+            _ => entry.1 = v.into_vec(),
+        }
+    }
+    let mut rows = Vec::new();
+    for ((side, _), (batch, flags)) in chunks {
+        let Some(batch) = batch else { continue };
+        let n = batch.num_rows();
+        let json = crate::schema::rows_as_json(&batch)
+            .map_err(|e| Error::data("reading join state", e))?;
+        for (i, row) in json.into_iter().enumerate() {
+            // Flags: `matched` for each row, then `live` for each (evicted rows are not live).
+            let (matched, live) = if flags.len() == 2 * n {
+                (flags[i] != 0, flags[n + i] != 0)
+            } else {
+                (false, true)
+            };
+            if !live || !matches(&row) {
+                continue;
+            }
+            rows.push(serde_json::json!({
+                "operator": STATE_NAME,
+                "side": if side as usize == LEFT { "left" } else { "right" },
+                "matched": matched,
+                "row": row,
+            }));
+        }
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]

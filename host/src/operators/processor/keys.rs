@@ -198,16 +198,19 @@ impl Keys {
             .map(|(i, _)| i as KeyId)
     }
 
-    /// The keys removed and the keys changed since the last commit (with their state), for
-    /// the state store's delta; `take_changes` then starts the next batch.
-    pub fn changes(&self) -> (&[Box<[u8]>], impl Iterator<Item = (&[u8], &[u8])> + '_) {
-        let changed = self
-            .dirty
+    /// The keys removed since the last commit, for the state store's delta.
+    pub fn removed(&self) -> &[Box<[u8]>] {
+        &self.removed
+    }
+
+    /// The keys changed since the last commit, with their state, for the delta;
+    /// `take_changes` then starts the next batch.
+    pub fn changed(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.dirty
             .iter()
             .map(|&i| &self.slots[i as usize])
             .filter(|s| !s.is_free())
-            .map(|s| (s.key(), s.blob()));
-        (&self.removed, changed)
+            .map(|s| (s.key(), s.blob()))
     }
 
     /// Every key and its state (for a snapshot).
@@ -243,16 +246,14 @@ mod tests {
         keys.update(b, b"333", (NEVER, 9));
         assert_eq!(keys.blob(b), b"333");
         assert_eq!(keys.deadlines(b), (NEVER, 9));
-        let (removed, changed) = keys.changes();
-        assert!(removed.is_empty());
-        assert_eq!(changed.count(), 2);
+        assert!(keys.removed().is_empty());
+        assert_eq!(keys.changed().count(), 2);
         keys.take_changes();
         keys.remove(a);
         assert_eq!(keys.find(b"a"), None);
         assert_eq!(keys.len(), 1);
-        let (removed, changed) = keys.changes();
-        assert_eq!(removed, [Box::from(&b"a"[..])]);
-        assert_eq!(changed.count(), 0);
+        assert_eq!(keys.removed(), [Box::from(&b"a"[..])]);
+        assert_eq!(keys.changed().count(), 0);
         let c = keys.insert(b"c", b"x", (NEVER, NEVER), true);
         assert_eq!(c, a, "the free slot is reused");
         assert_eq!(keys.find(b"c"), Some(c));

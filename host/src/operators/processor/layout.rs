@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use super::STATE_NAME;
 use crate::error::{Error, Result};
 use crate::wasm::processor::{StateKind, StateVariable, TimeMode, ValueEncoding};
-use sluice_guest_sdk::abi;
 
 /// The file's contents.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -62,10 +61,7 @@ impl Layout {
     /// The layout of a processor.
     pub fn of(key_schema: &SchemaRef, variables: &[StateVariable], mode: TimeMode) -> Layout {
         Layout {
-            key_schema: abi::encode_schema(key_schema)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
+            key_schema: crate::state::layout::schema_hex(key_schema),
             variables: variables
                 .iter()
                 .map(|v| VariableLayout {
@@ -81,16 +77,7 @@ impl Layout {
 
     /// The key columns.
     pub fn key_schema(&self) -> std::result::Result<SchemaRef, String> {
-        let bytes = (0..self.key_schema.len())
-            .step_by(2)
-            .map(|i| {
-                self.key_schema
-                    .get(i..i + 2)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-            })
-            .collect::<Option<Vec<u8>>>()
-            .ok_or("the key schema is not hex")?;
-        abi::decode_schema(&bytes).map_err(|e| e.to_string())
+        crate::state::layout::schema_from_hex(&self.key_schema)
     }
 
     /// The variables as the operator knows them.
@@ -210,27 +197,9 @@ pub fn state_rows(
     let key_schema = layout.key_schema().map_err(corrupt)?;
     let variables = layout.variables().map_err(corrupt)?;
     let store = crate::state::StateStore::open(checkpoint, STATE_NAME, 10)?;
-    let mut state: Vec<(Box<[u8]>, Box<[u8]>)> = store.load(Some(version))?.into_iter().collect();
-    state.sort();
-    let converter = arrow_row::RowConverter::new(
-        key_schema
-            .fields()
-            .iter()
-            .map(|f| arrow_row::SortField::new(f.data_type().clone()))
-            .collect(),
-    )
-    .map_err(|e| corrupt(e.to_string()))?;
-    let parser = converter.parser();
-    let columns = converter
-        .convert_rows(state.iter().map(|(k, _)| parser.parse(k)))
-        .map_err(|e| corrupt(e.to_string()))?;
-    let keys = arrow_array::RecordBatch::try_new_with_options(
-        key_schema.clone(),
-        columns,
-        &arrow_array::RecordBatchOptions::new().with_row_count(Some(state.len())),
-    )
-    .map_err(|e| corrupt(e.to_string()))?;
-    let keys = crate::schema::rows_as_json(&keys).map_err(|e| corrupt(e.to_string()))?;
+    let state = store.load_sorted(version)?;
+    let keys = crate::state::layout::keys_as_json(&key_schema, state.iter().map(|(k, _)| &k[..]))
+        .map_err(corrupt)?;
     let mut rows = Vec::new();
     for ((_, blob), key) in state.iter().zip(keys) {
         if !matches(&key) {

@@ -327,6 +327,25 @@ impl KeyedProcessor {
     }
 }
 
+/// Keys as grouping finds them, with their row counts and newest event times.
+#[derive(Default)]
+struct Groups<'a> {
+    keys: Vec<&'a [u8]>,
+    ids: Vec<Option<KeyId>>,
+    counts: Vec<u32>,
+    newest_ms: Vec<i64>,
+}
+
+impl<'a> Groups<'a> {
+    fn add(&mut self, key: &'a [u8], id: Option<KeyId>) -> u32 {
+        self.keys.push(key);
+        self.ids.push(id);
+        self.counts.push(0);
+        self.newest_ms.push(i64::MIN);
+        (self.keys.len() - 1) as u32
+    }
+}
+
 /// The touched keys, and where each key's rows are.
 struct Grouped<'a> {
     /// Key bytes (row format), in call order, borrowed from the batch's key rows and the
@@ -369,57 +388,39 @@ impl KeyedProcessor {
         let mut group_of_id = std::mem::take(&mut self.group_of_id);
         group_of_id.resize(self.keys.id_bound(), NONE);
         let mut new_keys: HashMap<&[u8], u32, FixedState> = HashMap::default();
-        let mut keys: Vec<&[u8]> = Vec::new();
-        let mut ids: Vec<Option<KeyId>> = Vec::new();
+        let mut groups = Groups::default();
         let mut group_of_row = Vec::with_capacity(rows.num_rows());
-        let mut counts: Vec<u32> = Vec::new();
         let times = match &self.event_time {
             Some(c) => Some(event_times(rows, c)?),
             None => None,
         };
-        let mut newest_ms: Vec<i64> = Vec::new();
-        fn add<'a>(
-            (keys, ids, counts, newest): (
-                &mut Vec<&'a [u8]>,
-                &mut Vec<Option<KeyId>>,
-                &mut Vec<u32>,
-                &mut Vec<i64>,
-            ),
-            k: &'a [u8],
-            id: Option<KeyId>,
-        ) -> u32 {
-            keys.push(k);
-            ids.push(id);
-            counts.push(0);
-            newest.push(i64::MIN);
-            (keys.len() - 1) as u32
-        }
         for r in 0..rows.num_rows() {
             let k: &'a [u8] = key_rows.row(r).data();
             let g = match self.keys.find(k) {
                 Some(id) => match group_of_id[id as usize] {
                     NONE => {
-                        let g = add(
-                            (&mut keys, &mut ids, &mut counts, &mut newest_ms),
-                            k,
-                            Some(id),
-                        );
+                        let g = groups.add(k, Some(id));
                         group_of_id[id as usize] = g;
                         g
                     }
                     g => g,
                 },
-                None => *new_keys.entry(k).or_insert_with(|| {
-                    add((&mut keys, &mut ids, &mut counts, &mut newest_ms), k, None)
-                }),
+                None => *new_keys.entry(k).or_insert_with(|| groups.add(k, None)),
             };
-            counts[g as usize] += 1;
+            groups.counts[g as usize] += 1;
             if let Some(t) = times.as_ref().filter(|t| t.is_valid(r)) {
                 let ms = t.value(r).div_euclid(1000);
-                newest_ms[g as usize] = newest_ms[g as usize].max(ms);
+                let newest = &mut groups.newest_ms[g as usize];
+                *newest = (*newest).max(ms);
             }
             group_of_row.push(g);
         }
+        let Groups {
+            mut keys,
+            mut ids,
+            counts,
+            mut newest_ms,
+        } = groups;
         let with_rows = keys.len();
         let mut ends = Vec::with_capacity(with_rows + fired.len());
         let mut next = Vec::with_capacity(with_rows);
@@ -674,13 +675,12 @@ impl StatefulOperator for KeyedProcessor {
         self.store.commit(
             batch_id,
             |w| {
-                let (removed, changed) = keys.changes();
                 // Removals first: a key removed and then stored again in one batch ends
                 // present.
-                for key in removed {
+                for key in keys.removed() {
                     w.remove(key)?;
                 }
-                for (key, blob) in changed {
+                for (key, blob) in keys.changed() {
                     w.put(key, |b| b.extend_from_slice(blob))?;
                 }
                 Ok(())

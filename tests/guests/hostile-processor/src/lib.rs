@@ -159,9 +159,11 @@ impl Guest for Hostile {
             let mut start = 0u32;
             for i in 0..n {
                 let end = row_ends.get(i).copied().unwrap_or(start);
-                let before = (i < old.len() && old.is_valid(i))
-                    .then(|| old.value(i).try_into().map(i64::from_le_bytes).unwrap_or(0))
-                    .unwrap_or(0);
+                let before = if i < old.len() && old.is_valid(i) {
+                    old.value(i).try_into().map(i64::from_le_bytes).unwrap_or(0)
+                } else {
+                    0
+                };
                 let count = before + i64::from(end - start);
                 start = end;
                 if c.behavior == "malformed" {

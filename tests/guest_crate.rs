@@ -166,6 +166,38 @@ fn a_new_aggregate_builds_and_computes_its_result_per_group() {
 }
 
 #[test]
+fn a_new_processor_builds_and_keeps_totals_per_user() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = new_crate(tmp.path(), "processor", "totals");
+    module_build(&dir);
+    let stdout = run_pipeline(&dir);
+    let mut got: Vec<(String, String, String)> = last_console_table(&stdout)
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].clone(), r[2].clone()))
+        .collect();
+    got.sort();
+    let mut by_user: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
+    for (u, _, a) in sample(&dir) {
+        let e = by_user.entry(u).or_default();
+        e.0 += 1;
+        e.1 += a;
+    }
+    let expected: Vec<(String, String, String)> = by_user
+        .into_iter()
+        .map(|(u, (n, t))| (u, n.to_string(), t.to_string()))
+        .collect();
+    assert_eq!(got, expected, "{stdout}");
+    // The totals are in the checkpoint, readable without the module.
+    let out = run_ok(
+        sluice()
+            .args(["state", "show", "out/checkpoints"])
+            .current_dir(&dir),
+    );
+    let lines = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert_eq!(lines, expected.len());
+}
+
+#[test]
 fn a_scaffold_never_overwrites_and_refuses_bad_names() {
     let tmp = tempfile::tempdir().unwrap();
     new_crate(tmp.path(), "transform", "mine");

@@ -37,7 +37,7 @@ sluice run examples/rate-to-console.toml          run every query of a pipeline\
 sluice run pipeline.toml --query events           run one query of it\n  \
 sluice run pipeline.toml --progress-log p.jsonl   also write progress records as JSON lines\n  \
 sluice validate pipeline.toml                     check a pipeline without running it\n  \
-sluice new transform my-step                      start a guest crate (or handler, aggregate)\n  \
+sluice new transform my-step                      start a guest crate (or handler, aggregate, processor)\n  \
 sluice module build                               build and check the guest crate here\n  \
 sluice state show CHECKPOINT                      print a query's operator state as JSON lines\n\n\
 Stop with Ctrl-C (or SIGTERM): each query finishes its batch in flight, commits, and the\n\

@@ -1,4 +1,4 @@
-//! `sluice new transform|handler|aggregate NAME`: a guest crate that builds anywhere.
+//! `sluice new transform|handler|aggregate|processor NAME`: a guest crate that builds anywhere.
 //!
 //! The crate gets a small working example of its kind, a pipeline that runs it on sample
 //! input, a README with the commands, and — in `vendor/` — the guest SDK and WIT contract this
@@ -21,6 +21,8 @@ pub enum GuestKind {
     Handler,
     /// A user-defined aggregate (`aggregator` world): per-group state in bytes.
     Aggregate,
+    /// A keyed processor (`keyed-processor` world): per-key state with TTL and timers.
+    Processor,
 }
 
 impl GuestKind {
@@ -29,6 +31,7 @@ impl GuestKind {
             GuestKind::Transform => "transform",
             GuestKind::Handler => "handler",
             GuestKind::Aggregate => "aggregate",
+            GuestKind::Processor => "processor",
         }
     }
 
@@ -46,6 +49,7 @@ impl GuestKind {
                 "sends each batch to the `copy` output and writes a summary file per batch id."
             }
             GuestKind::Aggregate => "the spread (max - min) of a BIGINT column per group.",
+            GuestKind::Processor => "each user's orders and total amount, in per-key state.",
         }
     }
 
@@ -54,6 +58,7 @@ impl GuestKind {
             GuestKind::Transform => include_str!("../../templates/transform/lib.rs"),
             GuestKind::Handler => include_str!("../../templates/handler/lib.rs"),
             GuestKind::Aggregate => include_str!("../../templates/aggregate/lib.rs"),
+            GuestKind::Processor => include_str!("../../templates/processor/lib.rs"),
         }
     }
 
@@ -62,6 +67,7 @@ impl GuestKind {
             GuestKind::Transform => include_str!("../../templates/transform/pipeline.toml"),
             GuestKind::Handler => include_str!("../../templates/handler/pipeline.toml"),
             GuestKind::Aggregate => include_str!("../../templates/aggregate/pipeline.toml"),
+            GuestKind::Processor => include_str!("../../templates/processor/pipeline.toml"),
         }
     }
 }
@@ -110,6 +116,10 @@ const VENDORED: &[(&str, &str)] = &[
     (
         "vendor/sluice-guest-sdk/src/guest.rs",
         include_str!("../../../guest-sdk/src/guest.rs"),
+    ),
+    (
+        "vendor/sluice-guest-sdk/src/guest/processor.rs",
+        include_str!("../../../guest-sdk/src/guest/processor.rs"),
     ),
     // The SDK's bindings read `../wit` from its own folder.
     (

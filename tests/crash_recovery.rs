@@ -403,3 +403,49 @@ fn a_keyed_processor_with_timers_killed_anywhere_restarts_from_its_state() {
     assert!(expected.len() >= 30, "{expected:#?}");
     kill_everywhere(setup_sessions, &expected, 6);
 }
+
+/// `setup` with `parallelism = 4` (on this 2-core machine: more workers than cores), so a
+/// batch's files are decoded, and its output files written, by several workers at once.
+fn with_parallelism_4(setup: fn(&Path) -> PathBuf, d: &Path) -> PathBuf {
+    let file = setup(d);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let text = text.replacen(
+        "trigger = \"availableNow\"",
+        "trigger = \"availableNow\"\nparallelism = 4",
+        1,
+    );
+    assert!(text.contains("parallelism = 4"));
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+fn setup_copy_parallel(d: &Path) -> PathBuf {
+    // Each batch's four city directories are written by four workers at once.
+    with_parallelism_4(setup_copy, d)
+}
+
+fn setup_windowed_parallel(d: &Path) -> PathBuf {
+    with_parallelism_4(setup_windowed, d)
+}
+
+#[test]
+fn a_parallel_copy_killed_anywhere_gives_the_clean_output() {
+    let expected = clean_run(setup_copy_parallel);
+    assert_eq!(
+        expected,
+        clean_run(setup_copy),
+        "parallelism changes no row"
+    );
+    kill_everywhere(setup_copy_parallel, &expected, 5);
+}
+
+#[test]
+fn a_parallel_windowed_aggregation_killed_anywhere_restarts_from_its_state() {
+    let expected = clean_run(setup_windowed_parallel);
+    assert_eq!(
+        expected,
+        clean_run(setup_windowed),
+        "parallelism changes no row"
+    );
+    kill_everywhere(setup_windowed_parallel, &expected, 5);
+}

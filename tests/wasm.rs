@@ -336,7 +336,7 @@ fn an_endless_guest_is_stopped_within_twice_its_deadline() {
         // Twice: the second call runs on the instance re-created after the first trap.
         let started = Instant::now();
         let err = step
-            .process(7, vec![batch.clone()], &outputs)
+            .process(7, vec![batch.clone()], &outputs, 1)
             .unwrap_err()
             .to_string();
         let took = started.elapsed();
@@ -560,4 +560,102 @@ fn a_wasm_aggregate_keeps_top_k_per_group_across_batches_and_restarts() {
         ],
         "{stdout}"
     );
+}
+
+/// The committed files of a json sink under `out`: (name, contents), in name order.
+fn committed_files(out: &Path) -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = sluice::connectors::file::sink::committed_files(out)
+        .unwrap()
+        .into_iter()
+        .map(|f| {
+            (
+                f.strip_prefix(out).unwrap().display().to_string(),
+                std::fs::read_to_string(&f).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_batch_runs_its_partitions_on_several_workers_and_its_output_does_not_depend_on_them() {
+    // Twelve files, four a batch, through a Wasm step: each batch's files are decoded and
+    // its record batches transformed by up to `parallelism` workers with a guest instance
+    // each, and written as that many files.
+    let run = |parallelism: u32| {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for i in 0..12u64 {
+            let lines: String = (0..500)
+                .map(|j| {
+                    let n = i * 500 + j;
+                    let event = ["click", "view", "purchase", "heartbeat"][(n % 4) as usize];
+                    format!("{{\"city\":\"City{}\",\"domain\":\"d{n}.example.com\",\"event\":\"{event}\"}}\n", n % 7)
+                })
+                .collect();
+            let f = drop_file(&d.join("in"), &format!("e{i:02}.jsonl"), &lines);
+            set_mtime(&f, 100 - i);
+        }
+        let file = pipeline(
+            d,
+            &format!(
+                r#"[[query]]
+name = "events"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+parallelism = {parallelism}
+[query.source]
+format = "text"
+path = "in/*.jsonl"
+maxFilesPerTrigger = 4
+[[query.transform]]
+name = "parse"
+module = "{}"
+config = {{ events = ["click", "view", "purchase"] }}
+[query.sink]
+format = "json"
+path = "out"
+"#,
+                guests().join("json_events.wasm").display()
+            ),
+        );
+        let (code, _, stderr) = run_logged(&file);
+        assert_eq!(code, Some(0), "{stderr}");
+        let progress = progress(&d.join("progress.jsonl"));
+        let calls: f64 = progress
+            .iter()
+            .map(|p| {
+                p.observed_metrics["transform.parse.calls"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .sum();
+        (committed_files(&d.join("out")), calls, dir)
+    };
+    let (serial, serial_calls, _a) = run(1);
+    let (parallel, parallel_calls, _b) = run(4);
+    let (again, _, _c) = run(4);
+    // Same files with the same rows when run again with the same parallelism.
+    assert_eq!(parallel, again);
+    // Four files a batch instead of one, and the same rows in all.
+    assert_eq!(serial.len(), 3);
+    assert_eq!(
+        parallel.len(),
+        12,
+        "{:?}",
+        parallel.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    let rows = |files: &[(String, String)]| {
+        let mut r: Vec<String> = files
+            .iter()
+            .flat_map(|(_, text)| text.lines().map(str::to_owned))
+            .collect();
+        r.sort();
+        r
+    };
+    assert_eq!(rows(&serial), rows(&parallel));
+    assert_eq!(rows(&serial).len(), 12 * 500 * 3 / 4);
+    // One guest call per record batch whichever worker made it.
+    assert_eq!(serial_calls, parallel_calls);
 }

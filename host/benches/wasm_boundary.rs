@@ -70,7 +70,7 @@ fn boundary(c: &mut Criterion) {
     let outputs = SharedOutputs::default();
 
     // The two paths must agree before we time them.
-    let from_wasm = step.process(0, vec![big.clone()], &outputs).unwrap();
+    let from_wasm = step.process(0, vec![big.clone()], &outputs, 1).unwrap();
     assert_eq!(from_wasm, vec![native(&big)]);
 
     let mut g = c.benchmark_group("filter_project");
@@ -79,7 +79,7 @@ fn boundary(c: &mut Criterion) {
     g.bench_function("wasm_1m", |b| {
         b.iter_batched(
             || vec![big.clone()],
-            |input| step.process(0, input, &outputs).unwrap(),
+            |input| step.process(0, input, &outputs, 1).unwrap(),
             BatchSize::SmallInput,
         )
     });
@@ -97,27 +97,27 @@ fn boundary(c: &mut Criterion) {
     };
     let mut identity = WasmTransform::new(identity, "bench", one.schema()).unwrap();
     assert_eq!(
-        identity.process(0, vec![one.clone()], &outputs).unwrap(),
+        identity.process(0, vec![one.clone()], &outputs, 1).unwrap(),
         vec![one.clone()]
     );
     g.bench_function("wasm_identity_1m", |b| {
         b.iter_batched(
             || vec![big.clone()],
-            |input| identity.process(0, input, &outputs).unwrap(),
+            |input| identity.process(0, input, &outputs, 1).unwrap(),
             BatchSize::SmallInput,
         )
     });
     g.bench_function("wasm_identity_1row", |b| {
         b.iter_batched(
             || vec![one.clone()],
-            |input| identity.process(0, input, &outputs).unwrap(),
+            |input| identity.process(0, input, &outputs, 1).unwrap(),
             BatchSize::SmallInput,
         )
     });
     g.bench_function("wasm_1row", |b| {
         b.iter_batched(
             || vec![one.clone()],
-            |input| step.process(0, input, &outputs).unwrap(),
+            |input| step.process(0, input, &outputs, 1).unwrap(),
             BatchSize::SmallInput,
         )
     });

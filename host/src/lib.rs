@@ -49,6 +49,7 @@ pub mod failpoint;
 pub mod fsutil;
 pub mod manager;
 pub mod operators;
+pub mod parallel;
 pub mod pipeline;
 pub mod progress;
 pub mod query;

@@ -147,6 +147,7 @@ impl StreamingQuery {
                 &input.source,
                 SourceContext {
                     log_dir: checkpoint.source_dir(i),
+                    parallelism: spec.parallelism,
                 },
             )?);
         }
@@ -157,6 +158,7 @@ impl StreamingQuery {
             output_mode: spec.output_mode,
             schema: sources[0].schema(),
             outputs: SharedOutputs::default(),
+            parallelism: spec.parallelism,
         };
         let outputs = SharedOutputs::open(&spec.outputs, &ctx)?;
         // Each step's init fixes its output schema, the next step's input, before any batch:
@@ -1054,7 +1056,8 @@ impl MicroBatchExecution {
                 for (step, place) in self.steps.iter_mut().zip(&self.places) {
                     if let StepPlace::Input(i) = *place {
                         let rows = std::mem::take(&mut inputs[i]);
-                        inputs[i] = step.process(batch_id, rows, &self.outputs)?;
+                        inputs[i] =
+                            step.process(batch_id, rows, &self.outputs, self.spec.parallelism)?;
                     }
                 }
                 // Several inputs: each one's event time is its own, read before they meet.
@@ -1068,7 +1071,8 @@ impl MicroBatchExecution {
                 let mut data = self.combiner.combine(batch_id, batch_watermark, inputs)?;
                 for (step, place) in self.steps.iter_mut().zip(&self.places) {
                     if *place == StepPlace::Combined {
-                        data = step.process(batch_id, data, &self.outputs)?;
+                        data =
+                            step.process(batch_id, data, &self.outputs, self.spec.parallelism)?;
                     }
                 }
                 Ok(data)

@@ -126,6 +126,9 @@ pub struct QuerySpec {
     pub aggregate: Option<AggregateSpec>,
     /// `[query.processor]`: per-key state in Wasm.
     pub processor: Option<ProcessorSpec>,
+    /// How many of a batch's partitions (files, record batches through a Wasm step) run at
+    /// once (`parallelism`; default: the cores).
+    pub parallelism: usize,
 }
 
 impl QuerySpec {
@@ -476,6 +479,7 @@ const QUERY_KEYS: &[&str] = &[
     "aggregate",
     "dropDuplicates",
     "processor",
+    "parallelism",
 ];
 impl Pipeline {
     /// Reads and validates a pipeline file.
@@ -766,6 +770,9 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
     };
     let checkpoint_location = q.string("checkpointLocation").map(|p| resolve(base, &p));
     let min_batches_to_retain = q.positive("minBatchesToRetain").unwrap_or(100);
+    let parallelism = q
+        .positive("parallelism")
+        .map_or_else(crate::parallel::default_parallelism, |p| p as usize);
 
     if let Some(sink) = &sink
         && sink.is_durable()
@@ -853,6 +860,7 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
         dedup,
         aggregate,
         processor,
+        parallelism,
     })
 }
 

@@ -47,6 +47,8 @@ pub struct SinkContext {
     pub schema: SchemaRef,
     /// The query's named outputs (for foreachBatch handlers).
     pub outputs: outputs::SharedOutputs,
+    /// How many files of a batch a file sink may write at once.
+    pub parallelism: usize,
 }
 
 /// Builds the sink a pipeline asks for.
@@ -58,7 +60,7 @@ pub fn open(spec: &SinkSpec, ctx: &SinkContext) -> Result<Box<dyn Sink>> {
         SinkSpec::Memory { table } => {
             Box::new(memory::sink::MemorySink::new(table, ctx.output_mode))
         }
-        SinkSpec::File(f) => Box::new(file::sink::FileSink::open(f.clone())?),
+        SinkSpec::File(f) => Box::new(file::sink::FileSink::open(f.clone(), ctx.parallelism)?),
         SinkSpec::Blackhole => Box::new(Blackhole),
         SinkSpec::Kafka(k) => Box::new(kafka::sink::KafkaSink::open(
             k.clone(),

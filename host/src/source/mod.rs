@@ -76,6 +76,8 @@ pub trait Source: Send {
 pub struct SourceContext {
     /// `checkpoint/sources/<n>`: the source's own log directory.
     pub log_dir: PathBuf,
+    /// How many of a batch's partitions (e.g. files) the source may read at once.
+    pub parallelism: usize,
 }
 
 /// Builds the source a pipeline asks for.

@@ -67,15 +67,29 @@ pub struct CallStats {
     pub seconds: f64,
 }
 
-/// One transform step of a query.
-pub struct WasmTransform {
+/// A guest instance of a step: its store and its bindings.
+type Instance = (Store<GuestState>, Transformer);
+
+/// What every instance of a step shares: the module, its limits, the schemas. Shared by the
+/// workers of a batch, so it holds no instance itself.
+struct StepCore {
     spec: TransformSpec,
     label: Arc<str>,
     runtime: &'static WasmRuntime,
     pre: TransformerPre<GuestState>,
     encoded_input_schema: Vec<u8>,
     output_schema: SchemaRef,
-    instance: Option<(Store<GuestState>, Transformer)>,
+}
+
+/// One transform step of a query.
+///
+/// A batch's record batches run on up to `parallelism` workers at once, each with a guest
+/// instance of its own (started when first needed, kept across batches); what they emit is
+/// put back in input order, so the step's output does not depend on the workers.
+pub struct WasmTransform {
+    core: StepCore,
+    /// One guest instance per worker (`None`: not started yet, or dropped after a trap).
+    instances: Vec<Option<Instance>>,
     dead_letter_schema: SchemaRef,
     /// Calls since the last progress record.
     stats: CallStats,
@@ -100,35 +114,38 @@ impl WasmTransform {
             TransformerPre::new(instance_pre).map_err(|e| world_mismatch(&label, &LINK, e))?;
         let mut dl_fields: Vec<_> = input_schema.fields().iter().cloned().collect();
         dl_fields.push(Arc::new(Field::new("_error", DataType::Utf8, false)));
-        let mut step = WasmTransform {
+        let mut core = StepCore {
             encoded_input_schema: abi::encode_schema(&input_schema),
             output_schema: input_schema.clone(),
-            dead_letter_schema: Arc::new(Schema::new(dl_fields)),
             spec,
             label,
             runtime,
             pre,
-            instance: None,
+        };
+        let (first, output) = core.start()?;
+        core.output_schema = output;
+        Ok(WasmTransform {
+            core,
+            instances: vec![Some(first)],
+            dead_letter_schema: Arc::new(Schema::new(dl_fields)),
             stats: CallStats::default(),
             digest,
-        };
-        step.instantiate()?;
-        Ok(step)
+        })
     }
 
     /// The schema of the batches this step emits.
     pub fn output_schema(&self) -> SchemaRef {
-        self.output_schema.clone()
+        self.core.output_schema.clone()
     }
 
     /// The step's name in the pipeline.
     pub fn name(&self) -> &str {
-        &self.spec.name
+        &self.core.spec.name
     }
 
     /// The step's spec.
     pub fn spec(&self) -> &TransformSpec {
-        &self.spec
+        &self.core.spec
     }
 
     /// `sha256:<hex>` of the module this step runs.
@@ -137,14 +154,21 @@ impl WasmTransform {
     }
 
     fn wasm_err(&self, message: String) -> Error {
+        self.core.wasm_err(message)
+    }
+}
+
+impl StepCore {
+    fn wasm_err(&self, message: String) -> Error {
         Error::Wasm {
             module: self.label.to_string(),
             message,
         }
     }
 
-    /// A fresh instance, initialised. Called at start and after a trap.
-    fn instantiate(&mut self) -> Result<()> {
+    /// A fresh instance, initialised, with the output schema its `init` returned. Called at
+    /// start, for each further worker, and after a trap.
+    fn start(&self) -> Result<(Instance, SchemaRef)> {
         let config = self.spec.config.to_string();
         let (mut store, instance, encoded) = start_guest(
             self.runtime.engine(),
@@ -164,31 +188,32 @@ impl WasmTransform {
         let output = abi::decode_schema(&encoded).map_err(|e| {
             self.wasm_err(format!("init returned an unreadable output schema: {e}"))
         })?;
-        if self.instance.is_some() && output != self.output_schema {
-            return Err(self.wasm_err("returned a different output schema after a restart".into()));
-        }
         store.data_mut().output_schema = Some(output.clone());
-        self.output_schema = output;
-        self.instance = Some((store, instance));
-        Ok(())
+        Ok(((store, instance), output))
     }
 
-    /// Runs one record batch through the guest, appending what it emits to `out`.
+    /// Runs one record batch through the instance in `slot` (starting one if there is none),
+    /// appending what it emits to `out`.
     fn call(
-        &mut self,
+        &self,
+        slot: &mut Option<Instance>,
         batch: &RecordBatch,
         out: &mut Vec<RecordBatch>,
     ) -> std::result::Result<(), String> {
-        if self.instance.is_none() {
-            self.instantiate().map_err(|e| e.to_string())?;
+        if slot.is_none() {
+            let (instance, output) = self.start().map_err(|e| e.to_string())?;
+            if output != self.output_schema {
+                return Err("returned a different output schema after a restart".into());
+            }
+            *slot = Some(instance);
         }
-        let limits = self.spec.limits.clone();
-        let Some((store, instance)) = self.instance.as_mut() else {
+        let limits = &self.spec.limits;
+        let Some((store, instance)) = slot.as_mut() else {
             return Err("no instance".into());
         };
-        begin_call(store, &limits).map_err(|e| e.to_string())?;
+        begin_call(store, limits).map_err(|e| e.to_string())?;
         store.data_mut().emit_budget = super::EmitBudget::for_call(
-            &limits,
+            limits,
             batch.num_rows() as u64,
             batch.get_array_memory_size() as u64,
         );
@@ -210,33 +235,58 @@ impl WasmTransform {
             }
             Ok(Err(msg)) => Err(format!("returned an error: {msg}")),
             Err(trap) => {
-                let why = explain(&trap, store.data(), &limits);
+                let why = explain(&trap, store.data(), limits);
                 // A trapped instance may be in any state: start over with a fresh one.
-                self.instance = None;
+                *slot = None;
                 Err(why)
             }
         }
     }
+}
 
-    /// Runs a micro-batch (one call per record batch) and applies the step's `onError` policy.
+/// One record batch's call: its input, what it emitted (or why it failed), and how long.
+type CallOutcome = (
+    RecordBatch,
+    std::result::Result<Vec<RecordBatch>, String>,
+    f64,
+);
+
+impl WasmTransform {
+    /// Runs a micro-batch — one call per record batch, on up to `parallelism` workers at
+    /// once — and applies the step's `onError` policy to each failed call, in input order.
     pub fn process(
         &mut self,
         batch_id: u64,
         input: Vec<RecordBatch>,
         outputs: &SharedOutputs,
+        parallelism: usize,
     ) -> Result<Vec<RecordBatch>> {
-        let mut out = Vec::with_capacity(input.len());
-        for batch in input {
-            let started = std::time::Instant::now();
-            let called = self.call(&batch, &mut out);
+        let workers = parallelism.clamp(1, input.len().max(1));
+        if self.instances.len() < workers {
+            self.instances.resize_with(workers, || None);
+        }
+        let core = &self.core;
+        let runs: Vec<Vec<CallOutcome>> =
+            crate::parallel::on_workers(&mut self.instances[..workers], input, |slot, run| {
+                run.into_iter()
+                    .map(|batch| {
+                        let started = std::time::Instant::now();
+                        let mut emitted = Vec::new();
+                        let called = core.call(slot, &batch, &mut emitted).map(|()| emitted);
+                        (batch, called, started.elapsed().as_secs_f64())
+                    })
+                    .collect()
+            });
+        let mut out = Vec::new();
+        for (batch, called, seconds) in runs.into_iter().flatten() {
             self.stats.calls += 1;
-            self.stats.seconds += started.elapsed().as_secs_f64();
+            self.stats.seconds += seconds;
             match called {
-                Ok(()) => {}
+                Ok(mut emitted) => out.append(&mut emitted),
                 Err(why) => {
                     self.stats.failed += 1;
-                    let message = format!("{} in batch {batch_id}: {why}", self.label);
-                    match &self.spec.on_error {
+                    let message = format!("{} in batch {batch_id}: {why}", self.core.label);
+                    match &self.core.spec.on_error {
                         OnError::Fail => {
                             return Err(self.wasm_err(format!("{why} (batch {batch_id})")));
                         }

@@ -61,15 +61,18 @@ pub struct FileSink {
     spec: FileSinkSpec,
     log_dir: PathBuf,
     last_committed: Option<u64>,
+    /// How many of a batch's files are written at once.
+    parallelism: usize,
 }
 
 impl FileSink {
     /// Opens the output directory and reads its commit log.
-    pub fn open(spec: FileSinkSpec) -> Result<Self> {
+    pub fn open(spec: FileSinkSpec, parallelism: usize) -> Result<Self> {
         let log_dir = spec.path.join(METADATA_DIR);
         create_dir_all(&log_dir)?;
         let last_committed = numbered_entries(&log_dir)?.last().copied();
         Ok(FileSink {
+            parallelism: parallelism.max(1),
             spec,
             log_dir,
             last_committed,
@@ -251,21 +254,35 @@ impl Sink for FileSink {
         let num_rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
         let mut files = Vec::new();
         if num_rows > 0 {
+            // A file per partition directory, and a directory's rows split into up to
+            // `parallelism` files (contiguous runs of the batch's record batches), written
+            // at once. Names follow the split, so a re-run writes the same files.
             let groups = self.partition(schema, batches)?;
             let ext = self.spec.format.name();
-            for (n, (dir, group)) in groups.iter().enumerate() {
-                let rel = Path::new(dir).join(format!("part-{batch_id:05}-{n:04}.{ext}"));
-                let group_schema = group
+            let split = if groups.len() >= self.parallelism {
+                1
+            } else {
+                self.parallelism
+            };
+            let mut tasks = Vec::new();
+            for (dir, group) in groups {
+                for part in crate::parallel::runs(group, split) {
+                    let n = tasks.len();
+                    let rel = Path::new(&dir).join(format!("part-{batch_id:05}-{n:04}.{ext}"));
+                    tasks.push((rel, part));
+                }
+            }
+            let written = crate::parallel::try_map(tasks, self.parallelism, |(rel, part)| {
+                let part_schema = part
                     .first()
                     .map(|b| b.schema())
                     .unwrap_or_else(|| Arc::new(Schema::empty()));
-                self.write_file(&self.spec.path.join(&rel), &group_schema, group)?;
+                self.write_file(&self.spec.path.join(&rel), &part_schema, &part)?;
                 debug!(file = %rel.display(), "wrote sink file");
-                files.push(rel);
-                if n == 0 {
-                    failpoint::hit("mid-sink", batch_id);
-                }
-            }
+                Ok::<_, Error>(rel)
+            })?;
+            files.extend(written);
+            failpoint::hit("mid-sink", batch_id);
         }
         let entry = SinkLogEntry { files, num_rows };
         let json =

@@ -50,7 +50,9 @@ pub struct FileSource {
     /// For `availableNow`: only files present when the query started.
     available_now: Option<HashSet<PathBuf>>,
     cleaned_through: Option<u64>,
-    malformed_rows: u64,
+    /// Rows dropped or nulled as malformed since the last progress record (counted by the
+    /// workers that decode files at once).
+    malformed_rows: std::sync::atomic::AtomicU64,
 }
 
 impl FileSource {
@@ -89,7 +91,7 @@ impl FileSource {
             seen,
             available_now: None,
             cleaned_through: None,
-            malformed_rows: 0,
+            malformed_rows: std::sync::atomic::AtomicU64::new(0),
         };
         source.data_schema = source.resolve_schema()?;
         source.schema = row_schema(&source.spec, &source.data_schema);
@@ -214,7 +216,12 @@ impl FileSource {
     }
 
     /// The rows of one file, with the source's schema and `mode`.
-    pub(crate) fn read_file(&mut self, path: &Path) -> Result<Vec<RecordBatch>> {
+    fn count_malformed(&self) {
+        self.malformed_rows
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn read_file(&self, path: &Path) -> Result<Vec<RecordBatch>> {
         match self.spec.format {
             FileFormat::Parquet => self.read_parquet(path),
             format => {
@@ -230,7 +237,7 @@ impl FileSource {
 
     /// json lines and csv: decode the whole file in one go; if that fails, go line by line to
     /// find the malformed rows and apply the source's `mode` to them.
-    fn read_delimited(&mut self, path: &Path, bytes: &[u8]) -> Result<Vec<RecordBatch>> {
+    fn read_delimited(&self, path: &Path, bytes: &[u8]) -> Result<Vec<RecordBatch>> {
         let mut decoder = self.decoder(BATCH_ROWS)?;
         match decode_all(&mut decoder, bytes) {
             Ok(batches) => batches
@@ -262,7 +269,7 @@ impl FileSource {
         })
     }
 
-    fn read_lines_tolerantly(&mut self, path: &Path, bytes: &[u8]) -> Result<Vec<RecordBatch>> {
+    fn read_lines_tolerantly(&self, path: &Path, bytes: &[u8]) -> Result<Vec<RecordBatch>> {
         let mut rows: Vec<RecordBatch> = Vec::new();
         let mut decoder = self.decoder(1)?;
         let mut start = 0;
@@ -296,11 +303,11 @@ impl FileSource {
                             });
                         }
                         ParseMode::DropMalformed => {
-                            self.malformed_rows += 1;
+                            self.count_malformed();
                             warn!(file = %path.display(), line = line_no, error = %message, "dropped malformed record");
                         }
                         ParseMode::Permissive => {
-                            self.malformed_rows += 1;
+                            self.count_malformed();
                             rows.push(self.corrupt_row(&text)?);
                         }
                     }
@@ -341,7 +348,7 @@ impl FileSource {
         self.with_corrupt_column(batch, Some(text))
     }
 
-    fn read_text(&mut self, path: &Path, bytes: &[u8]) -> Result<Vec<RecordBatch>> {
+    fn read_text(&self, path: &Path, bytes: &[u8]) -> Result<Vec<RecordBatch>> {
         let mut builder = StringBuilder::with_capacity(bytes.len() / 32 + 1, bytes.len());
         let mut out = Vec::new();
         let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
@@ -358,9 +365,9 @@ impl FileSource {
                                 message: format!("not valid UTF-8: {e}"),
                             });
                         }
-                        ParseMode::DropMalformed => self.malformed_rows += 1,
+                        ParseMode::DropMalformed => self.count_malformed(),
                         ParseMode::Permissive => {
-                            self.malformed_rows += 1;
+                            self.count_malformed();
                             builder.append_value(String::from_utf8_lossy(line));
                         }
                     },
@@ -536,11 +543,10 @@ impl Source for FileSource {
             .range(from..=to)
             .flat_map(|(_, f)| f.clone())
             .collect();
-        let mut batches = Vec::new();
-        for file in &files {
-            batches.extend(self.read_file(file)?);
-        }
-        Ok(batches)
+        // Each file is a partition: decoded at once on the worker pool, kept in file order.
+        let per_file =
+            crate::parallel::try_map(files, self.ctx.parallelism, |f| self.read_file(&f))?;
+        Ok(per_file.into_iter().flatten().collect())
     }
 
     fn commit(&mut self, end: &Offset) -> Result<()> {
@@ -569,7 +575,9 @@ impl Source for FileSource {
         if self.spec.format != FileFormat::Parquet {
             m.insert(
                 "numMalformedRows".into(),
-                std::mem::take(&mut self.malformed_rows).into(),
+                self.malformed_rows
+                    .swap(0, std::sync::atomic::Ordering::Relaxed)
+                    .into(),
             );
         }
         m

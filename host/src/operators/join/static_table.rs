@@ -60,7 +60,13 @@ impl StreamStaticJoin {
         left_schema: SchemaRef,
         log_dir: PathBuf,
     ) -> Result<StreamStaticJoin> {
-        let files = FileSource::open(table_spec.files.clone(), SourceContext { log_dir })?;
+        let files = FileSource::open(
+            table_spec.files.clone(),
+            SourceContext {
+                log_dir,
+                parallelism: crate::parallel::default_parallelism(),
+            },
+        )?;
         let right_schema = crate::source::Source::schema(&files);
         let layout = JoinLayout::new(&spec, &left_schema, &right_schema)?;
         let keys = KeyEncoder::new(

@@ -449,3 +449,57 @@ fn a_parallel_windowed_aggregation_killed_anywhere_restarts_from_its_state() {
     );
     kill_everywhere(setup_windowed_parallel, &expected, 5);
 }
+
+fn setup_windowed_8_partitions(d: &Path) -> PathBuf {
+    let file = with_parallelism_4(setup_windowed, d);
+    let text = std::fs::read_to_string(&file).unwrap().replacen(
+        "parallelism = 4",
+        "parallelism = 4\nshufflePartitions = 8",
+        1,
+    );
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+#[test]
+fn an_aggregation_in_eight_state_partitions_killed_anywhere_restarts_from_its_state() {
+    let expected = clean_run(setup_windowed_8_partitions);
+    assert_eq!(
+        expected,
+        clean_run(setup_windowed),
+        "partitioning changes no row"
+    );
+    kill_everywhere(setup_windowed_8_partitions, &expected, 5);
+
+    // Each partition keeps its own state files; the count is fixed for the checkpoint.
+    let dir = tempfile::tempdir().unwrap();
+    let file = setup_windowed_8_partitions(dir.path());
+    run_ok(sluice().arg("run").arg(&file));
+    let parts = std::fs::read_dir(dir.path().join("ckpt/state/aggregate"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().is_dir())
+        .count();
+    assert_eq!(parts, 8);
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("shufflePartitions = 8", "shufflePartitions = 4");
+    std::fs::write(&file, &text).unwrap();
+    let out = sluice().arg("run").arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the pipeline sets shufflePartitions = 4, but this checkpoint's state is split into 8 partitions"),
+        "{stderr}"
+    );
+    // Leaving it out takes the checkpoint's count.
+    let text = text.replace("shufflePartitions = 4\n", "");
+    std::fs::write(&file, text).unwrap();
+    run_ok(sluice().arg("run").arg(&file));
+    // The state reads back across the partitions.
+    let out = run_ok(
+        sluice()
+            .args(["state", "show"])
+            .arg(dir.path().join("ckpt")),
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).lines().count() >= 4);
+}

@@ -211,38 +211,67 @@ impl StreamingQuery {
                 )?;
             }
         }
+        // Each stateful operator runs as `shuffle` partitions, its rows routed by its key.
+        let shuffle =
+            if spec.dedup.is_some() || spec.aggregate.is_some() || spec.processor.is_some() {
+                crate::state::shuffle::partitions(
+                    checkpoint.dir(),
+                    spec.shuffle_partitions,
+                    spec.parallelism,
+                )?
+            } else {
+                1
+            };
         let mut operators: Vec<Box<dyn StatefulOperator>> = Vec::new();
         if let Some(d) = &spec.dedup {
-            let op = Dedup::new(
-                d.clone(),
-                ctx.schema.clone(),
-                spec.watermark().cloned(),
-                checkpoint.dir(),
-            )?;
+            let columns: Vec<String> = if d.columns.is_empty() {
+                ctx.schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect()
+            } else {
+                d.columns.clone()
+            };
+            let op = partitioned(shuffle, &ctx.schema, &columns, |p| {
+                Ok(Box::new(Dedup::new(
+                    d.clone(),
+                    ctx.schema.clone(),
+                    spec.watermark().cloned(),
+                    checkpoint.dir(),
+                    p,
+                )?))
+            })?;
             ctx.schema = op.output_schema();
-            operators.push(Box::new(op));
+            operators.push(op);
         }
         if let Some(a) = &spec.aggregate {
-            let op = Aggregate::new(
-                a.clone(),
-                spec.output_mode,
-                ctx.schema.clone(),
-                checkpoint.dir(),
-                &spec.name,
-            )?;
+            let op = partitioned(shuffle, &ctx.schema, &a.group_by, |p| {
+                Ok(Box::new(Aggregate::new(
+                    a.clone(),
+                    spec.output_mode,
+                    ctx.schema.clone(),
+                    checkpoint.dir(),
+                    p,
+                    &spec.name,
+                )?))
+            })?;
             ctx.schema = op.output_schema();
-            operators.push(Box::new(op));
+            operators.push(op);
         }
-        if let Some(p) = &spec.processor {
-            let op = KeyedProcessor::new(
-                p.clone(),
-                ctx.schema.clone(),
-                spec.watermark(),
-                checkpoint.dir(),
-                &spec.name,
-            )?;
+        if let Some(pr) = &spec.processor {
+            let op = partitioned(shuffle, &ctx.schema, &pr.key, |p| {
+                Ok(Box::new(KeyedProcessor::new(
+                    pr.clone(),
+                    ctx.schema.clone(),
+                    spec.watermark(),
+                    checkpoint.dir(),
+                    p,
+                    &spec.name,
+                )?))
+            })?;
             ctx.schema = op.output_schema();
-            operators.push(Box::new(op));
+            operators.push(op);
         }
         ctx.outputs = outputs.clone();
         let sink = sink::open(&spec.sink, &ctx)?;
@@ -663,6 +692,34 @@ fn source_identity(spec: &SourceSpec) -> String {
         // Not the bootstrap servers: the same topics behind another address are the same data.
         SourceSpec::Kafka(k) => format!("kafka:{:?}", k.subscription),
     }
+}
+
+/// A stateful operator in `n` state partitions routed by `key` (one instance when `n` is 1,
+/// its state in partition 0 as before partitioning existed).
+fn partitioned(
+    n: usize,
+    schema: &SchemaRef,
+    key: &[String],
+    make: impl Fn(usize) -> Result<Box<dyn StatefulOperator>>,
+) -> Result<Box<dyn StatefulOperator>> {
+    if n <= 1 {
+        return make(0);
+    }
+    let key_indices = key
+        .iter()
+        .map(|c| {
+            schema.index_of(c).map_err(|_| Error::Data {
+                context: format!("key column '{c}'"),
+                message: "is not among the query's columns".into(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let parts = (0..n).map(&make).collect::<Result<Vec<_>>>()?;
+    Ok(Box::new(crate::operators::partitioned::Partitioned::new(
+        parts,
+        schema,
+        key_indices,
+    )?))
 }
 
 fn now_ms() -> i64 {

@@ -606,12 +606,14 @@ pub struct Aggregate {
 const NO_WINDOW: i64 = i64::MIN;
 
 impl Aggregate {
-    /// Builds the operator for input `schema`, with its state under `checkpoint`.
+    /// Builds the operator for input `schema`, with its state in partition `partition` under
+    /// `checkpoint`.
     pub fn new(
         spec: AggregateSpec,
         mode: OutputMode,
         schema: SchemaRef,
         checkpoint: &Path,
+        partition: usize,
         query: &str,
     ) -> Result<Self> {
         spec.check_input(&schema)?;
@@ -704,7 +706,7 @@ impl Aggregate {
         }
         Ok(Aggregate {
             store: {
-                let store = StateStore::open(checkpoint, STATE_NAME, 10)?;
+                let store = StateStore::open_partition(checkpoint, STATE_NAME, partition, 10)?;
                 let key_schema = schema
                     .project(&key_indices)
                     .map_err(|e| Error::data("groupBy", e))?;
@@ -1478,8 +1480,7 @@ pub fn state_rows(
         })
         .unwrap_or_default();
     let windowed = spec["window"].as_bool().unwrap_or(false);
-    let store = StateStore::open(checkpoint, STATE_NAME, 10)?;
-    let state = store.load_sorted(version)?;
+    let state = StateStore::load_all_sorted(checkpoint, STATE_NAME, version)?;
     let group = |k: &[u8]| -> Vec<u8> { k[..k.len().saturating_sub(8)].to_vec() };
     let groups: Vec<Vec<u8>> = state.iter().map(|(k, _)| group(k)).collect();
     let keys = layout::keys_as_json(&schema, groups.iter().map(|g| &g[..])).map_err(corrupt)?;

@@ -98,12 +98,14 @@ impl DedupSpec {
 }
 
 impl Dedup {
-    /// Builds the operator for input `schema`, with its state under `checkpoint`.
+    /// Builds the operator for input `schema`, with its state in partition `partition` under
+    /// `checkpoint`.
     pub fn new(
         spec: DedupSpec,
         schema: SchemaRef,
         watermark: Option<WatermarkSpec>,
         checkpoint: &Path,
+        partition: usize,
     ) -> Result<Self> {
         spec.check_input(&schema)?;
         let columns: Vec<String> = if spec.columns.is_empty() {
@@ -131,7 +133,7 @@ impl Dedup {
         let key_schema = schema
             .project(&key_indices)
             .map_err(|e| Error::data("dropDuplicates", e))?;
-        let store = StateStore::open(checkpoint, STATE_NAME, 10)?;
+        let store = StateStore::open_partition(checkpoint, STATE_NAME, partition, 10)?;
         layout::write(
             checkpoint,
             STATE_NAME,
@@ -323,8 +325,7 @@ pub fn state_rows(
     let schema =
         layout::schema_from_hex(spec["keySchema"].as_str().unwrap_or_default()).map_err(corrupt)?;
     let within = spec["withinWatermark"].as_bool().unwrap_or(false);
-    let store = StateStore::open(checkpoint, STATE_NAME, 10)?;
-    let state = store.load_sorted(version)?;
+    let state = StateStore::load_all_sorted(checkpoint, STATE_NAME, version)?;
     let keys = layout::keys_as_json(&schema, state.iter().map(|(k, _)| &k[..])).map_err(corrupt)?;
     let mut rows = Vec::new();
     for ((_, value), key) in state.iter().zip(keys) {

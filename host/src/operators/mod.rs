@@ -15,6 +15,7 @@
 pub mod aggregate;
 pub mod dedup;
 pub mod join;
+pub mod partitioned;
 pub mod processor;
 pub mod window;
 

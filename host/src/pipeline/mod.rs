@@ -129,6 +129,9 @@ pub struct QuerySpec {
     /// How many of a batch's partitions (files, record batches through a Wasm step) run at
     /// once (`parallelism`; default: the cores).
     pub parallelism: usize,
+    /// State partitions of the stateful operators (`shufflePartitions`); `None`: the
+    /// checkpoint's, or `parallelism` for a new one.
+    pub shuffle_partitions: Option<usize>,
 }
 
 impl QuerySpec {
@@ -480,6 +483,7 @@ const QUERY_KEYS: &[&str] = &[
     "dropDuplicates",
     "processor",
     "parallelism",
+    "shufflePartitions",
 ];
 impl Pipeline {
     /// Reads and validates a pipeline file.
@@ -773,6 +777,7 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
     let parallelism = q
         .positive("parallelism")
         .map_or_else(crate::parallel::default_parallelism, |p| p as usize);
+    let shuffle_partitions = q.positive("shufflePartitions").map(|p| p as usize);
 
     if let Some(sink) = &sink
         && sink.is_durable()
@@ -861,6 +866,7 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
         aggregate,
         processor,
         parallelism,
+        shuffle_partitions,
     })
 }
 

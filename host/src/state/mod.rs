@@ -18,6 +18,7 @@
 //! compact binary form); files are length-prefixed records, written atomically.
 
 pub mod layout;
+pub mod shuffle;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -45,9 +46,23 @@ pub type StateMap = HashMap<Box<[u8]>, Box<[u8]>>;
 pub type StateEntry = (Box<[u8]>, Box<[u8]>);
 
 impl StateStore {
-    /// Opens (creating) the store of `operator` under the checkpoint directory.
+    /// Opens (creating) the store of `operator` under the checkpoint directory (its only
+    /// partition, 0).
     pub fn open(checkpoint: &Path, operator: &str, snapshot_interval: u64) -> Result<Self> {
-        let dir = checkpoint.join("state").join(operator).join("0");
+        Self::open_partition(checkpoint, operator, 0, snapshot_interval)
+    }
+
+    /// Opens (creating) partition `partition` of `operator`'s store.
+    pub fn open_partition(
+        checkpoint: &Path,
+        operator: &str,
+        partition: usize,
+        snapshot_interval: u64,
+    ) -> Result<Self> {
+        let dir = checkpoint
+            .join("state")
+            .join(operator)
+            .join(partition.to_string());
         create_dir_all(&dir)?;
         Ok(StateStore {
             dir,
@@ -95,9 +110,25 @@ impl StateStore {
         Ok(map)
     }
 
-    /// The state after batch `version`, sorted by key (for reading it out in a stable order).
-    pub fn load_sorted(&self, version: u64) -> Result<Vec<StateEntry>> {
-        let mut entries: Vec<StateEntry> = self.load(Some(version))?.into_iter().collect();
+    /// The state of every partition of `operator` after batch `version`, sorted by key (for
+    /// reading it out in a stable order).
+    pub fn load_all_sorted(
+        checkpoint: &Path,
+        operator: &str,
+        version: u64,
+    ) -> Result<Vec<StateEntry>> {
+        let dir = checkpoint.join("state").join(operator);
+        let mut partitions: Vec<usize> = std::fs::read_dir(&dir)
+            .map_err(|e| Error::io("listing", &dir, e))?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        partitions.sort_unstable();
+        let mut entries: Vec<StateEntry> = Vec::new();
+        for p in partitions {
+            let store = StateStore::open_partition(checkpoint, operator, p, 10)?;
+            entries.extend(store.load(Some(version))?);
+        }
         entries.sort();
         Ok(entries)
     }

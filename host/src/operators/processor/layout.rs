@@ -196,8 +196,7 @@ pub fn state_rows(
         .ok_or_else(|| corrupt("no layout.json: the processor never started here".into()))?;
     let key_schema = layout.key_schema().map_err(corrupt)?;
     let variables = layout.variables().map_err(corrupt)?;
-    let store = crate::state::StateStore::open(checkpoint, STATE_NAME, 10)?;
-    let state = store.load_sorted(version)?;
+    let state = crate::state::StateStore::load_all_sorted(checkpoint, STATE_NAME, version)?;
     let keys = crate::state::layout::keys_as_json(&key_schema, state.iter().map(|(k, _)| &k[..]))
         .map_err(corrupt)?;
     let mut rows = Vec::new();

@@ -120,13 +120,15 @@ pub struct KeyedProcessor {
 }
 
 impl KeyedProcessor {
-    /// Loads the module (its `init` declares the output and the state) and opens its state
-    /// under `checkpoint`, refusing a checkpoint whose state another declaration wrote.
+    /// Loads the module (its `init` declares the output and the state) and opens state
+    /// partition `partition` under `checkpoint`, refusing a checkpoint whose state another
+    /// declaration wrote.
     pub fn new(
         spec: ProcessorSpec,
         input_schema: SchemaRef,
         watermark: Option<&WatermarkSpec>,
         checkpoint: &Path,
+        partition: usize,
         query: &str,
     ) -> Result<Self> {
         spec.check_input(&input_schema)?;
@@ -165,7 +167,7 @@ impl KeyedProcessor {
                 .collect(),
         )
         .map_err(|e| Error::data("processor.key", e))?;
-        let store = StateStore::open(checkpoint, STATE_NAME, 10)?;
+        let store = StateStore::open_partition(checkpoint, STATE_NAME, partition, 10)?;
         layout::check_or_write(checkpoint, &key_schema, &variables, spec.time_mode)?;
         Ok(KeyedProcessor {
             event_time: (spec.time_mode == TimeMode::EventTime)

@@ -70,7 +70,40 @@ impl Partitioned {
         })
     }
 
-    /// Each partition's rows, in arrival order within a partition.
+    /// One input batch's rows per partition.
+    fn split(
+        n: usize,
+        key_indices: &[usize],
+        converter: &RowConverter,
+        batch: RecordBatch,
+    ) -> Result<Vec<Option<RecordBatch>>> {
+        let columns: Vec<_> = key_indices
+            .iter()
+            .map(|&i| batch.column(i).clone())
+            .collect();
+        let keys = converter
+            .convert_columns(&columns)
+            .map_err(|e| Error::data("routing rows to state partitions", e))?;
+        let mut rows: Vec<Vec<u32>> = vec![Vec::new(); n];
+        for (r, key) in keys.iter().enumerate() {
+            rows[partition_of(key.as_ref(), n as u32) as usize].push(r as u32);
+        }
+        rows.into_iter()
+            .map(|rows| {
+                Ok(match rows.len() {
+                    0 => None,
+                    len if len == batch.num_rows() => Some(batch.clone()),
+                    _ => Some(
+                        arrow_select::take::take_record_batch(&batch, &UInt32Array::from(rows))
+                            .map_err(|e| Error::data("routing rows to state partitions", e))?,
+                    ),
+                })
+            })
+            .collect()
+    }
+
+    /// Each partition's rows, in arrival order within a partition. The input batches are
+    /// split at once on the worker pool.
     fn route(&self, input: Vec<RecordBatch>) -> Result<Vec<Vec<RecordBatch>>> {
         let n = self.parts.len();
         let mut routed: Vec<Vec<RecordBatch>> = vec![Vec::new(); n];
@@ -78,30 +111,14 @@ impl Partitioned {
             routed[0] = input;
             return Ok(routed);
         };
-        for batch in input {
-            let columns: Vec<_> = self
-                .key_indices
-                .iter()
-                .map(|&i| batch.column(i).clone())
-                .collect();
-            let keys = converter
-                .convert_columns(&columns)
-                .map_err(|e| Error::data("routing rows to state partitions", e))?;
-            let mut rows: Vec<Vec<u32>> = vec![Vec::new(); n];
-            for (r, key) in keys.iter().enumerate() {
-                rows[partition_of(key.as_ref(), n as u32) as usize].push(r as u32);
-            }
-            for (p, rows) in rows.into_iter().enumerate() {
-                if rows.is_empty() {
-                    continue;
-                }
-                let part = if rows.len() == batch.num_rows() {
-                    batch.clone()
-                } else {
-                    arrow_select::take::take_record_batch(&batch, &UInt32Array::from(rows))
-                        .map_err(|e| Error::data("routing rows to state partitions", e))?
-                };
-                routed[p].push(part);
+        let keys = &self.key_indices;
+        let split: Vec<Vec<Option<RecordBatch>>> = input
+            .into_par_iter()
+            .map(|batch| Self::split(n, keys, converter, batch))
+            .collect::<Result<_>>()?;
+        for parts in split {
+            for (p, part) in parts.into_iter().enumerate() {
+                routed[p].extend(part);
             }
         }
         Ok(routed)

@@ -88,7 +88,9 @@ pub fn open(spec: &SourceSpec, ctx: SourceContext) -> Result<Box<dyn Source>> {
         SourceSpec::RateMicroBatch(r) => Box::new(rate::source::RateMicroBatchSource::new(*r)),
         SourceSpec::Socket(s) => Box::new(socket::source::SocketSource::connect(s.clone())?),
         SourceSpec::Kafka(k) => Box::new(kafka::source::KafkaSource::open(k.clone(), ctx)?),
-        SourceSpec::Nexmark(n) => Box::new(nexmark::source::NexmarkSource::new(*n)),
+        SourceSpec::Nexmark(n) => {
+            Box::new(nexmark::source::NexmarkSource::new(*n, ctx.parallelism))
+        }
     })
 }
 

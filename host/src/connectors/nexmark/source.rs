@@ -255,13 +255,15 @@ pub struct NexmarkSource {
     pool: String,
     /// Channel names and URLs beyond the hot ones, made once.
     channels: Vec<(String, String)>,
+    /// How many of a batch's 64 Ki-event splits are generated at once.
+    parallelism: usize,
     started: Instant,
     available_now_end: Option<u64>,
 }
 
 impl NexmarkSource {
     /// A generator with `spec`'s options.
-    pub fn new(spec: NexmarkSpec) -> NexmarkSource {
+    pub fn new(spec: NexmarkSpec, parallelism: usize) -> NexmarkSource {
         let mut rng = Rng(0x006e_6578_6d61_726b);
         let pool: String = (0..4096)
             .map(|_| (b'a' + rng.below(26) as u8) as char)
@@ -286,6 +288,7 @@ impl NexmarkSource {
             schema: nexmark_schema(spec.table),
             pool,
             channels,
+            parallelism: parallelism.max(1),
             started: Instant::now(),
             available_now_end: None,
         }
@@ -728,14 +731,16 @@ impl Source for NexmarkSource {
         }
         // Batches of at most 64 Ki rows: big enough to amortise every per-batch cost, small
         // enough for the caches.
-        let mut out = Vec::new();
+        // Event i is a function of i alone, so the batches are generated at once on the
+        // worker pool, in order.
+        let mut ranges = Vec::new();
         let mut at = from;
         while at < to {
             let next = (at + 65_536).min(to);
-            out.push(self.generate(at, next)?);
+            ranges.push((at, next));
             at = next;
         }
-        Ok(out)
+        crate::parallel::try_map(ranges, self.parallelism, |(a, b)| self.generate(a, b))
     }
 
     fn commit(&mut self, _end: &Offset) -> Result<()> {
@@ -762,7 +767,7 @@ mod tests {
 
     #[test]
     fn events_come_in_the_standard_proportion_with_event_time_from_their_number() {
-        let s = NexmarkSource::new(spec());
+        let s = NexmarkSource::new(spec(), 2);
         let batch = s.generate(0, 1000).unwrap();
         let types = batch
             .column(0)
@@ -785,20 +790,26 @@ mod tests {
 
     #[test]
     fn any_range_is_generated_identically() {
-        let s = NexmarkSource::new(spec());
+        let s = NexmarkSource::new(spec(), 2);
         let whole = s.generate(0, 1000).unwrap();
         let part = s.generate(400, 600).unwrap();
         assert_eq!(whole.slice(400, 200), part);
-        assert_eq!(NexmarkSource::new(spec()).generate(0, 1000).unwrap(), whole);
+        assert_eq!(
+            NexmarkSource::new(spec(), 2).generate(0, 1000).unwrap(),
+            whole
+        );
     }
 
     #[test]
     fn a_bid_table_is_the_bids_of_the_same_events_as_flat_columns() {
-        let all = NexmarkSource::new(spec()).generate(0, 1000).unwrap();
-        let bids = NexmarkSource::new(NexmarkSpec {
-            table: NexmarkTable::Bid,
-            ..spec()
-        })
+        let all = NexmarkSource::new(spec(), 2).generate(0, 1000).unwrap();
+        let bids = NexmarkSource::new(
+            NexmarkSpec {
+                table: NexmarkTable::Bid,
+                ..spec()
+            },
+            2,
+        )
         .generate(0, 1000)
         .unwrap();
         assert_eq!(bids.num_rows(), 920);
@@ -818,7 +829,7 @@ mod tests {
 
     #[test]
     fn bids_favour_hot_auctions_and_sizes_match_the_reference() {
-        let s = NexmarkSource::new(spec());
+        let s = NexmarkSource::new(spec(), 2);
         let batch = s.generate(0, 50_000).unwrap();
         let bid = batch.column(3).as_struct();
         let auctions = bid

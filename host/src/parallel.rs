@@ -7,7 +7,73 @@
 //! Results come back in partition order: what a batch produces never depends on which
 //! thread ran what, so a re-run batch writes the same rows in the same files.
 
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rayon::prelude::*;
+
+/// How busy a batch kept the workers: tasks run on the pool and their CPU time. The query
+/// thread installs one for the batch ([`metered`]); the helpers below add to it.
+#[derive(Debug, Default)]
+pub struct Meter {
+    tasks: AtomicU64,
+    cpu_ns: AtomicU64,
+}
+
+impl Meter {
+    /// Tasks run on the pool.
+    pub fn tasks(&self) -> u64 {
+        self.tasks.load(Ordering::Relaxed)
+    }
+
+    /// Their CPU time, ms.
+    pub fn cpu_ms(&self) -> f64 {
+        self.cpu_ns.load(Ordering::Relaxed) as f64 / 1e6
+    }
+}
+
+thread_local! {
+    static METER: RefCell<Option<Arc<Meter>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` (a batch, on its query's thread) with `meter` counting the pool's work for it.
+pub fn metered<R>(meter: &Arc<Meter>, f: impl FnOnce() -> R) -> R {
+    let before = METER.with_borrow_mut(|m| m.replace(meter.clone()));
+    let out = f();
+    METER.with_borrow_mut(|m| *m = before);
+    out
+}
+
+/// CPU time of the calling thread so far, ns (`CLOCK_THREAD_CPUTIME_ID`).
+pub fn thread_cpu_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer; nothing else.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    if rc != 0 {
+        return 0;
+    }
+    (t.tv_sec as u64).saturating_mul(1_000_000_000) + t.tv_nsec as u64
+}
+
+/// Wraps a task so its CPU time goes to the meter of the batch that spawned it (read on the
+/// spawning thread, where it is installed).
+pub fn task<A, R>(f: impl Fn(A) -> R + Sync) -> impl Fn(A) -> R + Sync {
+    let meter = METER.with_borrow(|m| m.clone());
+    move |a| {
+        let started = thread_cpu_ns();
+        let out = f(a);
+        if let Some(m) = &meter {
+            m.tasks.fetch_add(1, Ordering::Relaxed);
+            m.cpu_ns
+                .fetch_add(thread_cpu_ns().saturating_sub(started), Ordering::Relaxed);
+        }
+        out
+    }
+}
 
 /// The default `parallelism` of a query: the cores this process may use.
 pub fn default_parallelism() -> usize {
@@ -46,7 +112,7 @@ where
     }
     let per_run: Vec<Result<Vec<R>, E>> = runs(items, parallelism)
         .into_par_iter()
-        .map(|run| run.into_iter().map(&f).collect())
+        .map(task(|run: Vec<T>| run.into_iter().map(&f).collect()))
         .collect();
     let mut out = Vec::new();
     for run in per_run {
@@ -79,7 +145,7 @@ where
     workers
         .par_iter_mut()
         .zip(runs.into_par_iter())
-        .map(|(w, run)| f(w, run))
+        .map(task(|(w, run): (&mut W, Vec<T>)| f(w, run)))
         .collect()
 }
 

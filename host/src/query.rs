@@ -303,6 +303,7 @@ impl StreamingQuery {
             shared_steps: shared_steps.clone(),
             next_batch_id: 0,
             last_trigger_start: None,
+            batch_work: (0, 0.0, 0.0),
         };
         let name = exec.spec.name.clone();
         let thread = std::thread::Builder::new()
@@ -764,6 +765,8 @@ struct MicroBatchExecution {
     /// Per input, the end offset of the last committed batch (`None`: no data yet).
     committed: Vec<Option<Offset>>,
     last_trigger_start: Option<Instant>,
+    /// The last batch's work: tasks on the pool, their CPU ms, this thread's CPU ms.
+    batch_work: (u64, f64, f64),
 }
 
 /// Timings of the phases of one batch, reported in progress.
@@ -1094,7 +1097,10 @@ impl MicroBatchExecution {
         self.monitor.set_status("Processing new data", true, true);
         let start = self.committed.clone();
         let mut input_rows = vec![0u64; self.sources.len()];
-        let result = (|| {
+        // How busy the batch keeps the workers (tasks on the pool) and this thread.
+        let meter = Arc::new(crate::parallel::Meter::default());
+        let thread_cpu = crate::parallel::thread_cpu_ns();
+        let result = crate::parallel::metered(&meter.clone(), || {
             // An input whose end did not move (nothing new on it, or a no-data batch run
             // because the watermark moved) is not read: sources never see an empty range.
             let mut inputs = Vec::with_capacity(self.sources.len());
@@ -1180,7 +1186,12 @@ impl MicroBatchExecution {
                 op.purge(keep_from)?;
             }
             Ok((input_rows, output_rows))
-        })();
+        });
+        self.batch_work = (
+            meter.tasks(),
+            meter.cpu_ms(),
+            crate::parallel::thread_cpu_ns().saturating_sub(thread_cpu) as f64 / 1e6,
+        );
         let (total_rows, output_rows) = result.map_err(|e| {
             self.outputs.discard_staged();
             self.batch_error(batch_id, e)
@@ -1281,23 +1292,29 @@ impl MicroBatchExecution {
             processed_rows_per_second: per_sec(total),
             duration_ms: std::mem::take(&mut phases.0),
             event_time: self.event_time_progress(),
-            observed_metrics: self
-                .steps
-                .iter_mut()
-                .flat_map(|s| {
-                    let stats = s.take_stats();
-                    let step = s.name().to_owned();
-                    [
-                        (format!("transform.{step}.failedCalls"), stats.failed.into()),
-                        (format!("transform.{step}.calls"), stats.calls.into()),
-                        (
-                            format!("transform.{step}.callSeconds"),
-                            stats.seconds.into(),
-                        ),
-                        (format!("transform.{step}.module"), s.digest().into()),
-                    ]
-                })
-                .collect(),
+            observed_metrics: [
+                ("parallel.tasks".to_owned(), self.batch_work.0.into()),
+                ("parallel.taskCpuMs".to_owned(), self.batch_work.1.into()),
+                (
+                    "parallel.queryThreadCpuMs".to_owned(),
+                    self.batch_work.2.into(),
+                ),
+            ]
+            .into_iter()
+            .chain(self.steps.iter_mut().flat_map(|s| {
+                let stats = s.take_stats();
+                let step = s.name().to_owned();
+                [
+                    (format!("transform.{step}.failedCalls"), stats.failed.into()),
+                    (format!("transform.{step}.calls"), stats.calls.into()),
+                    (
+                        format!("transform.{step}.callSeconds"),
+                        stats.seconds.into(),
+                    ),
+                    (format!("transform.{step}.module"), s.digest().into()),
+                ]
+            }))
+            .collect(),
             state_operators: self
                 .combiner
                 .progress()

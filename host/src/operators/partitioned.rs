@@ -114,7 +114,9 @@ impl Partitioned {
         let keys = &self.key_indices;
         let split: Vec<Vec<Option<RecordBatch>>> = input
             .into_par_iter()
-            .map(|batch| Self::split(n, keys, converter, batch))
+            .map(crate::parallel::task(|batch| {
+                Self::split(n, keys, converter, batch)
+            }))
             .collect::<Result<_>>()?;
         for parts in split {
             for (p, part) in parts.into_iter().enumerate() {
@@ -144,7 +146,11 @@ impl StatefulOperator for Partitioned {
             .parts
             .par_iter_mut()
             .zip(routed.into_par_iter())
-            .map(|(part, rows)| part.process(clock, rows))
+            .map(crate::parallel::task(
+                |(part, rows): (&mut Box<dyn StatefulOperator>, Vec<RecordBatch>)| {
+                    part.process(clock, rows)
+                },
+            ))
             .collect();
         let mut out = Vec::new();
         for o in outputs {
@@ -156,7 +162,9 @@ impl StatefulOperator for Partitioned {
     fn commit(&mut self, batch_id: u64) -> Result<()> {
         self.parts
             .par_iter_mut()
-            .map(|p| p.commit(batch_id))
+            .map(crate::parallel::task(
+                |p: &mut Box<dyn StatefulOperator>| p.commit(batch_id),
+            ))
             .collect::<Result<Vec<()>>>()?;
         Ok(())
     }

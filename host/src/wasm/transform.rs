@@ -244,6 +244,35 @@ impl StepCore {
     }
 }
 
+/// Smallest piece a record batch is cut into for the workers.
+const MIN_PIECE_ROWS: usize = 8192;
+
+/// Cuts `input` into at least `workers` record batches when it has fewer (a source that
+/// hands over one large batch, e.g. a Kafka topic or a rate generator), by zero-copy slices
+/// of at least [`MIN_PIECE_ROWS`] rows, in order. Each piece is then one guest call: the
+/// contract is one call per record batch, whatever their size.
+fn split_for(input: Vec<RecordBatch>, workers: usize) -> Vec<RecordBatch> {
+    if workers <= 1 || input.len() >= workers {
+        return input;
+    }
+    let rows: usize = input.iter().map(|b| b.num_rows()).sum();
+    let piece = rows.div_ceil(workers).max(MIN_PIECE_ROWS);
+    let mut out = Vec::with_capacity(workers);
+    for batch in input {
+        if batch.num_rows() < 2 * piece {
+            out.push(batch);
+            continue;
+        }
+        let mut at = 0;
+        while at < batch.num_rows() {
+            let len = piece.min(batch.num_rows() - at);
+            out.push(batch.slice(at, len));
+            at += len;
+        }
+    }
+    out
+}
+
 /// One record batch's call: its input, what it emitted (or why it failed), and how long.
 type CallOutcome = (
     RecordBatch,
@@ -261,6 +290,7 @@ impl WasmTransform {
         outputs: &SharedOutputs,
         parallelism: usize,
     ) -> Result<Vec<RecordBatch>> {
+        let input = split_for(input, parallelism);
         let workers = parallelism.clamp(1, input.len().max(1));
         if self.instances.len() < workers {
             self.instances.resize_with(workers, || None);
@@ -316,5 +346,34 @@ impl WasmTransform {
     /// Calls, failed calls and time in the guest since the last call of this method.
     pub fn take_stats(&mut self) -> CallStats {
         std::mem::take(&mut self.stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::Int64Array;
+
+    fn batch(rows: i64) -> RecordBatch {
+        RecordBatch::try_from_iter([(
+            "v",
+            Arc::new(Int64Array::from_iter_values(0..rows)) as ArrayRef,
+        )])
+        .unwrap()
+    }
+
+    #[test]
+    fn one_large_batch_is_cut_into_a_piece_per_worker_in_order() {
+        let pieces = split_for(vec![batch(100_000)], 4);
+        assert_eq!(
+            pieces.iter().map(|b| b.num_rows()).collect::<Vec<_>>(),
+            [25_000; 4]
+        );
+        let first: &Int64Array = pieces[1].column(0).as_any().downcast_ref().unwrap();
+        assert_eq!(first.value(0), 25_000);
+        // Small batches, or enough of them, stay as they are.
+        assert_eq!(split_for(vec![batch(10_000)], 4).len(), 1);
+        assert_eq!(split_for(vec![batch(100_000); 4], 4).len(), 4);
+        assert_eq!(split_for(vec![batch(100_000)], 1).len(), 1);
     }
 }

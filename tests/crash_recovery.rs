@@ -503,3 +503,32 @@ fn an_aggregation_in_eight_state_partitions_killed_anywhere_restarts_from_its_st
     );
     assert!(String::from_utf8_lossy(&out.stdout).lines().count() >= 4);
 }
+
+/// The windowed aggregation by a sliding window alone (no group key): each of four state
+/// partitions sees every row and keeps the windows that hash to it.
+fn setup_by_window_alone(d: &Path, partitions: u32) -> PathBuf {
+    let file = setup_windowed(d);
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("groupBy = [\"category\"]\n", "")
+        .replace(
+            "duration = \"5 minutes\" }",
+            "duration = \"5 minutes\", slide = \"1 minute\" }",
+        )
+        .replace("partitionBy = [\"category\"]\n", "")
+        .replacen(
+            "trigger = \"availableNow\"",
+            &format!("trigger = \"availableNow\"\nshufflePartitions = {partitions}"),
+            1,
+        );
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+#[test]
+fn an_aggregation_by_window_alone_in_four_partitions_killed_anywhere_gives_the_clean_output() {
+    let expected = clean_run(|d| setup_by_window_alone(d, 4));
+    assert_eq!(expected, clean_run(|d| setup_by_window_alone(d, 1)));
+    assert!(expected.len() >= 20, "{expected:#?}");
+    kill_everywhere(|d| setup_by_window_alone(d, 4), &expected, 5);
+}

@@ -246,16 +246,39 @@ impl StreamingQuery {
             operators.push(op);
         }
         if let Some(a) = &spec.aggregate {
-            let op = partitioned(shuffle, &ctx.schema, &a.group_by, |p| {
-                Ok(Box::new(Aggregate::new(
+            let make = |p: usize| {
+                Aggregate::new(
                     a.clone(),
                     spec.output_mode,
                     ctx.schema.clone(),
                     checkpoint.dir(),
                     p,
                     &spec.name,
-                )?))
-            })?;
+                )
+            };
+            let by_window_alone = a.group_by.is_empty()
+                && matches!(
+                    a.window,
+                    Some(crate::operators::window::WindowSpec::Fixed { .. })
+                );
+            let op: Box<dyn StatefulOperator> = if shuffle > 1 && by_window_alone {
+                // No key to route rows by: each partition keeps the windows hashing to it.
+                let parts = (0..shuffle)
+                    .map(|p| {
+                        let mut agg = make(p)?;
+                        agg.own_windows(p, shuffle)?;
+                        Ok(Box::new(agg) as Box<dyn StatefulOperator>)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Box::new(crate::operators::partitioned::Partitioned::broadcast(
+                    parts,
+                    &ctx.schema,
+                )?)
+            } else {
+                partitioned(shuffle, &ctx.schema, &a.group_by, |p| {
+                    Ok(Box::new(make(p)?))
+                })?
+            };
             ctx.schema = op.output_schema();
             operators.push(op);
         }

@@ -601,6 +601,9 @@ pub struct Aggregate {
     /// Per user-defined aggregate: (group, row) pairs of the batch being processed.
     udaf_rows: Vec<Vec<(u32, u32)>>,
     stats: StateOperatorProgress,
+    /// In an aggregation by window alone split into partitions, every partition sees every
+    /// row and keeps the windows whose key hashes to it: (this partition, partitions).
+    owner: Option<(u32, u32)>,
 }
 
 const NO_WINDOW: i64 = i64::MIN;
@@ -729,6 +732,7 @@ impl Aggregate {
             converter,
             inputs,
             groups: Groups::default(),
+            owner: None,
             sessions: HashMap::new(),
             changed: Vec::new(),
             removed: Vec::new(),
@@ -857,12 +861,16 @@ impl Aggregate {
                     }
                     let d = duration.as_micros() as i64;
                     fixed_windows(ts.value(i), *duration, *slide, *start, |ws| {
-                        if drop_late && ws + d <= wm_us {
+                        key.clear();
+                        key.extend_from_slice(row);
+                        key.extend_from_slice(&ws.to_be_bytes());
+                        if self.owner.is_some_and(|(p, n)| {
+                            crate::operators::partitioned::partition_of(&key, n) != p
+                        }) {
+                            // Another partition's window.
+                        } else if drop_late && ws + d <= wm_us {
                             self.stats.num_rows_dropped_by_watermark += 1;
                         } else {
-                            key.clear();
-                            key.extend_from_slice(row);
-                            key.extend_from_slice(&ws.to_be_bytes());
                             self.update_group(&key, ws + d, &inputs, i, batch_id);
                         }
                     });
@@ -875,7 +883,7 @@ impl Aggregate {
                 }
             }
         }
-        if null_times > 0 {
+        if null_times > 0 && self.owner.is_none_or(|(p, _)| p == 0) {
             warn!(
                 rows = null_times,
                 "rows with a null event time have no window and were not aggregated"
@@ -1002,6 +1010,22 @@ impl Aggregate {
             .checked_sub(8)
             .and_then(|n| key[n..].try_into().ok())
             .map_or(NO_WINDOW, i64::from_be_bytes)
+    }
+
+    /// Makes this instance partition `partition` of `partitions` of an aggregation by a fixed
+    /// window alone: it is given every row and keeps only the windows that hash to it (there
+    /// is no group key to route rows by). Refused for other aggregations.
+    pub fn own_windows(&mut self, partition: usize, partitions: usize) -> Result<()> {
+        if !self.spec.group_by.is_empty()
+            || !matches!(self.spec.window, Some(WindowSpec::Fixed { .. }))
+        {
+            return Err(Error::data(
+                "aggregate",
+                "only an aggregation by a tumbling or sliding window alone splits by window",
+            ));
+        }
+        self.owner = Some((partition as u32, partitions as u32));
+        Ok(())
     }
 
     /// Builds output rows for the groups at `indices` (in that order).

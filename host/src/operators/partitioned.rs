@@ -1,7 +1,8 @@
 //! A stateful operator split into state partitions (Spark's `spark.sql.shuffle.partitions`,
 //! our `shufflePartitions`): rows are routed by a hash of the operator's key columns to one
 //! of N instances, each with its own state files (`state/<operator>/<p>/`), and the instances
-//! run a batch at once on the worker pool.
+//! run a batch at once on the worker pool. An aggregation by window alone has no key to
+//! route by: every instance sees every row and keeps the windows that hash to it.
 //!
 //! Guarantees: a key always goes to the same partition (the hash is fixed, written here, and
 //! the number of partitions is fixed per checkpoint, see [`crate::state::shuffle`]); the
@@ -19,7 +20,7 @@ use crate::error::{Error, Result};
 /// FNV-1a over a key's row-format bytes. Hand-written on purpose: a key's partition is
 /// persisted (its state lives in that partition's files), so the hash must never change
 /// with a dependency's version, which general-purpose hashers do not promise.
-fn partition_of(key: &[u8], partitions: u32) -> u32 {
+pub(crate) fn partition_of(key: &[u8], partitions: u32) -> u32 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in key {
         h ^= u64::from(b);
@@ -34,6 +35,9 @@ pub struct Partitioned {
     parts: Vec<Box<dyn StatefulOperator>>,
     key_indices: Vec<usize>,
     converter: Option<RowConverter>,
+    /// Every partition gets every row (each keeps what hashes to it, e.g. the windows of an
+    /// aggregation by window alone).
+    broadcast: bool,
     name: String,
 }
 
@@ -66,8 +70,19 @@ impl Partitioned {
             parts,
             key_indices,
             converter,
+            broadcast: false,
             name,
         })
+    }
+
+    /// Partitions that each see every row and keep their own share of the state.
+    pub fn broadcast(
+        parts: Vec<Box<dyn StatefulOperator>>,
+        input_schema: &SchemaRef,
+    ) -> Result<Partitioned> {
+        let mut p = Partitioned::new(parts, input_schema, Vec::new())?;
+        p.broadcast = true;
+        Ok(p)
     }
 
     /// One input batch's rows per partition.
@@ -106,6 +121,10 @@ impl Partitioned {
     /// split at once on the worker pool.
     fn route(&self, input: Vec<RecordBatch>) -> Result<Vec<Vec<RecordBatch>>> {
         let n = self.parts.len();
+        if self.broadcast {
+            // Record batches share their buffers: a clone per partition copies nothing.
+            return Ok(vec![input; n]);
+        }
         let mut routed: Vec<Vec<RecordBatch>> = vec![Vec::new(); n];
         let Some(converter) = &self.converter else {
             routed[0] = input;

@@ -423,6 +423,76 @@ fn a_handler_writing_without_end_is_refused_past_its_budget_and_nothing_is_writt
 }
 
 #[test]
+fn a_handler_cannot_fill_the_disk_the_network_or_the_log() {
+    // Files: refused past the call's byte budget (here 8 MiB), and the batch fails even
+    // though the guest ignores the refusal and returns success.
+    let dir = tempfile::tempdir().unwrap();
+    let file = handler_pipeline(
+        dir.path(),
+        "files",
+        r#"{ behavior = "file-flood" }"#,
+        "directory = \"granted\"\nmaxEmitBytes = \"8 MiB\"",
+    );
+    let (code, _, stderr) = run_logged(&file);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "files.write-file: handed the host more than 8.0 MiB in one call (the step's limit)"
+        ) && stderr.contains("foreachBatch (module")
+            && stderr.contains("batch 0"),
+        "{stderr}"
+    );
+    let written = std::fs::read_dir(dir.path().join("granted"))
+        .unwrap()
+        .count();
+    assert!(written <= 8, "{written} files written");
+
+    // HTTP request bodies: the same budget, and nothing more reaches the server.
+    let (port, bodies) = http_server();
+    let dir = tempfile::tempdir().unwrap();
+    let file = handler_pipeline(
+        dir.path(),
+        "http",
+        &format!(r#"{{ behavior = "http-flood", url = "http://127.0.0.1:{port}/" }}"#),
+        &format!("allowHosts = [\"127.0.0.1:{port}\"]\nmaxEmitBytes = \"4 MiB\""),
+    );
+    let (code, _, stderr) = run_logged(&file);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("http.send: handed the host more than 4.0 MiB in one call"),
+        "{stderr}"
+    );
+    let received =
+        std::iter::from_fn(|| bodies.recv_timeout(Duration::from_millis(300)).ok()).count();
+    assert!(received <= 4, "{received} requests reached the server");
+
+    // An error message of any size is cut before the host keeps or prints it.
+    let dir = tempfile::tempdir().unwrap();
+    let file = handler_pipeline(dir.path(), "big", r#"{ behavior = "huge-error" }"#, "");
+    let (code, _, stderr) = run_logged(&file);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("more bytes cut)"),
+        "{}",
+        &stderr[..stderr.len().min(2000)]
+    );
+    assert!(stderr.len() < 100_000, "{} bytes of stderr", stderr.len());
+
+    // Log lines past the per-call cap are dropped, once said so.
+    let dir = tempfile::tempdir().unwrap();
+    let file = handler_pipeline(dir.path(), "chatty", r#"{ behavior = "log-flood" }"#, "");
+    let (code, _, stderr) = run_logged(&file);
+    assert_eq!(code, Some(0), "{}", &stderr[..stderr.len().min(2000)]);
+    let spam = stderr.lines().filter(|l| l.contains("spam ")).count();
+    assert_eq!(spam, 1000, "{spam} guest log lines reached the log");
+    assert!(
+        stderr.contains("more than 1000 log lines in one call"),
+        "{}",
+        &stderr[..2000]
+    );
+}
+
+#[test]
 fn a_handler_reaches_allow_listed_hosts_only() {
     let (port, bodies) = http_server();
     let dir = tempfile::tempdir().unwrap();

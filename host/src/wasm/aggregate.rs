@@ -125,7 +125,10 @@ impl WasmAggregate {
         begin_call(store, &limits)?;
         match call(store, instance) {
             Ok(Ok(r)) => Ok(r),
-            Ok(Err(msg)) => Err(self.err(format!("{what} returned an error: {msg}"))),
+            Ok(Err(msg)) => Err(self.err(format!(
+                "{what} returned an error: {}",
+                super::guest_text(&msg)
+            ))),
             Err(trap) => {
                 let why = explain(&trap, store.data(), &limits);
                 self.instance = None;

@@ -63,8 +63,22 @@ impl sinks::Host for GuestState {
     }
 }
 
+impl GuestState {
+    /// Counts a file write or HTTP request against the call's budget; past it, the call will
+    /// fail (even if the guest ignores the refusal) with the limit named.
+    fn take_io(&mut self, bytes: u64, what: &str) -> std::result::Result<(), String> {
+        if let Some(e) = &self.emit_error {
+            return Err(e.clone());
+        }
+        self.emit_budget.take_io(bytes, what).inspect_err(|e| {
+            self.emit_error = Some(e.clone());
+        })
+    }
+}
+
 impl files::Host for GuestState {
     fn write_file(&mut self, path: String, contents: Vec<u8>) -> std::result::Result<(), String> {
+        self.take_io(contents.len() as u64, "files.write-file")?;
         let grants = self.grants.as_ref().ok_or("no directory is granted")?;
         let target = grants.file_path(&path)?;
         if let Some(parent) = target.parent() {
@@ -83,6 +97,7 @@ impl files::Host for GuestState {
 
 impl http::Host for GuestState {
     fn send(&mut self, req: http::Request) -> std::result::Result<http::Response, String> {
+        self.take_io(req.body.len() as u64, "http.send")?;
         let grants = self.grants.as_ref().ok_or("no hosts are granted")?;
         let uri: ureq::http::Uri = req
             .url
@@ -143,8 +158,15 @@ impl http::Host for GuestState {
             .collect();
         let body = response
             .body_mut()
+            .with_config()
+            .limit(super::MAX_HTTP_RESPONSE_BYTES)
             .read_to_vec()
-            .map_err(|e| format!("reading the response from {host}:{port}: {e}"))?;
+            .map_err(|e| {
+                format!(
+                    "reading the response from {host}:{port} (at most {}): {e}",
+                    super::human_bytes(super::MAX_HTTP_RESPONSE_BYTES)
+                )
+            })?;
         Ok(http::Response {
             status,
             headers,
@@ -271,14 +293,23 @@ impl Sink for WasmHandlerSink {
                 .sluice_pipeline_batch_handler()
                 .call_handle(&mut *store, batch_id, b)
         })?;
-        match result {
-            Ok(Ok(())) => Ok(batch.num_rows() as u64),
-            Ok(Err(msg)) => {
+        // A refused file write or request fails the call even if the guest went on.
+        let refused = store.data_mut().emit_error.take();
+        match (result, refused) {
+            (Ok(Ok(())), None) => Ok(batch.num_rows() as u64),
+            (Ok(_), Some(why)) => {
                 self.outputs.discard_staged();
-                Err(self.wasm_err(format!("returned an error for batch {batch_id}: {msg}")))
+                Err(self.wasm_err(format!("{why} (batch {batch_id})")))
             }
-            Err(trap) => {
-                let why = explain(&trap, store.data(), &limits);
+            (Ok(Err(msg)), None) => {
+                self.outputs.discard_staged();
+                Err(self.wasm_err(format!(
+                    "returned an error for batch {batch_id}: {}",
+                    super::guest_text(&msg)
+                )))
+            }
+            (Err(trap), refused) => {
+                let why = refused.unwrap_or_else(|| explain(&trap, store.data(), &limits));
                 self.instance = None;
                 self.outputs.discard_staged();
                 Err(self.wasm_err(format!("{why} (batch {batch_id})")))

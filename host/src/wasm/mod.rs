@@ -255,6 +255,8 @@ pub struct GuestState {
     memory_cap: u64,
     memory_wanted: Option<u64>,
     last_error_log: Option<String>,
+    /// Log lines written by the current call, and those dropped past the cap.
+    log_lines: u32,
     /// Transform: the schema `emit` must match, what was emitted, and the first bad emit.
     output_schema: Option<SchemaRef>,
     emitted: Vec<RecordBatch>,
@@ -280,6 +282,7 @@ impl GuestState {
             memory_cap: limits.max_memory,
             memory_wanted: None,
             last_error_log: None,
+            log_lines: 0,
             output_schema: None,
             emitted: Vec::new(),
             emit_error: None,
@@ -335,6 +338,17 @@ impl bindings::transformer::sluice::pipeline::log::Host for GuestState {
         message: String,
     ) {
         use bindings::transformer::sluice::pipeline::log::Level;
+        self.log_lines = self.log_lines.saturating_add(1);
+        if self.log_lines > MAX_LOG_LINES_PER_CALL {
+            if self.log_lines == MAX_LOG_LINES_PER_CALL + 1 {
+                tracing::warn!(
+                    guest = &*self.label,
+                    "more than {MAX_LOG_LINES_PER_CALL} log lines in one call: the rest of this call's are dropped"
+                );
+            }
+            return;
+        }
+        let message = guest_text(&message).into_owned();
         let guest = &*self.label;
         match level {
             Level::Trace => tracing::trace!(guest, "{message}"),
@@ -514,7 +528,10 @@ pub(crate) fn start_guest<I, T>(
     })?;
     match init(&instance, &mut store) {
         Ok(Ok(value)) => Ok((store, instance, value)),
-        Ok(Err(msg)) => Err(err(format!("init refused {config_of}'s config: {msg}"))),
+        Ok(Err(msg)) => Err(err(format!(
+            "init refused {config_of}'s config: {}",
+            guest_text(&msg)
+        ))),
         Err(e) => Err(err(format!("init {}", explain(&e, store.data(), limits)))),
     }
 }
@@ -538,6 +555,7 @@ fn begin_call(store: &mut Store<GuestState>, limits: &GuestLimits) -> Result<()>
     s.emitted.clear();
     s.emit_error = None;
     s.last_error_log = None;
+    s.log_lines = 0;
     // The floors; a call that knows its input sets a budget relative to it.
     s.emit_budget = EmitBudget::for_call(limits, 0, 0);
     Ok(())
@@ -617,6 +635,37 @@ pub(crate) struct EmitBudget {
     bytes: u64,
     /// Whether the limits are the step's own (`maxEmitRows`/`maxEmitBytes`).
     configured: (bool, bool),
+    /// Files written and HTTP requests sent in this call.
+    ops: u64,
+}
+
+/// The most files a handler may write, and HTTP requests it may send, in one call.
+pub(crate) const MAX_IO_OPS_PER_CALL: u64 = 10_000;
+
+/// The longest HTTP response body a handler receives.
+pub(crate) const MAX_HTTP_RESPONSE_BYTES: u64 = 64 << 20;
+
+/// The most log lines one call writes to the host's log; later ones are counted, not written.
+pub(crate) const MAX_LOG_LINES_PER_CALL: u32 = 1_000;
+
+/// The longest guest text (an error, a log line) the host keeps.
+pub(crate) const MAX_GUEST_TEXT: usize = 4096;
+
+/// A guest's text cut to [`MAX_GUEST_TEXT`] bytes (at a character boundary), saying how much
+/// was cut: a guest cannot make the host hold or log a message of any size.
+pub(crate) fn guest_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_GUEST_TEXT {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = MAX_GUEST_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!(
+        "{}… ({} more bytes cut)",
+        &text[..end],
+        text.len() - end
+    ))
 }
 
 /// Floors and ceilings of the default budget.
@@ -645,7 +694,32 @@ impl EmitBudget {
                 limits.max_emit_rows.is_some(),
                 limits.max_emit_bytes.is_some(),
             ),
+            ops: 0,
         }
+    }
+
+    /// Takes `bytes` a handler hands the host's disk or network (`what`: "files.write-file",
+    /// "an HTTP request body") and one operation, or says which limit that passes.
+    pub(crate) fn take_io(&mut self, bytes: u64, what: &str) -> std::result::Result<(), String> {
+        self.ops += 1;
+        if self.ops > MAX_IO_OPS_PER_CALL {
+            return Err(format!(
+                "{what}: more than {MAX_IO_OPS_PER_CALL} files written and HTTP requests sent in one call"
+            ));
+        }
+        self.bytes = self.bytes.saturating_add(bytes);
+        if self.bytes > self.max_bytes {
+            return Err(format!(
+                "{what}: handed the host more than {} in one call ({}); raise maxEmitBytes if that is intended",
+                human_bytes(self.max_bytes),
+                if self.configured.1 {
+                    "the step's limit"
+                } else {
+                    "the default, relative to the input"
+                }
+            ));
+        }
+        Ok(())
     }
 
     /// Takes what a batch from the guest costs, or says which limit it passes.

@@ -233,7 +233,7 @@ impl WasmProcessor {
                 })?;
                 Ok(ProcessOutput { state, emitted })
             }
-            Ok(Err(msg)) => Err(format!("returned an error: {msg}")),
+            Ok(Err(msg)) => Err(format!("returned an error: {}", super::guest_text(&msg))),
             Err(trap) => {
                 let why = explain(&trap, store.data(), &limits);
                 // A trapped instance may be in any state: the next batch gets a fresh one.

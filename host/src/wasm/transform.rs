@@ -233,7 +233,7 @@ impl StepCore {
                 out.append(&mut s.emitted);
                 Ok(())
             }
-            Ok(Err(msg)) => Err(format!("returned an error: {msg}")),
+            Ok(Err(msg)) => Err(format!("returned an error: {}", super::guest_text(&msg))),
             Err(trap) => {
                 let why = explain(&trap, store.data(), limits);
                 // A trapped instance may be in any state: start over with a fresh one.

@@ -1486,15 +1486,8 @@ pub fn state_rows(
     version: u64,
     matches: &dyn Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
 ) -> Result<Vec<serde_json::Value>> {
-    let path = layout::file(checkpoint, STATE_NAME);
-    let corrupt = |message: String| Error::Checkpoint {
-        path: path.clone(),
-        message,
-    };
-    let spec = layout::read(checkpoint, STATE_NAME)?
-        .ok_or_else(|| corrupt("no layout.json (state written by an older Sluice)".into()))?;
-    let schema =
-        layout::schema_from_hex(spec["keySchema"].as_str().unwrap_or_default()).map_err(corrupt)?;
+    let corrupt = |message: String| layout::corrupt(checkpoint, STATE_NAME, message);
+    let (spec, schema) = layout::read_with_keys(checkpoint, STATE_NAME)?;
     let aggs: Vec<String> = spec["aggs"]
         .as_array()
         .map(|a| {

@@ -82,18 +82,7 @@ impl KeyList {
 impl DedupSpec {
     /// Checks that every key column is among the columns reaching the operator.
     pub fn check_input(&self, schema: &Schema) -> std::result::Result<(), SpecProblem> {
-        for (i, c) in self.columns.iter().enumerate() {
-            if schema.index_of(c).is_err() {
-                return Err(SpecProblem {
-                    key: format!("dropDuplicates.columns[{i}]"),
-                    message: format!(
-                        "column '{c}' is not among the query's columns ({})",
-                        crate::schema::column_names(schema)
-                    ),
-                });
-            }
-        }
-        Ok(())
+        SpecProblem::missing_column(schema, &self.columns, "dropDuplicates.columns")
     }
 }
 
@@ -315,15 +304,8 @@ pub fn state_rows(
     version: u64,
     matches: &dyn Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
 ) -> Result<Vec<serde_json::Value>> {
-    let path = layout::file(checkpoint, STATE_NAME);
-    let corrupt = |message: String| Error::Checkpoint {
-        path: path.clone(),
-        message,
-    };
-    let spec = layout::read(checkpoint, STATE_NAME)?
-        .ok_or_else(|| corrupt("no layout.json (state written by an older Sluice)".into()))?;
-    let schema =
-        layout::schema_from_hex(spec["keySchema"].as_str().unwrap_or_default()).map_err(corrupt)?;
+    let corrupt = |message: String| layout::corrupt(checkpoint, STATE_NAME, message);
+    let (spec, schema) = layout::read_with_keys(checkpoint, STATE_NAME)?;
     let within = spec["withinWatermark"].as_bool().unwrap_or(false);
     let state = StateStore::load_all_sorted(checkpoint, STATE_NAME, version)?;
     let keys = layout::keys_as_json(&schema, state.iter().map(|(k, _)| &k[..])).map_err(corrupt)?;

@@ -125,6 +125,31 @@ pub struct SpecProblem {
     pub message: String,
 }
 
+impl SpecProblem {
+    /// The first of `columns` (the pipeline field `field`, e.g. `processor.key`) that is not
+    /// in `schema`, as a problem naming its position and the columns there are.
+    pub fn missing_column(
+        schema: &arrow_schema::Schema,
+        columns: &[String],
+        field: &str,
+    ) -> Result<(), SpecProblem> {
+        match columns
+            .iter()
+            .enumerate()
+            .find(|(_, c)| schema.index_of(c).is_err())
+        {
+            Some((i, c)) => Err(SpecProblem {
+                key: format!("{field}[{i}]"),
+                message: format!(
+                    "column '{c}' is not among the query's columns ({})",
+                    crate::schema::column_names(schema)
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
 impl From<SpecProblem> for crate::error::Error {
     fn from(p: SpecProblem) -> crate::error::Error {
         crate::error::Error::Data {

@@ -43,6 +43,28 @@ pub fn read(checkpoint: &Path, operator: &str) -> Result<Option<Value>> {
     }
 }
 
+/// An error about `operator`'s state, naming its layout file.
+pub fn corrupt(checkpoint: &Path, operator: &str, message: impl Into<String>) -> Error {
+    Error::Checkpoint {
+        path: file(checkpoint, operator),
+        message: message.into(),
+    }
+}
+
+/// `operator`'s layout and the key schema in it (`keySchema`), or an error naming the file.
+pub fn read_with_keys(checkpoint: &Path, operator: &str) -> Result<(Value, SchemaRef)> {
+    let spec = read(checkpoint, operator)?.ok_or_else(|| {
+        corrupt(
+            checkpoint,
+            operator,
+            "no layout.json (state written by an older Sluice)",
+        )
+    })?;
+    let schema = schema_from_hex(spec["keySchema"].as_str().unwrap_or_default())
+        .map_err(|m| corrupt(checkpoint, operator, m))?;
+    Ok((spec, schema))
+}
+
 /// A schema as hex text (its IPC message), for a layout file.
 pub fn schema_hex(schema: &Schema) -> String {
     abi::encode_schema(schema)

@@ -188,10 +188,7 @@ pub fn state_rows(
     matches: &dyn Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
 ) -> Result<Vec<serde_json::Value>> {
     use serde_json::{Map, Value, json};
-    let corrupt = |message: String| Error::Checkpoint {
-        path: file(checkpoint),
-        message,
-    };
+    let corrupt = |message: String| crate::state::layout::corrupt(checkpoint, STATE_NAME, message);
     let layout = Layout::read(checkpoint)?
         .ok_or_else(|| corrupt("no layout.json: the processor never started here".into()))?;
     let key_schema = layout.key_schema().map_err(corrupt)?;

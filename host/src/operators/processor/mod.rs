@@ -67,18 +67,7 @@ pub struct ProcessorSpec {
 impl ProcessorSpec {
     /// Checks that every key column reaches the operator.
     pub fn check_input(&self, schema: &Schema) -> std::result::Result<(), SpecProblem> {
-        for (i, c) in self.key.iter().enumerate() {
-            if schema.index_of(c).is_err() {
-                return Err(SpecProblem {
-                    key: format!("processor.key[{i}]"),
-                    message: format!(
-                        "column '{c}' is not among the query's columns ({})",
-                        crate::schema::column_names(schema)
-                    ),
-                });
-            }
-        }
-        Ok(())
+        SpecProblem::missing_column(schema, &self.key, "processor.key")
     }
 
     /// The module as the pipeline named it.

@@ -532,3 +532,31 @@ fn an_aggregation_by_window_alone_in_four_partitions_killed_anywhere_gives_the_c
     assert!(expected.len() >= 20, "{expected:#?}");
     kill_everywhere(|d| setup_by_window_alone(d, 4), &expected, 5);
 }
+
+#[test]
+fn a_stream_stream_join_in_four_state_partitions_killed_anywhere_gives_the_clean_output() {
+    fn setup(d: &Path) -> PathBuf {
+        let file = setup_stream_join(d);
+        let text = std::fs::read_to_string(&file).unwrap().replacen(
+            "trigger = \"availableNow\"",
+            "trigger = \"availableNow\"\nparallelism = 4\nshufflePartitions = 4",
+            1,
+        );
+        std::fs::write(&file, text).unwrap();
+        file
+    }
+    let expected = clean_run(setup);
+    assert_eq!(
+        expected,
+        clean_run(setup_stream_join),
+        "partitioning changes no row"
+    );
+    kill_everywhere(setup, &expected, 5);
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(sluice().arg("run").arg(setup(dir.path())));
+    let parts = std::fs::read_dir(dir.path().join("ckpt/state/join"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().is_dir())
+        .count();
+    assert_eq!(parts, 4);
+}

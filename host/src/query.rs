@@ -30,8 +30,8 @@ use crate::failpoint;
 use crate::operators::aggregate::Aggregate;
 use crate::operators::dedup::Dedup;
 use crate::operators::join::JoinRight;
+use crate::operators::join::partitioned::PartitionedStreamJoin;
 use crate::operators::join::static_table::StreamStaticJoin;
-use crate::operators::join::symmetric::StreamStreamJoin;
 use crate::operators::processor::KeyedProcessor;
 use crate::operators::{BatchClock, StatefulOperator, Watermarks};
 use crate::pipeline::{Combine, InputSpec, QuerySpec, SourceSpec, StepPlace, TransformSpec};
@@ -180,7 +180,22 @@ impl StreamingQuery {
                 input_schemas[i] = add_step(place, t, input_schemas[i].clone())?;
             }
         }
-        let combiner = Combiner::open(&spec, &input_schemas, checkpoint.dir())?;
+        // Each stateful operator (and a stream–stream join) runs as `shuffle` partitions, its
+        // rows routed by its key.
+        let shuffle = if spec.dedup.is_some()
+            || spec.aggregate.is_some()
+            || spec.processor.is_some()
+            || matches!(spec.combine, Combine::StreamJoin(_))
+        {
+            crate::state::shuffle::partitions(
+                checkpoint.dir(),
+                spec.shuffle_partitions,
+                spec.parallelism,
+            )?
+        } else {
+            1
+        };
+        let combiner = Combiner::open(&spec, &input_schemas, checkpoint.dir(), shuffle)?;
         let mut schema = combiner.schema(&input_schemas);
         for (place, t) in spec.steps() {
             if place == StepPlace::Combined {
@@ -211,17 +226,6 @@ impl StreamingQuery {
                 )?;
             }
         }
-        // Each stateful operator runs as `shuffle` partitions, its rows routed by its key.
-        let shuffle =
-            if spec.dedup.is_some() || spec.aggregate.is_some() || spec.processor.is_some() {
-                crate::state::shuffle::partitions(
-                    checkpoint.dir(),
-                    spec.shuffle_partitions,
-                    spec.parallelism,
-                )?
-            } else {
-                1
-            };
         let mut operators: Vec<Box<dyn StatefulOperator>> = Vec::new();
         if let Some(d) = &spec.dedup {
             let columns: Vec<String> = if d.columns.is_empty() {
@@ -548,7 +552,7 @@ enum Combiner {
     StaticJoin(Box<StreamStaticJoin>),
     /// Two inputs joined with each other (`left`, `right`: their input indices).
     StreamJoin {
-        join: Box<StreamStreamJoin>,
+        join: Box<PartitionedStreamJoin>,
         left: usize,
         right: usize,
     },
@@ -559,6 +563,7 @@ impl Combiner {
         spec: &QuerySpec,
         inputs: &[SchemaRef],
         checkpoint: &std::path::Path,
+        shuffle: usize,
     ) -> Result<Combiner> {
         let index = |name: &str| spec.inputs.iter().position(|i| i.name == name).unwrap_or(0);
         Ok(match &spec.combine {
@@ -581,11 +586,12 @@ impl Combiner {
                 };
                 let (left, right) = (index(&join.left), index(right));
                 Combiner::StreamJoin {
-                    join: Box::new(StreamStreamJoin::new(
+                    join: Box::new(PartitionedStreamJoin::new(
                         join.clone(),
                         inputs[left].clone(),
                         inputs[right].clone(),
                         checkpoint,
+                        shuffle,
                     )?),
                     left,
                     right,

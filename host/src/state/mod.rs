@@ -110,13 +110,8 @@ impl StateStore {
         Ok(map)
     }
 
-    /// The state of every partition of `operator` after batch `version`, sorted by key (for
-    /// reading it out in a stable order).
-    pub fn load_all_sorted(
-        checkpoint: &Path,
-        operator: &str,
-        version: u64,
-    ) -> Result<Vec<StateEntry>> {
+    /// The partitions `operator` has state in, ascending.
+    pub fn partitions(checkpoint: &Path, operator: &str) -> Result<Vec<usize>> {
         let dir = checkpoint.join("state").join(operator);
         let mut partitions: Vec<usize> = std::fs::read_dir(&dir)
             .map_err(|e| Error::io("listing", &dir, e))?
@@ -124,8 +119,18 @@ impl StateStore {
             .filter_map(|e| e.file_name().to_str()?.parse().ok())
             .collect();
         partitions.sort_unstable();
+        Ok(partitions)
+    }
+
+    /// The state of every partition of `operator` after batch `version`, sorted by key (for
+    /// reading it out in a stable order).
+    pub fn load_all_sorted(
+        checkpoint: &Path,
+        operator: &str,
+        version: u64,
+    ) -> Result<Vec<StateEntry>> {
         let mut entries: Vec<StateEntry> = Vec::new();
-        for p in partitions {
+        for p in Self::partitions(checkpoint, operator)? {
             let store = StateStore::open_partition(checkpoint, operator, p, 10)?;
             entries.extend(store.load(Some(version))?);
         }

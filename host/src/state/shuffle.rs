@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The operators whose state is partitioned.
-const PARTITIONED: [&str; 3] = ["aggregate", "dedup", "processor"];
+const PARTITIONED: [&str; 4] = ["aggregate", "dedup", "processor", "join"];
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -259,12 +259,14 @@ const ROWS: u8 = 0;
 const FLAGS: u8 = 1;
 
 impl StreamStreamJoin {
-    /// Lays out the join of the two sides' schemas; its state lives under `checkpoint`.
+    /// Lays out the join of the two sides' schemas; its state lives in partition `partition`
+    /// under `checkpoint`.
     pub fn new(
         spec: JoinSpec,
         left: SchemaRef,
         right: SchemaRef,
         checkpoint: &Path,
+        partition: usize,
     ) -> Result<StreamStreamJoin> {
         let layout = JoinLayout::new(&spec, &left, &right)?;
         let keys = KeyEncoder::new(
@@ -285,7 +287,7 @@ impl StreamStreamJoin {
             None => [None, None],
         };
         Ok(StreamStreamJoin {
-            store: StateStore::open(checkpoint, STATE_NAME, 10)?,
+            store: StateStore::open_partition(checkpoint, STATE_NAME, partition, 10)?,
             spec,
             layout,
             schemas: [left, right],
@@ -801,24 +803,28 @@ pub fn state_rows(
     version: u64,
     matches: &dyn Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
 ) -> Result<Vec<serde_json::Value>> {
-    let store = StateStore::open(checkpoint, STATE_NAME, 10)?;
-    let mut chunks: BTreeMap<(u8, u64), (Option<RecordBatch>, Vec<u8>)> = BTreeMap::new();
-    for (k, v) in store.load(Some(version))? {
-        if k.len() != 10 {
-            continue;
-        }
-        let id = (
-            k[0],
-            u64::from_be_bytes(k[1..9].try_into().unwrap_or([0; 8])),
-        );
-        let entry = chunks.entry(id).or_default();
-        match k[9] {
-            ROWS => entry.0 = Some(read_ipc(&v, "join state")?),
-            _ => entry.1 = v.into_vec(),
+    // Chunk ids are per partition: (partition, side, chunk).
+    let mut chunks: BTreeMap<(usize, u8, u64), (Option<RecordBatch>, Vec<u8>)> = BTreeMap::new();
+    for partition in StateStore::partitions(checkpoint, STATE_NAME)? {
+        let store = StateStore::open_partition(checkpoint, STATE_NAME, partition, 10)?;
+        for (k, v) in store.load(Some(version))? {
+            if k.len() != 10 {
+                continue;
+            }
+            let id = (
+                partition,
+                k[0],
+                u64::from_be_bytes(k[1..9].try_into().unwrap_or([0; 8])),
+            );
+            let entry = chunks.entry(id).or_default();
+            match k[9] {
+                ROWS => entry.0 = Some(read_ipc(&v, "join state")?),
+                _ => entry.1 = v.into_vec(),
+            }
         }
     }
     let mut rows = Vec::new();
-    for ((side, _), (batch, flags)) in chunks {
+    for ((_, side, _), (batch, flags)) in chunks {
         let Some(batch) = batch else { continue };
         let n = batch.num_rows();
         let json = crate::schema::rows_as_json(&batch)
@@ -897,7 +903,7 @@ mod tests {
                 upper_us: 60 * MIN,
             }),
         };
-        StreamStreamJoin::new(spec, schema("it", "i"), schema("ct", "c"), dir).unwrap()
+        StreamStreamJoin::new(spec, schema("it", "i"), schema("ct", "c"), dir, 0).unwrap()
     }
 
     /// Output rows as "impression tag/click tag" ("-" for null).

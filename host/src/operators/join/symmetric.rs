@@ -803,8 +803,9 @@ pub fn state_rows(
     version: u64,
     matches: &dyn Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
 ) -> Result<Vec<serde_json::Value>> {
-    // Chunk ids are per partition: (partition, side, chunk).
-    let mut chunks: BTreeMap<(usize, u8, u64), (Option<RecordBatch>, Vec<u8>)> = BTreeMap::new();
+    // Chunk ids are per partition: (partition, side, chunk) → its rows and flags.
+    type Chunks = BTreeMap<(usize, u8, u64), (Option<RecordBatch>, Vec<u8>)>;
+    let mut chunks = Chunks::new();
     for partition in StateStore::partitions(checkpoint, STATE_NAME)? {
         let store = StateStore::open_partition(checkpoint, STATE_NAME, partition, 10)?;
         for (k, v) in store.load(Some(version))? {

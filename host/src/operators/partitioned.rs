@@ -10,7 +10,7 @@
 //! rows in the same order whatever thread ran what.
 
 use arrow_array::{RecordBatch, UInt32Array};
-use arrow_row::{RowConverter, SortField};
+use arrow_row::{RowConverter, Rows, SortField};
 use arrow_schema::SchemaRef;
 use rayon::prelude::*;
 
@@ -85,20 +85,45 @@ impl Partitioned {
         Ok(p)
     }
 
-    /// One input batch's rows per partition.
-    fn split(
-        n: usize,
-        key_indices: &[usize],
-        converter: &RowConverter,
-        batch: RecordBatch,
-    ) -> Result<Vec<Option<RecordBatch>>> {
-        let columns: Vec<_> = key_indices
-            .iter()
-            .map(|&i| batch.column(i).clone())
-            .collect();
-        let keys = converter
-            .convert_columns(&columns)
-            .map_err(|e| Error::data("routing rows to state partitions", e))?;
+    /// Each partition's rows, in arrival order within a partition.
+    fn route(&self, input: Vec<RecordBatch>) -> Result<Vec<Vec<RecordBatch>>> {
+        let n = self.parts.len();
+        if self.broadcast {
+            // Record batches share their buffers: a clone per partition copies nothing.
+            return Ok(vec![input; n]);
+        }
+        let Some(converter) = &self.converter else {
+            let mut routed = vec![Vec::new(); n];
+            routed[0] = input;
+            return Ok(routed);
+        };
+        let key_indices = &self.key_indices;
+        route_by_key(n, input, |batch| {
+            let columns: Vec<_> = key_indices
+                .iter()
+                .map(|&i| batch.column(i).clone())
+                .collect();
+            converter
+                .convert_columns(&columns)
+                .map_err(|e| Error::data("routing rows to state partitions", e))
+        })
+    }
+}
+
+/// Splits every input batch's rows among `n` partitions by the hash of their key (`encode`
+/// gives a batch's keys in row format), the batches at once on the worker pool; each
+/// partition's rows stay in arrival order. Shared by every partitioned operator, so keys go
+/// to the same partition whichever operator routes them.
+pub(crate) fn route_by_key(
+    n: usize,
+    input: Vec<RecordBatch>,
+    encode: impl Fn(&RecordBatch) -> Result<Rows> + Sync,
+) -> Result<Vec<Vec<RecordBatch>>> {
+    if n <= 1 {
+        return Ok(vec![input]);
+    }
+    let split_one = |batch: RecordBatch| -> Result<Vec<Option<RecordBatch>>> {
+        let keys = encode(&batch)?;
         let mut rows: Vec<Vec<u32>> = vec![Vec::new(); n];
         for (r, key) in keys.iter().enumerate() {
             rows[partition_of(key.as_ref(), n as u32) as usize].push(r as u32);
@@ -115,35 +140,48 @@ impl Partitioned {
                 })
             })
             .collect()
+    };
+    let split: Vec<Vec<Option<RecordBatch>>> = input
+        .into_par_iter()
+        .map(crate::parallel::task(split_one))
+        .collect::<Result<_>>()?;
+    let mut routed: Vec<Vec<RecordBatch>> = vec![Vec::new(); n];
+    for parts in split {
+        for (p, part) in parts.into_iter().enumerate() {
+            routed[p].extend(part);
+        }
     }
+    Ok(routed)
+}
 
-    /// Each partition's rows, in arrival order within a partition. The input batches are
-    /// split at once on the worker pool.
-    fn route(&self, input: Vec<RecordBatch>) -> Result<Vec<Vec<RecordBatch>>> {
-        let n = self.parts.len();
-        if self.broadcast {
-            // Record batches share their buffers: a clone per partition copies nothing.
-            return Ok(vec![input; n]);
+/// The figures of an operator's partitions added up (commit time: the slowest partition's),
+/// with `numStatePartitions` when there are several.
+pub(crate) fn merged_progress(
+    name: &str,
+    parts: impl ExactSizeIterator<Item = StateOperatorProgress>,
+) -> StateOperatorProgress {
+    let n = parts.len();
+    let mut total = StateOperatorProgress {
+        operator_name: name.to_owned(),
+        ..Default::default()
+    };
+    for s in parts {
+        total.num_rows_total += s.num_rows_total;
+        total.num_rows_updated += s.num_rows_updated;
+        total.num_rows_removed += s.num_rows_removed;
+        total.num_rows_dropped_by_watermark += s.num_rows_dropped_by_watermark;
+        total.memory_used_bytes += s.memory_used_bytes;
+        total.commit_time_ms = total.commit_time_ms.max(s.commit_time_ms);
+        for (k, v) in s.custom_metrics {
+            *total.custom_metrics.entry(k).or_default() += v;
         }
-        let mut routed: Vec<Vec<RecordBatch>> = vec![Vec::new(); n];
-        let Some(converter) = &self.converter else {
-            routed[0] = input;
-            return Ok(routed);
-        };
-        let keys = &self.key_indices;
-        let split: Vec<Vec<Option<RecordBatch>>> = input
-            .into_par_iter()
-            .map(crate::parallel::task(|batch| {
-                Self::split(n, keys, converter, batch)
-            }))
-            .collect::<Result<_>>()?;
-        for parts in split {
-            for (p, part) in parts.into_iter().enumerate() {
-                routed[p].extend(part);
-            }
-        }
-        Ok(routed)
     }
+    if n > 1 {
+        total
+            .custom_metrics
+            .insert("numStatePartitions".into(), n as u64);
+    }
+    total
 }
 
 impl StatefulOperator for Partitioned {
@@ -195,28 +233,9 @@ impl StatefulOperator for Partitioned {
         Ok(())
     }
 
-    /// The partitions' figures added up (commit time: the slowest partition's).
+    /// The partitions' figures added up.
     fn progress(&self) -> StateOperatorProgress {
-        let mut total = StateOperatorProgress {
-            operator_name: self.name.clone(),
-            ..Default::default()
-        };
-        for p in &self.parts {
-            let s = p.progress();
-            total.num_rows_total += s.num_rows_total;
-            total.num_rows_updated += s.num_rows_updated;
-            total.num_rows_removed += s.num_rows_removed;
-            total.num_rows_dropped_by_watermark += s.num_rows_dropped_by_watermark;
-            total.memory_used_bytes += s.memory_used_bytes;
-            total.commit_time_ms = total.commit_time_ms.max(s.commit_time_ms);
-            for (k, v) in s.custom_metrics {
-                *total.custom_metrics.entry(k).or_default() += v;
-            }
-        }
-        total
-            .custom_metrics
-            .insert("numStatePartitions".into(), self.parts.len() as u64);
-        total
+        merged_progress(&self.name, self.parts.iter().map(|p| p.progress()))
     }
 
     fn wants_no_data_batches(&self) -> bool {
@@ -234,8 +253,11 @@ mod tests {
 
     #[test]
     fn the_partition_of_a_key_is_fixed_and_spread() {
-        // Fixed forever: state written under one release must be found by the next.
-        assert_eq!(partition_of(b"user-1", 8), partition_of(b"user-1", 8));
+        // Fixed forever: state written under one release must be found by the next. These
+        // are FNV-1a's published 64-bit values ("" and "a"), folded and reduced.
+        let fold = |h: u64| ((h ^ (h >> 32)) % 1_000_003) as u32;
+        assert_eq!(partition_of(b"", 1_000_003), fold(0xcbf2_9ce4_8422_2325));
+        assert_eq!(partition_of(b"a", 1_000_003), fold(0xaf63_dc4c_8601_ec8c));
         let mut counts = [0u32; 8];
         for i in 0..8000 {
             counts[partition_of(format!("key-{i}").as_bytes(), 8) as usize] += 1;

@@ -6,22 +6,20 @@
 
 use std::path::Path;
 
-use arrow_array::{RecordBatch, UInt32Array};
+use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use rayon::prelude::*;
 
+use super::JoinSpec;
 use super::symmetric::StreamStreamJoin;
-use super::{JoinLayout, JoinSpec, KeyEncoder};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::operators::StateOperatorProgress;
-use crate::operators::partitioned::partition_of;
+use crate::operators::partitioned::{merged_progress, route_by_key};
 use crate::parallel::task;
 
 /// The join's partitions and how rows reach them.
 pub struct PartitionedStreamJoin {
     parts: Vec<StreamStreamJoin>,
-    keys: [Vec<usize>; 2],
-    encoder: KeyEncoder,
 }
 
 impl PartitionedStreamJoin {
@@ -34,24 +32,12 @@ impl PartitionedStreamJoin {
         checkpoint: &Path,
         partitions: usize,
     ) -> Result<PartitionedStreamJoin> {
-        let layout = JoinLayout::new(&spec, &left, &right)?;
-        let encoder = KeyEncoder::new(
-            &layout
-                .left_keys
-                .iter()
-                .map(|&i| left.field(i).data_type().clone())
-                .collect::<Vec<_>>(),
-        )?;
         let parts = (0..partitions.max(1))
             .map(|p| {
                 StreamStreamJoin::new(spec.clone(), left.clone(), right.clone(), checkpoint, p)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(PartitionedStreamJoin {
-            parts,
-            keys: [layout.left_keys, layout.right_keys],
-            encoder,
-        })
+        Ok(PartitionedStreamJoin { parts })
     }
 
     /// The schema of the joined rows.
@@ -69,50 +55,12 @@ impl PartitionedStreamJoin {
         self.parts[0].wants_no_data_batches()
     }
 
-    /// One side's rows per partition.
+    /// One side's rows per partition, by the join key as the join encodes it.
     fn route(&self, side: usize, input: Vec<RecordBatch>) -> Result<Vec<Vec<RecordBatch>>> {
-        let n = self.parts.len();
-        if n == 1 {
-            return Ok(vec![input]);
-        }
-        let keys = &self.keys[side];
-        let encoder = &self.encoder;
-        let split: Vec<Vec<Option<RecordBatch>>> = input
-            .into_par_iter()
-            .map(task(
-                |batch: RecordBatch| -> Result<Vec<Option<RecordBatch>>> {
-                    let (encoded, _) = encoder.encode(&batch, keys)?;
-                    let mut rows: Vec<Vec<u32>> = vec![Vec::new(); n];
-                    for (r, key) in encoded.iter().enumerate() {
-                        rows[partition_of(key.as_ref(), n as u32) as usize].push(r as u32);
-                    }
-                    rows.into_iter()
-                        .map(|rows| {
-                            Ok(match rows.len() {
-                                0 => None,
-                                len if len == batch.num_rows() => Some(batch.clone()),
-                                _ => Some(
-                                    arrow_select::take::take_record_batch(
-                                        &batch,
-                                        &UInt32Array::from(rows),
-                                    )
-                                    .map_err(|e| {
-                                        Error::data("routing join rows to partitions", e)
-                                    })?,
-                                ),
-                            })
-                        })
-                        .collect()
-                },
-            ))
-            .collect::<Result<_>>()?;
-        let mut routed: Vec<Vec<RecordBatch>> = vec![Vec::new(); n];
-        for parts in split {
-            for (p, part) in parts.into_iter().enumerate() {
-                routed[p].extend(part);
-            }
-        }
-        Ok(routed)
+        let join = &self.parts[0];
+        route_by_key(self.parts.len(), input, |batch| {
+            join.encode_keys(side, batch)
+        })
     }
 
     /// Joins a batch's rows of both sides (see [`StreamStreamJoin::process`]).
@@ -171,21 +119,7 @@ impl PartitionedStreamJoin {
 
     /// The partitions' figures added up.
     pub fn progress(&self) -> StateOperatorProgress {
-        let mut total = self.parts[0].progress();
-        for p in &self.parts[1..] {
-            let s = p.progress();
-            total.num_rows_total += s.num_rows_total;
-            total.num_rows_updated += s.num_rows_updated;
-            total.num_rows_removed += s.num_rows_removed;
-            total.num_rows_dropped_by_watermark += s.num_rows_dropped_by_watermark;
-            total.memory_used_bytes += s.memory_used_bytes;
-            total.commit_time_ms = total.commit_time_ms.max(s.commit_time_ms);
-        }
-        if self.parts.len() > 1 {
-            total
-                .custom_metrics
-                .insert("numStatePartitions".into(), self.parts.len() as u64);
-        }
-        total
+        let name = self.parts[0].progress().operator_name;
+        merged_progress(&name, self.parts.iter().map(|p| p.progress()))
     }
 }

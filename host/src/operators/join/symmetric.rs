@@ -301,6 +301,17 @@ impl StreamStreamJoin {
         })
     }
 
+    /// Side `side`'s join keys of `batch` in row format, as the join compares them (so the
+    /// partitioned join routes equal keys of both sides alike).
+    pub fn encode_keys(&self, side: usize, batch: &RecordBatch) -> Result<arrow_row::Rows> {
+        let keys = if side == LEFT {
+            &self.layout.left_keys
+        } else {
+            &self.layout.right_keys
+        };
+        Ok(self.keys.encode(batch, keys)?.0)
+    }
+
     /// The schema of the joined rows.
     pub fn output_schema(&self) -> SchemaRef {
         self.layout.schema.clone()
@@ -803,8 +814,9 @@ pub fn state_rows(
     version: u64,
     matches: &dyn Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
 ) -> Result<Vec<serde_json::Value>> {
-    // Chunk ids are per partition: (partition, side, chunk) → its rows and flags.
-    type Chunks = BTreeMap<(usize, u8, u64), (Option<RecordBatch>, Vec<u8>)>;
+    // Chunk ids are per partition: (side, partition, chunk) → its rows and flags, so rows
+    // come out side by side whatever the number of partitions.
+    type Chunks = BTreeMap<(u8, usize, u64), (Option<RecordBatch>, Vec<u8>)>;
     let mut chunks = Chunks::new();
     for partition in StateStore::partitions(checkpoint, STATE_NAME)? {
         let store = StateStore::open_partition(checkpoint, STATE_NAME, partition, 10)?;
@@ -813,8 +825,8 @@ pub fn state_rows(
                 continue;
             }
             let id = (
-                partition,
                 k[0],
+                partition,
                 u64::from_be_bytes(k[1..9].try_into().unwrap_or([0; 8])),
             );
             let entry = chunks.entry(id).or_default();
@@ -825,7 +837,7 @@ pub fn state_rows(
         }
     }
     let mut rows = Vec::new();
-    for ((_, side, _), (batch, flags)) in chunks {
+    for ((side, _, _), (batch, flags)) in chunks {
         let Some(batch) = batch else { continue };
         let n = batch.num_rows();
         let json = crate::schema::rows_as_json(&batch)

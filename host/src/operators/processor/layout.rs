@@ -111,17 +111,16 @@ impl Layout {
 
     /// Reads the layout under `checkpoint`, if one was written.
     pub fn read(checkpoint: &Path) -> Result<Option<Layout>> {
-        let path = file(checkpoint);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| Error::Checkpoint {
-                    path,
-                    message: format!("unreadable processor layout: {e}"),
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io("reading", path, e)),
-        }
+        crate::state::layout::read(checkpoint, STATE_NAME)?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| {
+                crate::state::layout::corrupt(
+                    checkpoint,
+                    STATE_NAME,
+                    format!("unreadable processor layout: {e}"),
+                )
+            })
     }
 }
 
@@ -170,11 +169,10 @@ pub fn check_or_write(
         }
         Some(before) if before == now => Ok(()),
         _ => {
-            let bytes = serde_json::to_vec_pretty(&now).map_err(|e| Error::Checkpoint {
-                path: file(checkpoint),
-                message: e.to_string(),
+            let value = serde_json::to_value(&now).map_err(|e| {
+                crate::state::layout::corrupt(checkpoint, STATE_NAME, e.to_string())
             })?;
-            crate::fsutil::write_atomic(&file(checkpoint), &bytes)
+            crate::state::layout::write(checkpoint, STATE_NAME, &value)
         }
     }
 }

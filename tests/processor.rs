@@ -507,6 +507,8 @@ fn hostile_processors_fail_their_own_query_naming_module_and_batch_and_others_go
 name = "{name}"
 checkpointLocation = "ckpt-{name}"
 trigger = "availableNow"
+# One state partition: the keys a call is given do not depend on the machine's cores.
+shufflePartitions = 1
 [query.source]
 format = "json"
 path = "in"

@@ -152,20 +152,20 @@ impl Processor for Sessionize {
     }
 
     fn end_batch(&mut self, keys: &RecordBatch, out: &mut Output) -> Result<(), Error> {
-        let rows = UInt32Array::from(std::mem::take(&mut self.keys));
         let sessions = std::mem::take(&mut self.sessions);
-        let mut columns = take_record_batch(keys, &rows)?.columns().to_vec();
         let starts = micros_utc(sessions.iter().map(|s| s.start * 1000).collect());
         let ends = micros_utc(sessions.iter().map(|s| s.end * 1000).collect());
-        columns.push(Arc::new(StructArray::try_new(
+        let window = StructArray::try_new(
             self.window.clone(),
             vec![Arc::new(starts), Arc::new(ends)],
             None,
-        )?));
-        columns.push(Arc::new(Int64Array::from(
-            sessions.iter().map(|s| s.events).collect::<Vec<_>>(),
-        )));
-        out.emit(RecordBatch::try_new(self.output.clone(), columns)?)
+        )?;
+        let events = Int64Array::from(sessions.iter().map(|s| s.events).collect::<Vec<_>>());
+        out.emit_keyed(
+            keys,
+            std::mem::take(&mut self.keys),
+            vec![Arc::new(window), Arc::new(events)],
+        )
     }
 }
 

@@ -33,10 +33,8 @@
 //!         Ok(())
 //!     }
 //!     fn end_batch(&mut self, keys: &RecordBatch, out: &mut Output) -> Result<(), Error> {
-//!         let rows = UInt32Array::from(std::mem::take(&mut self.keys));
-//!         let users = take(keys.column(0), &rows, None)?;
 //!         let counts = Int64Array::from(std::mem::take(&mut self.counts));
-//!         out.emit(RecordBatch::try_new(self.out.clone(), vec![users, Arc::new(counts)])?)
+//!         out.emit_keyed(keys, std::mem::take(&mut self.keys), vec![Arc::new(counts)])
 //!     }
 //! }
 //!
@@ -624,6 +622,25 @@ impl Output {
             self.batches.push(batch);
         }
         Ok(())
+    }
+
+    /// Queues one output row per gathered key: the key columns at `keys` (each key's
+    /// [`Key::index`], from the batch's key columns `end_batch` gets), then `columns`, in the
+    /// output schema's order. The usual way to emit what `handle_rows` gathered.
+    pub fn emit_keyed(
+        &mut self,
+        key_columns: &RecordBatch,
+        keys: Vec<u32>,
+        columns: Vec<ArrayRef>,
+    ) -> Result<(), Error> {
+        let taken = arrow_select::take::take_record_batch(
+            key_columns,
+            &arrow_array::UInt32Array::from(keys),
+        )?;
+        let mut all = taken.columns().to_vec();
+        all.extend(columns);
+        let batch = RecordBatch::try_new(self.schema.clone(), all)?;
+        self.emit(batch)
     }
 }
 

@@ -69,11 +69,14 @@ impl Processor for Totals {
     }
 
     fn end_batch(&mut self, keys: &RecordBatch, out: &mut Output) -> Result<(), Error> {
-        let rows = UInt32Array::from(std::mem::take(&mut self.keys));
-        let mut columns = take_record_batch(keys, &rows)?.columns().to_vec();
-        columns.push(Arc::new(Int64Array::from(std::mem::take(&mut self.counts))));
-        columns.push(Arc::new(Int64Array::from(std::mem::take(&mut self.sums))));
-        out.emit(RecordBatch::try_new(self.output.clone(), columns)?)
+        out.emit_keyed(
+            keys,
+            std::mem::take(&mut self.keys),
+            vec![
+                Arc::new(Int64Array::from(std::mem::take(&mut self.counts))),
+                Arc::new(Int64Array::from(std::mem::take(&mut self.sums))),
+            ],
+        )
     }
 }
 

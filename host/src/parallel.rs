@@ -11,6 +11,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use arrow_array::RecordBatch;
 use rayon::prelude::*;
 
 /// How busy a batch kept the workers: tasks run on the pool and their CPU time. The query
@@ -95,6 +96,37 @@ pub fn runs<T>(items: Vec<T>, n: usize) -> Vec<Vec<T>> {
     out
 }
 
+/// Cuts `batches` into chunks of `rows` rows each (the last may be shorter), counted over
+/// their concatenation, as zero-copy slices: the chunks depend only on the rows' order, not
+/// on where the record batches began and ended.
+pub fn chunks_of_rows(batches: &[RecordBatch], rows: usize) -> Vec<Vec<RecordBatch>> {
+    let rows = rows.max(1);
+    let mut chunks = Vec::new();
+    let mut current: Vec<RecordBatch> = Vec::new();
+    let mut room = rows;
+    for batch in batches {
+        let mut at = 0;
+        while at < batch.num_rows() {
+            let len = room.min(batch.num_rows() - at);
+            current.push(if len == batch.num_rows() {
+                batch.clone()
+            } else {
+                batch.slice(at, len)
+            });
+            at += len;
+            room -= len;
+            if room == 0 {
+                chunks.push(std::mem::take(&mut current));
+                room = rows;
+            }
+        }
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}
+
 /// Applies `f` to every item, on up to `parallelism` tasks at once, and returns the results
 /// in item order — or the first error, by item order.
 pub fn try_map<T, R, E>(
@@ -152,6 +184,33 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_of_rows_depend_on_the_rows_not_on_the_record_batches() {
+        use arrow_array::{Array, Int64Array};
+        let batch = |r: std::ops::Range<i64>| {
+            RecordBatch::try_from_iter([(
+                "v",
+                Arc::new(Int64Array::from_iter_values(r)) as arrow_array::ArrayRef,
+            )])
+            .unwrap()
+        };
+        let values = |chunk: &Vec<RecordBatch>| -> Vec<i64> {
+            chunk
+                .iter()
+                .flat_map(|b| {
+                    let a = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+                    (0..a.len()).map(|i| a.value(i)).collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let one = chunks_of_rows(&[batch(0..10)], 4);
+        let three = chunks_of_rows(&[batch(0..3), batch(3..4), batch(4..10)], 4);
+        let want = vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]];
+        assert_eq!(one.iter().map(values).collect::<Vec<_>>(), want);
+        assert_eq!(three.iter().map(values).collect::<Vec<_>>(), want);
+        assert!(chunks_of_rows(&[], 4).is_empty());
+    }
 
     #[test]
     fn runs_are_contiguous_balanced_and_keep_every_item() {

@@ -28,6 +28,7 @@ use crate::checkpoint::{Checkpoint, CommitEntry, OffsetEntry};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::operators::aggregate::Aggregate;
+use crate::operators::aggregate::two_phase::TwoPhaseAggregate;
 use crate::operators::dedup::Dedup;
 use crate::operators::join::JoinRight;
 use crate::operators::join::partitioned::PartitionedStreamJoin;
@@ -265,7 +266,11 @@ impl StreamingQuery {
                     a.window,
                     Some(crate::operators::window::WindowSpec::Fixed { .. })
                 );
-            let op: Box<dyn StatefulOperator> = if shuffle > 1 && by_window_alone {
+            let op: Box<dyn StatefulOperator> = if a.merges_partials() {
+                // Pre-aggregated per chunk on the workers, merged per state partition.
+                let parts = (0..shuffle).map(make).collect::<Result<Vec<_>>>()?;
+                Box::new(TwoPhaseAggregate::new(parts, spec.parallelism)?)
+            } else if shuffle > 1 && by_window_alone {
                 // No key to route rows by: each partition keeps the windows hashing to it.
                 let parts = (0..shuffle)
                     .map(|p| {

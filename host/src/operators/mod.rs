@@ -116,6 +116,34 @@ pub trait StatefulOperator: Send {
     }
 }
 
+// A boxed operator is an operator: the partitioned wrappers hold either kind.
+impl<T: StatefulOperator + ?Sized> StatefulOperator for Box<T> {
+    fn output_schema(&self) -> SchemaRef {
+        (**self).output_schema()
+    }
+    fn restore(&mut self, version: Option<u64>) -> Result<()> {
+        (**self).restore(version)
+    }
+    fn process(&mut self, clock: BatchClock, input: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        (**self).process(clock, input)
+    }
+    fn commit(&mut self, batch_id: u64) -> Result<()> {
+        (**self).commit(batch_id)
+    }
+    fn purge(&mut self, keep_from: u64) -> Result<()> {
+        (**self).purge(keep_from)
+    }
+    fn progress(&self) -> StateOperatorProgress {
+        (**self).progress()
+    }
+    fn wants_no_data_batches(&self) -> bool {
+        (**self).wants_no_data_batches()
+    }
+    fn due_by_processing_time(&self, now_ms: i64) -> bool {
+        (**self).due_by_processing_time(now_ms)
+    }
+}
+
 /// A pipeline field that does not fit the data reaching it, found before anything runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpecProblem {

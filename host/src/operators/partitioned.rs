@@ -184,17 +184,34 @@ pub(crate) fn merged_progress(
     total
 }
 
+/// Loads every partition's state after batch `version`, at once.
+pub(crate) fn restore_all<T: StatefulOperator>(
+    parts: &mut [T],
+    version: Option<u64>,
+) -> Result<()> {
+    parts
+        .par_iter_mut()
+        .map(crate::parallel::task(|p: &mut T| p.restore(version)))
+        .collect::<Result<Vec<()>>>()?;
+    Ok(())
+}
+
+/// Persists every partition's state after batch `batch_id`, at once.
+pub(crate) fn commit_all<T: StatefulOperator>(parts: &mut [T], batch_id: u64) -> Result<()> {
+    parts
+        .par_iter_mut()
+        .map(crate::parallel::task(|p: &mut T| p.commit(batch_id)))
+        .collect::<Result<Vec<()>>>()?;
+    Ok(())
+}
+
 impl StatefulOperator for Partitioned {
     fn output_schema(&self) -> SchemaRef {
         self.parts[0].output_schema()
     }
 
     fn restore(&mut self, version: Option<u64>) -> Result<()> {
-        self.parts
-            .par_iter_mut()
-            .map(|p| p.restore(version))
-            .collect::<Result<Vec<()>>>()?;
-        Ok(())
+        restore_all(&mut self.parts, version)
     }
 
     fn process(&mut self, clock: BatchClock, input: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
@@ -217,13 +234,7 @@ impl StatefulOperator for Partitioned {
     }
 
     fn commit(&mut self, batch_id: u64) -> Result<()> {
-        self.parts
-            .par_iter_mut()
-            .map(crate::parallel::task(
-                |p: &mut Box<dyn StatefulOperator>| p.commit(batch_id),
-            ))
-            .collect::<Result<Vec<()>>>()?;
-        Ok(())
+        commit_all(&mut self.parts, batch_id)
     }
 
     fn purge(&mut self, keep_from: u64) -> Result<()> {

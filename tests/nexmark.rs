@@ -11,13 +11,18 @@ use std::collections::BTreeMap;
 
 /// Runs `examples/nexmark/<query>.toml` on a small stream (every input) and returns the rows it wrote.
 fn run_query(query: &str) -> Vec<Value> {
+    run_query_over(query, 20_000)
+}
+
+/// Runs `examples/nexmark/<query>.toml` over `events` events at 1,000 a second.
+fn run_query_over(query: &str, events: u64) -> Vec<Value> {
     let modules = guests();
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(repo().join(format!("examples/nexmark/{query}.toml")))
         .unwrap()
         .replace(
             "events = 10000000",
-            "events = 20000\neventsPerSecond = 1000",
+            &format!("events = {events}\neventsPerSecond = 1000"),
         )
         .replace("\"../modules/", &format!("\"{}/", modules.display()))
         .replace(
@@ -55,7 +60,12 @@ struct Bid {
 }
 
 fn bids() -> Vec<Bid> {
-    run_query("q0")
+    bids_of(20_000)
+}
+
+/// The bids among the first `events` events.
+fn bids_of(events: u64) -> Vec<Bid> {
+    run_query_over("q0", events)
         .iter()
         .map(|r| Bid {
             auction: r["auction"].as_i64().unwrap(),
@@ -145,7 +155,8 @@ fn windows(t: i64, size: i64, slide: i64) -> impl Iterator<Item = i64> {
 fn q5_finds_the_hot_auction_of_every_hopping_window_with_a_wasm_aggregate() {
     // Reference: per window, bids per auction; the most bids wins, the lowest id on a tie.
     let mut counts: BTreeMap<i64, BTreeMap<i64, i64>> = BTreeMap::new();
-    for b in bids() {
+    // 92,000 bids: several chunks of the two-phase aggregation, merged per window.
+    for b in bids_of(100_000) {
         for w in windows(b.time, 10_000, 2_000) {
             *counts.entry(w).or_default().entry(b.auction).or_default() += 1;
         }
@@ -161,7 +172,7 @@ fn q5_finds_the_hot_auction_of_every_hopping_window_with_a_wasm_aggregate() {
             (*w, (auction, most, per_auction.values().sum()))
         })
         .collect();
-    let rows = run_query("q5");
+    let rows = run_query_over("q5", 100_000);
     // Append mode emits a window once the watermark passes its end: all but the last few.
     assert!(
         rows.len() + 5 >= expected.len() && !rows.is_empty(),
@@ -188,14 +199,14 @@ fn q5_finds_the_hot_auction_of_every_hopping_window_with_a_wasm_aggregate() {
 #[test]
 fn q7_finds_the_highest_bid_of_every_tumbling_window() {
     let mut expected: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
-    for b in bids() {
+    for b in bids_of(100_000) {
         let e = expected
             .entry(b.time - b.time.rem_euclid(10_000))
             .or_insert((i64::MIN, 0));
         e.0 = e.0.max(b.price);
         e.1 += 1;
     }
-    let rows = run_query("q7");
+    let rows = run_query_over("q7", 100_000);
     assert!(!rows.is_empty());
     for r in &rows {
         let start = ms(&r["window"]["start"]);

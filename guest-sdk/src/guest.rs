@@ -514,7 +514,10 @@ mod aggregate {
             rows: &[usize],
         ) -> Result<(), Error>;
 
-        /// Combines `other` into `state` (two parts of one session window).
+        /// Combines `other`, a later part of the same group, into `state`: the host folds
+        /// the rows of a batch on several workers at once (each from an empty state) and
+        /// merges what they made, in row order. The result must be what folding all those
+        /// rows into `state` would have given.
         fn merge(&mut self, state: &mut Vec<u8>, other: &[u8]) -> Result<(), Error>;
 
         /// The results of `states`, one per state, in order.

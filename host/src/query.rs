@@ -261,29 +261,12 @@ impl StreamingQuery {
                     &spec.name,
                 )
             };
-            let by_window_alone = a.group_by.is_empty()
-                && matches!(
-                    a.window,
-                    Some(crate::operators::window::WindowSpec::Fixed { .. })
-                );
             let op: Box<dyn StatefulOperator> = if a.merges_partials() {
                 // Pre-aggregated per chunk on the workers, merged per state partition.
                 let parts = (0..shuffle).map(make).collect::<Result<Vec<_>>>()?;
                 Box::new(TwoPhaseAggregate::new(parts, spec.parallelism)?)
-            } else if shuffle > 1 && by_window_alone {
-                // No key to route rows by: each partition keeps the windows hashing to it.
-                let parts = (0..shuffle)
-                    .map(|p| {
-                        let mut agg = make(p)?;
-                        agg.own_windows(p, shuffle)?;
-                        Ok(Box::new(agg) as Box<dyn StatefulOperator>)
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                Box::new(crate::operators::partitioned::Partitioned::broadcast(
-                    parts,
-                    &ctx.schema,
-                )?)
             } else {
+                // Each row folded where its key's state is.
                 partitioned(shuffle, &ctx.schema, &a.group_by, |p| {
                     Ok(Box::new(make(p)?))
                 })?

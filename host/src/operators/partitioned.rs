@@ -1,8 +1,8 @@
 //! A stateful operator split into state partitions (Spark's `spark.sql.shuffle.partitions`,
 //! our `shufflePartitions`): rows are routed by a hash of the operator's key columns to one
 //! of N instances, each with its own state files (`state/<operator>/<p>/`), and the instances
-//! run a batch at once on the worker pool. An aggregation by window alone has no key to
-//! route by: every instance sees every row and keeps the windows that hash to it.
+//! run a batch at once on the worker pool. (Most aggregations do not route rows: they run in
+//! two phases, see [`crate::operators::aggregate::two_phase`].)
 //!
 //! Guarantees: a key always goes to the same partition (the hash is fixed, written here, and
 //! the number of partitions is fixed per checkpoint, see [`crate::state::shuffle`]); the
@@ -35,9 +35,6 @@ pub struct Partitioned {
     parts: Vec<Box<dyn StatefulOperator>>,
     key_indices: Vec<usize>,
     converter: Option<RowConverter>,
-    /// Every partition gets every row (each keeps what hashes to it, e.g. the windows of an
-    /// aggregation by window alone).
-    broadcast: bool,
     name: String,
 }
 
@@ -70,28 +67,13 @@ impl Partitioned {
             parts,
             key_indices,
             converter,
-            broadcast: false,
             name,
         })
-    }
-
-    /// Partitions that each see every row and keep their own share of the state.
-    pub fn broadcast(
-        parts: Vec<Box<dyn StatefulOperator>>,
-        input_schema: &SchemaRef,
-    ) -> Result<Partitioned> {
-        let mut p = Partitioned::new(parts, input_schema, Vec::new())?;
-        p.broadcast = true;
-        Ok(p)
     }
 
     /// Each partition's rows, in arrival order within a partition.
     fn route(&self, input: Vec<RecordBatch>) -> Result<Vec<Vec<RecordBatch>>> {
         let n = self.parts.len();
-        if self.broadcast {
-            // Record batches share their buffers: a clone per partition copies nothing.
-            return Ok(vec![input; n]);
-        }
         let Some(converter) = &self.converter else {
             let mut routed = vec![Vec::new(); n];
             routed[0] = input;

@@ -67,6 +67,22 @@ impl WasmAggregate {
         Ok(udaf)
     }
 
+    /// A second instance of the same module and config (already compiled, so cheap), for a
+    /// worker of a two-phase aggregation.
+    pub fn another_instance(&self) -> Result<Self> {
+        let mut udaf = WasmAggregate {
+            spec: self.spec.clone(),
+            label: self.label.clone(),
+            runtime: self.runtime,
+            pre: self.pre.clone(),
+            input_schema: self.input_schema.clone(),
+            output_field: self.output_field.clone(),
+            instance: None,
+        };
+        udaf.instantiate()?;
+        Ok(udaf)
+    }
+
     /// The result's field, as the guest's `init` declared it.
     pub fn output_field(&self) -> &Field {
         &self.output_field
@@ -167,7 +183,7 @@ impl WasmAggregate {
         Ok(new)
     }
 
-    /// Combines two states of one group.
+    /// Combines two states of one group: `b`, a later part, into `a`.
     pub fn merge(&mut self, a: &[u8], b: &[u8]) -> Result<Vec<u8>> {
         self.with_instance(
             |store, instance| instance.sluice_pipeline_aggregate().call_merge(store, a, b),

@@ -730,13 +730,16 @@ impl Source for NexmarkSource {
             });
         }
         // Batches of at most 64 Ki rows: big enough to amortise every per-batch cost, small
-        // enough for the caches.
-        // Event i is a function of i alone, so the batches are generated at once on the
-        // worker pool, in order.
+        // enough for the caches; as many as a multiple of the workers, of near-equal size, so
+        // each worker gets the same share. Event i is a function of i alone, so the batches
+        // are generated at once on the worker pool, in order.
+        let workers = self.parallelism.max(1) as u64;
+        let count = (to - from).div_ceil(65_536).div_ceil(workers) * workers;
+        let size = (to - from).div_ceil(count.max(1)).max(1);
         let mut ranges = Vec::new();
         let mut at = from;
         while at < to {
-            let next = (at + 65_536).min(to);
+            let next = (at + size).min(to);
             ranges.push((at, next));
             at = next;
         }

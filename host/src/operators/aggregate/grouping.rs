@@ -2,6 +2,8 @@
 //! each aggregate's view of its column. It reads batches and keeps nothing, so the state
 //! partitions of one aggregation and its partial phase (see [`super::two_phase`]) share one.
 
+use std::collections::HashMap;
+
 use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_row::{RowConverter, Rows};
 use arrow_schema::DataType;
@@ -12,6 +14,7 @@ use super::{AggregateSpec, NO_WINDOW};
 use crate::error::{Error, Result};
 use crate::operators::partitioned::partition_of;
 use crate::operators::window::{WindowSpec, fixed_windows};
+use crate::wasm::aggregate::WasmAggregate;
 use crate::watermark::event_times;
 
 /// The group-forming half of an aggregation.
@@ -104,13 +107,11 @@ impl Grouping {
 
     /// Calls `f(key, window end, row)` for every row of `batch` and fixed window it falls in
     /// (or once per row without a window) that is not behind `late_us` (when `drop_late`).
-    /// With `owner = Some((p, n))` only the keys of state partition `p` of `n` are visited.
     pub(super) fn for_each_group_row(
         &self,
         batch: &RecordBatch,
         late_us: i64,
         drop_late: bool,
-        owner: Option<(u32, u32)>,
         mut f: impl FnMut(&[u8], i64, usize),
     ) -> Result<Skipped> {
         let rows = self.group_rows(batch)?;
@@ -142,9 +143,7 @@ impl Grouping {
                         key.clear();
                         key.extend_from_slice(row);
                         key.extend_from_slice(&ws.to_be_bytes());
-                        if owner.is_some_and(|(p, n)| self.partition_of(&key, n) != p) {
-                            // Another partition's window.
-                        } else if drop_late && ws + d <= late_us {
+                        if drop_late && ws + d <= late_us {
                             skipped.late += 1;
                         } else {
                             f(&key, ws + d, i);
@@ -176,24 +175,24 @@ impl Grouping {
     }
 
     /// Folds `chunk` into groups of its own (the partial phase of a two-phase aggregation),
-    /// split among `partitions` state partitions.
+    /// split among `partitions` state partitions; `udafs` are this worker's instances of the
+    /// Wasm aggregates (by aggregate position; empty without any).
     pub(super) fn partial(
         &self,
         chunk: &[RecordBatch],
         late_us: i64,
         drop_late: bool,
         partitions: u32,
+        udafs: &mut [Option<WasmAggregate>],
     ) -> Result<Partial> {
         let mut groups = Groups::default();
         let mut skipped = Skipped::default();
+        let wasm: Vec<usize> = (0..udafs.len()).filter(|&a| udafs[a].is_some()).collect();
+        let mut udaf_rows: Vec<Vec<(u32, u32)>> = vec![Vec::new(); udafs.len()];
         for batch in chunk {
             let inputs = self.prepare_inputs(batch)?;
-            skipped.add(self.for_each_group_row(
-                batch,
-                late_us,
-                drop_late,
-                None,
-                |key, end, i| {
+            skipped.add(
+                self.for_each_group_row(batch, late_us, drop_late, |key, end, i| {
                     let index = groups.find(key).unwrap_or_else(|| {
                         groups.insert(Entry {
                             key: key.into(),
@@ -205,8 +204,12 @@ impl Grouping {
                     for (acc, input) in groups.entry_mut(index).accs.iter_mut().zip(&inputs) {
                         acc.update(input, i);
                     }
-                },
-            )?);
+                    for &a in &wasm {
+                        udaf_rows[a].push((index, i as u32));
+                    }
+                })?,
+            );
+            fold_udaf_rows(&mut groups, udafs, &self.inputs, &mut udaf_rows, batch)?;
         }
         let mut by_partition: Vec<Vec<Entry>> =
             (0..partitions.max(1)).map(|_| Vec::new()).collect();
@@ -218,4 +221,51 @@ impl Grouping {
             skipped,
         })
     }
+}
+
+/// Hands each Wasm aggregate the rows of `batch` collected for it in `udaf_rows` ((group,
+/// row) pairs, emptied here): one `update` call per aggregate with the states of all the
+/// groups those rows touched.
+pub(super) fn fold_udaf_rows(
+    groups: &mut Groups,
+    udafs: &mut [Option<WasmAggregate>],
+    inputs: &[(Option<usize>, Kind)],
+    udaf_rows: &mut [Vec<(u32, u32)>],
+    batch: &RecordBatch,
+) -> Result<()> {
+    for a in 0..udafs.len() {
+        let pairs = std::mem::take(&mut udaf_rows[a]);
+        let (Some(udaf), Some(column)) = (udafs[a].as_mut(), inputs[a].0) else {
+            continue;
+        };
+        if pairs.is_empty() {
+            continue;
+        }
+        let mut slot_of: HashMap<u32, u32> = HashMap::new();
+        let mut touched: Vec<u32> = Vec::new();
+        let group_ids: Vec<u32> = pairs
+            .iter()
+            .map(|(g, _)| {
+                *slot_of.entry(*g).or_insert_with(|| {
+                    touched.push(*g);
+                    (touched.len() - 1) as u32
+                })
+            })
+            .collect();
+        let rows = arrow_array::UInt32Array::from_iter_values(pairs.iter().map(|(_, r)| *r));
+        let values = arrow_select::take::take(batch.column(column), &rows, None)
+            .map_err(|e| Error::data("routing rows to an aggregate", e))?;
+        let states: Vec<&[u8]> = touched
+            .iter()
+            .map(|&g| match &groups.entry(g).accs[a] {
+                Acc::Udaf(s) => s.as_slice(),
+                _ => &[],
+            })
+            .collect();
+        let new = udaf.update(&states, &group_ids, values)?;
+        for (g, state) in touched.into_iter().zip(new) {
+            groups.entry_mut(g).accs[a] = Acc::Udaf(state);
+        }
+    }
+    Ok(())
 }

@@ -23,7 +23,7 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use tracing::warn;
 
 use self::acc::{Acc, Input, Kind, build_column, kind_of};
-use self::grouping::{Grouping, Skipped};
+use self::grouping::{Grouping, Skipped, fold_udaf_rows};
 use self::groups::{Entry, Groups};
 use super::window::WindowSpec;
 use super::{BatchClock, SpecProblem, StateOperatorProgress, StatefulOperator, Watermarks};
@@ -119,9 +119,6 @@ pub struct Aggregate {
     /// Per user-defined aggregate: (group, row) pairs of the batch being processed.
     udaf_rows: Vec<Vec<(u32, u32)>>,
     stats: StateOperatorProgress,
-    /// In an aggregation by window alone split into partitions, every partition sees every
-    /// row and keeps the windows whose key hashes to it: (this partition, partitions).
-    owner: Option<(u32, u32)>,
 }
 
 const NO_WINDOW: i64 = i64::MIN;
@@ -252,7 +249,6 @@ impl Aggregate {
             }),
             mode,
             groups: Groups::default(),
-            owner: None,
             sessions: HashMap::new(),
             changed: Vec::new(),
             removed: Vec::new(),
@@ -310,12 +306,17 @@ impl Aggregate {
     ) -> Result<()> {
         let grouping = self.grouping.clone();
         let inputs = grouping.prepare_inputs(batch)?;
-        let skipped =
-            grouping.for_each_group_row(batch, late_us, drop_late, self.owner, |key, end, i| {
-                self.update_group(key, end, &inputs, i, batch_id)
-            })?;
-        self.note_skipped(skipped, self.owner.is_none_or(|(p, _)| p == 0));
-        self.flush_udafs(batch)
+        let skipped = grouping.for_each_group_row(batch, late_us, drop_late, |key, end, i| {
+            self.update_group(key, end, &inputs, i, batch_id)
+        })?;
+        self.note_skipped(skipped, true);
+        fold_udaf_rows(
+            &mut self.groups,
+            &mut self.udafs,
+            &self.grouping.inputs,
+            &mut self.udaf_rows,
+            batch,
+        )
     }
 
     /// Counts rows dropped as late, and warns of rows without an event time (once per batch
@@ -328,47 +329,6 @@ impl Aggregate {
                 "rows with a null event time have no window and were not aggregated"
             );
         }
-    }
-
-    /// Hands each user-defined aggregate the rows this batch routed to it: one call with the
-    /// states of all touched groups.
-    fn flush_udafs(&mut self, batch: &RecordBatch) -> Result<()> {
-        for a in 0..self.udafs.len() {
-            let pairs = std::mem::take(&mut self.udaf_rows[a]);
-            let (Some(udaf), Some(column)) = (self.udafs[a].as_mut(), self.grouping.inputs[a].0)
-            else {
-                continue;
-            };
-            if pairs.is_empty() {
-                continue;
-            }
-            let mut slot_of: HashMap<u32, u32> = HashMap::new();
-            let mut groups: Vec<u32> = Vec::new();
-            let group_ids: Vec<u32> = pairs
-                .iter()
-                .map(|(g, _)| {
-                    *slot_of.entry(*g).or_insert_with(|| {
-                        groups.push(*g);
-                        (groups.len() - 1) as u32
-                    })
-                })
-                .collect();
-            let rows = arrow_array::UInt32Array::from_iter_values(pairs.iter().map(|(_, r)| *r));
-            let values = arrow_select::take::take(batch.column(column), &rows, None)
-                .map_err(|e| Error::data("routing rows to an aggregate", e))?;
-            let states: Vec<&[u8]> = groups
-                .iter()
-                .map(|&g| match &self.groups.entry(g).accs[a] {
-                    Acc::Udaf(s) => s.as_slice(),
-                    _ => &[],
-                })
-                .collect();
-            let new = udaf.update(&states, &group_ids, values)?;
-            for (g, state) in groups.into_iter().zip(new) {
-                self.groups.entry_mut(g).accs[a] = Acc::Udaf(state);
-            }
-        }
-        Ok(())
     }
 
     fn process_sessions(
@@ -451,22 +411,6 @@ impl Aggregate {
             .map_or(NO_WINDOW, i64::from_be_bytes)
     }
 
-    /// Makes this instance partition `partition` of `partitions` of an aggregation by a fixed
-    /// window alone: it is given every row and keeps only the windows that hash to it (there
-    /// is no group key to route rows by). Refused for other aggregations.
-    pub fn own_windows(&mut self, partition: usize, partitions: usize) -> Result<()> {
-        if !self.grouping.spec.group_by.is_empty()
-            || !matches!(self.grouping.spec.window, Some(WindowSpec::Fixed { .. }))
-        {
-            return Err(Error::data(
-                "aggregate",
-                "only an aggregation by a tumbling or sliding window alone splits by window",
-            ));
-        }
-        self.owner = Some((partition as u32, partitions as u32));
-        Ok(())
-    }
-
     /// Forgets what the previous batch changed.
     fn begin_batch(&mut self) {
         self.changed.clear();
@@ -484,15 +428,34 @@ impl Aggregate {
     }
 
     /// Merges pre-aggregated groups (a chunk's partial results, in the order the chunk first
-    /// touched them) into the state, as if their rows had been folded in one by one.
-    fn merge_partials(&mut self, batch_id: u64, partials: Vec<Entry>, skipped: Skipped) {
+    /// touched them) into the state, as if their rows had been folded in one by one. A Wasm
+    /// aggregate's two states of one group are combined by its `merge`.
+    fn merge_partials(
+        &mut self,
+        batch_id: u64,
+        partials: Vec<Entry>,
+        skipped: Skipped,
+    ) -> Result<()> {
         self.stats.num_rows_dropped_by_watermark += skipped.late;
         for partial in partials {
             let index = match self.groups.find(&partial.key) {
                 Some(index) => {
                     let entry = self.groups.entry_mut(index);
-                    for (acc, part) in entry.accs.iter_mut().zip(partial.accs.into_vec()) {
-                        acc.merge(part);
+                    let parts = entry.accs.iter_mut().zip(partial.accs.into_vec());
+                    for (a, (acc, part)) in parts.enumerate() {
+                        match (acc, part) {
+                            (Acc::Udaf(state), Acc::Udaf(later)) => {
+                                if state.is_empty() {
+                                    *state = later;
+                                } else if !later.is_empty() {
+                                    let udaf = self.udafs[a].as_mut().ok_or_else(|| {
+                                        Error::data("aggregate", "its module is missing")
+                                    })?;
+                                    *state = udaf.merge(state, &later)?;
+                                }
+                            }
+                            (acc, part) => acc.merge(part),
+                        }
                     }
                     index
                 }
@@ -504,6 +467,16 @@ impl Aggregate {
                 self.changed.push(index);
             }
         }
+        Ok(())
+    }
+
+    /// A fresh instance of each Wasm aggregate (`None` for built-in ones), for a worker of the
+    /// partial phase.
+    fn worker_udafs(&self) -> Result<Vec<Option<WasmAggregate>>> {
+        self.udafs
+            .iter()
+            .map(|u| u.as_ref().map(WasmAggregate::another_instance).transpose())
+            .collect()
     }
 
     /// Emits what the batch's rows made final (or changed, by output mode) and evicts what
@@ -697,13 +670,14 @@ fn builtin_output_type(agg: &AggSpec, schema: &Schema) -> std::result::Result<Da
 }
 
 impl AggregateSpec {
-    /// Whether partial results of this aggregation can be merged, so it can run in two
-    /// phases ([`two_phase`]): built-in aggregates only (a Wasm aggregate has no merge), and
-    /// fixed windows or none (a session's extent depends on every row of its key, so
-    /// sessions form where the key's state is).
+    /// Whether this aggregation runs in two phases ([`two_phase`]): fixed windows or none (a
+    /// session's extent depends on every row of its key, so sessions form where the key's
+    /// state is), and Wasm aggregates only without `groupBy` (their partial states are
+    /// combined by one `merge` call per group and chunk: cheap for a few windows, too many
+    /// calls for many keys, whose rows are routed to their state partition instead).
     pub fn merges_partials(&self) -> bool {
-        !self.aggs.iter().any(|a| a.func == AggFunc::Udaf)
-            && !matches!(self.window, Some(WindowSpec::Session { .. }))
+        !matches!(self.window, Some(WindowSpec::Session { .. }))
+            && (self.group_by.is_empty() || !self.aggs.iter().any(|a| a.func == AggFunc::Udaf))
     }
 
     /// Checks this aggregation against the schema that reaches it: the grouping and window

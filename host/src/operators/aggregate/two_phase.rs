@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::operators::partitioned::{commit_all, merged_progress, restore_all};
 use crate::operators::{BatchClock, StateOperatorProgress, StatefulOperator};
 use crate::parallel;
+use crate::wasm::aggregate::WasmAggregate;
 
 /// Rows per chunk of the partial phase: big enough that a chunk's groups are few against its
 /// rows, small enough that a batch of a few hundred thousand rows keeps every worker busy.
@@ -35,6 +36,9 @@ pub struct TwoPhaseAggregate {
     parts: Vec<Aggregate>,
     grouping: std::sync::Arc<Grouping>,
     parallelism: usize,
+    /// Per worker of the partial phase: its instances of the Wasm aggregates (by aggregate
+    /// position), made when a batch first needs that many workers.
+    workers: Vec<Vec<Option<WasmAggregate>>>,
     name: String,
 }
 
@@ -48,8 +52,8 @@ impl TwoPhaseAggregate {
             _ => {
                 return Err(Error::data(
                     "aggregate",
-                    "a two-phase aggregation needs built-in aggregates, no session window, \
-                     and at least one state partition",
+                    "a two-phase aggregation needs fixed windows or none, Wasm aggregates \
+                     only without groupBy, and at least one state partition",
                 ));
             }
         };
@@ -58,6 +62,7 @@ impl TwoPhaseAggregate {
             parts,
             grouping,
             parallelism,
+            workers: Vec::new(),
             name,
         })
     }
@@ -78,9 +83,19 @@ impl StatefulOperator for TwoPhaseAggregate {
         let grouping = &self.grouping;
         let chunks = parallel::chunks_of_rows(&input, CHUNK_ROWS);
         drop(input);
-        let partials = parallel::try_map(chunks, self.parallelism, |chunk| {
-            grouping.partial(&chunk, late_us, drop_late, n as u32)
-        })?;
+        let workers = self.parallelism.clamp(1, chunks.len().max(1));
+        while self.workers.len() < workers {
+            self.workers.push(self.parts[0].worker_udafs()?);
+        }
+        let partials = parallel::on_workers(&mut self.workers[..workers], chunks, |udafs, run| {
+            run.iter()
+                .map(|chunk| grouping.partial(chunk, late_us, drop_late, n as u32, udafs))
+                .collect::<Result<Vec<_>>>()
+        })
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten();
         // Per partition: each chunk's groups for it, in chunk order.
         let mut routed: Vec<(Vec<_>, Skipped)> =
             (0..n).map(|_| (Vec::new(), Skipped::default())).collect();
@@ -103,7 +118,7 @@ impl StatefulOperator for TwoPhaseAggregate {
             part.begin_batch();
             let mut skipped = Some(skipped);
             for groups in chunks {
-                part.merge_partials(clock.batch_id, groups, skipped.take().unwrap_or_default());
+                part.merge_partials(clock.batch_id, groups, skipped.take().unwrap_or_default())?;
             }
             part.finish_batch(clock.watermarks)
         };

@@ -13,7 +13,7 @@
 //! A partition whose queue is not where a batch starts (a re-run after a crash, a gap) is
 //! moved with a seek. Records are appended straight into Arrow builders.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -150,6 +150,146 @@ struct AssignedPartition {
     queue: PartitionQueue<DefaultConsumerContext>,
     /// The offset its queue delivers next; `None` when unknown (seek before reading).
     next: Option<i64>,
+}
+
+/// What reading one partition's range of a batch needs, shared by the partitions read at
+/// once.
+struct Reading<'a> {
+    consumer: &'a BaseConsumer,
+    schema: &'a SchemaRef,
+    include_headers: bool,
+    source_name: String,
+    deadline: Instant,
+}
+
+impl Reading<'_> {
+    fn err(&self, message: String) -> Error {
+        Error::Source {
+            source_name: self.source_name.clone(),
+            message,
+        }
+    }
+
+    /// The records of partition `t`-`p` from its queue's position up to offset `e`
+    /// (exclusive), as one record batch.
+    fn partition(
+        &self,
+        t: &str,
+        p: i32,
+        e: i64,
+        assigned: &mut AssignedPartition,
+    ) -> Result<RecordBatch> {
+        let rows = assigned.next.map_or(0, |n| (e - n).max(0) as usize);
+        let mut key = BinaryBuilder::with_capacity(rows, rows * 8);
+        let mut value = BinaryBuilder::with_capacity(rows, rows * 100);
+        let mut topic = StringBuilder::with_capacity(rows, rows * 8);
+        let mut partition = Int32Builder::with_capacity(rows);
+        let mut offset = Int64Builder::with_capacity(rows);
+        let mut timestamp = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone(UTC);
+        let mut timestamp_type = Int32Builder::with_capacity(rows);
+        let mut headers = ListBuilder::new(StructBuilder::from_fields(header_fields(), 0));
+        let mut idle = 0;
+        while assigned.next.is_some_and(|n| n < e) {
+            let Some(msg) = assigned.queue.poll(Duration::from_millis(100)) else {
+                // Nothing yet: serve the consumer's own events, and see whether the rest of
+                // the range holds no records (transaction markers, compaction).
+                match self.consumer.poll(Duration::ZERO) {
+                    Some(Err(err)) => {
+                        return Err(self.err(format!("reading {t}-{p}: {err}")));
+                    }
+                    // Every partition's records go to its own queue; one here would be lost,
+                    // so stop rather than drop it.
+                    Some(Ok(m)) => {
+                        return Err(self.err(format!(
+                            "record {}-{} offset {} arrived outside its partition queue",
+                            m.topic(),
+                            m.partition(),
+                            m.offset()
+                        )));
+                    }
+                    None => {}
+                }
+                idle += 1;
+                if idle % 5 == 0 {
+                    let position = self
+                        .consumer
+                        .position()
+                        .ok()
+                        .and_then(|l| l.find_partition(t, p).map(|e| e.offset()));
+                    if let Some(KafkaOffset::Offset(o)) = position
+                        && o >= e
+                    {
+                        assigned.next = Some(o);
+                        break;
+                    }
+                }
+                if Instant::now() > self.deadline {
+                    return Err(self.err(format!(
+                        "could not read {t}-{p} offsets {}..{e} within 120 s",
+                        assigned.next.unwrap_or(0)
+                    )));
+                }
+                continue;
+            };
+            let msg = msg.map_err(|err| self.err(format!("reading {t}-{p}: {err}")))?;
+            let o = msg.offset();
+            if assigned.next.is_some_and(|n| o < n) {
+                continue;
+            }
+            if o >= e {
+                // A gap ran up to the end and this record belongs to the next batch: it is
+                // consumed now, so the next batch re-positions the partition.
+                assigned.next = None;
+                break;
+            }
+            // Compacted topics and transaction markers leave gaps: move past what was seen.
+            assigned.next = Some(o + 1);
+            key.append_option(msg.key());
+            value.append_option(msg.payload());
+            topic.append_value(t);
+            partition.append_value(p);
+            offset.append_value(o);
+            let (ts, kind) = match msg.timestamp() {
+                rdkafka::Timestamp::NotAvailable => (None, -1),
+                rdkafka::Timestamp::CreateTime(t) => (Some(t * 1000), 0),
+                rdkafka::Timestamp::LogAppendTime(t) => (Some(t * 1000), 1),
+            };
+            timestamp.append_option(ts);
+            timestamp_type.append_value(kind);
+            if self.include_headers {
+                match msg.headers() {
+                    Some(hs) => {
+                        for h in hs.iter() {
+                            let item = headers.values();
+                            if let Some(b) = item.field_builder::<StringBuilder>(0) {
+                                b.append_value(h.key);
+                            }
+                            if let Some(b) = item.field_builder::<BinaryBuilder>(1) {
+                                b.append_option(h.value);
+                            }
+                            item.append(true);
+                        }
+                        headers.append(true);
+                    }
+                    None => headers.append(false),
+                }
+            }
+        }
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(key.finish()),
+            Arc::new(value.finish()),
+            Arc::new(topic.finish()),
+            Arc::new(partition.finish()),
+            Arc::new(offset.finish()),
+            Arc::new(timestamp.finish()),
+            Arc::new(timestamp_type.finish()),
+        ];
+        if self.include_headers {
+            columns.push(Arc::new(headers.finish()));
+        }
+        RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| Error::data("building a Kafka batch", e))
+    }
 }
 
 /// Reads Kafka topics batch by batch.
@@ -700,131 +840,35 @@ impl Source for KafkaSource {
                 wanted.push(((t.clone(), *p), s, *e));
             }
         }
-        let rows: usize = wanted.iter().map(|(_, s, e)| (e - s) as usize).sum();
-        let mut key = BinaryBuilder::with_capacity(rows, rows * 8);
-        let mut value = BinaryBuilder::with_capacity(rows, rows * 100);
-        let mut topic = StringBuilder::with_capacity(rows, rows * 8);
-        let mut partition = Int32Builder::with_capacity(rows);
-        let mut offset = Int64Builder::with_capacity(rows);
-        let mut timestamp = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone(UTC);
-        let mut timestamp_type = Int32Builder::with_capacity(rows);
-        let mut headers = ListBuilder::new(StructBuilder::from_fields(header_fields(), 0));
         self.position(&wanted)?;
-        let deadline = Instant::now() + Duration::from_secs(120);
+        let reading = Reading {
+            consumer: &self.consumer,
+            schema: &self.schema,
+            include_headers: self.spec.include_headers,
+            source_name: self.description(),
+            deadline: Instant::now() + Duration::from_secs(120),
+        };
+        // Each partition's range is read from its own queue, the partitions at once on the
+        // worker pool; one record batch per partition, in partition order.
+        let mut queues: HashMap<(&str, i32), &mut AssignedPartition> = self
+            .assigned
+            .iter_mut()
+            .map(|((t, p), a)| ((t.as_str(), *p), a))
+            .collect();
+        let mut ranges = Vec::with_capacity(wanted.len());
         for ((t, p), _, e) in &wanted {
-            let (t, p, e) = (t.as_str(), *p, *e);
-            let Some(assigned) = self.assigned.get_mut(&(t.to_owned(), p)) else {
-                return Err(self.err(format!("{t}-{p} is not assigned")));
-            };
-            let mut idle = 0;
-            while assigned.next.is_some_and(|n| n < e) {
-                let Some(msg) = assigned.queue.poll(Duration::from_millis(100)) else {
-                    // Nothing yet: serve the consumer's own events, and see whether the rest
-                    // of the range holds no records (transaction markers, compaction).
-                    match self.consumer.poll(Duration::ZERO) {
-                        Some(Err(err)) => {
-                            return Err(self.err(format!("reading {t}-{p}: {err}")));
-                        }
-                        // Every partition's records go to its own queue; one here would be
-                        // lost, so stop rather than drop it.
-                        Some(Ok(m)) => {
-                            return Err(self.err(format!(
-                                "record {}-{} offset {} arrived outside its partition queue",
-                                m.topic(),
-                                m.partition(),
-                                m.offset()
-                            )));
-                        }
-                        None => {}
-                    }
-                    idle += 1;
-                    if idle % 5 == 0 {
-                        let position = self
-                            .consumer
-                            .position()
-                            .ok()
-                            .and_then(|l| l.find_partition(t, p).map(|e| e.offset()));
-                        if let Some(KafkaOffset::Offset(o)) = position
-                            && o >= e
-                        {
-                            assigned.next = Some(o);
-                            break;
-                        }
-                    }
-                    if Instant::now() > deadline {
-                        return Err(Error::Source {
-                            source_name: format!("KafkaV2[{}]", describe(&self.spec.subscription)),
-                            message: format!(
-                                "could not read {t}-{p} offsets {}..{e} within 120 s",
-                                assigned.next.unwrap_or(0)
-                            ),
-                        });
-                    }
-                    continue;
-                };
-                let msg = msg.map_err(|err| Error::Source {
-                    source_name: format!("KafkaV2[{}]", describe(&self.spec.subscription)),
-                    message: format!("reading {t}-{p}: {err}"),
-                })?;
-                let o = msg.offset();
-                if assigned.next.is_some_and(|n| o < n) {
-                    continue;
-                }
-                if o >= e {
-                    // A gap ran up to the end and this record belongs to the next batch: it is
-                    // consumed now, so the next batch re-positions the partition.
-                    assigned.next = None;
-                    break;
-                }
-                // Compacted topics and transaction markers leave gaps: move past what was seen.
-                assigned.next = Some(o + 1);
-                key.append_option(msg.key());
-                value.append_option(msg.payload());
-                topic.append_value(t);
-                partition.append_value(p);
-                offset.append_value(o);
-                let (ts, kind) = match msg.timestamp() {
-                    rdkafka::Timestamp::NotAvailable => (None, -1),
-                    rdkafka::Timestamp::CreateTime(t) => (Some(t * 1000), 0),
-                    rdkafka::Timestamp::LogAppendTime(t) => (Some(t * 1000), 1),
-                };
-                timestamp.append_option(ts);
-                timestamp_type.append_value(kind);
-                if self.spec.include_headers {
-                    match msg.headers() {
-                        Some(hs) => {
-                            for h in hs.iter() {
-                                let item = headers.values();
-                                if let Some(b) = item.field_builder::<StringBuilder>(0) {
-                                    b.append_value(h.key);
-                                }
-                                if let Some(b) = item.field_builder::<BinaryBuilder>(1) {
-                                    b.append_option(h.value);
-                                }
-                                item.append(true);
-                            }
-                            headers.append(true);
-                        }
-                        None => headers.append(false),
-                    }
-                }
-            }
+            let queue = queues
+                .remove(&(t.as_str(), *p))
+                .ok_or_else(|| reading.err(format!("{t}-{p} is not assigned")))?;
+            ranges.push((t.as_str(), *p, *e, queue));
         }
-        let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(key.finish()),
-            Arc::new(value.finish()),
-            Arc::new(topic.finish()),
-            Arc::new(partition.finish()),
-            Arc::new(offset.finish()),
-            Arc::new(timestamp.finish()),
-            Arc::new(timestamp_type.finish()),
-        ];
-        if self.spec.include_headers {
-            columns.push(Arc::new(headers.finish()));
-        }
-        let batch = RecordBatch::try_new(self.schema.clone(), columns)
-            .map_err(|e| Error::data("building a Kafka batch", e))?;
-        Ok(vec![batch])
+        let mut batches =
+            crate::parallel::try_map(ranges, self.ctx.parallelism, |(t, p, e, q)| {
+                reading.partition(t, p, e, q)
+            })?;
+        // A range of transaction markers alone holds no records.
+        batches.retain(|b| b.num_rows() > 0);
+        Ok(batches)
     }
 
     fn commit(&mut self, _end: &Offset) -> Result<()> {

@@ -35,3 +35,13 @@ npm ci --prefix tests/dashboard --no-audit --no-fund --silent
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+
+# The end-to-end and crash tests again with one worker and with four (on however many cores
+# this machine has): a query's output must not depend on its parallelism (issue 14). The
+# default shufflePartitions follows parallelism, so this also runs 1 and 4 state partitions.
+for p in 1 4; do
+  echo "== end-to-end tests at parallelism $p"
+  SLUICE_PARALLELISM=$p cargo test -p sluice --locked \
+    --test engine --test event_time --test crash_recovery --test multi_input --test joins \
+    --test nexmark --test wasm --test processor
+done

@@ -589,6 +589,18 @@ fn a_swap_under_steady_input_loses_and_duplicates_nothing() {
         )),
         "{text}"
     );
+    // How busy the query kept the CPU: its own thread always worked.
+    let value_of = |name: &str| -> f64 {
+        let prefix = format!("{name}{{query=\"steady\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(value_of("sluice_query_thread_cpu_seconds_total") > 0.0);
+    assert!(value_of("sluice_query_worker_tasks_total") >= 0.0);
+    assert!(value_of("sluice_query_worker_cpu_seconds_total") >= 0.0);
 }
 
 #[test]

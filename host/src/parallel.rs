@@ -76,9 +76,23 @@ pub fn task<A, R>(f: impl Fn(A) -> R + Sync) -> impl Fn(A) -> R + Sync {
     }
 }
 
-/// The default `parallelism` of a query: the cores this process may use.
+/// The default `parallelism` of a query: `SLUICE_PARALLELISM` when set (a positive number),
+/// else the cores this process may use.
 pub fn default_parallelism() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    let cores = || std::thread::available_parallelism().map_or(1, |n| n.get());
+    match std::env::var("SLUICE_PARALLELISM") {
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                tracing::warn!(
+                    value = %v,
+                    "SLUICE_PARALLELISM is not a positive number; using the cores"
+                );
+                cores()
+            }
+        },
+        Err(_) => cores(),
+    }
 }
 
 /// Splits `items` into at most `n` contiguous runs of near-equal length (none when empty).

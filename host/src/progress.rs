@@ -127,6 +127,12 @@ pub struct Totals {
     pub batch_seconds_sum: f64,
     /// Per transform step.
     pub steps: BTreeMap<String, StepTotals>,
+    /// Tasks run on the worker pool (`parallel.tasks`).
+    pub worker_tasks: u64,
+    /// CPU time of those tasks, seconds (`parallel.taskCpuMs`).
+    pub worker_cpu_seconds: f64,
+    /// CPU time of the query's own thread, seconds (`parallel.queryThreadCpuMs`).
+    pub query_thread_cpu_seconds: f64,
 }
 
 /// A transform step's calls over the run.
@@ -153,6 +159,16 @@ impl Totals {
             self.batch_seconds_buckets[i] += 1;
         }
         for (key, value) in &p.observed_metrics {
+            match key.as_str() {
+                "parallel.tasks" => self.worker_tasks += value.as_u64().unwrap_or(0),
+                "parallel.taskCpuMs" => {
+                    self.worker_cpu_seconds += value.as_f64().unwrap_or(0.0) / 1000.0
+                }
+                "parallel.queryThreadCpuMs" => {
+                    self.query_thread_cpu_seconds += value.as_f64().unwrap_or(0.0) / 1000.0
+                }
+                _ => {}
+            }
             let Some(rest) = key.strip_prefix("transform.") else {
                 continue;
             };

@@ -28,7 +28,7 @@ use crate::checkpoint::{Checkpoint, CommitEntry, OffsetEntry};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::operators::aggregate::Aggregate;
-use crate::operators::aggregate::two_phase::TwoPhaseAggregate;
+use crate::operators::aggregate::partitioned::PartitionedAggregate;
 use crate::operators::dedup::Dedup;
 use crate::operators::join::JoinRight;
 use crate::operators::join::partitioned::PartitionedStreamJoin;
@@ -261,16 +261,11 @@ impl StreamingQuery {
                     &spec.name,
                 )
             };
-            let op: Box<dyn StatefulOperator> = if a.merges_partials() {
-                // Pre-aggregated per chunk on the workers, merged per state partition.
-                let parts = (0..shuffle).map(make).collect::<Result<Vec<_>>>()?;
-                Box::new(TwoPhaseAggregate::new(parts, spec.parallelism)?)
-            } else {
-                // Each row folded where its key's state is.
-                partitioned(shuffle, &ctx.schema, &a.group_by, |p| {
-                    Ok(Box::new(make(p)?))
-                })?
-            };
+            // Pre-aggregated per chunk on the workers, or each row routed to its key's
+            // partition (see operators/aggregate/partitioned.rs).
+            let parts = (0..shuffle).map(make).collect::<Result<Vec<_>>>()?;
+            let op: Box<dyn StatefulOperator> =
+                Box::new(PartitionedAggregate::new(parts, spec.parallelism)?);
             ctx.schema = op.output_schema();
             operators.push(op);
         }

@@ -117,6 +117,29 @@ pub(crate) fn render(queries: &[QueryMetrics], modules: usize) -> String {
             let _ = writeln!(out, "{name}{{query=\"{}\"}} {}", label(&q.name), value(q));
         }
     }
+    let workers: [Family<QueryMetrics, f64>; 3] = [
+        (
+            "sluice_query_worker_tasks_total",
+            "Tasks the query's batches ran on the worker pool.",
+            |q| q.totals.worker_tasks as f64,
+        ),
+        (
+            "sluice_query_worker_cpu_seconds_total",
+            "CPU time of those tasks.",
+            |q| q.totals.worker_cpu_seconds,
+        ),
+        (
+            "sluice_query_thread_cpu_seconds_total",
+            "CPU time of the query's own thread (planning, commits, what runs alone).",
+            |q| q.totals.query_thread_cpu_seconds,
+        ),
+    ];
+    for (name, help, value) in workers {
+        family(&mut out, name, "counter", help);
+        for q in queries {
+            let _ = writeln!(out, "{name}{{query=\"{}\"}} {}", label(&q.name), value(q));
+        }
+    }
 
     family(
         &mut out,

@@ -10,14 +10,16 @@
 mod acc;
 mod grouping;
 mod groups;
-pub mod two_phase;
+pub mod partitioned;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow_array::{Array, ArrayRef, RecordBatch, StructArray, TimestampMicrosecondArray};
+use arrow_array::{
+    Array, ArrayRef, RecordBatch, StructArray, TimestampMicrosecondArray, UInt32Array,
+};
 use arrow_row::{RowConverter, SortField};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use tracing::warn;
@@ -470,6 +472,33 @@ impl Aggregate {
         Ok(())
     }
 
+    /// How output from several partitions is put back in the order one gives (by window
+    /// start, then group), for append and complete mode (`None`: update mode keeps the order
+    /// the batch touched groups in; or there is at most one group).
+    fn readable_order(&self) -> Result<Option<OutputOrder>> {
+        let keys = self.grouping.key_indices.len();
+        let windowed = self.grouping.spec.window.is_some();
+        if self.mode == OutputMode::Update || (keys == 0 && !windowed) {
+            return Ok(None);
+        }
+        let mut fields = Vec::new();
+        if windowed {
+            fields.push(SortField::new(timestamp_type()));
+        }
+        fields.extend(
+            self.grouping
+                .key_types
+                .iter()
+                .map(|t| SortField::new(t.clone())),
+        );
+        let converter = RowConverter::new(fields).map_err(|e| Error::data("output order", e))?;
+        Ok(Some(OutputOrder {
+            converter,
+            keys,
+            windowed,
+        }))
+    }
+
     /// A fresh instance of each Wasm aggregate (`None` for built-in ones), for a worker of the
     /// partial phase.
     fn worker_udafs(&self) -> Result<Vec<Option<WasmAggregate>>> {
@@ -614,6 +643,43 @@ impl Aggregate {
     }
 }
 
+/// The order of one partition's output, for the output of several: window start, then the
+/// group columns, compared as [`Aggregate`] compares its groups (row format).
+pub(crate) struct OutputOrder {
+    converter: RowConverter,
+    /// Group columns: the output's first columns.
+    keys: usize,
+    /// Whether the `window` struct follows them.
+    windowed: bool,
+}
+
+impl OutputOrder {
+    /// `batches` (rows of `schema`) as one batch in order.
+    fn sort(&self, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+        let all = arrow_select::concat::concat_batches(schema, batches)
+            .map_err(|e| Error::data("ordering aggregation output", e))?;
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.keys + 1);
+        if self.windowed {
+            let window = all
+                .column(self.keys)
+                .as_any()
+                .downcast_ref::<StructArray>()
+                .ok_or_else(|| Error::data("ordering aggregation output", "no window column"))?;
+            columns.push(window.column(0).clone());
+        }
+        columns.extend(all.columns()[..self.keys].iter().cloned());
+        let rows = self
+            .converter
+            .convert_columns(&columns)
+            .map_err(|e| Error::data("ordering aggregation output", e))?;
+        let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
+        order.sort_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
+        let sorted = arrow_select::take::take_record_batch(&all, &UInt32Array::from(order))
+            .map_err(|e| Error::data("ordering aggregation output", e))?;
+        Ok(vec![sorted])
+    }
+}
+
 fn window_fields() -> Fields {
     Fields::from(vec![
         Field::new("start", timestamp_type(), false),
@@ -670,7 +736,7 @@ fn builtin_output_type(agg: &AggSpec, schema: &Schema) -> std::result::Result<Da
 }
 
 impl AggregateSpec {
-    /// Whether this aggregation runs in two phases ([`two_phase`]): fixed windows or none (a
+    /// Whether this aggregation runs in two phases ([`partitioned`]): fixed windows or none (a
     /// session's extent depends on every row of its key, so sessions form where the key's
     /// state is), and Wasm aggregates only without `groupBy` (their partial states are
     /// combined by one `merge` call per group and chunk: cheap for a few windows, too many

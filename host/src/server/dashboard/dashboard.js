@@ -183,6 +183,18 @@ function renderCharts(records) {
     [xs].concat(steps.map((k) => series(records, (p) => 1000 * Number((p.observedMetrics || {})[k])))),
     "ms",
   );
+  // How busy the batch kept the CPU: the worker pool's tasks and the query's own thread.
+  const metric = (p, k) => Number((p.observedMetrics || {})[k] || 0);
+  drawChart(
+    "chart-workers",
+    ["cores busy", "worker tasks"],
+    [
+      xs,
+      series(records, (p) => (p.batchDuration > 0 ? (metric(p, "parallel.taskCpuMs") + metric(p, "parallel.queryThreadCpuMs")) / p.batchDuration : null)),
+      series(records, (p) => metric(p, "parallel.tasks")),
+    ],
+    "cores / tasks",
+  );
   // Kafka inputs report each partition's lag behind the latest offset.
   const lagOf = (p) => {
     const lags = {};

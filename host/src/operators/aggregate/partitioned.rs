@@ -1,27 +1,33 @@
-//! Two-phase aggregation (Spark's partial and final `HashAggregateExec`, DataFusion's
-//! `AggregateMode::Partial` / `FinalPartitioned`): the batch's rows are cut into chunks of a
-//! fixed number of rows, each chunk is folded into groups of its own on a worker, and each
-//! state partition merges the chunks' groups that hash to it.
+//! An aggregation in state partitions (`shufflePartitions`), run on the worker pool in one of
+//! two ways.
 //!
-//! Against routing every row to its state partition first, the rows are read once, on all
+//! **Two phases** (Spark's partial and final `HashAggregateExec`, DataFusion's
+//! `AggregateMode::Partial` / `FinalPartitioned`), for every aggregation whose partial results
+//! merge ([`super::AggregateSpec::merges_partials`]): the batch's rows are cut into chunks of
+//! a fixed number of rows, each chunk is folded into groups of its own on a worker, and each
+//! state partition merges the chunks' groups that hash to it. The rows are read once, on all
 //! workers at once, and only the (usually far fewer) partial groups cross between workers —
 //! which is what lets an aggregation over a few groups, or by a window alone, use every core.
+//!
+//! **Rows routed by key** otherwise (session windows; Wasm aggregates by `groupBy`): each row
+//! goes to the partition of its group columns and is folded there.
 //!
 //! Guarantees: chunk boundaries depend only on the rows' order, not on `parallelism` or on
 //! how the input was cut into record batches, and partials are merged in chunk order; so the
 //! same batch gives the same groups, bit for bit (floating-point sums included), whatever the
 //! parallelism, and each state partition keeps exactly the groups it would keep if it were fed
-//! rows. State files and their partitions are those of [`Aggregate`]: a checkpoint written
-//! either way is read either way.
+//! rows. In append and complete mode the output is in the order one partition gives (by
+//! window start, then group), whatever the number of partitions. State files and partitions
+//! are [`Aggregate`]'s: a checkpoint written one way is read the other.
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use rayon::prelude::*;
 
-use super::Aggregate;
 use super::grouping::{Grouping, Skipped};
+use super::{Aggregate, OutputOrder};
 use crate::error::{Error, Result};
-use crate::operators::partitioned::{commit_all, merged_progress, restore_all};
+use crate::operators::partitioned::{commit_all, merged_progress, restore_all, route_by_key};
 use crate::operators::{BatchClock, StateOperatorProgress, StatefulOperator};
 use crate::parallel;
 use crate::wasm::aggregate::WasmAggregate;
@@ -30,11 +36,15 @@ use crate::wasm::aggregate::WasmAggregate;
 /// rows, small enough that a batch of a few hundred thousand rows keeps every worker busy.
 pub const CHUNK_ROWS: usize = 32 * 1024;
 
-/// An aggregation whose rows are pre-aggregated per chunk on the workers, then merged into
-/// its state partitions.
-pub struct TwoPhaseAggregate {
+/// An aggregation in state partitions, pre-aggregated per chunk on the workers when its
+/// partial results merge, its rows routed by key otherwise.
+pub struct PartitionedAggregate {
     parts: Vec<Aggregate>,
     grouping: std::sync::Arc<Grouping>,
+    /// Partial groups per chunk (else rows routed by key).
+    two_phase: bool,
+    /// How to put several partitions' output in one partition's order (append, complete).
+    order: Option<OutputOrder>,
     parallelism: usize,
     /// Per worker of the partial phase: its instances of the Wasm aggregates (by aggregate
     /// position), made when a batch first needs that many workers.
@@ -42,25 +52,21 @@ pub struct TwoPhaseAggregate {
     name: String,
 }
 
-impl TwoPhaseAggregate {
-    /// The aggregation in state partitions `parts` (in order), its partial phase on up to
-    /// `parallelism` workers. Refused for aggregations whose partial results cannot be merged
-    /// ([`AggregateSpec::merges_partials`]): route their rows instead.
-    pub fn new(parts: Vec<Aggregate>, parallelism: usize) -> Result<TwoPhaseAggregate> {
-        let grouping = match parts.first() {
-            Some(p) if p.grouping().spec.merges_partials() => p.grouping(),
-            _ => {
-                return Err(Error::data(
-                    "aggregate",
-                    "a two-phase aggregation needs fixed windows or none, Wasm aggregates \
-                     only without groupBy, and at least one state partition",
-                ));
-            }
-        };
+impl PartitionedAggregate {
+    /// The aggregation in state partitions `parts` (in order), on up to `parallelism` workers.
+    pub fn new(parts: Vec<Aggregate>, parallelism: usize) -> Result<PartitionedAggregate> {
+        let grouping = parts
+            .first()
+            .map(Aggregate::grouping)
+            .ok_or_else(|| Error::data("aggregate", "an aggregation needs a state partition"))?;
+        let two_phase = grouping.spec.merges_partials();
+        let order = parts[0].readable_order()?;
         let name = parts[0].progress().operator_name;
-        Ok(TwoPhaseAggregate {
+        Ok(PartitionedAggregate {
             parts,
             grouping,
+            two_phase,
+            order,
             parallelism,
             workers: Vec::new(),
             name,
@@ -68,16 +74,13 @@ impl TwoPhaseAggregate {
     }
 }
 
-impl StatefulOperator for TwoPhaseAggregate {
-    fn output_schema(&self) -> SchemaRef {
-        self.parts[0].output_schema()
-    }
-
-    fn restore(&mut self, version: Option<u64>) -> Result<()> {
-        restore_all(&mut self.parts, version)
-    }
-
-    fn process(&mut self, clock: BatchClock, input: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+impl PartitionedAggregate {
+    /// The two-phase batch: partial groups per chunk, merged per partition.
+    fn merge_chunks(
+        &mut self,
+        clock: BatchClock,
+        input: Vec<RecordBatch>,
+    ) -> Result<Vec<Vec<RecordBatch>>> {
         let n = self.parts.len();
         let (late_us, drop_late) = self.parts[0].lateness(clock.watermarks);
         let grouping = &self.grouping;
@@ -131,11 +134,59 @@ impl StatefulOperator for TwoPhaseAggregate {
                 .map(parallel::task(merge))
                 .collect()
         };
-        let mut out = Vec::new();
-        for o in outputs {
-            out.extend(o?);
+        outputs.into_iter().collect()
+    }
+
+    /// Each row folded in the partition of its group columns.
+    fn route_rows(
+        &mut self,
+        clock: BatchClock,
+        input: Vec<RecordBatch>,
+    ) -> Result<Vec<Vec<RecordBatch>>> {
+        let n = self.parts.len();
+        let grouping = &self.grouping;
+        let routed = if grouping.key_indices.is_empty() {
+            let mut routed = vec![Vec::new(); n];
+            routed[0] = input;
+            routed
+        } else {
+            route_by_key(n, input, |batch| {
+                grouping
+                    .group_rows(batch)?
+                    .ok_or_else(|| Error::data("groupBy", "no group columns to route by"))
+            })?
+        };
+        self.parts
+            .par_iter_mut()
+            .zip(routed.into_par_iter())
+            .map(parallel::task(
+                |(part, rows): (&mut Aggregate, Vec<RecordBatch>)| part.process(clock, rows),
+            ))
+            .collect()
+    }
+}
+
+impl StatefulOperator for PartitionedAggregate {
+    fn output_schema(&self) -> SchemaRef {
+        self.parts[0].output_schema()
+    }
+
+    fn restore(&mut self, version: Option<u64>) -> Result<()> {
+        restore_all(&mut self.parts, version)
+    }
+
+    fn process(&mut self, clock: BatchClock, input: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        let outputs = if self.two_phase {
+            self.merge_chunks(clock, input)?
+        } else {
+            self.route_rows(clock, input)?
+        };
+        let nonempty = outputs.iter().filter(|o| !o.is_empty()).count();
+        let out: Vec<RecordBatch> = outputs.into_iter().flatten().collect();
+        match &self.order {
+            Some(order) if nonempty > 1 => order.sort(&self.parts[0].output_schema(), &out),
+            _ => Ok(out),
         }
-        Ok(out)
     }
 
     fn commit(&mut self, batch_id: u64) -> Result<()> {
@@ -238,16 +289,27 @@ mod tests {
     }
 
     fn parts(spec: &AggregateSpec, dir: &std::path::Path, n: usize) -> Vec<Aggregate> {
+        parts_in(OutputMode::Update, spec, dir, n)
+    }
+
+    fn parts_in(
+        mode: OutputMode,
+        spec: &AggregateSpec,
+        dir: &std::path::Path,
+        n: usize,
+    ) -> Vec<Aggregate> {
         (0..n)
-            .map(|p| {
-                Aggregate::new(spec.clone(), OutputMode::Update, schema(), dir, p, "q").unwrap()
-            })
+            .map(|p| Aggregate::new(spec.clone(), mode, schema(), dir, p, "q").unwrap())
             .collect()
     }
 
     /// Each batch's output rows as sorted text.
     fn run(op: &mut dyn StatefulOperator, batches: &[Vec<RecordBatch>]) -> Vec<Vec<String>> {
-        run_from(op, batches, 0)
+        let mut outputs = run_from(op, batches, 0);
+        for lines in &mut outputs {
+            lines.sort();
+        }
+        outputs
     }
 
     /// Runs batches `first..` of `batches` after restoring the state of the one before.
@@ -282,7 +344,6 @@ mod tests {
                     lines.push(line.join("|"));
                 }
             }
-            lines.sort();
             outputs.push(lines);
         }
         outputs
@@ -330,7 +391,7 @@ mod tests {
                 .path()
                 .join(format!("{partitions}-{parallelism}-{rows_per_batch}"));
             let mut op =
-                TwoPhaseAggregate::new(parts(&exact, &dir, partitions), parallelism).unwrap();
+                PartitionedAggregate::new(parts(&exact, &dir, partitions), parallelism).unwrap();
             let got = run(&mut op, &cut(&batches, rows_per_batch));
             assert_eq!(
                 got, want,
@@ -338,8 +399,9 @@ mod tests {
             );
             // Restored from its files after batch 1, it runs batch 2 as the reference did.
             let mut again =
-                TwoPhaseAggregate::new(parts(&exact, &dir, partitions), parallelism).unwrap();
-            let got = run_from(&mut again, &cut(&batches, rows_per_batch), 2);
+                PartitionedAggregate::new(parts(&exact, &dir, partitions), parallelism).unwrap();
+            let mut got = run_from(&mut again, &cut(&batches, rows_per_batch), 2);
+            got[0].sort();
             assert_eq!(got[..], want[2..], "batch 2 after a restore");
         }
         // Floating-point sums: the same bits whatever the parallelism and cuts.
@@ -349,7 +411,8 @@ mod tests {
             .map(|(partitions, parallelism, rows_per_batch)| {
                 let dir = dir.path().join(format!("f{partitions}"));
                 let mut op =
-                    TwoPhaseAggregate::new(parts(&float, &dir, partitions), parallelism).unwrap();
+                    PartitionedAggregate::new(parts(&float, &dir, partitions), parallelism)
+                        .unwrap();
                 run(&mut op, &cut(&batches, rows_per_batch))
             })
             .collect();
@@ -362,7 +425,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spec = spec(&[(AggFunc::Count, None)]);
         let mut reference = parts(&spec, &dir.path().join("ref"), 1).pop().unwrap();
-        let mut op = TwoPhaseAggregate::new(parts(&spec, &dir.path().join("two"), 4), 2).unwrap();
+        let mut op =
+            PartitionedAggregate::new(parts(&spec, &dir.path().join("two"), 4), 2).unwrap();
         // Batch 1 repeats batch 0's rows at watermark 5 s: windows ending by then are late.
         assert_eq!(run(&mut reference, &batches), run(&mut op, &batches));
         let dropped = op.progress().num_rows_dropped_by_watermark;
@@ -371,15 +435,43 @@ mod tests {
     }
 
     #[test]
-    fn wasm_aggregates_and_sessions_are_refused() {
+    fn sessions_route_rows_and_give_what_one_partition_gives() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sessions = spec(&[(AggFunc::Count, None)]);
+        let mut sessions = spec(&[(AggFunc::Count, None), (AggFunc::Sum, Some("v"))]);
         sessions.window = Some(WindowSpec::Session {
             column: "t".into(),
-            gap: Duration::from_secs(5),
+            gap: Duration::from_millis(300),
         });
         assert!(!sessions.merges_partials());
-        assert!(TwoPhaseAggregate::new(parts(&sessions, dir.path(), 1), 1).is_err());
-        assert!(TwoPhaseAggregate::new(Vec::new(), 1).is_err());
+        let batches = cut(&[rows(1, 4000), rows(2, 4000), rows(3, 4000)], 1500);
+        // Append: sessions in update mode are refused (pipeline/stateful.rs).
+        let append =
+            |name: &str, n| parts_in(OutputMode::Append, &sessions, &dir.path().join(name), n);
+        let mut one = append("one", 1).pop().unwrap();
+        let mut four = PartitionedAggregate::new(append("four", 4), 2).unwrap();
+        let want = run_from(&mut one, &batches, 0);
+        assert!(want.iter().map(Vec::len).sum::<usize>() > 10);
+        let got = run_from(&mut four, &batches, 0);
+        assert!(got == want, "4 partitions: {got:.200?}");
+        assert!(PartitionedAggregate::new(Vec::new(), 1).is_err());
+    }
+
+    #[test]
+    fn append_output_is_in_one_partitions_order_whatever_the_partitions() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = spec(&[(AggFunc::Count, None)]);
+        let batches = cut(&[rows(1, 20_000), rows(2, 20_000), rows(3, 20_000)], 5000);
+        let mut one = parts_in(OutputMode::Append, &spec, &dir.path().join("one"), 1)
+            .pop()
+            .unwrap();
+        let mut five = PartitionedAggregate::new(
+            parts_in(OutputMode::Append, &spec, &dir.path().join("five"), 5),
+            2,
+        )
+        .unwrap();
+        // Not sorted here: the order itself is compared.
+        let want = run_from(&mut one, &batches, 0);
+        assert!(want.iter().map(Vec::len).sum::<usize>() > 10, "{want:?}");
+        assert_eq!(run_from(&mut five, &batches, 0), want);
     }
 }

@@ -55,6 +55,7 @@ pub mod progress;
 pub mod query;
 pub mod registry;
 pub mod schema;
+pub mod secret;
 pub mod server;
 pub mod sink;
 pub mod source;

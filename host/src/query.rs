@@ -160,6 +160,7 @@ impl StreamingQuery {
             schema: sources[0].schema(),
             outputs: SharedOutputs::default(),
             parallelism: spec.parallelism,
+            output_name: None,
         };
         let outputs = SharedOutputs::open(&spec.outputs, &ctx)?;
         // Each step's init fixes its output schema, the next step's input, before any batch:

@@ -12,11 +12,13 @@
 //! | [`nexmark`] | [`nexmark::source`] | — |
 //! | [`console`] | — | [`console::sink`] |
 //! | [`memory`] | — | [`memory::sink`] |
+//! | [`postgres`] | — | [`postgres::sink`] |
 
 pub mod console;
 pub mod file;
 pub mod kafka;
 pub mod memory;
 pub mod nexmark;
+pub mod postgres;
 pub mod rate;
 pub mod socket;

@@ -398,6 +398,8 @@ pub enum SinkSpec {
     Blackhole,
     /// Kafka records.
     Kafka(KafkaSinkSpec),
+    /// Rows of a PostgreSQL table (append or upsert), a transaction per batch.
+    Postgres(crate::connectors::postgres::sink::PostgresSinkSpec),
 }
 
 impl SourceSpec {
@@ -451,6 +453,7 @@ impl SinkSpec {
             SinkSpec::File(f) => format!("FileSink[{}]", f.path.display()),
             SinkSpec::ForeachBatch(h) => format!("ForeachBatchSink[{}]", h.module.display()),
             SinkSpec::Blackhole => "BlackholeSink".to_owned(),
+            SinkSpec::Postgres(p) => p.description(),
             SinkSpec::Kafka(k) => format!(
                 "KafkaSink[{}]",
                 k.topic.as_deref().unwrap_or("<topic column>")
@@ -461,7 +464,7 @@ impl SinkSpec {
     /// Whether the sink keeps a log that makes re-runs idempotent (and so needs a real
     /// checkpoint directory to pair it with).
     pub fn is_durable(&self) -> bool {
-        matches!(self, SinkSpec::File(_))
+        matches!(self, SinkSpec::File(_) | SinkSpec::Postgres(_))
     }
 }
 

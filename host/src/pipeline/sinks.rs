@@ -24,7 +24,7 @@ pub(super) fn parse_sink_at(
     let mut s = TableReader::new(ctx, Some(query), prefix, node)?;
     let format = s.required_string(
         "format",
-        "say which sink: console, memory, json, csv, parquet, foreachBatch or blackhole",
+        "say which sink: console, memory, json, csv, parquet, kafka, postgres, foreachBatch or blackhole",
     )?;
     match format.to_ascii_lowercase().as_str() {
         "foreachbatch" if main => {
@@ -62,6 +62,7 @@ pub(super) fn parse_sink_at(
         }
         "console" => connectors::console::parse_sink(s),
         "kafka" => connectors::kafka::parse_sink(s),
+        "postgres" | "postgresql" => connectors::postgres::parse_sink(s, base),
         "json" | "csv" | "parquet" => {
             connectors::file::parse_sink(s, &format, base).map(SinkSpec::File)
         }
@@ -85,7 +86,7 @@ pub(super) fn parse_sink_at(
         other => {
             s.error_here(
                 "format",
-                format!("unknown sink format '{other}'; use console, memory, json, csv, parquet, foreachBatch or blackhole"),
+                format!("unknown sink format '{other}'; use console, memory, json, csv, parquet, kafka, postgres, foreachBatch or blackhole"),
             );
             None
         }

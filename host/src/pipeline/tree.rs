@@ -338,6 +338,49 @@ impl<'a, 't> TableReader<'a, 't> {
         })
     }
 
+    /// A secret: `{ env = "NAME" }` or `{ file = "path" }` (relative to `base`). A plain
+    /// string is refused: a pipeline file is echoed, stored and listed, so it must not hold
+    /// the value.
+    pub(crate) fn secret(
+        &mut self,
+        key: &str,
+        base: &std::path::Path,
+    ) -> Option<crate::secret::SecretSource> {
+        use crate::secret::SecretSource;
+        let node = self.get(key)?;
+        let hint = "write it as { env = \"NAME\" } (an environment variable) or { file = \"path\" }, \
+                    so the pipeline file never holds the secret";
+        match node.get_ref() {
+            Node::Table(entries) if entries.len() == 1 => {
+                let (k, v) = &entries[0];
+                match (k.get_ref().to_ascii_lowercase().as_str(), v.get_ref()) {
+                    ("env", Node::Str(name)) if !name.is_empty() => {
+                        Some(SecretSource::Env(name.clone()))
+                    }
+                    ("file", Node::Str(path)) if !path.is_empty() => {
+                        Some(SecretSource::File(base.join(path)))
+                    }
+                    _ => {
+                        self.error_at(node.span().start, key, hint.to_owned());
+                        None
+                    }
+                }
+            }
+            Node::Str(_) => {
+                self.error_at(
+                    node.span().start,
+                    key,
+                    format!("a secret written into the pipeline is refused; {hint}"),
+                );
+                None
+            }
+            _ => {
+                self.error_at(node.span().start, key, hint.to_owned());
+                None
+            }
+        }
+    }
+
     /// A string option that must be present.
     pub(crate) fn required_string(&mut self, key: &str, hint: &str) -> Option<String> {
         if self.get(key).is_none() {

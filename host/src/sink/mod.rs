@@ -49,6 +49,9 @@ pub struct SinkContext {
     pub outputs: outputs::SharedOutputs,
     /// How many files of a batch a file sink may write at once.
     pub parallelism: usize,
+    /// For a named output (`[query.outputs.NAME]`): its name. Its rows' schema is known only
+    /// when a handler writes them (`schema` is then the query's input schema).
+    pub output_name: Option<String>,
 }
 
 /// Builds the sink a pipeline asks for.
@@ -66,6 +69,14 @@ pub fn open(spec: &SinkSpec, ctx: &SinkContext) -> Result<Box<dyn Sink>> {
             k.clone(),
             &ctx.query_id,
             &ctx.schema,
+        )?),
+        SinkSpec::Postgres(p) => Box::new(crate::connectors::postgres::sink::PostgresSink::open(
+            p.clone(),
+            &ctx.query_id,
+            match &ctx.output_name {
+                None => crate::connectors::postgres::sink::Rows::Of(ctx.schema.clone()),
+                Some(name) => crate::connectors::postgres::sink::Rows::Output(name.clone()),
+            },
         )?),
         SinkSpec::ForeachBatch(h) => Box::new(crate::wasm::handler::WasmHandlerSink::new(
             h.clone(),

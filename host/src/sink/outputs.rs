@@ -30,7 +30,11 @@ impl SharedOutputs {
     pub fn open(specs: &[(String, SinkSpec)], ctx: &SinkContext) -> Result<Self> {
         let mut inner = Inner::default();
         for (name, spec) in specs {
-            inner.sinks.insert(name.clone(), super::open(spec, ctx)?);
+            let ctx = SinkContext {
+                output_name: Some(name.clone()),
+                ..ctx.clone()
+            };
+            inner.sinks.insert(name.clone(), super::open(spec, &ctx)?);
         }
         Ok(SharedOutputs(Arc::new(Mutex::new(inner))))
     }

@@ -1,0 +1,101 @@
+//! PostgreSQL: an exactly-once sink (`format = "postgres"`, append or upsert, one database
+//! transaction per batch that also records the batch) — as the main sink, or as a named
+//! output a foreachBatch handler writes to.
+//!
+//! ```toml
+//! [query.sink]
+//! format = "postgres"
+//! url = "host=db.internal port=5432 user=sluice dbname=shop"   # libpq keywords or postgres://
+//! password = { env = "PGPASSWORD" }                           # or { file = "/run/secrets/pg" }
+//! table = "public.revenue"
+//! mode = "upsert"                                            # or "append"
+//! key = ["category", "window_start"]
+//! createTable = true                                         # from the Arrow schema
+//! ```
+
+pub mod sink;
+pub mod types;
+
+use std::path::Path;
+use std::time::Duration;
+
+use self::sink::{PostgresSinkSpec, WriteMode};
+use crate::pipeline::SinkSpec;
+use crate::pipeline::tree::TableReader;
+
+/// `format = "postgres"` sink options.
+pub(crate) fn parse_sink(mut s: TableReader, base: &Path) -> Option<SinkSpec> {
+    let url = s.required_string(
+        "url",
+        "the database to write to, e.g. url = \"host=localhost port=5432 user=sluice dbname=app\"",
+    );
+    let url = url.and_then(|u| match u.parse::<postgres::Config>() {
+        Ok(config) if config.get_password().is_some() => {
+            s.error_here(
+                "url",
+                "holds a password; give it as password = { env = \"NAME\" } or { file = \"path\" } \
+                 so the pipeline file never holds it"
+                    .to_owned(),
+            );
+            None
+        }
+        Ok(_) => Some(u),
+        Err(e) => {
+            s.error_here("url", format!("is not a PostgreSQL connection string: {e}"));
+            None
+        }
+    });
+    let password = s.secret("password", base);
+    let table = s.required_string(
+        "table",
+        "the table to write, e.g. table = \"public.orders\"",
+    );
+    let mode = match s.string("mode").map(|m| m.to_ascii_lowercase()) {
+        None => Some(WriteMode::Append),
+        Some(m) if m == "append" => Some(WriteMode::Append),
+        Some(m) if m == "upsert" => Some(WriteMode::Upsert),
+        Some(other) => {
+            s.error_here(
+                "mode",
+                format!("unknown mode '{other}'; use append or upsert"),
+            );
+            None
+        }
+    };
+    let key = s.string_list("key").unwrap_or_default();
+    if mode == Some(WriteMode::Upsert) && key.is_empty() {
+        s.error_here(
+            "key",
+            "an upsert needs the key columns its rows replace by, e.g. key = [\"id\"]".to_owned(),
+        );
+    }
+    if mode == Some(WriteMode::Append) && !key.is_empty() {
+        s.error_here(
+            "key",
+            "only an upsert has a key; set mode = \"upsert\" or remove key".to_owned(),
+        );
+    }
+    let create_table = s.bool("createTable").unwrap_or(false);
+    let connect_timeout = s
+        .duration("connectTimeout")
+        .unwrap_or(Duration::from_secs(10));
+    s.finish(&[
+        "format",
+        "url",
+        "password",
+        "table",
+        "mode",
+        "key",
+        "createTable",
+        "connectTimeout",
+    ]);
+    Some(SinkSpec::Postgres(PostgresSinkSpec {
+        url: url?,
+        password,
+        table: table?,
+        mode: mode?,
+        key,
+        create_table,
+        connect_timeout,
+    }))
+}

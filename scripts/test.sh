@@ -22,6 +22,15 @@ if ! command -v kcat >/dev/null 2>&1; then
   fi
 fi
 
+# PostgreSQL (server and psql): the postgres sink's tests start a server of their own.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v psql >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -q >/dev/null && apt-get install -y -q postgresql >/dev/null
+  else
+    sudo apt-get update -q >/dev/null && sudo apt-get install -y -q postgresql >/dev/null
+  fi
+fi
+
 # Chromium and playwright-core: the dashboard test drives the page in a real browser.
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then

@@ -1,0 +1,563 @@
+//! The PostgreSQL sink against a real server: Debian's `postgresql`, started here on a free
+//! port in a temporary directory (as the `postgres` user when the tests run as root, which
+//! the server refuses to be), with password authentication; rows checked with `psql`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const PASSWORD: &str = "s3cret-pw";
+
+/// A PostgreSQL server for one test binary.
+struct Postgres {
+    child: Child,
+    port: u16,
+    bin: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn bin_dir() -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .filter(|p| p.join("initdb").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found.pop().expect(
+        "PostgreSQL's server binaries (Debian's postgresql package; scripts/test.sh installs it)",
+    )
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `program args...`, as the `postgres` user when we are root.
+fn as_server_user(program: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.arg("-u").arg("postgres").arg("--").arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+impl Postgres {
+    fn start() -> Postgres {
+        let bin = bin_dir();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let pwfile = dir.path().join("pw");
+        std::fs::write(&pwfile, PASSWORD).unwrap();
+        if is_root() {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+        let out = as_server_user(&bin.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                "sluice",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+            ])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = as_server_user(&bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k"])
+            .arg(dir.path())
+            .args(["-c", "fsync=off", "-c", "max_connections=50"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pg = Postgres {
+            child,
+            port,
+            bin,
+            _dir: dir,
+        };
+        // Ready when it accepts a query (pg_isready asks the server itself).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = Command::new(pg.bin.join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", "1"])
+                .stdout(Stdio::null())
+                .status()
+                .unwrap();
+            if ready.success() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "PostgreSQL did not start");
+        }
+        pg
+    }
+
+    /// The sink's `url` for database `db`.
+    fn url(&self, db: &str) -> String {
+        format!("host=127.0.0.1 port={} user=sluice dbname={db}", self.port)
+    }
+
+    /// Runs `sql` with psql (an independent client) and returns its unaligned output lines.
+    fn psql(&self, db: &str, sql: &str) -> Vec<String> {
+        let out = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "sluice",
+            ])
+            .args(["-d", db, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .env("PGPASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// A fresh database.
+    fn database(&self, name: &str) -> String {
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        name.to_owned()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `files` JSON files of `per_file` orders each (order ids 0..), in `dir/orders`.
+fn orders(dir: &Path, files: u64, per_file: u64) {
+    for f in 0..files {
+        let lines: String = (f * per_file..(f + 1) * per_file)
+            .map(|i| {
+                format!(
+                    "{{\"order_id\":{i},\"category\":\"c{}\",\"amount\":{},\"ts\":\"2026-12-01T10:{:02}:{:02}Z\",\"note\":{}}}\n",
+                    i % 5,
+                    (i * 37) % 1000,
+                    (i / 60) % 60,
+                    i % 60,
+                    if i % 7 == 0 { "null".to_owned() } else { format!("\"n{i}\"") }
+                )
+            })
+            .collect();
+        drop_file(&dir.join("orders"), &format!("orders-{f:02}.json"), &lines);
+    }
+}
+
+fn run_ok_env(file: &Path) -> String {
+    let out = sluice()
+        .arg("run")
+        .arg(file)
+        .env("SLUICE_TEST_PGPASSWORD", PASSWORD)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
+#[test]
+fn append_and_upsert_through_the_cli_write_every_row_once() {
+    let pg = Postgres::start();
+    let db = pg.database("shop");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    orders(d, 4, 250);
+    let source = format!(
+        r#"[query.source]
+format = "json"
+path = "{}/orders"
+schema = "order_id BIGINT, category STRING, amount BIGINT, ts TIMESTAMP, note STRING"
+mode = "FAILFAST"
+maxFilesPerTrigger = 1
+"#,
+        d.display()
+    );
+    let append = pipeline(
+        d,
+        &format!(
+            r#"[[query]]
+name = "load"
+checkpointLocation = "ckpt-load"
+trigger = "availableNow"
+{source}
+[query.sink]
+format = "postgres"
+url = "{url}"
+password = {{ env = "SLUICE_TEST_PGPASSWORD" }}
+table = "orders"
+createTable = true
+"#,
+            url = pg.url(&db)
+        ),
+    );
+    run_ok_env(&append);
+    // Every row once, with its values: count, distinct ids, sums, nulls, a timestamp.
+    assert_eq!(
+        pg.psql(
+            &db,
+            "SELECT count(*), count(DISTINCT order_id), sum(amount), count(note), \
+             min(ts)::text FROM orders"
+        ),
+        vec![format!(
+            "1000|1000|{}|{}|2026-12-01 10:00:00+00",
+            (0..1000u64).map(|i| (i * 37) % 1000).sum::<u64>(),
+            (0..1000).filter(|i| i % 7 != 0).count()
+        )]
+    );
+    assert_eq!(
+        pg.psql(&db, "SELECT data_type FROM information_schema.columns WHERE table_name = 'orders' ORDER BY ordinal_position"),
+        vec!["bigint", "text", "bigint", "timestamp with time zone", "text"]
+    );
+    // A second run finds nothing new and writes nothing.
+    run_ok_env(&append);
+    assert_eq!(pg.psql(&db, "SELECT count(*) FROM orders"), vec!["1000"]);
+    // The batches are recorded: four files, four batches.
+    assert_eq!(
+        pg.psql(&db, "SELECT sink, batch_id FROM sluice_progress"),
+        vec!["orders|3"]
+    );
+
+    // Upsert: revenue per category, updated each batch, one row per category at the end.
+    let upsert = pipeline(
+        d,
+        &format!(
+            r#"[[query]]
+name = "revenue"
+checkpointLocation = "ckpt-revenue"
+trigger = "availableNow"
+outputMode = "update"
+{source}
+[query.aggregate]
+groupBy = ["category"]
+aggs = [{{ fn = "sum", column = "amount", as = "revenue" }}, {{ fn = "count", as = "orders" }}]
+[query.sink]
+format = "postgres"
+url = "{url}"
+password = {{ env = "SLUICE_TEST_PGPASSWORD" }}
+table = "revenue"
+mode = "upsert"
+key = ["category"]
+createTable = true
+"#,
+            url = pg.url(&db)
+        ),
+    );
+    run_ok_env(&upsert);
+    let want: Vec<String> = (0..5u64)
+        .map(|c| {
+            let ids = (0..1000u64).filter(|i| i % 5 == c);
+            let revenue: u64 = ids.clone().map(|i| (i * 37) % 1000).sum();
+            format!("c{c}|{revenue}|{}", ids.count())
+        })
+        .collect();
+    assert_eq!(
+        pg.psql(
+            &db,
+            "SELECT category, revenue, orders FROM revenue ORDER BY category"
+        ),
+        want
+    );
+}
+
+#[test]
+fn bad_postgres_pipelines_are_refused_with_the_field_and_the_reason() {
+    let pg = Postgres::start();
+    let db = pg.database("refusals");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    orders(d, 1, 10);
+    let with_sink = |sink: &str| {
+        pipeline(
+            d,
+            &format!(
+                r#"[[query]]
+name = "q"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+[query.source]
+format = "json"
+path = "{}/orders"
+schema = "order_id BIGINT, category STRING, amount BIGINT, ts TIMESTAMP, note STRING"
+mode = "FAILFAST"
+[query.sink]
+format = "postgres"
+{sink}
+"#,
+                d.display()
+            ),
+        )
+    };
+    let url = pg.url(&db);
+    for (sink, expected) in [
+        (
+            format!("url = \"{url} password=x\"\ntable = \"t\""),
+            "holds a password",
+        ),
+        (
+            format!("url = \"{url}\"\npassword = \"{PASSWORD}\"\ntable = \"t\""),
+            "a secret written into the pipeline is refused",
+        ),
+        (
+            format!("url = \"{url}\"\ntable = \"t\"\nmode = \"upsert\""),
+            "an upsert needs the key columns",
+        ),
+        (
+            format!(
+                "url = \"{url}\"\npassword = {{ env = \"SLUICE_TEST_PGPASSWORD\" }}\ntable = \"missing\""
+            ),
+            "relation \"missing\" does not exist",
+        ),
+        (
+            format!(
+                "url = \"{url}\"\npassword = {{ env = \"SLUICE_TEST_NOT_SET\" }}\ntable = \"t\""
+            ),
+            "SLUICE_TEST_NOT_SET is not set",
+        ),
+    ] {
+        let file = with_sink(&sink);
+        let out = sluice()
+            .arg("run")
+            .arg(&file)
+            .env("SLUICE_TEST_PGPASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{sink}: accepted");
+        assert!(stderr.contains(expected), "{sink}: {stderr}");
+        assert!(
+            !stderr.contains(PASSWORD) || sink.contains(&format!("\"{PASSWORD}\"")),
+            "the password leaked: {stderr}"
+        );
+    }
+    // A column that does not fit its table column is named.
+    pg.psql(&db, "CREATE TABLE typed (order_id bigint, category bigint, amount bigint, ts timestamptz, note text)");
+    let file = with_sink(&format!(
+        "url = \"{url}\"\npassword = {{ env = \"SLUICE_TEST_PGPASSWORD\" }}\ntable = \"typed\""
+    ));
+    let out = sluice()
+        .arg("run")
+        .arg(&file)
+        .env("SLUICE_TEST_PGPASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("column 'category' is Utf8 in the query but int8 in the table"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_foreach_batch_handler_writes_two_postgres_outputs_once_per_batch() {
+    let pg = Postgres::start();
+    let db = pg.database("handler");
+    let dir = tempfile::tempdir().unwrap();
+    let file = example("two-sinks", dir.path());
+    let url = pg.url(&db);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let text = text
+        .replace(
+            "[query.outputs.archive]\nformat = \"json\"\npath = \"out/orders-archive\"",
+            &format!(
+                "[query.outputs.archive]\nformat = \"postgres\"\nurl = \"{url}\"\n\
+                 password = {{ env = \"SLUICE_TEST_PGPASSWORD\" }}\ntable = \"archive\"\n\
+                 mode = \"upsert\"\nkey = [\"order_id\"]\ncreateTable = true"
+            ),
+        )
+        .replace(
+            "[query.outputs.alerts]\nformat = \"console\"",
+            &format!(
+                "[query.outputs.alerts]\nformat = \"postgres\"\nurl = \"{url}\"\n\
+                 password = {{ env = \"SLUICE_TEST_PGPASSWORD\" }}\ntable = \"alerts\"\ncreateTable = true"
+            ),
+        );
+    assert!(text.contains("table = \"alerts\""), "{text}");
+    std::fs::write(&file, text).unwrap();
+    run_ok_env(&file);
+    // Every order of the example's three files once, tagged with its batch (file i is
+    // batch i: one file a trigger).
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.path().join("data/orders"))
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .collect();
+    files.sort();
+    let orders: Vec<(usize, serde_json::Value)> = files
+        .iter()
+        .enumerate()
+        .flat_map(|(batch, f)| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(|l| (batch, serde_json::from_str(l).unwrap()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let archived = pg.psql(
+        &db,
+        "SELECT count(*), count(DISTINCT order_id), count(DISTINCT batch_id) FROM archive",
+    );
+    assert_eq!(
+        archived,
+        vec![format!("{}|{}|{}", orders.len(), orders.len(), files.len())]
+    );
+    let big: Vec<&(usize, serde_json::Value)> = orders
+        .iter()
+        .filter(|(_, v)| v["amount"].as_i64().unwrap() >= 900_000)
+        .collect();
+    assert!(!big.is_empty());
+    assert_eq!(
+        pg.psql(&db, "SELECT count(*) FROM alerts"),
+        vec![big.len().to_string()]
+    );
+    let last_alert_batch = big.iter().map(|(b, _)| *b).max().unwrap();
+    assert_eq!(
+        pg.psql(
+            &db,
+            "SELECT sink, batch_id FROM sluice_progress ORDER BY sink"
+        ),
+        vec![
+            format!("outputs.alerts|{last_alert_batch}"),
+            format!("outputs.archive|{}", files.len() - 1)
+        ]
+    );
+    // Run again: nothing new, nothing written twice.
+    run_ok_env(&file);
+    assert_eq!(
+        pg.psql(&db, "SELECT count(*) FROM archive"),
+        vec![orders.len().to_string()]
+    );
+}
+
+#[test]
+fn kill_minus_nine_at_every_point_of_a_postgres_load_leaves_each_row_once() {
+    let pg = Postgres::start();
+    let db = pg.database("crash");
+    let points = [
+        "before-offsets",
+        "after-offsets",
+        "postgres-mid-copy",
+        "postgres-before-commit",
+        "postgres-after-commit",
+        "after-sink",
+        "after-commit",
+    ];
+    let (files, per_file) = (4u64, 300u64);
+    let expected_sum: u64 = (0..files * per_file).map(|i| (i * 37) % 1000).sum();
+    let mut kills = 0;
+    for batch in 0..files {
+        for point in points {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            orders(d, files, per_file);
+            let table = format!("load_{kills}");
+            let file = pipeline(
+                d,
+                &format!(
+                    r#"[[query]]
+name = "load"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+[query.source]
+format = "json"
+path = "{}/orders"
+schema = "order_id BIGINT, category STRING, amount BIGINT, ts TIMESTAMP, note STRING"
+mode = "FAILFAST"
+maxFilesPerTrigger = 1
+[query.sink]
+format = "postgres"
+url = "{url}"
+password = {{ env = "SLUICE_TEST_PGPASSWORD" }}
+table = "{table}"
+createTable = true
+"#,
+                    d.display(),
+                    url = pg.url(&db)
+                ),
+            );
+            let failpoint = format!("{point}:{batch}");
+            let mut run = Running::start(
+                &file,
+                &[],
+                &[
+                    ("SLUICE_FAILPOINTS", &failpoint),
+                    ("SLUICE_TEST_PGPASSWORD", PASSWORD),
+                ],
+            );
+            run.await_line(&format!("sluice-failpoint: {point} batch {batch}"));
+            run.signal(9);
+            let (code, _) = run.wait();
+            assert_eq!(code, None, "{failpoint}: not killed");
+            kills += 1;
+            // Whatever a reader sees after the crash is whole batches, each row once.
+            let partial = pg.psql(
+                &db,
+                &format!("SELECT count(*), count(DISTINCT order_id) FROM {table}"),
+            );
+            let (n, distinct) = partial[0].split_once('|').unwrap();
+            assert_eq!(n, distinct, "{failpoint}: a row twice");
+            assert_eq!(
+                n.parse::<u64>().unwrap() % per_file,
+                0,
+                "{failpoint}: part of a batch"
+            );
+
+            run_ok_env(&file);
+            assert_eq!(
+                pg.psql(
+                    &db,
+                    &format!("SELECT count(*), count(DISTINCT order_id), sum(amount) FROM {table}")
+                ),
+                vec![format!(
+                    "{}|{}|{expected_sum}",
+                    files * per_file,
+                    files * per_file
+                )],
+                "{failpoint}"
+            );
+        }
+    }
+    assert!(kills >= 20, "{kills}");
+}

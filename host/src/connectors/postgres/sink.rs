@@ -238,7 +238,7 @@ impl PostgresSink {
         for (f, c) in schema.fields().iter().zip(probe.columns()) {
             let staged = staging_type(f.data_type(), c.type_()).ok_or_else(|| {
                 Self::err(
-                    &spec,
+                    spec,
                     format!(
                         "column '{}' is {} in the query but {} in the table, which does not map \
                          (see docs/PIPELINES.md, PostgreSQL types)",

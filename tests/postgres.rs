@@ -561,3 +561,95 @@ createTable = true
     }
     assert!(kills >= 20, "{kills}");
 }
+
+#[test]
+fn a_stream_joins_a_postgres_table_and_sees_it_change_through_its_version_query() {
+    let pg = Postgres::start();
+    let db = pg.database("enrich");
+    pg.psql(
+        &db,
+        "CREATE TABLE users (id bigint PRIMARY KEY, name text, tier text, since date, \
+         updated_at timestamptz NOT NULL DEFAULT now(), profile jsonb); \
+         INSERT INTO users (id, name, tier, since, profile) VALUES \
+         (0, 'ann', 'gold', '2024-02-29', '{\"lang\": \"ko\"}'), \
+         (1, 'bo', 'silver', NULL, NULL), (2, 'cy', 'gold', '2020-01-01', '[1, 2]')",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let events = |ids: &[u64]| -> String {
+        ids.iter()
+            .map(|i| format!("{{\"user_id\":{i},\"clicks\":{}}}\n", i * 10))
+            .collect()
+    };
+    drop_file(&d.join("events"), "e-0.json", &events(&[0, 1, 2, 3]));
+    let file = pipeline(
+        d,
+        &format!(
+            r#"[[query]]
+name = "enrich"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+[query.source]
+format = "json"
+path = "{}/events"
+schema = "user_id BIGINT, clicks BIGINT"
+mode = "FAILFAST"
+[query.join]
+type = "leftOuter"
+on = [["user_id", "id"]]
+[query.join.table]
+format = "postgres"
+url = "{url}"
+password = {{ env = "SLUICE_TEST_PGPASSWORD" }}
+query = "SELECT id, name, tier, since, profile FROM users"
+versionQuery = "SELECT max(updated_at) FROM users"
+[query.sink]
+format = "json"
+path = "out"
+"#,
+            d.display(),
+            url = pg.url(&db)
+        ),
+    );
+    run_ok_env(&file);
+    // The table changes: bo becomes gold, user 3 appears.
+    pg.psql(
+        &db,
+        "UPDATE users SET tier = 'gold', updated_at = now() + interval '1 second' WHERE id = 1; \
+         INSERT INTO users (id, name, tier) VALUES (3, 'di', 'bronze')",
+    );
+    drop_file(&d.join("events"), "e-1.json", &events(&[1, 3, 4]));
+    run_ok_env(&file);
+    let mut rows: Vec<String> = committed_json(&d.join("out"))
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {} {} {}",
+                r["user_id"], r["clicks"], r["name"], r["tier"], r["since"], r["profile"]
+            )
+        })
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        vec![
+            // Batch 0 joined with the first version.
+            r#"0 0 "ann" "gold" "2024-02-29" "{\"lang\": \"ko\"}""#,
+            r#"1 10 "bo" "gold" null null"#,
+            r#"1 10 "bo" "silver" null null"#,
+            r#"2 20 "cy" "gold" "2020-01-01" "[1, 2]""#,
+            r#"3 30 "di" "bronze" null null"#,
+            r#"3 30 null null null null"#,
+            r#"4 40 null null null null"#,
+        ]
+    );
+    // Each batch's offsets entry names the table version it joined with.
+    let version = |n: u32| -> String {
+        let entry: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(d.join(format!("ckpt/offsets/{n}"))).unwrap(),
+        )
+        .unwrap();
+        entry["tables"]["join"].as_str().unwrap().to_owned()
+    };
+    assert_ne!(version(0), version(1));
+}

@@ -245,20 +245,38 @@ pub(super) fn parse_join(
         Some(t) => {
             let refresh = TableReader::new(ctx, Some(label), "join.table", t)
                 .and_then(|mut r| r.duration("refresh"));
-            match parse_source(ctx, label, t, base, "join.table", &["refresh"]) {
-                Some(SourceSpec::File(files)) => Some(TableSpec { files, refresh }),
-                Some(other) => {
-                    j.error_at(
-                        t.span().start,
-                        "table.format",
-                        format!(
-                            "a join table is read from files (parquet, csv, json, text), not {}",
-                            other.description()
-                        ),
-                    );
-                    return None;
+            let postgres = TableReader::new(ctx, Some(label), "join.table", t)
+                .and_then(|mut r| r.string("format"))
+                .is_some_and(|f| {
+                    f.eq_ignore_ascii_case("postgres") || f.eq_ignore_ascii_case("postgresql")
+                });
+            if postgres {
+                let p = TableReader::new(ctx, Some(label), "join.table", t)
+                    .and_then(|r| crate::connectors::postgres::parse_table(r, base))?;
+                Some(TableSpec {
+                    source: TableSource::Postgres(p),
+                    refresh,
+                })
+            } else {
+                match parse_source(ctx, label, t, base, "join.table", &["refresh"]) {
+                    Some(SourceSpec::File(files)) => Some(TableSpec {
+                        source: TableSource::Files(files),
+                        refresh,
+                    }),
+                    Some(other) => {
+                        j.error_at(
+                            t.span().start,
+                            "table.format",
+                            format!(
+                                "a join table is read from files (parquet, csv, json, text) or \
+                                 PostgreSQL (format = \"postgres\"), not {}",
+                                other.description()
+                            ),
+                        );
+                        return None;
+                    }
+                    None => return None,
                 }
-                None => return None,
             }
         }
         None => None,
@@ -437,7 +455,11 @@ pub(super) fn join_key_problems(q: &TableReader, spec: &JoinSpec, inputs: &[Inpu
     };
     let right = match &spec.right {
         JoinRight::Input(r) => known(r),
-        JoinRight::Table(t) => SourceSpec::File(t.files.clone()).known_schema(),
+        JoinRight::Table(t) => match &t.source {
+            TableSource::Files(files) => SourceSpec::File(files.clone()).known_schema(),
+            // Known once the database is asked, at start.
+            TableSource::Postgres(_) => None,
+        },
     };
     if let (Some(l), Some(r)) = (known(&spec.left), right)
         && let Err(e) = crate::operators::join::JoinLayout::new(spec, &l, &r)

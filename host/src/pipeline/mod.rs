@@ -63,7 +63,7 @@ use crate::error::{Error, Result};
 use crate::operators::SpecProblem;
 use crate::operators::aggregate::{AggFunc, AggSpec, AggregateSpec};
 use crate::operators::dedup::DedupSpec;
-use crate::operators::join::{JoinRight, JoinSpec, JoinType, TableSpec, TimeRange};
+use crate::operators::join::{JoinRight, JoinSpec, JoinType, TableSource, TableSpec, TimeRange};
 pub use crate::operators::processor::ProcessorSpec;
 use crate::operators::window::WindowSpec;
 use crate::registry::Registry;
@@ -169,7 +169,11 @@ impl QuerySpec {
                 "type": format!("{:?}", j.join_type),
                 "on": j.on.iter().map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>(),
                 "table": match &j.right {
-                    crate::operators::join::JoinRight::Table(t) => json!(t.files.path.display().to_string()),
+                    crate::operators::join::JoinRight::Table(t) => match &t.source {
+                        TableSource::Files(f) => json!(f.path.display().to_string()),
+                        // The query, never the connection string's credentials.
+                        TableSource::Postgres(p) => json!(format!("postgres: {}", p.query)),
+                    },
                     crate::operators::join::JoinRight::Input(_) => json!(null),
                 },
             }),

@@ -12,40 +12,24 @@
 //! key = ["category", "window_start"]
 //! createTable = true                                         # from the Arrow schema
 //! ```
+//!
+//! And a table (or query) as the static side of a stream–static join ([`table`]).
 
 pub mod sink;
+pub mod table;
 pub mod types;
 
 use std::path::Path;
 use std::time::Duration;
 
 use self::sink::{PostgresSinkSpec, WriteMode};
+use self::table::PostgresTableSpec;
 use crate::pipeline::SinkSpec;
 use crate::pipeline::tree::TableReader;
 
 /// `format = "postgres"` sink options.
 pub(crate) fn parse_sink(mut s: TableReader, base: &Path) -> Option<SinkSpec> {
-    let url = s.required_string(
-        "url",
-        "the database to write to, e.g. url = \"host=localhost port=5432 user=sluice dbname=app\"",
-    );
-    let url = url.and_then(|u| match u.parse::<postgres::Config>() {
-        Ok(config) if config.get_password().is_some() => {
-            s.error_here(
-                "url",
-                "holds a password; give it as password = { env = \"NAME\" } or { file = \"path\" } \
-                 so the pipeline file never holds it"
-                    .to_owned(),
-            );
-            None
-        }
-        Ok(_) => Some(u),
-        Err(e) => {
-            s.error_here("url", format!("is not a PostgreSQL connection string: {e}"));
-            None
-        }
-    });
-    let password = s.secret("password", base);
+    let (url, password) = connection(&mut s, base);
     let table = s.required_string(
         "table",
         "the table to write, e.g. table = \"public.orders\"",
@@ -98,4 +82,76 @@ pub(crate) fn parse_sink(mut s: TableReader, base: &Path) -> Option<SinkSpec> {
         create_table,
         connect_timeout,
     }))
+}
+
+/// `url` (without a password) and `password` (a secret), shared by the sink and the table.
+fn connection(
+    s: &mut TableReader,
+    base: &Path,
+) -> (Option<String>, Option<crate::secret::SecretSource>) {
+    let url = s.required_string(
+        "url",
+        "the database, e.g. url = \"host=localhost port=5432 user=sluice dbname=app\"",
+    );
+    let url = url.and_then(|u| match u.parse::<postgres::Config>() {
+        Ok(config) if config.get_password().is_some() => {
+            s.error_here(
+                "url",
+                "holds a password; give it as password = { env = \"NAME\" } or { file = \"path\" } \
+                 so the pipeline file never holds it"
+                    .to_owned(),
+            );
+            None
+        }
+        Ok(_) => Some(u),
+        Err(e) => {
+            s.error_here("url", format!("is not a PostgreSQL connection string: {e}"));
+            None
+        }
+    });
+    (url, s.secret("password", base))
+}
+
+/// `[query.join.table] format = "postgres"` options (`refresh` is read by the join).
+pub(crate) fn parse_table(mut s: TableReader, base: &Path) -> Option<PostgresTableSpec> {
+    let (url, password) = connection(&mut s, base);
+    let query = match (s.string("table"), s.string("query")) {
+        (Some(t), None) => Some(format!("SELECT * FROM {}", sink::quote_table(&t))),
+        (None, Some(q)) => Some(q),
+        (Some(_), Some(_)) => {
+            s.error_here("query", "give table or query, not both".to_owned());
+            None
+        }
+        (None, None) => {
+            s.error_here(
+                "table",
+                "missing; name the table (table = \"users\") or give a query".to_owned(),
+            );
+            None
+        }
+    };
+    let version_query = s.string("versionQuery");
+    // Read by the join: `format` chose this parser, `refresh` is the join's.
+    s.get("format");
+    s.get("refresh");
+    let connect_timeout = s
+        .duration("connectTimeout")
+        .unwrap_or(Duration::from_secs(10));
+    s.finish(&[
+        "format",
+        "url",
+        "password",
+        "table",
+        "query",
+        "versionQuery",
+        "connectTimeout",
+        "refresh",
+    ]);
+    Some(PostgresTableSpec {
+        url: url?,
+        password,
+        query: query?,
+        version_query,
+        connect_timeout,
+    })
 }

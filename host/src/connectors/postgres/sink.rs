@@ -84,7 +84,7 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-fn quote_table(table: &str) -> String {
+pub(super) fn quote_table(table: &str) -> String {
     table
         .split('.')
         .map(quote_ident)
@@ -280,7 +280,7 @@ impl PostgresSink {
 
 /// What PostgreSQL said: the server's message and detail when it answered, else the client's
 /// error.
-fn pg(e: postgres::Error) -> String {
+pub(super) fn pg(e: postgres::Error) -> String {
     match e.as_db_error() {
         Some(d) => match d.detail() {
             Some(detail) => format!("{}: {detail}", d.message()),

@@ -85,13 +85,23 @@ pub struct TimeRange {
     pub upper_us: i64,
 }
 
-/// The static side of a stream–static join: files read whole into a hash table.
+/// The static side of a stream–static join: rows read whole into a hash table.
 #[derive(Debug, Clone)]
 pub struct TableSpec {
-    /// The files, with a file source's options (format, path, schema, ...).
-    pub files: FileSourceSpec,
-    /// `refresh`: look for changed files at most this often (default: between every batch).
+    /// Where the rows are.
+    pub source: TableSource,
+    /// `refresh`: look for changed rows at most this often (default: between every batch for
+    /// files and for a PostgreSQL table with a `versionQuery`; a minute for one without).
     pub refresh: Option<std::time::Duration>,
+}
+
+/// Where a join table's rows are.
+#[derive(Debug, Clone)]
+pub enum TableSource {
+    /// Files, with a file source's options (format, path, schema, ...).
+    Files(FileSourceSpec),
+    /// A PostgreSQL table or query.
+    Postgres(crate::connectors::postgres::table::PostgresTableSpec),
 }
 
 /// The other side of a join.

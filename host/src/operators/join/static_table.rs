@@ -1,13 +1,16 @@
-//! The stream–static join: each micro-batch's rows probe a hash table built from files.
+//! The stream–static join: each micro-batch's rows probe a hash table built from files or a
+//! PostgreSQL table.
 //!
-//! The table is every file its path matches, read whole with a file source's options (so
+//! A file table is every file its path matches, read whole with a file source's options (so
 //! parquet, csv, json and text work as they do for a source) into one Arrow batch, indexed by
 //! key bytes. Between batches the query asks it to [`StreamStaticJoin::refresh`]: the file list
 //! with sizes and modification times is fingerprinted, and a changed fingerprint reloads the
 //! table — a file replaced by rename (the safe way to publish one) is seen at the next batch.
-//! With `refresh = "1 hour"` the files are looked at only that often. Each batch's offsets
-//! entry records the version it joined with; a re-run after a crash says so when the files
-//! changed in between (the old files are gone, so it joins with what is there now).
+//! A PostgreSQL table is reloaded when its `versionQuery` answers something new, or, without
+//! one, when its rows hash differently ([`crate::connectors::postgres::table`]).
+//! With `refresh = "1 hour"` the table is looked at only that often. Each batch's offsets
+//! entry records the version it joined with; a re-run after a crash says so when the table
+//! changed in between (the old rows are gone, so it joins with what is there now).
 //!
 //! Guarantees: inner, left outer (the stream on the left), left semi and left anti; a stream
 //! row with a null key matches nothing; output rows come in stream order, one batch per input
@@ -22,8 +25,9 @@ use hashbrown::HashMap;
 use sha2::{Digest, Sha256};
 use tracing::info;
 
-use super::{JoinLayout, JoinSpec, JoinType, KeyEncoder, RowPair, TableSpec, gather};
+use super::{JoinLayout, JoinSpec, JoinType, KeyEncoder, RowPair, TableSource, TableSpec, gather};
 use crate::connectors::file::source::FileSource;
+use crate::connectors::postgres::table::PostgresTable;
 use crate::error::{Error, Result};
 use crate::source::SourceContext;
 
@@ -39,11 +43,17 @@ struct Table {
     version: String,
 }
 
-/// A stream joined with a table of files.
+/// Where the table's rows are read from.
+enum Rows {
+    Files(FileSource),
+    Postgres(Box<PostgresTable>),
+}
+
+/// A stream joined with a table.
 pub struct StreamStaticJoin {
     spec: JoinSpec,
     table_spec: TableSpec,
-    files: FileSource,
+    rows: Rows,
     left_schema: SchemaRef,
     layout: JoinLayout,
     keys: KeyEncoder,
@@ -60,14 +70,20 @@ impl StreamStaticJoin {
         left_schema: SchemaRef,
         log_dir: PathBuf,
     ) -> Result<StreamStaticJoin> {
-        let files = FileSource::open(
-            table_spec.files.clone(),
-            SourceContext {
-                log_dir,
-                parallelism: crate::parallel::default_parallelism(),
-            },
-        )?;
-        let right_schema = crate::source::Source::schema(&files);
+        let rows = match &table_spec.source {
+            TableSource::Files(files) => Rows::Files(FileSource::open(
+                files.clone(),
+                SourceContext {
+                    log_dir,
+                    parallelism: crate::parallel::default_parallelism(),
+                },
+            )?),
+            TableSource::Postgres(p) => Rows::Postgres(Box::new(PostgresTable::open(p.clone())?)),
+        };
+        let right_schema = match &rows {
+            Rows::Files(f) => crate::source::Source::schema(f),
+            Rows::Postgres(p) => p.schema(),
+        };
         let layout = JoinLayout::new(&spec, &left_schema, &right_schema)?;
         let keys = KeyEncoder::new(
             &layout
@@ -85,14 +101,13 @@ impl StreamStaticJoin {
             },
             spec,
             table_spec,
-            files,
+            rows,
             left_schema,
             layout,
             keys,
             last_check: Instant::now(),
         };
-        let (paths, version) = join.fingerprint()?;
-        join.load(paths, version)?;
+        join.check()?;
         Ok(join)
     }
 
@@ -108,14 +123,22 @@ impl StreamStaticJoin {
 
     fn err(&self, message: String) -> Error {
         Error::Source {
-            source_name: format!("join table {}", self.table_spec.files.path.display()),
+            source_name: self.describe(),
             message,
         }
     }
 
+    fn describe(&self) -> String {
+        match (&self.rows, &self.table_spec.source) {
+            (Rows::Postgres(p), _) => p.describe(),
+            (_, TableSource::Files(f)) => format!("join table {}", f.path.display()),
+            (_, TableSource::Postgres(p)) => format!("join table postgres[{}]", p.query),
+        }
+    }
+
     /// The files now, and their fingerprint: paths, sizes and modification times.
-    fn fingerprint(&self) -> Result<(Vec<PathBuf>, String)> {
-        let mut files = self.files.list_new_files()?;
+    fn fingerprint(files: &FileSource) -> Result<(Vec<PathBuf>, String)> {
+        let mut files = files.list_new_files()?;
         files.sort();
         let mut hash = Sha256::new();
         for (path, modified) in &files {
@@ -137,32 +160,53 @@ impl StreamStaticJoin {
         Ok((files.into_iter().map(|(p, _)| p).collect(), hex))
     }
 
-    /// Between batches: reloads the table if its files changed (at most every `refresh`, when
+    /// Between batches: reloads the table if its rows changed (at most every `refresh`, when
     /// set). Returns whether it did.
     pub fn refresh(&mut self) -> Result<bool> {
-        if let Some(every) = self.table_spec.refresh
+        let every = self.table_spec.refresh.or(match &self.table_spec.source {
+            TableSource::Postgres(p) if p.version_query.is_none() => {
+                Some(std::time::Duration::from_secs(60))
+            }
+            _ => None,
+        });
+        if let Some(every) = every
             && self.last_check.elapsed() < every
         {
             return Ok(false);
         }
+        self.check()
+    }
+
+    /// Reads the table if it changed since the version loaded; returns whether it did.
+    fn check(&mut self) -> Result<bool> {
         self.last_check = Instant::now();
-        let (paths, version) = self.fingerprint()?;
-        if version == self.table.version {
-            return Ok(false);
-        }
-        self.load(paths, version)?;
+        let (rows, version, files) = match &mut self.rows {
+            Rows::Files(files) => {
+                let (paths, version) = Self::fingerprint(files)?;
+                if version == self.table.version {
+                    return Ok(false);
+                }
+                let schema = crate::source::Source::schema(files);
+                let mut batches = Vec::new();
+                for path in &paths {
+                    batches.extend(files.read_file(path)?);
+                }
+                let rows = arrow_select::concat::concat_batches(&schema, &batches)
+                    .map_err(|e| Error::data("concatenating the join table", e))?;
+                (rows, version, paths.len())
+            }
+            Rows::Postgres(table) => match table.read_if_changed(&self.table.version)? {
+                Some((rows, version)) => (rows, version, 0),
+                None => return Ok(false),
+            },
+        };
+        self.load(rows, version, files)?;
         Ok(true)
     }
 
-    /// Reads `paths` (the files of table version `version`) into the table and its index.
-    fn load(&mut self, paths: Vec<PathBuf>, version: String) -> Result<()> {
-        let schema = crate::source::Source::schema(&self.files);
-        let mut batches = Vec::new();
-        for path in &paths {
-            batches.extend(self.files.read_file(path)?);
-        }
-        let rows = arrow_select::concat::concat_batches(&schema, &batches)
-            .map_err(|e| self.err(format!("concatenating the table: {e}")))?;
+    /// Makes `rows` (table version `version`, read from `files` files) the table, indexed.
+    fn load(&mut self, rows: RecordBatch, version: String, files: usize) -> Result<()> {
+        let schema = rows.schema();
         if rows.num_rows() >= END as usize {
             return Err(self.err(format!(
                 "{} rows is more than a join table may hold ({})",
@@ -198,7 +242,7 @@ impl StreamStaticJoin {
                 }
             }
         }
-        info!(table = %self.table_spec.files.path.display(), rows = rows.num_rows(), files = paths.len(), version = %version, "join table loaded");
+        info!(table = %self.describe(), rows = rows.num_rows(), files, version = %version, "join table loaded");
         self.table = Table {
             rows,
             heads,
@@ -266,7 +310,7 @@ mod tests {
 
     fn table(dir: &std::path::Path) -> TableSpec {
         TableSpec {
-            files: FileSourceSpec {
+            source: TableSource::Files(FileSourceSpec {
                 path: dir.to_path_buf(),
                 format: FileFormat::Csv,
                 schema: Some(Arc::new(Schema::new(vec![
@@ -281,7 +325,7 @@ mod tests {
                 column_name_of_corrupt_record: "_corrupt_record".into(),
                 sep: b',',
                 header: true,
-            },
+            }),
             refresh: None,
         }
     }

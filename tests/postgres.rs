@@ -16,108 +16,82 @@ const PASSWORD: &str = "s3cret-pw";
 struct Postgres {
     child: Child,
     port: u16,
-    bin: PathBuf,
     _dir: tempfile::TempDir,
 }
 
-fn bin_dir() -> PathBuf {
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.path().join("bin"))
-                .filter(|p| p.join("initdb").exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort();
-    found.pop().expect(
-        "PostgreSQL's server binaries (Debian's postgresql package; scripts/test.sh installs it)",
-    )
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// `program args...`, as the `postgres` user when we are root.
-fn as_server_user(program: &Path) -> Command {
-    if is_root() {
-        let mut c = Command::new("runuser");
-        c.arg("-u").arg("postgres").arg("--").arg(program);
-        c
-    } else {
-        Command::new(program)
-    }
-}
-
 impl Postgres {
+    /// Starts `scripts/postgres-server.sh` on a free port and waits until it answers.
     fn start() -> Postgres {
-        let bin = bin_dir();
         let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let pwfile = dir.path().join("pw");
-        std::fs::write(&pwfile, PASSWORD).unwrap();
-        if is_root() {
-            let ok = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .unwrap();
-            assert!(ok.success());
-        }
-        let out = as_server_user(&bin.join("initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-U",
-                "sluice",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-            ])
-            .arg(format!("--pwfile={}", pwfile.display()))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = as_server_user(&bin.join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k"])
-            .arg(dir.path())
-            .args(["-c", "fsync=off", "-c", "max_connections=50"])
+        let child = Self::spawn(dir.path(), port);
+        let mut pg = Postgres {
+            child,
+            port,
+            _dir: dir,
+        };
+        pg.await_ready();
+        pg
+    }
+
+    fn spawn(dir: &Path, port: u16) -> Child {
+        Command::new("bash")
+            .arg(repo().join("scripts/postgres-server.sh"))
+            .arg(dir.join("pg"))
+            .arg(port.to_string())
+            .arg(PASSWORD)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap();
-        let pg = Postgres {
-            child,
-            port,
-            bin,
-            _dir: dir,
-        };
-        // Ready when it accepts a query (pg_isready asks the server itself).
+            .unwrap()
+    }
+
+    /// Waits until the server accepts a query (pg_isready asks the server itself).
+    fn await_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let ready = Command::new(pg.bin.join("pg_isready"))
-                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", "1"])
+            let ready = Command::new("pg_isready")
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-t", "1"])
                 .stdout(Stdio::null())
                 .status()
                 .unwrap();
             if ready.success() {
-                break;
+                return;
             }
+            assert!(
+                !matches!(self.child.try_wait(), Ok(Some(_))),
+                "scripts/postgres-server.sh exited"
+            );
             assert!(Instant::now() < deadline, "PostgreSQL did not start");
         }
-        pg
+    }
+
+    /// Stops the server (a fast shutdown: open connections are cut) and waits for it.
+    fn stop(&mut self) {
+        self.signal_postmaster("-INT");
+        let _ = self.child.wait();
+    }
+
+    /// Signals the server itself, by the pid in its `postmaster.pid` (the script's child may
+    /// be `runuser`, which does not pass every signal on).
+    fn signal_postmaster(&self, signal: &str) {
+        let pid_file = self._dir.path().join("pg/data/postmaster.pid");
+        if let Some(pid) = std::fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|t| t.lines().next().map(str::to_owned))
+        {
+            let _ = Command::new("kill").arg(signal).arg(pid.trim()).status();
+        }
+    }
+
+    /// Starts it again on the same data and port.
+    fn restart(&mut self) {
+        self.child = Self::spawn(self._dir.path(), self.port);
+        self.await_ready();
     }
 
     /// The sink's `url` for database `db`.
@@ -160,7 +134,7 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        self.signal_postmaster("-INT");
         let _ = self.child.wait();
     }
 }
@@ -493,6 +467,12 @@ fn kill_minus_nine_at_every_point_of_a_postgres_load_leaves_each_row_once() {
             let d = dir.path();
             orders(d, files, per_file);
             let table = format!("load_{kills}");
+            // Every other run upserts by order id: the same rows, merged instead of appended.
+            let mode = if kills % 2 == 1 {
+                "mode = \"upsert\"\nkey = [\"order_id\"]"
+            } else {
+                ""
+            };
             let file = pipeline(
                 d,
                 &format!(
@@ -512,6 +492,7 @@ url = "{url}"
 password = {{ env = "SLUICE_TEST_PGPASSWORD" }}
 table = "{table}"
 createTable = true
+{mode}
 "#,
                     d.display(),
                     url = pg.url(&db)
@@ -555,6 +536,15 @@ createTable = true
                     files * per_file,
                     files * per_file
                 )],
+                "{failpoint}"
+            );
+            // The progress table says the last batch was written, for this table.
+            assert_eq!(
+                pg.psql(
+                    &db,
+                    &format!("SELECT batch_id FROM sluice_progress WHERE sink = '{table}'")
+                ),
+                vec![(files - 1).to_string()],
                 "{failpoint}"
             );
         }
@@ -652,4 +642,83 @@ path = "out"
         entry["tables"]["join"].as_str().unwrap().to_owned()
     };
     assert_ne!(version(0), version(1));
+}
+
+#[test]
+fn a_server_that_goes_away_fails_the_batch_clearly_and_the_query_resumes_exactly_once() {
+    let mut pg = Postgres::start();
+    let db = pg.database("outage");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    orders(d, 1, 100);
+    let file = pipeline(
+        d,
+        &format!(
+            r#"[[query]]
+name = "load"
+checkpointLocation = "ckpt"
+trigger = {{ processingTime = "100 milliseconds" }}
+[query.source]
+format = "json"
+path = "{}/orders"
+schema = "order_id BIGINT, category STRING, amount BIGINT, ts TIMESTAMP, note STRING"
+mode = "FAILFAST"
+[query.sink]
+format = "postgres"
+url = "{url}"
+password = {{ env = "SLUICE_TEST_PGPASSWORD" }}
+table = "orders"
+createTable = true
+"#,
+            d.display(),
+            url = pg.url(&db)
+        ),
+    );
+    let mut run = Running::start(&file, &[], &[("SLUICE_TEST_PGPASSWORD", PASSWORD)]);
+    run.await_line("batch committed");
+    pg.stop();
+    // The next file's batch cannot be written: the query stops with the batch, the host and
+    // the table named.
+    let second: String = (100..200u64)
+        .map(|i| {
+            format!(
+                "{{\"order_id\":{i},\"category\":\"c\",\"amount\":1,\"ts\":\"2026-12-01T10:00:00Z\",\"note\":null}}\n"
+            )
+        })
+        .collect();
+    drop_file(&d.join("orders"), "orders-99.json", &second);
+    let (code, log) = run.wait();
+    assert_eq!(code, Some(1), "{log}");
+    let place = format!("PostgresSink[127.0.0.1:{}/{db} orders]", pg.port);
+    assert!(log.contains(&place), "{log}");
+    assert!(log.contains("batch 1"), "{log}");
+    assert!(!log.contains(PASSWORD), "the password leaked: {log}");
+    // Back up: the query resumes with batch 1, every row once.
+    pg.restart();
+    let available = std::fs::read_to_string(&file).unwrap().replace(
+        "trigger = { processingTime = \"100 milliseconds\" }",
+        "trigger = \"availableNow\"",
+    );
+    std::fs::write(&file, available).unwrap();
+    run_ok_env(&file);
+    assert_eq!(
+        pg.psql(&db, "SELECT count(*), count(DISTINCT order_id) FROM orders"),
+        vec!["200|200"]
+    );
+
+    // A wrong password fails at start, once, saying so.
+    let out = sluice()
+        .arg("run")
+        .arg(&file)
+        .env("SLUICE_TEST_PGPASSWORD", "not-the-password")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("password authentication failed for user \"sluice\""),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&place), "{stderr}");
+    assert!(!stderr.contains("not-the-password"), "{stderr}");
 }

@@ -5,6 +5,7 @@
 //! cargo run --release -p sluice-bench -- engine [json_to_parquet|round_trip]
 //! cargo run --release -p sluice-bench -- event-time [tumbling_sum|sliding_count|state_size]
 //! cargo run --release -p sluice-bench -- kafka [--records N] [--runs R]
+//! cargo run --release -p sluice-bench -- postgres [--rows N] [--runs R]
 //! cargo run --release -p sluice-bench -- serve [--runs R]
 //! cargo run --release -p sluice-bench -- nexmark --query q5 --events 10000000 [--runs R]
 //! cargo run --release -p sluice-bench -- nexmark --all
@@ -19,6 +20,7 @@ mod kafka;
 mod measure;
 mod nexmark;
 mod pipeline;
+mod postgres;
 mod processor;
 mod serve;
 
@@ -61,6 +63,15 @@ enum Command {
     Join {
         /// Only the benchmarks whose name contains this (static_probe, symmetric_state).
         only: Option<String>,
+    },
+    /// JSON → PostgreSQL (append, upsert) against psql \copy of the same rows.
+    Postgres {
+        /// Rows loaded per run.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        /// Runs of each load (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
     /// Kafka → pass-through Wasm → Kafka against the raw consume rate of the same client.
     Kafka {
@@ -123,6 +134,7 @@ fn main() -> Result<()> {
         Command::Join { only } => join::run(only.as_deref()),
         Command::Processor => processor::run(&guest("key_counter.wasm")?),
         Command::Dashboard { runs, pin } => dashboard::run(runs, pin),
+        Command::Postgres { rows, runs } => postgres::run(rows, runs),
         Command::Kafka { records, runs } => kafka::run(&kafka::KafkaBench {
             records,
             runs,

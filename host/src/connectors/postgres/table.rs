@@ -220,7 +220,7 @@ impl PostgresTable {
         let n = rows.len();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         for (i, field) in self.schema.fields().iter().enumerate() {
-            fn raw<'r>(r: &'r Row, i: usize) -> std::result::Result<Option<&'r [u8]>, String> {
+            fn raw(r: &Row, i: usize) -> std::result::Result<Option<&[u8]>, String> {
                 r.try_get::<_, Option<Raw>>(i)
                     .map(|v| v.map(|Raw(b)| b))
                     .map_err(|e| e.to_string())

@@ -45,7 +45,7 @@ struct Table {
 
 /// Where the table's rows are read from.
 enum Rows {
-    Files(FileSource),
+    Files(Box<FileSource>),
     Postgres(Box<PostgresTable>),
 }
 
@@ -71,17 +71,17 @@ impl StreamStaticJoin {
         log_dir: PathBuf,
     ) -> Result<StreamStaticJoin> {
         let rows = match &table_spec.source {
-            TableSource::Files(files) => Rows::Files(FileSource::open(
+            TableSource::Files(files) => Rows::Files(Box::new(FileSource::open(
                 files.clone(),
                 SourceContext {
                     log_dir,
                     parallelism: crate::parallel::default_parallelism(),
                 },
-            )?),
+            )?)),
             TableSource::Postgres(p) => Rows::Postgres(Box::new(PostgresTable::open(p.clone())?)),
         };
         let right_schema = match &rows {
-            Rows::Files(f) => crate::source::Source::schema(f),
+            Rows::Files(f) => crate::source::Source::schema(f.as_ref()),
             Rows::Postgres(p) => p.schema(),
         };
         let layout = JoinLayout::new(&spec, &left_schema, &right_schema)?;
@@ -186,7 +186,7 @@ impl StreamStaticJoin {
                 if version == self.table.version {
                     return Ok(false);
                 }
-                let schema = crate::source::Source::schema(files);
+                let schema = crate::source::Source::schema(files.as_ref());
                 let mut batches = Vec::new();
                 for path in &paths {
                     batches.extend(files.read_file(path)?);

@@ -103,6 +103,16 @@ fn connection(
             );
             None
         }
+        Ok(config) if config.get_ssl_mode() == postgres::config::SslMode::Require => {
+            s.error_here(
+                "url",
+                "asks for sslmode=require, but this build connects without TLS; use sslmode=disable \
+                 (or prefer, which falls back to plain TCP), or reach the server through a TLS \
+                 tunnel (stunnel, pgbouncer)"
+                    .to_owned(),
+            );
+            None
+        }
         Ok(_) => Some(u),
         Err(e) => {
             s.error_here("url", format!("is not a PostgreSQL connection string: {e}"));

@@ -187,6 +187,14 @@ pub(crate) fn commit_all<T: StatefulOperator>(parts: &mut [T], batch_id: u64) ->
     Ok(())
 }
 
+/// Removes every partition's state versions older than `keep_from`.
+pub(crate) fn purge_all<T: StatefulOperator>(parts: &mut [T], keep_from: u64) -> Result<()> {
+    for p in parts {
+        p.purge(keep_from)?;
+    }
+    Ok(())
+}
+
 impl StatefulOperator for Partitioned {
     fn output_schema(&self) -> SchemaRef {
         self.parts[0].output_schema()
@@ -220,10 +228,7 @@ impl StatefulOperator for Partitioned {
     }
 
     fn purge(&mut self, keep_from: u64) -> Result<()> {
-        for p in &mut self.parts {
-            p.purge(keep_from)?;
-        }
-        Ok(())
+        purge_all(&mut self.parts, keep_from)
     }
 
     /// The partitions' figures added up.

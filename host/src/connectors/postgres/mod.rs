@@ -29,7 +29,7 @@ use crate::pipeline::tree::TableReader;
 
 /// `format = "postgres"` sink options.
 pub(crate) fn parse_sink(mut s: TableReader, base: &Path) -> Option<SinkSpec> {
-    let (url, password) = connection(&mut s, base);
+    let (url, password, connect_timeout) = connection(&mut s, base);
     let table = s.required_string(
         "table",
         "the table to write, e.g. table = \"public.orders\"",
@@ -60,9 +60,6 @@ pub(crate) fn parse_sink(mut s: TableReader, base: &Path) -> Option<SinkSpec> {
         );
     }
     let create_table = s.bool("createTable").unwrap_or(false);
-    let connect_timeout = s
-        .duration("connectTimeout")
-        .unwrap_or(Duration::from_secs(10));
     s.finish(&[
         "format",
         "url",
@@ -84,11 +81,16 @@ pub(crate) fn parse_sink(mut s: TableReader, base: &Path) -> Option<SinkSpec> {
     }))
 }
 
-/// `url` (without a password) and `password` (a secret), shared by the sink and the table.
+/// `url` (without a password), `password` (a secret) and `connectTimeout` (default 10 s),
+/// shared by the sink and the table.
 fn connection(
     s: &mut TableReader,
     base: &Path,
-) -> (Option<String>, Option<crate::secret::SecretSource>) {
+) -> (
+    Option<String>,
+    Option<crate::secret::SecretSource>,
+    Duration,
+) {
     let url = s.required_string(
         "url",
         "the database, e.g. url = \"host=localhost port=5432 user=sluice dbname=app\"",
@@ -119,12 +121,16 @@ fn connection(
             None
         }
     });
-    (url, s.secret("password", base))
+    let password = s.secret("password", base);
+    let connect_timeout = s
+        .duration("connectTimeout")
+        .unwrap_or(Duration::from_secs(10));
+    (url, password, connect_timeout)
 }
 
 /// `[query.join.table] format = "postgres"` options (`refresh` is read by the join).
 pub(crate) fn parse_table(mut s: TableReader, base: &Path) -> Option<PostgresTableSpec> {
-    let (url, password) = connection(&mut s, base);
+    let (url, password, connect_timeout) = connection(&mut s, base);
     let query = match (s.string("table"), s.string("query")) {
         (Some(t), None) => Some(format!("SELECT * FROM {}", sink::quote_table(&t))),
         (None, Some(q)) => Some(q),
@@ -144,9 +150,6 @@ pub(crate) fn parse_table(mut s: TableReader, base: &Path) -> Option<PostgresTab
     // Read by the join: `format` chose this parser, `refresh` is the join's.
     s.get("format");
     s.get("refresh");
-    let connect_timeout = s
-        .duration("connectTimeout")
-        .unwrap_or(Duration::from_secs(10));
     s.finish(&[
         "format",
         "url",

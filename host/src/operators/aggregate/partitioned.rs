@@ -27,7 +27,9 @@ use rayon::prelude::*;
 use super::grouping::{Grouping, Skipped};
 use super::{Aggregate, OutputOrder};
 use crate::error::{Error, Result};
-use crate::operators::partitioned::{commit_all, merged_progress, restore_all, route_by_key};
+use crate::operators::partitioned::{
+    commit_all, merged_progress, purge_all, restore_all, route_by_key,
+};
 use crate::operators::{BatchClock, StateOperatorProgress, StatefulOperator};
 use crate::parallel;
 use crate::wasm::aggregate::WasmAggregate;
@@ -194,10 +196,7 @@ impl StatefulOperator for PartitionedAggregate {
     }
 
     fn purge(&mut self, keep_from: u64) -> Result<()> {
-        for p in &mut self.parts {
-            p.purge(keep_from)?;
-        }
-        Ok(())
+        purge_all(&mut self.parts, keep_from)
     }
 
     /// The partitions' figures added up.

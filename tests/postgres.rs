@@ -22,13 +22,18 @@ struct Postgres {
 impl Postgres {
     /// Starts `scripts/postgres-server.sh` on a free port and waits until it answers.
     fn start() -> Postgres {
+        Self::start_with(None)
+    }
+
+    /// The same, accepting only TLS connections with the certificate in `tls` when given.
+    fn start_with(tls: Option<&Path>) -> Postgres {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = Self::spawn(dir.path(), port);
+        let child = Self::spawn(dir.path(), port, tls);
         let mut pg = Postgres {
             child,
             port,
@@ -38,12 +43,13 @@ impl Postgres {
         pg
     }
 
-    fn spawn(dir: &Path, port: u16) -> Child {
+    fn spawn(dir: &Path, port: u16, tls: Option<&Path>) -> Child {
         Command::new("bash")
             .arg(repo().join("scripts/postgres-server.sh"))
             .arg(dir.join("pg"))
             .arg(port.to_string())
             .arg(PASSWORD)
+            .args(tls)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -90,7 +96,7 @@ impl Postgres {
 
     /// Starts it again on the same data and port.
     fn restart(&mut self) {
-        self.child = Self::spawn(self._dir.path(), self.port);
+        self.child = Self::spawn(self._dir.path(), self.port, None);
         self.await_ready();
     }
 
@@ -721,4 +727,125 @@ createTable = true
     );
     assert!(stderr.contains(&place), "{stderr}");
     assert!(!stderr.contains("not-the-password"), "{stderr}");
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, made with the openssl tool.
+fn certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=sluice test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.crt",
+    ]);
+}
+
+#[test]
+fn a_tls_only_server_is_reached_with_its_ca_and_refused_without_it() {
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path());
+    let pg = Postgres::start_with(Some(certs.path()));
+    let db = pg.database("secure");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    orders(d, 2, 50);
+    let with = |url_extra: &str, tls: &str| {
+        pipeline(
+            d,
+            &format!(
+                r#"[[query]]
+name = "load"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+[query.source]
+format = "json"
+path = "{}/orders"
+schema = "order_id BIGINT, category STRING, amount BIGINT, ts TIMESTAMP, note STRING"
+mode = "FAILFAST"
+[query.sink]
+format = "postgres"
+url = "{url}{url_extra}"
+password = {{ env = "SLUICE_TEST_PGPASSWORD" }}
+table = "orders"
+createTable = true
+{tls}
+"#,
+                d.display(),
+                url = pg.url(&db)
+            ),
+        )
+    };
+    let fails = |file: &Path, expected: &str| {
+        let out = sluice()
+            .arg("run")
+            .arg(file)
+            .env("SLUICE_TEST_PGPASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+    };
+    // Plain TCP: the server has no line for it.
+    fails(&with(" sslmode=disable", ""), "no encryption");
+    // TLS, but the server's CA is not in the system's store.
+    fails(&with(" sslmode=require", ""), "UnknownIssuer");
+    // TLS with the CA: the rows arrive.
+    let ca = certs.path().join("ca.crt");
+    let file = with(
+        " sslmode=require",
+        &format!("sslRootCert = \"{}\"", ca.display()),
+    );
+    run_ok_env(&file);
+    assert_eq!(pg.psql(&db, "SELECT count(*) FROM orders"), vec!["100"]);
 }

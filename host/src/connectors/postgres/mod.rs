@@ -11,12 +11,14 @@
 //! mode = "upsert"                                            # or "append"
 //! key = ["category", "window_start"]
 //! createTable = true                                         # from the Arrow schema
+//! sslRootCert = "certs/db-ca.pem"                            # TLS: sslmode in url, see [`tls`]
 //! ```
 //!
 //! And a table (or query) as the static side of a stream–static join ([`table`]).
 
 pub mod sink;
 pub mod table;
+pub mod tls;
 pub mod types;
 
 use std::path::Path;
@@ -29,7 +31,7 @@ use crate::pipeline::tree::TableReader;
 
 /// `format = "postgres"` sink options.
 pub(crate) fn parse_sink(mut s: TableReader, base: &Path) -> Option<SinkSpec> {
-    let (url, password, connect_timeout) = connection(&mut s, base);
+    let c = connection(&mut s, base);
     let table = s.required_string(
         "table",
         "the table to write, e.g. table = \"public.orders\"",
@@ -69,28 +71,33 @@ pub(crate) fn parse_sink(mut s: TableReader, base: &Path) -> Option<SinkSpec> {
         "key",
         "createTable",
         "connectTimeout",
+        "sslRootCert",
+        "sslCert",
+        "sslKey",
     ]);
     Some(SinkSpec::Postgres(PostgresSinkSpec {
-        url: url?,
-        password,
+        url: c.url?,
+        password: c.password,
         table: table?,
         mode: mode?,
         key,
         create_table,
-        connect_timeout,
+        connect_timeout: c.connect_timeout,
+        tls: c.tls,
     }))
 }
 
-/// `url` (without a password), `password` (a secret) and `connectTimeout` (default 10 s),
-/// shared by the sink and the table.
-fn connection(
-    s: &mut TableReader,
-    base: &Path,
-) -> (
-    Option<String>,
-    Option<crate::secret::SecretSource>,
-    Duration,
-) {
+/// How a sink or table reaches its server.
+struct Connection {
+    url: Option<String>,
+    password: Option<crate::secret::SecretSource>,
+    connect_timeout: Duration,
+    tls: tls::TlsFiles,
+}
+
+/// `url` (without a password), `password` (a secret), `connectTimeout` (default 10 s) and the
+/// TLS files (`sslRootCert`, `sslCert`, `sslKey`), shared by the sink and the table.
+fn connection(s: &mut TableReader, base: &Path) -> Connection {
     let url = s.required_string(
         "url",
         "the database, e.g. url = \"host=localhost port=5432 user=sluice dbname=app\"",
@@ -105,16 +112,6 @@ fn connection(
             );
             None
         }
-        Ok(config) if config.get_ssl_mode() == postgres::config::SslMode::Require => {
-            s.error_here(
-                "url",
-                "asks for sslmode=require, but this build connects without TLS; use sslmode=disable \
-                 (or prefer, which falls back to plain TCP), or reach the server through a TLS \
-                 tunnel (stunnel, pgbouncer)"
-                    .to_owned(),
-            );
-            None
-        }
         Ok(_) => Some(u),
         Err(e) => {
             s.error_here("url", format!("is not a PostgreSQL connection string: {e}"));
@@ -125,12 +122,29 @@ fn connection(
     let connect_timeout = s
         .duration("connectTimeout")
         .unwrap_or(Duration::from_secs(10));
-    (url, password, connect_timeout)
+    let mut file = |key: &str| s.string(key).map(|p| base.join(p));
+    let tls = tls::TlsFiles {
+        root_cert: file("sslRootCert"),
+        cert: file("sslCert"),
+        key: file("sslKey"),
+    };
+    if tls.cert.is_some() != tls.key.is_some() {
+        s.error_here(
+            "sslCert",
+            "sslCert and sslKey go together (a client certificate and its key)".to_owned(),
+        );
+    }
+    Connection {
+        url,
+        password,
+        connect_timeout,
+        tls,
+    }
 }
 
 /// `[query.join.table] format = "postgres"` options (`refresh` is read by the join).
 pub(crate) fn parse_table(mut s: TableReader, base: &Path) -> Option<PostgresTableSpec> {
-    let (url, password, connect_timeout) = connection(&mut s, base);
+    let c = connection(&mut s, base);
     let query = match (s.string("table"), s.string("query")) {
         (Some(t), None) => Some(format!("SELECT * FROM {}", sink::quote_table(&t))),
         (None, Some(q)) => Some(q),
@@ -159,12 +173,16 @@ pub(crate) fn parse_table(mut s: TableReader, base: &Path) -> Option<PostgresTab
         "versionQuery",
         "connectTimeout",
         "refresh",
+        "sslRootCert",
+        "sslCert",
+        "sslKey",
     ]);
     Some(PostgresTableSpec {
-        url: url?,
-        password,
+        url: c.url?,
+        password: c.password,
         query: query?,
         version_query,
-        connect_timeout,
+        connect_timeout: c.connect_timeout,
+        tls: c.tls,
     })
 }

@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
 use arrow_schema::SchemaRef;
+use postgres::Client;
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
-use postgres::{Client, NoTls};
 use tracing::info;
 
 use super::types::{Cell, column_type, staging_type};
@@ -54,6 +54,8 @@ pub struct PostgresSinkSpec {
     pub create_table: bool,
     /// How long to wait for the server to answer.
     pub connect_timeout: Duration,
+    /// TLS certificates (`sslmode` is in `url`).
+    pub tls: super::tls::TlsFiles,
 }
 
 impl PostgresSinkSpec {
@@ -144,13 +146,12 @@ impl PostgresSink {
         }
         config.connect_timeout(spec.connect_timeout);
         config.application_name("sluice");
-        let mut client = config.connect(NoTls).map_err(|e| {
+        let mut client = super::tls::connect(&config, &spec.tls).map_err(|e| {
             Self::err(
                 &spec,
                 format!(
-                    "could not connect within {:?}: {}; check url, password and that the server is up",
+                    "could not connect within {:?}: {e}; check url, password, TLS and that the server is up",
                     spec.connect_timeout,
-                    pg(e)
                 ),
             )
         })?;

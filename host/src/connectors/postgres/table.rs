@@ -24,7 +24,7 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use postgres::types::{FromSql, Type};
-use postgres::{Client, NoTls, Row};
+use postgres::{Client, Row};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -43,6 +43,8 @@ pub struct PostgresTableSpec {
     pub version_query: Option<String>,
     /// How long to wait for the server to answer.
     pub connect_timeout: Duration,
+    /// TLS certificates (`sslmode` is in `url`).
+    pub tls: super::tls::TlsFiles,
 }
 
 /// Microseconds from 1970-01-01 to 2000-01-01, PostgreSQL's epoch.
@@ -125,9 +127,8 @@ impl PostgresTable {
         }
         config.connect_timeout(spec.connect_timeout);
         config.application_name("sluice");
-        let mut client = config
-            .connect(NoTls)
-            .map_err(|e| fail(format!("could not connect: {}", super::sink::pg(e))))?;
+        let mut client = super::tls::connect(&config, &spec.tls)
+            .map_err(|e| fail(format!("could not connect: {e}")))?;
         let statement = client
             .prepare(&spec.query)
             .map_err(|e| fail(format!("preparing the query: {}", super::sink::pg(e))))?;

@@ -849,3 +849,53 @@ createTable = true
     run_ok_env(&file);
     assert_eq!(pg.psql(&db, "SELECT count(*) FROM orders"), vec!["100"]);
 }
+
+#[test]
+fn floats_and_integers_go_into_numeric_columns_by_their_decimal_value() {
+    let pg = Postgres::start();
+    let db = pg.database("money");
+    pg.psql(
+        &db,
+        "CREATE TABLE prices (id numeric, price numeric, cents numeric(12, 2))",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let values = [(1, "12.5"), (2, "-0.25"), (3, "123456789.125"), (4, "0.1")];
+    let lines: String = values
+        .iter()
+        .map(|(id, p)| format!("{{\"id\":{id},\"price\":{p},\"cents\":{p}}}\n"))
+        .collect();
+    drop_file(&d.join("prices"), "p.json", &lines);
+    let file = pipeline(
+        d,
+        &format!(
+            r#"[[query]]
+name = "prices"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+[query.source]
+format = "json"
+path = "{}/prices"
+schema = "id BIGINT, price DOUBLE, cents DOUBLE"
+mode = "FAILFAST"
+[query.sink]
+format = "postgres"
+url = "{url}"
+password = {{ env = "SLUICE_TEST_PGPASSWORD" }}
+table = "prices"
+"#,
+            d.display(),
+            url = pg.url(&db)
+        ),
+    );
+    run_ok_env(&file);
+    assert_eq!(
+        pg.psql(&db, "SELECT id, price, cents FROM prices ORDER BY id"),
+        vec![
+            "1|12.5|12.50",
+            "2|-0.25|-0.25",
+            "3|123456789.125|123456789.13",
+            "4|0.1|0.10"
+        ]
+    );
+}

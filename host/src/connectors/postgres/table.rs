@@ -58,7 +58,8 @@ fn arrow_type(t: &Type) -> Option<DataType> {
         Type::INT4 => DataType::Int32,
         Type::INT8 => DataType::Int64,
         Type::FLOAT4 => DataType::Float32,
-        Type::FLOAT8 => DataType::Float64,
+        // As a float: exact to 15 significant digits; cast to text in `query` for more.
+        Type::FLOAT8 | Type::NUMERIC => DataType::Float64,
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::JSON | Type::JSONB => {
             DataType::Utf8
         }

@@ -7,6 +7,7 @@
 //! | Int8, Int16, UInt8 | smallint (or integer, bigint) | the column's width |
 //! | Int32, UInt16 | integer (or bigint) | |
 //! | Int64, UInt32 | bigint | |
+//! | any integer or float | numeric | integers exactly, floats by their shortest decimal form |
 //! | Float32 | real (or double precision) | |
 //! | Float64 | double precision | |
 //! | Utf8, LargeUtf8 | text, varchar, char, json, jsonb | json/jsonb: the text as JSON |
@@ -16,8 +17,8 @@
 //! | Date32, Date64 | date | |
 //! | Binary, LargeBinary | bytea | |
 //!
-//! Anything else (numeric, lists, structs, UInt64, intervals) is refused at start with the
-//! column named.
+//! Anything else (lists, structs, UInt64, intervals) is refused at start with the column
+//! named. A join table reads numeric as Float64.
 
 use std::error::Error as StdError;
 
@@ -63,6 +64,9 @@ pub fn staging_type(arrow: &DataType, target: &Type) -> Option<DataType> {
         Type::INT8 if from_int => DataType::Int64,
         Type::FLOAT4 if from_float => DataType::Float32,
         Type::FLOAT8 if from_float || from_int => DataType::Float64,
+        // Written exactly from integers, from floats by their shortest decimal form.
+        Type::NUMERIC if from_int => DataType::Int64,
+        Type::NUMERIC if from_float => DataType::Float64,
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::JSON | Type::JSONB
             if text =>
         {
@@ -120,6 +124,27 @@ impl ToSql for Cell<'_> {
         if c.is_null(i) {
             return Ok(IsNull::Yes);
         }
+        if *ty == Type::NUMERIC {
+            let text = match c.data_type() {
+                DataType::Int64 => c.as_primitive::<Int64Type>().value(i).to_string(),
+                DataType::Float64 => {
+                    let v = c.as_primitive::<Float64Type>().value(i);
+                    if v.is_nan() {
+                        // numeric's NaN: no digits, the NaN sign.
+                        out.put_slice(&[0, 0, 0, 0, 0xC0, 0, 0, 0]);
+                        return Ok(IsNull::No);
+                    }
+                    if v.is_infinite() {
+                        return Err(format!("{v} does not fit a numeric column").into());
+                    }
+                    // Display never uses an exponent: "0.0000001", "1000000000000000000000".
+                    v.to_string()
+                }
+                other => return Err(format!("no numeric encoding for staged {other}").into()),
+            };
+            encode_numeric(&text, out);
+            return Ok(IsNull::No);
+        }
         match c.data_type() {
             DataType::Int16 => out.put_i16(c.as_primitive::<Int16Type>().value(i)),
             DataType::Int32 => out.put_i32(c.as_primitive::<Int32Type>().value(i)),
@@ -155,6 +180,71 @@ impl ToSql for Cell<'_> {
     }
 
     to_sql_checked!();
+}
+
+/// A decimal text (`-123.4500`, digits with an optional sign and point) in numeric's binary
+/// form: digit count, weight (of the first digit, in powers of 10,000), sign, display scale,
+/// then base-10,000 digits.
+pub fn encode_numeric(text: &str, out: &mut BytesMut) {
+    use bytes::BufMut;
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let dscale = frac.len() as u16;
+    // Pad to whole groups of four digits on each side of the point.
+    let int_pad = (4 - int.len() % 4) % 4;
+    let frac_pad = (4 - frac.len() % 4) % 4;
+    let all: Vec<u8> = std::iter::repeat_n(b'0', int_pad)
+        .chain(int.bytes())
+        .chain(frac.bytes())
+        .chain(std::iter::repeat_n(b'0', frac_pad))
+        .collect();
+    let mut groups: Vec<i16> = all
+        .chunks(4)
+        .map(|g| g.iter().fold(0i16, |n, d| n * 10 + i16::from(d - b'0')))
+        .collect();
+    let mut weight = ((int.len() + int_pad) / 4) as i16 - 1;
+    while groups.first() == Some(&0) {
+        groups.remove(0);
+        weight -= 1;
+    }
+    while groups.last() == Some(&0) {
+        groups.pop();
+    }
+    if groups.is_empty() {
+        weight = 0;
+    }
+    out.put_i16(groups.len() as i16);
+    out.put_i16(weight);
+    out.put_u16(if negative && !groups.is_empty() {
+        0x4000
+    } else {
+        0
+    });
+    out.put_u16(dscale);
+    for g in groups {
+        out.put_i16(g);
+    }
+}
+
+/// A numeric in binary form as a float (NaN for numeric's NaN).
+pub fn decode_numeric(raw: &[u8]) -> Result<f64, String> {
+    let word = |i: usize| -> Result<u16, String> {
+        raw.get(i * 2..i * 2 + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+            .ok_or_else(|| "a truncated numeric".to_owned())
+    };
+    let (ndigits, weight, sign) = (word(0)? as usize, word(1)? as i16, word(2)?);
+    if sign == 0xC000 {
+        return Ok(f64::NAN);
+    }
+    let mut v = 0f64;
+    for d in 0..ndigits {
+        v += f64::from(word(4 + d)?) * 10_000f64.powi(i32::from(weight) - d as i32);
+    }
+    Ok(if sign == 0x4000 { -v } else { v })
 }
 
 #[cfg(test)]
@@ -200,6 +290,29 @@ mod tests {
         assert_eq!(column_type(&DataType::UInt64), None);
         assert_eq!(staging_type(&DataType::Utf8, &Type::INT8), None);
         assert_eq!(staging_type(&DataType::Float64, &Type::INT8), None);
+    }
+
+    #[test]
+    fn numerics_are_encoded_in_base_ten_thousand_and_read_back() {
+        let enc = |t: &str| {
+            let mut out = BytesMut::new();
+            encode_numeric(t, &mut out);
+            out.to_vec()
+        };
+        // 12345.678: digits 1, 2345, 6780; weight 1; scale 3.
+        assert_eq!(
+            enc("12345.678"),
+            vec![0, 3, 0, 1, 0, 0, 0, 3, 0, 1, 0x09, 0x29, 0x1a, 0x7c]
+        );
+        assert_eq!(enc("-0.0001"), vec![0, 1, 0xff, 0xff, 0x40, 0, 0, 4, 0, 1]);
+        assert_eq!(enc("0"), vec![0, 0, 0, 0, 0, 0, 0, 0]);
+        for (t, v) in [
+            ("12345.678", 12345.678),
+            ("-0.0001", -0.0001),
+            ("1000000", 1e6),
+        ] {
+            assert!((decode_numeric(&enc(t)).unwrap() - v).abs() < 1e-9, "{t}");
+        }
     }
 
     #[test]

@@ -32,6 +32,28 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case {
+        what: "a Kafka password written into the pipeline",
+        from: "format = \"json\"\npath = \"out\"",
+        to: "format = \"kafka\"\n\"kafka.bootstrap.servers\" = \"localhost:9092\"\ntopic = \"t\"\n\"kafka.sasl.password\" = \"hunter2\"",
+        expect: &[
+            "sink.kafka.sasl.password: a secret written into the pipeline is refused; write it as { env = \"NAME\" }",
+        ],
+    },
+    Case {
+        what: "a Kafka secret table of the wrong shape",
+        from: "format = \"json\"\npath = \"out\"",
+        to: "format = \"kafka\"\n\"kafka.bootstrap.servers\" = \"localhost:9092\"\ntopic = \"t\"\n\"kafka.ssl.key.password\" = { vault = \"x\" }",
+        expect: &[
+            "sink.kafka.ssl.key.password.vault: a secret written into the pipeline is refused",
+        ],
+    },
+    Case {
+        what: "a PostgreSQL password in the url",
+        from: "format = \"json\"\npath = \"out\"",
+        to: "format = \"postgres\"\nurl = \"host=db user=u password=hunter2\"\ntable = \"t\"",
+        expect: &["sink.url: holds a password; give it as password = { env = \"NAME\" }"],
+    },
+    Case {
         what: "misspelt option",
         from: "maxFilesPerTrigger = 1",
         to: "maxFilesPerTriger = 1",
@@ -654,6 +676,44 @@ fn check_cases(good: &str, cases: &[Case]) {
         );
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn secrets_from_the_environment_validate_and_never_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = GOOD.replacen(
+        "format = \"json\"\npath = \"out\"",
+        "format = \"kafka\"\n\"kafka.bootstrap.servers\" = \"localhost:9092\"\ntopic = \"t\"\n\
+         \"kafka.sasl.password\" = { env = \"SLUICE_TEST_KAFKA_PASSWORD\" }\n\
+         \"kafka.sasl.username\" = { file = \"kafka-user\" }",
+        1,
+    );
+    let file = pipeline(dir.path(), &text);
+    let out = sluice()
+        .arg("validate")
+        .arg(&file)
+        .env("SLUICE_TEST_KAFKA_PASSWORD", "hunter2")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("ok, 1 query"), "{stdout}");
+    assert!(!stdout.contains("hunter2") && !stderr.contains("hunter2"));
+    // At start the secrets are read: a missing file is named, the value never printed.
+    let out = sluice()
+        .arg("run")
+        .arg(&file)
+        .env("SLUICE_TEST_KAFKA_PASSWORD", "hunter2")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("kafka.sasl.username"), "{stderr}");
+    assert!(stderr.contains("kafka-user"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
 }
 
 #[test]

@@ -8,6 +8,10 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 
+/// How to write a secret in a pipeline, for the messages that refuse one written out.
+pub const HOW_TO_WRITE: &str = "write it as { env = \"NAME\" } (an environment variable) or \
+     { file = \"path\" }, so the pipeline file never holds the secret";
+
 /// Where a secret is read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {

@@ -61,7 +61,7 @@ pub(super) fn parse_sink_at(
             None
         }
         "console" => connectors::console::parse_sink(s),
-        "kafka" => connectors::kafka::parse_sink(s),
+        "kafka" => connectors::kafka::parse_sink(s, base),
         "postgres" | "postgresql" => connectors::postgres::parse_sink(s, base),
         "json" | "csv" | "parquet" => {
             connectors::file::parse_sink(s, &format, base).map(SinkSpec::File)

@@ -31,7 +31,7 @@ pub(super) fn parse_source(
         "rate" => connectors::rate::parse_rate(s),
         "rate-micro-batch" => connectors::rate::parse_micro_batch(s),
         "nexmark" => connectors::nexmark::parse_source(s),
-        "kafka" => connectors::kafka::parse_source(s),
+        "kafka" => connectors::kafka::parse_source(s, base),
         "socket" => connectors::socket::parse_source(s),
         other => {
             s.error_here(

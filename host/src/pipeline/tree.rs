@@ -348,8 +348,7 @@ impl<'a, 't> TableReader<'a, 't> {
     ) -> Option<crate::secret::SecretSource> {
         use crate::secret::SecretSource;
         let node = self.get(key)?;
-        let hint = "write it as { env = \"NAME\" } (an environment variable) or { file = \"path\" }, \
-                    so the pipeline file never holds the secret";
+        let hint = crate::secret::HOW_TO_WRITE;
         match node.get_ref() {
             Node::Table(entries) if entries.len() == 1 => {
                 let (k, v) = &entries[0];

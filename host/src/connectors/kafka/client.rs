@@ -46,6 +46,43 @@ impl ClientContext for ProbeContext {
 
 impl ConsumerContext for ProbeContext {}
 
+/// A `kafka.*` option for librdkafka: its value as written, or a secret read at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientValue {
+    /// Written in the pipeline.
+    Text(String),
+    /// `{ env = "..." }` or `{ file = "..." }`.
+    Secret(crate::secret::SecretSource),
+}
+
+/// Whether an option holds a secret, so that the pipeline must not write it out: passwords,
+/// client secrets, a private key, JAAS or OAUTHBEARER configurations.
+pub fn is_secret_option(option: &str) -> bool {
+    let o = option.to_ascii_lowercase();
+    o.contains("password")
+        || o.contains("secret")
+        || o == "ssl.key.pem"
+        || o == "sasl.jaas.config"
+        || o == "sasl.oauthbearer.config"
+}
+
+/// The options as librdkafka takes them, secrets read now (errors name the option, never the
+/// value).
+pub fn resolve(options: &[(String, ClientValue)]) -> crate::error::Result<Vec<(String, String)>> {
+    options
+        .iter()
+        .map(|(k, v)| {
+            Ok((
+                k.clone(),
+                match v {
+                    ClientValue::Text(t) => t.clone(),
+                    ClientValue::Secret(s) => s.read(&format!("kafka.{k}"))?.expose().to_owned(),
+                },
+            ))
+        })
+        .collect()
+}
+
 /// Checks that a broker at `bootstrap_servers` answers a metadata request within `timeout`,
 /// using the same `client_options` the query's client will use.
 ///

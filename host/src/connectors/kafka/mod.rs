@@ -7,14 +7,16 @@ pub mod source;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use self::client::{ClientValue, is_secret_option};
 use self::sink::{KafkaSinkSpec, REFUSED_SINK_OPTIONS};
 use self::source::{KafkaSourceSpec, OffsetSpec, REFUSED_OPTIONS, Subscription, TimestampStrategy};
 use crate::pipeline::tree::{Node, TableReader};
 use crate::pipeline::{SinkSpec, SourceSpec};
+use crate::secret::SecretSource;
 
 /// `format = "kafka"` source options.
-pub(crate) fn parse_source(mut s: TableReader) -> Option<SourceSpec> {
-    let spec = parse_source_options(&mut s);
+pub(crate) fn parse_source(mut s: TableReader, base: &std::path::Path) -> Option<SourceSpec> {
+    let spec = parse_source_options(&mut s, base);
     s.finish(&[
         "format",
         "subscribe",
@@ -36,8 +38,9 @@ pub(crate) fn parse_source(mut s: TableReader) -> Option<SourceSpec> {
 }
 
 /// `format = "kafka"` sink options.
-pub(crate) fn parse_sink(mut s: TableReader) -> Option<SinkSpec> {
-    let (bootstrap, client_options, connect_timeout) = client_options(&mut s, REFUSED_SINK_OPTIONS);
+pub(crate) fn parse_sink(mut s: TableReader, base: &std::path::Path) -> Option<SinkSpec> {
+    let (bootstrap, client_options, connect_timeout) =
+        client_options(&mut s, REFUSED_SINK_OPTIONS, base);
     let topic = s.string("topic");
     let exactly_once = s.bool("exactlyOnce").unwrap_or(false);
     if exactly_once && topic.is_none() {
@@ -112,11 +115,38 @@ fn partition_map(
 fn client_options(
     s: &mut TableReader,
     refused: &[(&str, &str)],
-) -> (Option<String>, Vec<(String, String)>, Duration) {
+    base: &std::path::Path,
+) -> (Option<String>, Vec<(String, ClientValue)>, Duration) {
     let mut bootstrap = None;
     let mut client_options = Vec::new();
     for (key, node) in s.with_prefix("kafka.") {
         let option = key["kafka.".len()..].to_owned();
+        // `"kafka.sasl.password" = { env = "NAME" }` arrives flattened, as
+        // `kafka.sasl.password.env`: any option may come from the environment or a file.
+        let secret = option
+            .strip_suffix(".env")
+            .map(|o| (o, true))
+            .or_else(|| option.strip_suffix(".file").map(|o| (o, false)));
+        if let (Some((parent, env)), Node::Str(v)) = (secret, node.get_ref()) {
+            let source = if env {
+                SecretSource::Env(v.clone())
+            } else {
+                SecretSource::File(base.join(v))
+            };
+            client_options.push((parent.to_owned(), ClientValue::Secret(source)));
+            continue;
+        }
+        if is_secret_option(&option) {
+            s.error_at(
+                node.span().start,
+                &key,
+                format!(
+                    "a secret written into the pipeline is refused; {}",
+                    crate::secret::HOW_TO_WRITE
+                ),
+            );
+            continue;
+        }
         let value = match node.get_ref() {
             Node::Str(v) => v.clone(),
             Node::Int(i) => i.to_string(),
@@ -138,7 +168,7 @@ fn client_options(
         } else if option == "bootstrap.servers" {
             bootstrap = Some(value);
         } else {
-            client_options.push((option, value));
+            client_options.push((option, ClientValue::Text(value)));
         }
     }
     if bootstrap.is_none() {
@@ -157,8 +187,8 @@ fn client_options(
     (bootstrap, client_options, connect_timeout)
 }
 
-fn parse_source_options(s: &mut TableReader) -> Option<KafkaSourceSpec> {
-    let (bootstrap, client_options, connect_timeout) = client_options(s, REFUSED_OPTIONS);
+fn parse_source_options(s: &mut TableReader, base: &std::path::Path) -> Option<KafkaSourceSpec> {
+    let (bootstrap, client_options, connect_timeout) = client_options(s, REFUSED_OPTIONS, base);
     let subscribe = s.string("subscribe");
     let pattern = s.string("subscribePattern");
     let assign = s.string("assign");

@@ -39,7 +39,7 @@ pub struct KafkaSinkSpec {
     /// `exactlyOnce`: one transaction per batch.
     pub exactly_once: bool,
     /// Other `kafka.*` options for the producer.
-    pub client_options: Vec<(String, String)>,
+    pub client_options: Vec<(String, super::client::ClientValue)>,
     /// `connectTimeout`: how long the query waits at start for a bootstrap broker to answer.
     pub connect_timeout: Duration,
 }
@@ -135,6 +135,8 @@ impl KafkaSink {
     /// Connects the producer (and, for exactly-once, fences earlier incarnations of this
     /// query's producer and reads back the last batch it committed).
     pub fn open(spec: KafkaSinkSpec, query_id: &str, schema: &SchemaRef) -> Result<Self> {
+        // Secrets first: a missing one is a configuration error, whatever else is wrong.
+        let client_options = super::client::resolve(&spec.client_options)?;
         let name = format!("KafkaSink[{}]", spec.bootstrap_servers);
         let sink_err = |message: String| Error::Sink {
             sink: name.clone(),
@@ -167,7 +169,7 @@ impl KafkaSink {
         };
         crate::connectors::kafka::client::check_reachable(
             &spec.bootstrap_servers,
-            &spec.client_options,
+            &client_options,
             spec.connect_timeout,
         )
         .map_err(&sink_err)?;
@@ -183,7 +185,7 @@ impl KafkaSink {
         if spec.exactly_once {
             config.set("transactional.id", format!("sluice-{query_id}"));
         }
-        for (k, v) in &spec.client_options {
+        for (k, v) in &client_options {
             config.set(k, v);
         }
         let producer: ThreadedProducer<Deliveries> = config

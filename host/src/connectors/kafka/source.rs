@@ -96,7 +96,7 @@ pub struct KafkaSourceSpec {
     /// `includeHeaders`.
     pub include_headers: bool,
     /// Every other `kafka.*` option, without the prefix, for the client.
-    pub client_options: Vec<(String, String)>,
+    pub client_options: Vec<(String, super::client::ClientValue)>,
     /// `connectTimeout`: how long the query waits at start for a bootstrap broker to answer.
     pub connect_timeout: Duration,
 }
@@ -318,9 +318,10 @@ impl KafkaSource {
     /// Connects the client; offsets are looked up when the first batch is planned.
     pub fn open(spec: KafkaSourceSpec, ctx: SourceContext) -> Result<Self> {
         create_dir_all(&ctx.log_dir)?;
+        let client_options = super::client::resolve(&spec.client_options)?;
         crate::connectors::kafka::client::check_reachable(
             &spec.bootstrap_servers,
-            &spec.client_options,
+            &client_options,
             spec.connect_timeout,
         )
         .map_err(|message| Error::Source {
@@ -348,7 +349,7 @@ impl KafkaSource {
                 "group.id",
                 format!("sluice-source-{}", uuid::Uuid::new_v4()),
             );
-        for (k, v) in &spec.client_options {
+        for (k, v) in &client_options {
             config.set(k, v);
         }
         let name = format!("KafkaSource[{}]", describe(&spec.subscription));

@@ -565,10 +565,10 @@ fn a_stream_joins_a_postgres_table_and_sees_it_change_through_its_version_query(
     pg.psql(
         &db,
         "CREATE TABLE users (id bigint PRIMARY KEY, name text, tier text, since date, \
-         updated_at timestamptz NOT NULL DEFAULT now(), profile jsonb); \
-         INSERT INTO users (id, name, tier, since, profile) VALUES \
-         (0, 'ann', 'gold', '2024-02-29', '{\"lang\": \"ko\"}'), \
-         (1, 'bo', 'silver', NULL, NULL), (2, 'cy', 'gold', '2020-01-01', '[1, 2]')",
+         updated_at timestamptz NOT NULL DEFAULT now(), profile jsonb, credit numeric(10, 2)); \
+         INSERT INTO users (id, name, tier, since, profile, credit) VALUES \
+         (0, 'ann', 'gold', '2024-02-29', '{\"lang\": \"ko\"}', 12.5), \
+         (1, 'bo', 'silver', NULL, NULL, -0.25), (2, 'cy', 'gold', '2020-01-01', '[1, 2]', 1000000)",
     );
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -597,7 +597,7 @@ on = [["user_id", "id"]]
 format = "postgres"
 url = "{url}"
 password = {{ env = "SLUICE_TEST_PGPASSWORD" }}
-query = "SELECT id, name, tier, since, profile FROM users"
+query = "SELECT id, name, tier, since, profile, credit FROM users"
 versionQuery = "SELECT max(updated_at) FROM users"
 [query.sink]
 format = "json"
@@ -620,8 +620,14 @@ path = "out"
         .iter()
         .map(|r| {
             format!(
-                "{} {} {} {} {} {}",
-                r["user_id"], r["clicks"], r["name"], r["tier"], r["since"], r["profile"]
+                "{} {} {} {} {} {} {}",
+                r["user_id"],
+                r["clicks"],
+                r["name"],
+                r["tier"],
+                r["since"],
+                r["profile"],
+                r["credit"]
             )
         })
         .collect();
@@ -630,13 +636,13 @@ path = "out"
         rows,
         vec![
             // Batch 0 joined with the first version.
-            r#"0 0 "ann" "gold" "2024-02-29" "{\"lang\": \"ko\"}""#,
-            r#"1 10 "bo" "gold" null null"#,
-            r#"1 10 "bo" "silver" null null"#,
-            r#"2 20 "cy" "gold" "2020-01-01" "[1, 2]""#,
-            r#"3 30 "di" "bronze" null null"#,
-            r#"3 30 null null null null"#,
-            r#"4 40 null null null null"#,
+            r#"0 0 "ann" "gold" "2024-02-29" "{\"lang\": \"ko\"}" 12.5"#,
+            r#"1 10 "bo" "gold" null null -0.25"#,
+            r#"1 10 "bo" "silver" null null -0.25"#,
+            r#"2 20 "cy" "gold" "2020-01-01" "[1, 2]" 1000000.0"#,
+            r#"3 30 "di" "bronze" null null null"#,
+            r#"3 30 null null null null null"#,
+            r#"4 40 null null null null null"#,
         ]
     );
     // Each batch's offsets entry names the table version it joined with.

@@ -17,11 +17,11 @@ use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_array::builder::{
-    BinaryBuilder, BooleanBuilder, Date32Builder, Float32Builder, Float64Builder, Int16Builder,
-    Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+use arrow_array::builder::{BinaryBuilder, BooleanBuilder, StringBuilder};
+use arrow_array::types::{
+    Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType,
 };
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, ArrowPrimitiveType, PrimitiveArray, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use postgres::types::{FromSql, Type};
 use postgres::{Client, Row};
@@ -230,70 +230,32 @@ impl PostgresTable {
             let value =
                 |r| raw(r, i).map_err(|e| self.err(format!("column '{}': {e}", field.name())));
             let bad = |e: String| self.err(format!("column '{}': {e}", field.name()));
-            let jsonb = rows
-                .first()
-                .is_some_and(|r| *r.columns()[i].type_() == Type::JSONB);
+            let pg_type = rows.first().map(|r| r.columns()[i].type_().clone());
+            let jsonb = pg_type == Some(Type::JSONB);
             let column: ArrayRef = match field.data_type() {
-                DataType::Int16 => {
-                    let mut b = Int16Builder::with_capacity(n);
-                    for r in rows {
-                        b.append_option(
-                            value(r)?
-                                .map(|v| be::<2>(v).map(i16::from_be_bytes))
-                                .transpose()
-                                .map_err(bad)?,
-                        );
-                    }
-                    Arc::new(b.finish())
+                DataType::Int16 => Arc::new(fixed::<Int16Type>(rows, &value, &bad, |v| {
+                    Ok(i16::from_be_bytes(be(v)?))
+                })?),
+                DataType::Int32 => Arc::new(fixed::<Int32Type>(rows, &value, &bad, |v| {
+                    Ok(i32::from_be_bytes(be(v)?))
+                })?),
+                DataType::Int64 => Arc::new(fixed::<Int64Type>(rows, &value, &bad, |v| {
+                    Ok(i64::from_be_bytes(be(v)?))
+                })?),
+                DataType::Float32 => Arc::new(fixed::<Float32Type>(rows, &value, &bad, |v| {
+                    Ok(f32::from_be_bytes(be(v)?))
+                })?),
+                DataType::Float64 if pg_type == Some(Type::NUMERIC) => {
+                    Arc::new(fixed::<Float64Type>(
+                        rows,
+                        &value,
+                        &bad,
+                        super::types::decode_numeric,
+                    )?)
                 }
-                DataType::Int32 => {
-                    let mut b = Int32Builder::with_capacity(n);
-                    for r in rows {
-                        b.append_option(
-                            value(r)?
-                                .map(|v| be::<4>(v).map(i32::from_be_bytes))
-                                .transpose()
-                                .map_err(bad)?,
-                        );
-                    }
-                    Arc::new(b.finish())
-                }
-                DataType::Int64 => {
-                    let mut b = Int64Builder::with_capacity(n);
-                    for r in rows {
-                        b.append_option(
-                            value(r)?
-                                .map(|v| be::<8>(v).map(i64::from_be_bytes))
-                                .transpose()
-                                .map_err(bad)?,
-                        );
-                    }
-                    Arc::new(b.finish())
-                }
-                DataType::Float32 => {
-                    let mut b = Float32Builder::with_capacity(n);
-                    for r in rows {
-                        b.append_option(
-                            value(r)?
-                                .map(|v| be::<4>(v).map(f32::from_be_bytes))
-                                .transpose()
-                                .map_err(bad)?,
-                        );
-                    }
-                    Arc::new(b.finish())
-                }
-                DataType::Float64 => {
-                    let mut b = Float64Builder::with_capacity(n);
-                    for r in rows {
-                        b.append_option(
-                            value(r)?
-                                .map(|v| be::<8>(v).map(f64::from_be_bytes))
-                                .transpose()
-                                .map_err(bad)?,
-                        );
-                    }
-                    Arc::new(b.finish())
-                }
+                DataType::Float64 => Arc::new(fixed::<Float64Type>(rows, &value, &bad, |v| {
+                    Ok(f64::from_be_bytes(be(v)?))
+                })?),
                 DataType::Boolean => {
                     let mut b = BooleanBuilder::with_capacity(n);
                     for r in rows {
@@ -328,37 +290,15 @@ impl PostgresTable {
                     }
                     Arc::new(b.finish())
                 }
-                DataType::Timestamp(_, tz) => {
-                    let mut b = TimestampMicrosecondBuilder::with_capacity(n);
-                    for r in rows {
-                        b.append_option(
-                            value(r)?
-                                .map(|v| {
-                                    be::<8>(v)
-                                        .map(|x| i64::from_be_bytes(x).saturating_add(PG_EPOCH_US))
-                                })
-                                .transpose()
-                                .map_err(bad)?,
-                        );
-                    }
-                    Arc::new(b.finish().with_timezone_opt(tz.clone()))
-                }
-                DataType::Date32 => {
-                    let mut b = Date32Builder::with_capacity(n);
-                    for r in rows {
-                        b.append_option(
-                            value(r)?
-                                .map(|v| {
-                                    be::<4>(v).map(|x| {
-                                        i32::from_be_bytes(x).saturating_add(PG_EPOCH_DAYS)
-                                    })
-                                })
-                                .transpose()
-                                .map_err(bad)?,
-                        );
-                    }
-                    Arc::new(b.finish())
-                }
+                DataType::Timestamp(_, tz) => Arc::new(
+                    fixed::<TimestampMicrosecondType>(rows, &value, &bad, |v| {
+                        Ok(i64::from_be_bytes(be(v)?).saturating_add(PG_EPOCH_US))
+                    })?
+                    .with_timezone_opt(tz.clone()),
+                ),
+                DataType::Date32 => Arc::new(fixed::<Date32Type>(rows, &value, &bad, |v| {
+                    Ok(i32::from_be_bytes(be(v)?).saturating_add(PG_EPOCH_DAYS))
+                })?),
                 other => return Err(self.err(format!("no reader for {other}"))),
             };
             columns.push(column);
@@ -366,6 +306,18 @@ impl PostgresTable {
         RecordBatch::try_new(self.schema.clone(), columns)
             .map_err(|e| self.err(format!("building the table: {e}")))
     }
+}
+
+/// A fixed-width column: each row's value (`value`) decoded from its wire bytes.
+fn fixed<'r, T: ArrowPrimitiveType>(
+    rows: &'r [Row],
+    value: &dyn Fn(&'r Row) -> Result<Option<&'r [u8]>>,
+    bad: &dyn Fn(String) -> Error,
+    decode: impl Fn(&[u8]) -> std::result::Result<T::Native, String>,
+) -> Result<PrimitiveArray<T>> {
+    rows.iter()
+        .map(|r| value(r)?.map(&decode).transpose().map_err(bad))
+        .collect()
 }
 
 /// `versionQuery`'s one value as text: its wire bytes in hex, whatever its type.

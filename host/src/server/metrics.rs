@@ -98,26 +98,19 @@ pub(crate) fn render(queries: &[QueryMetrics], modules: usize) -> String {
         }
     }
 
-    let counters: [Family<QueryMetrics, u64>; 3] = [
+    // Counts print without a fraction ({} of 3.0 is "3"), so one value type serves all.
+    let counters: [Family<QueryMetrics, f64>; 6] = [
         ("sluice_query_batches_total", "Batches committed.", |q| {
-            q.totals.batches
+            q.totals.batches as f64
         }),
         ("sluice_query_input_rows_total", "Rows read.", |q| {
-            q.totals.input_rows
+            q.totals.input_rows as f64
         }),
         (
             "sluice_query_output_rows_total",
             "Rows the sink wrote.",
-            |q| q.totals.output_rows,
+            |q| q.totals.output_rows as f64,
         ),
-    ];
-    for (name, help, value) in counters {
-        family(&mut out, name, "counter", help);
-        for q in queries {
-            let _ = writeln!(out, "{name}{{query=\"{}\"}} {}", label(&q.name), value(q));
-        }
-    }
-    let workers: [Family<QueryMetrics, f64>; 3] = [
         (
             "sluice_query_worker_tasks_total",
             "Tasks the query's batches ran on the worker pool.",
@@ -134,7 +127,7 @@ pub(crate) fn render(queries: &[QueryMetrics], modules: usize) -> String {
             |q| q.totals.query_thread_cpu_seconds,
         ),
     ];
-    for (name, help, value) in workers {
+    for (name, help, value) in counters {
         family(&mut out, name, "counter", help);
         for q in queries {
             let _ = writeln!(out, "{name}{{query=\"{}\"}} {}", label(&q.name), value(q));

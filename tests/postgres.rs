@@ -164,6 +164,34 @@ fn orders(dir: &Path, files: u64, per_file: u64) {
     }
 }
 
+/// A pipeline file in `d` reading the orders in `d/orders` (see [`orders`]) into a postgres
+/// sink: `query` holds the query's lines (trigger, checkpoint, ...), `source` extra source
+/// lines, `sink` the sink's lines after its format.
+fn orders_pipeline(d: &Path, query: &str, source: &str, sink: &str) -> PathBuf {
+    pipeline(
+        d,
+        &format!(
+            r#"[[query]]
+{query}
+[query.source]
+format = "json"
+path = "{}/orders"
+schema = "order_id BIGINT, category STRING, amount BIGINT, ts TIMESTAMP, note STRING"
+mode = "FAILFAST"
+{source}
+[query.sink]
+format = "postgres"
+{sink}
+"#,
+            d.display()
+        ),
+    )
+}
+
+/// The query lines of a one-pass load named `name`.
+const AVAILABLE_NOW: &str =
+    "name = \"load\"\ncheckpointLocation = \"ckpt\"\ntrigger = \"availableNow\"";
+
 fn run_ok_env(file: &Path) -> String {
     let out = sluice()
         .arg("run")
@@ -288,27 +316,7 @@ fn bad_postgres_pipelines_are_refused_with_the_field_and_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     orders(d, 1, 10);
-    let with_sink = |sink: &str| {
-        pipeline(
-            d,
-            &format!(
-                r#"[[query]]
-name = "q"
-checkpointLocation = "ckpt"
-trigger = "availableNow"
-[query.source]
-format = "json"
-path = "{}/orders"
-schema = "order_id BIGINT, category STRING, amount BIGINT, ts TIMESTAMP, note STRING"
-mode = "FAILFAST"
-[query.sink]
-format = "postgres"
-{sink}
-"#,
-                d.display()
-            ),
-        )
-    };
+    let with_sink = |sink: &str| orders_pipeline(d, AVAILABLE_NOW, "", sink);
     let url = pg.url(&db);
     for (sink, expected) in [
         (
@@ -479,29 +487,14 @@ fn kill_minus_nine_at_every_point_of_a_postgres_load_leaves_each_row_once() {
             } else {
                 ""
             };
-            let file = pipeline(
+            let file = orders_pipeline(
                 d,
+                AVAILABLE_NOW,
+                "maxFilesPerTrigger = 1",
                 &format!(
-                    r#"[[query]]
-name = "load"
-checkpointLocation = "ckpt"
-trigger = "availableNow"
-[query.source]
-format = "json"
-path = "{}/orders"
-schema = "order_id BIGINT, category STRING, amount BIGINT, ts TIMESTAMP, note STRING"
-mode = "FAILFAST"
-maxFilesPerTrigger = 1
-[query.sink]
-format = "postgres"
-url = "{url}"
-password = {{ env = "SLUICE_TEST_PGPASSWORD" }}
-table = "{table}"
-createTable = true
-{mode}
-"#,
-                    d.display(),
-                    url = pg.url(&db)
+                    "url = \"{}\"\npassword = {{ env = \"SLUICE_TEST_PGPASSWORD\" }}\n\
+                     table = \"{table}\"\ncreateTable = true\n{mode}",
+                    pg.url(&db)
                 ),
             );
             let failpoint = format!("{point}:{batch}");
@@ -663,27 +656,15 @@ fn a_server_that_goes_away_fails_the_batch_clearly_and_the_query_resumes_exactly
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     orders(d, 1, 100);
-    let file = pipeline(
+    let file = orders_pipeline(
         d,
+        "name = \"load\"\ncheckpointLocation = \"ckpt\"\n\
+         trigger = { processingTime = \"100 milliseconds\" }",
+        "",
         &format!(
-            r#"[[query]]
-name = "load"
-checkpointLocation = "ckpt"
-trigger = {{ processingTime = "100 milliseconds" }}
-[query.source]
-format = "json"
-path = "{}/orders"
-schema = "order_id BIGINT, category STRING, amount BIGINT, ts TIMESTAMP, note STRING"
-mode = "FAILFAST"
-[query.sink]
-format = "postgres"
-url = "{url}"
-password = {{ env = "SLUICE_TEST_PGPASSWORD" }}
-table = "orders"
-createTable = true
-"#,
-            d.display(),
-            url = pg.url(&db)
+            "url = \"{}\"\npassword = {{ env = \"SLUICE_TEST_PGPASSWORD\" }}\n\
+             table = \"orders\"\ncreateTable = true",
+            pg.url(&db)
         ),
     );
     let mut run = Running::start(&file, &[], &[("SLUICE_TEST_PGPASSWORD", PASSWORD)]);
@@ -806,28 +787,14 @@ fn a_tls_only_server_is_reached_with_its_ca_and_refused_without_it() {
     let d = dir.path();
     orders(d, 2, 50);
     let with = |url_extra: &str, tls: &str| {
-        pipeline(
+        orders_pipeline(
             d,
+            AVAILABLE_NOW,
+            "",
             &format!(
-                r#"[[query]]
-name = "load"
-checkpointLocation = "ckpt"
-trigger = "availableNow"
-[query.source]
-format = "json"
-path = "{}/orders"
-schema = "order_id BIGINT, category STRING, amount BIGINT, ts TIMESTAMP, note STRING"
-mode = "FAILFAST"
-[query.sink]
-format = "postgres"
-url = "{url}{url_extra}"
-password = {{ env = "SLUICE_TEST_PGPASSWORD" }}
-table = "orders"
-createTable = true
-{tls}
-"#,
-                d.display(),
-                url = pg.url(&db)
+                "url = \"{}{url_extra}\"\npassword = {{ env = \"SLUICE_TEST_PGPASSWORD\" }}\n\
+                 table = \"orders\"\ncreateTable = true\n{tls}",
+                pg.url(&db)
             ),
         )
     };

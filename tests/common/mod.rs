@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests: run the real `sluice` binary on real files.
 #![allow(dead_code)]
 
+pub mod postgres;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -22,6 +22,15 @@ if ! command -v kcat >/dev/null 2>&1; then
   fi
 fi
 
+# stunnel: the Kafka TLS test puts it, with a test certificate, in front of the broker.
+if ! command -v stunnel >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -q >/dev/null && apt-get install -y -q stunnel4 >/dev/null
+  else
+    sudo apt-get update -q >/dev/null && sudo apt-get install -y -q stunnel4 >/dev/null
+  fi
+fi
+
 # PostgreSQL (server and psql): the postgres sink's tests start a server of their own.
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v psql >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then

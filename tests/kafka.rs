@@ -56,6 +56,62 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// A broker telling clients to reach it at 127.0.0.1:`port` (a TLS proxy in front of it).
+    fn start_advertised(topics: &[&str], port: u16) -> Broker {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-kafka-mock"));
+        for t in topics {
+            cmd.arg("--topic").arg(t);
+        }
+        cmd.arg("--advertise").arg(format!("127.0.0.1:{port}"));
+        let (child, bootstrap) = spawn_announcing(cmd, "bootstrap=");
+        Broker { child, bootstrap }
+    }
+}
+
+/// stunnel (Debian's stunnel4) accepting TLS on 127.0.0.1:`port` with `certs`' server
+/// certificate and forwarding plain TCP to `to`; killed when dropped.
+struct TlsProxy(Child);
+
+impl TlsProxy {
+    fn start(certs: &std::path::Path, port: u16, to: &str) -> TlsProxy {
+        let conf = certs.join("stunnel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "foreground = yes\npid =\n[kafka]\naccept = 127.0.0.1:{port}\nconnect = {to}\n\
+                 cert = {}\nkey = {}\n",
+                certs.join("server.crt").display(),
+                certs.join("server.key").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("stunnel")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("stunnel is installed by scripts/test.sh");
+        // Ready when it accepts connections.
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "stunnel did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        TlsProxy(child)
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -1083,4 +1139,76 @@ fn topics_compressed_with_every_codec_are_read_and_the_sink_compresses() {
     // Four runs of the same 100 rows, one per codec, each read back.
     assert_eq!(read.len(), 400, "{:?}", &read[..read.len().min(5)]);
     assert!(read.iter().all(|v| v.starts_with("order-")));
+}
+
+#[test]
+fn a_broker_behind_tls_is_read_with_its_ca_and_refused_without_it() {
+    let certs = tempfile::tempdir().unwrap();
+    common::tls::certificates(certs.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let broker = Broker::start_advertised(&["secure:2"], port);
+    let _proxy = TlsProxy::start(certs.path(), port, &broker.bootstrap);
+    let tls_bootstrap = format!("127.0.0.1:{port}");
+    let ca = certs.path().join("ca.crt");
+    let ca_option = format!("ssl.ca.location={}", ca.display());
+    // An independent client writes over TLS.
+    let lines: String = (0..200).map(|i| format!("{{\"id\":{i}}}\n")).collect();
+    kcat(
+        &[
+            "-b",
+            &tls_bootstrap,
+            "-X",
+            "security.protocol=SSL",
+            "-X",
+            &ca_option,
+            "-t",
+            "secure",
+            "-P",
+        ],
+        &lines,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let with = |tls: &str| {
+        pipeline(
+            d,
+            &format!(
+                r#"[[query]]
+name = "secure"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+[query.source]
+format = "kafka"
+"kafka.bootstrap.servers" = "{tls_bootstrap}"
+"kafka.security.protocol" = "SSL"
+{tls}
+subscribe = "secure"
+startingOffsets = "earliest"
+connectTimeout = "5 seconds"
+[query.sink]
+format = "json"
+path = "out"
+"#
+            ),
+        )
+    };
+    // Without the CA (the system's CAs are tried) the broker's certificate is not trusted: the
+    // start fails saying so.
+    let out = sluice().arg("run").arg(with("")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("broker certificate could not be verified"),
+        "{stderr}"
+    );
+    // With it every record arrives.
+    let file = with(&format!("\"kafka.ssl.ca.location\" = \"{}\"", ca.display()));
+    run_ok(sluice().arg("run").arg(&file));
+    let mut want: Vec<String> = (0..200).map(|i| format!("{{\"id\":{i}}}")).collect();
+    want.sort();
+    assert_eq!(values(d), want);
 }

@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::postgres::{PASSWORD, Postgres};
 use common::*;
@@ -581,71 +580,10 @@ fn a_server_that_goes_away_fails_the_batch_clearly_and_the_query_resumes_exactly
     assert!(!stderr.contains("not-the-password"), "{stderr}");
 }
 
-/// A CA and a server certificate for 127.0.0.1 signed by it, made with the openssl tool.
-fn certificates(dir: &Path) {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=sluice test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ]);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-        "-out",
-        "server.crt",
-    ]);
-}
-
 #[test]
 fn a_tls_only_server_is_reached_with_its_ca_and_refused_without_it() {
     let certs = tempfile::tempdir().unwrap();
-    certificates(certs.path());
+    common::tls::certificates(certs.path());
     let pg = Postgres::start_with(Some(certs.path()));
     let db = pg.database("secure");
     let dir = tempfile::tempdir().unwrap();

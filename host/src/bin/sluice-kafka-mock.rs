@@ -2,20 +2,27 @@
 //! own, so that killing the host under test does not kill the broker.
 //!
 //! ```text
-//! sluice-kafka-mock [--brokers N] [--topic NAME[:PARTITIONS]]...
+//! sluice-kafka-mock [--brokers N] [--topic NAME[:PARTITIONS]]... [--advertise HOST:PORT]...
 //! ```
 //!
 //! Creates the topics, prints `bootstrap=HOST:PORT` on stdout and serves until killed. Any
 //! Kafka client (Sluice, kcat, librdkafka, the Java client) can connect to it.
+//!
+//! `--advertise` (once per broker, in broker order) makes a broker tell clients to reach it at
+//! another address than the one it listens on — a TLS proxy in front of it (stunnel), which is
+//! how the tests reach a Kafka-protocol broker over TLS: the mock cluster itself speaks plain
+//! TCP only.
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use rdkafka::mocking::MockCluster;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, Producer};
 
 fn main() -> ExitCode {
     let mut brokers = 1;
     let mut topics: Vec<(String, i32)> = Vec::new();
+    let mut advertise: Vec<(String, i32)> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match (arg.as_str(), args.next()) {
@@ -30,16 +37,50 @@ fn main() -> ExitCode {
                     _ => return usage(&format!("--topic takes NAME[:PARTITIONS], not '{t}'")),
                 }
             }
+            ("--advertise", Some(a)) => match a.rsplit_once(':').map(|(h, p)| (h, p.parse())) {
+                Some((host, Ok(port))) if !host.is_empty() => {
+                    advertise.push((host.to_owned(), port))
+                }
+                _ => return usage(&format!("--advertise takes HOST:PORT, not '{a}'")),
+            },
             (other, _) => return usage(&format!("unknown argument '{other}'")),
         }
     }
-    let cluster = match MockCluster::new(brokers) {
-        Ok(c) => c,
+    if advertise.len() > brokers as usize {
+        return usage("more --advertise addresses than brokers");
+    }
+    // The cluster belongs to this client (librdkafka's `test.mock.num.brokers`), which keeps
+    // it while the process lives and gives the raw handle `--advertise` needs.
+    let owner: BaseProducer = match ClientConfig::new()
+        .set("test.mock.num.brokers", brokers.to_string())
+        .create()
+    {
+        Ok(p) => p,
         Err(e) => {
             eprintln!("error: starting the mock cluster: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let Some(cluster) = owner.client().mock_cluster() else {
+        eprintln!("error: the client has no mock cluster");
+        return ExitCode::FAILURE;
+    };
+    for (i, (host, port)) in advertise.iter().enumerate() {
+        let Ok(host) = std::ffi::CString::new(host.as_str()) else {
+            return usage("--advertise host holds a NUL byte");
+        };
+        // SAFETY: the client owns a live mock cluster (checked above) for as long as `owner`
+        // lives; librdkafka copies `host` under the cluster's lock; broker ids start at 1.
+        unsafe {
+            let raw = rdkafka::bindings::rd_kafka_handle_mock_cluster(owner.client().native_ptr());
+            rdkafka::bindings::rd_kafka_mock_broker_set_host_port(
+                raw,
+                i as i32 + 1,
+                host.as_ptr(),
+                *port,
+            );
+        }
+    }
     for (name, partitions) in &topics {
         if let Err(e) = cluster.create_topic(name, *partitions, 1) {
             eprintln!("error: creating topic {name}: {e}");
@@ -47,6 +88,7 @@ fn main() -> ExitCode {
         }
     }
     let mut out = std::io::stdout().lock();
+    // Where it listens (an --advertise'd proxy forwards here).
     let _ = writeln!(out, "bootstrap={}", cluster.bootstrap_servers());
     let _ = out.flush();
     drop(out);
@@ -57,7 +99,7 @@ fn main() -> ExitCode {
 
 fn usage(problem: &str) -> ExitCode {
     eprintln!(
-        "error: {problem}\nusage: sluice-kafka-mock [--brokers N] [--topic NAME[:PARTITIONS]]..."
+        "error: {problem}\nusage: sluice-kafka-mock [--brokers N] [--topic NAME[:PARTITIONS]]... [--advertise HOST:PORT]..."
     );
     ExitCode::from(2)
 }

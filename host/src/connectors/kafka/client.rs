@@ -26,9 +26,26 @@ struct ProbeContext {
 }
 
 impl ClientContext for ProbeContext {
-    fn log(&self, _level: RDKafkaLogLevel, _fac: &str, _log_message: &str) {
-        // The probe's own failures are reported in its error; librdkafka's log lines about
-        // them would only repeat it.
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        // The probe's failures are reported in its error, not logged; but why a connection
+        // failed (an SSL handshake, an authentication) reaches only the log, as `FAIL`.
+        if fac == "FAIL"
+            && matches!(
+                level,
+                RDKafkaLogLevel::Emerg
+                    | RDKafkaLogLevel::Alert
+                    | RDKafkaLogLevel::Critical
+                    | RDKafkaLogLevel::Error
+                    | RDKafkaLogLevel::Warning
+            )
+        {
+            self.error(
+                KafkaError::ClientCreation(String::new()),
+                log_message
+                    .rsplit_once(": ")
+                    .map_or(log_message, |(_, m)| m),
+            );
+        }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -68,8 +85,13 @@ pub fn is_secret_option(option: &str) -> bool {
 
 /// The options as librdkafka takes them, secrets read now (errors name the option, never the
 /// value).
+///
+/// A TLS connection without `ssl.ca.location` (or `ssl.ca.pem`) gets `ssl.ca.location =
+/// probe`: librdkafka's OpenSSL is built here, so its compiled-in CA directory is not the
+/// system's; `probe` looks in the usual system places, so managed clusters with public
+/// certificates work as with a system librdkafka.
 pub fn resolve(options: &[(String, ClientValue)]) -> crate::error::Result<Vec<(String, String)>> {
-    options
+    let mut resolved: Vec<(String, String)> = options
         .iter()
         .map(|(k, v)| {
             Ok((
@@ -80,7 +102,17 @@ pub fn resolve(options: &[(String, ClientValue)]) -> crate::error::Result<Vec<(S
                 },
             ))
         })
-        .collect()
+        .collect::<crate::error::Result<_>>()?;
+    let tls = resolved
+        .iter()
+        .any(|(k, v)| k == "security.protocol" && v.to_ascii_lowercase().contains("ssl"));
+    let ca_given = resolved
+        .iter()
+        .any(|(k, _)| k == "ssl.ca.location" || k == "ssl.ca.pem");
+    if tls && !ca_given {
+        resolved.push(("ssl.ca.location".into(), "probe".into()));
+    }
+    Ok(resolved)
 }
 
 /// Checks that a broker at `bootstrap_servers` answers a metadata request within `timeout`,
@@ -109,6 +141,9 @@ pub fn check_reachable(
     match probe.fetch_metadata(None, timeout) {
         Ok(_) => Ok(()),
         Err(e) => {
+            // librdkafka queues its log lines (`log.queue`): serve them, so the message can
+            // say why the connection failed (an SSL handshake, an authentication).
+            let _ = probe.poll(Duration::from_millis(100));
             let seen = probe
                 .context()
                 .errors

@@ -15,11 +15,11 @@
 
 use std::time::Duration;
 
-use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
 use postgres::Client;
 use postgres::binary_copy::BinaryCopyInWriter;
-use postgres::types::{ToSql, Type};
+use postgres::types::Type;
 use tracing::info;
 
 use super::types::{Cell, column_type, staging_type};
@@ -123,6 +123,8 @@ pub struct PostgresSink {
     /// Made for the schema of the rows (at start for the main sink, at the first write for
     /// a named output).
     plan: Option<Plan>,
+    /// `PostgresSink[host:port/db table]`, made once (progress asks for it every batch).
+    description: String,
 }
 
 impl PostgresSink {
@@ -166,17 +168,19 @@ impl PostgresSink {
             Rows::Of(schema) => (spec.table.clone(), Some(schema)),
             Rows::Output(name) => (format!("outputs.{name}"), None),
         };
+        let spec_description = spec.description();
         let mut sink = PostgresSink {
             spec,
             client,
             query_id: query_id.to_owned(),
             sink_name,
             plan: None,
+            description: spec_description,
         };
         if let Some(schema) = schema {
             sink.plan = Some(sink.plan_for(&schema)?);
         }
-        info!(sink = %sink.spec.description(), "connected");
+        info!(sink = %sink.description, "connected");
         Ok(sink)
     }
 
@@ -299,7 +303,7 @@ pub(super) fn pg(e: postgres::Error) -> String {
 
 impl Sink for PostgresSink {
     fn description(&self) -> String {
-        self.spec.description()
+        self.description.clone()
     }
 
     fn add_batch(
@@ -380,7 +384,7 @@ impl Sink for PostgresSink {
             // Written by an earlier run that crashed before the checkpoint recorded it.
             tx.rollback()
                 .map_err(|e| Self::err(&self.spec, format!("batch {batch_id}: {}", pg(e))))?;
-            info!(batch_id, sink = %self.spec.description(), "batch already in the table; skipped");
+            info!(batch_id, sink = %self.description, "batch already in the table; skipped");
             return Ok(0);
         }
         let target = if merge.is_some() {
@@ -408,22 +412,19 @@ impl Sink for PostgresSink {
             ))
             .map_err(|e| Self::err(&self.spec, format!("batch {batch_id}: COPY: {}", pg(e))))?;
         let mut writer = BinaryCopyInWriter::new(writer, &types);
-        let mut position: i64 = 0;
-        let positions: ArrayRef = std::sync::Arc::new(Int64Array::from_iter_values(
-            0..if merge.is_some() { rows as i64 } else { 0 },
-        ));
+        // One row's values, reused from row to row: no allocation per row.
+        let mut cells: Vec<Cell<'_>> = Vec::with_capacity(types.len());
         let mut written = 0usize;
         for cols in &staged {
             let n = cols.first().map_or(0, |c| c.len());
             for r in 0..n {
-                let mut cells: Vec<Cell<'_>> = cols.iter().map(|c| Cell::new(c, r)).collect();
+                cells.clear();
+                cells.extend(cols.iter().map(|c| Cell::new(c, r)));
                 if merge.is_some() {
-                    cells.push(Cell::new(&positions, position as usize));
-                    position += 1;
+                    // The staging position: the last row of a key in the batch wins.
+                    cells.push(Cell::Int8(written as i64));
                 }
-                let values: Vec<&(dyn ToSql + Sync)> =
-                    cells.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
-                writer.write(&values).map_err(|e| {
+                writer.write_raw(cells.iter()).map_err(|e| {
                     Self::err(
                         &self.spec,
                         format!("batch {batch_id}: COPY row {r}: {}", pg(e)),

@@ -101,15 +101,22 @@ const PG_EPOCH_DAYS: i32 = 10_957;
 /// Written by hand rather than through chrono's `ToSql`: a staged timestamp is already the
 /// microseconds PostgreSQL sends on the wire, less an epoch.
 #[derive(Debug)]
-pub struct Cell<'a> {
-    column: &'a ArrayRef,
-    row: usize,
+pub enum Cell<'a> {
+    /// Row `row` of staged column `column`.
+    At {
+        /// The staged column.
+        column: &'a ArrayRef,
+        /// The row.
+        row: usize,
+    },
+    /// A bigint the sink adds itself (an upsert's staging position).
+    Int8(i64),
 }
 
 impl<'a> Cell<'a> {
     /// Row `row` of staged column `column`.
     pub fn new(column: &'a ArrayRef, row: usize) -> Cell<'a> {
-        Cell { column, row }
+        Cell::At { column, row }
     }
 }
 
@@ -120,7 +127,13 @@ impl ToSql for Cell<'_> {
         out: &mut BytesMut,
     ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
         use bytes::BufMut;
-        let (c, i) = (self.column, self.row);
+        let (c, i) = match self {
+            Cell::At { column, row } => (*column, *row),
+            Cell::Int8(v) => {
+                out.put_i64(*v);
+                return Ok(IsNull::No);
+            }
+        };
         if c.is_null(i) {
             return Ok(IsNull::Yes);
         }

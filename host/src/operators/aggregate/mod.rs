@@ -432,13 +432,7 @@ impl Aggregate {
     /// Merges pre-aggregated groups (a chunk's partial results, in the order the chunk first
     /// touched them) into the state, as if their rows had been folded in one by one. A Wasm
     /// aggregate's two states of one group are combined by its `merge`.
-    fn merge_partials(
-        &mut self,
-        batch_id: u64,
-        partials: Vec<Entry>,
-        skipped: Skipped,
-    ) -> Result<()> {
-        self.stats.num_rows_dropped_by_watermark += skipped.late;
+    fn merge_partials(&mut self, batch_id: u64, partials: Vec<Entry>) -> Result<()> {
         for partial in partials {
             let index = match self.groups.find(&partial.key) {
                 Some(index) => {

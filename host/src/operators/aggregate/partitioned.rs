@@ -102,28 +102,18 @@ impl PartitionedAggregate {
         .into_iter()
         .flatten();
         // Per partition: each chunk's groups for it, in chunk order.
-        let mut routed: Vec<(Vec<_>, Skipped)> =
-            (0..n).map(|_| (Vec::new(), Skipped::default())).collect();
+        let mut routed: Vec<Vec<_>> = (0..n).map(|_| Vec::new()).collect();
         let mut skipped = Skipped::default();
         for partial in partials {
             skipped.add(partial.skipped);
             for (p, groups) in partial.by_partition.into_iter().enumerate() {
-                routed[p].0.push(groups);
+                routed[p].push(groups);
             }
         }
-        // The skipped rows are counted once, by the first partition.
-        routed[0].1 = skipped;
-        if skipped.null_times > 0 {
-            tracing::warn!(
-                rows = skipped.null_times,
-                "rows with a null event time have no window and were not aggregated"
-            );
-        }
-        let merge = |(part, (chunks, skipped)): (&mut Aggregate, (Vec<_>, Skipped))| {
+        let merge = |(part, chunks): (&mut Aggregate, Vec<_>)| {
             part.begin_batch();
-            let mut skipped = Some(skipped);
             for groups in chunks {
-                part.merge_partials(clock.batch_id, groups, skipped.take().unwrap_or_default())?;
+                part.merge_partials(clock.batch_id, groups)?;
             }
             part.finish_batch(clock.watermarks)
         };
@@ -136,6 +126,8 @@ impl PartitionedAggregate {
                 .map(parallel::task(merge))
                 .collect()
         };
+        // Rows skipped in the partial phase are counted (and warned of) once, by partition 0.
+        self.parts[0].note_skipped(skipped, true);
         outputs.into_iter().collect()
     }
 

@@ -7,22 +7,26 @@
 //!   offsets/N       the end offsets of batch N, written durably BEFORE the batch runs
 //!   commits/N       written after batch N reached the sink
 //!   sources/<i>/    each source's own log (file lists, start times, inferred schemas)
-//!   .lock           held while a process runs the query
+//!   .lock           held while a process runs the query (local directories)
 //! ```
+//!
+//! The location may be an object store (`s3://bucket/prefix`): there is no lock there and no
+//! rename, so `offsets/N` and `commits/N` are created with put-if-absent; a second process
+//! running the same query fails at its first batch with "another query owns this checkpoint".
 //!
 //! On restart, if the newest `offsets/N` has no `commits/N`, batch N is run again with the
 //! same offsets and the same id; sinks that remember ids make that re-run a no-op.
-//! Every write is atomic and durable ([`crate::fsutil::write_atomic`]).
+//! Every write is atomic and durable ([`crate::storage::Location::write`]).
 
 use std::fs::{File, TryLockError};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use crate::error::{Error, Result};
-use crate::fsutil::{create_dir_all, numbered_entries, write_atomic};
 use crate::source::Offset;
+use crate::storage::Location;
 
 /// `metadata`: who this checkpoint belongs to.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -69,21 +73,23 @@ pub struct CommitEntry {
     pub max_event_time_us: Vec<Option<i64>>,
 }
 
-/// An open, locked checkpoint directory.
+/// An open checkpoint: locked while this process runs the query (a local directory), or
+/// guarded by conditional writes (an object store, which has no locks).
 pub struct Checkpoint {
-    dir: PathBuf,
+    dir: Location,
     metadata: QueryMetadata,
-    _lock: File,
+    _lock: Option<File>,
     // Keeps a temporary checkpoint alive for as long as the query runs.
     _temp: Option<tempfile::TempDir>,
 }
 
 impl Checkpoint {
-    /// Opens (or creates) the checkpoint at `dir` for a query whose sources are `sources`.
+    /// Opens (or creates) the checkpoint at `dir` (a local path or an `s3://…` URL) for a
+    /// query whose sources are `sources`.
     ///
     /// Refuses a checkpoint written for other sources, or one another process is using.
     pub fn open(dir: &Path, sources: &[String]) -> Result<Checkpoint> {
-        Self::open_inner(dir.to_path_buf(), sources, None)
+        Self::open_inner(Location::parse(dir)?, sources, None)
     }
 
     /// A checkpoint in a temporary directory, removed when the query ends (Spark does this for
@@ -93,53 +99,49 @@ impl Checkpoint {
             .prefix("sluice-checkpoint-")
             .tempdir()
             .map_err(|e| Error::io("creating a temporary checkpoint", std::env::temp_dir(), e))?;
-        Self::open_inner(temp.path().to_path_buf(), sources, Some(temp))
+        Self::open_inner(Location::Local(temp.path().to_path_buf()), sources, Some(temp))
+    }
+
+    fn damaged(dir: &Location, message: impl Into<String>) -> Error {
+        Error::Checkpoint {
+            path: dir.to_path_buf(),
+            message: message.into(),
+        }
     }
 
     fn open_inner(
-        dir: PathBuf,
+        dir: Location,
         sources: &[String],
         temp: Option<tempfile::TempDir>,
     ) -> Result<Checkpoint> {
-        create_dir_all(&dir)?;
-        let lock_path = dir.join(".lock");
-        let lock = File::create(&lock_path).map_err(|e| Error::io("creating", &lock_path, e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(Error::Checkpoint {
-                    path: dir,
-                    message: "another running query is using this checkpoint; stop it or give this query its own checkpointLocation".into(),
-                });
-            }
-            Err(TryLockError::Error(e)) => return Err(Error::io("locking", lock_path, e)),
-        }
-        let meta_path = dir.join("metadata");
-        let metadata = match std::fs::read(&meta_path) {
-            Ok(bytes) => {
-                let m: QueryMetadata =
-                    serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint {
-                        path: dir.clone(),
-                        message: format!("metadata is not a Sluice checkpoint's: {e}"),
-                    })?;
+        dir.create_dir_all()?;
+        let lock = match dir.as_local() {
+            Some(local) => Some(lock(local)?),
+            None => None,
+        };
+        let meta = dir.join("metadata");
+        let metadata = match meta.read()? {
+            Some(bytes) => {
+                let m: QueryMetadata = serde_json::from_slice(&bytes).map_err(|e| {
+                    Self::damaged(&dir, format!("metadata is not a Sluice checkpoint's: {e}"))
+                })?;
                 if m.sources != sources {
-                    return Err(Error::Checkpoint {
-                        path: dir,
-                        message: format!(
+                    return Err(Self::damaged(
+                        &dir,
+                        format!(
                             "it belongs to query {} reading {:?}, but this pipeline reads {:?}; its offsets would be meaningless here — use a new checkpointLocation",
                             m.id, m.sources, sources
                         ),
-                    });
+                    ));
                 }
                 m
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if !numbered_entries(&dir.join("offsets"))?.is_empty() {
-                    return Err(Error::Checkpoint {
-                        path: dir,
-                        message: "offsets exist but metadata is missing; the checkpoint is damaged"
-                            .into(),
-                    });
+            None => {
+                if !dir.join("offsets").numbered_entries()?.is_empty() {
+                    return Err(Self::damaged(
+                        &dir,
+                        "offsets exist but metadata is missing; the checkpoint is damaged",
+                    ));
                 }
                 let m = QueryMetadata {
                     id: uuid::Uuid::new_v4().to_string(),
@@ -147,13 +149,16 @@ impl Checkpoint {
                 };
                 let json = serde_json::to_vec(&m)
                     .map_err(|e| Error::data("writing checkpoint metadata", e))?;
-                write_atomic(&meta_path, &json)?;
+                // Two processes starting on a new checkpoint at once: one metadata wins, and
+                // both go on with it.
+                if !meta.create(json)? {
+                    return Self::open_inner(dir, sources, temp);
+                }
                 m
             }
-            Err(e) => return Err(Error::io("reading", meta_path, e)),
         };
         for sub in ["offsets", "commits", "sources"] {
-            create_dir_all(&dir.join(sub))?;
+            dir.join(sub).create_dir_all()?;
         }
         Ok(Checkpoint {
             dir,
@@ -164,7 +169,7 @@ impl Checkpoint {
     }
 
     /// The checkpoint directory.
-    pub fn dir(&self) -> &Path {
+    pub fn dir(&self) -> &Location {
         &self.dir
     }
 
@@ -174,21 +179,25 @@ impl Checkpoint {
     }
 
     /// The log directory of source `index`.
-    pub fn source_dir(&self, index: usize) -> PathBuf {
+    pub fn source_dir(&self, index: usize) -> Location {
         self.dir.join("sources").join(index.to_string())
     }
 
-    fn read_json<T: for<'de> Deserialize<'de>>(&self, path: &Path) -> Result<T> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint {
-            path: path.to_path_buf(),
-            message: format!("entry is corrupt: {e}"),
-        })
+    fn read_json<T: for<'de> Deserialize<'de>>(&self, at: &Location) -> Result<Option<T>> {
+        let Some(bytes) = at.read()? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Checkpoint {
+                path: at.to_path_buf(),
+                message: format!("entry is corrupt: {e}"),
+            })
     }
 
     /// The newest offsets entry, if any.
     pub fn latest_offsets(&self) -> Result<Option<OffsetEntry>> {
-        match numbered_entries(&self.dir.join("offsets"))?.last() {
+        match self.dir.join("offsets").numbered_entries()?.last() {
             Some(id) => self.offsets(*id),
             None => Ok(None),
         }
@@ -196,37 +205,47 @@ impl Checkpoint {
 
     /// The offsets entry of batch `id`, if it is still retained.
     pub fn offsets(&self, id: u64) -> Result<Option<OffsetEntry>> {
-        let path = self.dir.join("offsets").join(id.to_string());
-        if !path.exists() {
-            return Ok(None);
-        }
-        self.read_json(&path).map(Some)
+        self.read_json(&self.dir.join("offsets").join(id.to_string()))
     }
 
     /// The newest commit: its batch id and entry.
     pub fn latest_commit(&self) -> Result<Option<(u64, CommitEntry)>> {
-        match numbered_entries(&self.dir.join("commits"))?.last() {
+        match self.dir.join("commits").numbered_entries()?.last() {
             Some(&id) => {
-                let entry = self.read_json(&self.dir.join("commits").join(id.to_string()))?;
+                let at = self.dir.join("commits").join(id.to_string());
+                let entry = self
+                    .read_json(&at)?
+                    .ok_or_else(|| Self::damaged(&self.dir, format!("commits/{id} vanished")))?;
                 Ok(Some((id, entry)))
             }
             None => Ok(None),
         }
     }
 
+    /// Writes a write-ahead entry that must not exist yet: if another process wrote it first,
+    /// that process is running this query too.
+    fn write_new(&self, sub: &str, id: u64, json: Vec<u8>) -> Result<()> {
+        if self.dir.join(sub).join(id.to_string()).create(json)? {
+            return Ok(());
+        }
+        Err(Self::damaged(
+            &self.dir,
+            format!(
+                "{sub}/{id} was written by another process: another query owns this checkpoint; stop it or give this query its own checkpointLocation"
+            ),
+        ))
+    }
+
     /// Records batch `entry.batch_id`'s offsets; must happen before the batch runs.
     pub fn write_offsets(&self, entry: &OffsetEntry) -> Result<()> {
         let json = serde_json::to_vec(entry).map_err(|e| Error::data("writing offsets", e))?;
-        write_atomic(
-            &self.dir.join("offsets").join(entry.batch_id.to_string()),
-            &json,
-        )
+        self.write_new("offsets", entry.batch_id, json)
     }
 
     /// Records that batch `id` reached the sink.
     pub fn write_commit(&self, id: u64, entry: &CommitEntry) -> Result<()> {
         let json = serde_json::to_vec(entry).map_err(|e| Error::data("writing commit", e))?;
-        write_atomic(&self.dir.join("commits").join(id.to_string()), &json)
+        self.write_new("commits", id, json)
     }
 
     /// Deletes offsets and commits older than the newest `retain` batches.
@@ -236,15 +255,28 @@ impl Checkpoint {
         };
         for sub in ["offsets", "commits"] {
             let dir = self.dir.join(sub);
-            for id in numbered_entries(&dir)? {
+            for id in dir.numbered_entries()? {
                 if id >= keep_from {
                     break;
                 }
-                let path = dir.join(id.to_string());
-                std::fs::remove_file(&path).map_err(|e| Error::io("purging", &path, e))?;
-                debug!(path = %path.display(), "purged old checkpoint entry");
+                dir.join(id.to_string()).remove()?;
+                debug!(entry = %format!("{sub}/{id}"), "purged old checkpoint entry");
             }
         }
         Ok(())
+    }
+}
+
+/// Takes the lock of a local checkpoint directory (`.lock`), held until the file is dropped.
+fn lock(dir: &Path) -> Result<File> {
+    let lock_path = dir.join(".lock");
+    let lock = File::create(&lock_path).map_err(|e| Error::io("creating", &lock_path, e))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(TryLockError::WouldBlock) => Err(Error::Checkpoint {
+            path: dir.to_path_buf(),
+            message: "another running query is using this checkpoint; stop it or give this query its own checkpointLocation".into(),
+        }),
+        Err(TryLockError::Error(e)) => Err(Error::io("locking", lock_path, e)),
     }
 }

@@ -30,6 +30,17 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// An object store request failed (after its retries), or a URL names no store we know.
+    #[error("{action} {location}: {message}")]
+    Storage {
+        /// What we were doing ("reading", "creating", ...).
+        action: &'static str,
+        /// The bucket and key (`s3://bucket/key`).
+        location: String,
+        /// The store's answer.
+        message: String,
+    },
+
     /// A row of an input file could not be parsed and the source's `mode` is FAILFAST.
     #[error("malformed record in {} line {line}: {message} (the source's mode is FAILFAST; use mode = \"PERMISSIVE\" or \"DROPMALFORMED\" to keep going)", file.display())]
     MalformedRecord {

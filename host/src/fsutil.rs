@@ -23,7 +23,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// in memory first, such as state snapshots).
 pub fn write_atomic_with(
     path: &Path,
-    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    write: impl FnOnce(&mut (dyn Write + Send)) -> std::io::Result<()>,
 ) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
@@ -43,6 +43,30 @@ pub fn write_atomic_with(
     drop(file);
     fs::rename(&tmp, path).map_err(|e| Error::io("renaming into place", path, e))?;
     sync_dir(dir)
+}
+
+/// Writes `bytes` to `path` only if nothing is there yet (`Ok(false)` if something is),
+/// atomically and durably: the content goes to a temp file first, which is then hard-linked
+/// to the target (a link fails if the name is taken, where a rename would replace it).
+pub fn write_new(path: &Path, bytes: &[u8]) -> Result<bool> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.new", std::process::id()));
+    let mut file = File::create(&tmp).map_err(|e| Error::io("creating", &tmp, e))?;
+    file.write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .map_err(|e| Error::io("writing", &tmp, e))?;
+    drop(file);
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => sync_dir(dir).map(|_| true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(Error::io("creating", path, e)),
+    }
 }
 
 /// Fsyncs a directory so that renames and creations inside it survive a power loss.

@@ -59,6 +59,7 @@ pub mod secret;
 pub mod server;
 pub mod sink;
 pub mod source;
+pub mod storage;
 pub mod state;
 pub mod trigger;
 pub mod wasm;

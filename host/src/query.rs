@@ -290,7 +290,7 @@ impl StreamingQuery {
         let monitor = Arc::new(QueryMonitor::default());
         let run_id = uuid::Uuid::new_v4().to_string();
         let id = checkpoint.query_id().to_owned();
-        info!(query = %spec.name, id = %id, run_id = %run_id, checkpoint = %checkpoint.dir().display(), trigger = %spec.trigger, "starting query");
+        info!(query = %spec.name, id = %id, run_id = %run_id, checkpoint = %checkpoint.dir(), trigger = %spec.trigger, "starting query");
         let mut exec = MicroBatchExecution {
             schema: ctx.schema,
             steps,
@@ -546,7 +546,7 @@ impl Combiner {
     fn open(
         spec: &QuerySpec,
         inputs: &[SchemaRef],
-        checkpoint: &std::path::Path,
+        checkpoint: &crate::storage::Location,
         shuffle: usize,
     ) -> Result<Combiner> {
         let index = |name: &str| spec.inputs.iter().position(|i| i.name == name).unwrap_or(0);

@@ -185,7 +185,10 @@ pub fn main() -> ExitCode {
                     keys,
                     batch,
                 },
-        } => state::show(&checkpoint, operator.as_deref(), &keys, batch).map(|()| ExitCode::SUCCESS),
+        } => crate::storage::Location::parse(&checkpoint)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| state::show(&c, operator.as_deref(), &keys, batch))
+            .map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

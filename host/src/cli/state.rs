@@ -2,46 +2,41 @@
 //! (Spark's state data source reader), read from the checkpoint alone — no module, no
 //! pipeline, nothing running.
 
-use std::path::Path;
-
 use anyhow::{Context, bail};
 
 use crate::operators::{aggregate, dedup, join, processor};
 
 /// The batch whose state is shown by default: the last committed one.
-fn last_committed(checkpoint: &Path) -> anyhow::Result<u64> {
-    let dir = checkpoint.join("commits");
-    let entries = std::fs::read_dir(&dir).with_context(|| {
-        format!(
-            "{} is not a checkpoint (no commits/ folder)",
-            checkpoint.display()
-        )
-    })?;
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
-        .max()
-        .with_context(|| format!("{}: no batch was committed yet", checkpoint.display()))
+fn last_committed(checkpoint: &crate::storage::Location) -> anyhow::Result<u64> {
+    if !checkpoint.join("metadata").exists()? {
+        bail!("{checkpoint} is not a checkpoint (no metadata)");
+    }
+    checkpoint
+        .join("commits")
+        .numbered_entries()?
+        .last()
+        .copied()
+        .with_context(|| format!("{checkpoint}: no batch was committed yet"))
 }
 
 /// The operators with state in a checkpoint (`state/<name>/`).
-fn operators(checkpoint: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(checkpoint.join("state"))
+fn operators(checkpoint: &crate::storage::Location) -> anyhow::Result<Vec<String>> {
+    let mut names: Vec<String> = checkpoint
+        .join("state")
+        .children()?
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        // `state/shufflePartitions` is a file beside the operators' folders.
+        .filter(|n| n != "shufflePartitions" && !n.starts_with('.'))
         .collect();
     names.sort();
-    names
+    Ok(names)
 }
 
 /// Prints every key's state (or the keys `filters` pick, `COLUMN=VALUE`) of `operator`
 /// (default: every operator) after batch `batch` (default: the last committed), one JSON
 /// object per line.
 pub fn show(
-    checkpoint: &Path,
+    checkpoint: &crate::storage::Location,
     operator: Option<&str>,
     filters: &[String],
     batch: Option<u64>,
@@ -65,13 +60,13 @@ pub fn show(
             None => false,
         })
     };
-    let found = operators(checkpoint);
+    let found = operators(checkpoint)?;
     let wanted: Vec<&String> = match operator {
         Some(op) => match found.iter().find(|n| n.as_str() == op) {
             Some(n) => vec![n],
             None => bail!(
                 "{} has no state of an operator '{op}' (it has: {})",
-                checkpoint.display(),
+                checkpoint,
                 if found.is_empty() {
                     "none".to_owned()
                 } else {
@@ -84,7 +79,7 @@ pub fn show(
     if wanted.is_empty() {
         bail!(
             "{} holds no operator state (the query is stateless)",
-            checkpoint.display()
+            checkpoint
         );
     }
     let mut out = std::io::stdout().lock();
@@ -98,7 +93,7 @@ pub fn show(
             }
             other => bail!(
                 "{}: no reader for the state of an operator '{other}'",
-                checkpoint.display()
+                checkpoint
             ),
         };
         for row in rows {

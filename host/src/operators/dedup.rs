@@ -6,7 +6,6 @@
 //! event time plus the watermark delay has passed, whatever the other columns say.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use arrow_array::{Array, BooleanArray, RecordBatch};
@@ -93,7 +92,7 @@ impl Dedup {
         spec: DedupSpec,
         schema: SchemaRef,
         watermark: Option<WatermarkSpec>,
-        checkpoint: &Path,
+        checkpoint: &crate::storage::Location,
         partition: usize,
     ) -> Result<Self> {
         spec.check_input(&schema)?;
@@ -300,7 +299,7 @@ impl StatefulOperator for Dedup {
 /// columns and, when the key can expire, the event time (or, within the watermark, the
 /// expiry) it is kept by.
 pub fn state_rows(
-    checkpoint: &Path,
+    checkpoint: &crate::storage::Location,
     version: u64,
     matches: &dyn Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
 ) -> Result<Vec<serde_json::Value>> {

@@ -645,6 +645,10 @@ fn check_across_queries(ctx: &Ctx, text: &str, queries: &[QuerySpec]) {
 }
 
 pub(crate) fn resolve(base: &Path, p: &str) -> PathBuf {
+    if crate::storage::is_url(p) {
+        // `s3://bucket/prefix`: a storage URL, kept as written.
+        return PathBuf::from(p);
+    }
     let p = Path::new(p);
     if p.is_absolute() {
         p.to_path_buf()

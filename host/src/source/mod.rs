@@ -16,7 +16,6 @@
 //! [`crate::connectors`]`::<name>`; this module is the trait they implement and [`open`].
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -75,7 +74,7 @@ pub trait Source: Send {
 #[derive(Debug, Clone)]
 pub struct SourceContext {
     /// `checkpoint/sources/<n>`: the source's own log directory.
-    pub log_dir: PathBuf,
+    pub log_dir: crate::storage::Location,
     /// How many of a batch's partitions (e.g. files) the source may read at once.
     pub parallelism: usize,
 }

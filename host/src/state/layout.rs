@@ -4,55 +4,54 @@
 //! aggregates, its variables). Keys are stored in Arrow's row format; [`keys_as_json`]
 //! turns them back into columns.
 
-use std::path::{Path, PathBuf};
 
 use arrow_row::{RowConverter, SortField};
 use arrow_schema::{Schema, SchemaRef};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::storage::Location;
 use sluice_guest_sdk::abi;
 
 /// The layout file of `operator` under `checkpoint`.
-pub fn file(checkpoint: &Path, operator: &str) -> PathBuf {
+pub fn file(checkpoint: &Location, operator: &str) -> Location {
     checkpoint.join("state").join(operator).join("layout.json")
 }
 
 /// Writes `layout` (atomically) for `operator`.
-pub fn write(checkpoint: &Path, operator: &str, layout: &Value) -> Result<()> {
+pub fn write(checkpoint: &Location, operator: &str, layout: &Value) -> Result<()> {
     let path = file(checkpoint, operator);
     let bytes = serde_json::to_vec_pretty(layout).map_err(|e| Error::Checkpoint {
-        path: path.clone(),
+        path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    crate::fsutil::write_atomic(&path, &bytes)
+    path.write(bytes)
 }
 
 /// Reads `operator`'s layout, if one was written.
-pub fn read(checkpoint: &Path, operator: &str) -> Result<Option<Value>> {
+pub fn read(checkpoint: &Location, operator: &str) -> Result<Option<Value>> {
     let path = file(checkpoint, operator);
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
+    match path.read()? {
+        Some(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| Error::Checkpoint {
-                path,
+                path: path.to_path_buf(),
                 message: format!("unreadable state layout: {e}"),
             }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("reading", path, e)),
+        None => Ok(None),
     }
 }
 
 /// An error about `operator`'s state, naming its layout file.
-pub fn corrupt(checkpoint: &Path, operator: &str, message: impl Into<String>) -> Error {
+pub fn corrupt(checkpoint: &Location, operator: &str, message: impl Into<String>) -> Error {
     Error::Checkpoint {
-        path: file(checkpoint, operator),
+        path: file(checkpoint, operator).to_path_buf(),
         message: message.into(),
     }
 }
 
 /// `operator`'s layout and the key schema in it (`keySchema`), or an error naming the file.
-pub fn read_with_keys(checkpoint: &Path, operator: &str) -> Result<(Value, SchemaRef)> {
+pub fn read_with_keys(checkpoint: &Location, operator: &str) -> Result<(Value, SchemaRef)> {
     let spec = read(checkpoint, operator)?.ok_or_else(|| {
         corrupt(
             checkpoint,

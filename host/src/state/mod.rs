@@ -21,12 +21,10 @@ pub mod layout;
 pub mod shuffle;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-
 use std::io::Write;
 
 use crate::error::{Error, Result};
-use crate::fsutil::{create_dir_all, write_atomic_with};
+use crate::storage::Location;
 
 const MAGIC: &[u8; 6] = b"SLST1\n";
 const PUT: u8 = 1;
@@ -35,7 +33,7 @@ const DEL: u8 = 2;
 /// Versioned persistence of one operator partition's key/value state.
 #[derive(Debug)]
 pub struct StateStore {
-    dir: PathBuf,
+    dir: Location,
     snapshot_interval: u64,
 }
 
@@ -48,13 +46,13 @@ pub type StateEntry = (Box<[u8]>, Box<[u8]>);
 impl StateStore {
     /// Opens (creating) the store of `operator` under the checkpoint directory (its only
     /// partition, 0).
-    pub fn open(checkpoint: &Path, operator: &str, snapshot_interval: u64) -> Result<Self> {
+    pub fn open(checkpoint: &Location, operator: &str, snapshot_interval: u64) -> Result<Self> {
         Self::open_partition(checkpoint, operator, 0, snapshot_interval)
     }
 
     /// Opens (creating) partition `partition` of `operator`'s store.
     pub fn open_partition(
-        checkpoint: &Path,
+        checkpoint: &Location,
         operator: &str,
         partition: usize,
         snapshot_interval: u64,
@@ -63,22 +61,36 @@ impl StateStore {
             .join("state")
             .join(operator)
             .join(partition.to_string());
-        create_dir_all(&dir)?;
+        dir.create_dir_all()?;
         Ok(StateStore {
             dir,
             snapshot_interval: snapshot_interval.max(1),
         })
     }
 
-    fn file(&self, version: u64, kind: &str) -> PathBuf {
+    fn file(&self, version: u64, kind: &str) -> Location {
         self.dir.join(format!("{version}.{kind}"))
     }
 
-    fn err(&self, path: &Path, message: impl Into<String>) -> Error {
+    fn err(&self, path: &Location, message: impl Into<String>) -> Error {
         Error::Checkpoint {
             path: path.to_path_buf(),
             message: message.into(),
         }
+    }
+
+    /// The versions with a file of `kind` (`delta`, `snapshot`), from one listing: on an
+    /// object store a request per version probed would be slow.
+    fn versions(&self, kind: &str) -> Result<std::collections::BTreeSet<u64>> {
+        Ok(self
+            .dir
+            .children()?
+            .iter()
+            .filter_map(|n| {
+                let (v, k) = n.split_once('.')?;
+                (k == kind).then(|| v.parse().ok())?
+            })
+            .collect())
     }
 
     /// The state after batch `version` (`None`: before the first batch, empty).
@@ -87,9 +99,9 @@ impl StateStore {
         let Some(version) = version else {
             return Ok(map);
         };
-        let snapshot = (0..=version)
-            .rev()
-            .find(|v| self.file(*v, "snapshot").exists());
+        let snapshots = self.versions("snapshot")?;
+        let snapshot = snapshots.range(..=version).next_back().copied();
+        let deltas = self.versions("delta")?;
         let first_delta = match snapshot {
             Some(s) => {
                 self.apply(&self.file(s, "snapshot"), &mut map)?;
@@ -99,7 +111,7 @@ impl StateStore {
         };
         for v in first_delta..=version {
             let path = self.file(v, "delta");
-            if !path.exists() {
+            if !deltas.contains(&v) {
                 return Err(self.err(
                     &path,
                     format!("state version {v} is missing, so the state after batch {version} cannot be rebuilt"),
@@ -111,12 +123,12 @@ impl StateStore {
     }
 
     /// The partitions `operator` has state in, ascending.
-    pub fn partitions(checkpoint: &Path, operator: &str) -> Result<Vec<usize>> {
+    pub fn partitions(checkpoint: &Location, operator: &str) -> Result<Vec<usize>> {
         let dir = checkpoint.join("state").join(operator);
-        let mut partitions: Vec<usize> = std::fs::read_dir(&dir)
-            .map_err(|e| Error::io("listing", &dir, e))?
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        let mut partitions: Vec<usize> = dir
+            .children()?
+            .iter()
+            .filter_map(|n| n.parse().ok())
             .collect();
         partitions.sort_unstable();
         Ok(partitions)
@@ -125,7 +137,7 @@ impl StateStore {
     /// The state of every partition of `operator` after batch `version`, sorted by key (for
     /// reading it out in a stable order).
     pub fn load_all_sorted(
-        checkpoint: &Path,
+        checkpoint: &Location,
         operator: &str,
         version: u64,
     ) -> Result<Vec<StateEntry>> {
@@ -138,8 +150,10 @@ impl StateStore {
         Ok(entries)
     }
 
-    fn apply(&self, path: &Path, map: &mut StateMap) -> Result<()> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io("reading state", path, e))?;
+    fn apply(&self, path: &Location, map: &mut StateMap) -> Result<()> {
+        let bytes = path
+            .read()?
+            .ok_or_else(|| self.err(path, "state file vanished while being read"))?;
         let mut rest = bytes
             .strip_prefix(MAGIC.as_slice())
             .ok_or_else(|| self.err(path, "not a Sluice state file"))?;
@@ -188,7 +202,7 @@ impl StateStore {
         delta: impl FnOnce(&mut StateWriter) -> std::io::Result<()>,
         snapshot: impl FnOnce(&mut StateWriter) -> std::io::Result<()>,
     ) -> Result<()> {
-        write_atomic_with(&self.file(version, "delta"), |out| {
+        self.file(version, "delta").write_with(|out| {
             out.write_all(MAGIC)?;
             delta(&mut StateWriter {
                 out,
@@ -196,7 +210,7 @@ impl StateStore {
             })
         })?;
         if (version + 1).is_multiple_of(self.snapshot_interval) {
-            write_atomic_with(&self.file(version, "snapshot"), |out| {
+            self.file(version, "snapshot").write_with(|out| {
                 out.write_all(MAGIC)?;
                 snapshot(&mut StateWriter {
                     out,
@@ -210,19 +224,17 @@ impl StateStore {
     /// Removes files no longer needed to rebuild versions at or after `keep_from`.
     pub fn purge(&self, keep_from: u64) -> Result<()> {
         // The newest snapshot at or below keep_from is the base everything later needs.
-        let base = (0..=keep_from)
-            .rev()
-            .find(|v| self.file(*v, "snapshot").exists());
-        let Some(base) = base else { return Ok(()) };
-        let entries =
-            std::fs::read_dir(&self.dir).map_err(|e| Error::io("listing", &self.dir, e))?;
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some((v, _)) = name.to_str().and_then(|n| n.split_once('.')) else {
+        let snapshots = self.versions("snapshot")?;
+        let Some(&base) = snapshots.range(..=keep_from).next_back() else {
+            return Ok(());
+        };
+        for name in self.dir.children()? {
+            let Some((v, _)) = name.split_once('.') else {
                 continue;
             };
             if v.parse::<u64>().is_ok_and(|v| v < base) {
-                let _ = std::fs::remove_file(entry.path());
+                // Best effort: a file left behind is purged next time.
+                let _ = self.dir.join(&name).remove();
             }
         }
         Ok(())
@@ -231,7 +243,7 @@ impl StateStore {
 
 /// Streams state records into a delta or snapshot file.
 pub struct StateWriter<'a> {
-    out: &'a mut dyn Write,
+    out: &'a mut (dyn Write + Send),
     scratch: Vec<u8>,
 }
 
@@ -292,7 +304,7 @@ mod tests {
     #[test]
     fn versions_rebuild_from_snapshots_and_deltas() {
         let dir = tempfile::tempdir().unwrap();
-        let store = StateStore::open(dir.path(), "agg", 2).unwrap();
+        let store = StateStore::open(&Location::Local(dir.path().into()), "agg", 2).unwrap();
         let mut all = StateMap::new();
         for v in 0..5u64 {
             let key = format!("k{v}").into_bytes();
@@ -304,7 +316,7 @@ mod tests {
             }
             commit(&store, v, &[(&key, &[v as u8])], &removes, &all);
         }
-        assert!(store.file(1, "snapshot").exists() && store.file(3, "snapshot").exists());
+        assert!(store.file(1, "snapshot").exists().unwrap() && store.file(3, "snapshot").exists().unwrap());
         let v4 = store.load(Some(4)).unwrap();
         assert_eq!(v4, all);
         let v2 = store.load(Some(2)).unwrap();
@@ -312,14 +324,14 @@ mod tests {
         assert!(v2.contains_key(b"k0".as_slice()));
         assert!(store.load(None).unwrap().is_empty());
         store.purge(4).unwrap();
-        assert!(!store.file(0, "delta").exists());
+        assert!(!store.file(0, "delta").exists().unwrap());
         assert_eq!(store.load(Some(4)).unwrap(), all);
     }
 
     #[test]
     fn a_missing_or_corrupt_version_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let store = StateStore::open(dir.path(), "agg", 100).unwrap();
+        let store = StateStore::open(&Location::Local(dir.path().into()), "agg", 100).unwrap();
         commit(&store, 0, &[(b"a", b"1")], &[], &StateMap::new());
         assert!(
             store
@@ -328,7 +340,7 @@ mod tests {
                 .to_string()
                 .contains("state version 1 is missing")
         );
-        std::fs::write(store.file(0, "delta"), b"SLST1\n\x01\xff").unwrap();
+        store.file(0, "delta").write(b"SLST1\n\x01\xff".to_vec()).unwrap();
         assert!(
             store
                 .load(Some(0))

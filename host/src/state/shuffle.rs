@@ -4,11 +4,10 @@
 //! `state/shufflePartitions` when the first stateful batch runs; a later run uses it, and a
 //! pipeline that asks for another count is refused (as Spark does).
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::storage::Location;
 
 /// The operators whose state is partitioned.
 const PARTITIONED: [&str; 4] = ["aggregate", "dedup", "processor", "join"];
@@ -22,26 +21,29 @@ struct Recorded {
 /// The count for the query at `checkpoint`: the recorded one; for a new checkpoint
 /// `requested` (the pipeline's `shufflePartitions`) or `default`. A checkpoint from before
 /// partitioning has one.
-pub fn partitions(checkpoint: &Path, requested: Option<usize>, default: usize) -> Result<usize> {
+pub fn partitions(checkpoint: &Location, requested: Option<usize>, default: usize) -> Result<usize> {
     let path = checkpoint.join("state").join("shufflePartitions");
-    let recorded = match std::fs::read(&path) {
-        Ok(bytes) => Some(
+    let recorded = match path.read()? {
+        Some(bytes) => Some(
             serde_json::from_slice::<Recorded>(&bytes)
                 .map_err(|e| Error::Checkpoint {
-                    path: path.clone(),
+                    path: path.to_path_buf(),
                     message: format!("unreadable: {e}"),
                 })?
                 .shuffle_partitions,
         ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => PARTITIONED
-            .iter()
-            .any(|op| checkpoint.join("state").join(op).join("0").exists())
-            .then_some(1),
-        Err(e) => return Err(Error::io("reading", path, e)),
+        None => {
+            let state = checkpoint.join("state");
+            let mut before_partitioning = false;
+            for op in PARTITIONED {
+                before_partitioning |= state.join(op).children()?.iter().any(|n| n == "0");
+            }
+            before_partitioning.then_some(1)
+        }
     };
     match (recorded, requested) {
         (Some(n), Some(r)) if n != r => Err(Error::Checkpoint {
-            path,
+            path: path.to_path_buf(),
             message: format!(
                 "the pipeline sets shufflePartitions = {r}, but this checkpoint's state is split into {n} partitions; a key's state is found by its partition, so the count cannot change: set shufflePartitions = {n} (or leave it out), or start from a new checkpointLocation"
             ),
@@ -53,8 +55,8 @@ pub fn partitions(checkpoint: &Path, requested: Option<usize>, default: usize) -
                 shuffle_partitions: n,
             })
             .map_err(|e| Error::data("recording shufflePartitions", e))?;
-            crate::fsutil::create_dir_all(&checkpoint.join("state"))?;
-            crate::fsutil::write_atomic(&path, &bytes)?;
+            checkpoint.join("state").create_dir_all()?;
+            path.write(bytes)?;
             Ok(n)
         }
     }

@@ -3,14 +3,14 @@
 //!
 //! Batch N writes its data files under deterministic names (`part-00042-0000.parquet`,
 //! under `col=value/` directories with `partitionBy`), each written to a hidden temp name,
-//! fsynced and renamed in; then one entry `_sluice_metadata/N` lists them. A batch id at or
+//! fsynced and renamed in (in an object store: one PUT, which makes an object appear whole);
+//! then one entry `_sluice_metadata/N` lists them. A batch id at or
 //! below the last logged one is skipped, so a batch re-run after a crash writes nothing
 //! twice. Readers should list the directory through the log ([`committed_files`]): a file of
 //! a batch that died before its log entry is never listed (and the re-run overwrites it).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,9 +23,9 @@ use tracing::{debug, info};
 
 use crate::error::{Error, Result};
 use crate::failpoint;
-use crate::fsutil::{create_dir_all, numbered_entries, sync_dir, write_atomic};
 use crate::pipeline::{FileFormat, FileSinkSpec};
 use crate::sink::Sink;
+use crate::storage::Location;
 
 /// Name of the commit-log directory inside the output directory.
 pub const METADATA_DIR: &str = "_sluice_metadata";
@@ -39,18 +39,22 @@ pub struct SinkLogEntry {
     pub num_rows: u64,
 }
 
-/// All data files committed to the output directory `dir`, in batch order.
+/// All data files committed to the output directory `dir` (a path or an `s3://…` URL), in
+/// batch order.
 pub fn committed_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let log = dir.join(METADATA_DIR);
+    let log = Location::parse(dir)?.join(METADATA_DIR);
     let mut files = Vec::new();
-    for id in numbered_entries(&log)? {
+    for id in log.numbered_entries()? {
         let path = log.join(id.to_string());
-        let bytes = std::fs::read(&path).map_err(|e| Error::io("reading sink log", &path, e))?;
-        let entry: SinkLogEntry =
-            serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint {
-                path: path.clone(),
-                message: format!("sink log entry is corrupt: {e}"),
-            })?;
+        let corrupt = |message: String| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message,
+        };
+        let bytes = path
+            .read()?
+            .ok_or_else(|| corrupt("sink log entry vanished".into()))?;
+        let entry: SinkLogEntry = serde_json::from_slice(&bytes)
+            .map_err(|e| corrupt(format!("sink log entry is corrupt: {e}")))?;
         files.extend(entry.files.into_iter().map(|f| dir.join(f)));
     }
     Ok(files)
@@ -59,7 +63,10 @@ pub fn committed_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Writes each batch's rows as files and logs them.
 pub struct FileSink {
     spec: FileSinkSpec,
-    log_dir: PathBuf,
+    /// The output directory.
+    root: Location,
+    /// Its commit log.
+    log_dir: Location,
     last_committed: Option<u64>,
     /// How many of a batch's files are written at once.
     parallelism: usize,
@@ -68,12 +75,14 @@ pub struct FileSink {
 impl FileSink {
     /// Opens the output directory and reads its commit log.
     pub fn open(spec: FileSinkSpec, parallelism: usize) -> Result<Self> {
-        let log_dir = spec.path.join(METADATA_DIR);
-        create_dir_all(&log_dir)?;
-        let last_committed = numbered_entries(&log_dir)?.last().copied();
+        let root = Location::parse(&spec.path)?;
+        let log_dir = root.join(METADATA_DIR);
+        log_dir.create_dir_all()?;
+        let last_committed = log_dir.numbered_entries()?.last().copied();
         Ok(FileSink {
             parallelism: parallelism.max(1),
             spec,
+            root,
             log_dir,
             last_committed,
         })
@@ -182,55 +191,49 @@ impl FileSink {
             .collect())
     }
 
-    fn write_file(&self, path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<()> {
-        let dir = path.parent().unwrap_or(&self.spec.path);
-        create_dir_all(dir)?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.tmp"));
-        let file = File::create(&tmp).map_err(|e| Error::io("creating", &tmp, e))?;
-        let ctx = || format!("writing {}", path.display());
-        let file = match self.spec.format {
-            FileFormat::Parquet => {
-                let props = parquet::file::properties::WriterProperties::builder()
-                    .set_compression(parquet::basic::Compression::SNAPPY)
-                    .build();
-                let mut w = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props))
-                    .map_err(|e| Error::data(ctx(), e))?;
-                for b in batches {
-                    w.write(b).map_err(|e| Error::data(ctx(), e))?;
+    /// Writes one data file whole (a temp file renamed in, or one PUT): a reader of the
+    /// directory never sees half of it.
+    fn write_file(&self, rel: &str, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<()> {
+        let at = self.root.join(rel);
+        if let Some(parent) = at.as_local().and_then(Path::parent) {
+            crate::fsutil::create_dir_all(parent)?;
+        }
+        let format = self.spec.format;
+        let header = self.spec.header;
+        // Encoding errors travel as io errors and come out naming the file.
+        at.write_with(|out| {
+            let fail = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
+            match format {
+                FileFormat::Parquet => {
+                    let props = parquet::file::properties::WriterProperties::builder()
+                        .set_compression(parquet::basic::Compression::SNAPPY)
+                        .build();
+                    let mut w = parquet::arrow::ArrowWriter::try_new(out, schema.clone(), Some(props))
+                        .map_err(|e| fail(&e))?;
+                    for b in batches {
+                        w.write(b).map_err(|e| fail(&e))?;
+                    }
+                    w.close().map_err(|e| fail(&e))?;
                 }
-                w.into_inner().map_err(|e| Error::data(ctx(), e))?
-            }
-            FileFormat::Csv => {
-                let mut w = arrow_csv::WriterBuilder::new()
-                    .with_header(self.spec.header)
-                    .build(BufWriter::with_capacity(1 << 20, file));
-                for b in batches {
-                    w.write(b).map_err(|e| Error::data(ctx(), e))?;
+                FileFormat::Csv => {
+                    let mut w = arrow_csv::WriterBuilder::new()
+                        .with_header(header)
+                        .build(BufWriter::with_capacity(1 << 20, out));
+                    for b in batches {
+                        w.write(b).map_err(|e| fail(&e))?;
+                    }
                 }
-                w.into_inner()
-                    .into_inner()
-                    .map_err(|e| Error::io("flushing", &tmp, e.into_error()))?
-            }
-            _ => {
-                let mut w =
-                    arrow_json::LineDelimitedWriter::new(BufWriter::with_capacity(1 << 20, file));
-                for b in batches {
-                    w.write(b).map_err(|e| Error::data(ctx(), e))?;
+                _ => {
+                    let mut w =
+                        arrow_json::LineDelimitedWriter::new(BufWriter::with_capacity(1 << 20, out));
+                    for b in batches {
+                        w.write(b).map_err(|e| fail(&e))?;
+                    }
+                    w.finish().map_err(|e| fail(&e))?;
                 }
-                w.finish().map_err(|e| Error::data(ctx(), e))?;
-                w.into_inner()
-                    .into_inner()
-                    .map_err(|e| Error::io("flushing", &tmp, e.into_error()))?
             }
-        };
-        file.sync_all().map_err(|e| Error::io("syncing", &tmp, e))?;
-        drop(file);
-        std::fs::rename(&tmp, path).map_err(|e| Error::io("renaming into place", path, e))?;
-        sync_dir(dir)
+            Ok(())
+        })
     }
 }
 
@@ -268,7 +271,12 @@ impl Sink for FileSink {
             for (dir, group) in groups {
                 for part in crate::parallel::runs(group, split) {
                     let n = tasks.len();
-                    let rel = Path::new(&dir).join(format!("part-{batch_id:05}-{n:04}.{ext}"));
+                    let name = format!("part-{batch_id:05}-{n:04}.{ext}");
+                    let rel = if dir.is_empty() {
+                        name
+                    } else {
+                        format!("{dir}/{name}")
+                    };
                     tasks.push((rel, part));
                 }
             }
@@ -277,9 +285,9 @@ impl Sink for FileSink {
                     .first()
                     .map(|b| b.schema())
                     .unwrap_or_else(|| Arc::new(Schema::empty()));
-                self.write_file(&self.spec.path.join(&rel), &part_schema, &part)?;
-                debug!(file = %rel.display(), "wrote sink file");
-                Ok::<_, Error>(rel)
+                self.write_file(&rel, &part_schema, &part)?;
+                debug!(file = %rel, "wrote sink file");
+                Ok::<_, Error>(PathBuf::from(rel))
             })?;
             files.extend(written);
             failpoint::hit("mid-sink", batch_id);
@@ -287,7 +295,7 @@ impl Sink for FileSink {
         let entry = SinkLogEntry { files, num_rows };
         let json =
             serde_json::to_vec(&entry).map_err(|e| Error::data("writing the sink log", e))?;
-        write_atomic(&self.log_dir.join(batch_id.to_string()), &json)?;
+        self.log_dir.join(batch_id.to_string()).write(json)?;
         self.last_committed = Some(batch_id);
         Ok(num_rows)
     }

@@ -9,21 +9,22 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
-use std::io::{BufReader, Seek};
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use arrow_array::builder::{ArrayBuilder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch, new_null_array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
+use super::listing::{FileListing, ListedFile};
 use crate::error::{Error, Result};
-use crate::fsutil::{create_dir_all, numbered_entries, write_atomic};
-use crate::pipeline::{CleanSource, FileFormat, FileSourceSpec, ParseMode, glob_root};
+use crate::pipeline::{CleanSource, FileFormat, FileSourceSpec, ParseMode};
 use crate::schema::all_nullable;
+use crate::storage::Location;
 use crate::source::{Offset, ReadLimit, Source, SourceContext, SourceMetrics, offset_u64};
 
 /// Rows per Arrow record batch produced by the readers.
@@ -44,7 +45,7 @@ pub struct FileSource {
     /// Schema of the batches returned: the data schema plus the corrupt-record column in
     /// PERMISSIVE mode for json and csv.
     schema: SchemaRef,
-    glob: String,
+    listing: FileListing,
     log: BTreeMap<u64, Vec<PathBuf>>,
     seen: HashSet<PathBuf>,
     /// For `availableNow`: only files present when the query started.
@@ -58,26 +59,26 @@ pub struct FileSource {
 impl FileSource {
     /// Opens the source, restoring its log from the checkpoint.
     pub fn open(spec: FileSourceSpec, ctx: SourceContext) -> Result<Self> {
-        create_dir_all(&ctx.log_dir)?;
-        let glob = if spec.path.is_dir() {
-            spec.path.join("*").to_string_lossy().into_owned()
-        } else {
-            spec.path.to_string_lossy().into_owned()
-        };
-        glob::Pattern::new(&glob).map_err(|e| Error::Source {
-            source_name: format!("FileSource[{}]", spec.path.display()),
-            message: format!("path is not a valid glob: {e}"),
-        })?;
+        ctx.log_dir.create_dir_all()?;
+        let listing = FileListing::new(&spec.path)?;
+        if listing.is_object_store() && matches!(spec.clean_source, CleanSource::Archive(_)) {
+            return Err(Error::Source {
+                source_name: format!("FileSource[{}]", spec.path.display()),
+                message: "cleanSource = \"archive\" moves local files; in an object store use cleanSource = \"delete\" (or a bucket lifecycle rule)".into(),
+            });
+        }
         let mut log = BTreeMap::new();
-        for id in numbered_entries(&ctx.log_dir)? {
+        for id in ctx.log_dir.numbered_entries()? {
             let path = ctx.log_dir.join(id.to_string());
-            let bytes =
-                std::fs::read(&path).map_err(|e| Error::io("reading source log", &path, e))?;
-            let entry: LogEntry =
-                serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint {
-                    path: path.clone(),
-                    message: format!("source log entry is corrupt: {e}"),
-                })?;
+            let corrupt = |message: String| Error::Checkpoint {
+                path: path.to_path_buf(),
+                message,
+            };
+            let bytes = path
+                .read()?
+                .ok_or_else(|| corrupt("source log entry vanished".into()))?;
+            let entry: LogEntry = serde_json::from_slice(&bytes)
+                .map_err(|e| corrupt(format!("source log entry is corrupt: {e}")))?;
             log.insert(id, entry.files);
         }
         let seen = log.values().flatten().cloned().collect();
@@ -86,7 +87,7 @@ impl FileSource {
             schema: Arc::new(Schema::empty()),
             spec,
             ctx,
-            glob,
+            listing,
             log,
             seen,
             available_now: None,
@@ -123,9 +124,9 @@ impl FileSource {
             return Ok(schema.clone());
         }
         let saved = self.ctx.log_dir.join("schema.json");
-        if let Ok(bytes) = std::fs::read(&saved) {
+        if let Some(bytes) = saved.read()? {
             let schema: Schema = serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint {
-                path: saved.clone(),
+                path: saved.to_path_buf(),
                 message: format!("saved inferred schema is corrupt: {e}"),
             })?;
             return Ok(Arc::new(schema));
@@ -133,41 +134,39 @@ impl FileSource {
         let first = self.list_new_files()?.into_iter().next().ok_or_else(|| {
             self.err(format!(
                 "inferSchema needs at least one file matching {} when the query starts; add one or declare a schema",
-                self.glob
+                self.listing.glob()
             ))
         })?;
-        let schema = self.infer_from(&first.0)?;
-        info!(file = %first.0.display(), schema = %schema_ddl(&schema), "inferred source schema");
+        let schema = self.infer_from(&first.path)?;
+        info!(file = %first.path.display(), schema = %schema_ddl(&schema), "inferred source schema");
         let json = serde_json::to_vec(schema.as_ref())
             .map_err(|e| Error::data("saving inferred schema", e))?;
-        write_atomic(&saved, &json)?;
+        saved.write(json)?;
         Ok(schema)
     }
 
     fn infer_from(&self, path: &Path) -> Result<SchemaRef> {
-        let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
+        let bytes = self.listing.read(path)?;
         let ctx = || format!("inferring the schema of {}", path.display());
         let schema = match self.spec.format {
             FileFormat::Json => {
-                let mut reader = BufReader::new(file);
-                let (schema, _) =
-                    arrow_json::reader::infer_json_schema_from_seekable(&mut reader, Some(1000))
-                        .map_err(|e| Error::data(ctx(), e))?;
-                reader.rewind().ok();
-                schema
+                let mut reader = Cursor::new(bytes.as_ref());
+                arrow_json::reader::infer_json_schema_from_seekable(&mut reader, Some(1000))
+                    .map_err(|e| Error::data(ctx(), e))?
+                    .0
             }
             FileFormat::Csv => {
                 let format = arrow_csv::reader::Format::default()
                     .with_header(self.spec.header)
                     .with_delimiter(self.spec.sep);
                 format
-                    .infer_schema(file, Some(1000))
+                    .infer_schema(Cursor::new(bytes.as_ref()), Some(1000))
                     .map_err(|e| Error::data(ctx(), e))?
                     .0
             }
             FileFormat::Parquet => {
                 let builder =
-                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
                         .map_err(|e| Error::data(ctx(), e))?;
                 builder.schema().as_ref().clone()
             }
@@ -180,35 +179,19 @@ impl FileSource {
     /// with `latestFirst`).
     /// The files the path matches that no batch has read yet, oldest first (every file, for
     /// a source that never plans batches: a join's static table).
-    pub(crate) fn list_new_files(&self) -> Result<Vec<(PathBuf, SystemTime)>> {
-        let paths = glob::glob(&self.glob).map_err(|e| self.err(format!("bad glob: {e}")))?;
-        let root = glob_root(&self.spec.path);
-        let mut files = Vec::new();
-        for entry in paths {
-            let path = match entry {
-                Ok(p) => p,
-                Err(e) => {
-                    warn!(error = %e, "skipping unreadable path while listing source files");
-                    continue;
-                }
-            };
-            if self.seen.contains(&path) || is_hidden(&path, &root) {
-                continue;
-            }
-            if let Some(allowed) = &self.available_now
-                && !allowed.contains(&path)
-            {
-                continue;
-            }
-            let Ok(meta) = std::fs::metadata(&path) else {
-                continue;
-            };
-            if !meta.is_file() {
-                continue;
-            }
-            files.push((path, meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)));
-        }
-        files.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    pub(crate) fn list_new_files(&self) -> Result<Vec<ListedFile>> {
+        let mut files: Vec<ListedFile> = self
+            .listing
+            .list()?
+            .into_iter()
+            .filter(|f| !self.seen.contains(&f.path))
+            .filter(|f| {
+                self.available_now
+                    .as_ref()
+                    .is_none_or(|allowed| allowed.contains(&f.path))
+            })
+            .collect();
+        files.sort_by(|a, b| a.modified.cmp(&b.modified).then_with(|| a.path.cmp(&b.path)));
         if self.spec.latest_first {
             files.reverse();
         }
@@ -225,8 +208,7 @@ impl FileSource {
         match self.spec.format {
             FileFormat::Parquet => self.read_parquet(path),
             format => {
-                let bytes =
-                    std::fs::read(path).map_err(|e| Error::io("reading source file", path, e))?;
+                let bytes = self.listing.read(path)?;
                 match format {
                     FileFormat::Text => self.read_text(path, &bytes),
                     _ => self.read_delimited(path, &bytes),
@@ -392,8 +374,13 @@ impl FileSource {
     /// columns are null, columns of another type are cast.
     fn read_parquet(&self, path: &Path) -> Result<Vec<RecordBatch>> {
         let ctx = || format!("reading parquet file {}", path.display());
-        let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        let builder = if self.listing.is_object_store() {
+            ParquetRecordBatchReaderBuilder::try_new(ParquetInput::Bytes(self.listing.read(path)?))
+        } else {
+            let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
+            ParquetRecordBatchReaderBuilder::try_new(ParquetInput::File(file))
+        };
+        let reader = builder
             .map_err(|e| Error::data(ctx(), e))?
             .with_batch_size(BATCH_ROWS)
             .build()
@@ -426,6 +413,13 @@ impl FileSource {
 
     fn clean(&self, files: &[PathBuf]) {
         for file in files {
+            if self.listing.is_object_store() {
+                // Only `delete` is accepted for objects (see `open`).
+                if let Err(e) = Location::parse(file).and_then(|l| l.remove()) {
+                    warn!(file = %file.display(), error = %e, "could not clean source file; it stays in place");
+                }
+                continue;
+            }
             let result = match &self.spec.clean_source {
                 CleanSource::Off => return,
                 CleanSource::Delete => std::fs::remove_file(file),
@@ -489,7 +483,7 @@ impl Source for FileSource {
     }
 
     fn prepare_for_available_now(&mut self) -> Result<()> {
-        let present = self.list_new_files()?.into_iter().map(|(p, _)| p).collect();
+        let present = self.list_new_files()?.into_iter().map(|f| f.path).collect();
         self.available_now = Some(present);
         Ok(())
     }
@@ -519,11 +513,11 @@ impl Source for FileSource {
         }
         let id = last_logged.map_or(0, |l| l + 1);
         let entry = LogEntry {
-            files: files.into_iter().map(|(p, _)| p).collect(),
+            files: files.into_iter().map(|f| f.path).collect(),
         };
         let json =
             serde_json::to_vec(&entry).map_err(|e| Error::data("writing the source log", e))?;
-        write_atomic(&self.ctx.log_dir.join(id.to_string()), &json)?;
+        self.ctx.log_dir.join(id.to_string()).write(json)?;
         self.seen.extend(entry.files.iter().cloned());
         self.log.insert(id, entry.files);
         Ok(Some(serde_json::json!({ "logOffset": id })))
@@ -643,14 +637,6 @@ fn decode_all(
     }
 }
 
-/// Spark ignores files and directories whose name starts with `.` or `_` below the source path.
-fn is_hidden(path: &Path, root: &Path) -> bool {
-    path.strip_prefix(root)
-        .unwrap_or(path)
-        .components()
-        .any(|c| c.as_os_str().to_string_lossy().starts_with(['.', '_']))
-}
-
 /// Renders a schema as a DDL string for logs.
 pub fn schema_ddl(schema: &Schema) -> String {
     schema
@@ -661,20 +647,35 @@ pub fn schema_ddl(schema: &Schema) -> String {
         .join(", ")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// What a parquet file is read from: a local file (read by ranges) or an object's bytes.
+enum ParquetInput {
+    File(File),
+    Bytes(bytes::Bytes),
+}
 
-    #[test]
-    fn hidden_names_below_the_root_are_ignored() {
-        let root = Path::new("/data/in");
-        assert!(is_hidden(Path::new("/data/in/.tmp.json"), root));
-        assert!(is_hidden(Path::new("/data/in/_spark_metadata/0"), root));
-        assert!(!is_hidden(Path::new("/data/in/a.json"), root));
-        // A hidden component above the root does not hide everything.
-        assert!(!is_hidden(
-            Path::new("/data/.x/in/a.json"),
-            Path::new("/data/.x/in")
-        ));
+impl parquet::file::reader::Length for ParquetInput {
+    fn len(&self) -> u64 {
+        match self {
+            ParquetInput::File(f) => f.len(),
+            ParquetInput::Bytes(b) => b.len() as u64,
+        }
+    }
+}
+
+impl parquet::file::reader::ChunkReader for ParquetInput {
+    type T = Box<dyn std::io::Read + Send>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        Ok(match self {
+            ParquetInput::File(f) => Box::new(f.get_read(start)?),
+            ParquetInput::Bytes(b) => Box::new(b.get_read(start)?),
+        })
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        match self {
+            ParquetInput::File(f) => f.get_bytes(start, length),
+            ParquetInput::Bytes(b) => b.get_bytes(start, length),
+        }
     }
 }

@@ -32,7 +32,6 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
-use crate::fsutil::{create_dir_all, write_atomic};
 use crate::schema::{UTC, timestamp_type};
 use crate::source::{Offset, ReadLimit, Source, SourceContext, SourceMetrics};
 
@@ -317,7 +316,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 impl KafkaSource {
     /// Connects the client; offsets are looked up when the first batch is planned.
     pub fn open(spec: KafkaSourceSpec, ctx: SourceContext) -> Result<Self> {
-        create_dir_all(&ctx.log_dir)?;
+        ctx.log_dir.create_dir_all()?;
         let client_options = super::client::resolve(&spec.client_options)?;
         crate::connectors::kafka::client::check_reachable(
             &spec.bootstrap_servers,
@@ -357,18 +356,18 @@ impl KafkaSource {
             source_name: name.clone(),
             message: format!("creating the Kafka client: {e}"),
         })?;
-        let initial = match std::fs::read(ctx.log_dir.join("initial.json")) {
-            Ok(bytes) => Some(
+        let initial = match ctx.log_dir.join("initial.json").read()? {
+            Some(bytes) => Some(
                 serde_json::from_slice::<Offset>(&bytes)
                     .ok()
                     .as_ref()
                     .and_then(from_json)
                     .ok_or_else(|| Error::Checkpoint {
-                        path: ctx.log_dir.join("initial.json"),
+                        path: ctx.log_dir.join("initial.json").to_path_buf(),
                         message: "the Kafka source's initial offsets are corrupt".into(),
                     })?,
             ),
-            Err(_) => None,
+            None => None,
         };
         Ok(KafkaSource {
             schema: kafka_schema(spec.include_headers),
@@ -745,7 +744,7 @@ impl Source for KafkaSource {
         if first {
             // Fix batch 0's start before it is planned, so a replay reads the same records.
             let json = serde_json::to_vec(&to_json(&from)).map_err(|e| self.err(e.to_string()))?;
-            write_atomic(&self.ctx.log_dir.join("initial.json"), &json)?;
+            self.ctx.log_dir.join("initial.json").write(json)?;
             info!(offsets = %to_json(&from), "Kafka source starting offsets");
             self.initial = Some(from.clone());
         }

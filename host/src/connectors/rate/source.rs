@@ -11,7 +11,6 @@ use arrow_schema::{Field, Schema, SchemaRef};
 use serde_json::json;
 
 use crate::error::{Error, Result};
-use crate::fsutil::{create_dir_all, write_atomic};
 use crate::pipeline::{RateMicroBatchSpec, RateSpec};
 use crate::schema::{UTC, timestamp_type};
 use crate::source::{Offset, ReadLimit, Source, SourceContext, offset_u64};
@@ -58,19 +57,19 @@ pub struct RateSource {
 impl RateSource {
     /// Opens the source, restoring its start time from the checkpoint.
     pub fn open(spec: RateSpec, ctx: SourceContext) -> Result<Self> {
-        create_dir_all(&ctx.log_dir)?;
+        ctx.log_dir.create_dir_all()?;
         let path = ctx.log_dir.join("start.json");
-        let start_ms = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
+        let start_ms = match path.read()? {
+            Some(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
                 .ok()
                 .and_then(|v| v.get("startMs").and_then(|s| s.as_u64()))
                 .ok_or_else(|| Error::Checkpoint {
-                    path: path.clone(),
+                    path: path.to_path_buf(),
                     message: "rate source start time is corrupt".into(),
                 })?,
-            Err(_) => {
+            None => {
                 let start = now_ms();
-                write_atomic(&path, json!({ "startMs": start }).to_string().as_bytes())?;
+                path.write(json!({ "startMs": start }).to_string().into_bytes())?;
                 start
             }
         };

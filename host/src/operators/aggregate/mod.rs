@@ -13,7 +13,6 @@ mod groups;
 pub mod partitioned;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -132,7 +131,7 @@ impl Aggregate {
         spec: AggregateSpec,
         mode: OutputMode,
         schema: SchemaRef,
-        checkpoint: &Path,
+        checkpoint: &crate::storage::Location,
         partition: usize,
         query: &str,
     ) -> Result<Self> {
@@ -899,7 +898,7 @@ impl StatefulOperator for Aggregate {
 /// The groups in state after batch `version` as JSON rows (for `sluice state show`): the
 /// group columns, the window, and each aggregate's accumulator.
 pub fn state_rows(
-    checkpoint: &Path,
+    checkpoint: &crate::storage::Location,
     version: u64,
     matches: &dyn Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
 ) -> Result<Vec<serde_json::Value>> {

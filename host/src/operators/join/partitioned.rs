@@ -4,7 +4,6 @@
 //! rows in its own state files (`state/join/<p>/`), all run at once on the worker pool. The
 //! output is the partitions' in partition order.
 
-use std::path::Path;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -29,7 +28,7 @@ impl PartitionedStreamJoin {
         spec: JoinSpec,
         left: SchemaRef,
         right: SchemaRef,
-        checkpoint: &Path,
+        checkpoint: &crate::storage::Location,
         partitions: usize,
     ) -> Result<PartitionedStreamJoin> {
         let parts = (0..partitions.max(1))

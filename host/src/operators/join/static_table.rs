@@ -68,7 +68,7 @@ impl StreamStaticJoin {
         spec: JoinSpec,
         table_spec: TableSpec,
         left_schema: SchemaRef,
-        log_dir: PathBuf,
+        log_dir: crate::storage::Location,
     ) -> Result<StreamStaticJoin> {
         let rows = match &table_spec.source {
             TableSource::Files(files) => Rows::Files(Box::new(FileSource::open(
@@ -141,9 +141,10 @@ impl StreamStaticJoin {
         let mut files = files.list_new_files()?;
         files.sort();
         let mut hash = Sha256::new();
-        for (path, modified) in &files {
-            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-            let nanos = modified
+        for f in &files {
+            let (path, size) = (&f.path, f.size);
+            let nanos = f
+                .modified
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_nanos();
@@ -157,7 +158,7 @@ impl StreamStaticJoin {
             .take(8)
             .map(|b| format!("{b:02x}"))
             .collect();
-        Ok((files.into_iter().map(|(p, _)| p).collect(), hex))
+        Ok((files.into_iter().map(|f| f.path).collect(), hex))
     }
 
     /// Between batches: reloads the table if its rows changed (at most every `refresh`, when

@@ -22,7 +22,6 @@
 //! rewritten when they change; a chunk with no buffered row left is deleted.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
@@ -265,7 +264,7 @@ impl StreamStreamJoin {
         spec: JoinSpec,
         left: SchemaRef,
         right: SchemaRef,
-        checkpoint: &Path,
+        checkpoint: &crate::storage::Location,
         partition: usize,
     ) -> Result<StreamStreamJoin> {
         let layout = JoinLayout::new(&spec, &left, &right)?;
@@ -810,7 +809,7 @@ fn read_ipc(bytes: &[u8], what: &str) -> Result<RecordBatch> {
 /// the side, whether the row found a match yet, and its columns. The chunks carry their own
 /// schema (Arrow IPC), so no layout file is needed.
 pub fn state_rows(
-    checkpoint: &Path,
+    checkpoint: &crate::storage::Location,
     version: u64,
     matches: &dyn Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
 ) -> Result<Vec<serde_json::Value>> {

@@ -3,7 +3,6 @@
 //! time mode. A restart checks it (state written under one declaration is never read under
 //! another), and `sluice state show` reads it to print the state without the module.
 
-use std::path::Path;
 
 use arrow_schema::SchemaRef;
 use serde::{Deserialize, Serialize};
@@ -110,7 +109,7 @@ impl Layout {
     }
 
     /// Reads the layout under `checkpoint`, if one was written.
-    pub fn read(checkpoint: &Path) -> Result<Option<Layout>> {
+    pub fn read(checkpoint: &crate::storage::Location) -> Result<Option<Layout>> {
         crate::state::layout::read(checkpoint, STATE_NAME)?
             .map(serde_json::from_value)
             .transpose()
@@ -124,17 +123,14 @@ impl Layout {
     }
 }
 
-fn file(checkpoint: &Path) -> std::path::PathBuf {
-    checkpoint
-        .join("state")
-        .join(STATE_NAME)
-        .join("layout.json")
+fn file(checkpoint: &crate::storage::Location) -> std::path::PathBuf {
+    crate::state::layout::file(checkpoint, STATE_NAME).to_path_buf()
 }
 
 /// Writes the layout on a new checkpoint; on an existing one refuses a different key or
 /// state declaration (TTLs may change: they apply from the next change of a value).
 pub fn check_or_write(
-    checkpoint: &Path,
+    checkpoint: &crate::storage::Location,
     key_schema: &SchemaRef,
     variables: &[StateVariable],
     mode: TimeMode,
@@ -181,7 +177,7 @@ pub fn check_or_write(
 /// each present variable's value (decoded by its encoding), its expiry, and the timers.
 /// `matches` picks keys by their JSON form (for `--key`).
 pub fn state_rows(
-    checkpoint: &Path,
+    checkpoint: &crate::storage::Location,
     version: u64,
     matches: &dyn Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
 ) -> Result<Vec<serde_json::Value>> {

@@ -20,7 +20,7 @@
 pub mod key_state;
 pub mod keys;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -116,7 +116,7 @@ impl KeyedProcessor {
         spec: ProcessorSpec,
         input_schema: SchemaRef,
         watermark: Option<&WatermarkSpec>,
-        checkpoint: &Path,
+        checkpoint: &crate::storage::Location,
         partition: usize,
         query: &str,
     ) -> Result<Self> {

@@ -27,7 +27,8 @@ fn armed() -> &'static [(String, u64)] {
     })
 }
 
-/// Parks the calling thread forever if `name` is armed for `batch_id`.
+/// Parks the calling thread forever (or until a line on stdin, see below) if `name` is armed
+/// for `batch_id`.
 pub fn hit(name: &str, batch_id: u64) {
     let points = armed();
     if points.is_empty() {
@@ -38,6 +39,13 @@ pub fn hit(name: &str, batch_id: u64) {
         let _ = writeln!(err, "sluice-failpoint: {name} batch {batch_id}");
         let _ = err.flush();
         drop(err);
+        // `SLUICE_FAILPOINTS_RESUME=stdin`: go on once the test writes a line (to let another
+        // process act while this one is paused at an exact place).
+        if std::env::var("SLUICE_FAILPOINTS_RESUME").as_deref() == Ok("stdin") {
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+            return;
+        }
         loop {
             std::thread::park();
         }

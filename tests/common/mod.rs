@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod postgres;
+pub mod s3;
 pub mod tls;
 
 use std::io::{BufRead, BufReader};
@@ -93,6 +94,11 @@ impl Running {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Running::spawn(cmd)
+    }
+
+    /// Starts `cmd` (a `sluice` command) with its stderr lines on the channel.
+    pub fn spawn(mut cmd: Command) -> Running {
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -147,6 +153,15 @@ impl Running {
             }
         }
         false
+    }
+
+    /// Lets a process paused at a failpoint go on (`SLUICE_FAILPOINTS_RESUME=stdin`, stdin
+    /// piped).
+    pub fn resume(&mut self) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("stdin is piped");
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
     }
 
     /// Whether the child has exited.

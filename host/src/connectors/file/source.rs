@@ -517,7 +517,14 @@ impl Source for FileSource {
         };
         let json =
             serde_json::to_vec(&entry).map_err(|e| Error::data("writing the source log", e))?;
-        self.ctx.log_dir.join(id.to_string()).write(json)?;
+        // Created, never replaced: a second process planning the same batch (possible on an
+        // object store, which has no lock) must not swap the file list under the first.
+        if !self.ctx.log_dir.join(id.to_string()).create(json)? {
+            return Err(Error::Checkpoint {
+                path: self.ctx.log_dir.join(id.to_string()).to_path_buf(),
+                message: "written by another process: another query owns this checkpoint; stop it or give this query its own checkpointLocation".into(),
+            });
+        }
         self.seen.extend(entry.files.iter().cloned());
         self.log.insert(id, entry.files);
         Ok(Some(serde_json::json!({ "logOffset": id })))

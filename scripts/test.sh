@@ -48,6 +48,11 @@ if ! command -v chromium >/dev/null 2>&1; then
     sudo apt-get update -q >/dev/null && sudo apt-get install -y -q chromium >/dev/null
   fi
 fi
+# moto's S3-compatible server: the object storage tests start one (tests/common/s3.rs).
+if ! python3 -c "import moto.server, flask" >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
+fi
+
 npm ci --prefix tests/dashboard --no-audit --no-fund --silent
 
 cargo fmt --all -- --check
@@ -61,5 +66,5 @@ for p in 1 4; do
   echo "== end-to-end tests at parallelism $p"
   SLUICE_PARALLELISM=$p cargo test -p sluice --locked \
     --test engine --test event_time --test crash_recovery --test multi_input --test joins \
-    --test nexmark --test wasm --test processor
+    --test nexmark --test wasm --test processor --test object_storage
 done

@@ -150,11 +150,19 @@ path = "back-{format}"
         .unwrap();
         run_s3(&read, &env);
         let back = committed_json(&d.join(format!("back-{format}")));
-        assert!(back.iter().all(|r| r["id"].is_u64()), "{format}: {:?}", &back[..3.min(back.len())]);
+        assert!(
+            back.iter().all(|r| r["id"].is_u64()),
+            "{format}: {:?}",
+            &back[..3.min(back.len())]
+        );
         let ids: Vec<u64> = sorted_ids(&back);
         assert_eq!(ids, (0..120).collect::<Vec<_>>(), "{format}: ids differ");
         let amounts: u64 = back.iter().map(|r| r["amount"].as_u64().unwrap()).sum();
-        assert_eq!(amounts, (0..120u64).map(|i| i * 10).sum::<u64>(), "{format}");
+        assert_eq!(
+            amounts,
+            (0..120u64).map(|i| i * 10).sum::<u64>(),
+            "{format}"
+        );
         if format == "parquet" {
             // Read independently: every row, with its city from the object's key.
             let rows = committed
@@ -419,4 +427,163 @@ fn killed_anywhere_a_json_to_s3_parquet_query_gives_the_clean_output() {
         }
     }
     assert_eq!(killed.len(), 20);
+}
+
+/// Produces `lines` to `topic` with kcat (an independent Kafka client).
+fn kcat_produce(bootstrap: &str, topic: &str, lines: &str) {
+    use std::io::Write;
+    let mut child = Command::new("kcat")
+        .args(["-P", "-b", bootstrap, "-t", topic])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kcat is installed by scripts/test.sh");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kcat: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn seed_004_kafka_orders_land_in_s3_as_parquet_with_the_dead_letters_beside_them() {
+    let s3 = S3Server::start();
+    s3.create_bucket("lake");
+    let env = common::s3::env(&s3);
+    let mut broker = Command::new(env!("CARGO_BIN_EXE_sluice-kafka-mock"));
+    broker.args(["--topic", "orders:1"]);
+    let (mut broker, bootstrap) = spawn_announcing(broker, "bootstrap=");
+    let dir = tempfile::tempdir().unwrap();
+    let file = example("kafka-to-s3", dir.path());
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("localhost:9092", &bootstrap);
+    std::fs::write(&file, text).unwrap();
+    // A batch of good orders, then one with an order without a product.
+    kcat_produce(
+        &bootstrap,
+        "orders",
+        concat!(
+            r#"{"order_id":1,"product":"kimchi","category":"food","amount":12000}"#,
+            "\n",
+            r#"{"order_id":2,"product":"cable","category":"tech","amount":9000}"#,
+            "\n",
+            r#"{"order_id":3,"product":"tteok","category":"food","amount":3000}"#,
+            "\n"
+        ),
+    );
+    run_s3(&file, &env);
+    kcat_produce(
+        &bootstrap,
+        "orders",
+        concat!(
+            r#"{"order_id":4,"product":"","category":"toys","amount":500}"#,
+            "\n",
+            r#"{"order_id":5,"product":"robot","category":"toys","amount":800}"#,
+            "\n"
+        ),
+    );
+    run_s3(&file, &env);
+    let valid = s3
+        .committed_files("lake", "orders")
+        .iter()
+        .flat_map(|k| parquet_rows(s3.get("lake", k).unwrap(), k))
+        .map(|r| (r["order_id"].as_i64().unwrap(), r["category"].clone()))
+        .collect::<BTreeMap<_, _>>();
+    assert_eq!(
+        valid,
+        BTreeMap::from([(1, "food".into()), (2, "tech".into()), (3, "food".into())])
+    );
+    let dead: Vec<serde_json::Value> = s3
+        .committed_files("lake", "dead-letters")
+        .iter()
+        .flat_map(|k| {
+            String::from_utf8(s3.get("lake", k).unwrap())
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<serde_json::Value>>()
+        })
+        .collect();
+    let ids: Vec<i64> = dead
+        .iter()
+        .map(|r| r["order_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [4, 5], "{dead:?}");
+    assert!(
+        dead.iter()
+            .all(|r| r["_error"].as_str().unwrap().contains("missing product")),
+        "{dead:?}"
+    );
+    // The checkpoint is in the bucket.
+    assert!(!s3.list("lake", "checkpoints/orders/commits/").is_empty());
+    let _ = broker.kill();
+    let _ = broker.wait();
+}
+
+#[test]
+fn partition_values_that_need_escaping_are_written_and_read_back_by_their_keys() {
+    let s3 = S3Server::start();
+    s3.create_bucket("lake");
+    let env = common::s3::env(&s3);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    drop_file(
+        &d.join("in"),
+        "a.json",
+        "{\"id\":1,\"city\":\"Seoul/Gangnam\",\"amount\":5}\n{\"id\":2,\"city\":\"50%\",\"amount\":6}\n",
+    );
+    let file = pipeline(
+        d,
+        &format!(
+            r#"[[query]]
+name = "escape"
+checkpointLocation = "s3://lake/escape/ckpt"
+trigger = "availableNow"
+[query.source]
+format = "json"
+path = "in/*.json"
+schema = "{SCHEMA}"
+mode = "FAILFAST"
+[query.sink]
+format = "json"
+path = "s3://lake/escape/out"
+partitionBy = ["city"]
+
+[[query]]
+name = "back"
+checkpointLocation = "s3://lake/escape/ckpt-back"
+trigger = "availableNow"
+[query.source]
+format = "json"
+path = "s3://lake/escape/out/*/*.json"
+schema = "id BIGINT, amount BIGINT"
+mode = "FAILFAST"
+[query.sink]
+format = "json"
+path = "back"
+"#
+        ),
+    );
+    run_s3(&file, &env);
+    let keys = s3.committed_files("lake", "escape/out");
+    assert!(
+        keys.iter().any(|k| k.contains("city=Seoul%2FGangnam/"))
+            && keys.iter().any(|k| k.contains("city=50%25/")),
+        "{keys:?}"
+    );
+    for k in &keys {
+        assert!(s3.get("lake", k).is_some(), "{k} is not where the log says");
+    }
+    // Both queries ran in one process, in order only if the second saw the first's output;
+    // run again so the reader certainly has it.
+    run_s3(&file, &env);
+    assert_eq!(sorted_ids(&committed_json(&d.join("back"))), [1, 2]);
 }

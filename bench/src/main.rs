@@ -23,6 +23,7 @@ mod pipeline;
 mod postgres;
 mod processor;
 mod serve;
+mod storage;
 
 use std::path::PathBuf;
 
@@ -103,6 +104,12 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Object storage: json → parquet with checkpoint and sink on S3 (moto) against local disk.
+    Storage {
+        /// Runs each way (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Serves a mock Kafka cluster (used by `kafka` as its broker process).
     #[command(hide = true)]
     Broker {
@@ -166,6 +173,7 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Storage { runs } => storage::run(runs),
         Command::Serve { runs } => {
             let modules = guest("pass_through.wasm")?;
             serve::run(modules.parent().context("modules dir")?, runs)

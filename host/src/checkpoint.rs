@@ -99,7 +99,11 @@ impl Checkpoint {
             .prefix("sluice-checkpoint-")
             .tempdir()
             .map_err(|e| Error::io("creating a temporary checkpoint", std::env::temp_dir(), e))?;
-        Self::open_inner(Location::Local(temp.path().to_path_buf()), sources, Some(temp))
+        Self::open_inner(
+            Location::Local(temp.path().to_path_buf()),
+            sources,
+            Some(temp),
+        )
     }
 
     fn damaged(dir: &Location, message: impl Into<String>) -> Error {

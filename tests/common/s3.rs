@@ -30,7 +30,14 @@ impl S3Server {
     pub fn start() -> S3Server {
         let port = free_port();
         let child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -73,14 +80,14 @@ impl S3Server {
 
     /// Writes an object.
     pub fn put(&self, bucket: &str, key: &str, bytes: &[u8]) {
-        ureq::put(&self.url(&format!("/{bucket}/{key}")))
+        ureq::put(&self.url(&format!("/{bucket}/{}", encode_key(key))))
             .send(bytes)
             .unwrap();
     }
 
     /// An object's bytes, or `None` if there is none.
     pub fn get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
-        match ureq::get(&self.url(&format!("/{bucket}/{key}"))).call() {
+        match ureq::get(&self.url(&format!("/{bucket}/{}", encode_key(key)))).call() {
             Ok(mut r) => Some(r.body_mut().read_to_vec().unwrap()),
             Err(ureq::Error::StatusCode(404)) => None,
             Err(e) => panic!("GET {bucket}/{key}: {e}"),
@@ -98,12 +105,7 @@ impl S3Server {
             if let Some(t) = &token {
                 req = req.query("continuation-token", t);
             }
-            let body = req
-                .call()
-                .unwrap()
-                .body_mut()
-                .read_to_string()
-                .unwrap();
+            let body = req.call().unwrap().body_mut().read_to_string().unwrap();
             keys.extend(between_all(&body, "<Key>", "</Key>").map(unescape));
             token = between_all(&body, "<NextContinuationToken>", "</NextContinuationToken>")
                 .next()
@@ -143,6 +145,19 @@ impl Drop for S3Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A key as a URL path: bytes other than unreserved ones and `/` percent-encoded.
+fn encode_key(key: &str) -> String {
+    let mut out = String::new();
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/=".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn between_all<'a>(text: &'a str, open: &'a str, close: &'a str) -> impl Iterator<Item = &'a str> {

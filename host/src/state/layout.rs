@@ -4,7 +4,6 @@
 //! aggregates, its variables). Keys are stored in Arrow's row format; [`keys_as_json`]
 //! turns them back into columns.
 
-
 use arrow_row::{RowConverter, SortField};
 use arrow_schema::{Schema, SchemaRef};
 use serde_json::{Map, Value};

@@ -316,7 +316,10 @@ mod tests {
             }
             commit(&store, v, &[(&key, &[v as u8])], &removes, &all);
         }
-        assert!(store.file(1, "snapshot").exists().unwrap() && store.file(3, "snapshot").exists().unwrap());
+        assert!(
+            store.file(1, "snapshot").exists().unwrap()
+                && store.file(3, "snapshot").exists().unwrap()
+        );
         let v4 = store.load(Some(4)).unwrap();
         assert_eq!(v4, all);
         let v2 = store.load(Some(2)).unwrap();
@@ -340,7 +343,10 @@ mod tests {
                 .to_string()
                 .contains("state version 1 is missing")
         );
-        store.file(0, "delta").write(b"SLST1\n\x01\xff".to_vec()).unwrap();
+        store
+            .file(0, "delta")
+            .write(b"SLST1\n\x01\xff".to_vec())
+            .unwrap();
         assert!(
             store
                 .load(Some(0))

@@ -21,7 +21,11 @@ struct Recorded {
 /// The count for the query at `checkpoint`: the recorded one; for a new checkpoint
 /// `requested` (the pipeline's `shufflePartitions`) or `default`. A checkpoint from before
 /// partitioning has one.
-pub fn partitions(checkpoint: &Location, requested: Option<usize>, default: usize) -> Result<usize> {
+pub fn partitions(
+    checkpoint: &Location,
+    requested: Option<usize>,
+    default: usize,
+) -> Result<usize> {
     let path = checkpoint.join("state").join("shufflePartitions");
     let recorded = match path.read()? {
         Some(bytes) => Some(

@@ -195,8 +195,15 @@ impl ObjectPath {
         self.key.rsplit('/').next().unwrap_or("")
     }
 
-    fn key_path(&self) -> KeyPath {
-        KeyPath::from(self.key.as_str())
+    /// The key as the store sees it: exactly our string (`KeyPath::from` would percent-encode
+    /// `%` and the like a second time, so `city=a%2Fb/` would not be found again by the name
+    /// a listing returns).
+    fn key_path(&self) -> Result<KeyPath> {
+        KeyPath::parse(&self.key).map_err(|e| Error::Storage {
+            action: "naming",
+            location: self.to_string(),
+            message: format!("not a valid object key: {e}"),
+        })
     }
 
     fn fail(&self, action: &'static str, e: object_store::Error) -> Error {
@@ -208,7 +215,7 @@ impl ObjectPath {
     }
 
     pub(super) fn read(&self) -> Result<Option<Bytes>> {
-        let (store, key) = (self.bucket.store.clone(), self.key_path());
+        let (store, key) = (self.bucket.store.clone(), self.key_path()?);
         let got = block(async move {
             match store.get(&key).await {
                 Ok(r) => r.bytes().await.map(Some),
@@ -220,7 +227,7 @@ impl ObjectPath {
     }
 
     pub(super) fn exists(&self) -> Result<bool> {
-        let (store, key) = (self.bucket.store.clone(), self.key_path());
+        let (store, key) = (self.bucket.store.clone(), self.key_path()?);
         let got = block(async move {
             match store.head(&key).await {
                 Ok(_) => Ok(true),
@@ -232,14 +239,14 @@ impl ObjectPath {
     }
 
     pub(super) fn write(&self, bytes: Bytes) -> Result<()> {
-        let (store, key) = (self.bucket.store.clone(), self.key_path());
+        let (store, key) = (self.bucket.store.clone(), self.key_path()?);
         block(async move { store.put(&key, PutPayload::from(bytes)).await })?
             .map(|_| ())
             .map_err(|e| self.fail("writing", e))
     }
 
     pub(super) fn create(&self, bytes: Bytes) -> Result<bool> {
-        let (store, key) = (self.bucket.store.clone(), self.key_path());
+        let (store, key) = (self.bucket.store.clone(), self.key_path()?);
         let payload = PutPayload::from(bytes.clone());
         let put = block(async move {
             let options = PutOptions {
@@ -260,7 +267,7 @@ impl ObjectPath {
     }
 
     pub(super) fn remove(&self) -> Result<()> {
-        let (store, key) = (self.bucket.store.clone(), self.key_path());
+        let (store, key) = (self.bucket.store.clone(), self.key_path()?);
         let done = block(async move {
             match store.delete(&key).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -272,7 +279,7 @@ impl ObjectPath {
 
     /// The names of the objects and prefixes directly under this prefix.
     pub(super) fn children(&self) -> Result<Vec<String>> {
-        let (store, key) = (self.bucket.store.clone(), self.key_path());
+        let (store, key) = (self.bucket.store.clone(), self.key_path()?);
         let root = self.key.is_empty();
         let listed = block(async move {
             store
@@ -291,7 +298,7 @@ impl ObjectPath {
 
     /// Every object under this prefix, at any depth.
     pub(super) fn list_files(&self) -> Result<Vec<FileEntry>> {
-        let (store, key) = (self.bucket.store.clone(), self.key_path());
+        let (store, key) = (self.bucket.store.clone(), self.key_path()?);
         let root = self.key.is_empty();
         let listed = block(async move {
             store

@@ -69,7 +69,9 @@ impl FileListing {
             // is a prefix whose objects are read.
             let (glob, root) = if has_wildcards(&text) {
                 let cut = text.find(['*', '?', '[', '{']).unwrap_or(text.len());
-                let root = text[..cut].rsplit_once('/').map_or(&text[..cut], |(r, _)| r);
+                let root = text[..cut]
+                    .rsplit_once('/')
+                    .map_or(&text[..cut], |(r, _)| r);
                 (text.to_string(), root.to_owned())
             } else {
                 let root = text.trim_end_matches('/').to_owned();

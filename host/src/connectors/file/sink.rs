@@ -208,8 +208,9 @@ impl FileSink {
                     let props = parquet::file::properties::WriterProperties::builder()
                         .set_compression(parquet::basic::Compression::SNAPPY)
                         .build();
-                    let mut w = parquet::arrow::ArrowWriter::try_new(out, schema.clone(), Some(props))
-                        .map_err(|e| fail(&e))?;
+                    let mut w =
+                        parquet::arrow::ArrowWriter::try_new(out, schema.clone(), Some(props))
+                            .map_err(|e| fail(&e))?;
                     for b in batches {
                         w.write(b).map_err(|e| fail(&e))?;
                     }
@@ -224,8 +225,10 @@ impl FileSink {
                     }
                 }
                 _ => {
-                    let mut w =
-                        arrow_json::LineDelimitedWriter::new(BufWriter::with_capacity(1 << 20, out));
+                    let mut w = arrow_json::LineDelimitedWriter::new(BufWriter::with_capacity(
+                        1 << 20,
+                        out,
+                    ));
                     for b in batches {
                         w.write(b).map_err(|e| fail(&e))?;
                     }

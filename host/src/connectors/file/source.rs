@@ -24,8 +24,8 @@ use super::listing::{FileListing, ListedFile};
 use crate::error::{Error, Result};
 use crate::pipeline::{CleanSource, FileFormat, FileSourceSpec, ParseMode};
 use crate::schema::all_nullable;
-use crate::storage::Location;
 use crate::source::{Offset, ReadLimit, Source, SourceContext, SourceMetrics, offset_u64};
+use crate::storage::Location;
 
 /// Rows per Arrow record batch produced by the readers.
 const BATCH_ROWS: usize = 64 * 1024;
@@ -191,7 +191,11 @@ impl FileSource {
                     .is_none_or(|allowed| allowed.contains(&f.path))
             })
             .collect();
-        files.sort_by(|a, b| a.modified.cmp(&b.modified).then_with(|| a.path.cmp(&b.path)));
+        files.sort_by(|a, b| {
+            a.modified
+                .cmp(&b.modified)
+                .then_with(|| a.path.cmp(&b.path))
+        });
         if self.spec.latest_first {
             files.reverse();
         }

@@ -290,7 +290,10 @@ mod tests {
         n: usize,
     ) -> Vec<Aggregate> {
         (0..n)
-            .map(|p| Aggregate::new(spec.clone(), mode, schema(), dir, p, "q").unwrap())
+            .map(|p| {
+                let dir = crate::storage::Location::Local(dir.to_path_buf());
+                Aggregate::new(spec.clone(), mode, schema(), &dir, p, "q").unwrap()
+            })
             .collect()
     }
 

@@ -4,7 +4,6 @@
 //! rows in its own state files (`state/join/<p>/`), all run at once on the worker pool. The
 //! output is the partitions' in partition order.
 
-
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use rayon::prelude::*;

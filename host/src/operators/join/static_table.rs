@@ -341,7 +341,8 @@ mod tests {
         };
         let left = Arc::new(Schema::new(vec![Field::new("user", DataType::Int64, true)]));
         let log = tempfile::tempdir().unwrap();
-        StreamStaticJoin::open(spec, table(dir), left, log.path().to_path_buf()).unwrap()
+        let log = crate::storage::Location::Local(log.path().to_path_buf());
+        StreamStaticJoin::open(spec, table(dir), left, log).unwrap()
     }
 
     fn users(join: &mut StreamStaticJoin, ids: &[Option<i64>]) -> Vec<Option<i64>> {

@@ -902,7 +902,7 @@ mod tests {
         ]
     }
 
-    fn join(jt: JoinType, dir: &Path) -> StreamStreamJoin {
+    fn join(jt: JoinType, dir: &std::path::Path) -> StreamStreamJoin {
         let spec = JoinSpec {
             left: "imp".into(),
             right: JoinRight::Input("click".into()),
@@ -915,7 +915,8 @@ mod tests {
                 upper_us: 60 * MIN,
             }),
         };
-        StreamStreamJoin::new(spec, schema("it", "i"), schema("ct", "c"), dir, 0).unwrap()
+        let dir = crate::storage::Location::Local(dir.to_path_buf());
+        StreamStreamJoin::new(spec, schema("it", "i"), schema("ct", "c"), &dir, 0).unwrap()
     }
 
     /// Output rows as "impression tag/click tag" ("-" for null).

@@ -3,7 +3,6 @@
 //! time mode. A restart checks it (state written under one declaration is never read under
 //! another), and `sluice state show` reads it to print the state without the module.
 
-
 use arrow_schema::SchemaRef;
 use serde::{Deserialize, Serialize};
 

@@ -2,9 +2,10 @@
 //! parquet sink on a local S3-compatible server (moto's, as the tests use), next to the same
 //! job on local disk. Run with `cargo run --release -p sluice-bench -- storage`.
 //!
-//! Prints rows/s and, per batch, the time of the write-ahead offsets (`walCommit`), of the
-//! sink (`addBatch`: encoding plus the PUTs) and of the commit entry (`commitOffsets`), medians
-//! over every batch of every run.
+//! Prints rows/s and the median (and max) of every phase of a batch's progress record over
+//! every batch of every run: `latestOffset` (listing, the source log entry), `walCommit` (the
+//! offsets entry), `getBatch` (reading and decoding), `addBatch` (encoding plus the PUTs and
+//! the sink's log entry), `commitOffsets` (the commit entry), `triggerExecution` (all).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -80,7 +81,7 @@ fn write_input(dir: &std::path::Path) -> Result<u64> {
 /// One job `runs` times with checkpoint and sink under `root`: rows/s and per-batch phases.
 fn measure(input: &std::path::Path, root: &str, rows: u64, runs: usize) -> Result<String> {
     let mut rates = Vec::new();
-    let mut phases: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    let mut phases: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
     for run in 0..runs {
         let text = format!(
             r#"[[query]]
@@ -102,10 +103,8 @@ path = "{root}/run{run}/out"
         let r = run_pipeline(&text)?;
         rates.push(rows as f64 / r.span.wall.as_secs_f64());
         for p in &r.progress {
-            for phase in ["walCommit", "addBatch", "commitOffsets"] {
-                if let Some(ms) = p.duration_ms.get(phase) {
-                    phases.entry(phase).or_default().push(*ms as f64);
-                }
+            for (phase, ms) in &p.duration_ms {
+                phases.entry(phase.clone()).or_default().push(*ms as f64);
             }
         }
     }

@@ -439,36 +439,6 @@ fn a_topic_written_in_transactions_is_read_across_its_markers() {
     assert!(progress(&log).len() >= 2, "more than one batch");
 }
 
-/// Runs kcat (an independent Kafka client, from Debian's packages) with `args`, feeding
-/// `input` on stdin, and returns its stdout lines.
-fn kcat(args: &[&str], input: &str) -> Vec<String> {
-    use std::io::Write;
-    let mut child = Command::new("kcat")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kcat is installed by scripts/test.sh");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kcat {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
 #[test]
 fn the_seeds_kafka_pipeline_with_kcat_on_both_ends() {
     let broker = Broker::start(&["quickstart:3", "transformed:3"]);

@@ -31,6 +31,21 @@ fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
+/// `sluice run FILE` paused at failpoint `point` of batch `batch`, until [`Running::resume`].
+fn paused_at(file: &Path, env: &[(String, String)], point: &str, batch: u64) -> Running {
+    let mut cmd = sluice();
+    cmd.arg("run")
+        .arg(file)
+        .env("RUST_LOG", "info")
+        .env("SLUICE_FAILPOINTS", format!("{point}:{batch}"))
+        .env("SLUICE_FAILPOINTS_RESUME", "stdin")
+        .stdin(Stdio::piped());
+    with_s3(&mut cmd, env);
+    let mut run = Running::spawn(cmd);
+    run.await_line(&format!("sluice-failpoint: {point} batch {batch}"));
+    run
+}
+
 /// `rows` JSON values as sorted text, for comparing row sets.
 fn sorted_text(rows: impl IntoIterator<Item = serde_json::Value>) -> Vec<String> {
     let mut v: Vec<String> = rows.into_iter().map(|r| r.to_string()).collect();
@@ -301,19 +316,7 @@ fn a_second_process_on_the_same_s3_checkpoint_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let file = setup_to_parquet(dir.path(), "owned", 3);
     // The first process stops just before it records batch 1's offsets...
-    let mut env_a = env_refs(&env);
-    env_a.push(("SLUICE_FAILPOINTS", "before-offsets:1"));
-    env_a.push(("SLUICE_FAILPOINTS_RESUME", "stdin"));
-    let mut cmd = sluice();
-    cmd.arg("run")
-        .arg(&file)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::piped());
-    for (k, v) in &env_a {
-        cmd.env(k, v);
-    }
-    let mut first = Running::spawn(cmd);
-    first.await_line("sluice-failpoint: before-offsets batch 1");
+    let mut first = paused_at(&file, &env, "before-offsets", 1);
     // ...a second one runs the same query on the same checkpoint to its end...
     run_s3(&file, &env);
     assert_eq!(committed_parquet(&s3, "owned"), input_rows(0..150));
@@ -343,20 +346,8 @@ fn the_store_going_down_fails_the_batch_naming_it_and_a_restart_resumes_exactly(
     env.push(("SLUICE_STORAGE_MAX_RETRIES".into(), "3".into()));
     let dir = tempfile::tempdir().unwrap();
     let file = setup_to_parquet(dir.path(), "outage", 4);
-    // Batch 1 stops half-way through its sink: one data file is in the bucket.
-    let mut env_a = env_refs(&env);
-    env_a.push(("SLUICE_FAILPOINTS", "mid-sink:1"));
-    env_a.push(("SLUICE_FAILPOINTS_RESUME", "stdin"));
-    let mut cmd = sluice();
-    cmd.arg("run")
-        .arg(&file)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::piped());
-    for (k, v) in &env_a {
-        cmd.env(k, v);
-    }
-    let mut run = Running::spawn(cmd);
-    run.await_line("sluice-failpoint: mid-sink batch 1");
+    // Batch 1 stops once its data files are in the bucket, before its log entry.
+    let mut run = paused_at(&file, &env, "mid-sink", 1);
     // The store goes away; the batch's remaining writes fail after their retries.
     proxy.down();
     run.resume();
@@ -429,29 +420,6 @@ fn killed_anywhere_a_json_to_s3_parquet_query_gives_the_clean_output() {
     assert_eq!(killed.len(), 20);
 }
 
-/// Produces `lines` to `topic` with kcat (an independent Kafka client).
-fn kcat_produce(bootstrap: &str, topic: &str, lines: &str) {
-    use std::io::Write;
-    let mut child = Command::new("kcat")
-        .args(["-P", "-b", bootstrap, "-t", topic])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kcat is installed by scripts/test.sh");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(lines.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kcat: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn seed_004_kafka_orders_land_in_s3_as_parquet_with_the_dead_letters_beside_them() {
     let s3 = S3Server::start();
@@ -467,9 +435,8 @@ fn seed_004_kafka_orders_land_in_s3_as_parquet_with_the_dead_letters_beside_them
         .replace("localhost:9092", &bootstrap);
     std::fs::write(&file, text).unwrap();
     // A batch of good orders, then one with an order without a product.
-    kcat_produce(
-        &bootstrap,
-        "orders",
+    kcat(
+        &["-P", "-b", &bootstrap, "-t", "orders"],
         concat!(
             r#"{"order_id":1,"product":"kimchi","category":"food","amount":12000}"#,
             "\n",
@@ -480,9 +447,8 @@ fn seed_004_kafka_orders_land_in_s3_as_parquet_with_the_dead_letters_beside_them
         ),
     );
     run_s3(&file, &env);
-    kcat_produce(
-        &bootstrap,
-        "orders",
+    kcat(
+        &["-P", "-b", &bootstrap, "-t", "orders"],
         concat!(
             r#"{"order_id":4,"product":"","category":"toys","amount":500}"#,
             "\n",

@@ -143,7 +143,7 @@ fn the_module_life_cycle_over_http_and_the_cli() {
     let (status, info) = server.push("pass", "1.0.0", module("pass_through.wasm"));
     assert_eq!(status, 201, "{info}");
     assert_eq!(info["worlds"], json!(["sluice:pipeline/transformer"]));
-    assert_eq!(info["package"], "sluice:pipeline@0.1.0");
+    assert_eq!(info["package"], "sluice:pipeline@0.2.0");
     assert!(info["digest"].as_str().unwrap().starts_with("sha256:"));
     assert_eq!(
         info["size"].as_u64().unwrap() as usize,

@@ -177,6 +177,8 @@ fn hostile_pipeline(dir: &Path) -> std::path::PathBuf {
         ("crash", r#"{ behavior = "panic" }"#, ""),
         ("flood", r#"{ behavior = "flood" }"#, ""),
         ("trickle", r#"{ behavior = "flood" }"#, "maxEmitRows = 1000"),
+        ("echo", r#"{ behavior = "rows-flood" }"#, ""),
+        ("phantom", r#"{ behavior = "rows-bad-column" }"#, ""),
         ("burn", r#"{ behavior = "loop" }"#, "fuel = 5000000"),
         (
             "skipper",
@@ -281,6 +283,20 @@ fn hostile_guests_fail_their_own_query_with_clear_errors_and_others_go_on() {
             && flood.contains("maxEmitRows")
             && flood.contains("batch 0"),
         "{flood}"
+    );
+    // The same through emit-rows, where nothing crosses the boundary but the host would
+    // hold a batch per call.
+    let echo = error_of("echo");
+    assert!(
+        echo.contains("step 'echo-step'")
+            && echo.contains("handed the host more than 1000000 rows in one call")
+            && echo.contains("batch 0"),
+        "{echo}"
+    );
+    let phantom = error_of("phantom");
+    assert!(
+        phantom.contains("emit-rows: the input has 2 columns, not a column 99"),
+        "{phantom}"
     );
     let trickle = error_of("trickle");
     assert!(
@@ -728,4 +744,51 @@ path = "out"
     assert_eq!(rows(&serial).len(), 12 * 500 * 3 / 4);
     // One guest call per record batch whichever worker made it.
     assert_eq!(serial_calls, parallel_calls);
+}
+
+#[test]
+fn a_guest_built_against_the_previous_wit_package_is_refused_with_how_to_rebuild() {
+    let old = guests().join("old_sdk_transform.wasm");
+    // At upload or check time...
+    let out = sluice()
+        .args(["module", "check"])
+        .arg(&old)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("implements sluice:pipeline@0.1.0")
+            && stderr.contains("this host speaks sluice:pipeline@0.2.0")
+            && stderr.contains("rebuild it against the guest SDK of this release"),
+        "{stderr}"
+    );
+    // ...and when a pipeline names the file directly.
+    let dir = tempfile::tempdir().unwrap();
+    let file = pipeline(
+        dir.path(),
+        &format!(
+            r#"[[query]]
+name = "old"
+trigger = "availableNow"
+[query.source]
+format = "rate-micro-batch"
+rowsPerBatch = 1
+[[query.transform]]
+name = "old-step"
+module = "{}"
+[query.sink]
+format = "console"
+"#,
+            old.display()
+        ),
+    );
+    let (code, _, stderr) = run_logged(&file);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("step 'old-step'")
+            && stderr.contains("implements sluice:pipeline@0.1.0")
+            && stderr.contains("sluice module build"),
+        "{stderr}"
+    );
 }

@@ -274,7 +274,8 @@ pub use transform::*;
 #[cfg(feature = "transform")]
 mod transform {
     use super::*;
-    use crate::bindings::exports::sluice::pipeline::transform::Guest;
+    use crate::bindings::exports::sluice::pipeline::transform::{Guest, Plan};
+    use std::sync::Arc;
 
     /// A transform step: map, filter, projection to a new schema, flat-map.
     pub trait Transform: Sized + 'static {
@@ -285,15 +286,151 @@ mod transform {
         fn output_schema(&self) -> SchemaRef;
 
         /// Called once per micro-batch. Emit zero or more batches through `out`.
+        ///
+        /// `batch` holds the columns [`Transform::reads`] names (all of them by default).
         fn process(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), Error>;
+
+        /// The input columns `process` reads, as indices into the input schema (called once,
+        /// after `init`). Columns not listed never cross into the guest: `process` gets a
+        /// batch of the listed columns only, in ascending index order. Pass columns through
+        /// with [`Output::emit_rows`] without reading them. `None` (the default): every column.
+        fn reads(&self) -> Option<Vec<usize>> {
+            None
+        }
+    }
+
+    /// Where a column of [`Output::emit_rows_with`]'s output comes from.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum OutputColumn {
+        /// This input column (an index into the whole input schema), at the selected rows.
+        Input(usize),
+        /// The next column of the computed batch.
+        Computed,
     }
 
     /// Where a transform's output goes.
     pub struct Output {
         schema: SchemaRef,
+        input: SchemaRef,
+        rows: usize,
     }
 
     impl Output {
+        /// Hands the host rows and columns of the input instead of building them: the input
+        /// rows where `selection` is true (null counts as false; `None`: every row), with the
+        /// input columns `columns` (indices into the whole input schema, read or not), in that
+        /// order. The host takes them from the batch it holds, so nothing crosses the
+        /// boundary but the selection's bits: a filter, a projection or a reordering of
+        /// columns costs the guest almost nothing.
+        pub fn emit_rows(
+            &mut self,
+            selection: Option<&arrow_array::BooleanArray>,
+            columns: &[usize],
+        ) -> Result<(), Error> {
+            let columns: Vec<OutputColumn> =
+                columns.iter().map(|&c| OutputColumn::Input(c)).collect();
+            self.emit_rows_inner(selection, &columns, None)
+        }
+
+        /// Like [`Output::emit_rows`], with new columns among the input's: output column j is
+        /// `columns[j]`, an input column or the next column of `computed` (which has one row
+        /// per selected row). A map that replaces or adds a column sends only that column.
+        pub fn emit_rows_with(
+            &mut self,
+            selection: Option<&arrow_array::BooleanArray>,
+            columns: &[OutputColumn],
+            computed: &RecordBatch,
+        ) -> Result<(), Error> {
+            self.emit_rows_inner(selection, columns, Some(computed))
+        }
+
+        fn emit_rows_inner(
+            &mut self,
+            selection: Option<&arrow_array::BooleanArray>,
+            columns: &[OutputColumn],
+            computed: Option<&RecordBatch>,
+        ) -> Result<(), Error> {
+            use crate::bindings::sluice::pipeline::rows::{ColumnSource, emit_rows};
+            let mut types = Vec::with_capacity(columns.len());
+            let mut next_computed = 0;
+            for c in columns {
+                types.push(match *c {
+                    OutputColumn::Input(i) => self
+                        .input
+                        .fields()
+                        .get(i)
+                        .ok_or_else(|| {
+                            Error(format!(
+                                "emit_rows: the input has {} columns, not a column {i}",
+                                self.input.fields().len()
+                            ))
+                        })?
+                        .data_type()
+                        .clone(),
+                    OutputColumn::Computed => {
+                        let field = computed
+                            .and_then(|b| b.schema_ref().fields().get(next_computed).cloned())
+                            .ok_or_else(|| {
+                                Error("emit_rows: more computed columns named than given".into())
+                            })?;
+                        next_computed += 1;
+                        field.data_type().clone()
+                    }
+                });
+            }
+            if computed.is_some_and(|b| b.num_columns() != next_computed) {
+                return Err(Error(
+                    "emit_rows: computed has columns the output does not use".into(),
+                ));
+            }
+            let expected = self.schema.fields();
+            if types.len() != expected.len()
+                || types
+                    .iter()
+                    .zip(expected.iter())
+                    .any(|(t, f)| t != f.data_type())
+            {
+                return Err(Error(format!(
+                    "emit_rows: the columns ({}) do not match the output schema ({})",
+                    types
+                        .iter()
+                        .map(|t| t.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    describe(&self.schema)
+                )));
+            }
+            let bits = match selection {
+                Some(mask) if mask.len() != self.rows => {
+                    return Err(Error(format!(
+                        "emit_rows: the selection has {} rows, the input {}",
+                        mask.len(),
+                        self.rows
+                    )));
+                }
+                Some(mask) => Some(match mask.nulls() {
+                    Some(nulls) => (mask.values() & nulls.inner()).sliced(),
+                    None => mask.values().sliced(),
+                }),
+                None => None,
+            };
+            let sources: Vec<ColumnSource> = columns
+                .iter()
+                .map(|c| match *c {
+                    OutputColumn::Input(i) => ColumnSource::Input(i as u32),
+                    OutputColumn::Computed => ColumnSource::Computed,
+                })
+                .collect();
+            let selection = bits.as_ref().map(|b| b.as_slice());
+            match computed {
+                None => {
+                    emit_rows(selection, &sources, None);
+                    Ok(())
+                }
+                Some(batch) => with_wit(batch, |b| emit_rows(selection, &sources, Some(b))),
+            }
+        }
+
         /// Hands a batch to the host. Its columns must have the output schema's types.
         pub fn emit(&mut self, batch: &RecordBatch) -> Result<(), Error> {
             let fields = batch.schema_ref().fields();
@@ -325,7 +462,10 @@ mod transform {
 
     struct State<T> {
         user: T,
+        /// The whole input schema.
         input: SchemaRef,
+        /// The schema of what `process` gets: the columns the step reads.
+        read: SchemaRef,
         output: SchemaRef,
     }
 
@@ -333,29 +473,54 @@ mod transform {
     pub struct TransformAdapter<T>(std::marker::PhantomData<T>);
 
     impl<T: Transform> Guest for TransformAdapter<T> {
-        fn init(config: String, input_schema: Vec<u8>) -> Result<Vec<u8>, String> {
+        fn init(config: String, input_schema: Vec<u8>) -> Result<Plan, String> {
             install_panic_hook();
-            let run = || -> Result<Vec<u8>, Error> {
+            let run = || -> Result<Plan, Error> {
                 let config = parse_config(&config)?;
                 let input = abi::decode_schema(&input_schema)?;
                 let user = T::init(&config, input.clone())?;
                 let output = user.output_schema();
-                let encoded = abi::encode_schema(&output);
+                let reads = match user.reads() {
+                    Some(mut reads) => {
+                        reads.sort_unstable();
+                        reads.dedup();
+                        if let Some(&bad) = reads.iter().find(|&&c| c >= input.fields().len()) {
+                            return Err(Error(format!(
+                                "reads() names column {bad}; the input has {}",
+                                input.fields().len()
+                            )));
+                        }
+                        Some(reads)
+                    }
+                    None => None,
+                };
+                let read = match &reads {
+                    Some(r) => Arc::new(input.project(r)?),
+                    None => input.clone(),
+                };
+                let plan = Plan {
+                    output_schema: abi::encode_schema(&output),
+                    reads: reads.map(|r| r.into_iter().map(|c| c as u32).collect()),
+                };
                 STATE.set(Some(Box::new(State {
                     user,
                     input,
+                    read,
                     output,
                 })));
-                Ok(encoded)
+                Ok(plan)
             };
             run().map_err(|e| e.0)
         }
 
         fn process(batch: wit::BatchResult) -> Result<(), String> {
             with_state::<State<T>, _>(|s| {
-                let batch = from_wit(&s.input, batch)?;
+                let rows = batch.num_rows as usize;
+                let batch = from_wit(&s.read, batch)?;
                 let mut out = Output {
                     schema: s.output.clone(),
+                    input: s.input.clone(),
+                    rows,
                 };
                 s.user.process(batch, &mut out)
             })
@@ -636,7 +801,7 @@ pub mod prelude {
     #[cfg(feature = "handler")]
     pub use super::{Handler, files, http, sinks};
     #[cfg(feature = "transform")]
-    pub use super::{Output, Transform};
+    pub use super::{Output, OutputColumn, Transform};
     #[cfg(feature = "aggregate")]
     pub use crate::export_aggregate;
     #[cfg(feature = "handler")]

@@ -3,9 +3,20 @@
 //!
 //! The same filter + projection (`SELECT id, amount WHERE amount >= 500`) three ways:
 //! - `native`: arrow-rs kernels in the host;
-//! - `wasm_1m`: the `filter-project` example component on a 1,000,000-row batch (per-row cost);
-//! - `wasm_1row`: the same component on a 1-row batch (the fixed cost of a call: flattening,
-//!   the canonical ABI copy in, the guest's decode, `emit`, the host's validation of the output).
+//! - `wasm_1m`: the `filter-project` example component on a 1,000,000-row batch (per-row cost):
+//!   it reads `amount` only and answers with a selection (`emit_rows`);
+//! - `wasm_1row`: the same component on a 1-row batch (the fixed cost of a call).
+//!
+//! And identities: `pass_through` (reads nothing, answers every row and column: the boundary's
+//! fixed cost) and `identity_copying` (`hostile-transform` without a behaviour: reads every
+//! column and emits it back, every buffer crossing twice).
+//!
+//! `--features bench-mimalloc` runs it all under mimalloc, the faster allocator for the native
+//! baseline; without it, under the system allocator the binary ships with.
+
+#[cfg(feature = "bench-mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -85,35 +96,46 @@ fn boundary(c: &mut Criterion) {
     });
     g.throughput(Throughput::Elements(1));
     g.bench_function("native_1row", |b| b.iter(|| native(&one)));
-    // The boundary alone: a guest that emits its input unchanged (the test fixture
-    // `hostile-transform` with no behaviour configured).
-    let identity = TransformSpec {
-        name: "identity".into(),
-        module_ref: None,
-        module: module().with_file_name("hostile_transform.wasm"),
-        config: serde_json::json!({}),
-        limits: GuestLimits::default(),
-        on_error: OnError::Fail,
+    // Identities. `pass_through` reads no column and answers "every row, every column":
+    // what a call costs when nothing crosses. `identity_copying` reads and emits every buffer.
+    let identity = |name: &str, file: &str| {
+        let spec = TransformSpec {
+            name: name.into(),
+            module_ref: None,
+            module: module().with_file_name(file),
+            config: serde_json::json!({}),
+            limits: GuestLimits::default(),
+            on_error: OnError::Fail,
+        };
+        let mut step = WasmTransform::new(spec, "bench", one.schema()).unwrap();
+        assert_eq!(
+            step.process(0, vec![big.clone()], &outputs, 1).unwrap(),
+            vec![big.clone()]
+        );
+        step
     };
-    let mut identity = WasmTransform::new(identity, "bench", one.schema()).unwrap();
-    assert_eq!(
-        identity.process(0, vec![one.clone()], &outputs, 1).unwrap(),
-        vec![one.clone()]
-    );
-    g.bench_function("wasm_identity_1m", |b| {
-        b.iter_batched(
-            || vec![big.clone()],
-            |input| identity.process(0, input, &outputs, 1).unwrap(),
-            BatchSize::SmallInput,
-        )
-    });
-    g.bench_function("wasm_identity_1row", |b| {
-        b.iter_batched(
-            || vec![one.clone()],
-            |input| identity.process(0, input, &outputs, 1).unwrap(),
-            BatchSize::SmallInput,
-        )
-    });
+    for (name, file) in [
+        ("pass_through", "pass_through.wasm"),
+        ("identity_copying", "hostile_transform.wasm"),
+    ] {
+        let mut step = identity(name, file);
+        g.throughput(Throughput::Elements(1_000_000));
+        g.bench_function(format!("wasm_{name}_1m"), |b| {
+            b.iter_batched(
+                || vec![big.clone()],
+                |input| step.process(0, input, &outputs, 1).unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+        g.throughput(Throughput::Elements(1));
+        g.bench_function(format!("wasm_{name}_1row"), |b| {
+            b.iter_batched(
+                || vec![one.clone()],
+                |input| step.process(0, input, &outputs, 1).unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+    }
     g.bench_function("wasm_1row", |b| {
         b.iter_batched(
             || vec![one.clone()],

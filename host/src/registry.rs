@@ -492,28 +492,8 @@ pub fn validate_component(label: &str, bytes: &[u8]) -> Result<ComponentInfo> {
         .load_bytes(label, bytes)
         .map_err(|e| RegistryError::Invalid(e.to_string()))?;
     let packages = wasm::package_versions(runtime.engine(), &component);
-    let host = semver::Version::parse(
-        wasm::WIT_PACKAGE
-            .rsplit_once('@')
-            .map(|(_, v)| v)
-            .unwrap_or("0.0.0"),
-    )
-    .map_err(|e| RegistryError::Invalid(e.to_string()))?;
-    for p in &packages {
-        let compatible = p
-            .rsplit_once('@')
-            .and_then(|(_, v)| semver::Version::parse(v).ok())
-            .is_some_and(|v| {
-                // semver for 0.x: the minor version is the breaking one.
-                v.major == host.major && (host.major > 0 || v.minor == host.minor)
-            });
-        if !compatible {
-            return Err(RegistryError::Invalid(format!(
-                "module {label} implements {p}; this host speaks {} (rebuild it against the guest SDK of this release)",
-                wasm::WIT_PACKAGE
-            )));
-        }
-    }
+    wasm::check_package(runtime.engine(), &component)
+        .map_err(|e| RegistryError::Invalid(format!("module {label}: {e}")))?;
     let (worlds, why_not) = wasm::worlds_of(runtime.engine(), &component);
     if worlds.is_empty() {
         return Err(RegistryError::Invalid(format!(

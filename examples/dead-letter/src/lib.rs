@@ -10,6 +10,9 @@ use sluice_guest_sdk::prelude::*;
 struct ValidateOrders {
     rate: i64,
     output: SchemaRef,
+    /// Every input column (passed through), and the two the check reads.
+    all: Vec<usize>,
+    reads: Vec<usize>,
 }
 
 impl Transform for ValidateOrders {
@@ -22,9 +25,13 @@ impl Transform for ValidateOrders {
         }
         let mut fields: Vec<_> = input.fields().iter().cloned().collect();
         fields.push(Arc::new(Field::new("amount_krw", DataType::Int64, true)));
+        let mut reads = vec![input.index_of("product")?, input.index_of("amount")?];
+        reads.sort_unstable();
         Ok(ValidateOrders {
             rate: config["rate"].as_i64().unwrap_or(1),
             output: Arc::new(Schema::new(fields)),
+            all: (0..input.fields().len()).collect(),
+            reads,
         })
     }
 
@@ -48,9 +55,16 @@ impl Transform for ValidateOrders {
             }
         }
         let converted: Int64Array = amount.iter().map(|a| a.map(|a| a * self.rate)).collect();
-        let mut columns = batch.columns().to_vec();
-        columns.push(Arc::new(converted));
-        out.emit(&RecordBatch::try_new(self.output.clone(), columns)?)
+        // The input columns pass through on the host's side; only the new one crosses back.
+        let computed = RecordBatch::try_from_iter([("amount_krw", Arc::new(converted) as ArrayRef)])?;
+        let mut columns: Vec<OutputColumn> =
+            self.all.iter().map(|&c| OutputColumn::Input(c)).collect();
+        columns.push(OutputColumn::Computed);
+        out.emit_rows_with(None, &columns, &computed)
+    }
+
+    fn reads(&self) -> Option<Vec<usize>> {
+        Some(self.reads.clone())
     }
 }
 

@@ -33,6 +33,17 @@ const Q8_WINDOW_US: i64 = 10_000_000;
 struct Nexmark {
     query: Query,
     output: SchemaRef,
+    /// The input columns `process` reads (ascending).
+    reads: Vec<usize>,
+    /// Where each output column comes from: an input column, or one computed here.
+    columns: Vec<OutputColumn>,
+}
+
+/// An output column: an input column passed through by name, or computed by the guest with
+/// the given field.
+enum Out {
+    Pass(&'static str),
+    New(Field),
 }
 
 impl Transform for Nexmark {
@@ -57,43 +68,49 @@ impl Transform for Nexmark {
                 .map_err(|_| format!("the input has no column `{name}`"))?
                 .clone())
         };
-        let (query, fields) = match config["query"].as_str() {
+        use Out::{New, Pass};
+        // Each query reads only what it computes or selects on; every other output column
+        // is passed through by the host (`emit_rows`) and never crosses the boundary.
+        let (query, reads, outputs): (Query, &[&str], Vec<Out>) = match config["query"].as_str() {
             Some("q1") => (
                 Query::Q1,
+                &["price"],
                 vec![
-                    field("auction")?,
-                    field("bidder")?,
-                    Field::new("price", DataType::Float64, true),
-                    field("date_time")?,
-                    field("extra")?,
+                    Pass("auction"),
+                    Pass("bidder"),
+                    New(Field::new("price", DataType::Float64, true)),
+                    Pass("date_time"),
+                    Pass("extra"),
                 ],
             ),
-            Some("q2") => (Query::Q2, vec![field("auction")?, field("price")?]),
+            Some("q2") => (Query::Q2, &["auction"], vec![Pass("auction"), Pass("price")]),
             Some("q3-person") => (
                 Query::Q3Person,
-                vec![
-                    field("id")?,
-                    field("name")?,
-                    field("city")?,
-                    field("state")?,
-                ],
+                &["state"],
+                vec![Pass("id"), Pass("name"), Pass("city"), Pass("state")],
             ),
-            Some("q3-auction") => (Query::Q3Auction, vec![field("id")?, field("seller")?]),
+            Some("q3-auction") => (
+                Query::Q3Auction,
+                &["category"],
+                vec![Pass("id"), Pass("seller")],
+            ),
             Some("q8-person") => (
                 Query::Q8Person,
+                &["date_time"],
                 vec![
-                    field("id")?,
-                    field("name")?,
-                    field("date_time")?.with_name("starttime"),
-                    field("date_time")?,
+                    Pass("id"),
+                    Pass("name"),
+                    New(field("date_time")?.with_name("starttime")),
+                    Pass("date_time"),
                 ],
             ),
             Some("q8-auction") => (
                 Query::Q8Auction,
+                &["date_time"],
                 vec![
-                    field("seller")?,
-                    field("date_time")?.with_name("starttime"),
-                    field("date_time")?,
+                    Pass("seller"),
+                    New(field("date_time")?.with_name("starttime")),
+                    Pass("date_time"),
                 ],
             ),
             other => {
@@ -103,14 +120,41 @@ impl Transform for Nexmark {
                 .into());
             }
         };
+        let index = |name: &str| {
+            input
+                .index_of(name)
+                .map_err(|_| Error(format!("the input has no column `{name}`")))
+        };
+        let mut fields = Vec::new();
+        let mut columns = Vec::new();
+        for out in outputs {
+            match out {
+                Pass(name) => {
+                    fields.push(field(name)?);
+                    columns.push(OutputColumn::Input(index(name)?));
+                }
+                New(f) => {
+                    fields.push(f);
+                    columns.push(OutputColumn::Computed);
+                }
+            }
+        }
+        let mut reads = reads.iter().map(|n| index(n)).collect::<Result<Vec<_>, _>>()?;
+        reads.sort_unstable();
         Ok(Nexmark {
             query,
             output: Arc::new(Schema::new(fields)),
+            reads,
+            columns,
         })
     }
 
     fn output_schema(&self) -> SchemaRef {
         self.output.clone()
+    }
+
+    fn reads(&self) -> Option<Vec<usize>> {
+        Some(self.reads.clone())
     }
 
     fn process(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), Error> {
@@ -120,73 +164,63 @@ impl Transform for Nexmark {
                 .ok_or_else(|| format!("no {name} column"))?
                 .clone())
         };
-        match self.query {
+        // A selection of rows, and the columns computed here (in output order).
+        let (keep, computed): (Option<BooleanArray>, Vec<ArrayRef>) = match self.query {
             Query::Q1 => {
-                let price = column("price")?;
-                let euros: Float64Array = price
+                let euros: Float64Array = column("price")?
                     .as_primitive::<Int64Type>()
                     .unary(|cents| cents as f64 * 0.908);
-                out.emit(&RecordBatch::try_new(
-                    self.output.clone(),
-                    vec![
-                        column("auction")?,
-                        column("bidder")?,
-                        Arc::new(euros),
-                        column("date_time")?,
-                        column("extra")?,
-                    ],
-                )?)
+                (None, vec![Arc::new(euros)])
             }
             Query::Q2 => {
-                let auction = column("auction")?;
-                let keep: BooleanArray = auction
+                let keep: BooleanArray = column("auction")?
                     .as_primitive::<Int64Type>()
                     .unary::<_, Int64Type>(|a| a % 123)
                     .iter()
                     .map(|m| m.map(|m| m == 0))
                     .collect();
-                let selected = RecordBatch::try_new(
-                    self.output.clone(),
-                    vec![column("auction")?, column("price")?],
-                )?;
-                out.emit(&filter_record_batch(&selected, &keep)?)
+                (Some(keep), Vec::new())
             }
             Query::Q3Person => {
-                let state = column("state")?;
-                let keep: BooleanArray = state
+                let keep: BooleanArray = column("state")?
                     .as_string::<i32>()
                     .iter()
                     .map(|s| Some(matches!(s, Some("or" | "id" | "ca"))))
                     .collect();
-                let selected = RecordBatch::try_new(
-                    self.output.clone(),
-                    vec![column("id")?, column("name")?, column("city")?, state],
-                )?;
-                out.emit(&filter_record_batch(&selected, &keep)?)
-            }
-            Query::Q8Person | Query::Q8Auction => {
-                let time = column("date_time")?;
-                let start = arrow_cast_window(&time)?;
-                let columns = match self.query {
-                    Query::Q8Person => vec![column("id")?, column("name")?, start, time],
-                    _ => vec![column("seller")?, start, time],
-                };
-                out.emit(&RecordBatch::try_new(self.output.clone(), columns)?)
+                (Some(keep), Vec::new())
             }
             Query::Q3Auction => {
-                let category = column("category")?;
-                let keep: BooleanArray = category
+                let keep: BooleanArray = column("category")?
                     .as_primitive::<Int64Type>()
                     .iter()
                     .map(|c| Some(c == Some(10)))
                     .collect();
-                let selected = RecordBatch::try_new(
-                    self.output.clone(),
-                    vec![column("id")?, column("seller")?],
-                )?;
-                out.emit(&filter_record_batch(&selected, &keep)?)
+                (Some(keep), Vec::new())
             }
+            Query::Q8Person | Query::Q8Auction => {
+                (None, vec![arrow_cast_window(&column("date_time")?)?])
+            }
+        };
+        if computed.is_empty() {
+            let inputs: Vec<usize> = self
+                .columns
+                .iter()
+                .filter_map(|c| match c {
+                    OutputColumn::Input(i) => Some(*i),
+                    OutputColumn::Computed => None,
+                })
+                .collect();
+            return out.emit_rows(keep.as_ref(), &inputs);
         }
+        let fields: Vec<Field> = self
+            .columns
+            .iter()
+            .zip(self.output.fields().iter())
+            .filter(|(c, _)| matches!(c, OutputColumn::Computed))
+            .map(|(_, f)| f.as_ref().clone())
+            .collect();
+        let computed = RecordBatch::try_new(Arc::new(Schema::new(fields)), computed)?;
+        out.emit_rows_with(keep.as_ref(), &self.columns, &computed)
     }
 }
 

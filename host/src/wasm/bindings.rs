@@ -11,8 +11,11 @@ pub mod transformer {
         world: "transformer",
         path: "../wit",
         ownership: Borrowing { duplicate_if_necessary: true },
-        // `emit` traps the guest when it passes its budget (`wasm::EmitBudget`).
-        imports: { "sluice:pipeline/output.emit": trappable },
+        // `emit` and `emit-rows` trap the guest when it passes its budget (`wasm::EmitBudget`).
+        imports: {
+            "sluice:pipeline/output.emit": trappable,
+            "sluice:pipeline/rows.emit-rows": trappable,
+        },
     });
 }
 

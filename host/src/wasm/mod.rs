@@ -261,6 +261,9 @@ pub struct GuestState {
     output_schema: Option<SchemaRef>,
     emitted: Vec<RecordBatch>,
     emit_error: Option<String>,
+    /// Transform: the whole input of the current call, which `rows.emit-rows` takes rows
+    /// and columns from (the guest itself got only the columns it reads).
+    input: Option<RecordBatch>,
     /// What the current call may still hand the host (emits, handler writes).
     emit_budget: EmitBudget,
     /// Handler: what the pipeline grants.
@@ -286,6 +289,7 @@ impl GuestState {
             output_schema: None,
             emitted: Vec::new(),
             emit_error: None,
+            input: None,
             emit_budget: EmitBudget::default(),
             grants,
         }
@@ -394,8 +398,32 @@ pub(crate) fn prepare(
     };
     let runtime = runtime(limits.fuel.is_some())?;
     let component = runtime.load(module)?;
+    check_package(runtime.engine(), &component).map_err(err)?;
     let pre = link_component(runtime.engine(), &component, link).map_err(err)?;
     Ok((runtime, pre))
+}
+
+/// Refuses a component built against another version of the WIT package than this host's
+/// ([`WIT_PACKAGE`]; for 0.x the minor version is the breaking one), saying how to rebuild.
+pub fn check_package(engine: &Engine, component: &Component) -> std::result::Result<(), String> {
+    let version = |p: &str| {
+        p.rsplit_once('@')
+            .and_then(|(_, v)| semver::Version::parse(v).ok())
+    };
+    let Some(host) = version(WIT_PACKAGE) else {
+        return Ok(());
+    };
+    for p in package_versions(engine, component) {
+        let compatible = version(&p)
+            .is_some_and(|v| v.major == host.major && (host.major > 0 || v.minor == host.minor));
+        if !compatible {
+            return Err(format!(
+                "it implements {p}, and this host speaks {WIT_PACKAGE}: rebuild it against the guest SDK of this release (`sluice module build` in its crate, or `cargo build --release --target wasm32-wasip2` with sluice-guest-sdk {})",
+                env!("CARGO_PKG_VERSION")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Links WASI and `link`'s world imports for `component`, checking its imports' types.
@@ -415,7 +443,7 @@ fn link_component(
 }
 
 /// The WIT package every guest world belongs to, with the version this host speaks.
-pub const WIT_PACKAGE: &str = "sluice:pipeline@0.1.0";
+pub const WIT_PACKAGE: &str = "sluice:pipeline@0.2.0";
 
 /// Checks a linked component's exports against one world's bindings.
 type ExportCheck = fn(wasmtime::component::InstancePre<GuestState>) -> wasmtime::Result<()>;
@@ -727,15 +755,17 @@ impl EmitBudget {
         &mut self,
         batch: &bindings::transformer::sluice::pipeline::arrow::BatchResult,
     ) -> std::result::Result<(), String> {
-        let bytes: u64 = batch
-            .nodes
-            .iter()
-            .map(|n| {
-                n.validity.as_ref().map_or(0, |v| v.len() as u64)
-                    + n.buffers.iter().map(|b| b.len() as u64).sum::<u64>()
-            })
-            .sum();
-        self.rows = self.rows.saturating_add(u64::from(batch.num_rows));
+        self.take_counted(u64::from(batch.num_rows), batch_bytes(batch))
+    }
+
+    /// Takes `rows` rows of `bytes` bytes the host will hold for the guest, or says which
+    /// limit that passes.
+    pub(crate) fn take_counted(
+        &mut self,
+        rows: u64,
+        bytes: u64,
+    ) -> std::result::Result<(), String> {
+        self.rows = self.rows.saturating_add(rows);
         self.bytes = self.bytes.saturating_add(bytes);
         let default = |own: bool| {
             if own {
@@ -760,6 +790,20 @@ impl EmitBudget {
         }
         Ok(())
     }
+}
+
+/// The bytes of a batch a guest handed over (its buffers and bitmaps).
+pub(crate) fn batch_bytes(
+    batch: &bindings::transformer::sluice::pipeline::arrow::BatchResult,
+) -> u64 {
+    batch
+        .nodes
+        .iter()
+        .map(|n| {
+            n.validity.as_ref().map_or(0, |v| v.len() as u64)
+                + n.buffers.iter().map(|b| b.len() as u64).sum::<u64>()
+        })
+        .sum()
 }
 
 /// Turns an owned batch from the guest into a validated `RecordBatch` (no copy of buffers).

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_array::{ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, StringArray};
+use arrow_buffer::{BooleanBuffer, Buffer};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use tracing::warn;
 use wasmtime::Store;
@@ -10,6 +11,7 @@ use wasmtime::component::Linker;
 
 use super::bindings::transformer::{
     Transformer, TransformerPre, sluice::pipeline::arrow::BatchResult,
+    sluice::pipeline::rows::ColumnSource,
 };
 use super::{
     GuestState, WasmRuntime, WorldLink, batch_from_guest, begin_call, explain, prepare,
@@ -47,6 +49,144 @@ impl super::bindings::transformer::sluice::pipeline::output::Host for GuestState
     }
 }
 
+impl super::bindings::transformer::sluice::pipeline::rows::Host for GuestState {
+    fn emit_rows(
+        &mut self,
+        selection: Option<Vec<u8>>,
+        columns: Vec<ColumnSource>,
+        computed: Option<BatchResult>,
+    ) -> wasmtime::Result<()> {
+        if self.emit_error.is_some() {
+            return Ok(());
+        }
+        let (Some(schema), Some(input)) = (self.output_schema.clone(), self.input.clone()) else {
+            self.emit_error = Some("emit-rows called outside process".into());
+            return Ok(());
+        };
+        let rows = input.num_rows();
+        let mask = match selection {
+            Some(bits) if bits.len() < rows.div_ceil(8) => {
+                self.emit_error = Some(format!(
+                    "emit-rows: a selection of {} bits for {rows} input rows",
+                    bits.len() * 8
+                ));
+                return Ok(());
+            }
+            Some(bits) => Some(BooleanArray::new(
+                BooleanBuffer::new(Buffer::from_vec(bits), 0, rows),
+                None,
+            )),
+            None => None,
+        };
+        let selected = mask.as_ref().map_or(rows, |m| m.true_count());
+        // What the host will hold: the selected rows, with the selected share of each input
+        // column's bytes and all of `computed`'s.
+        let mut taken_bytes = 0u64;
+        for c in &columns {
+            if let ColumnSource::Input(i) = c
+                && let Some(col) = input.columns().get(*i as usize)
+            {
+                let size = col.get_array_memory_size() as u64;
+                taken_bytes += size * selected as u64 / rows.max(1) as u64;
+            }
+        }
+        taken_bytes += computed.as_ref().map_or(0, super::batch_bytes);
+        if let Err(e) = self.emit_budget.take_counted(selected as u64, taken_bytes) {
+            self.emit_error = Some(e.clone());
+            return Err(wasmtime::format_err!("{e}"));
+        }
+        match assemble_rows(&schema, &input, mask.as_ref(), &columns, computed) {
+            Ok(b) => self.emitted.push(b),
+            Err(e) => self.emit_error = Some(format!("emit-rows: {e}")),
+        }
+        Ok(())
+    }
+}
+
+/// The batch `rows.emit-rows` describes: each output column an input column at the rows
+/// `mask` selects, or the next column of `computed`, checked against the output schema.
+fn assemble_rows(
+    schema: &SchemaRef,
+    input: &RecordBatch,
+    mask: Option<&BooleanArray>,
+    columns: &[ColumnSource],
+    computed: Option<BatchResult>,
+) -> std::result::Result<RecordBatch, String> {
+    let fields = schema.fields();
+    if columns.len() != fields.len() {
+        return Err(format!(
+            "{} columns for an output of {}",
+            columns.len(),
+            fields.len()
+        ));
+    }
+    // One predicate for every column (arrow picks a strategy from the selectivity once).
+    let predicate = mask.map(|m| {
+        arrow_select::filter::FilterBuilder::new(m)
+            .optimize()
+            .build()
+    });
+    let rows = predicate.as_ref().map_or(input.num_rows(), |p| p.count());
+    // The computed columns' types are the output's where they are used, in order.
+    let computed_fields: Vec<_> = columns
+        .iter()
+        .zip(fields.iter())
+        .filter(|(c, _)| matches!(c, ColumnSource::Computed))
+        .map(|(_, f)| f.clone())
+        .collect();
+    let mut computed = match computed {
+        Some(b) => {
+            let b = batch_from_guest(&Arc::new(Schema::new(computed_fields)), b)?;
+            if b.num_rows() != rows {
+                return Err(format!(
+                    "computed has {} rows, the selection {rows}",
+                    b.num_rows()
+                ));
+            }
+            b.columns().to_vec().into_iter()
+        }
+        None if !computed_fields.is_empty() => {
+            return Err(format!(
+                "{} computed columns named and none given",
+                computed_fields.len()
+            ));
+        }
+        None => Vec::new().into_iter(),
+    };
+    let mut out: Vec<ArrayRef> = Vec::with_capacity(fields.len());
+    for (c, field) in columns.iter().zip(fields.iter()) {
+        match c {
+            ColumnSource::Input(i) => {
+                let col = input.columns().get(*i as usize).ok_or_else(|| {
+                    format!(
+                        "the input has {} columns, not a column {i}",
+                        input.num_columns()
+                    )
+                })?;
+                if col.data_type() != field.data_type() {
+                    return Err(format!(
+                        "input column {i} is {}, but output column '{}' is {}",
+                        col.data_type(),
+                        field.name(),
+                        field.data_type()
+                    ));
+                }
+                out.push(match &predicate {
+                    Some(p) => p.filter(col).map_err(|e| e.to_string())?,
+                    None => col.clone(),
+                });
+            }
+            ColumnSource::Computed => out.extend(computed.next()),
+        }
+    }
+    RecordBatch::try_new_with_options(
+        schema.clone(),
+        out,
+        &RecordBatchOptions::new().with_row_count(Some(rows)),
+    )
+    .map_err(|e| e.to_string())
+}
+
 pub(crate) const LINK: WorldLink = WorldLink {
     what: "a transform step",
     world: "sluice:pipeline/transformer",
@@ -79,6 +219,8 @@ struct StepCore {
     pre: TransformerPre<GuestState>,
     encoded_input_schema: Vec<u8>,
     output_schema: SchemaRef,
+    /// The input columns the guest reads (its plan); `None`: all.
+    reads: Option<Vec<usize>>,
 }
 
 /// One transform step of a query.
@@ -117,13 +259,23 @@ impl WasmTransform {
         let mut core = StepCore {
             encoded_input_schema: abi::encode_schema(&input_schema),
             output_schema: input_schema.clone(),
+            reads: None,
             spec,
             label,
             runtime,
             pre,
         };
-        let (first, output) = core.start()?;
+        let (first, output, reads) = core.start()?;
+        if let Some(r) = &reads
+            && let Some(&bad) = r.iter().find(|&&c| c >= input_schema.fields().len())
+        {
+            return Err(core.wasm_err(format!(
+                "init's plan reads column {bad}; the input has {}",
+                input_schema.fields().len()
+            )));
+        }
         core.output_schema = output;
+        core.reads = reads;
         Ok(WasmTransform {
             core,
             instances: vec![Some(first)],
@@ -168,9 +320,9 @@ impl StepCore {
 
     /// A fresh instance, initialised, with the output schema its `init` returned. Called at
     /// start, for each further worker, and after a trap.
-    fn start(&self) -> Result<(Instance, SchemaRef)> {
+    fn start(&self) -> Result<(Instance, SchemaRef, Option<Vec<usize>>)> {
         let config = self.spec.config.to_string();
-        let (mut store, instance, encoded) = start_guest(
+        let (mut store, instance, plan) = start_guest(
             self.runtime.engine(),
             self.label.clone(),
             &self.spec.limits,
@@ -185,11 +337,14 @@ impl StepCore {
                 )
             },
         )?;
-        let output = abi::decode_schema(&encoded).map_err(|e| {
+        let output = abi::decode_schema(&plan.output_schema).map_err(|e| {
             self.wasm_err(format!("init returned an unreadable output schema: {e}"))
         })?;
         store.data_mut().output_schema = Some(output.clone());
-        Ok(((store, instance), output))
+        let reads = plan
+            .reads
+            .map(|r| r.into_iter().map(|c| c as usize).collect());
+        Ok(((store, instance), output, reads))
     }
 
     /// Runs one record batch through the instance in `slot` (starting one if there is none),
@@ -201,9 +356,12 @@ impl StepCore {
         out: &mut Vec<RecordBatch>,
     ) -> std::result::Result<(), String> {
         if slot.is_none() {
-            let (instance, output) = self.start().map_err(|e| e.to_string())?;
-            if output != self.output_schema {
-                return Err("returned a different output schema after a restart".into());
+            let (instance, output, reads) = self.start().map_err(|e| e.to_string())?;
+            if output != self.output_schema || reads != self.reads {
+                return Err(
+                    "returned a different plan (output schema or columns read) after a restart"
+                        .into(),
+                );
             }
             *slot = Some(instance);
         }
@@ -217,12 +375,20 @@ impl StepCore {
             batch.num_rows() as u64,
             batch.get_array_memory_size() as u64,
         );
-        let result = with_guest_batch(batch, |b| {
+        // The guest gets the columns it reads; `emit-rows` takes the rest from here.
+        let read = match &self.reads {
+            Some(r) => batch.project(r).map_err(|e| e.to_string())?,
+            None => batch.clone(),
+        };
+        store.data_mut().input = Some(batch.clone());
+        let result = with_guest_batch(&read, |b| {
             instance
                 .sluice_pipeline_transform()
                 .call_process(&mut *store, b)
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string());
+        store.data_mut().input = None;
+        let result = result?;
         match result {
             Ok(Ok(())) => {
                 let s = store.data_mut();

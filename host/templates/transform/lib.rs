@@ -3,6 +3,11 @@
 //!
 //! Change `process` to do your own work; `output_schema` says what you emit (here the input
 //! schema unchanged), and the host checks every emitted batch against it.
+//!
+//! A step that only filters or projects should not rebuild its rows: declare the columns it
+//! reads (`fn reads`) and answer with `out.emit_rows(Some(&keep), &columns)` — the host keeps
+//! the selected rows of the columns named from its own copy, so nothing else crosses the
+//! Wasm boundary (see examples/filter-project).
 
 use sluice_guest_sdk::arrow_array::builder::StringBuilder;
 use sluice_guest_sdk::prelude::*;

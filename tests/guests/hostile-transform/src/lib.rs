@@ -7,7 +7,10 @@
 //! - `wrong-schema`: emits a string column where it declared integers (bypassing the SDK's
 //!   own check, to reach the host's);
 //! - `panic`: emits part of its output, then panics;
-//! - `flood`: emits its input again and again, without end.
+//! - `flood`: emits its input again and again, without end;
+//! - `rows-flood`: the same through `emit_rows` (nothing crosses, but the host would hold it);
+//! - `rows-bad-column`: answers with an input column that does not exist (through the raw
+//!   binding, to reach the host's check).
 //!
 //! Otherwise it passes rows through unchanged.
 
@@ -87,6 +90,20 @@ impl Transform for Hostile {
             "flood" => loop {
                 out.emit(&batch)?;
             },
+            "rows-flood" => {
+                let all: Vec<usize> = (0..batch.num_columns()).collect();
+                loop {
+                    out.emit_rows(None, &all)?;
+                }
+            }
+            "rows-bad-column" => {
+                use sluice_guest_sdk::bindings::sluice::pipeline::rows::{ColumnSource, emit_rows};
+                // As many columns as the output has, the first one not in the input.
+                let mut columns = vec![ColumnSource::Input(99)];
+                columns.extend((1..batch.num_columns() as u32).map(ColumnSource::Input));
+                emit_rows(None, &columns, None);
+                Ok(())
+            }
             "panic" => {
                 out.emit(&batch.slice(0, batch.num_rows() / 2))?;
                 panic!("boom in the middle of a batch");

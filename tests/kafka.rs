@@ -1182,3 +1182,68 @@ path = "out"
     want.sort();
     assert_eq!(values(d), want);
 }
+
+#[test]
+fn seed_004_dead_letters_reach_a_kafka_topic_with_the_error_and_their_source_position() {
+    let broker = Broker::start(&["orders:1", "orders-dlq:1"]);
+    let b = broker.bootstrap.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let file = example("kafka-dead-letters", dir.path());
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("localhost:9092", b);
+    std::fs::write(&file, text).unwrap();
+    // A batch that parses, then one with a broken record: its batch goes to the dead letters.
+    kcat(
+        &["-P", "-b", b, "-t", "orders"],
+        "{\"order_id\":1,\"product\":\"kimchi\",\"amount\":12000}\n{\"order_id\":2,\"product\":\"cable\",\"amount\":9000}\n",
+    );
+    run_ok(sluice().arg("run").arg(&file));
+    let broken = "{\"order_id\":3,\"product\":\"tteok\",\"amount\":";
+    let good = "{\"order_id\":4,\"product\":\"robot\",\"amount\":800}";
+    kcat(
+        &["-P", "-b", b, "-t", "orders"],
+        &format!("{broken}\n{good}\n"),
+    );
+    let out = run_ok(sluice().arg("run").arg(&file).env("RUST_LOG", "info"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("sending the rows of a failed transform call to the dead-letter output"),
+        "{stderr}"
+    );
+    let parsed: Vec<u64> = sorted_ids(
+        &committed_json(&dir.path().join("out/orders-parsed"))
+            .into_iter()
+            .map(|r| serde_json::json!({ "id": r["order_id"] }))
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(parsed, [1, 2]);
+    // kcat reads the dead letters: the records as they were produced, with their headers.
+    let dead = kcat(
+        &[
+            "-C",
+            "-b",
+            b,
+            "-t",
+            "orders-dlq",
+            "-e",
+            "-q",
+            "-f",
+            "%s\t%h\n",
+        ],
+        "",
+    );
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    for (line, (value, offset)) in dead.iter().zip([(broken, 2), (good, 3)]) {
+        let (v, headers) = line.split_once('\t').unwrap();
+        assert_eq!(v, value);
+        assert!(
+            headers.contains("sluice.error=")
+                && headers.contains("step 'parse'")
+                && headers.contains("sluice.source.topic=orders")
+                && headers.contains("sluice.source.partition=0")
+                && headers.contains(&format!("sluice.source.offset={offset}")),
+            "{headers}"
+        );
+    }
+}

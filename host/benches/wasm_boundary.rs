@@ -87,6 +87,21 @@ fn boundary(c: &mut Criterion) {
     let mut g = c.benchmark_group("filter_project");
     g.throughput(Throughput::Elements(1_000_000));
     g.bench_function("native_1m", |b| b.iter(|| native(&big)));
+    // Where the native time goes: the predicate alone (the part a guest computes), and a
+    // copy of the column it reads (what crossing into a guest costs at least).
+    let amount = big
+        .column(2)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .clone();
+    g.bench_function("native_predicate_1m", |b| {
+        b.iter(|| arrow_ord::cmp::gt_eq(&amount, &Int64Array::new_scalar(500)).unwrap())
+    });
+    let mut copy = vec![0u8; amount.values().inner().len()];
+    g.bench_function("memcpy_read_column_1m", |b| {
+        b.iter(|| copy.copy_from_slice(amount.values().inner().as_slice()))
+    });
     g.bench_function("wasm_1m", |b| {
         b.iter_batched(
             || vec![big.clone()],

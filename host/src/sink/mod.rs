@@ -68,7 +68,7 @@ pub fn open(spec: &SinkSpec, ctx: &SinkContext) -> Result<Box<dyn Sink>> {
         SinkSpec::Kafka(k) => Box::new(kafka::sink::KafkaSink::open(
             k.clone(),
             &ctx.query_id,
-            &ctx.schema,
+            ctx.output_name.is_none().then_some(&ctx.schema),
         )?),
         SinkSpec::Postgres(p) => Box::new(crate::connectors::postgres::sink::PostgresSink::open(
             p.clone(),

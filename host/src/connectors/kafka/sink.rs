@@ -1,6 +1,14 @@
 //! The Kafka sink: rows with a `value` column (and optional `key`, `topic`, `partition`,
 //! `headers`) become Kafka records.
 //!
+//! **Dead letters** (rows with the `_error` column a failed step's `onError = "deadLetter"`
+//! adds): the record's value is the row's `value` (the original message, when the failed step
+//! read a Kafka source directly) or else the row as a JSON object; headers carry the error
+//! (`sluice.error`) and, when the rows have them, the source position (`sluice.source.topic`,
+//! `sluice.source.partition`, `sluice.source.offset`), as Kafka Connect's dead-letter queue
+//! context headers do. They go to the sink's `topic`, never to the `topic`/`partition` they
+//! came from.
+//!
 //! - **At-least-once** (default): an idempotent producer; the batch commits only after every
 //!   record was acknowledged, so a crash can repeat a batch but never lose one (as in Spark).
 //! - **Exactly-once** (`exactlyOnce = true`), a step beyond Spark: each batch is one Kafka
@@ -80,20 +88,107 @@ impl ProducerContext for Deliveries {
     }
 }
 
-/// Where a row's fields are in the batch.
+/// Where a row's fields are in a batch (resolved per record batch: a named output receives
+/// batches of schemas only known when they arrive).
 struct Columns {
-    value: usize,
+    /// The `value` column; `None`: each row as a JSON object (dead letters only).
+    value: Option<usize>,
     key: Option<usize>,
     topic: Option<usize>,
     partition: Option<usize>,
     headers: Option<usize>,
+    /// Dead letters: the `_error` column, and the source position's columns.
+    dead_letter: Option<DeadLetterColumns>,
+}
+
+/// The columns of a dead-letter row that become headers.
+struct DeadLetterColumns {
+    error: usize,
+    /// `(header, column)` for the source topic, partition and offset present in the rows.
+    source: Vec<(&'static str, usize)>,
+}
+
+/// The column a failed step's dead-letter rows carry the error in.
+const ERROR_COLUMN: &str = "_error";
+
+impl Columns {
+    /// The columns of `schema`, or what is missing. `topic` is the sink's `topic` option.
+    fn resolve(schema: &SchemaRef, topic: Option<&str>) -> std::result::Result<Columns, String> {
+        let dead_letter = schema
+            .index_of(ERROR_COLUMN)
+            .ok()
+            .filter(|&i| schema.field(i).data_type() == &DataType::Utf8)
+            .map(|error| DeadLetterColumns {
+                error,
+                source: [
+                    ("sluice.source.topic", "topic"),
+                    ("sluice.source.partition", "partition"),
+                    ("sluice.source.offset", "offset"),
+                ]
+                .into_iter()
+                .filter_map(|(h, c)| Some((h, schema.index_of(c).ok()?)))
+                .collect(),
+            });
+        let value = bytes_column(schema, "value")?;
+        if value.is_none() && dead_letter.is_none() {
+            return Err(format!(
+                "the batches have no `value` column (they have: {}); produce one, e.g. with to_json in a transform step",
+                crate::schema::column_names(schema)
+            ));
+        }
+        if dead_letter.is_some() {
+            if topic.is_none() {
+                return Err("a dead-letter Kafka output needs the `topic` option (its rows keep the topic they were read from in a header, not as their destination)".into());
+            }
+            return Ok(Columns {
+                value,
+                key: bytes_column(schema, "key")?,
+                topic: None,
+                partition: None,
+                headers: schema.index_of("headers").ok(),
+                dead_letter,
+            });
+        }
+        let topic_col = match schema.index_of("topic") {
+            Ok(i) if schema.field(i).data_type() == &DataType::Utf8 => Some(i),
+            _ => None,
+        };
+        if topic_col.is_none() && topic.is_none() {
+            return Err(
+                "no `topic` option and no string `topic` column: say where the records go".into(),
+            );
+        }
+        Ok(Columns {
+            value,
+            key: bytes_column(schema, "key")?,
+            topic: topic_col,
+            partition: schema
+                .index_of("partition")
+                .ok()
+                .filter(|&i| schema.field(i).data_type() == &DataType::Int32),
+            headers: schema.index_of("headers").ok(),
+            dead_letter: None,
+        })
+    }
+}
+
+/// Each row of `batch` without the `_error` column as a JSON object: a dead letter's value
+/// when the rows have no `value` of their own.
+fn rows_as_json(batch: &RecordBatch, error: usize) -> std::result::Result<Vec<String>, String> {
+    let keep: Vec<usize> = (0..batch.num_columns()).filter(|&i| i != error).collect();
+    let rows = batch.project(&keep).map_err(|e| e.to_string())?;
+    let mut w = arrow_json::LineDelimitedWriter::new(Vec::new());
+    w.write(&rows)
+        .and_then(|()| w.finish())
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8(w.into_inner()).map_err(|e| e.to_string())?;
+    Ok(text.lines().map(str::to_owned).collect())
 }
 
 /// Writes batches to Kafka.
 pub struct KafkaSink {
     spec: KafkaSinkSpec,
     producer: ThreadedProducer<Deliveries>,
-    columns: Columns,
     /// Exactly-once: the topic of batch markers and this query's key in it.
     progress: Option<(String, String)>,
     last_committed: Option<u64>,
@@ -101,19 +196,16 @@ pub struct KafkaSink {
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-fn bytes_column(schema: &SchemaRef, name: &str) -> Result<Option<usize>> {
+fn bytes_column(schema: &SchemaRef, name: &str) -> std::result::Result<Option<usize>, String> {
     match schema.index_of(name) {
         Err(_) => Ok(None),
         Ok(i) => match schema.field(i).data_type() {
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Binary | DataType::LargeBinary => {
                 Ok(Some(i))
             }
-            other => Err(Error::Sink {
-                sink: "KafkaSink".into(),
-                message: format!(
-                    "column '{name}' is {other}; it must be a string or binary (serialise it in a transform step, e.g. to_json)"
-                ),
-            }),
+            other => Err(format!(
+                "column '{name}' is {other}; it must be a string or binary (serialise it in a transform step, e.g. to_json)"
+            )),
         },
     }
 }
@@ -134,7 +226,9 @@ fn bytes(col: &ArrayRef, i: usize) -> Option<&[u8]> {
 impl KafkaSink {
     /// Connects the producer (and, for exactly-once, fences earlier incarnations of this
     /// query's producer and reads back the last batch it committed).
-    pub fn open(spec: KafkaSinkSpec, query_id: &str, schema: &SchemaRef) -> Result<Self> {
+    /// `schema`: the rows' schema when known at start (the main sink), `None` for a named
+    /// output.
+    pub fn open(spec: KafkaSinkSpec, query_id: &str, schema: Option<&SchemaRef>) -> Result<Self> {
         // Secrets first: a missing one is a configuration error, whatever else is wrong.
         let client_options = super::client::resolve(&spec.client_options)?;
         let name = format!("KafkaSink[{}]", spec.bootstrap_servers);
@@ -142,31 +236,11 @@ impl KafkaSink {
             sink: name.clone(),
             message,
         };
-        let value = bytes_column(schema, "value")?.ok_or_else(|| {
-            sink_err(format!(
-                "the batches have no `value` column (they have: {}); produce one, e.g. with to_json in a transform step",
-                crate::schema::column_names(schema)
-            ))
-        })?;
-        let topic = match schema.index_of("topic") {
-            Ok(i) if schema.field(i).data_type() == &DataType::Utf8 => Some(i),
-            _ => None,
-        };
-        if topic.is_none() && spec.topic.is_none() {
-            return Err(sink_err(
-                "no `topic` option and no string `topic` column: say where the records go".into(),
-            ));
+        // The main sink's rows have the query's schema: check it now, before any batch. A
+        // named output's arrive with theirs (dead letters carry `_error`).
+        if let Some(schema) = schema {
+            Columns::resolve(schema, spec.topic.as_deref()).map_err(&sink_err)?;
         }
-        let columns = Columns {
-            value,
-            key: bytes_column(schema, "key")?,
-            topic,
-            partition: schema
-                .index_of("partition")
-                .ok()
-                .filter(|&i| schema.field(i).data_type() == &DataType::Int32),
-            headers: schema.index_of("headers").ok(),
-        };
         crate::connectors::kafka::client::check_reachable(
             &spec.bootstrap_servers,
             &client_options,
@@ -194,7 +268,6 @@ impl KafkaSink {
         let mut sink = KafkaSink {
             spec,
             producer,
-            columns,
             progress: None,
             last_committed: None,
         };
@@ -231,18 +304,40 @@ impl KafkaSink {
     fn produce_all(&self, batch_id: u64, batches: &[RecordBatch]) -> Result<u64> {
         let mut rows = 0;
         for batch in batches {
-            let value = batch.column(self.columns.value);
-            let key = self.columns.key.map(|i| batch.column(i));
-            let topic_col = self
-                .columns
-                .topic
-                .map(|i| batch.column(i).as_string::<i32>());
-            let partition = self.columns.partition.map(|i| {
+            let columns = Columns::resolve(batch.schema_ref(), self.spec.topic.as_deref())
+                .map_err(|e| self.err(format!("batch {batch_id}: {e}")))?;
+            let value = columns.value.map(|i| batch.column(i));
+            let json_values = match (&columns.value, &columns.dead_letter) {
+                (None, Some(dl)) => Some(rows_as_json(batch, dl.error).map_err(|e| {
+                    self.err(format!("batch {batch_id}: dead letters as JSON: {e}"))
+                })?),
+                _ => None,
+            };
+            let key = columns.key.map(|i| batch.column(i));
+            let topic_col = columns.topic.map(|i| batch.column(i).as_string::<i32>());
+            let partition = columns.partition.map(|i| {
                 batch
                     .column(i)
                     .as_primitive::<arrow_array::types::Int32Type>()
             });
-            let headers = self.columns.headers.map(|i| batch.column(i));
+            let headers = columns.headers.map(|i| batch.column(i));
+            // Dead letters' context headers, as text (`sluice.error` and the source position).
+            let dead_letter: Vec<(&str, arrow_cast::display::ArrayFormatter<'_>)> =
+                match &columns.dead_letter {
+                    Some(dl) => std::iter::once(("sluice.error", dl.error))
+                        .chain(dl.source.iter().copied())
+                        .map(|(h, i)| {
+                            arrow_cast::display::ArrayFormatter::try_new(
+                                batch.column(i).as_ref(),
+                                &arrow_cast::display::FormatOptions::default(),
+                            )
+                            .map(|f| (h, f))
+                        })
+                        .collect::<std::result::Result<_, _>>()
+                        .map_err(|e| self.err(format!("batch {batch_id}: {e}")))?,
+                    None => Vec::new(),
+                };
+            let mut header_text = String::new();
             for i in 0..batch.num_rows() {
                 let topic = match (&self.spec.topic, &topic_col) {
                     (Some(t), _) => t.as_str(),
@@ -251,8 +346,11 @@ impl KafkaSink {
                 };
                 let mut record: BaseRecord<'_, [u8], [u8], ()> =
                     BaseRecord::with_opaque_to(topic, ());
-                if let Some(v) = bytes(value, i) {
+                if let Some(v) = value.and_then(|v| bytes(v, i)) {
                     record = record.payload(v);
+                }
+                if let Some(json) = &json_values {
+                    record = record.payload(json[i].as_bytes());
                 }
                 if let Some(k) = key.and_then(|k| bytes(k, i)) {
                     record = record.key(k);
@@ -260,12 +358,13 @@ impl KafkaSink {
                 if let Some(p) = partition.filter(|p| p.is_valid(i)) {
                     record = record.partition(p.value(i));
                 }
+                let mut owned = OwnedHeaders::new();
+                let mut any_header = false;
                 if let Some(h) = headers.filter(|h| h.is_valid(i))
                     && let Some(list) = h.as_list_opt::<i32>()
                 {
                     let items = list.value(i);
                     if let Some(items) = items.as_struct_opt() {
-                        let mut owned = OwnedHeaders::new();
                         let keys = items.column(0).as_string_opt::<i32>();
                         for j in 0..items.len() {
                             let Some(keys) = keys else { break };
@@ -273,9 +372,22 @@ impl KafkaSink {
                                 key: keys.value(j),
                                 value: bytes(items.column(1), j),
                             });
+                            any_header = true;
                         }
-                        record = record.headers(owned);
                     }
+                }
+                for (name, f) in &dead_letter {
+                    use std::fmt::Write as _;
+                    header_text.clear();
+                    let _ = write!(header_text, "{}", f.value(i));
+                    owned = owned.insert(Header {
+                        key: name,
+                        value: Some(header_text.as_bytes()),
+                    });
+                    any_header = true;
+                }
+                if any_header {
+                    record = record.headers(owned);
                 }
                 send(&self.producer, record).map_err(|e| {
                     self.err(format!(

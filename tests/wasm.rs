@@ -792,3 +792,45 @@ format = "console"
         "{stderr}"
     );
 }
+
+#[test]
+fn a_python_transform_built_with_componentize_py_filters_rows_in_a_pipeline() {
+    let module = python_guests().join("python_filter.wasm");
+    let dir = tempfile::tempdir().unwrap();
+    drop_file(&dir.path().join("in"), "a.json", &event_lines(0..300));
+    let file = pipeline(
+        dir.path(),
+        &format!(
+            r#"[[query]]
+name = "py"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+[query.source]
+format = "json"
+path = "in"
+schema = "id BIGINT, city STRING, amount BIGINT"
+mode = "FAILFAST"
+[[query.transform]]
+name = "py-filter"
+module = "{}"
+config = {{ min = 1500 }}
+[query.sink]
+format = "json"
+path = "out"
+"#,
+            module.display()
+        ),
+    );
+    let (code, _, stderr) = run_logged(&file);
+    assert_eq!(code, Some(0), "{stderr}");
+    // event_lines' amount is id * 10: the rows from id 150 on, every column kept.
+    let rows = committed_json(&dir.path().join("out"));
+    assert_eq!(sorted_ids(&rows), (150..300).collect::<Vec<u64>>());
+    let expected: Vec<serde_json::Value> = event_lines(150..300)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut got = rows.clone();
+    got.sort_by_key(|r| r["id"].as_u64());
+    assert_eq!(got, expected);
+}

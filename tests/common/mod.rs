@@ -207,6 +207,24 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
+/// Builds the Python guest components from source with componentize-py (once per test
+/// binary), with the script a user runs, and returns the folder holding the `.wasm` files.
+pub fn python_guests() -> PathBuf {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(repo().join("scripts/build-python-guests.sh"))
+            .output()
+            .expect("running scripts/build-python-guests.sh");
+        assert!(
+            out.status.success(),
+            "building the Python guest components failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    repo().join("examples/modules")
+}
+
 /// Builds every guest component from source (once per test binary) with the same script a
 /// user runs, and returns the folder holding the `.wasm` files.
 pub fn guests() -> PathBuf {

@@ -436,8 +436,8 @@ fn link_component(
     (link.add)(&mut linker).map_err(|e| format!("linking: {e:#}"))?;
     linker.instantiate_pre(component).map_err(|e| {
         format!(
-            "cannot be {}: {e:#} (is it built with sluice-guest-sdk's `{}` feature?)",
-            link.what, link.feature
+            "cannot be {}: it does not implement the {} world: {e:#} (is it built with sluice-guest-sdk's `{}` feature?)",
+            link.what, link.world, link.feature
         )
     })
 }

@@ -390,6 +390,73 @@ fn exactly_once_sink_survives_kill_minus_nine_at_every_step() {
 }
 
 #[test]
+fn a_pipelined_at_least_once_kafka_sink_killed_anywhere_loses_nothing() {
+    let expected: Vec<String> = (0..100).map(|n| format!("order-{n:03}")).collect();
+    // A clean run is pipelined: each batch's progress has the wait for its acknowledgements
+    // (`sinkFinish`), done after the next batch was read.
+    {
+        let broker = Broker::start(&["orders-out:2"]);
+        let dir = tempfile::tempdir().unwrap();
+        let file = to_kafka_pipeline(dir.path(), &broker.bootstrap, false);
+        let (code, _, stderr) = run_logged(&file);
+        assert_eq!(code, Some(0), "{stderr}");
+        let records = progress(&file.with_file_name("progress.jsonl"));
+        assert_eq!(records.len(), 4);
+        assert!(
+            records
+                .iter()
+                .all(|p| p.duration_ms.contains_key("sinkFinish")),
+            "{:?}",
+            records.iter().map(|p| &p.duration_ms).collect::<Vec<_>>()
+        );
+        let ids: Vec<u64> = records.iter().map(|p| p.batch_id).collect();
+        assert_eq!(ids, [0, 1, 2, 3]);
+    }
+    let points = [
+        "before-offsets",
+        "after-offsets",
+        "after-sink",
+        "after-commit",
+    ];
+    let mut killed = 0;
+    for batch in 0..3u64 {
+        for point in points {
+            let broker = Broker::start(&["orders-out:2"]);
+            let dir = tempfile::tempdir().unwrap();
+            let file = to_kafka_pipeline(dir.path(), &broker.bootstrap, false);
+            let failpoint = format!("{point}:{batch}");
+            let mut run = Running::start(&file, &[], &[("SLUICE_FAILPOINTS", &failpoint)]);
+            run.await_line(&format!("sluice-failpoint: {point} batch {batch}"));
+            run.signal(9);
+            assert_eq!(run.wait().0, None);
+            killed += 1;
+            let out = run_ok(sluice().arg("run").arg(&file).env("RUST_LOG", "info"));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            // Killed once batch N+1's offsets were written while N was still waiting for
+            // its acknowledgements: both are re-run, N first.
+            let reruns: Vec<&str> = stderr
+                .lines()
+                .filter(|l| l.contains("re-running the last batch"))
+                .filter_map(|l| l.split("batch_id=").nth(1)?.split(' ').next())
+                .collect();
+            if point == "after-offsets" && batch > 0 {
+                let (before, this) = ((batch - 1).to_string(), batch.to_string());
+                assert_eq!(
+                    reruns,
+                    [before.as_str(), this.as_str()],
+                    "{failpoint}:\n{stderr}"
+                );
+            }
+            let mut got = read_committed(&broker.bootstrap, "orders-out", 2, 100);
+            got.sort();
+            got.dedup();
+            assert_eq!(got, expected, "{failpoint}: a record was lost");
+        }
+    }
+    assert_eq!(killed, 12);
+}
+
+#[test]
 fn at_least_once_sink_delivers_every_row() {
     let broker = Broker::start(&["orders-out:2"]);
     let dir = tempfile::tempdir().unwrap();

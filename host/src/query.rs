@@ -285,7 +285,15 @@ impl StreamingQuery {
             operators.push(op);
         }
         ctx.outputs = outputs.clone();
-        let sink = sink::open(&spec.sink, &ctx)?;
+        let mut sink = sink::open(&spec.sink, &ctx)?;
+        // Pipelined batches: a stateless query whose sink can make a batch durable later
+        // reads and transforms batch N+1 while batch N's acknowledgements arrive. Stateful
+        // operators (their state of N+1 is built on N's) and named outputs (staged per batch)
+        // keep the plain order.
+        let pipelined = operators.is_empty()
+            && matches!(spec.combine, Combine::Single | Combine::Union)
+            && spec.outputs.is_empty()
+            && sink.defer_finish();
         let stop = Arc::new(StopSignal::default());
         let monitor = Arc::new(QueryMonitor::default());
         let run_id = uuid::Uuid::new_v4().to_string();
@@ -315,6 +323,8 @@ impl StreamingQuery {
             next_batch_id: 0,
             last_trigger_start: None,
             batch_work: (0, 0.0, 0.0),
+            pipelined,
+            pending: None,
         };
         let name = exec.spec.name.clone();
         let thread = std::thread::Builder::new()
@@ -780,6 +790,31 @@ struct MicroBatchExecution {
     last_trigger_start: Option<Instant>,
     /// The last batch's work: tasks on the pool, their CPU ms, this thread's CPU ms.
     batch_work: (u64, f64, f64),
+    /// Whether a batch is made durable by the sink after the next batch is read (see
+    /// `Sink::defer_finish`).
+    pipelined: bool,
+    /// The batch handed to the sink whose durability and commit are still to come.
+    pending: Option<PendingBatch>,
+}
+
+/// A batch the sink has but has not made durable yet (pipelined batches): what its commit
+/// entry and progress record need, kept until `finish_pending`.
+struct PendingBatch {
+    batch_id: u64,
+    /// The offsets the batch started at, ended at, and the latest the sources had.
+    offsets: (
+        Vec<Option<Offset>>,
+        Vec<Option<Offset>>,
+        Vec<Option<Offset>>,
+    ),
+    rows: (u64, Vec<u64>),
+    output_rows: u64,
+    commit: CommitEntry,
+    phases: Phases,
+    trigger_start: Instant,
+    batch_work: (u64, f64, f64),
+    event_stats: EventTimeStats,
+    batch_watermark_ms: i64,
 }
 
 /// Timings of the phases of one batch, reported in progress.
@@ -798,6 +833,12 @@ impl Phases {
 impl MicroBatchExecution {
     fn run(&mut self) -> Result<()> {
         self.recover()?;
+        self.run_triggers()?;
+        // A graceful stop (or the end of `once`/`availableNow`) commits what the sink holds.
+        self.finish_pending()
+    }
+
+    fn run_triggers(&mut self) -> Result<()> {
         match self.spec.trigger {
             Trigger::Once => {
                 self.run_next(ReadLimit::All)?;
@@ -834,6 +875,10 @@ impl MicroBatchExecution {
                             .set_status("Waiting for next trigger", false, false);
                     }
                     let wait = next.duration_since(SystemTime::now()).unwrap_or_default();
+                    if !wait.is_zero() {
+                        // The next batch is not read now: make this one durable before waiting.
+                        self.finish_pending()?;
+                    }
                     if !wait.is_zero() && self.stop.wait(wait) {
                         break;
                     }
@@ -871,6 +916,28 @@ impl MicroBatchExecution {
             info!(query = %self.spec.name, next_batch = self.next_batch_id, "resuming from checkpoint");
             return Ok(());
         }
+        // Pipelined batches can leave two batches planned and not committed: re-run each,
+        // in order, with its own offsets.
+        let first = committed_id.map_or(0, |c| c + 1);
+        for id in first..latest.batch_id {
+            let entry = self
+                .checkpoint
+                .offsets(id)?
+                .ok_or_else(|| Error::Checkpoint {
+                    path: self.checkpoint.dir().to_path_buf(),
+                    message: format!(
+                        "offsets of batch {id} are missing, but it was never committed; it cannot be re-run"
+                    ),
+                })?;
+            self.rerun(entry)?;
+        }
+        self.rerun(latest)
+    }
+
+    /// Runs batch `latest` (planned, not committed) again with its recorded offsets, id and
+    /// modules.
+    fn rerun(&mut self, latest: OffsetEntry) -> Result<()> {
+        let end = self.input_offsets(&latest)?;
         let start = match latest.batch_id.checked_sub(1) {
             None => None,
             Some(prev) => {
@@ -982,6 +1049,11 @@ impl MicroBatchExecution {
     }
 
     fn batch_error(&self, batch_id: u64, e: Error) -> Error {
+        // An error of another batch (the pending one, finished during this batch) keeps its
+        // own batch id.
+        if matches!(e, Error::Batch { .. }) {
+            return e;
+        }
         Error::Batch {
             query: self.spec.name.clone(),
             batch_id,
@@ -1049,6 +1121,8 @@ impl MicroBatchExecution {
             // emit what became final and evict what expired.
             self.committed.clone()
         } else {
+            // Nothing to read meanwhile: the batch the sink holds is made durable now.
+            self.finish_pending()?;
             self.monitor
                 .set_status("Waiting for data to arrive", false, false);
             return Ok(false);
@@ -1174,45 +1248,56 @@ impl MicroBatchExecution {
                 }
                 Ok(data)
             })?;
+            // The previous batch, if the sink still holds it, is made durable and committed
+            // first: commit N is written before batch N+1 reaches the sink.
+            self.finish_pending()?;
             let output_rows = phases.time("addBatch", || {
                 let rows = self.sink.add_batch(batch_id, &self.schema, &data)?;
                 self.outputs.flush(batch_id)?;
                 Ok(rows)
             })?;
-            failpoint::hit("after-sink", batch_id);
-            phases.time("commitOffsets", || {
-                let commit = CommitEntry {
-                    batch_watermark_ms: batch_watermark,
-                    next_batch_watermark_ms: self.watermark.next_ms(),
-                    max_event_time_us: self.watermark.max_seen_us().to_vec(),
-                };
-                self.checkpoint.write_commit(batch_id, &commit)?;
-                self.commit_sources(&end)
-            })?;
-            failpoint::hit("after-commit", batch_id);
-            self.checkpoint
-                .purge(batch_id, self.spec.min_batches_to_retain)?;
-            let keep_from =
-                batch_id.saturating_sub(self.spec.min_batches_to_retain.saturating_sub(1));
-            self.combiner.purge(keep_from)?;
-            for op in &mut self.operators {
-                op.purge(keep_from)?;
+            let commit = CommitEntry {
+                batch_watermark_ms: batch_watermark,
+                next_batch_watermark_ms: self.watermark.next_ms(),
+                max_event_time_us: self.watermark.max_seen_us().to_vec(),
+            };
+            if !self.pipelined {
+                self.complete(batch_id, &commit, &end, phases)?;
             }
-            Ok((input_rows, output_rows))
+            Ok((input_rows, output_rows, commit))
         });
         self.batch_work = (
             meter.tasks(),
             meter.cpu_ms(),
             crate::parallel::thread_cpu_ns().saturating_sub(thread_cpu) as f64 / 1e6,
         );
-        let (total_rows, output_rows) = result.map_err(|e| {
+        let (total_rows, output_rows, commit) = result.map_err(|e| {
             self.outputs.discard_staged();
             self.batch_error(batch_id, e)
         })?;
+        // The next batch starts where this one ends, whether or not the sink has made this
+        // one durable yet.
         self.committed = end.clone();
         self.next_batch_id = batch_id + 1;
-        self.last_batch_watermark_ms = self.watermark.current_ms();
+        let batch_watermark_ms = self.watermark.current_ms();
+        self.last_batch_watermark_ms = batch_watermark_ms;
         self.watermark.set_current_ms(self.watermark.next_ms());
+        if self.pipelined {
+            let phases = std::mem::take(phases);
+            self.pending = Some(PendingBatch {
+                batch_id,
+                offsets: (start, end, latest),
+                rows: (total_rows, input_rows),
+                output_rows,
+                commit,
+                phases,
+                trigger_start,
+                batch_work: self.batch_work,
+                event_stats: self.event_stats.clone(),
+                batch_watermark_ms,
+            });
+            return Ok(());
+        }
         self.report(
             batch_id,
             (start, end, latest),
@@ -1221,6 +1306,66 @@ impl MicroBatchExecution {
             phases,
             trigger_start,
         );
+        Ok(())
+    }
+
+    /// Records batch `batch_id` as committed once the sink has it durably: the commit entry,
+    /// the sources' cleanup, and what the checkpoint no longer needs.
+    fn complete(
+        &mut self,
+        batch_id: u64,
+        commit: &CommitEntry,
+        end: &[Option<Offset>],
+        phases: &mut Phases,
+    ) -> Result<()> {
+        failpoint::hit("after-sink", batch_id);
+        phases.time("commitOffsets", || {
+            self.checkpoint.write_commit(batch_id, commit)?;
+            self.commit_sources(end)
+        })?;
+        failpoint::hit("after-commit", batch_id);
+        self.checkpoint
+            .purge(batch_id, self.spec.min_batches_to_retain)?;
+        let keep_from = batch_id.saturating_sub(self.spec.min_batches_to_retain.saturating_sub(1));
+        self.combiner.purge(keep_from)?;
+        for op in &mut self.operators {
+            op.purge(keep_from)?;
+        }
+        Ok(())
+    }
+
+    /// Pipelined batches: waits until the sink has the batch it holds durably, commits it
+    /// and reports its progress. Nothing to do when no batch is pending.
+    fn finish_pending(&mut self) -> Result<()> {
+        let Some(mut p) = self.pending.take() else {
+            return Ok(());
+        };
+        let batch_id = p.batch_id;
+        let finished = p
+            .phases
+            .time("sinkFinish", || self.sink.finish_batch(batch_id))
+            .and_then(|()| {
+                let end = p.offsets.1.clone();
+                self.complete(batch_id, &p.commit, &end, &mut p.phases)
+            });
+        finished.map_err(|e| self.batch_error(batch_id, e))?;
+        // Its progress record, with its own work and event-time figures.
+        let (work, stats, watermark) = (
+            std::mem::replace(&mut self.batch_work, p.batch_work),
+            std::mem::replace(&mut self.event_stats, p.event_stats.clone()),
+            std::mem::replace(&mut self.last_batch_watermark_ms, p.batch_watermark_ms),
+        );
+        self.report(
+            batch_id,
+            p.offsets,
+            (p.rows.0, &p.rows.1),
+            p.output_rows,
+            &mut p.phases,
+            p.trigger_start,
+        );
+        self.batch_work = work;
+        self.event_stats = stats;
+        self.last_batch_watermark_ms = watermark;
         Ok(())
     }
 

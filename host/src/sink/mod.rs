@@ -32,6 +32,22 @@ pub trait Sink: Send {
         schema: &SchemaRef,
         batches: &[RecordBatch],
     ) -> Result<u64>;
+
+    /// Asks the sink to make batches durable in a second step: `add_batch` then hands a
+    /// batch over (a Kafka producer sends it on its own threads) and [`Sink::finish_batch`]
+    /// waits until it is durable, so the engine reads and transforms the next batch in
+    /// between. Called once, before the first batch; `false` (the default): `add_batch` is
+    /// durable when it returns.
+    fn defer_finish(&mut self) -> bool {
+        false
+    }
+
+    /// Makes batch `batch_id`, handed over by `add_batch`, durable (acknowledged,
+    /// committed). Only called after `defer_finish` returned true; the engine calls it
+    /// before the next `add_batch` and before it records the batch as committed.
+    fn finish_batch(&mut self, _batch_id: u64) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// What a sink is opened with besides its own options.

@@ -192,6 +192,9 @@ pub struct KafkaSink {
     /// Exactly-once: the topic of batch markers and this query's key in it.
     progress: Option<(String, String)>,
     last_committed: Option<u64>,
+    /// Whether batches are made durable in `finish_batch` (the engine reads the next batch
+    /// while this one's acknowledgements arrive).
+    deferred: bool,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -270,6 +273,7 @@ impl KafkaSink {
             producer,
             progress: None,
             last_committed: None,
+            deferred: false,
         };
         if sink.spec.exactly_once {
             let topic = sink.spec.topic.clone().ok_or_else(|| {
@@ -528,6 +532,39 @@ impl Sink for KafkaSink {
                 return Err(e);
             }
         };
+        if self.deferred {
+            // Durable in `finish_batch`, while the engine reads the next batch.
+            return Ok(rows);
+        }
+        self.finish(batch_id)?;
+        Ok(rows)
+    }
+
+    fn defer_finish(&mut self) -> bool {
+        // At-least-once only. An exactly-once batch left open by a crash while the next one
+        // is read relies on the broker aborting the fenced producer's transaction when the
+        // restarted query takes its transactional id over (KIP-98); librdkafka's mock cluster,
+        // the only broker the tests can run here, leaves those records visible to
+        // read_committed readers, so that path could not be shown to hold. Exactly-once
+        // batches stay strictly sequential.
+        self.deferred = !self.spec.exactly_once;
+        self.deferred
+    }
+
+    fn finish_batch(&mut self, batch_id: u64) -> Result<()> {
+        if self.last_committed.is_some_and(|last| batch_id <= last) {
+            // `add_batch` skipped it: Kafka already had it.
+            return Ok(());
+        }
+        self.finish(batch_id)
+    }
+}
+
+impl KafkaSink {
+    /// Waits for batch `batch_id`'s acknowledgements (and commits its transaction with the
+    /// batch marker, for exactly-once).
+    fn finish(&mut self, batch_id: u64) -> Result<()> {
+        let deliveries = self.producer.context();
         if let Some((marker_topic, key)) = &self.progress {
             // The batch id travels in the same transaction as the rows.
             let id = batch_id.to_string();
@@ -565,6 +602,6 @@ impl Sink for KafkaSink {
             )));
         }
         self.last_committed = Some(batch_id);
-        Ok(rows)
+        Ok(())
     }
 }

@@ -797,16 +797,19 @@ struct MicroBatchExecution {
     pending: Option<PendingBatch>,
 }
 
+/// Per input: where a batch started, where it ended, and the latest offset the source had.
+type BatchOffsets = (
+    Vec<Option<Offset>>,
+    Vec<Option<Offset>>,
+    Vec<Option<Offset>>,
+);
+
 /// A batch the sink has but has not made durable yet (pipelined batches): what its commit
 /// entry and progress record need, kept until `finish_pending`.
 struct PendingBatch {
     batch_id: u64,
     /// The offsets the batch started at, ended at, and the latest the sources had.
-    offsets: (
-        Vec<Option<Offset>>,
-        Vec<Option<Offset>>,
-        Vec<Option<Offset>>,
-    ),
+    offsets: BatchOffsets,
     rows: (u64, Vec<u64>),
     output_rows: u64,
     commit: CommitEntry,
@@ -1293,7 +1296,7 @@ impl MicroBatchExecution {
                 phases,
                 trigger_start,
                 batch_work: self.batch_work,
-                event_stats: self.event_stats.clone(),
+                event_stats: self.event_stats,
                 batch_watermark_ms,
             });
             return Ok(());
@@ -1352,7 +1355,7 @@ impl MicroBatchExecution {
         // Its progress record, with its own work and event-time figures.
         let (work, stats, watermark) = (
             std::mem::replace(&mut self.batch_work, p.batch_work),
-            std::mem::replace(&mut self.event_stats, p.event_stats.clone()),
+            std::mem::replace(&mut self.event_stats, p.event_stats),
             std::mem::replace(&mut self.last_batch_watermark_ms, p.batch_watermark_ms),
         );
         self.report(

@@ -150,6 +150,7 @@ pub fn run(bench: &KafkaBench) -> Result<()> {
     for r in 0..bench.runs {
         topics.push(format!("out-{r}:{PARTITIONS}"));
         topics.push(format!("eos-{r}:{PARTITIONS}"));
+        topics.push(format!("seq-{r}:{PARTITIONS}"));
     }
     let broker = Broker::start(&topics)?;
     let b = &broker.bootstrap;
@@ -177,15 +178,24 @@ pub fn run(bench: &KafkaBench) -> Result<()> {
     sluice::wasm::runtime(false)
         .and_then(|r| r.load(&bench.module))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    for (label, sink) in [
-        ("Kafka → pass-through Wasm → blackhole", None),
+    // The at-least-once sink twice: pipelined (the default: batch N+1 is read while N's
+    // acknowledgements arrive) and strictly one batch after the other.
+    for (label, sink, pipelined) in [
+        ("Kafka → pass-through Wasm → blackhole", None, true),
         (
-            "Kafka → pass-through Wasm → Kafka (at-least-once)",
+            "Kafka → pass-through Wasm → Kafka (at-least-once, pipelined)",
             Some(("out", false)),
+            true,
+        ),
+        (
+            "Kafka → pass-through Wasm → Kafka (at-least-once, pipelineBatches = false)",
+            Some(("seq", false)),
+            false,
         ),
         (
             "Kafka → pass-through Wasm → Kafka (exactlyOnce)",
             Some(("eos", true)),
+            true,
         ),
     ] {
         let mut rates = Vec::new();
@@ -203,6 +213,7 @@ pub fn run(bench: &KafkaBench) -> Result<()> {
                 r#"[[query]]
 name = "kafka-bench"
 trigger = "availableNow"
+pipelineBatches = {pipelined}
 [query.source]
 format = "kafka"
 "kafka.bootstrap.servers" = "{b}"

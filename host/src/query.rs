@@ -290,7 +290,8 @@ impl StreamingQuery {
         // reads and transforms batch N+1 while batch N's acknowledgements arrive. Stateful
         // operators (their state of N+1 is built on N's) and named outputs (staged per batch)
         // keep the plain order.
-        let pipelined = operators.is_empty()
+        let pipelined = spec.pipeline_batches
+            && operators.is_empty()
             && matches!(spec.combine, Combine::Single | Combine::Union)
             && spec.outputs.is_empty()
             && sink.defer_finish();

@@ -114,6 +114,9 @@ pub struct QuerySpec {
     pub checkpoint_location: Option<PathBuf>,
     /// How many batches of offsets/commits the checkpoint keeps (Spark's `minBatchesToRetain`).
     pub min_batches_to_retain: u64,
+    /// Whether a stateless query may read batch N+1 while its sink makes N durable
+    /// (`pipelineBatches`, default true; see ARCHITECTURE.md, "Pipelined batches").
+    pub pipeline_batches: bool,
     /// Wasm transform steps applied after the inputs are combined, in order.
     pub transforms: Vec<TransformSpec>,
     /// Named extra sinks for the foreachBatch handler and dead letters.
@@ -483,6 +486,7 @@ const QUERY_KEYS: &[&str] = &[
     "outputMode",
     "checkpointLocation",
     "minBatchesToRetain",
+    "pipelineBatches",
     "transform",
     "outputs",
     "watermarkPolicy",
@@ -785,6 +789,7 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
     };
     let checkpoint_location = q.string("checkpointLocation").map(|p| resolve(base, &p));
     let min_batches_to_retain = q.positive("minBatchesToRetain").unwrap_or(100);
+    let pipeline_batches = q.bool("pipelineBatches").unwrap_or(true);
     let parallelism = q
         .positive("parallelism")
         .map_or_else(crate::parallel::default_parallelism, |p| p as usize);
@@ -870,6 +875,7 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
         output_mode: output_mode?,
         checkpoint_location,
         min_batches_to_retain,
+        pipeline_batches,
         transforms,
         outputs,
         watermark_policy,

@@ -46,6 +46,11 @@ struct UiState {
 /// A running dashboard; dropping it shuts the server down.
 pub struct RunUi {
     runtime: Option<tokio::runtime::Runtime>,
+    /// Ends the server, and the server's task to wait for.
+    shutdown: Option<(
+        futures::channel::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
     /// Where it listens.
     pub addr: SocketAddr,
     /// The token its stop button needs.
@@ -54,9 +59,18 @@ pub struct RunUi {
 
 impl Drop for RunUi {
     fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
+        let Some(rt) = self.runtime.take() else {
+            return;
+        };
+        if let Some((shutdown, server)) = self.shutdown.take() {
+            let _ = shutdown.send(());
+            // Answers in flight are finished; an open page's idle polling connection is not
+            // waited for longer than this.
+            rt.block_on(async {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server).await;
+            });
         }
+        rt.shutdown_background();
     }
 }
 
@@ -101,6 +115,7 @@ pub fn start(addr: SocketAddr, queries: Vec<UiQuery>) -> Result<RunUi> {
         .worker_threads(1)
         .thread_name("sluice-ui")
         .enable_io()
+        .enable_time()
         .build()
         .map_err(|e| Error::io("starting the dashboard's runtime", "tokio", e))?;
     let listener = runtime
@@ -153,13 +168,20 @@ pub fn start(addr: SocketAddr, queries: Vec<UiQuery>) -> Result<RunUi> {
         )
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state);
-    runtime.spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+    // Shut down gracefully when the run ends: the answer to the stop button (the request
+    // that ended the run) is still delivered before the process exits.
+    let (shutdown, stopped) = futures::channel::oneshot::channel::<()>();
+    let server = runtime.spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+            let _ = stopped.await;
+        });
+        if let Err(e) = serve.await {
             tracing::warn!(error = %e, "the dashboard stopped");
         }
     });
     Ok(RunUi {
         runtime: Some(runtime),
+        shutdown: Some((shutdown, server)),
         addr: bound,
         token,
     })

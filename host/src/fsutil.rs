@@ -81,27 +81,3 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 pub fn create_dir_all(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| Error::io("creating directory", dir, e))
 }
-
-/// Lists the entries of a log directory whose names are batch numbers, ascending.
-///
-/// Anything else (temp files, `.lock`) is ignored. A missing directory is an empty log.
-pub fn numbered_entries(dir: &Path) -> Result<Vec<u64>> {
-    let read = match fs::read_dir(dir) {
-        Ok(r) => r,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("listing", dir, e)),
-    };
-    let mut ids = Vec::new();
-    for entry in read {
-        let entry = entry.map_err(|e| Error::io("listing", dir, e))?;
-        if let Some(id) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u64>().ok())
-        {
-            ids.push(id);
-        }
-    }
-    ids.sort_unstable();
-    Ok(ids)
-}

@@ -12,8 +12,6 @@ Not here yet: an Arrow IPC schema encoder (a step's output schema is the input's
 its own built elsewhere), builders for new columns, `from_json`/`to_json`.
 """
 
-import struct
-
 __all__ = ["int64_values", "float64_values", "int32_values", "utf8_values", "selection"]
 
 
@@ -71,6 +69,3 @@ def selection(keep):
         bits.append(byte)
     return bytes(bits)
 
-
-# Kept for callers that pack fixed-width values themselves.
-pack_int64 = struct.Struct("<q").pack

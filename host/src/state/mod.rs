@@ -37,6 +37,13 @@ pub struct StateStore {
     snapshot_interval: u64,
 }
 
+/// Which versions of a partition have which files.
+#[derive(Default)]
+struct Versions {
+    snapshots: std::collections::BTreeSet<u64>,
+    deltas: std::collections::BTreeSet<u64>,
+}
+
 /// A state map as stored: key bytes to value bytes.
 pub type StateMap = HashMap<Box<[u8]>, Box<[u8]>>;
 
@@ -79,18 +86,22 @@ impl StateStore {
         }
     }
 
-    /// The versions with a file of `kind` (`delta`, `snapshot`), from one listing: on an
-    /// object store a request per version probed would be slow.
-    fn versions(&self, kind: &str) -> Result<std::collections::BTreeSet<u64>> {
-        Ok(self
-            .dir
-            .children()?
-            .iter()
-            .filter_map(|n| {
-                let (v, k) = n.split_once('.')?;
-                (k == kind).then(|| v.parse().ok())?
-            })
-            .collect())
+    /// The versions that have a snapshot and those that have a delta, from one listing of
+    /// the partition's folder: on an object store a request per version probed would be slow.
+    fn versions(&self) -> Result<Versions> {
+        let mut versions = Versions::default();
+        for name in self.dir.children()? {
+            let Some((v, kind)) = name.split_once('.') else {
+                continue;
+            };
+            let Ok(v) = v.parse::<u64>() else { continue };
+            match kind {
+                "snapshot" => versions.snapshots.insert(v),
+                "delta" => versions.deltas.insert(v),
+                _ => false,
+            };
+        }
+        Ok(versions)
     }
 
     /// The state after batch `version` (`None`: before the first batch, empty).
@@ -99,9 +110,8 @@ impl StateStore {
         let Some(version) = version else {
             return Ok(map);
         };
-        let snapshots = self.versions("snapshot")?;
+        let Versions { snapshots, deltas } = self.versions()?;
         let snapshot = snapshots.range(..=version).next_back().copied();
-        let deltas = self.versions("delta")?;
         let first_delta = match snapshot {
             Some(s) => {
                 self.apply(&self.file(s, "snapshot"), &mut map)?;
@@ -224,17 +234,14 @@ impl StateStore {
     /// Removes files no longer needed to rebuild versions at or after `keep_from`.
     pub fn purge(&self, keep_from: u64) -> Result<()> {
         // The newest snapshot at or below keep_from is the base everything later needs.
-        let snapshots = self.versions("snapshot")?;
+        let Versions { snapshots, deltas } = self.versions()?;
         let Some(&base) = snapshots.range(..=keep_from).next_back() else {
             return Ok(());
         };
-        for name in self.dir.children()? {
-            let Some((v, _)) = name.split_once('.') else {
-                continue;
-            };
-            if v.parse::<u64>().is_ok_and(|v| v < base) {
+        for (kind, versions) in [("snapshot", &snapshots), ("delta", &deltas)] {
+            for v in versions.range(..base) {
                 // Best effort: a file left behind is purged next time.
-                let _ = self.dir.join(&name).remove();
+                let _ = self.file(*v, kind).remove();
             }
         }
         Ok(())

@@ -39,7 +39,7 @@ pub enum Location {
     Object(object::ObjectPath),
 }
 
-/// A file found by [`Location::list_files`].
+/// A file found by [`object::ObjectPath::list_files`].
 #[derive(Clone, Debug)]
 pub struct FileEntry {
     /// Where the file is.
@@ -95,17 +95,6 @@ impl Location {
         match self {
             Location::Local(p) => p.clone(),
             Location::Object(o) => PathBuf::from(o.to_string()),
-        }
-    }
-
-    /// The last component of the path.
-    pub fn file_name(&self) -> String {
-        match self {
-            Location::Local(p) => p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            Location::Object(o) => o.file_name().to_owned(),
         }
     }
 
@@ -215,19 +204,6 @@ impl Location {
             .collect();
         ids.sort_unstable();
         Ok(ids)
-    }
-
-    /// Every file at any depth under this prefix (object stores only; a local file source
-    /// lists with its glob).
-    pub fn list_files(&self) -> Result<Vec<FileEntry>> {
-        match self {
-            Location::Local(p) => Err(Error::io(
-                "listing",
-                p,
-                std::io::Error::other("recursive listing is for object stores"),
-            )),
-            Location::Object(o) => o.list_files(),
-        }
     }
 }
 

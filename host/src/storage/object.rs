@@ -191,10 +191,6 @@ impl ObjectPath {
         }
     }
 
-    pub(super) fn file_name(&self) -> &str {
-        self.key.rsplit('/').next().unwrap_or("")
-    }
-
     /// The key as the store sees it: exactly our string (`KeyPath::from` would percent-encode
     /// `%` and the like a second time, so `city=a%2Fb/` would not be found again by the name
     /// a listing returns).
@@ -296,8 +292,9 @@ impl ObjectPath {
             .collect())
     }
 
-    /// Every object under this prefix, at any depth.
-    pub(super) fn list_files(&self) -> Result<Vec<FileEntry>> {
+    /// Every object under this prefix, at any depth (a file source's listing; a local one
+    /// uses its glob).
+    pub fn list_files(&self) -> Result<Vec<FileEntry>> {
         let (store, key) = (self.bucket.store.clone(), self.key_path()?);
         let root = self.key.is_empty();
         let listed = block(async move {
@@ -318,11 +315,6 @@ impl ObjectPath {
                 size: meta.size,
             })
             .collect())
-    }
-
-    /// The key inside the bucket.
-    pub fn key(&self) -> &str {
-        &self.key
     }
 }
 

@@ -78,7 +78,14 @@ impl super::bindings::transformer::sluice::pipeline::rows::Host for GuestState {
             )),
             None => None,
         };
-        let selected = mask.as_ref().map_or(rows, |m| m.true_count());
+        // One predicate for every column (arrow picks a strategy from the selectivity once);
+        // its count is the number of rows selected.
+        let predicate = mask.map(|m| {
+            arrow_select::filter::FilterBuilder::new(&m)
+                .optimize()
+                .build()
+        });
+        let selected = predicate.as_ref().map_or(rows, |p| p.count());
         // What the host will hold: the selected rows, with the selected share of each input
         // column's bytes and all of `computed`'s.
         let mut taken_bytes = 0u64;
@@ -95,7 +102,7 @@ impl super::bindings::transformer::sluice::pipeline::rows::Host for GuestState {
             self.emit_error = Some(e.clone());
             return Err(wasmtime::format_err!("{e}"));
         }
-        match assemble_rows(&schema, &input, mask.as_ref(), &columns, computed) {
+        match assemble_rows(&schema, &input, predicate.as_ref(), &columns, computed) {
             Ok(b) => self.emitted.push(b),
             Err(e) => self.emit_error = Some(format!("emit-rows: {e}")),
         }
@@ -104,11 +111,12 @@ impl super::bindings::transformer::sluice::pipeline::rows::Host for GuestState {
 }
 
 /// The batch `rows.emit-rows` describes: each output column an input column at the rows
-/// `mask` selects, or the next column of `computed`, checked against the output schema.
+/// `predicate` selects (all without one), or the next column of `computed`, checked against
+/// the output schema.
 fn assemble_rows(
     schema: &SchemaRef,
     input: &RecordBatch,
-    mask: Option<&BooleanArray>,
+    predicate: Option<&arrow_select::filter::FilterPredicate>,
     columns: &[ColumnSource],
     computed: Option<BatchResult>,
 ) -> std::result::Result<RecordBatch, String> {
@@ -120,13 +128,7 @@ fn assemble_rows(
             fields.len()
         ));
     }
-    // One predicate for every column (arrow picks a strategy from the selectivity once).
-    let predicate = mask.map(|m| {
-        arrow_select::filter::FilterBuilder::new(m)
-            .optimize()
-            .build()
-    });
-    let rows = predicate.as_ref().map_or(input.num_rows(), |p| p.count());
+    let rows = predicate.map_or(input.num_rows(), |p| p.count());
     // The computed columns' types are the output's where they are used, in order.
     let computed_fields: Vec<_> = columns
         .iter()
@@ -171,7 +173,7 @@ fn assemble_rows(
                         field.data_type()
                     ));
                 }
-                out.push(match &predicate {
+                out.push(match predicate {
                     Some(p) => p.filter(col).map_err(|e| e.to_string())?,
                     None => col.clone(),
                 });

@@ -14,6 +14,7 @@ use tracing::warn;
 use crate::error::{Error, Result};
 use crate::pipeline::glob_root;
 use crate::storage::Location;
+use crate::storage::object::ObjectPath;
 
 /// A file the listing found.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -41,7 +42,7 @@ pub enum FileListing {
         /// The URL glob.
         pattern: glob::Pattern,
         /// The prefix before the first wildcard.
-        root: Location,
+        root: ObjectPath,
     },
 }
 
@@ -79,13 +80,13 @@ impl FileListing {
             };
             return Ok(FileListing::Object {
                 pattern: glob::Pattern::new(&glob).map_err(bad_glob)?,
-                root: Location::parse(Path::new(&root))?,
+                root: ObjectPath::parse(&root)?,
             });
         }
-        let local = match Location::parse(path)? {
-            Location::Local(p) => p,
-            Location::Object(_) => path.to_path_buf(),
-        };
+        // A local path (`file://` URLs included).
+        let local = Location::parse(path)?
+            .as_local()
+            .map_or_else(|| path.to_path_buf(), Path::to_path_buf);
         let glob = if local.is_dir() {
             local.join("*").to_string_lossy().into_owned()
         } else {

@@ -362,21 +362,20 @@ impl KafkaSink {
                 if let Some(p) = partition.filter(|p| p.is_valid(i)) {
                     record = record.partition(p.value(i));
                 }
-                let mut owned = OwnedHeaders::new();
-                let mut any_header = false;
+                // Built only for a row that has headers: an `OwnedHeaders` is a C allocation.
+                let mut owned: Option<OwnedHeaders> = None;
                 if let Some(h) = headers.filter(|h| h.is_valid(i))
                     && let Some(list) = h.as_list_opt::<i32>()
                 {
                     let items = list.value(i);
-                    if let Some(items) = items.as_struct_opt() {
-                        let keys = items.column(0).as_string_opt::<i32>();
+                    if let Some(items) = items.as_struct_opt()
+                        && let Some(keys) = items.column(0).as_string_opt::<i32>()
+                    {
                         for j in 0..items.len() {
-                            let Some(keys) = keys else { break };
-                            owned = owned.insert(Header {
+                            owned = Some(owned.take().unwrap_or_default().insert(Header {
                                 key: keys.value(j),
                                 value: bytes(items.column(1), j),
-                            });
-                            any_header = true;
+                            }));
                         }
                     }
                 }
@@ -384,13 +383,12 @@ impl KafkaSink {
                     use std::fmt::Write as _;
                     header_text.clear();
                     let _ = write!(header_text, "{}", f.value(i));
-                    owned = owned.insert(Header {
+                    owned = Some(owned.take().unwrap_or_default().insert(Header {
                         key: name,
                         value: Some(header_text.as_bytes()),
-                    });
-                    any_header = true;
+                    }));
                 }
-                if any_header {
+                if let Some(owned) = owned {
                     record = record.headers(owned);
                 }
                 send(&self.producer, record).map_err(|e| {

@@ -7,67 +7,11 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::kafka::*;
 use common::*;
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-
-/// A broker process, killed when dropped.
-struct Broker {
-    child: Child,
-    bootstrap: String,
-}
-
-impl Broker {
-    fn start(topics: &[&str]) -> Broker {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-kafka-mock"));
-        for t in topics {
-            cmd.arg("--topic").arg(t);
-        }
-        let (child, bootstrap) = spawn_announcing(cmd, "bootstrap=");
-        Broker { child, bootstrap }
-    }
-
-    fn produce(&self, topic: &str, records: impl Iterator<Item = (Option<String>, String)>) {
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .create()
-            .unwrap();
-        for (i, (key, value)) in records.enumerate() {
-            let headers = OwnedHeaders::new().insert(Header {
-                key: "seq",
-                value: Some(&i.to_string()),
-            });
-            let mut record = BaseRecord::to(topic).payload(&value).headers(headers);
-            if let Some(k) = &key {
-                record = record.key(k);
-            }
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((_, r)) => {
-                        producer.poll(Duration::from_millis(10));
-                        record = r;
-                    }
-                }
-            }
-        }
-        producer.flush(Duration::from_secs(30)).unwrap();
-    }
-}
-
-impl Broker {
-    /// A broker telling clients to reach it at 127.0.0.1:`port` (a TLS proxy in front of it).
-    fn start_advertised(topics: &[&str], port: u16) -> Broker {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-kafka-mock"));
-        for t in topics {
-            cmd.arg("--topic").arg(t);
-        }
-        cmd.arg("--advertise").arg(format!("127.0.0.1:{port}"));
-        let (child, bootstrap) = spawn_announcing(cmd, "bootstrap=");
-        Broker { child, bootstrap }
-    }
-}
 
 /// stunnel (Debian's stunnel4) accepting TLS on 127.0.0.1:`port` with `certs`' server
 /// certificate and forwarding plain TCP to `to`; killed when dropped.
@@ -109,13 +53,6 @@ impl Drop for TlsProxy {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -263,46 +200,6 @@ fn consumer_group_options_are_refused_with_the_reason() {
 /// least `expected` records arrived (the mock broker can report a partition's end before its
 /// last writes are visible, so "read to the end" alone can stop short), then on to the end of
 /// every partition, so extra records are seen too.
-fn read_committed(bootstrap: &str, topic: &str, partitions: i32, expected: usize) -> Vec<String> {
-    use rdkafka::Message;
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::error::KafkaError;
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("test-reader-{}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .create()
-        .unwrap();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut out = Vec::new();
-    let mut at_end = std::collections::BTreeSet::new();
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    while out.len() < expected || at_end.len() < partitions as usize {
-        if std::time::Instant::now() > deadline {
-            // The caller's assertion reports the shortfall with its context.
-            break;
-        }
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                at_end.remove(&m.partition());
-                out.push(String::from_utf8(m.payload().unwrap_or_default().to_vec()).unwrap());
-            }
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                at_end.insert(p);
-            }
-            _ => {}
-        }
-    }
-    out.sort();
-    out
-}
 
 fn to_kafka_pipeline(
     dir: &std::path::Path,

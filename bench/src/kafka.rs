@@ -22,13 +22,15 @@ const PARTITIONS: i32 = 64;
 
 /// The broker: this same binary's `broker` subcommand, in a process of its own so that its CPU
 /// time is not counted as the host's.
-struct Broker {
+pub(crate) struct Broker {
     child: Child,
-    bootstrap: String,
+    /// The address clients connect to.
+    pub(crate) bootstrap: String,
 }
 
 impl Broker {
-    fn start(topics: &[String]) -> Result<Broker> {
+    /// Starts the broker process with `topics` (`NAME:PARTITIONS`).
+    pub(crate) fn start(topics: &[String]) -> Result<Broker> {
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.arg("broker");
         for t in topics {

@@ -5,6 +5,7 @@
 //! cargo run --release -p sluice-bench -- engine [json_to_parquet|round_trip]
 //! cargo run --release -p sluice-bench -- event-time [tumbling_sum|sliding_count|state_size]
 //! cargo run --release -p sluice-bench -- kafka [--records N] [--runs R]
+//! cargo run --release -p sluice-bench -- kafka-latency [--rates 1000,10000] [--seconds S] [--interval "1 second"]
 //! cargo run --release -p sluice-bench -- postgres [--rows N] [--runs R]
 //! cargo run --release -p sluice-bench -- serve [--runs R]
 //! cargo run --release -p sluice-bench -- nexmark --query q5 --events 10000000 [--runs R]
@@ -17,6 +18,7 @@ mod engine;
 mod event_time;
 mod join;
 mod kafka;
+mod kafka_latency;
 mod measure;
 mod nexmark;
 mod pipeline;
@@ -83,6 +85,21 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// End-to-end latency Kafka → pass-through Wasm → Kafka at steady rates, micro-batch and
+    /// continuous, at-least-once and exactly-once.
+    KafkaLatency {
+        /// Records per second, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [1000u64, 10000])]
+        rates: Vec<u64>,
+        /// Seconds each run produces for (the first is warm-up).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// The continuous trigger's checkpoint interval.
+        #[arg(long, default_value = "1 second")]
+        interval: String,
+        /// Only the runs whose label contains this ("continuous", "exactly-once", "10000").
+        only: Option<String>,
+    },
     /// Nexmark queries (examples/nexmark/), unthrottled, to a blackhole sink.
     Nexmark {
         /// q0, q1, q2, q3, q5, q7 or q8.
@@ -145,6 +162,18 @@ fn main() -> Result<()> {
         Command::Kafka { records, runs } => kafka::run(&kafka::KafkaBench {
             records,
             runs,
+            module: guest("pass_through.wasm")?,
+        }),
+        Command::KafkaLatency {
+            rates,
+            seconds,
+            interval,
+            only,
+        } => kafka_latency::run(&kafka_latency::LatencyBench {
+            rates,
+            seconds,
+            interval,
+            only,
             module: guest("pass_through.wasm")?,
         }),
         Command::Nexmark {

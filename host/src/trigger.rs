@@ -6,6 +6,7 @@
 //! | `processingTime` | at the next multiple of the interval; at once if the last batch overran | no batch, waits for the next boundary | never |
 //! | `once` | one batch with everything available (limits ignored) | no batch | after that batch |
 //! | `availableNow` | as fast as possible, honouring per-trigger limits | - | when everything present at start is processed |
+//! | `continuous` | no batches: records are processed as they arrive; the checkpoint is written once per interval (an epoch) | waits for records | never |
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,6 +22,10 @@ pub enum Trigger {
     Once,
     /// All data available at start, in as many batches as the limits allow, then stop.
     AvailableNow,
+    /// Continuous processing (Spark's continuous trigger): records go from source to sink as
+    /// they arrive, and every interval the epoch they belong to is committed (the offsets
+    /// and commit logs, a Kafka transaction). See `query/continuous.rs`.
+    Continuous(Duration),
 }
 
 impl Trigger {
@@ -42,6 +47,7 @@ impl std::fmt::Display for Trigger {
             Trigger::ProcessingTime(d) => write!(f, "processingTime({d:?})"),
             Trigger::Once => f.write_str("once"),
             Trigger::AvailableNow => f.write_str("availableNow"),
+            Trigger::Continuous(d) => write!(f, "continuous({d:?})"),
         }
     }
 }

@@ -9,7 +9,7 @@
 //! name = "events"
 //! checkpointLocation = "checkpoints/events"   # relative paths are relative to this file
 //! outputMode = "append"
-//! trigger = { processingTime = "10 seconds" } # or "once", "availableNow"; omit for Spark's default
+//! trigger = { processingTime = "10 seconds" } # or "once", "availableNow", { continuous = "1 second" }; omit for Spark's default
 //!
 //! [query.source]
 //! format = "json"                  # json | csv | parquet | text | kafka | rate | rate-micro-batch | socket | nexmark
@@ -32,6 +32,7 @@ mod sources;
 mod stateful;
 mod steps;
 pub(crate) mod tree;
+mod trigger;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -55,6 +56,7 @@ use sources::*;
 pub use stateful::MAX_WINDOWS_PER_ROW;
 use stateful::*;
 use steps::*;
+use trigger::*;
 
 use crate::connectors::kafka::sink::KafkaSinkSpec;
 use crate::connectors::kafka::source::KafkaSourceSpec;
@@ -820,6 +822,18 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
             q.error_here(key, message);
         }
     }
+    if let (Some(Trigger::Continuous(_)), Some(inputs), Some(combine), Some(sink)) =
+        (trigger, inputs.as_deref(), &combine, &sink)
+    {
+        let stateful = [
+            ("dropDuplicates", dedup.is_some()),
+            ("aggregate", aggregate.is_some()),
+            ("processor", processor.is_some()),
+        ];
+        for (key, message) in continuous_problems(inputs, combine, &stateful, &outputs, sink) {
+            q.error_at(offset_of(node, &key), &key, message);
+        }
+    }
     if let (Some(Combine::StreamJoin(_)), Some(mode)) = (&combine, output_mode)
         && mode != OutputMode::Append
     {
@@ -885,45 +899,4 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
         parallelism,
         shuffle_partitions,
     })
-}
-
-fn parse_trigger(q: &TableReader, node: &Spanned<Node>) -> Option<Trigger> {
-    let bad = |msg: String| {
-        q.error_at(node.span().start, "trigger", msg);
-        None
-    };
-    const HINT: &str = "use \"once\", \"availableNow\" or { processingTime = \"10 seconds\" }";
-    match node.get_ref() {
-        Node::Str(s) => match s.as_str() {
-            "once" | "Once" => Some(Trigger::Once),
-            "availableNow" | "AvailableNow" => Some(Trigger::AvailableNow),
-            other => bad(format!("'{other}' is not a trigger; {HINT}")),
-        },
-        Node::Table(entries) if entries.len() == 1 => {
-            let (key, value) = &entries[0];
-            match key.get_ref().as_str() {
-                "processingTime" => {
-                    let d = match value.get_ref() {
-                        Node::Str(s) => parse_duration(s),
-                        Node::Int(ms) if *ms >= 0 => Ok(Duration::from_millis(*ms as u64)),
-                        other => Err(format!("expected a duration, found {}", other.kind())),
-                    };
-                    match d {
-                        Ok(d) if d.is_zero() => Some(Trigger::Unspecified),
-                        Ok(d) => Some(Trigger::ProcessingTime(d)),
-                        Err(e) => bad(e),
-                    }
-                }
-                "continuous" => bad(
-                    "the continuous trigger is not supported yet; use { processingTime = ... }"
-                        .to_owned(),
-                ),
-                other => bad(format!("'{other}' is not a trigger; {HINT}")),
-            }
-        }
-        other => bad(format!(
-            "expected a trigger, found {}; {HINT}",
-            other.kind()
-        )),
-    }
 }

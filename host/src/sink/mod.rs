@@ -16,7 +16,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
 use crate::connectors::{console, file, kafka, memory};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::pipeline::{OutputMode, SinkSpec};
 
 /// Receives the rows of each micro-batch.
@@ -47,6 +47,22 @@ pub trait Sink: Send {
     /// before the next `add_batch` and before it records the batch as committed.
     fn finish_batch(&mut self, _batch_id: u64) -> Result<()> {
         Ok(())
+    }
+
+    /// Continuous processing: takes rows of epoch `epoch` as they arrive, in many calls per
+    /// epoch; [`Sink::finish_batch`] makes the epoch durable at its end (the engine calls it
+    /// whether or not `defer_finish` was asked). Only the sinks a continuous query may write
+    /// (Kafka, console, memory) implement it; `sluice validate` refuses the others first.
+    fn add_continuous(
+        &mut self,
+        _epoch: u64,
+        _schema: &SchemaRef,
+        _batches: &[RecordBatch],
+    ) -> Result<u64> {
+        Err(Error::Sink {
+            sink: self.description(),
+            message: "this sink cannot be written continuously; use a micro-batch trigger".into(),
+        })
     }
 }
 

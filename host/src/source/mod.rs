@@ -9,6 +9,11 @@
 //!    then return the same rows;
 //! 4. [`Source::commit`] — the batch reached the sink; the source may forget or clean up.
 //!
+//! A continuous query (`trigger = { continuous = ... }`) drives a source differently: it
+//! calls [`Source::read_available`] over and over, taking whatever records have arrived,
+//! and writes the offset reached to the offsets log once per epoch. A re-run of an epoch
+//! after a crash goes through `get_batch` with the recorded offsets, as a batch does.
+//!
 //! Offsets are JSON values, stored verbatim in the checkpoint, so each source picks its own
 //! shape (a file-log index, a row count, per-partition Kafka offsets).
 
@@ -16,12 +21,13 @@
 //! [`crate::connectors`]`::<name>`; this module is the trait they implement and [`open`].
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
 use crate::connectors::{file, kafka, nexmark, rate, socket};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::pipeline::SourceSpec;
 
 /// A source position, as stored in the offsets log.
@@ -63,6 +69,21 @@ pub trait Source: Send {
 
     /// Everything up to `end` reached the sink and is committed in the checkpoint.
     fn commit(&mut self, end: &Offset) -> Result<()>;
+
+    /// Continuous processing: the records that arrived after `start` (`None`: the source's
+    /// starting position), waiting up to `wait` for the first, and the offset just after
+    /// them; `None` when nothing arrived in time. Only the sources a continuous query may
+    /// read (Kafka, rate) implement it; `sluice validate` refuses the others first.
+    fn read_available(
+        &mut self,
+        _start: Option<&Offset>,
+        _wait: Duration,
+    ) -> Result<Option<(Offset, Vec<RecordBatch>)>> {
+        Err(Error::Source {
+            source_name: self.description(),
+            message: "this source cannot be read continuously; use a micro-batch trigger".into(),
+        })
+    }
 
     /// Counters for the last [`Source::get_batch`], reset by this call.
     fn take_metrics(&mut self) -> SourceMetrics {

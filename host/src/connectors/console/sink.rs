@@ -152,6 +152,23 @@ impl<W: Write + Send> Sink for ConsoleSink<W> {
             })?;
         Ok(batches.iter().map(|b| b.num_rows() as u64).sum())
     }
+
+    fn add_continuous(
+        &mut self,
+        epoch: u64,
+        schema: &SchemaRef,
+        batches: &[RecordBatch],
+    ) -> Result<u64> {
+        // Each arrival printed at once, under the epoch it belongs to.
+        let table = render_table(schema, batches, self.num_rows, self.truncate)?;
+        write!(self.out, "Epoch: {epoch}\n{table}\n")
+            .and_then(|_| self.out.flush())
+            .map_err(|e| Error::Sink {
+                sink: "ConsoleSink".into(),
+                message: format!("writing epoch {epoch}: {e}"),
+            })?;
+        Ok(batches.iter().map(|b| b.num_rows() as u64).sum())
+    }
 }
 
 #[cfg(test)]

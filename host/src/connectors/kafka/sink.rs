@@ -20,9 +20,9 @@
 //!   see every row exactly once. (A record rather than a transactional consumer-group offset,
 //!   because a record works on every Kafka-protocol broker, librdkafka's mock included.)
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch};
@@ -68,11 +68,15 @@ pub const REFUSED_SINK_OPTIONS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Counts failed deliveries (the producer reports them on its own thread).
+/// Counts failed deliveries (the producer reports them on its own thread) and wakes
+/// whoever waits for the last acknowledgement.
 #[derive(Default)]
 struct Deliveries {
     failed: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// Notified on every delivery report; paired with `delivered_lock`.
+    delivered: Condvar,
+    delivered_lock: Mutex<()>,
 }
 
 impl ClientContext for Deliveries {}
@@ -85,7 +89,37 @@ impl ProducerContext for Deliveries {
             self.failed.fetch_add(1, Ordering::Relaxed);
             *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
         }
+        let _guard = self
+            .delivered_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.delivered.notify_all();
     }
+}
+
+/// Waits until `producer` has no record left without its acknowledgement, or `timeout`.
+///
+/// Instead of `Producer::flush`: with a `ThreadedProducer`, whose own thread serves the
+/// delivery reports, rust-rdkafka's flush sleeps in 100 ms polls that never see an event, so
+/// every flush took at least 100 ms (most of the end-to-end latency of a batch).
+fn await_deliveries(producer: &ThreadedProducer<Deliveries>, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let ctx = producer.context();
+    let mut guard = ctx.delivered_lock.lock().unwrap_or_else(|p| p.into_inner());
+    while producer.in_flight_count() > 0 {
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        // A report may count the record as in flight still while it runs: look again soon.
+        let wait = (deadline - now).min(Duration::from_millis(1));
+        guard = ctx
+            .delivered
+            .wait_timeout(guard, wait)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+    true
 }
 
 /// Where a row's fields are in a batch (resolved per record batch: a named output receives
@@ -195,6 +229,9 @@ pub struct KafkaSink {
     /// Whether batches are made durable in `finish_batch` (the engine reads the next batch
     /// while this one's acknowledgements arrive).
     deferred: bool,
+    /// Continuous processing: the epoch whose rows are being produced (its transaction
+    /// open, for exactly-once).
+    open_epoch: Option<u64>,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -258,7 +295,11 @@ impl KafkaSink {
             // A batch is handed to the producer at once: room for a large one in its local
             // queue (librdkafka's default, 100,000, made the sink wait for acknowledgements
             // half-way through every batch). `kafka.queue.buffering.max.messages` overrides it.
-            .set("queue.buffering.max.messages", "1000000");
+            .set("queue.buffering.max.messages", "1000000")
+            // A batch (or a continuous read) is handed over all at once: waiting for more
+            // records to fill a request only delays the last ones (librdkafka's 5 ms default
+            // was most of the latency at 10,000 records/s). `kafka.linger.ms` overrides it.
+            .set("linger.ms", "0");
         if spec.exactly_once {
             config.set("transactional.id", format!("sluice-{query_id}"));
         }
@@ -274,6 +315,7 @@ impl KafkaSink {
             progress: None,
             last_committed: None,
             deferred: false,
+            open_epoch: None,
         };
         if sink.spec.exactly_once {
             let topic = sink.spec.topic.clone().ok_or_else(|| {
@@ -554,7 +596,44 @@ impl Sink for KafkaSink {
             // `add_batch` skipped it: Kafka already had it.
             return Ok(());
         }
+        if self.spec.exactly_once && self.open_epoch != Some(batch_id) {
+            // A continuous epoch whose rows the steps all dropped: its transaction still
+            // records the epoch, so a re-run after a crash knows it is done.
+            self.producer.begin_transaction().map_err(|e| {
+                self.err(format!(
+                    "beginning the transaction of epoch {batch_id}: {e}"
+                ))
+            })?;
+        }
+        self.open_epoch = None;
         self.finish(batch_id)
+    }
+
+    fn add_continuous(
+        &mut self,
+        epoch: u64,
+        _schema: &SchemaRef,
+        batches: &[RecordBatch],
+    ) -> Result<u64> {
+        if self.open_epoch != Some(epoch) {
+            // The epoch's first rows: its transaction (exactly-once) and its delivery count
+            // start here, and end in `finish_batch`.
+            self.producer.context().failed.store(0, Ordering::Relaxed);
+            if self.spec.exactly_once {
+                self.producer.begin_transaction().map_err(|e| {
+                    self.err(format!("beginning the transaction of epoch {epoch}: {e}"))
+                })?;
+            }
+            self.open_epoch = Some(epoch);
+        }
+        let produced = self.produce_all(epoch, batches);
+        if produced.is_err() {
+            if self.spec.exactly_once {
+                let _ = self.producer.abort_transaction(TIMEOUT);
+            }
+            self.open_epoch = None;
+        }
+        produced
     }
 }
 
@@ -575,17 +654,21 @@ impl KafkaSink {
                     "recording batch {batch_id} in its transaction: {e}"
                 ))
             })?;
+            // The rows' acknowledgements first (the commit would flush them in 100 ms polls).
+            await_deliveries(&self.producer, TIMEOUT);
             self.producer.commit_transaction(TIMEOUT).map_err(|e| {
                 self.err(format!(
                     "committing the transaction of batch {batch_id}: {e}"
                 ))
             })?;
         } else {
-            self.producer.flush(TIMEOUT).map_err(|e| {
-                self.err(format!(
-                    "waiting for acknowledgements of batch {batch_id}: {e}"
-                ))
-            })?;
+            if !await_deliveries(&self.producer, TIMEOUT) {
+                return Err(self.err(format!(
+                    "waiting for acknowledgements of batch {batch_id}: {} records not acknowledged within {} s",
+                    self.producer.in_flight_count(),
+                    TIMEOUT.as_secs()
+                )));
+            }
         }
         let failed = deliveries.failed.load(Ordering::Relaxed);
         if failed > 0 {

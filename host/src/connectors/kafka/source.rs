@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::builder::{
-    BinaryBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, StructBuilder,
-    TimestampMicrosecondBuilder,
+    ArrayBuilder, BinaryBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
+    StructBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
@@ -179,14 +179,7 @@ impl Reading<'_> {
         assigned: &mut AssignedPartition,
     ) -> Result<RecordBatch> {
         let rows = assigned.next.map_or(0, |n| (e - n).max(0) as usize);
-        let mut key = BinaryBuilder::with_capacity(rows, rows * 8);
-        let mut value = BinaryBuilder::with_capacity(rows, rows * 100);
-        let mut topic = StringBuilder::with_capacity(rows, rows * 8);
-        let mut partition = Int32Builder::with_capacity(rows);
-        let mut offset = Int64Builder::with_capacity(rows);
-        let mut timestamp = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone(UTC);
-        let mut timestamp_type = Int32Builder::with_capacity(rows);
-        let mut headers = ListBuilder::new(StructBuilder::from_fields(header_fields(), 0));
+        let mut columns = RecordColumns::with_capacity(rows, self.include_headers);
         let mut idle = 0;
         while assigned.next.is_some_and(|n| n < e) {
             let Some(msg) = assigned.queue.poll(Duration::from_millis(100)) else {
@@ -243,50 +236,90 @@ impl Reading<'_> {
             }
             // Compacted topics and transaction markers leave gaps: move past what was seen.
             assigned.next = Some(o + 1);
-            key.append_option(msg.key());
-            value.append_option(msg.payload());
-            topic.append_value(t);
-            partition.append_value(p);
-            offset.append_value(o);
-            let (ts, kind) = match msg.timestamp() {
-                rdkafka::Timestamp::NotAvailable => (None, -1),
-                rdkafka::Timestamp::CreateTime(t) => (Some(t * 1000), 0),
-                rdkafka::Timestamp::LogAppendTime(t) => (Some(t * 1000), 1),
-            };
-            timestamp.append_option(ts);
-            timestamp_type.append_value(kind);
-            if self.include_headers {
-                match msg.headers() {
-                    Some(hs) => {
-                        for h in hs.iter() {
-                            let item = headers.values();
-                            if let Some(b) = item.field_builder::<StringBuilder>(0) {
-                                b.append_value(h.key);
-                            }
-                            if let Some(b) = item.field_builder::<BinaryBuilder>(1) {
-                                b.append_option(h.value);
-                            }
-                            item.append(true);
+            columns.append(&msg);
+        }
+        columns.finish(self.schema)
+    }
+}
+
+/// Arrow builders for the columns of [`kafka_schema`], filled one record at a time.
+struct RecordColumns {
+    key: BinaryBuilder,
+    value: BinaryBuilder,
+    topic: StringBuilder,
+    partition: Int32Builder,
+    offset: Int64Builder,
+    timestamp: TimestampMicrosecondBuilder,
+    timestamp_type: Int32Builder,
+    headers: Option<ListBuilder<StructBuilder>>,
+}
+
+impl RecordColumns {
+    fn with_capacity(rows: usize, include_headers: bool) -> Self {
+        RecordColumns {
+            key: BinaryBuilder::with_capacity(rows, rows * 8),
+            value: BinaryBuilder::with_capacity(rows, rows * 100),
+            topic: StringBuilder::with_capacity(rows, rows * 8),
+            partition: Int32Builder::with_capacity(rows),
+            offset: Int64Builder::with_capacity(rows),
+            timestamp: TimestampMicrosecondBuilder::with_capacity(rows).with_timezone(UTC),
+            timestamp_type: Int32Builder::with_capacity(rows),
+            headers: include_headers
+                .then(|| ListBuilder::new(StructBuilder::from_fields(header_fields(), 0))),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.offset.len()
+    }
+
+    fn append(&mut self, msg: &impl Message) {
+        self.key.append_option(msg.key());
+        self.value.append_option(msg.payload());
+        self.topic.append_value(msg.topic());
+        self.partition.append_value(msg.partition());
+        self.offset.append_value(msg.offset());
+        let (ts, kind) = match msg.timestamp() {
+            rdkafka::Timestamp::NotAvailable => (None, -1),
+            rdkafka::Timestamp::CreateTime(t) => (Some(t * 1000), 0),
+            rdkafka::Timestamp::LogAppendTime(t) => (Some(t * 1000), 1),
+        };
+        self.timestamp.append_option(ts);
+        self.timestamp_type.append_value(kind);
+        if let Some(headers) = &mut self.headers {
+            match msg.headers() {
+                Some(hs) => {
+                    for h in hs.iter() {
+                        let item = headers.values();
+                        if let Some(b) = item.field_builder::<StringBuilder>(0) {
+                            b.append_value(h.key);
                         }
-                        headers.append(true);
+                        if let Some(b) = item.field_builder::<BinaryBuilder>(1) {
+                            b.append_option(h.value);
+                        }
+                        item.append(true);
                     }
-                    None => headers.append(false),
+                    headers.append(true);
                 }
+                None => headers.append(false),
             }
         }
+    }
+
+    fn finish(mut self, schema: &SchemaRef) -> Result<RecordBatch> {
         let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(key.finish()),
-            Arc::new(value.finish()),
-            Arc::new(topic.finish()),
-            Arc::new(partition.finish()),
-            Arc::new(offset.finish()),
-            Arc::new(timestamp.finish()),
-            Arc::new(timestamp_type.finish()),
+            Arc::new(self.key.finish()),
+            Arc::new(self.value.finish()),
+            Arc::new(self.topic.finish()),
+            Arc::new(self.partition.finish()),
+            Arc::new(self.offset.finish()),
+            Arc::new(self.timestamp.finish()),
+            Arc::new(self.timestamp_type.finish()),
         ];
-        if self.include_headers {
+        if let Some(mut headers) = self.headers {
             columns.push(Arc::new(headers.finish()));
         }
-        RecordBatch::try_new(self.schema.clone(), columns)
+        RecordBatch::try_new(schema.clone(), columns)
             .map_err(|e| Error::data("building a Kafka batch", e))
     }
 }
@@ -309,6 +342,63 @@ pub struct KafkaSource {
     behind: BTreeMap<(String, i32), i64>,
     /// When the last batch was planned (for `minOffsetsPerTrigger`).
     last_planned: Instant,
+    /// The client settings, for the continuous reader's consumer.
+    config: ClientConfig,
+    /// A continuous query's reader, made by its first `read_available`.
+    continuous: Option<ContinuousReader>,
+}
+
+/// At most this many records are taken per `read_available`, so that a backlog (a restart
+/// after downtime) moves through the query in pieces rather than as one huge batch.
+const MAX_CONTINUOUS_RECORDS: usize = 16_384;
+
+/// How a continuous query reads: a consumer of its own with every partition assigned, its
+/// records taken from the consumer's one queue in arrival order as they come. (The batch
+/// reader's per-partition queues serve reading exact ranges; here there are no ranges.)
+struct ContinuousReader {
+    consumer: BaseConsumer,
+    /// Per partition, the next offset to read: the offset `read_available` returns.
+    next: PartitionOffsets,
+    /// Where the engine's position is: the offset last returned, or the one the reader was
+    /// made for (`None`: the query's start).
+    position: Option<Offset>,
+}
+
+impl ContinuousReader {
+    /// Waits up to `wait` for a record, then takes what else has arrived (up to
+    /// [`MAX_CONTINUOUS_RECORDS`]) without waiting; the record batch and the offsets after it.
+    fn read(
+        &mut self,
+        wait: Duration,
+        schema: &SchemaRef,
+        include_headers: bool,
+    ) -> std::result::Result<Option<RecordBatch>, String> {
+        let mut columns: Option<RecordColumns> = None;
+        let mut timeout = wait;
+        while columns.as_ref().map_or(0, RecordColumns::len) < MAX_CONTINUOUS_RECORDS {
+            let Some(msg) = self.consumer.poll(timeout) else {
+                break;
+            };
+            let msg = msg.map_err(|e| e.to_string())?;
+            let key = (msg.topic().to_owned(), msg.partition());
+            let next = self.next.get(&key).copied().unwrap_or(0);
+            if msg.offset() < next {
+                // Delivered again after a reconnect: already taken.
+                continue;
+            }
+            // Transaction markers and compaction leave gaps: the next offset follows the
+            // record seen.
+            self.next.insert(key, msg.offset() + 1);
+            columns
+                .get_or_insert_with(|| RecordColumns::with_capacity(1024, include_headers))
+                .append(&msg);
+            timeout = Duration::ZERO;
+        }
+        match columns {
+            Some(c) => c.finish(schema).map(Some).map_err(|e| e.to_string()),
+            None => Ok(None),
+        }
+    }
 }
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -342,6 +432,11 @@ impl KafkaSource {
             // partitions hold gigabytes. (`kafka.queued.max.messages.kbytes` overrides it.)
             .set("queued.max.messages.kbytes", "4096")
             .set("queued.min.messages", "20000")
+            // With prefetch limits this low, a queue at its limit postpones the partition's
+            // next fetch by librdkafka's 1 s default, and a failed fetch by 500 ms: each was
+            // seen as a stall of that length in end-to-end latency (docs/BENCHMARKS.md).
+            .set("fetch.queue.backoff.ms", "10")
+            .set("fetch.error.backoff.ms", "10")
             // librdkafka's consumer needs a group to assign partitions; like Spark's
             // `spark-kafka-source-<uuid>` it is private and nothing is ever committed to it.
             .set(
@@ -380,6 +475,49 @@ impl KafkaSource {
             lost_records: 0,
             behind: BTreeMap::new(),
             last_planned: Instant::now(),
+            config,
+            continuous: None,
+        })
+    }
+
+    /// The continuous reader, positioned where `start` says (or where the query starts, as
+    /// a first batch would: the source log's initial offsets, the data-loss checks).
+    fn continuous_reader(&mut self, start: Option<&Offset>) -> Result<ContinuousReader> {
+        self.latest_offset(start, ReadLimit::All)?;
+        let starts = match start {
+            Some(s) => {
+                from_json(s).ok_or_else(|| self.err(format!("offset {s} is not a Kafka offset")))?
+            }
+            None => self.initial.clone().unwrap_or_default(),
+        };
+        let partitions = self.partitions()?;
+        let marks = self.all_watermarks(&partitions)?;
+        let mut next = PartitionOffsets::new();
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in partitions {
+            let (low, high) = marks.get(&(t.clone(), p)).copied().unwrap_or((0, 0));
+            // Below the log's start only when failOnDataLoss = false let the plan skip ahead.
+            let s = starts
+                .get(&(t.clone(), p))
+                .copied()
+                .unwrap_or(low)
+                .clamp(low, high.max(low));
+            tpl.add_partition_offset(&t, p, KafkaOffset::Offset(s))
+                .map_err(|e| self.err(format!("assigning {t}-{p}: {e}")))?;
+            next.insert((t, p), s);
+        }
+        let consumer: BaseConsumer = self
+            .config
+            .create()
+            .map_err(|e| self.err(format!("creating the Kafka client: {e}")))?;
+        consumer
+            .assign(&tpl)
+            .map_err(|e| self.err(format!("assigning partitions: {e}")))?;
+        info!(offsets = %to_json(&next), "Kafka source reading continuously");
+        Ok(ContinuousReader {
+            consumer,
+            next,
+            position: start.cloned(),
         })
     }
 
@@ -873,6 +1011,49 @@ impl Source for KafkaSource {
 
     fn commit(&mut self, _end: &Offset) -> Result<()> {
         Ok(())
+    }
+
+    fn read_available(
+        &mut self,
+        start: Option<&Offset>,
+        wait: Duration,
+    ) -> Result<Option<(Offset, Vec<RecordBatch>)>> {
+        // A reader elsewhere than `start` (the engine re-ran an epoch) is made afresh.
+        let positioned = self
+            .continuous
+            .as_ref()
+            .is_some_and(|r| r.position.as_ref() == start);
+        if !positioned {
+            self.continuous = None;
+            let reader = self.continuous_reader(start)?;
+            self.continuous = Some(reader);
+        }
+        let (schema, include_headers, name) = (
+            self.schema.clone(),
+            self.spec.include_headers,
+            self.description(),
+        );
+        let Some(reader) = self.continuous.as_mut() else {
+            return Ok(None);
+        };
+        if reader.next.is_empty() {
+            // No partition yet (the topic does not exist): look again after the wait.
+            std::thread::sleep(wait);
+            self.continuous = None;
+            return Ok(None);
+        }
+        match reader.read(wait, &schema, include_headers) {
+            Ok(Some(batch)) => {
+                let end = to_json(&reader.next);
+                reader.position = Some(end.clone());
+                Ok(Some((end, vec![batch])))
+            }
+            Ok(None) => Ok(None),
+            Err(message) => Err(Error::Source {
+                source_name: name,
+                message: format!("reading continuously: {message}"),
+            }),
+        }
     }
 
     fn take_metrics(&mut self) -> SourceMetrics {

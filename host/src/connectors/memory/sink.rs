@@ -82,4 +82,18 @@ impl Sink for MemorySink {
         table.last_batch = Some(batch_id);
         Ok(batches.iter().map(|b| b.num_rows() as u64).sum())
     }
+
+    fn add_continuous(
+        &mut self,
+        epoch: u64,
+        _schema: &SchemaRef,
+        batches: &[RecordBatch],
+    ) -> Result<u64> {
+        // Appended as they arrive (a continuous query is stateless: append mode only).
+        let mut tables = tables().lock().unwrap_or_else(|p| p.into_inner());
+        let table = tables.entry(self.name.clone()).or_default();
+        table.batches.push((epoch, batches.to_vec()));
+        table.last_batch = Some(epoch);
+        Ok(batches.iter().map(|b| b.num_rows() as u64).sum())
+    }
 }

@@ -4,7 +4,7 @@
 //! Both produce Spark's columns: `timestamp` (TIMESTAMP) and `value` (BIGINT, 0, 1, 2, ...).
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow_array::{Int64Array, RecordBatch, TimestampMicrosecondArray};
 use arrow_schema::{Field, Schema, SchemaRef};
@@ -146,6 +146,29 @@ impl Source for RateSource {
 
     fn commit(&mut self, _end: &Offset) -> Result<()> {
         Ok(())
+    }
+
+    fn read_available(
+        &mut self,
+        start: Option<&Offset>,
+        wait: Duration,
+    ) -> Result<Option<(Offset, Vec<RecordBatch>)>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(end) = self.latest_offset(start, ReadLimit::Configured)?
+                && Some(&end) != start
+            {
+                let rows = self.get_batch(start, &end)?;
+                return Ok(Some((end, rows)));
+            }
+            // Offsets count milliseconds: a millisecond is the finest wait that can find a
+            // new row.
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep((deadline - now).min(Duration::from_millis(1)));
+        }
     }
 }
 

@@ -13,6 +13,11 @@
 //! world holds a [`StreamingQuery`] handle: it can read status and progress and ask for a
 //! graceful stop, which is honoured between batches (the batch in flight finishes and
 //! commits).
+//!
+//! A continuous query (`trigger = { continuous = ... }`) runs epochs instead of batches, with
+//! the same checkpoint and recovery: see [`continuous`].
+
+mod continuous;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -291,6 +296,7 @@ impl StreamingQuery {
         // operators (their state of N+1 is built on N's) and named outputs (staged per batch)
         // keep the plain order.
         let pipelined = spec.pipeline_batches
+            && !matches!(spec.trigger, Trigger::Continuous(_))
             && operators.is_empty()
             && matches!(spec.combine, Combine::Single | Combine::Union)
             && spec.outputs.is_empty()
@@ -860,6 +866,7 @@ impl MicroBatchExecution {
                     }
                 }
             }
+            Trigger::Continuous(interval) => self.run_continuous(interval)?,
             Trigger::ProcessingTime(interval) => {
                 while !self.stop.is_requested() {
                     let started = SystemTime::now();

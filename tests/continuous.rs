@@ -107,33 +107,39 @@ fn records_flow_through_as_they_arrive_and_each_epoch_commits_once() {
     assert_eq!(run.wait().0, Some(0));
 }
 
+/// A continuous query over 100 records killed with SIGKILL at failpoint `point` of epoch 0,
+/// and 50 more records produced meanwhile: the broker, the run's folder and its pipeline.
+fn killed_at(point: &str, exactly_once: bool) -> (Broker, tempfile::TempDir, std::path::PathBuf) {
+    let broker = Broker::start(&["in:3", "out:3"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = continuous_pipeline(dir.path(), &broker.bootstrap, "200 ms", exactly_once);
+    produce_with_kcat(&broker.bootstrap, 0..100);
+    let failpoint = format!("{point}:0");
+    let mut run = Running::start(&file, &[], &[("SLUICE_FAILPOINTS", &failpoint)]);
+    run.await_line(&format!("sluice-failpoint: {point} batch 0"));
+    run.signal(9);
+    assert_eq!(run.wait().0, None);
+    produce_with_kcat(&broker.bootstrap, 100..150);
+    (broker, dir, file)
+}
+
 #[test]
 fn an_at_least_once_continuous_query_killed_at_every_step_loses_nothing() {
-    let points = [
+    for point in [
         "before-offsets",
         "after-offsets",
         "after-sink",
         "after-commit",
-    ];
-    for point in points {
-        let broker = Broker::start(&["in:3", "out:3"]);
-        let dir = tempfile::tempdir().unwrap();
-        let file = continuous_pipeline(dir.path(), &broker.bootstrap, "200 ms", false);
-        produce_with_kcat(&broker.bootstrap, 0..100);
-        let failpoint = format!("{point}:0");
-        let mut run = Running::start(&file, &[], &[("SLUICE_FAILPOINTS", &failpoint)]);
-        run.await_line(&format!("sluice-failpoint: {point} batch 0"));
-        run.signal(9);
-        assert_eq!(run.wait().0, None);
-        produce_with_kcat(&broker.bootstrap, 100..150);
+    ] {
+        let (broker, _dir, file) = killed_at(point, false);
         let mut run = Running::start(&file, &[], &[]);
         run.await_line("Kafka source reading continuously");
         let mut got = read_committed(&broker.bootstrap, "out", 3, 150);
         got.dedup();
-        assert_eq!(got, expected(0..150), "{failpoint}: a record was lost");
+        assert_eq!(got, expected(0..150), "{point}: a record was lost");
         run.signal(15);
         let (code, stderr) = run.wait();
-        assert_eq!(code, Some(0), "{failpoint}: {stderr}");
+        assert_eq!(code, Some(0), "{point}: {stderr}");
     }
 }
 
@@ -141,18 +147,11 @@ fn an_at_least_once_continuous_query_killed_at_every_step_loses_nothing() {
 fn an_exactly_once_epoch_whose_transaction_committed_is_not_written_again() {
     // Killed after the epoch's transaction committed but before its commit entry, and after
     // the commit entry: the restarted query sees its epoch marker in Kafka and skips the
-    // re-run, so a read_committed reader sees every record once.
+    // re-run, so a read_committed reader sees every record once. (A kill before the
+    // transaction commits relies on the broker aborting it when the restarted producer takes
+    // the transactional id over, which the mock broker does not do: not tested here.)
     for point in ["after-sink", "after-commit"] {
-        let broker = Broker::start(&["in:3", "out:3"]);
-        let dir = tempfile::tempdir().unwrap();
-        let file = continuous_pipeline(dir.path(), &broker.bootstrap, "200 ms", true);
-        produce_with_kcat(&broker.bootstrap, 0..100);
-        let failpoint = format!("{point}:0");
-        let mut run = Running::start(&file, &[], &[("SLUICE_FAILPOINTS", &failpoint)]);
-        run.await_line(&format!("sluice-failpoint: {point} batch 0"));
-        run.signal(9);
-        assert_eq!(run.wait().0, None);
-        produce_with_kcat(&broker.bootstrap, 100..150);
+        let (broker, _dir, file) = killed_at(point, true);
         let mut run = Running::start(&file, &[], &[]);
         if point == "after-sink" {
             run.await_line("batch already committed to Kafka; skipping");
@@ -161,11 +160,11 @@ fn an_exactly_once_epoch_whose_transaction_committed_is_not_written_again() {
         assert_eq!(
             read_committed(&broker.bootstrap, "out", 3, 150),
             expected(0..150),
-            "{failpoint}: a read_committed reader sees a different set"
+            "{point}: a read_committed reader sees a different set"
         );
         run.signal(15);
         let (code, stderr) = run.wait();
-        assert_eq!(code, Some(0), "{failpoint}: {stderr}");
+        assert_eq!(code, Some(0), "{point}: {stderr}");
     }
 }
 

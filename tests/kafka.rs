@@ -9,9 +9,6 @@ use std::time::Duration;
 
 use common::kafka::*;
 use common::*;
-use rdkafka::config::ClientConfig;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 /// stunnel (Debian's stunnel4) accepting TLS on 127.0.0.1:`port` with `certs`' server
 /// certificate and forwarding plain TCP to `to`; killed when dropped.
@@ -195,11 +192,6 @@ fn consumer_group_options_are_refused_with_the_reason() {
         "{stderr}"
     );
 }
-
-/// Every record of `topic` a `read_committed` consumer sees, as sorted strings: read until at
-/// least `expected` records arrived (the mock broker can report a partition's end before its
-/// last writes are visible, so "read to the end" alone can stop short), then on to the end of
-/// every partition, so extra records are seen too.
 
 fn to_kafka_pipeline(
     dir: &std::path::Path,

@@ -74,8 +74,10 @@ impl Drop for Broker {
     }
 }
 
-/// Every record of `topic` a `read_committed` consumer sees, sorted; waits until `expected`
-/// arrived and every partition is at its end (or the timeout).
+/// Every record of `topic` a `read_committed` consumer sees, as sorted strings: read until at
+/// least `expected` records arrived (the mock broker can report a partition's end before its
+/// last writes are visible, so "read to the end" alone can stop short), then on to the end of
+/// every partition, so extra records are seen too.
 pub fn read_committed(
     bootstrap: &str,
     topic: &str,

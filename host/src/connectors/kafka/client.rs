@@ -63,6 +63,17 @@ impl ClientContext for ProbeContext {
 
 impl ConsumerContext for ProbeContext {}
 
+impl ProbeContext {
+    /// Whether the broker refused the credentials (SASL), which retrying will not change.
+    fn authentication_failed(&self) -> bool {
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|e| e.contains("SASL authentication error") || e.contains("Authentication failed"))
+    }
+}
+
 /// A `kafka.*` option for librdkafka: its value as written, or a secret read at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientValue {
@@ -138,8 +149,24 @@ pub fn check_reachable(
     let probe: BaseConsumer<ProbeContext> = config
         .create_with_context(ProbeContext::default())
         .map_err(|e| format!("creating a Kafka client for {bootstrap_servers}: {e}"))?;
-    match probe.fetch_metadata(None, timeout) {
-        Ok(_) => Ok(()),
+    // In slices, so that a refused authentication ends the wait at once: librdkafka would
+    // retry it with backoff until the timeout, each attempt one more failed login at the
+    // broker.
+    let deadline = std::time::Instant::now() + timeout;
+    let outcome = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match probe.fetch_metadata(None, left.min(Duration::from_millis(250))) {
+            Ok(_) => break Ok(()),
+            Err(e) => {
+                let _ = probe.poll(Duration::ZERO);
+                if left <= Duration::from_millis(250) || probe.context().authentication_failed() {
+                    break Err(e);
+                }
+            }
+        }
+    };
+    match outcome {
+        Ok(()) => Ok(()),
         Err(e) => {
             // librdkafka queues its log lines (`log.queue`): serve them, so the message can
             // say why the connection failed (an SSL handshake, an authentication).
@@ -155,6 +182,11 @@ pub fn check_reachable(
             } else {
                 seen.join("; ")
             };
+            if probe.context().authentication_failed() {
+                return Err(format!(
+                    "the Kafka broker at bootstrap servers '{bootstrap_servers}' refused the login (librdkafka said: {seen}); check kafka.sasl.mechanism, kafka.sasl.username and the password"
+                ));
+            }
             Err(format!(
                 "no Kafka broker answered at bootstrap servers '{bootstrap_servers}' within {} (asked for cluster metadata; librdkafka said: {seen}); check kafka.bootstrap.servers, that the brokers are running and reachable from here, and any kafka.security.protocol / kafka.sasl.* settings, or raise connectTimeout",
                 humantime(timeout)

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! sluice-kafka-mock [--brokers N] [--topic NAME[:PARTITIONS]]... [--advertise HOST:PORT]...
+//!                   [--sasl USER:PASSWORD]
 //! ```
 //!
 //! Creates the topics, prints `bootstrap=HOST:PORT` on stdout and serves until killed. Any
@@ -12,6 +13,13 @@
 //! another address than the one it listens on — a TLS proxy in front of it (stunnel), which is
 //! how the tests reach a Kafka-protocol broker over TLS: the mock cluster itself speaks plain
 //! TCP only.
+//!
+//! `--sasl` puts an authenticating front before every broker (`sasl.rs`: PLAIN,
+//! SCRAM-SHA-256 and SCRAM-SHA-512 for that one user) and advertises it instead, so clients
+//! must connect with `security.protocol = SASL_PLAINTEXT` and those credentials; the printed
+//! bootstrap address is the front's.
+
+mod sasl;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -23,6 +31,7 @@ fn main() -> ExitCode {
     let mut brokers = 1;
     let mut topics: Vec<(String, i32)> = Vec::new();
     let mut advertise: Vec<(String, i32)> = Vec::new();
+    let mut credentials: Option<sasl::Credentials> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match (arg.as_str(), args.next()) {
@@ -43,11 +52,23 @@ fn main() -> ExitCode {
                 }
                 _ => return usage(&format!("--advertise takes HOST:PORT, not '{a}'")),
             },
+            ("--sasl", Some(c)) => match c.split_once(':') {
+                Some((user, password)) if !user.is_empty() => {
+                    credentials = Some(sasl::Credentials {
+                        user: user.to_owned(),
+                        password: password.to_owned(),
+                    })
+                }
+                _ => return usage("--sasl takes USER:PASSWORD"),
+            },
             (other, _) => return usage(&format!("unknown argument '{other}'")),
         }
     }
     if advertise.len() > brokers as usize {
         return usage("more --advertise addresses than brokers");
+    }
+    if credentials.is_some() && !advertise.is_empty() {
+        return usage("--sasl advertises its own fronts: it cannot be combined with --advertise");
     }
     // The cluster belongs to this client (librdkafka's `test.mock.num.brokers`), which keeps
     // it while the process lives and gives the raw handle `--advertise` needs.
@@ -65,6 +86,30 @@ fn main() -> ExitCode {
         eprintln!("error: the client has no mock cluster");
         return ExitCode::FAILURE;
     };
+    // SASL: a front per broker, listening now, advertised in the broker's place below.
+    let mut fronts = Vec::new();
+    if let Some(credentials) = credentials {
+        let credentials = std::sync::Arc::new(credentials);
+        let listening: Vec<String> = cluster
+            .bootstrap_servers()
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+        for broker in listening {
+            let listener = match std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| Ok((l.local_addr()?.port(), l)))
+            {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: listening for the SASL front: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            advertise.push(("127.0.0.1".to_owned(), i32::from(listener.0)));
+            fronts.push(format!("127.0.0.1:{}", listener.0));
+            sasl::serve(listener.1, broker, credentials.clone());
+        }
+    }
     for (i, (host, port)) in advertise.iter().enumerate() {
         let Ok(host) = std::ffi::CString::new(host.as_str()) else {
             return usage("--advertise host holds a NUL byte");
@@ -89,7 +134,11 @@ fn main() -> ExitCode {
     }
     let mut out = std::io::stdout().lock();
     // Where it listens (an --advertise'd proxy forwards here).
-    let _ = writeln!(out, "bootstrap={}", cluster.bootstrap_servers());
+    if fronts.is_empty() {
+        let _ = writeln!(out, "bootstrap={}", cluster.bootstrap_servers());
+    } else {
+        let _ = writeln!(out, "bootstrap={}", fronts.join(","));
+    }
     let _ = out.flush();
     drop(out);
     loop {
@@ -99,7 +148,7 @@ fn main() -> ExitCode {
 
 fn usage(problem: &str) -> ExitCode {
     eprintln!(
-        "error: {problem}\nusage: sluice-kafka-mock [--brokers N] [--topic NAME[:PARTITIONS]]... [--advertise HOST:PORT]..."
+        "error: {problem}\nusage: sluice-kafka-mock [--brokers N] [--topic NAME[:PARTITIONS]]... [--advertise HOST:PORT]... [--sasl USER:PASSWORD]"
     );
     ExitCode::from(2)
 }

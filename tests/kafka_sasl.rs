@@ -192,3 +192,97 @@ fn every_mechanism_logs_in_and_a_wrong_password_fails_once_without_showing_it() 
     let attempts = broker.refused_logins() - before;
     assert!((1..=3).contains(&attempts), "{attempts} refused logins");
 }
+
+/// GET `url` and return the body as text.
+fn get_text(url: &str) -> String {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    agent
+        .get(url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap()
+}
+
+#[test]
+fn a_served_query_with_a_password_from_the_environment_never_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = SaslBroker::start(dir.path(), &["in:2", "out:2"]);
+    broker.kcat("PLAIN", &["-P", "-t", "in"], "one\ntwo\nthree\n");
+    let data = dir.path().join("data");
+    let log = dir.path().join("serve.log");
+    let mut cmd = sluice();
+    cmd.arg("serve")
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "debug")
+        .env("KAFKA_PASSWORD", PASSWORD)
+        .env_remove("SLUICE_TOKEN")
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
+    let (mut server, url) = spawn_announcing(cmd, "sluice serve listening on ");
+    let token = std::fs::read_to_string(data.join("token")).unwrap();
+    let file = sasl_pipeline(dir.path(), &broker.bootstrap, "SCRAM-SHA-256", "out");
+    // Running until stopped, so that its status and metrics are live while they are read.
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "trigger = \"availableNow\"",
+        "trigger = { processingTime = \"200 ms\" }",
+    );
+    std::fs::write(&file, text).unwrap();
+    run_ok(
+        sluice()
+            .args(["query", "start", file.to_str().unwrap()])
+            .args(["--server", &url, "--token", token.trim()]),
+    );
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let status = loop {
+        let status = get_text(&format!("{url}/queries/sasl"));
+        let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+        assert!(v["exception"].is_null(), "{status}");
+        if v["lastBatchId"].as_u64().is_some() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut got = broker.kcat("SCRAM-SHA-256", &["-C", "-t", "out", "-e", "-q"], "");
+    got.sort();
+    assert_eq!(got, ["one", "three", "two"]);
+    let seen = [
+        ("the query's status", status),
+        ("the query listing", get_text(&format!("{url}/queries"))),
+        (
+            "progress",
+            get_text(&format!("{url}/queries/sasl/progress")),
+        ),
+        ("/metrics", get_text(&format!("{url}/metrics"))),
+        (
+            "validate",
+            String::from_utf8_lossy(
+                &sluice()
+                    .arg("validate")
+                    .arg(&file)
+                    .env("KAFKA_PASSWORD", PASSWORD)
+                    .output()
+                    .unwrap()
+                    .stdout,
+            )
+            .into_owned(),
+        ),
+    ];
+    let _ = server.kill();
+    let _ = server.wait();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("batch committed"), "{log}");
+    for (what, text) in seen.iter().chain([&("the server's debug log", log)]) {
+        assert!(!text.is_empty(), "{what} is empty");
+        assert!(
+            !text.contains(PASSWORD),
+            "the password is in {what}:\n{text}"
+        );
+    }
+}

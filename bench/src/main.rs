@@ -11,6 +11,7 @@
 //! cargo run --release -p sluice-bench -- nexmark --query q5 --events 10000000 [--runs R]
 //! cargo run --release -p sluice-bench -- nexmark --all
 //! cargo run --release -p sluice-bench -- processor
+//! cargo run --release -p sluice-bench -- python [--lines N] [--runs R]
 //! ```
 
 mod dashboard;
@@ -24,6 +25,7 @@ mod nexmark;
 mod pipeline;
 mod postgres;
 mod processor;
+mod python;
 mod serve;
 mod storage;
 
@@ -121,6 +123,15 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Python guests against Rust: the JSON pipeline's rows/s, load and instance costs.
+    Python {
+        /// JSON lines in the input.
+        #[arg(long, default_value_t = 200_000)]
+        lines: usize,
+        /// Runs of the pipeline per guest (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Object storage: json → parquet with checkpoint and sink on S3 (moto) against local disk.
     Storage {
         /// Runs each way (the median is reported).
@@ -203,6 +214,15 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Storage { runs } => storage::run(runs),
+        Command::Python { lines, runs } => {
+            let modules = guest("json_events.wasm")?;
+            let status = std::process::Command::new("bash")
+                .arg(repo().join("scripts/build-python-guests.sh"))
+                .status()
+                .context("running scripts/build-python-guests.sh")?;
+            anyhow::ensure!(status.success(), "building the Python guests failed");
+            python::run(modules.parent().context("modules dir")?, lines, runs)
+        }
         Command::Serve { runs } => {
             let modules = guest("pass_through.wasm")?;
             serve::run(modules.parent().context("modules dir")?, runs)

@@ -100,6 +100,9 @@ enum Command {
         kind: new::GuestKind,
         /// The crate's name (also the component's file name).
         name: String,
+        /// The guest's language (python: transforms, built with componentize-py).
+        #[arg(long, value_enum, default_value_t)]
+        lang: new::Lang,
         /// Where to write it (default: ./NAME).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -163,10 +166,19 @@ pub fn main() -> ExitCode {
             token,
             max_module_size,
         } => serve(data_dir, addr, token, &max_module_size),
-        Command::New { kind, name, dir } => new::scaffold(kind, &name, dir).map(|dir| {
+        Command::New {
+            kind,
+            lang,
+            name,
+            dir,
+        } => new::scaffold(kind, lang, &name, dir).map(|dir| {
             println!("created {}", dir.display());
+            let build = match lang {
+                new::Lang::Rust => "sluice module build      # builds and checks the component",
+                new::Lang::Python => "./build.sh               # componentize-py, then checks the component",
+            };
             println!(
-                "next:\n  cd {}\n  sluice module build      # builds and checks the component\n  sluice run pipeline.toml # runs it on the sample input",
+                "next:\n  cd {}\n  {build}\n  sluice run pipeline.toml # runs it on the sample input",
                 dir.display()
             );
             ExitCode::SUCCESS

@@ -1,4 +1,5 @@
-//! `sluice new transform|handler|aggregate|processor NAME`: a guest crate that builds anywhere.
+//! `sluice new transform|handler|aggregate|processor NAME`: a guest crate that builds anywhere;
+//! `sluice new transform --lang python NAME`: the same in Python (componentize-py).
 //!
 //! The crate gets a small working example of its kind, a pipeline that runs it on sample
 //! input, a README with the commands, and — in `vendor/` — the guest SDK and WIT contract this
@@ -72,6 +73,46 @@ impl GuestKind {
     }
 }
 
+/// The language a guest is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Lang {
+    /// A Rust crate on the guest SDK (`guest-sdk/`).
+    #[default]
+    Rust,
+    /// A Python module on the Python SDK (`guest-sdk/python`), built with componentize-py.
+    Python,
+}
+
+/// A Python transform's folder, as (path, contents with placeholders).
+const PYTHON: &[(&str, &str)] = &[
+    ("app.py", include_str!("../../templates/python/app.py")),
+    ("build.sh", include_str!("../../templates/python/build.sh")),
+    (
+        "README.md",
+        include_str!("../../templates/python/README.md"),
+    ),
+    (
+        ".gitignore",
+        include_str!("../../templates/python/gitignore"),
+    ),
+    (
+        "pipeline.toml",
+        include_str!("../../templates/transform/pipeline.toml"),
+    ),
+    (
+        "input/orders.jsonl",
+        include_str!("../../templates/common/orders.jsonl"),
+    ),
+    (
+        "sluice_guest/__init__.py",
+        include_str!("../../../guest-sdk/python/sluice_guest/__init__.py"),
+    ),
+    (
+        "wit/pipeline.wit",
+        include_str!("../../../wit/pipeline.wit"),
+    ),
+];
+
 /// Files every scaffold gets, as (path in the new crate, contents with placeholders).
 const COMMON: &[(&str, &str)] = &[
     (
@@ -143,8 +184,14 @@ fn check_name(name: &str) -> Result<()> {
 
 /// Writes a new guest crate of `kind` named `name` into `dir` (default: `./NAME`), which
 /// must not exist yet. Returns the directory.
-pub fn scaffold(kind: GuestKind, name: &str, dir: Option<PathBuf>) -> Result<PathBuf> {
+pub fn scaffold(kind: GuestKind, lang: Lang, name: &str, dir: Option<PathBuf>) -> Result<PathBuf> {
     check_name(name)?;
+    if lang == Lang::Python && kind != GuestKind::Transform {
+        bail!(
+            "Python guests can be transforms so far (sluice new transform --lang python {name}); write a {} in Rust",
+            kind.name()
+        );
+    }
     let dir = dir.unwrap_or_else(|| PathBuf::from(name));
     if dir.exists() {
         bail!(
@@ -161,6 +208,22 @@ pub fn scaffold(kind: GuestKind, name: &str, dir: Option<PathBuf>) -> Result<Pat
             .replace("{{feature}}", kind.feature())
             .replace("{{what}}", kind.what())
     };
+    if lang == Lang::Python {
+        for (path, text) in PYTHON {
+            let path = dir.join(path);
+            // The SDK and the contract verbatim; the rest with this guest's name.
+            let vendored =
+                path.starts_with(dir.join("sluice_guest")) || path.starts_with(dir.join("wit"));
+            let text = if vendored {
+                (*text).to_owned()
+            } else {
+                fill(text).replace("sluice module build", "./build.sh")
+            };
+            write_new(&path, &text)?;
+        }
+        make_executable(&dir.join("build.sh"))?;
+        return Ok(dir);
+    }
     let mut files: Vec<(&str, String)> = COMMON.iter().map(|(p, t)| (*p, fill(t))).collect();
     files.push(("src/lib.rs", kind.lib_rs().to_owned()));
     files.push(("pipeline.toml", fill(kind.pipeline())));
@@ -169,6 +232,18 @@ pub fn scaffold(kind: GuestKind, name: &str, dir: Option<PathBuf>) -> Result<Pat
         write_new(&dir.join(path), contents)?;
     }
     Ok(dir)
+}
+
+#[cfg(unix)]
+fn make_executable(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("making {} executable", path.display()))
+}
+
+#[cfg(not(unix))]
+fn make_executable(_: &Path) -> Result<()> {
+    Ok(())
 }
 
 fn write_new(path: &Path, contents: &str) -> Result<()> {
@@ -201,8 +276,13 @@ mod tests {
             GuestKind::Handler,
             GuestKind::Aggregate,
         ] {
-            let dir =
-                scaffold(kind, "my-guest", Some(tmp.path().join(kind.name()))).expect("scaffold");
+            let dir = scaffold(
+                kind,
+                Lang::Rust,
+                "my-guest",
+                Some(tmp.path().join(kind.name())),
+            )
+            .expect("scaffold");
             for (path, _) in COMMON {
                 let text = std::fs::read_to_string(dir.join(path)).expect("written");
                 assert!(!text.contains("{{"), "{path} of a {}: {text}", kind.name());

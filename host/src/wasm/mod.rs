@@ -18,6 +18,7 @@ pub mod aggregate;
 pub mod bindings;
 pub mod handler;
 pub mod processor;
+pub mod stderr;
 pub mod transform;
 
 use std::collections::HashMap;
@@ -268,18 +269,23 @@ pub struct GuestState {
     emit_budget: EmitBudget,
     /// Handler: what the pipeline grants.
     grants: Option<handler::Grants>,
+    /// The end of what the guest wrote to stderr (an uncaught exception's traceback).
+    stderr: stderr::StderrTail,
 }
 
 impl GuestState {
     fn new(label: Arc<str>, limits: &GuestLimits, grants: Option<handler::Grants>) -> Self {
         // No preopens, no environment, no arguments, no sockets: nothing ambient.
+        let stderr = stderr::StderrTail::default();
         let wasi = WasiCtx::builder()
+            .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
         GuestState {
             wasi,
+            stderr,
             table: ResourceTable::new(),
             label,
             memory_cap: limits.max_memory,
@@ -583,6 +589,7 @@ fn begin_call(store: &mut Store<GuestState>, limits: &GuestLimits) -> Result<()>
     s.emitted.clear();
     s.emit_error = None;
     s.last_error_log = None;
+    s.stderr.take();
     s.log_lines = 0;
     // The floors; a call that knows its input sets a budget relative to it.
     s.emit_budget = EmitBudget::for_call(limits, 0, 0);
@@ -613,6 +620,11 @@ fn explain(err: &wasmtime::Error, state: &GuestState, limits: &GuestLimits) -> S
             return format!("ran out of fuel ({} units)", limits.fuel.unwrap_or(0));
         }
         _ => {}
+    }
+    // A guest that printed why it gave up (a Python traceback): that, not the wasm frames.
+    let printed = state.stderr.take();
+    if !printed.is_empty() {
+        return format!("trapped; its stderr ends with:\n{printed}");
     }
     match &state.last_error_log {
         Some(msg) => format!("trapped after logging: {} ({err})", msg.replace('\n', " ")),

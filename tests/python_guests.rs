@@ -1,0 +1,254 @@
+//! Guests written in Python (componentize-py, `guest-sdk/python`): built from source by
+//! `scripts/build-python-guests.sh`, run through the CLI like Rust guests, with the same
+//! output as the Rust examples and the same containment for hostile code.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn a_python_transform_built_with_componentize_py_filters_rows_in_a_pipeline() {
+    let module = python_guests().join("python_filter.wasm");
+    let dir = tempfile::tempdir().unwrap();
+    drop_file(&dir.path().join("in"), "a.json", &event_lines(0..300));
+    let file = pipeline(
+        dir.path(),
+        &format!(
+            r#"[[query]]
+name = "py"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+[query.source]
+format = "json"
+path = "in"
+schema = "id BIGINT, city STRING, amount BIGINT"
+mode = "FAILFAST"
+[[query.transform]]
+name = "py-filter"
+module = "{}"
+config = {{ min = 1500 }}
+[query.sink]
+format = "json"
+path = "out"
+"#,
+            module.display()
+        ),
+    );
+    let (code, _, stderr) = run_logged(&file);
+    assert_eq!(code, Some(0), "{stderr}");
+    // event_lines' amount is id * 10: the rows from id 150 on, every column kept.
+    let rows = committed_json(&dir.path().join("out"));
+    assert_eq!(sorted_ids(&rows), (150..300).collect::<Vec<u64>>());
+    let expected: Vec<serde_json::Value> = event_lines(150..300)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut got = rows.clone();
+    got.sort_by_key(|r| r["id"].as_u64());
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn the_seeds_json_pipeline_in_python_writes_what_the_rust_guest_writes() {
+    python_guests();
+    let values = |name: &str| -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = example(name, dir.path());
+        let (code, _, stderr) = run_logged(&file);
+        assert_eq!(code, Some(0), "{name}: {stderr}");
+        committed_json(&dir.path().join(format!("out/{name}")))
+            .iter()
+            .map(|r| r["value"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let python = values("python-json-events");
+    assert_eq!(python.len(), 4, "{python:?}");
+    assert_eq!(python, values("json-events"));
+}
+
+#[test]
+fn hostile_python_guests_are_stopped_with_what_went_wrong() {
+    let module = python_guests().join("python_hostile.wasm");
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for (name, behave, limits) in [
+        ("spin", "loop", r#"timeout = "2 seconds""#),
+        ("hoard", "allocate", r#"maxMemory = "128 MiB""#),
+        ("snoop", "read-file", ""),
+        ("raiser", "raise", ""),
+    ] {
+        text.push_str(&format!(
+            r#"
+[[query]]
+name = "{name}"
+checkpointLocation = "ckpt-{name}"
+trigger = "availableNow"
+[query.source]
+format = "rate-micro-batch"
+rowsPerBatch = 8
+[[query.transform]]
+name = "{name}-step"
+module = "{module}"
+config = {{ behave = "{behave}", columns = 2 }}
+{limits}
+[query.sink]
+format = "json"
+path = "out-{name}"
+"#,
+            module = module.display()
+        ));
+    }
+    let file = pipeline(dir.path(), &text);
+    let (code, _, stderr) = run_logged(&file);
+    assert_eq!(code, Some(1), "{stderr}");
+    let error_of = |q: &str| {
+        let start = stderr
+            .find(&format!("error: query '{q}' failed"))
+            .unwrap_or_else(|| panic!("no error for query {q}:\n{stderr}"));
+        // The error and the guest's traceback after it, up to the next error.
+        let rest = &stderr[start..];
+        let end = rest[1..]
+            .find("error: query '")
+            .map_or(rest.len(), |e| e + 1);
+        rest[..end].to_owned()
+    };
+    let spin = error_of("spin");
+    assert!(
+        spin.contains("step 'spin-step'") && spin.contains("ran past its deadline of 2s"),
+        "{spin}"
+    );
+    let hoard = error_of("hoard");
+    assert!(
+        hoard.contains("exceeded its memory limit of 128.0 MiB"),
+        "{hoard}"
+    );
+    // Nothing is granted: the file cannot be opened, and the guest's own traceback says so.
+    let snoop = error_of("snoop");
+    assert!(
+        snoop.contains("step 'snoop-step'")
+            && snoop.contains("its stderr ends with")
+            && snoop.contains("/etc/hostname")
+            && (snoop.contains("FileNotFoundError") || snoop.contains("PermissionError")),
+        "{snoop}"
+    );
+    let raiser = error_of("raiser");
+    assert!(
+        raiser.contains("ValueError: bad row 7") && raiser.contains("batch 0"),
+        "{raiser}"
+    );
+    for q in ["spin", "hoard", "snoop", "raiser"] {
+        assert!(
+            committed_json(&dir.path().join(format!("out-{q}"))).is_empty(),
+            "{q}"
+        );
+    }
+}
+
+#[test]
+fn sluice_new_scaffolds_a_python_transform_that_builds_and_runs() {
+    python_guests(); // componentize-py is installed
+    let dir = tempfile::tempdir().unwrap();
+    let guest = dir.path().join("big-orders");
+    run_ok(
+        sluice()
+            .args([
+                "new",
+                "transform",
+                "--lang",
+                "python",
+                "big-orders",
+                "--dir",
+            ])
+            .arg(&guest),
+    );
+    // build.sh runs componentize-py, then `sluice module check`: this build's binary first
+    // on PATH.
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_sluice"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let built = run_ok(
+        std::process::Command::new("bash")
+            .arg(guest.join("build.sh"))
+            .env("PATH", &path),
+    );
+    assert!(
+        String::from_utf8_lossy(&built.stdout).contains("transformer"),
+        "{}",
+        String::from_utf8_lossy(&built.stdout)
+    );
+    let out = run_ok(sluice().arg("run").arg(guest.join("pipeline.toml")));
+    assert!(out.status.success());
+    let mut amounts: Vec<i64> = committed_json(&guest.join("out/orders"))
+        .iter()
+        .map(|r| r["amount"].as_i64().unwrap())
+        .collect();
+    amounts.sort();
+    let sample = std::fs::read_to_string(guest.join("input/orders.jsonl")).unwrap();
+    let mut expected: Vec<i64> = sample
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["amount"]
+                .as_i64()
+                .unwrap()
+        })
+        .filter(|a| *a >= 100)
+        .collect();
+    expected.sort();
+    assert!(!expected.is_empty());
+    assert_eq!(amounts, expected);
+    // Python guests are transforms so far: the other kinds say so.
+    let refused = sluice()
+        .args(["new", "handler", "--lang", "python", "h", "--dir"])
+        .arg(dir.path().join("h"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("Python guests can be transforms so far")
+    );
+}
+
+#[test]
+fn a_python_foreach_batch_handler_writes_two_outputs_once_even_when_a_batch_is_replayed() {
+    python_guests();
+    let dir = tempfile::tempdir().unwrap();
+    let file = example("python-two-sinks", dir.path());
+    // Killed after the handler and its outputs ran for batch 1, before the commit: the
+    // restart hands batch 1 to the handler again, and the outputs still hold it once.
+    let mut first = Running::start(&file, &[], &[("SLUICE_FAILPOINTS", "after-sink:1")]);
+    first.await_line("sluice-failpoint: after-sink batch 1");
+    first.signal(9);
+    assert_eq!(first.wait().0, None);
+    let (code, stdout, stderr) = run_logged(&file);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("re-running the last batch"), "{stderr}");
+    assert!(stderr.contains("batch 1: 3 rows, 1 alerts"), "{stderr}");
+    let archive = committed_json(&dir.path().join("out/orders-archive"));
+    let mut ids: Vec<u64> = archive
+        .iter()
+        .map(|r| r["order_id"].as_u64().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (1..=7).collect::<Vec<_>>());
+    assert!(archive.iter().all(|r| r["batch_id"].as_u64().unwrap() <= 2));
+    // The alerts output is the console (at-least-once): batch 1's big order, printed again
+    // by the replay.
+    assert!(
+        stdout.contains("|       4|  phone|electronics|990000|       1|"),
+        "{stdout}"
+    );
+    let summary: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("out/two-sinks/summaries/batch-1.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        summary,
+        serde_json::json!({"batchId": 1, "rows": 3, "alerts": 1})
+    );
+}

@@ -89,7 +89,7 @@ rowsPerBatch = 8
 [[query.transform]]
 name = "{name}-step"
 module = "{module}"
-config = {{ behave = "{behave}", columns = 2 }}
+config = {{ behave = "{behave}" }}
 {limits}
 [query.sink]
 format = "json"

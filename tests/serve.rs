@@ -800,3 +800,48 @@ path = "out"
     assert_ne!(entry["modules"]["a-step"], v2_digest.as_str());
     assert_eq!(entry["sources"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn a_python_module_is_uploaded_and_swapped_in_under_steady_input() {
+    let python = python_guests().join("python_hostile.wasm");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    assert_eq!(
+        server.push("step", "1.0.0", module("pass_through.wasm")).0,
+        201
+    );
+    // An 18 MB component: validated and precompiled at upload like any other.
+    let (status, v2) = server.push("step", "2.0.0", std::fs::read(&python).unwrap());
+    assert_eq!(status, 201, "{v2}");
+    let v2_digest = v2["digest"].as_str().unwrap().to_owned();
+    let work = dir.path().join("work");
+    let file = steady_pipeline(&work, "step@1.0.0");
+    let (ok, _, stderr) = server.cli(&["query", "start", file.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    server.await_batch("steady", 2);
+    let (ok, _, stderr) = server.cli(&[
+        "query",
+        "swap",
+        "steady",
+        "--step",
+        "step",
+        "--module",
+        "step@2.0.0",
+    ]);
+    assert!(ok, "{stderr}");
+    let swapped_at = server.get("/queries/steady")["lastBatchId"]
+        .as_u64()
+        .unwrap();
+    let after = server.await_batch("steady", swapped_at + 3);
+    assert_eq!(after["steps"][0]["digest"], v2_digest.as_str());
+    let (ok, _, stderr) = server.cli(&["query", "stop", "steady"]);
+    assert!(ok, "{stderr}");
+    let last = server.get("/queries/steady")["lastBatchId"]
+        .as_u64()
+        .unwrap();
+    // The Python step passed every row through: 50 per batch, once, without a gap.
+    assert_eq!(
+        values_once(&work),
+        (0..(last as i64 + 1) * 50).collect::<Vec<_>>()
+    );
+}

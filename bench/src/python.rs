@@ -45,7 +45,7 @@ pub fn run(modules: &Path, lines: usize, runs: usize) -> Result<()> {
 
     println!("### Loading the component\n");
     println!(
-        "| guest | size | first compile | load from the compile cache | instantiate + init (median of 10) | resident memory per instance |"
+        "| guest | size | first compile | load again (cached) | instantiate + init (median of 10) | resident memory per instance |"
     );
     println!("|---|---|---|---|---|---|");
     let runtime = sluice::wasm::runtime(false).map_err(|e| anyhow!("{e}"))?;

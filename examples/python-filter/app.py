@@ -24,7 +24,7 @@ SETTINGS = {}
 
 class Transform(exports.Transform):
     def init(self, config: str, input_schema: bytes) -> Plan:
-        cfg = json.loads(config) if config else {}
+        cfg = json.loads(config or "null") or {}
         SETTINGS["min"] = int(cfg.get("min", 0))
         # The column layout is the pipeline's; this example expects `amount` BIGINT at the
         # index the config names (default 2: `id, city, amount`).

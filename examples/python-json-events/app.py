@@ -27,7 +27,7 @@ SETTINGS = {}
 
 class Transform(exports.Transform):
     def init(self, config: str, input_schema: bytes) -> Plan:
-        cfg = json.loads(config) if config else {}
+        cfg = json.loads(config or "null") or {}
         events = cfg.get("events")
         if events is not None and not all(isinstance(e, str) for e in events):
             raise ValueError("config.events must be an array of strings")

@@ -23,7 +23,7 @@ SETTINGS = {}
 
 class BatchHandler(exports.BatchHandler):
     def init(self, config: str, input_schema: bytes) -> None:
-        cfg = json.loads(config) if config else {}
+        cfg = json.loads(config or "null") or {}
         fields = sluice_guest.schema_fields(input_schema)
         SETTINGS["copy"] = cfg.get("copy", "archive")
         SETTINGS["alerts"] = cfg.get("alerts", "alerts")

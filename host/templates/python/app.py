@@ -19,7 +19,7 @@ SETTINGS = {}
 
 class Transform(exports.Transform):
     def init(self, config: str, input_schema: bytes) -> Plan:
-        cfg = json.loads(config) if config else {}
+        cfg = json.loads(config or "null") or {}
         SETTINGS["min"] = int(cfg.get("min", 0))
         SETTINGS["columns"] = len(sluice_guest.schema_fields(input_schema))
         amount = sluice_guest.column_index(input_schema, "amount")

@@ -5,7 +5,7 @@
 - "allocate": grows a list of 10 MB buffers without end (the memory cap must stop it);
 - "read-file": opens the host's /etc/hostname (nothing is granted: it must fail);
 - "raise": raises ValueError("bad row 7") (the query's error must say so);
-- anything else: passes rows through.
+- anything else: passes rows through (every column, by `rows.emit_rows`).
 """
 
 import json
@@ -14,13 +14,15 @@ from wit_world import exports
 from wit_world.exports.transform import Plan
 from wit_world.imports import rows
 
+import sluice_guest
+
 SETTINGS = {}
 
 
 class Transform(exports.Transform):
     def init(self, config: str, input_schema: bytes) -> Plan:
-        SETTINGS["behave"] = (json.loads(config) if config else {}).get("behave")
-        SETTINGS["columns"] = int((json.loads(config) if config else {}).get("columns", 1))
+        SETTINGS["behave"] = (json.loads(config or "null") or {}).get("behave")
+        SETTINGS["columns"] = len(sluice_guest.schema_fields(input_schema))
         return Plan(output_schema=input_schema, reads=[])
 
     def process(self, batch) -> None:

@@ -51,67 +51,24 @@ path = "out"
 #[test]
 fn the_seeds_json_pipeline_in_python_writes_what_the_rust_guest_writes() {
     python_guests();
-    let values = |name: &str| -> Vec<String> {
-        let dir = tempfile::tempdir().unwrap();
-        let file = example(name, dir.path());
-        let (code, _, stderr) = run_logged(&file);
-        assert_eq!(code, Some(0), "{name}: {stderr}");
-        committed_json(&dir.path().join(format!("out/{name}")))
-            .iter()
-            .map(|r| r["value"].as_str().unwrap().to_owned())
-            .collect()
-    };
-    let python = values("python-json-events");
+    let python = example_values("python-json-events");
     assert_eq!(python.len(), 4, "{python:?}");
-    assert_eq!(python, values("json-events"));
+    assert_eq!(python, example_values("json-events"));
 }
 
 #[test]
 fn hostile_python_guests_are_stopped_with_what_went_wrong() {
     let module = python_guests().join("python_hostile.wasm");
-    let dir = tempfile::tempdir().unwrap();
-    let mut text = String::new();
-    for (name, behave, limits) in [
-        ("spin", "loop", r#"timeout = "2 seconds""#),
-        ("hoard", "allocate", r#"maxMemory = "128 MiB""#),
-        ("snoop", "read-file", ""),
-        ("raiser", "raise", ""),
-    ] {
-        text.push_str(&format!(
-            r#"
-[[query]]
-name = "{name}"
-checkpointLocation = "ckpt-{name}"
-trigger = "availableNow"
-[query.source]
-format = "rate-micro-batch"
-rowsPerBatch = 8
-[[query.transform]]
-name = "{name}-step"
-module = "{module}"
-config = {{ behave = "{behave}" }}
-{limits}
-[query.sink]
-format = "json"
-path = "out-{name}"
-"#,
-            module = module.display()
-        ));
-    }
-    let file = pipeline(dir.path(), &text);
-    let (code, _, stderr) = run_logged(&file);
-    assert_eq!(code, Some(1), "{stderr}");
-    let error_of = |q: &str| {
-        let start = stderr
-            .find(&format!("error: query '{q}' failed"))
-            .unwrap_or_else(|| panic!("no error for query {q}:\n{stderr}"));
-        // The error and the guest's traceback after it, up to the next error.
-        let rest = &stderr[start..];
-        let end = rest[1..]
-            .find("error: query '")
-            .map_or(rest.len(), |e| e + 1);
-        rest[..end].to_owned()
-    };
+    let (dir, stderr) = run_hostile(
+        &module,
+        &[
+            ("spin", "loop", r#"timeout = "2 seconds""#),
+            ("hoard", "allocate", r#"maxMemory = "128 MiB""#),
+            ("snoop", "read-file", ""),
+            ("raiser", "raise", ""),
+        ],
+    );
+    let error_of = |q: &str| query_error(&stderr, q);
     let spin = error_of("spin");
     assert!(
         spin.contains("step 'spin-step'") && spin.contains("ran past its deadline of 2s"),

@@ -123,7 +123,8 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
-    /// Python guests against Rust: the JSON pipeline's rows/s, load and instance costs.
+    /// Python and JavaScript guests against Rust: the JSON pipeline's rows/s, load and
+    /// instance costs.
     Python {
         /// JSON lines in the input.
         #[arg(long, default_value_t = 200_000)]
@@ -221,6 +222,11 @@ fn main() -> Result<()> {
                 .status()
                 .context("running scripts/build-python-guests.sh")?;
             anyhow::ensure!(status.success(), "building the Python guests failed");
+            let status = std::process::Command::new("bash")
+                .arg(repo().join("scripts/build-js-guests.sh"))
+                .status()
+                .context("running scripts/build-js-guests.sh")?;
+            anyhow::ensure!(status.success(), "building the JavaScript guests failed");
             python::run(modules.parent().context("modules dir")?, lines, runs)
         }
         Command::Serve { runs } => {

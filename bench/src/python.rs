@@ -1,6 +1,7 @@
-//! Python guests against Rust (issue 20): the seeds' JSON pipeline (`from_json`, lower-case,
-//! filter, `to_json`) with `examples/json-events` (Rust) and `examples/python-json-events`
-//! (componentize-py) on the same input; and what a Python component costs to load: its size,
+//! Python and JavaScript guests against Rust (issue 20): the seeds' JSON pipeline
+//! (`from_json`, lower-case, filter, `to_json`) with `examples/json-events` (Rust),
+//! `examples/python-json-events` (componentize-py) and `examples/js-json-events`
+//! (ComponentizeJS) on the same input; and what each component costs to load: its size,
 //! its first compile, a load from the compile cache, an instantiation with `init`, and the
 //! memory one instance holds.
 
@@ -41,6 +42,7 @@ pub fn run(modules: &Path, lines: usize, runs: usize) -> Result<()> {
     let guests = [
         ("Rust", "json_events.wasm"),
         ("Python", "python_json_events.wasm"),
+        ("JavaScript", "js_json_events.wasm"),
     ];
 
     println!("### Loading the component\n");

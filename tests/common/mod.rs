@@ -226,6 +226,24 @@ pub fn python_guests() -> PathBuf {
     repo().join("examples/modules")
 }
 
+/// Builds the JavaScript guest components from source (once per test binary) with
+/// `scripts/build-js-guests.sh` (ComponentizeJS from npm), and returns where they are.
+pub fn js_guests() -> PathBuf {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(repo().join("scripts/build-js-guests.sh"))
+            .output()
+            .expect("running scripts/build-js-guests.sh");
+        assert!(
+            out.status.success(),
+            "building the JavaScript guest components failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    repo().join("examples/modules")
+}
+
 /// Builds every guest component from source (once per test binary) with the same script a
 /// user runs, and returns the folder holding the `.wasm` files.
 pub fn guests() -> PathBuf {
@@ -413,4 +431,64 @@ pub fn kcat(args: &[&str], input: &str) -> Vec<String> {
         .lines()
         .map(str::to_owned)
         .collect()
+}
+
+/// Runs example pipeline `name` (whose json sink writes `out/NAME`) in a fresh folder and
+/// returns the `value` of each committed row: what a guest in any language wrote.
+pub fn example_values(name: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = example(name, dir.path());
+    let (code, _, stderr) = run_logged(&file);
+    assert_eq!(code, Some(0), "{name}: {stderr}");
+    committed_json(&dir.path().join(format!("out/{name}")))
+        .iter()
+        .map(|r| r["value"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// One query per `(name, behave, limits)` over `rate-micro-batch` through `module` (a
+/// hostile test guest taking `config.behave`), all run by one `sluice run`, which must fail;
+/// the folder (queries write `out-NAME`) and its stderr.
+pub fn run_hostile(module: &Path, cases: &[(&str, &str, &str)]) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for (name, behave, limits) in cases {
+        text.push_str(&format!(
+            r#"
+[[query]]
+name = "{name}"
+checkpointLocation = "ckpt-{name}"
+trigger = "availableNow"
+[query.source]
+format = "rate-micro-batch"
+rowsPerBatch = 8
+[[query.transform]]
+name = "{name}-step"
+module = "{module}"
+config = {{ behave = "{behave}" }}
+{limits}
+[query.sink]
+format = "json"
+path = "out-{name}"
+"#,
+            module = module.display()
+        ));
+    }
+    let file = pipeline(dir.path(), &text);
+    let (code, _, stderr) = run_logged(&file);
+    assert_eq!(code, Some(1), "{stderr}");
+    (dir, stderr)
+}
+
+/// The error `sluice run` printed for query `q`, with what follows it up to the next
+/// query's error (a guest's traceback).
+pub fn query_error(stderr: &str, q: &str) -> String {
+    let start = stderr
+        .find(&format!("error: query '{q}' failed"))
+        .unwrap_or_else(|| panic!("no error for query {q}:\n{stderr}"));
+    let rest = &stderr[start..];
+    let end = rest[1..]
+        .find("error: query '")
+        .map_or(rest.len(), |e| e + 1);
+    rest[..end].to_owned()
 }

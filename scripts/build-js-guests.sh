@@ -12,13 +12,15 @@ if [ ! -x "$sdk/node_modules/.bin/componentize-js" ]; then
 fi
 out="${CARGO_TARGET_DIR:-$PWD/target}/js-guests"
 mkdir -p "$out" examples/modules
-for entry in examples/js-json-events:transformer tests/guests/js-hostile:transformer; do
+for entry in examples/js-json-events:transformer examples/js-two-sinks:handler \
+             tests/guests/js-hostile:transformer; do
   app="${entry%%:*}" world="${entry##*:}"
   name="$(basename "$app" | tr - _)"
   # The WIT interfaces stay imports of the bundle: the component provides them.
   "$sdk/node_modules/.bin/rolldown" "$app/app.js" -o "$out/$name.js" -f esm -p browser \
     --external 'sluice:pipeline/output@0.2.0' --external 'sluice:pipeline/rows@0.2.0' \
-    --external 'sluice:pipeline/log@0.2.0' >/dev/null
+    --external 'sluice:pipeline/log@0.2.0' --external 'sluice:pipeline/sinks@0.2.0' \
+    --external 'sluice:pipeline/files@0.2.0' >/dev/null
   "$sdk/node_modules/.bin/componentize-js" "$out/$name.js" --wit "$root/wit" --world-name "$world" \
     -d http fetch-event -o "$root/examples/modules/$name.wasm" >/dev/null
 done

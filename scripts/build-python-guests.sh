@@ -17,7 +17,8 @@ root="$PWD"
 # The examples, and the test fixtures (tests/guests/python-*), like scripts/build-guests.sh.
 # Each as APP:WORLD.
 for entry in examples/python-filter:transformer examples/python-json-events:transformer \
-             examples/python-two-sinks:handler tests/guests/python-hostile:transformer; do
+             examples/python-two-sinks:handler examples/python-spread:aggregator \
+             tests/guests/python-hostile:transformer; do
   app="${entry%%:*}" world="${entry##*:}"
   name="$(basename "$app" | tr - _)"
   (cd "$app" && componentize-py -d "$root/wit" -w "$world" componentize app \

@@ -55,3 +55,9 @@ fn hostile_javascript_guests_are_stopped_with_what_went_wrong() {
     assert!(!values.is_empty());
     assert_eq!(values, (0..values.len() as u64).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_javascript_foreach_batch_handler_writes_two_outputs_once_even_when_a_batch_is_replayed() {
+    js_guests();
+    two_sinks_survive_a_replay("js-two-sinks");
+}

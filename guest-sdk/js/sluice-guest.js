@@ -165,6 +165,27 @@ export function int64Column(values) {
   return { len: values.length, offset: 0, nullCount: nulls, validity: bitmap, buffers: [new Uint8Array(data.buffer)], numChildren: 0 };
 }
 
+/** Column `index` of `batch` as an array of values (null for nulls): BigInt for int64,
+ * numbers for float64, strings for utf8. */
+export function values(batch, index, type) {
+  const node = batch.nodes[index];
+  let raw;
+  if (type === "utf8" || type === "binary") return utf8Values(batch, index);
+  if (type === "int64") raw = Array.from(int64Values(batch, index));
+  else if (type === "float64") raw = Array.from(float64Values(batch, index));
+  else throw new Error(`column ${index}: type ${type} cannot be read as values`);
+  const v = node.validity;
+  if (!v) return raw;
+  return raw.map((x, i) => ((v[(node.offset + i) >> 3] >> ((node.offset + i) & 7)) & 1 ? x : null));
+}
+
+/** A column of `type` (utf8, int64) from an array of values. */
+export function column(type, items) {
+  if (type === "utf8" || type === "binary") return utf8Column(items);
+  if (type === "int64") return int64Column(items);
+  throw new Error(`type ${type} cannot be built from values`);
+}
+
 /** A batch for `emit` from columns built above, in the output schema's order. */
 export function batch(columns) {
   const lengths = new Set(columns.map((c) => c.len));
@@ -212,12 +233,36 @@ export function toJson(columns) {
 
 // --- exports ---
 
+function asString(e) {
+  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+}
+
+/** Wraps a foreachBatch handler's `init` and `handle` as `transform` does a transform's:
+ * `export const batchHandler = sluice.handler({ init, handle })`. */
+export function handler(impl) {
+  return {
+    init(config, inputSchema) {
+      try {
+        return impl.init(config, inputSchema);
+      } catch (e) {
+        throw asString(e);
+      }
+    },
+    handle(batchId, batch) {
+      try {
+        return impl.handle(batchId, batch);
+      } catch (e) {
+        throw asString(e);
+      }
+    },
+  };
+}
+
 /** Wraps a transform's `init` and `process` so that what they throw reaches the host as
  * the error string WIT's `result<_, string>` carries (ComponentizeJS only turns a thrown
  * string into an error; an `Error` object aborts the component): `export const transform =
  * sluice.transform({ init, process })`. */
 export function transform(impl) {
-  const asString = (e) => (e instanceof Error ? `${e.name}: ${e.message}` : String(e));
   return {
     init(config, inputSchema) {
       try {

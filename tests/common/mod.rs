@@ -492,3 +492,41 @@ pub fn query_error(stderr: &str, q: &str) -> String {
         .map_or(rest.len(), |e| e + 1);
     rest[..end].to_owned()
 }
+
+/// Example `name` (a copy of `two-sinks.toml` with another language's handler) killed
+/// after batch 1's handler and outputs ran, before its commit, then run again: batch 1 is
+/// handed to the handler again, and the outputs hold every order once.
+pub fn two_sinks_survive_a_replay(name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = example(name, dir.path());
+    let mut first = Running::start(&file, &[], &[("SLUICE_FAILPOINTS", "after-sink:1")]);
+    first.await_line("sluice-failpoint: after-sink batch 1");
+    first.signal(9);
+    assert_eq!(first.wait().0, None);
+    let (code, stdout, stderr) = run_logged(&file);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("re-running the last batch"), "{stderr}");
+    assert!(stderr.contains("batch 1: 3 rows, 1 alerts"), "{stderr}");
+    let archive = committed_json(&dir.path().join("out/orders-archive"));
+    let mut ids: Vec<u64> = archive
+        .iter()
+        .map(|r| r["order_id"].as_u64().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (1..=7).collect::<Vec<_>>());
+    assert!(archive.iter().all(|r| r["batch_id"].as_u64().unwrap() <= 2));
+    // The alerts output is the console (at-least-once): batch 1's big order, printed again
+    // by the replay.
+    assert!(
+        stdout.contains("|       4|  phone|electronics|990000|       1|"),
+        "{stdout}"
+    );
+    let summary: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("out/two-sinks/summaries/batch-1.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        summary,
+        serde_json::json!({"batchId": 1, "rows": 3, "alerts": 1})
+    );
+}

@@ -21,6 +21,8 @@ for entry in examples/js-json-events:transformer examples/js-two-sinks:handler \
     --external 'sluice:pipeline/output@0.2.0' --external 'sluice:pipeline/rows@0.2.0' \
     --external 'sluice:pipeline/log@0.2.0' --external 'sluice:pipeline/sinks@0.2.0' \
     --external 'sluice:pipeline/files@0.2.0' >/dev/null
-  "$sdk/node_modules/.bin/componentize-js" "$out/$name.js" --wit "$root/wit" --world-name "$world" \
-    -d http fetch-event -o "$root/examples/modules/$name.wasm" >/dev/null
+  # From the bundle's own folder: componentize-js names the source relative to the working
+  # directory by string prefix, which breaks when one path merely starts like the other.
+  (cd "$out" && "$sdk/node_modules/.bin/componentize-js" "$name.js" --wit "$root/wit" \
+    --world-name "$world" -d http fetch-event -o "$root/examples/modules/$name.wasm" >/dev/null)
 done

@@ -13,7 +13,7 @@ fi
 out="${CARGO_TARGET_DIR:-$PWD/target}/js-guests"
 mkdir -p "$out" examples/modules
 for entry in examples/js-json-events:transformer examples/js-two-sinks:handler \
-             tests/guests/js-hostile:transformer; do
+             examples/js-spread:aggregator tests/guests/js-hostile:transformer; do
   app="${entry%%:*}" world="${entry##*:}"
   name="$(basename "$app" | tr - _)"
   # The WIT interfaces stay imports of the bundle: the component provides them.

@@ -9,6 +9,18 @@ use common::*;
 #[test]
 fn the_seeds_json_pipeline_in_javascript_writes_what_the_rust_guest_writes() {
     js_guests();
+    // The upload checks accept it, and say what it is written in.
+    let checked = run_ok(
+        sluice()
+            .args(["module", "check"])
+            .arg(js_guests().join("js_json_events.wasm")),
+    );
+    let checked = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        checked.contains("implements sluice:pipeline/transformer")
+            && checked.contains(", javascript)"),
+        "{checked}"
+    );
     let js = example_values("js-json-events");
     assert_eq!(js.len(), 4, "{js:?}");
     assert_eq!(js, example_values("json-events"));
@@ -60,4 +72,15 @@ fn hostile_javascript_guests_are_stopped_with_what_went_wrong() {
 fn a_javascript_foreach_batch_handler_writes_two_outputs_once_even_when_a_batch_is_replayed() {
     js_guests();
     two_sinks_survive_a_replay("js-two-sinks");
+}
+
+#[test]
+fn a_javascript_aggregate_keeps_its_state_across_a_kill_and_agrees_with_the_built_ins() {
+    js_guests();
+    spread_survives_a_kill("js-spread");
+}
+
+#[test]
+fn sluice_new_scaffolds_a_javascript_transform_that_builds_and_runs() {
+    new_transform_builds_and_runs("js");
 }

@@ -104,71 +104,7 @@ fn hostile_python_guests_are_stopped_with_what_went_wrong() {
 #[test]
 fn sluice_new_scaffolds_a_python_transform_that_builds_and_runs() {
     python_guests(); // componentize-py is installed
-    let dir = tempfile::tempdir().unwrap();
-    let guest = dir.path().join("big-orders");
-    run_ok(
-        sluice()
-            .args([
-                "new",
-                "transform",
-                "--lang",
-                "python",
-                "big-orders",
-                "--dir",
-            ])
-            .arg(&guest),
-    );
-    // build.sh runs componentize-py, then `sluice module check`: this build's binary first
-    // on PATH.
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_sluice"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let built = run_ok(
-        std::process::Command::new("bash")
-            .arg(guest.join("build.sh"))
-            .env("PATH", &path),
-    );
-    assert!(
-        String::from_utf8_lossy(&built.stdout).contains("transformer"),
-        "{}",
-        String::from_utf8_lossy(&built.stdout)
-    );
-    let out = run_ok(sluice().arg("run").arg(guest.join("pipeline.toml")));
-    assert!(out.status.success());
-    let mut amounts: Vec<i64> = committed_json(&guest.join("out/orders"))
-        .iter()
-        .map(|r| r["amount"].as_i64().unwrap())
-        .collect();
-    amounts.sort();
-    let sample = std::fs::read_to_string(guest.join("input/orders.jsonl")).unwrap();
-    let mut expected: Vec<i64> = sample
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["amount"]
-                .as_i64()
-                .unwrap()
-        })
-        .filter(|a| *a >= 100)
-        .collect();
-    expected.sort();
-    assert!(!expected.is_empty());
-    assert_eq!(amounts, expected);
-    // Python guests are transforms so far: the other kinds say so.
-    let refused = sluice()
-        .args(["new", "handler", "--lang", "python", "h", "--dir"])
-        .arg(dir.path().join("h"))
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("Python guests can be transforms so far")
-    );
+    new_transform_builds_and_runs("python");
 }
 
 #[test]
@@ -180,27 +116,5 @@ fn a_python_foreach_batch_handler_writes_two_outputs_once_even_when_a_batch_is_r
 #[test]
 fn a_python_aggregate_keeps_its_state_across_a_kill_and_agrees_with_the_built_ins() {
     python_guests();
-    let dir = tempfile::tempdir().unwrap();
-    let file = example("python-spread", dir.path());
-    // Killed once batch 1 committed: the restart restores each group's state bytes from the
-    // checkpoint and folds batch 2 into them.
-    let mut first = Running::start(&file, &[], &[("SLUICE_FAILPOINTS", "after-commit:1")]);
-    first.await_line("sluice-failpoint: after-commit batch 1");
-    first.signal(9);
-    assert_eq!(first.wait().0, None);
-    let (code, stdout, stderr) = run_logged(&file);
-    assert_eq!(code, Some(0), "{stderr}");
-    assert!(stderr.contains("resuming from checkpoint"), "{stderr}");
-    let table = last_console_table(&stdout);
-    assert!(table.len() >= 2, "{stdout}");
-    let mut orders = 0;
-    for row in &table {
-        let [_, spread, lowest, highest, count] = &row[..] else {
-            panic!("{row:?}");
-        };
-        let n = |s: &String| s.parse::<i64>().unwrap();
-        assert_eq!(n(spread), n(highest) - n(lowest), "{row:?}");
-        orders += n(count);
-    }
-    assert_eq!(orders, 7, "every order counted once: {stdout}");
+    spread_survives_a_kill("python-spread");
 }

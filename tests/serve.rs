@@ -813,6 +813,9 @@ fn a_python_module_is_uploaded_and_swapped_in_under_steady_input() {
     // An 18 MB component: validated and precompiled at upload like any other.
     let (status, v2) = server.push("step", "2.0.0", std::fs::read(&python).unwrap());
     assert_eq!(status, 201, "{v2}");
+    // The registry says what each is written in.
+    assert_eq!(v2["language"], "python", "{v2}");
+    assert_eq!(server.get("/modules/step/1.0.0")["language"], "rust");
     let v2_digest = v2["digest"].as_str().unwrap().to_owned();
     let work = dir.path().join("work");
     let file = steady_pipeline(&work, "step@1.0.0");

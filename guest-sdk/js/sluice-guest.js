@@ -258,6 +258,24 @@ export function handler(impl) {
   };
 }
 
+/** Wraps a user-defined aggregate's `init`, `update`, `merge` and `finish` as `transform`
+ * does a transform's: `export const aggregate = sluice.aggregate({ ... })`. */
+export function aggregate(impl) {
+  const guarded = (f) => (...args) => {
+    try {
+      return f(...args);
+    } catch (e) {
+      throw asString(e);
+    }
+  };
+  return {
+    init: guarded(impl.init),
+    update: guarded(impl.update),
+    merge: guarded(impl.merge),
+    finish: guarded(impl.finish),
+  };
+}
+
 /** Wraps a transform's `init` and `process` so that what they throw reaches the host as
  * the error string WIT's `result<_, string>` carries (ComponentizeJS only turns a thrown
  * string into an error; an `Error` object aborts the component): `export const transform =

@@ -86,6 +86,9 @@ pub struct ModuleInfo {
     pub size: u64,
     /// The wasmtime release it was precompiled with.
     pub wasmtime: String,
+    /// The language it was written in, as its toolchain left it in the component
+    /// (`rust`, `python`, `javascript`; `unknown` otherwise).
+    pub language: String,
     /// Upload time, RFC 3339.
     pub uploaded_at: String,
 }
@@ -101,6 +104,30 @@ pub struct ComponentInfo {
     pub size: u64,
     /// The wasmtime release that compiled it.
     pub wasmtime: String,
+    /// The language it was written in (see [`guest_language`]); absent in modules stored
+    /// before it was recorded.
+    #[serde(default = "unknown_language")]
+    pub language: String,
+}
+
+fn unknown_language() -> String {
+    "unknown".to_owned()
+}
+
+/// The language a component was written in, from what its toolchain leaves in it:
+/// componentize-py and ComponentizeJS (StarlingMonkey) name themselves in the component,
+/// rustc in each core module's `producers` section. A guess for display, never a check.
+pub fn guest_language(bytes: &[u8]) -> &'static str {
+    let has = |needle: &[u8]| memchr::memmem::find(bytes, needle).is_some();
+    if has(b"componentize-py") {
+        "python"
+    } else if has(b"ComponentizeJS") || has(b"StarlingMonkey") {
+        "javascript"
+    } else if has(b"\x05rustc") {
+        "rust"
+    } else {
+        "unknown"
+    }
 }
 
 /// A tag file.
@@ -328,6 +355,7 @@ impl Registry {
             package: meta.package,
             size: meta.size,
             wasmtime: meta.wasmtime,
+            language: meta.language,
             uploaded_at: tag.uploaded_at,
         })
     }
@@ -509,6 +537,7 @@ pub fn validate_component(label: &str, bytes: &[u8]) -> Result<ComponentInfo> {
             .unwrap_or_else(|| wasm::WIT_PACKAGE.to_owned()),
         size: bytes.len() as u64,
         wasmtime: WASMTIME_VERSION.to_owned(),
+        language: guest_language(bytes).to_owned(),
     })
 }
 

@@ -530,3 +530,99 @@ pub fn two_sinks_survive_a_replay(name: &str) {
         serde_json::json!({"batchId": 1, "rows": 3, "alerts": 1})
     );
 }
+
+/// Example `name` (a spread aggregate beside the built-in min, max and count, printed to the
+/// console) killed once batch 1 committed, then run again: the restart restores each
+/// group's state bytes from the checkpoint, and every group's spread is max − min.
+pub fn spread_survives_a_kill(name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = example(name, dir.path());
+    let mut first = Running::start(&file, &[], &[("SLUICE_FAILPOINTS", "after-commit:1")]);
+    first.await_line("sluice-failpoint: after-commit batch 1");
+    first.signal(9);
+    assert_eq!(first.wait().0, None);
+    let (code, stdout, stderr) = run_logged(&file);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("resuming from checkpoint"), "{stderr}");
+    let table = last_console_table(&stdout);
+    assert!(table.len() >= 2, "{stdout}");
+    let mut orders = 0;
+    for row in &table {
+        let [_, spread, lowest, highest, count] = &row[..] else {
+            panic!("{row:?}");
+        };
+        let n = |s: &String| s.parse::<i64>().unwrap();
+        assert_eq!(n(spread), n(highest) - n(lowest), "{row:?}");
+        orders += n(count);
+    }
+    assert_eq!(orders, 7, "every order counted once: {stdout}");
+}
+
+/// `sluice new transform --lang LANG big-orders`, its `build.sh` (this build's `sluice` first
+/// on PATH for the check it ends with), and its pipeline: the rows the sample input holds with
+/// `amount >= 100`; other kinds are refused for LANG.
+pub fn new_transform_builds_and_runs(lang: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let guest = dir.path().join("big-orders");
+    run_ok(
+        sluice()
+            .args(["new", "transform", "--lang", lang, "big-orders", "--dir"])
+            .arg(&guest),
+    );
+    // build.sh runs the language's toolchain, then `sluice module check`: this build's
+    // binary first on PATH.
+    let bin = Path::new(env!("CARGO_BIN_EXE_sluice"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let built = run_ok(
+        std::process::Command::new("bash")
+            .arg(guest.join("build.sh"))
+            .env("PATH", &path),
+    );
+    assert!(
+        String::from_utf8_lossy(&built.stdout).contains("transformer")
+            && String::from_utf8_lossy(&built.stdout).contains(&format!(
+                ", {})",
+                if lang == "js" { "javascript" } else { lang }
+            )),
+        "{}",
+        String::from_utf8_lossy(&built.stdout)
+    );
+    let out = run_ok(sluice().arg("run").arg(guest.join("pipeline.toml")));
+    assert!(out.status.success());
+    let mut amounts: Vec<i64> = committed_json(&guest.join("out/orders"))
+        .iter()
+        .map(|r| r["amount"].as_i64().unwrap())
+        .collect();
+    amounts.sort();
+    let sample = std::fs::read_to_string(guest.join("input/orders.jsonl")).unwrap();
+    let mut expected: Vec<i64> = sample
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["amount"]
+                .as_i64()
+                .unwrap()
+        })
+        .filter(|a| *a >= 100)
+        .collect();
+    expected.sort();
+    assert!(!expected.is_empty());
+    assert_eq!(amounts, expected);
+    // Other kinds are refused for this language, saying what there is instead.
+    let refused = sluice()
+        .args(["new", "handler", "--lang", lang, "h", "--dir"])
+        .arg(dir.path().join("h"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("scaffolds Python and JavaScript guests as transforms so far")
+    );
+}

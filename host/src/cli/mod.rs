@@ -100,7 +100,8 @@ enum Command {
         kind: new::GuestKind,
         /// The crate's name (also the component's file name).
         name: String,
-        /// The guest's language (python: transforms, built with componentize-py).
+        /// The guest's language (python, js: transforms, built with componentize-py or
+        /// ComponentizeJS).
         #[arg(long, value_enum, default_value_t)]
         lang: new::Lang,
         /// Where to write it (default: ./NAME).
@@ -176,6 +177,7 @@ pub fn main() -> ExitCode {
             let build = match lang {
                 new::Lang::Rust => "sluice module build      # builds and checks the component",
                 new::Lang::Python => "./build.sh               # componentize-py, then checks the component",
+                new::Lang::Js => "./build.sh               # ComponentizeJS, then checks the component",
             };
             println!(
                 "next:\n  cd {}\n  {build}\n  sluice run pipeline.toml # runs it on the sample input",

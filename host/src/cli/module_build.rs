@@ -15,11 +15,12 @@ pub fn check(file: &Path) -> Result<ComponentInfo> {
     let label = file.display().to_string();
     let info = validate_component(&label, &bytes)?;
     println!(
-        "{}: ok, implements {} ({}, {} bytes)",
+        "{}: ok, implements {} ({}, {} bytes, {})",
         file.display(),
         info.worlds.join(", "),
         info.package,
-        info.size
+        info.size,
+        info.language
     );
     Ok(info)
 }

@@ -1,5 +1,6 @@
 //! `sluice new transform|handler|aggregate|processor NAME`: a guest crate that builds anywhere;
-//! `sluice new transform --lang python NAME`: the same in Python (componentize-py).
+//! `sluice new transform --lang python|js NAME`: the same in Python (componentize-py) or
+//! JavaScript (ComponentizeJS).
 //!
 //! The crate gets a small working example of its kind, a pipeline that runs it on sample
 //! input, a README with the commands, and — in `vendor/` — the guest SDK and WIT contract this
@@ -81,6 +82,8 @@ pub enum Lang {
     Rust,
     /// A Python module on the Python SDK (`guest-sdk/python`), built with componentize-py.
     Python,
+    /// A JavaScript module on the JavaScript SDK (`guest-sdk/js`), built with ComponentizeJS.
+    Js,
 }
 
 /// A Python transform's folder, as (path, contents with placeholders).
@@ -106,6 +109,38 @@ const PYTHON: &[(&str, &str)] = &[
     (
         "sluice_guest/__init__.py",
         include_str!("../../../guest-sdk/python/sluice_guest/__init__.py"),
+    ),
+    (
+        "wit/pipeline.wit",
+        include_str!("../../../wit/pipeline.wit"),
+    ),
+];
+
+/// A JavaScript transform's folder, as (path, contents with placeholders).
+const JS: &[(&str, &str)] = &[
+    ("app.js", include_str!("../../templates/js/app.js")),
+    ("build.sh", include_str!("../../templates/js/build.sh")),
+    ("README.md", include_str!("../../templates/js/README.md")),
+    (".gitignore", include_str!("../../templates/js/gitignore")),
+    (
+        "pipeline.toml",
+        include_str!("../../templates/transform/pipeline.toml"),
+    ),
+    (
+        "input/orders.jsonl",
+        include_str!("../../templates/common/orders.jsonl"),
+    ),
+    (
+        "sluice-guest/sluice-guest.js",
+        include_str!("../../../guest-sdk/js/sluice-guest.js"),
+    ),
+    (
+        "sluice-guest/package.json",
+        include_str!("../../../guest-sdk/js/package.json"),
+    ),
+    (
+        "sluice-guest/package-lock.json",
+        include_str!("../../../guest-sdk/js/package-lock.json"),
     ),
     (
         "wit/pipeline.wit",
@@ -186,10 +221,9 @@ fn check_name(name: &str) -> Result<()> {
 /// must not exist yet. Returns the directory.
 pub fn scaffold(kind: GuestKind, lang: Lang, name: &str, dir: Option<PathBuf>) -> Result<PathBuf> {
     check_name(name)?;
-    if lang == Lang::Python && kind != GuestKind::Transform {
+    if lang != Lang::Rust && kind != GuestKind::Transform {
         bail!(
-            "Python guests can be transforms so far (sluice new transform --lang python {name}); write a {} in Rust",
-            kind.name()
+            "sluice new scaffolds Python and JavaScript guests as transforms so far (sluice new transform --lang python|js {name}); examples/python-two-sinks, python-spread, js-two-sinks and js-spread show a handler and an aggregate"
         );
     }
     let dir = dir.unwrap_or_else(|| PathBuf::from(name));
@@ -208,12 +242,15 @@ pub fn scaffold(kind: GuestKind, lang: Lang, name: &str, dir: Option<PathBuf>) -
             .replace("{{feature}}", kind.feature())
             .replace("{{what}}", kind.what())
     };
-    if lang == Lang::Python {
-        for (path, text) in PYTHON {
+    if lang != Lang::Rust {
+        let (files, sdk) = match lang {
+            Lang::Python => (PYTHON, "sluice_guest"),
+            _ => (JS, "sluice-guest"),
+        };
+        for (path, text) in files {
             let path = dir.join(path);
             // The SDK and the contract verbatim; the rest with this guest's name.
-            let vendored =
-                path.starts_with(dir.join("sluice_guest")) || path.starts_with(dir.join("wit"));
+            let vendored = path.starts_with(dir.join(sdk)) || path.starts_with(dir.join("wit"));
             let text = if vendored {
                 (*text).to_owned()
             } else {

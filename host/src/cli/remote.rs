@@ -232,7 +232,9 @@ fn s(v: &Value) -> String {
 fn module_rows(v: &Value) -> String {
     let items = v.as_array().cloned().unwrap_or_else(|| vec![v.clone()]);
     table(
-        &["NAME", "VERSION", "WORLDS", "SIZE", "DIGEST", "UPLOADED"],
+        &[
+            "NAME", "VERSION", "WORLDS", "LANGUAGE", "SIZE", "DIGEST", "UPLOADED",
+        ],
         items
             .iter()
             .map(|m| {
@@ -243,6 +245,7 @@ fn module_rows(v: &Value) -> String {
                         .as_array()
                         .map(|w| w.iter().map(s).collect::<Vec<_>>().join(","))
                         .unwrap_or_default(),
+                    s(&m["language"]),
                     s(&m["size"]),
                     s(&m["digest"]).chars().take(19).collect(),
                     s(&m["uploadedAt"]).chars().take(19).collect(),

@@ -20,7 +20,7 @@
 //!   see every row exactly once. (A record rather than a transactional consumer-group offset,
 //!   because a record works on every Kafka-protocol broker, librdkafka's mock included.)
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -74,9 +74,13 @@ pub const REFUSED_SINK_OPTIONS: &[(&str, &str)] = &[
 struct Deliveries {
     failed: AtomicU64,
     last_error: Mutex<Option<String>>,
-    /// Notified on every delivery report; paired with `delivered_lock`.
+    /// Notified on a delivery report while someone waits (`waiting`); paired with
+    /// `delivered_lock`.
     delivered: Condvar,
     delivered_lock: Mutex<()>,
+    /// Whether `await_deliveries` is waiting: reports arrive once per record, and only then
+    /// need to take the lock and wake it.
+    waiting: AtomicBool,
 }
 
 impl ClientContext for Deliveries {}
@@ -89,11 +93,13 @@ impl ProducerContext for Deliveries {
             self.failed.fetch_add(1, Ordering::Relaxed);
             *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
         }
-        let _guard = self
-            .delivered_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        self.delivered.notify_all();
+        if self.waiting.load(Ordering::Acquire) {
+            let _guard = self
+                .delivered_lock
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            self.delivered.notify_all();
+        }
     }
 }
 
@@ -106,10 +112,14 @@ fn await_deliveries(producer: &ThreadedProducer<Deliveries>, timeout: Duration) 
     let deadline = Instant::now() + timeout;
     let ctx = producer.context();
     let mut guard = ctx.delivered_lock.lock().unwrap_or_else(|p| p.into_inner());
+    // Set under the lock: a report that comes after it sees it and wakes us.
+    ctx.waiting.store(true, Ordering::Release);
+    let mut delivered = true;
     while producer.in_flight_count() > 0 {
         let now = Instant::now();
         if now >= deadline {
-            return false;
+            delivered = false;
+            break;
         }
         // A report may count the record as in flight still while it runs: look again soon.
         let wait = (deadline - now).min(Duration::from_millis(1));
@@ -119,7 +129,8 @@ fn await_deliveries(producer: &ThreadedProducer<Deliveries>, timeout: Duration) 
             .unwrap_or_else(|p| p.into_inner())
             .0;
     }
-    true
+    ctx.waiting.store(false, Ordering::Release);
+    delivered
 }
 
 /// Where a row's fields are in a batch (resolved per record batch: a named output receives

@@ -357,8 +357,9 @@ const MAX_CONTINUOUS_RECORDS: usize = 16_384;
 /// reader's per-partition queues serve reading exact ranges; here there are no ranges.)
 struct ContinuousReader {
     consumer: BaseConsumer,
-    /// Per partition, the next offset to read: the offset `read_available` returns.
-    next: PartitionOffsets,
+    /// Per partition, the next offset to read (what `read_available` returns), sorted by
+    /// partition so that a record finds its entry without building a key for it.
+    next: Vec<((String, i32), i64)>,
     /// Where the engine's position is: the offset last returned, or the one the reader was
     /// made for (`None`: the query's start).
     position: Option<Offset>,
@@ -380,15 +381,25 @@ impl ContinuousReader {
                 break;
             };
             let msg = msg.map_err(|e| e.to_string())?;
-            let key = (msg.topic().to_owned(), msg.partition());
-            let next = self.next.get(&key).copied().unwrap_or(0);
-            if msg.offset() < next {
+            let wanted = (msg.topic(), msg.partition());
+            let found = self
+                .next
+                .binary_search_by(|((t, p), _)| (t.as_str(), *p).cmp(&wanted));
+            let slot = match found {
+                Ok(i) => i,
+                Err(i) => {
+                    // Only assigned partitions deliver; keep the order if one ever did not.
+                    self.next.insert(i, ((wanted.0.to_owned(), wanted.1), 0));
+                    i
+                }
+            };
+            if msg.offset() < self.next[slot].1 {
                 // Delivered again after a reconnect: already taken.
                 continue;
             }
             // Transaction markers and compaction leave gaps: the next offset follows the
             // record seen.
-            self.next.insert(key, msg.offset() + 1);
+            self.next[slot].1 = msg.offset() + 1;
             columns
                 .get_or_insert_with(|| RecordColumns::with_capacity(1024, include_headers))
                 .append(&msg);
@@ -398,6 +409,11 @@ impl ContinuousReader {
             Some(c) => c.finish(schema).map(Some).map_err(|e| e.to_string()),
             None => Ok(None),
         }
+    }
+
+    /// The next offset of every partition, as the offsets log stores them.
+    fn offsets(&self) -> Offset {
+        to_json(&self.next.iter().cloned().collect())
     }
 }
 
@@ -516,7 +532,7 @@ impl KafkaSource {
         info!(offsets = %to_json(&next), "Kafka source reading continuously");
         Ok(ContinuousReader {
             consumer,
-            next,
+            next: next.into_iter().collect(),
             position: start.cloned(),
         })
     }
@@ -1044,7 +1060,7 @@ impl Source for KafkaSource {
         }
         match reader.read(wait, &schema, include_headers) {
             Ok(Some(batch)) => {
-                let end = to_json(&reader.next);
+                let end = reader.offsets();
                 reader.position = Some(end.clone());
                 Ok(Some((end, vec![batch])))
             }

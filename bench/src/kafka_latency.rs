@@ -173,21 +173,22 @@ pub fn run(bench: &LatencyBench) -> Result<()> {
     let interval = bench.interval.as_str();
     // The first: no query at all, the reader on the input topic — the floor the producer,
     // the broker and the reader set for everything below.
+    // (trigger, guarantee, continuous interval, exactly-once, runs a query)
     let modes = [
-        ("none (producer → broker → reader)", "—", None, false),
-        ("micro-batch", "at-least-once", None, false),
-        ("micro-batch", "exactly-once", None, true),
-        ("continuous", "at-least-once", Some(interval), false),
-        ("continuous", "exactly-once", Some(interval), true),
+        ("none (producer → broker → reader)", "—", None, false, false),
+        ("micro-batch", "at-least-once", None, false, true),
+        ("micro-batch", "exactly-once", None, true, true),
+        ("continuous", "at-least-once", Some(interval), false, true),
+        ("continuous", "exactly-once", Some(interval), true, true),
     ];
     let mut runs = Vec::new();
     for rate in &bench.rates {
-        for (trigger, guarantee, continuous, eos) in modes {
+        for (trigger, guarantee, continuous, eos, query) in modes {
             let label = format!("{trigger}, {guarantee}, {rate} records/s");
             if bench.only.as_ref().is_some_and(|o| !label.contains(o)) {
                 continue;
             }
-            runs.push((label, *rate, (trigger, guarantee), continuous, eos));
+            runs.push((label, *rate, (trigger, guarantee), continuous, eos, query));
         }
     }
     let mut topics = Vec::new();
@@ -207,7 +208,9 @@ pub fn run(bench: &LatencyBench) -> Result<()> {
     );
     println!("| trigger | guarantee | records/s | p50 | p99 | max |");
     println!("|---|---|---|---|---|---|");
-    for (n, (label, rate, (trigger_name, guarantee), continuous, eos)) in runs.iter().enumerate() {
+    for (n, (label, rate, (trigger_name, guarantee), continuous, eos, query)) in
+        runs.iter().enumerate()
+    {
         let trigger = match continuous {
             Some(interval) => format!("trigger = {{ continuous = \"{interval}\" }}"),
             None => String::new(),
@@ -244,7 +247,7 @@ exactlyOnce = {eos}
         let log: sluice::query::ProgressLog = Arc::new(std::sync::Mutex::new(Box::new(
             std::io::BufWriter::new(std::fs::File::create(&log_path)?),
         )));
-        let direct = *guarantee == "—";
+        let direct = !query;
         let manager = match direct {
             true => None,
             false => Some(

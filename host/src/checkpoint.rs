@@ -73,12 +73,21 @@ pub struct CommitEntry {
     pub max_event_time_us: Vec<Option<i64>>,
 }
 
+/// A check run before every `offsets/N` and `commits/N` write: a clustered query's task
+/// refuses to write once its partition was taken over by another member
+/// (`cluster::ownership`).
+pub trait Fence: Send + Sync {
+    /// `Ok` while this process may still write entry `what/batch_id`.
+    fn check(&self, what: &str, batch_id: u64) -> Result<()>;
+}
+
 /// An open checkpoint: locked while this process runs the query (a local directory), or
-/// guarded by conditional writes (an object store, which has no locks).
+/// guarded by conditional writes (an object store, which has no locks), or by a [`Fence`].
 pub struct Checkpoint {
     dir: Location,
     metadata: QueryMetadata,
     _lock: Option<File>,
+    fence: Option<std::sync::Arc<dyn Fence>>,
     // Keeps a temporary checkpoint alive for as long as the query runs.
     _temp: Option<tempfile::TempDir>,
 }
@@ -89,7 +98,18 @@ impl Checkpoint {
     ///
     /// Refuses a checkpoint written for other sources, or one another process is using.
     pub fn open(dir: &Path, sources: &[String]) -> Result<Checkpoint> {
-        Self::open_inner(Location::parse(dir)?, sources, None)
+        Self::open_inner(Location::parse(dir)?, sources, None, None)
+    }
+
+    /// Opens (or creates) a checkpoint whose writer is decided by `fence` instead of a lock:
+    /// a partition's checkpoint under a clustered query, which another member may take over
+    /// while this one is paused (a lock would keep it out until the paused one resumed).
+    pub fn open_fenced(
+        dir: &Path,
+        sources: &[String],
+        fence: std::sync::Arc<dyn Fence>,
+    ) -> Result<Checkpoint> {
+        Self::open_inner(Location::parse(dir)?, sources, None, Some(fence))
     }
 
     /// A checkpoint in a temporary directory, removed when the query ends (Spark does this for
@@ -103,6 +123,7 @@ impl Checkpoint {
             Location::Local(temp.path().to_path_buf()),
             sources,
             Some(temp),
+            None,
         )
     }
 
@@ -117,11 +138,12 @@ impl Checkpoint {
         dir: Location,
         sources: &[String],
         temp: Option<tempfile::TempDir>,
+        fence: Option<std::sync::Arc<dyn Fence>>,
     ) -> Result<Checkpoint> {
         dir.create_dir_all()?;
-        let lock = match dir.as_local() {
-            Some(local) => Some(lock(local)?),
-            None => None,
+        let lock = match (dir.as_local(), &fence) {
+            (Some(local), None) => Some(lock(local)?),
+            _ => None,
         };
         let meta = dir.join("metadata");
         let metadata = match meta.read()? {
@@ -156,7 +178,8 @@ impl Checkpoint {
                 // Two processes starting on a new checkpoint at once: one metadata wins, and
                 // both go on with it.
                 if !meta.create(json)? {
-                    return Self::open_inner(dir, sources, temp);
+                    drop(lock);
+                    return Self::open_inner(dir, sources, temp, fence);
                 }
                 m
             }
@@ -168,6 +191,7 @@ impl Checkpoint {
             dir,
             metadata,
             _lock: lock,
+            fence,
             _temp: temp,
         })
     }
@@ -229,6 +253,9 @@ impl Checkpoint {
     /// Writes a write-ahead entry that must not exist yet: if another process wrote it first,
     /// that process is running this query too.
     fn write_new(&self, sub: &str, id: u64, json: Vec<u8>) -> Result<()> {
+        if let Some(fence) = &self.fence {
+            fence.check(sub, id)?;
+        }
         if self.dir.join(sub).join(id.to_string()).create(json)? {
             return Ok(());
         }

@@ -109,6 +109,16 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// A clustered query's partition is owned by another member now: this one may not write
+    /// its checkpoint any more (see `cluster::ownership`).
+    #[error("partition {partition}: {message}")]
+    Fenced {
+        /// The partition (`topic-partition`).
+        partition: String,
+        /// Who took it over, and what was not written.
+        message: String,
+    },
+
     /// The module registry refused or failed a request.
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),

@@ -43,6 +43,7 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod cluster;
 pub mod connectors;
 pub mod error;
 pub mod failpoint;

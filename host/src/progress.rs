@@ -96,6 +96,8 @@ pub struct QueryStatus {
 #[derive(Debug, Default)]
 pub struct QueryMonitor {
     inner: Mutex<MonitorState>,
+    /// Receives a copy of every progress record (a clustered query's member, for its tasks).
+    parent: Option<std::sync::Arc<QueryMonitor>>,
 }
 
 #[derive(Debug, Default)]
@@ -230,8 +232,19 @@ impl QueryMonitor {
         self.state().totals.clone()
     }
 
+    /// A monitor whose progress records also go to `parent` (a member's, for one task).
+    pub fn with_parent(parent: std::sync::Arc<QueryMonitor>) -> Self {
+        QueryMonitor {
+            inner: Mutex::default(),
+            parent: Some(parent),
+        }
+    }
+
     /// Appends a record, dropping the oldest beyond [`RECENT_PROGRESS`].
     pub fn push(&self, p: QueryProgress) {
+        if let Some(parent) = &self.parent {
+            parent.push(p.clone());
+        }
         let mut s = self.state();
         s.totals.add(&p);
         if s.recent.len() == RECENT_PROGRESS {
@@ -239,4 +252,9 @@ impl QueryMonitor {
         }
         s.recent.push_back(p);
     }
+}
+
+/// Now, as progress records write times (RFC 3339, milliseconds, UTC).
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

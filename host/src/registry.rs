@@ -210,9 +210,7 @@ fn hex_digest(bytes: &[u8]) -> String {
         .collect()
 }
 
-fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+use crate::progress::now_rfc3339;
 
 impl Registry {
     /// Opens (creating if needed) the registry at `root`.

@@ -69,6 +69,10 @@ enum Command {
         /// picks a free one). Its address and the token for the stop button go to stderr.
         #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:4040")]
         ui: Option<std::net::SocketAddr>,
+        /// This process's name in the consumer group of each `[query.cluster]` query
+        /// (default: host-pid). Run the same pipeline with another name on each machine.
+        #[arg(long, value_name = "NAME")]
+        member: Option<String>,
     },
     /// Check a pipeline file and report every problem, without running anything.
     Validate {
@@ -160,7 +164,16 @@ pub fn main() -> ExitCode {
             progress_log,
             registry,
             ui,
-        } => run(&file, query.as_deref(), progress_log, registry, ui, interactive),
+            member,
+        } => run(
+            &file,
+            query.as_deref(),
+            progress_log,
+            registry,
+            ui,
+            member,
+            interactive,
+        ),
         Command::Serve {
             data_dir,
             addr,
@@ -311,12 +324,16 @@ fn run(
     progress_log: Option<PathBuf>,
     registry: Option<PathBuf>,
     ui: Option<std::net::SocketAddr>,
+    member: Option<String>,
     interactive: bool,
 ) -> anyhow::Result<ExitCode> {
     let registry = open_registry(registry)?;
     let mut pipeline = Pipeline::load_with_registry(file, registry.as_ref())?;
     if let Some(name) = only {
         pipeline.select(name)?;
+    }
+    if let Some(member) = member {
+        pipeline.set_member(&member)?;
     }
     let progress_log: Option<ProgressLog> = match progress_log {
         Some(path) => {

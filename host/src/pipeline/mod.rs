@@ -26,6 +26,7 @@
 //! [`Pipeline::parse`] reports every problem at once, each with the query, key path and line
 //! ([`Diagnostics`]); nothing runs unless the file is clean.
 
+mod cluster;
 mod combine;
 mod sinks;
 mod sources;
@@ -54,6 +55,7 @@ use combine::*;
 use sinks::*;
 use sources::*;
 pub use stateful::MAX_WINDOWS_PER_ROW;
+pub use cluster::ClusterSpec;
 use stateful::*;
 use steps::*;
 use trigger::*;
@@ -137,6 +139,8 @@ pub struct QuerySpec {
     /// State partitions of the stateful operators (`shufflePartitions`); `None`: the
     /// checkpoint's, or `parallelism` for a new one.
     pub shuffle_partitions: Option<usize>,
+    /// `[query.cluster]`: run as one member of a consumer group sharing the input partitions.
+    pub cluster: Option<ClusterSpec>,
 }
 
 impl QuerySpec {
@@ -497,6 +501,7 @@ const QUERY_KEYS: &[&str] = &[
     "processor",
     "parallelism",
     "shufflePartitions",
+    "cluster",
 ];
 impl Pipeline {
     /// Reads and validates a pipeline file.
@@ -612,6 +617,46 @@ impl Pipeline {
             }));
         }
         self.queries.retain(|q| q.name == name);
+        Ok(())
+    }
+
+    /// `sluice run --member NAME`: this process's name in every clustered query's group.
+    /// Refused for a pipeline without `[query.cluster]` (the name would mean nothing) and for
+    /// a name the group protocol or a checkpoint key could not carry.
+    pub fn set_member(&mut self, member: &str) -> Result<()> {
+        let refuse = |message: String| {
+            Err(Error::Pipeline(Diagnostics {
+                file: self.file.display().to_string(),
+                items: vec![Diagnostic {
+                    line: 0,
+                    query: None,
+                    key: "--member".to_owned(),
+                    message,
+                }],
+            }))
+        };
+        if member.is_empty()
+            || member.len() > 100
+            || !member
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return refuse(format!(
+                "'{member}' is not a member name: use 1 to 100 letters, digits, '-', '_' or '.'"
+            ));
+        }
+        let mut any = false;
+        for q in &mut self.queries {
+            if let Some(c) = &mut q.cluster {
+                c.member = Some(member.to_owned());
+                any = true;
+            }
+        }
+        if !any {
+            return refuse(
+                "no query of this pipeline has a [query.cluster] table, so there is no group to be a member of".to_owned(),
+            );
+        }
         Ok(())
     }
 }
@@ -796,6 +841,28 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
         .positive("parallelism")
         .map_or_else(crate::parallel::default_parallelism, |p| p as usize);
     let shuffle_partitions = q.positive("shufflePartitions").map(|p| p as usize);
+    let cluster = q
+        .get("cluster")
+        .and_then(|c| cluster::parse_cluster(ctx, &label, c));
+    if let (Some(c), Some(inputs), Some(combine), Some(sink)) =
+        (&cluster, inputs.as_deref(), &combine, &sink)
+    {
+        let check = cluster::ClusterQuery {
+            cluster: c,
+            inputs,
+            combine,
+            trigger,
+            sink,
+            outputs: &outputs,
+            checkpoint: checkpoint_location.is_some(),
+            dedup: dedup.as_ref(),
+            aggregate: aggregate.as_ref(),
+            processor: processor.as_ref(),
+        };
+        for (key, message) in check.problems() {
+            q.error_at(offset_of(node, &key), &key, message);
+        }
+    }
 
     if let Some(sink) = &sink
         && sink.is_durable()
@@ -898,5 +965,6 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
         processor,
         parallelism,
         shuffle_partitions,
+        cluster,
     })
 }

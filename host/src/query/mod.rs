@@ -122,6 +122,16 @@ fn step_info(step: &WasmTransform, input_schema: SchemaRef) -> StepInfo {
     }
 }
 
+/// What a clustered query's member gives the task of one partition (`cluster`).
+pub(crate) struct TaskContext {
+    /// The partition's ownership: checked before every checkpoint entry.
+    pub fence: Arc<dyn crate::checkpoint::Fence>,
+    /// The member's way to stop the task.
+    pub stop: Arc<StopSignal>,
+    /// The task's monitor (forwarding its progress to the member's).
+    pub monitor: Arc<QueryMonitor>,
+}
+
 /// The handle of a running query.
 pub struct StreamingQuery {
     name: String,
@@ -137,15 +147,66 @@ impl StreamingQuery {
     /// Opens the query's checkpoint, source and sink, then starts its thread. Configuration
     /// problems (a checkpoint of another query, an unreachable socket) are returned here,
     /// before any batch runs. `on_end` is called on the query's thread when it terminates.
+    ///
+    /// A clustered query (`[query.cluster]`) starts this process as a member of its consumer
+    /// group instead; the handle is the member's (see [`crate::cluster`]).
     pub fn start(
         spec: QuerySpec,
         progress_log: Option<ProgressLog>,
         on_end: impl FnOnce(&str, &Result<()>) + Send + 'static,
     ) -> Result<StreamingQuery> {
+        if spec.cluster.is_some() {
+            return crate::cluster::start_member(spec, progress_log, on_end);
+        }
+        Self::start_inner(spec, progress_log, None, on_end)
+    }
+
+    /// Starts one partition's task of a clustered query: its checkpoint is fenced by the
+    /// partition's ownership instead of locked, and its stop signal and monitor are the
+    /// member's to hold.
+    pub(crate) fn start_task(
+        spec: QuerySpec,
+        progress_log: Option<ProgressLog>,
+        task: TaskContext,
+        on_end: impl FnOnce(&str, &Result<()>) + Send + 'static,
+    ) -> Result<StreamingQuery> {
+        Self::start_inner(spec, progress_log, Some(task), on_end)
+    }
+
+    /// The handle of a member of a clustered query, whose thread runs the member.
+    pub(crate) fn from_member(
+        name: String,
+        id: String,
+        run_id: String,
+        stop: Arc<StopSignal>,
+        monitor: Arc<QueryMonitor>,
+        thread: JoinHandle<Result<()>>,
+    ) -> StreamingQuery {
+        StreamingQuery {
+            name,
+            id,
+            run_id,
+            stop,
+            monitor,
+            steps: Arc::new(StepsShared {
+                info: Mutex::new(Vec::new()),
+                pending: Mutex::new(Vec::new()),
+            }),
+            thread: Some(thread),
+        }
+    }
+
+    fn start_inner(
+        spec: QuerySpec,
+        progress_log: Option<ProgressLog>,
+        task: Option<TaskContext>,
+        on_end: impl FnOnce(&str, &Result<()>) + Send + 'static,
+    ) -> Result<StreamingQuery> {
         let identities: Vec<String> = spec.inputs.iter().map(input_identity).collect();
-        let checkpoint = match &spec.checkpoint_location {
-            Some(dir) => Checkpoint::open(dir, &identities)?,
-            None => Checkpoint::temporary(&identities)?,
+        let checkpoint = match (&spec.checkpoint_location, &task) {
+            (Some(dir), Some(task)) => Checkpoint::open_fenced(dir, &identities, task.fence.clone())?,
+            (Some(dir), None) => Checkpoint::open(dir, &identities)?,
+            (None, _) => Checkpoint::temporary(&identities)?,
         };
         let mut sources = Vec::with_capacity(spec.inputs.len());
         for (i, input) in spec.inputs.iter().enumerate() {
@@ -301,8 +362,13 @@ impl StreamingQuery {
             && matches!(spec.combine, Combine::Single | Combine::Union)
             && spec.outputs.is_empty()
             && sink.defer_finish();
-        let stop = Arc::new(StopSignal::default());
-        let monitor = Arc::new(QueryMonitor::default());
+        let (stop, monitor) = match task {
+            Some(t) => (t.stop, t.monitor),
+            None => (
+                Arc::new(StopSignal::default()),
+                Arc::new(QueryMonitor::default()),
+            ),
+        };
         let run_id = uuid::Uuid::new_v4().to_string();
         let id = checkpoint.query_id().to_owned();
         info!(query = %spec.name, id = %id, run_id = %run_id, checkpoint = %checkpoint.dir(), trigger = %spec.trigger, "starting query");

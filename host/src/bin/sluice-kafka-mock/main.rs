@@ -32,6 +32,8 @@ fn main() -> ExitCode {
     let mut topics: Vec<(String, i32)> = Vec::new();
     let mut advertise: Vec<(String, i32)> = Vec::new();
     let mut credentials: Option<sasl::Credentials> = None;
+    // Kafka's `group.initial.rebalance.delay.ms` (3 s, as Kafka's default).
+    let mut initial_rebalance_delay_ms: i32 = 3000;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match (arg.as_str(), args.next()) {
@@ -60,6 +62,14 @@ fn main() -> ExitCode {
                     })
                 }
                 _ => return usage("--sasl takes USER:PASSWORD"),
+            },
+            ("--group-initial-rebalance-delay-ms", Some(ms)) => match ms.parse() {
+                Ok(ms) if ms >= 0 => initial_rebalance_delay_ms = ms,
+                _ => {
+                    return usage(&format!(
+                        "--group-initial-rebalance-delay-ms takes milliseconds, not '{ms}'"
+                    ));
+                }
             },
             (other, _) => return usage(&format!("unknown argument '{other}'")),
         }
@@ -126,6 +136,14 @@ fn main() -> ExitCode {
             );
         }
     }
+    // SAFETY: as above, the cluster lives as long as `owner`.
+    unsafe {
+        let raw = rdkafka::bindings::rd_kafka_handle_mock_cluster(owner.client().native_ptr());
+        rdkafka::bindings::rd_kafka_mock_group_initial_rebalance_delay_ms(
+            raw,
+            initial_rebalance_delay_ms,
+        );
+    }
     for (name, partitions) in &topics {
         if let Err(e) = cluster.create_topic(name, *partitions, 1) {
             eprintln!("error: creating topic {name}: {e}");
@@ -148,7 +166,7 @@ fn main() -> ExitCode {
 
 fn usage(problem: &str) -> ExitCode {
     eprintln!(
-        "error: {problem}\nusage: sluice-kafka-mock [--brokers N] [--topic NAME[:PARTITIONS]]... [--advertise HOST:PORT]... [--sasl USER:PASSWORD]"
+        "error: {problem}\nusage: sluice-kafka-mock [--brokers N] [--topic NAME[:PARTITIONS]]... [--advertise HOST:PORT]... [--sasl USER:PASSWORD] [--group-initial-rebalance-delay-ms MS]"
     );
     ExitCode::from(2)
 }

@@ -196,7 +196,7 @@ pub fn check_reachable(
 }
 
 /// Client settings that shape the connection itself (and so matter to the probe).
-fn is_connection_option(key: &str) -> bool {
+pub fn is_connection_option(key: &str) -> bool {
     const PREFIXES: &[&str] = &[
         "security.",
         "ssl.",

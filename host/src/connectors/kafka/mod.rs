@@ -49,11 +49,26 @@ pub(crate) fn parse_sink(mut s: TableReader, base: &std::path::Path) -> Option<S
                 "needs the `topic` option: the sink records its last committed batch in that topic's offsets".to_owned(),
             );
     }
-    s.finish(&["format", "topic", "exactlyOnce", "connectTimeout"]);
+    // Rows without a `value` column become JSON objects (Arroyo's `format = "json"`, Flink's
+    // `value.format`): what a stateful query's output needs, since no step follows an
+    // aggregate to serialise it.
+    let json_rows = match s.string("valueFormat").as_deref() {
+        None | Some("column") => false,
+        Some("json") => true,
+        Some(other) => {
+            s.error_here(
+                "valueFormat",
+                format!("'{other}' is not a value format; use \"column\" (the `value` column, the default) or \"json\" (each row as a JSON object)"),
+            );
+            false
+        }
+    };
+    s.finish(&["format", "topic", "exactlyOnce", "connectTimeout", "valueFormat"]);
     Some(SinkSpec::Kafka(KafkaSinkSpec {
         bootstrap_servers: bootstrap?,
         topic,
         exactly_once,
+        json_rows,
         client_options,
         connect_timeout,
     }))

@@ -46,6 +46,9 @@ pub struct KafkaSinkSpec {
     pub topic: Option<String>,
     /// `exactlyOnce`: one transaction per batch.
     pub exactly_once: bool,
+    /// `valueFormat = "json"`: each row's columns (but `key`, `topic`, `partition`,
+    /// `headers`) as a JSON object is the record's value.
+    pub json_rows: bool,
     /// Other `kafka.*` options for the producer.
     pub client_options: Vec<(String, super::client::ClientValue)>,
     /// `connectTimeout`: how long the query waits at start for a bootstrap broker to answer.
@@ -158,7 +161,11 @@ const ERROR_COLUMN: &str = "_error";
 
 impl Columns {
     /// The columns of `schema`, or what is missing. `topic` is the sink's `topic` option.
-    fn resolve(schema: &SchemaRef, topic: Option<&str>) -> std::result::Result<Columns, String> {
+    fn resolve(
+        schema: &SchemaRef,
+        topic: Option<&str>,
+        json_rows: bool,
+    ) -> std::result::Result<Columns, String> {
         let dead_letter = schema
             .index_of(ERROR_COLUMN)
             .ok()
@@ -174,10 +181,14 @@ impl Columns {
                 .filter_map(|(h, c)| Some((h, schema.index_of(c).ok()?)))
                 .collect(),
             });
-        let value = bytes_column(schema, "value")?;
-        if value.is_none() && dead_letter.is_none() {
+        let value = if json_rows {
+            None
+        } else {
+            bytes_column(schema, "value")?
+        };
+        if value.is_none() && dead_letter.is_none() && !json_rows {
             return Err(format!(
-                "the batches have no `value` column (they have: {}); produce one, e.g. with to_json in a transform step",
+                "the batches have no `value` column (they have: {}); produce one, e.g. with to_json in a transform step, or set valueFormat = \"json\"",
                 crate::schema::column_names(schema)
             ));
         }
@@ -217,10 +228,16 @@ impl Columns {
     }
 }
 
-/// Each row of `batch` without the `_error` column as a JSON object: a dead letter's value
-/// when the rows have no `value` of their own.
-fn rows_as_json(batch: &RecordBatch, error: usize) -> std::result::Result<Vec<String>, String> {
-    let keep: Vec<usize> = (0..batch.num_columns()).filter(|&i| i != error).collect();
+/// Each row of `batch` without the `leave_out` columns as a JSON object: a dead letter's
+/// value when the rows have no `value` of their own (without `_error`), or every row's
+/// with `valueFormat = "json"` (without the record's key, topic, partition and headers).
+fn rows_as_json(
+    batch: &RecordBatch,
+    leave_out: &[usize],
+) -> std::result::Result<Vec<String>, String> {
+    let keep: Vec<usize> = (0..batch.num_columns())
+        .filter(|i| !leave_out.contains(i))
+        .collect();
     let rows = batch.project(&keep).map_err(|e| e.to_string())?;
     let mut w = arrow_json::LineDelimitedWriter::new(Vec::new());
     w.write(&rows)
@@ -290,7 +307,7 @@ impl KafkaSink {
         // The main sink's rows have the query's schema: check it now, before any batch. A
         // named output's arrive with theirs (dead letters carry `_error`).
         if let Some(schema) = schema {
-            Columns::resolve(schema, spec.topic.as_deref()).map_err(&sink_err)?;
+            Columns::resolve(schema, spec.topic.as_deref(), spec.json_rows).map_err(&sink_err)?;
         }
         crate::connectors::kafka::client::check_reachable(
             &spec.bootstrap_servers,
@@ -361,13 +378,27 @@ impl KafkaSink {
     fn produce_all(&self, batch_id: u64, batches: &[RecordBatch]) -> Result<u64> {
         let mut rows = 0;
         for batch in batches {
-            let columns = Columns::resolve(batch.schema_ref(), self.spec.topic.as_deref())
-                .map_err(|e| self.err(format!("batch {batch_id}: {e}")))?;
+            let columns = Columns::resolve(
+                batch.schema_ref(),
+                self.spec.topic.as_deref(),
+                self.spec.json_rows,
+            )
+            .map_err(|e| self.err(format!("batch {batch_id}: {e}")))?;
             let value = columns.value.map(|i| batch.column(i));
             let json_values = match (&columns.value, &columns.dead_letter) {
-                (None, Some(dl)) => Some(rows_as_json(batch, dl.error).map_err(|e| {
+                (None, Some(dl)) => Some(rows_as_json(batch, &[dl.error]).map_err(|e| {
                     self.err(format!("batch {batch_id}: dead letters as JSON: {e}"))
                 })?),
+                (None, None) => {
+                    let record_columns: Vec<usize> =
+                        [columns.key, columns.topic, columns.partition, columns.headers]
+                            .into_iter()
+                            .flatten()
+                            .collect();
+                    Some(rows_as_json(batch, &record_columns).map_err(|e| {
+                        self.err(format!("batch {batch_id}: rows as JSON: {e}"))
+                    })?)
+                }
                 _ => None,
             };
             let key = columns.key.map(|i| batch.column(i));

@@ -18,15 +18,31 @@ pub struct Broker {
 
 impl Broker {
     pub fn start(topics: &[&str]) -> Broker {
+        Broker::start_with(topics, &[])
+    }
+
+    /// A broker started with more arguments (`--group-initial-rebalance-delay-ms 500`).
+    pub fn start_with(topics: &[&str], args: &[&str]) -> Broker {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-kafka-mock"));
         for t in topics {
             cmd.arg("--topic").arg(t);
         }
+        cmd.args(args);
         let (child, bootstrap) = spawn_announcing(cmd, "bootstrap=");
         Broker { child, bootstrap }
     }
 
     pub fn produce(&self, topic: &str, records: impl Iterator<Item = (Option<String>, String)>) {
+        self.produce_to(topic, None, records)
+    }
+
+    /// Like [`Broker::produce`], to one partition (`None`: the partitioner's choice).
+    pub fn produce_to(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        records: impl Iterator<Item = (Option<String>, String)>,
+    ) {
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
             .create()
@@ -39,6 +55,9 @@ impl Broker {
             let mut record = BaseRecord::to(topic).payload(&value).headers(headers);
             if let Some(k) = &key {
                 record = record.key(k);
+            }
+            if let Some(p) = partition {
+                record = record.partition(p);
             }
             loop {
                 match producer.send(record) {

@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
+use rdkafka::TopicPartitionList;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::TopicPartitionList;
 use tracing::{debug, warn};
 
 use super::{Partition, Tasks};
@@ -67,7 +67,9 @@ impl ConsumerContext for GroupContext {
                 super::lock(&self.tasks).assign(&partitions(tpl));
             }
             Rebalance::Revoke(_) => {}
-            Rebalance::Error(e) => warn!(error = %e, "consumer group rebalance failed; the group retries"),
+            Rebalance::Error(e) => {
+                warn!(error = %e, "consumer group rebalance failed; the group retries")
+            }
         }
     }
 }
@@ -122,8 +124,7 @@ impl Membership {
                 .set("partition.assignment.strategy", "cooperative-sticky");
         }
         for (k, v) in &options {
-            if crate::connectors::kafka::client::is_connection_option(k)
-                || k.starts_with("group.")
+            if crate::connectors::kafka::client::is_connection_option(k) || k.starts_with("group.")
             {
                 config.set(k, v);
             }

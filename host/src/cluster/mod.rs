@@ -103,7 +103,9 @@ pub fn members(root: &std::path::Path) -> Result<Vec<MemberStatus>> {
         if let Some(bytes) = at.read()? {
             match serde_json::from_slice::<MemberStatus>(&bytes) {
                 Ok(s) => out.push(s),
-                Err(e) => warn!(entry = %at.to_path_buf().display(), error = %e, "unreadable member entry"),
+                Err(e) => {
+                    warn!(entry = %at.to_path_buf().display(), error = %e, "unreadable member entry")
+                }
             }
         }
     }
@@ -126,7 +128,10 @@ pub(crate) fn start_member(
     progress_log: Option<ProgressLog>,
     on_end: impl FnOnce(&str, &Result<()>) + Send + 'static,
 ) -> Result<StreamingQuery> {
-    let cluster = spec.cluster.clone().ok_or_else(|| internal("no [query.cluster]"))?;
+    let cluster = spec
+        .cluster
+        .clone()
+        .ok_or_else(|| internal("no [query.cluster]"))?;
     let root = spec
         .checkpoint_location
         .clone()
@@ -182,7 +187,11 @@ pub(crate) fn start_member(
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.run()))
                 .unwrap_or_else(|_| Err(internal("the member thread panicked")));
             thread_monitor.set_status(
-                if result.is_ok() { "Stopped" } else { "Terminated with exception" },
+                if result.is_ok() {
+                    "Stopped"
+                } else {
+                    "Terminated with exception"
+                },
                 false,
                 false,
             );
@@ -194,16 +203,24 @@ pub(crate) fn start_member(
             result
         })
         .map_err(|e| Error::io("starting the member thread", root.clone(), e))?;
-    Ok(StreamingQuery::from_member(name, id, run_id, stop, monitor, thread))
+    Ok(StreamingQuery::from_member(
+        name, id, run_id, stop, monitor, thread,
+    ))
 }
 
 fn internal(what: &str) -> Error {
-    Error::Server(format!("internal error (a bug in Sluice, please report it): {what}"))
+    Error::Server(format!(
+        "internal error (a bug in Sluice, please report it): {what}"
+    ))
 }
 
 /// Refuses a checkpoint that another group's query wrote (two groups would each own every
 /// partition).
-fn check_cluster_metadata(root: &std::path::Path, cluster: &ClusterSpec, query: &str) -> Result<()> {
+fn check_cluster_metadata(
+    root: &std::path::Path,
+    cluster: &ClusterSpec,
+    query: &str,
+) -> Result<()> {
     let dir = Location::parse(root)?;
     dir.create_dir_all()?;
     let at = dir.join("cluster.json");
@@ -267,7 +284,9 @@ impl MemberRun {
             if tasks.changed || published.elapsed() >= STATUS_EVERY {
                 tasks.changed = false;
                 let status = tasks.status(&self.cluster, None);
-                tasks.monitor.set_status(&describe(&status), !status.partitions.is_empty(), false);
+                tasks
+                    .monitor
+                    .set_status(&describe(&status), !status.partitions.is_empty(), false);
                 drop(tasks);
                 self.publish(&status);
                 published = Instant::now();
@@ -283,7 +302,8 @@ impl MemberRun {
         if let Some(m) = self.membership.take() {
             m.leave();
         }
-        let tasks = lock(&self.tasks);
+        let mut tasks = lock(&self.tasks);
+        tasks.owned.clear();
         let ended = match &outcome {
             Ok(()) => "left the group".to_owned(),
             Err(e) => format!("failed: {e}"),
@@ -308,7 +328,11 @@ impl MemberRun {
 
 /// The member's status line: its group and partitions.
 fn describe(status: &MemberStatus) -> String {
-    let parts: Vec<&str> = status.partitions.iter().map(|p| p.partition.as_str()).collect();
+    let parts: Vec<&str> = status
+        .partitions
+        .iter()
+        .map(|p| p.partition.as_str())
+        .collect();
     format!(
         "member '{}' of group '{}': {} partition{}{}",
         status.member,
@@ -424,7 +448,10 @@ impl Tasks {
     fn finished(&mut self, p: &Partition, task: Task) {
         let committed = task.monitor.totals().batches;
         let asked = task.stop.is_requested();
-        let result = task.thread.join().unwrap_or_else(|_| Err(internal("a task thread panicked")));
+        let result = task
+            .thread
+            .join()
+            .unwrap_or_else(|_| Err(internal("a task thread panicked")));
         self.changed = true;
         let error = match result {
             Ok(()) => {
@@ -448,21 +475,29 @@ impl Tasks {
             // Another member claimed it: the group moved it and this member has not heard
             // yet (a revocation follows), or it will be given back. Not a failure of ours.
             warn!(member = %self.member, partition = %p, error = %error, "partition taken over by another member");
-            self.retry
-                .insert(p.clone(), (failures.saturating_sub(1), Instant::now() + Duration::from_secs(10)));
+            self.retry.insert(
+                p.clone(),
+                (
+                    failures.saturating_sub(1),
+                    Instant::now() + Duration::from_secs(10),
+                ),
+            );
             return;
         }
         if failures >= MAX_TASK_FAILURES {
             error!(member = %self.member, partition = %p, error = %error, "task failed {failures} times; the member gives up");
             self.failure = Some(Error::Source {
                 source_name: format!("partition {p}"),
-                message: format!("its task failed {failures} times in a row; the last time: {error}"),
+                message: format!(
+                    "its task failed {failures} times in a row; the last time: {error}"
+                ),
             });
             return;
         }
         let wait = Duration::from_secs(1 << failures.min(5));
         warn!(member = %self.member, partition = %p, error = %error, retry_in = ?wait, "task failed; restarting it");
-        self.retry.insert(p.clone(), (failures, Instant::now() + wait));
+        self.retry
+            .insert(p.clone(), (failures, Instant::now() + wait));
     }
 
     /// Restarts the owned partitions whose retry time came.
@@ -474,7 +509,9 @@ impl Tasks {
         let due: Vec<Partition> = self
             .retry
             .iter()
-            .filter(|(p, (_, at))| *at <= now && self.owned.contains(*p) && !self.running.contains_key(*p))
+            .filter(|(p, (_, at))| {
+                *at <= now && self.owned.contains(*p) && !self.running.contains_key(*p)
+            })
             .map(|(p, _)| p.clone())
             .collect();
         for p in due {
@@ -490,8 +527,12 @@ impl Tasks {
         let dir = self.root.join("partitions").join(p.to_string());
         let spec = task_spec(&self.spec, p, dir.clone());
         let (member, partition) = (self.member.clone(), p.to_string());
-        let (log, task_stop, task_monitor, task_epoch) =
-            (self.progress_log.clone(), stop.clone(), monitor.clone(), epoch.clone());
+        let (log, task_stop, task_monitor, task_epoch) = (
+            self.progress_log.clone(),
+            stop.clone(),
+            monitor.clone(),
+            epoch.clone(),
+        );
         let spawned = std::thread::Builder::new()
             .name(format!("task-{p}"))
             .spawn(move || {
@@ -538,7 +579,11 @@ impl Tasks {
                 Some(t) => {
                     let epoch = *t.epoch.lock().unwrap_or_else(|p| p.into_inner());
                     let last = t.monitor.last_progress().map(|r| r.batch_id);
-                    let state = if epoch.is_some() { "running" } else { "starting" };
+                    let state = if epoch.is_some() {
+                        "running"
+                    } else {
+                        "starting"
+                    };
                     (state, epoch, t.monitor.totals().batches, last)
                 }
                 None => ("retrying", None, 0, None),
@@ -579,7 +624,8 @@ fn task_spec(spec: &QuerySpec, p: &Partition, dir: PathBuf) -> QuerySpec {
     task.name = format!("{}/{p}", spec.name);
     task.checkpoint_location = Some(dir);
     if let SourceSpec::Kafka(k) = &mut task.inputs[0].source {
-        k.subscription = Subscription::Assign(BTreeMap::from([(p.topic.clone(), vec![p.partition])]));
+        k.subscription =
+            Subscription::Assign(BTreeMap::from([(p.topic.clone(), vec![p.partition])]));
     }
     task
 }

@@ -51,7 +51,8 @@ impl Ownership {
             pid: std::process::id(),
             claimed_at: crate::progress::now_rfc3339(),
         };
-        let bytes = serde_json::to_vec(&entry).map_err(|e| Error::data("writing an owner entry", e))?;
+        let bytes =
+            serde_json::to_vec(&entry).map_err(|e| Error::data("writing an owner entry", e))?;
         // A lost race means another member claimed the same epoch a moment earlier: take the
         // next one (the group gave the partition to us, so ours is the later claim).
         for _ in 0..100 {
@@ -109,7 +110,10 @@ impl Fence for Ownership {
         let by = Ownership::current(&self.task_dir)
             .ok()
             .flatten()
-            .map_or_else(|| "another member".to_owned(), |(_, e)| format!("member '{}' (pid {})", e.member, e.pid));
+            .map_or_else(
+                || "another member".to_owned(),
+                |(_, e)| format!("member '{}' (pid {})", e.member, e.pid),
+            );
         Err(Error::Fenced {
             partition: self.partition.clone(),
             message: format!(

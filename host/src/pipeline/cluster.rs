@@ -45,7 +45,9 @@ pub(super) fn parse_cluster(ctx: &Ctx, query: &str, node: &Spanned<Node>) -> Opt
     {
         c.error_here("group", "must not be empty".to_owned());
     }
-    let session_timeout = c.duration("sessionTimeout").unwrap_or(Duration::from_secs(10));
+    let session_timeout = c
+        .duration("sessionTimeout")
+        .unwrap_or(Duration::from_secs(10));
     if !(Duration::from_secs(1)..=Duration::from_secs(30 * 60)).contains(&session_timeout) {
         c.error_here(
             "sessionTimeout",
@@ -125,7 +127,10 @@ impl ClusterQuery<'_> {
             ),
             _ => {}
         }
-        if !matches!(self.sink, SinkSpec::Kafka(_) | SinkSpec::Console { .. } | SinkSpec::Blackhole) {
+        if !matches!(
+            self.sink,
+            SinkSpec::Kafka(_) | SinkSpec::Console { .. } | SinkSpec::Blackhole
+        ) {
             say(
                 "sink.format",
                 format!(

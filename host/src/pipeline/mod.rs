@@ -51,11 +51,11 @@ pub use crate::connectors::file::{
 pub use crate::connectors::rate::{RateMicroBatchSpec, RateSpec};
 pub use crate::connectors::socket::SocketSpec;
 
+pub use cluster::ClusterSpec;
 use combine::*;
 use sinks::*;
 use sources::*;
 pub use stateful::MAX_WINDOWS_PER_ROW;
-pub use cluster::ClusterSpec;
 use stateful::*;
 use steps::*;
 use trigger::*;

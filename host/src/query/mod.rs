@@ -204,7 +204,9 @@ impl StreamingQuery {
     ) -> Result<StreamingQuery> {
         let identities: Vec<String> = spec.inputs.iter().map(input_identity).collect();
         let checkpoint = match (&spec.checkpoint_location, &task) {
-            (Some(dir), Some(task)) => Checkpoint::open_fenced(dir, &identities, task.fence.clone())?,
+            (Some(dir), Some(task)) => {
+                Checkpoint::open_fenced(dir, &identities, task.fence.clone())?
+            }
             (Some(dir), None) => Checkpoint::open(dir, &identities)?,
             (None, _) => Checkpoint::temporary(&identities)?,
         };

@@ -63,7 +63,13 @@ pub(crate) fn parse_sink(mut s: TableReader, base: &std::path::Path) -> Option<S
             false
         }
     };
-    s.finish(&["format", "topic", "exactlyOnce", "connectTimeout", "valueFormat"]);
+    s.finish(&[
+        "format",
+        "topic",
+        "exactlyOnce",
+        "connectTimeout",
+        "valueFormat",
+    ]);
     Some(SinkSpec::Kafka(KafkaSinkSpec {
         bootstrap_servers: bootstrap?,
         topic,

@@ -385,22 +385,27 @@ impl KafkaSink {
             )
             .map_err(|e| self.err(format!("batch {batch_id}: {e}")))?;
             let value = columns.value.map(|i| batch.column(i));
-            let json_values = match (&columns.value, &columns.dead_letter) {
-                (None, Some(dl)) => Some(rows_as_json(batch, &[dl.error]).map_err(|e| {
-                    self.err(format!("batch {batch_id}: dead letters as JSON: {e}"))
-                })?),
-                (None, None) => {
-                    let record_columns: Vec<usize> =
-                        [columns.key, columns.topic, columns.partition, columns.headers]
-                            .into_iter()
-                            .flatten()
-                            .collect();
-                    Some(rows_as_json(batch, &record_columns).map_err(|e| {
-                        self.err(format!("batch {batch_id}: rows as JSON: {e}"))
-                    })?)
-                }
-                _ => None,
-            };
+            let json_values =
+                match (&columns.value, &columns.dead_letter) {
+                    (None, Some(dl)) => Some(rows_as_json(batch, &[dl.error]).map_err(|e| {
+                        self.err(format!("batch {batch_id}: dead letters as JSON: {e}"))
+                    })?),
+                    (None, None) => {
+                        let record_columns: Vec<usize> = [
+                            columns.key,
+                            columns.topic,
+                            columns.partition,
+                            columns.headers,
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .collect();
+                        Some(rows_as_json(batch, &record_columns).map_err(|e| {
+                            self.err(format!("batch {batch_id}: rows as JSON: {e}"))
+                        })?)
+                    }
+                    _ => None,
+                };
             let key = columns.key.map(|i| batch.column(i));
             let topic_col = columns.topic.map(|i| batch.column(i).as_string::<i32>());
             let partition = columns.partition.map(|i| {

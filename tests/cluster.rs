@@ -1,0 +1,582 @@
+//! Scale-out: several `sluice run --member NAME` processes share one query's Kafka partitions
+//! through the consumer-group protocol (`[query.cluster]`), with one checkpoint on disk that
+//! every member reaches. The broker is `sluice-kafka-mock` (librdkafka's mock cluster, which
+//! runs the classic group protocol with session timeouts); output is read back by a
+//! `read_committed` consumer.
+//!
+//! The mock broker makes an open transaction's records visible to `read_committed` readers
+//! (see ARCHITECTURE.md, "Kafka"), so a member is killed where none of its partitions has one
+//! open: every task of the member parked at a failpoint after its batch's transaction
+//! committed and before the checkpoint's commit — the place where a hand-over must find out
+//! from Kafka that the batch is done.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::kafka::*;
+use common::*;
+use sluice::cluster::{MemberStatus, members};
+
+/// The members' session timeout in these tests.
+const SESSION_SECS: u64 = 4;
+
+fn broker(topics: &[&str]) -> Broker {
+    Broker::start_with(topics, &["--group-initial-rebalance-delay-ms", "500"])
+}
+
+/// A clustered query copying `in` to `out` exactly once.
+fn copy_pipeline(dir: &Path, bootstrap: &str) -> PathBuf {
+    pipeline(
+        dir,
+        &format!(
+            r#"
+[[query]]
+name = "copy"
+checkpointLocation = "shared/ckpt"
+trigger = {{ processingTime = "100 ms" }}
+
+[query.cluster]
+group = "copiers"
+sessionTimeout = "{SESSION_SECS} seconds"
+
+[query.source]
+format = "kafka"
+"kafka.bootstrap.servers" = "{bootstrap}"
+subscribe = "in"
+startingOffsets = "earliest"
+
+[query.sink]
+format = "kafka"
+"kafka.bootstrap.servers" = "{bootstrap}"
+topic = "out"
+exactlyOnce = true
+"#
+        ),
+    )
+}
+
+/// `sluice run --member NAME` with its own progress log beside the pipeline.
+fn member(file: &Path, name: &str, env: &[(&str, &str)]) -> Running {
+    let log = progress_log(file, name);
+    Running::start(
+        file,
+        &["--member", name, "--progress-log", log.to_str().unwrap()],
+        env,
+    )
+}
+
+fn progress_log(file: &Path, name: &str) -> PathBuf {
+    file.with_file_name(format!("progress-{name}.jsonl"))
+}
+
+/// Waits until `check` holds for the members' entries in the checkpoint (`members/`).
+fn await_members(
+    ckpt: &Path,
+    what: &str,
+    check: impl Fn(&[MemberStatus]) -> bool,
+) -> Vec<MemberStatus> {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let m = members(ckpt).unwrap_or_default();
+        if check(&m) {
+            return m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the members' entries never showed it:\n{m:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The partitions member `name` has claimed and runs, as its entry says.
+fn owned(members: &[MemberStatus], name: &str) -> BTreeSet<String> {
+    members
+        .iter()
+        .filter(|m| m.member == name && m.ended.is_none())
+        .flat_map(|m| &m.partitions)
+        .filter(|p| p.state == "running")
+        .map(|p| p.partition.clone())
+        .collect()
+}
+
+/// Whether `names` run `partitions` partitions between them, none twice, as evenly as
+/// they divide.
+fn balanced(members: &[MemberStatus], names: &[&str], partitions: usize) -> bool {
+    let each: Vec<BTreeSet<String>> = names.iter().map(|n| owned(members, n)).collect();
+    let all: BTreeSet<&String> = each.iter().flatten().collect();
+    let total: usize = each.iter().map(BTreeSet::len).sum();
+    total == partitions
+        && all.len() == partitions
+        && each.iter().all(|s| s.len() == partitions / names.len())
+}
+
+/// Produces `per_partition` records to each of `in`'s 12 partitions and returns their values.
+fn wave(broker: &Broker, w: usize, per_partition: usize) -> Vec<String> {
+    let mut values = Vec::new();
+    for p in 0..12 {
+        let these: Vec<String> = (0..per_partition)
+            .map(|i| format!("w{w:02}-p{p:02}-{i:03}"))
+            .collect();
+        broker.produce_to(
+            "in",
+            Some(p),
+            these.iter().map(|v| (Some(format!("k{p}")), v.clone())),
+        );
+        values.extend(these);
+    }
+    values
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Stops members `names` (running as `running`) with SIGTERM and checks each leaves the
+/// group cleanly.
+fn stop_all(ckpt: &Path, names: &[&str], running: Vec<Running>) {
+    for r in &running {
+        r.signal(15);
+    }
+    for r in running {
+        let (code, stderr) = r.wait();
+        assert_eq!(code, Some(0), "a member did not stop cleanly:\n{stderr}");
+    }
+    for m in members(ckpt)
+        .unwrap()
+        .iter()
+        .filter(|m| names.contains(&m.member.as_str()))
+    {
+        assert_eq!(m.ended.as_deref(), Some("left the group"), "{m:#?}");
+        assert!(m.partitions.is_empty(), "{m:#?}");
+    }
+}
+
+#[test]
+fn three_members_share_twelve_partitions_and_write_every_record_once() {
+    let broker = broker(&["in:12", "out:12"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = copy_pipeline(dir.path(), &broker.bootstrap);
+    let ckpt = dir.path().join("shared/ckpt");
+    let running: Vec<Running> = ["a", "b", "c"]
+        .iter()
+        .map(|n| member(&file, n, &[]))
+        .collect();
+    let layout = await_members(&ckpt, "four partitions for each of three members", |m| {
+        balanced(m, &["a", "b", "c"], 12)
+    });
+
+    let mut expected = Vec::new();
+    for w in 0..3 {
+        expected.extend(wave(&broker, w, 20));
+    }
+    let got = read_committed(&broker.bootstrap, "out", 12, expected.len());
+    assert_eq!(got, sorted(expected));
+
+    // Progress per member: each member's log holds its own partitions' tasks only, and
+    // between them every partition's records went through.
+    let mut with_rows = BTreeSet::new();
+    for name in ["a", "b", "c"] {
+        let mine = owned(&layout, name);
+        let records = progress(&progress_log(&file, name));
+        assert!(!records.is_empty(), "member {name} logged no progress");
+        for p in records {
+            let partition = p.name.strip_prefix("copy/").expect("task names").to_owned();
+            assert!(
+                mine.contains(&partition),
+                "member {name} ran {partition}, which it does not own ({mine:?})"
+            );
+            if p.num_input_rows > 0 {
+                with_rows.insert(partition);
+            }
+        }
+    }
+    assert_eq!(with_rows.len(), 12, "{with_rows:?}");
+    // The partitions' owners logs name the members that run them.
+    for m in &layout {
+        for p in &m.partitions {
+            let (_, owner) = sluice::cluster::ownership::Ownership::current(
+                &sluice::storage::Location::Local(ckpt.join("partitions").join(&p.partition)),
+            )
+            .unwrap()
+            .unwrap();
+            assert_eq!(owner.member, m.member, "{}", p.partition);
+        }
+    }
+    stop_all(&ckpt, &["a", "b", "c"], running);
+}
+
+#[test]
+fn a_killed_member_s_partitions_move_to_the_others_and_come_back_when_it_rejoins() {
+    let broker = broker(&["in:12", "out:12"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = copy_pipeline(dir.path(), &broker.bootstrap);
+    let ckpt = dir.path().join("shared/ckpt");
+    let a = member(&file, "a", &[]);
+    let b = member(&file, "b", &[]);
+    let mut c = member(&file, "c", &[("SLUICE_FAILPOINTS", "after-sink:2")]);
+    let layout = await_members(&ckpt, "three members, four partitions each", |m| {
+        balanced(m, &["a", "b", "c"], 12)
+    });
+    let of_c = owned(&layout, "c");
+
+    // Waves of records until every task of c has written its batch 2 to Kafka and parked
+    // before recording the commit.
+    let mut expected = Vec::new();
+    let (mut w, mut parked) = (0, 0);
+    while parked < of_c.len() {
+        assert!(
+            w < 30,
+            "c's tasks never all reached batch 2:\n{}",
+            c.seen.join("\n")
+        );
+        expected.extend(wave(&broker, w, 10));
+        w += 1;
+        while parked < of_c.len() && c.try_await_line("sluice-failpoint: after-sink batch 2") {
+            parked += 1;
+        }
+    }
+    c.signal(9);
+    let killed = Instant::now();
+    let _ = c.wait();
+    let after = await_members(&ckpt, "a and b take c's partitions over", |m| {
+        owned(m, "a").len() + owned(m, "b").len() == 12
+    });
+    let moved = killed.elapsed();
+    eprintln!("c's partitions were running on a and b {moved:?} after the kill");
+    // The broker notices after the session timeout; librdkafka's mock then waits a session
+    // timeout less a second for members to rejoin before it assigns.
+    assert!(
+        moved < Duration::from_secs(2 * SESSION_SECS + 4),
+        "took {moved:?}"
+    );
+    let union: BTreeSet<String> = owned(&after, "a")
+        .union(&owned(&after, "b"))
+        .cloned()
+        .collect();
+    assert!(of_c.is_subset(&union));
+
+    // The new owners found c's batch 2 already in Kafka, skipped it, and go on.
+    expected.extend(wave(&broker, w, 10));
+    w += 1;
+    let got = read_committed(&broker.bootstrap, "out", 12, expected.len());
+    assert_eq!(got, sorted(expected.clone()));
+
+    // c comes back and is given its share again.
+    let c = member(&file, "c", &[]);
+    await_members(&ckpt, "c rejoins and takes four partitions", |m| {
+        balanced(m, &["a", "b", "c"], 12)
+    });
+    expected.extend(wave(&broker, w, 10));
+    let got = read_committed(&broker.bootstrap, "out", 12, expected.len());
+    assert_eq!(got, sorted(expected));
+    stop_all(&ckpt, &["a", "b", "c"], vec![a, b, c]);
+}
+
+#[test]
+fn a_member_whose_partition_was_taken_over_cannot_commit_it() {
+    let broker = broker(&["in:1", "out:1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = copy_pipeline(dir.path(), &broker.bootstrap);
+    let ckpt = dir.path().join("shared/ckpt");
+    let produce = |w: usize| -> Vec<String> {
+        let values: Vec<String> = (0..10).map(|i| format!("w{w}-{i}")).collect();
+        broker.produce_to("in", Some(0), values.iter().map(|v| (None, v.clone())));
+        values
+    };
+    // Member a parks once its batch 1 is in Kafka, before its commit, and goes on when told.
+    let mut cmd = sluice();
+    cmd.arg("run")
+        .arg(&file)
+        .args(["--member", "a"])
+        .env("RUST_LOG", "info")
+        .env("SLUICE_FAILPOINTS", "after-sink:1")
+        .env("SLUICE_FAILPOINTS_RESUME", "stdin")
+        .stdin(Stdio::piped());
+    let mut a = Running::spawn(cmd);
+    await_members(&ckpt, "a owns in-0", |m| owned(m, "a").len() == 1);
+    let mut expected = produce(0);
+    assert_eq!(
+        read_committed(&broker.bootstrap, "out", 1, expected.len()),
+        sorted(expected.clone())
+    );
+    expected.extend(produce(1));
+    a.await_line("sluice-failpoint: after-sink batch 1");
+    // a stops answering (a long pause, a partition of the network): its session expires and
+    // the group gives in-0 to b.
+    a.signal(19); // SIGSTOP
+    let b = member(&file, "b", &[]);
+    await_members(&ckpt, "b takes in-0 over", |m| owned(m, "b").len() == 1);
+    expected.extend(produce(2));
+    let got = read_committed(&broker.bootstrap, "out", 1, expected.len());
+    assert_eq!(got, sorted(expected.clone()));
+    let task = ckpt.join("partitions/in-0");
+    let (epoch, owner) = sluice::cluster::ownership::Ownership::current(
+        &sluice::storage::Location::Local(task.clone()),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!((epoch, owner.member.as_str()), (1, "b"));
+    let commits_before: Vec<_> = std::fs::read_dir(task.join("commits"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+
+    // a wakes up and tries to record its batch 1: refused, nothing written.
+    a.signal(18); // SIGCONT
+    a.resume();
+    let line = a.await_line("was taken over by member 'b'");
+    assert!(line.contains("commits/1 not written"), "{line}");
+    let commits_after: Vec<_> = std::fs::read_dir(task.join("commits"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(commits_before.len(), commits_after.len());
+    // b keeps the partition and goes on; nothing was written twice.
+    expected.extend(produce(3));
+    let got = read_committed(&broker.bootstrap, "out", 1, expected.len());
+    assert_eq!(got, sorted(expected));
+    let now = members(&ckpt).unwrap();
+    assert_eq!(owned(&now, "b").len(), 1, "{now:#?}");
+    stop_all(&ckpt, &["a", "b"], vec![a, b]);
+}
+
+/// A per-user count in 10-second windows over `clicks` (24 users, user `u` on partition
+/// `u % 12`), to `out` as JSON; clustered when `cluster` is set.
+fn windowed_counts(dir: &Path, bootstrap: &str, out: &str, cluster: bool) -> PathBuf {
+    let modules = guests();
+    let cluster = if cluster {
+        format!(
+            "[query.cluster]\ngroup = \"counters\"\nsessionTimeout = \"{SESSION_SECS} seconds\"\nkeyedBy = [\"user\"]\n"
+        )
+    } else {
+        String::new()
+    };
+    pipeline(
+        dir,
+        &format!(
+            r#"
+[[query]]
+name = "per-user"
+checkpointLocation = "shared/ckpt-{out}"
+trigger = {{ processingTime = "100 ms" }}
+outputMode = "append"
+{cluster}
+[query.source]
+format = "kafka"
+"kafka.bootstrap.servers" = "{bootstrap}"
+subscribe = "clicks"
+startingOffsets = "earliest"
+watermark = {{ column = "at", delay = "1 hour" }}
+
+[[query.transform]]
+name = "parse"
+module = "{modules}/from_json.wasm"
+config = {{ schema = "user STRING, at TIMESTAMP" }}
+
+[query.aggregate]
+groupBy = ["user"]
+window = {{ column = "at", duration = "10 seconds" }}
+aggs = [{{ fn = "count", column = "user", as = "events" }}]
+
+[query.sink]
+format = "kafka"
+"kafka.bootstrap.servers" = "{bootstrap}"
+topic = "{out}"
+exactlyOnce = true
+valueFormat = "json"
+"#,
+            modules = modules.display()
+        ),
+    )
+}
+
+const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+/// Clicks `range` of the test's stream: click `i` is user `i % 24` at T0 + i/10 s.
+fn clicks(broker: &Broker, range: std::ops::Range<i64>) {
+    let mut by_partition: BTreeMap<i32, Vec<(Option<String>, String)>> = BTreeMap::new();
+    for i in range {
+        let user = i % 24;
+        let at = chrono::DateTime::from_timestamp_millis((T0 * 1000) + i * 100).unwrap();
+        by_partition.entry((user % 12) as i32).or_default().push((
+            Some(format!("u{user}")),
+            format!(r#"{{"user":"u{user}","at":"{}"}}"#, at.to_rfc3339()),
+        ));
+    }
+    for (p, records) in by_partition {
+        broker.produce_to("clicks", Some(p), records.into_iter());
+    }
+}
+
+/// The output rows as `(window start, user, count)`, sorted.
+fn counts(values: &[String]) -> Vec<(i64, String, i64)> {
+    let mut out: Vec<(i64, String, i64)> = values
+        .iter()
+        .map(|v| {
+            let row: serde_json::Value = serde_json::from_str(v).unwrap();
+            let start = row["window"]["start"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{v}"));
+            let start = chrono::DateTime::parse_from_rfc3339(start)
+                .or_else(|_| {
+                    chrono::NaiveDateTime::parse_from_str(start, "%Y-%m-%dT%H:%M:%S%.f")
+                        .map(|t| t.and_utc().fixed_offset())
+                })
+                .unwrap_or_else(|e| panic!("{start}: {e}"))
+                .timestamp();
+            (
+                start,
+                row["user"].as_str().unwrap().to_owned(),
+                row["events"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_windowed_count_over_three_members_with_one_killed_equals_a_single_process_run() {
+    const CLICKS: i64 = 4800; // 480 s of event time: 48 windows of 10 s
+    let broker = broker(&["clicks:12", "out-cluster:1", "out-single:1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = windowed_counts(dir.path(), &broker.bootstrap, "out-cluster", true);
+    let ckpt = dir.path().join("shared/ckpt-out-cluster");
+    // What the windows must hold, counted here.
+    let mut oracle: BTreeMap<(i64, String), i64> = BTreeMap::new();
+    for i in 0..CLICKS {
+        let start = T0 + (i / 10) / 10 * 10;
+        *oracle.entry((start, format!("u{}", i % 24))).or_default() += 1;
+    }
+    let oracle: Vec<(i64, String, i64)> = oracle.into_iter().map(|((s, u), n)| (s, u, n)).collect();
+
+    let a = member(&file, "a", &[]);
+    let b = member(&file, "b", &[]);
+    let mut c = member(&file, "c", &[("SLUICE_FAILPOINTS", "after-sink:2")]);
+    let layout = await_members(&ckpt, "three members, four partitions each", |m| {
+        balanced(m, &["a", "b", "c"], 12)
+    });
+    let of_c = owned(&layout, "c");
+    // In event-time order, 200 clicks at a time, until c's tasks all parked after batch 2
+    // (its windows' state half-built), then c is killed.
+    let (mut next, mut parked) = (0, 0);
+    while parked < of_c.len() {
+        assert!(next < CLICKS / 2, "c's tasks never all reached batch 2");
+        clicks(&broker, next..next + 200);
+        next += 200;
+        while parked < of_c.len() && c.try_await_line("sluice-failpoint: after-sink batch 2") {
+            parked += 1;
+        }
+    }
+    c.signal(9);
+    let _ = c.wait();
+    clicks(&broker, next..CLICKS);
+    // One click per partition an hour past the end: every partition's watermark passes
+    // every window of the stream (its own window stays open, in both runs alike).
+    for p in 0..12 {
+        let at = chrono::DateTime::from_timestamp(T0 + 10 * 3600, 0).unwrap();
+        broker.produce_to(
+            "clicks",
+            Some(p),
+            std::iter::once((
+                Some(format!("u{p}")),
+                format!(r#"{{"user":"u{p}","at":"{}"}}"#, at.to_rfc3339()),
+            )),
+        );
+    }
+    let clustered = counts(&read_committed(
+        &broker.bootstrap,
+        "out-cluster",
+        1,
+        oracle.len(),
+    ));
+    assert_eq!(clustered, oracle);
+    stop_all(&ckpt, &["a", "b"], vec![a, b]);
+
+    // The same query in one process over the same topic.
+    let single = windowed_counts(dir.path(), &broker.bootstrap, "out-single", false);
+    let one = Running::start(&single, &[], &[]);
+    let alone = counts(&read_committed(
+        &broker.bootstrap,
+        "out-single",
+        1,
+        oracle.len(),
+    ));
+    one.signal(15);
+    let (code, stderr) = one.wait();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(clustered, alone);
+}
+
+#[test]
+fn validate_refuses_what_a_clustered_query_cannot_be() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = r#"
+[[query]]
+name = "q"
+checkpointLocation = "ckpt"
+[query.cluster]
+group = "g"
+[query.source]
+format = "kafka"
+"kafka.bootstrap.servers" = "localhost:9092"
+subscribe = "in"
+"#;
+    let cases = [
+        (
+            "[query.aggregate]\ngroupBy = [\"country\"]\naggs = [{ fn = \"count\", column = \"value\", as = \"n\" }]\n[query.sink]\nformat = \"console\"\n",
+            "cluster.keyedBy",
+        ),
+        (
+            "[query.sink]\nformat = \"json\"\npath = \"out\"\n",
+            "sink.format",
+        ),
+    ];
+    for (tail, key) in cases {
+        let file = pipeline(dir.path(), &format!("{base}{tail}"));
+        let out = sluice().arg("validate").arg(&file).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{tail}: accepted");
+        assert!(stderr.contains(key), "{tail}: {stderr}");
+        assert!(
+            stderr.contains("pipeline.toml:"),
+            "names the line: {stderr}"
+        );
+    }
+    // keyedBy not among the aggregate's keys: refused at groupBy's line, with the way out.
+    let file = pipeline(
+        dir.path(),
+        &(base.replace("group = \"g\"", "group = \"g\"\nkeyedBy = [\"user\"]")
+            + "[query.aggregate]\ngroupBy = [\"country\"]\naggs = [{ fn = \"count\", column = \"value\", as = \"n\" }]\n[query.sink]\nformat = \"console\"\n"),
+    );
+    let out = sluice().arg("validate").arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("aggregate.groupBy") && stderr.contains("repartition"),
+        "{stderr}"
+    );
+    // --member without a cluster table.
+    let plain = pipeline(
+        dir.path(),
+        "[[query]]\nname = \"q\"\n[query.source]\nformat = \"rate\"\n[query.sink]\nformat = \"console\"\n",
+    );
+    let out = sluice()
+        .arg("run")
+        .arg(&plain)
+        .args(["--member", "a"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no query of this pipeline has a [query.cluster] table"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

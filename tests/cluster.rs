@@ -580,3 +580,74 @@ subscribe = "in"
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn the_dashboard_of_a_member_shows_every_member_and_its_partitions() {
+    let broker = broker(&["in:12", "out:12"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = copy_pipeline(dir.path(), &broker.bootstrap);
+    let ckpt = dir.path().join("shared/ckpt");
+    let log = progress_log(&file, "a");
+    let mut a = Running::start(
+        &file,
+        &[
+            "--member",
+            "a",
+            "--ui",
+            "127.0.0.1:0",
+            "--progress-log",
+            log.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let b = member(&file, "b", &[]);
+    let line = a.await_line("sluice run dashboard on ");
+    let url = line
+        .split("sluice run dashboard on ")
+        .nth(1)
+        .and_then(|r| r.split(" token: ").next())
+        .unwrap()
+        .to_owned();
+    let layout = await_members(&ckpt, "two members, six partitions each", |m| {
+        balanced(m, &["a", "b"], 12)
+    });
+    let out = std::process::Command::new("node")
+        .arg(repo().join("tests/dashboard/members.mjs"))
+        .args([url.as_str(), "2"])
+        .current_dir(repo().join("tests/dashboard"))
+        .output()
+        .expect("node is installed");
+    assert!(
+        out.status.success(),
+        "members.mjs failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(
+        out.stdout
+            .split(|&b| b == b'\n')
+            .rfind(|l| !l.is_empty())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(seen["group"], "copiers", "{seen}");
+    assert_eq!(seen["self"], "(this process: a)", "{seen}");
+    assert_eq!(seen["consoleErrors"], serde_json::json!([]), "{seen}");
+    for name in ["a", "b"] {
+        let row = seen["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["member"] == name)
+            .unwrap_or_else(|| panic!("no row for {name}: {seen}"));
+        assert_eq!(row["state"], "running", "{seen}");
+        let shown: BTreeSet<String> = row["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(shown, owned(&layout, name), "{seen}");
+    }
+    stop_all(&ckpt, &["a", "b"], vec![a, b]);
+}

@@ -69,6 +69,12 @@ pub fn serve_broker(topics: &[String]) -> Result<()> {
 }
 
 fn produce(bootstrap: &str, topic: &str, records: u64) -> Result<()> {
+    produce_from(bootstrap, topic, 0, records)
+}
+
+/// Produces records `from .. from + records` of the benchmark's stream (100-byte values,
+/// record `i` keyed by its last eight digits).
+pub(crate) fn produce_from(bootstrap: &str, topic: &str, from: u64, records: u64) -> Result<()> {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         // Without idempotence the mock broker was seen to drop records under load.
@@ -78,7 +84,7 @@ fn produce(bootstrap: &str, topic: &str, records: u64) -> Result<()> {
         .set("queue.buffering.max.messages", "1000000")
         .create()?;
     let mut value = [b'x'; 100];
-    for i in 0..records {
+    for i in from..from + records {
         let digits = format!("{i:020}");
         value[..20].copy_from_slice(digits.as_bytes());
         let mut record = BaseRecord::to(topic).payload(&value[..]).key(&digits[12..]);

@@ -12,8 +12,10 @@
 //! cargo run --release -p sluice-bench -- nexmark --all
 //! cargo run --release -p sluice-bench -- processor
 //! cargo run --release -p sluice-bench -- python [--lines N] [--runs R]
+//! cargo run --release -p sluice-bench -- cluster [--records N] [--keys K]
 //! ```
 
+mod cluster;
 mod dashboard;
 mod engine;
 mod event_time;
@@ -64,6 +66,16 @@ enum Command {
     },
     /// Keyed processor: a Wasm counter per key over a million keys against native count.
     Processor,
+    /// Scale-out: one and two members of a clustered query, the hand-over after a kill, and
+    /// restoring a partition's state of a million keys.
+    Cluster {
+        /// Records through the copy query per throughput run.
+        #[arg(long, default_value_t = 500_000)]
+        records: u64,
+        /// Keys in the restored partition's state.
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: u64,
+    },
     /// Joins: stream–static probe rate, stream–stream state size.
     Join {
         /// Only the benchmarks whose name contains this (static_probe, symmetric_state).
@@ -164,7 +176,21 @@ fn guest(file: &str) -> Result<PathBuf> {
 }
 
 fn main() -> Result<()> {
+    // `sluice-bench sluice ...` is the `sluice` command line: the cluster benchmark runs its
+    // members as processes of this binary.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "sluice") {
+        let code = sluice::cli::main_with(args.into_iter().skip(1));
+        std::process::exit(if code == std::process::ExitCode::SUCCESS {
+            0
+        } else {
+            1
+        });
+    }
     match Cli::parse().command {
+        Command::Cluster { records, keys } => {
+            cluster::run(&cluster::ClusterBench { records, keys })
+        }
         Command::Engine { only } => engine::run(only.as_deref()),
         Command::EventTime { only } => event_time::run_all(only.as_deref()),
         Command::Join { only } => join::run(only.as_deref()),

@@ -153,7 +153,14 @@ enum StateCommand {
 
 /// Entry point of the `sluice` binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    main_with(std::env::args_os())
+}
+
+/// `sluice` with these arguments (the first is the program's name), as the binary runs it.
+/// The benchmark harness runs a clustered query's members as processes of its own binary
+/// this way, so they are the same build as the harness.
+pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let cli = Cli::parse_from(args);
     let interactive = std::io::stderr().is_terminal();
     init_logging(interactive);
     let result = match cli.command {
@@ -361,6 +368,14 @@ fn run(
                     monitor: q.monitor().clone(),
                     stop: q.stop_handle(),
                     plan: spec.plan_view(),
+                    cluster: match (&spec.cluster, &spec.checkpoint_location) {
+                        (Some(c), Some(dir)) => Some(crate::server::run_ui::UiCluster {
+                            group: c.group.clone(),
+                            member: c.member_name(),
+                            checkpoint: dir.clone(),
+                        }),
+                        _ => None,
+                    },
                 })
                 .collect();
             let ui =

@@ -976,9 +976,13 @@ impl MicroBatchExecution {
         let last_commit = self.checkpoint.latest_commit()?;
         let committed_id = last_commit.as_ref().map(|(id, _)| *id);
         // State and watermark as of the last committed batch.
+        let restoring = Instant::now();
         self.combiner.restore(committed_id)?;
         for op in &mut self.operators {
             op.restore(committed_id)?;
+        }
+        if !self.operators.is_empty() {
+            info!(query = %self.spec.name, version = ?committed_id, ms = restoring.elapsed().as_millis() as u64, "state restored from the checkpoint");
         }
         if let Some((_, c)) = &last_commit {
             self.watermark

@@ -36,6 +36,20 @@ pub struct UiQuery {
     pub stop: Arc<StopSignal>,
     /// What it is made of (`QuerySpec::plan_view`).
     pub plan: Value,
+    /// A clustered query: its group, this process's member name and the shared checkpoint
+    /// whose `members/` the page lists.
+    pub cluster: Option<UiCluster>,
+}
+
+/// What the page shows of a clustered query's group.
+#[derive(Clone)]
+pub struct UiCluster {
+    /// The consumer group.
+    pub group: String,
+    /// This process's member name.
+    pub member: String,
+    /// The shared checkpoint.
+    pub checkpoint: std::path::PathBuf,
 }
 
 struct UiState {
@@ -89,6 +103,14 @@ fn info(q: &UiQuery) -> Value {
         "lastBatchId": q.monitor.last_progress().map(|p| p.batch_id),
         "steps": [],
         "plan": q.plan,
+        "cluster": q.cluster.as_ref().map(|c| json!({
+            "group": c.group,
+            "member": c.member,
+            // Read at each request: the entries are a few small files the members rewrite.
+            "members": crate::cluster::members(&c.checkpoint)
+                .map(|m| json!(m))
+                .unwrap_or_else(|e| json!({ "error": e.to_string() })),
+        })),
     })
 }
 

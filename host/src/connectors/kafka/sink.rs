@@ -512,14 +512,21 @@ fn send<K: rdkafka::message::ToBytes + ?Sized, P: rdkafka::message::ToBytes + ?S
     }
 }
 
-/// The highest batch id committed for `key` in the marker topic, reading its last records
-/// with `read_committed` (an aborted transaction's marker is invisible).
+/// Markers read at a time, newest window first.
+const MARKER_WINDOW: i64 = 1000;
+
+/// The highest batch id committed for `key` in the marker topic, read with `read_committed`
+/// (an aborted transaction's marker is invisible).
+///
+/// Several writers share a marker topic (the partitions of a clustered query, each with its
+/// own key, or several queries writing one topic), so `key`'s last marker may lie far back:
+/// the log is read in windows of [`MARKER_WINDOW`] records from the end backwards, and the
+/// newest window holding the key has its highest id (ids only grow).
 fn last_committed_batch(
     bootstrap: &str,
     topic: &str,
     key: &str,
 ) -> std::result::Result<Option<u64>, String> {
-    use rdkafka::Message;
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set(
@@ -528,6 +535,8 @@ fn last_committed_batch(
         )
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
+        // Each window ends at a known offset: no reason to let the broker wait for more.
+        .set("fetch.wait.max.ms", "10")
         .create()
         .map_err(|e| e.to_string())?;
     let (low, high) = match consumer.fetch_watermarks(topic, 0, TIMEOUT) {
@@ -535,11 +544,28 @@ fn last_committed_batch(
         // No marker topic yet: nothing was ever committed.
         Err(_) => return Ok(None),
     };
-    if high <= low {
-        return Ok(None);
+    let mut end = high;
+    while end > low {
+        let start = low.max(end - MARKER_WINDOW);
+        if let Some(id) = markers_between(&consumer, topic, start, end, key)? {
+            return Ok(Some(id));
+        }
+        end = start;
     }
+    Ok(None)
+}
+
+/// The highest batch id of `key` among the marker topic's records `start .. end`.
+fn markers_between(
+    consumer: &BaseConsumer,
+    topic: &str,
+    start: i64,
+    end: i64,
+    key: &str,
+) -> std::result::Result<Option<u64>, String> {
+    use rdkafka::Message;
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, KafkaOffset::Offset(low.max(high - 1000)))
+    tpl.add_partition_offset(topic, 0, KafkaOffset::Offset(start))
         .map_err(|e| e.to_string())?;
     consumer.assign(&tpl).map_err(|e| e.to_string())?;
     let mut last = None;
@@ -549,16 +575,19 @@ fn last_committed_batch(
             .position()
             .ok()
             .and_then(|p| p.find_partition(topic, 0).map(|e| e.offset()));
-        if matches!(position, Some(KafkaOffset::Offset(o)) if o >= high) {
+        if matches!(position, Some(KafkaOffset::Offset(o)) if o >= end) {
             return Ok(last);
         }
         if std::time::Instant::now() > deadline {
             return Err(format!(
-                "could not read to offset {high} within {TIMEOUT:?}"
+                "could not read offsets {start}..{end} within {TIMEOUT:?}"
             ));
         }
-        if let Some(msg) = consumer.poll(Duration::from_millis(200)) {
+        if let Some(msg) = consumer.poll(Duration::from_millis(50)) {
             let msg = msg.map_err(|e| e.to_string())?;
+            if msg.offset() >= end {
+                return Ok(last);
+            }
             if msg.key() == Some(key.as_bytes())
                 && let Some(id) = msg
                     .payload()

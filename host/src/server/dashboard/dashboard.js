@@ -274,6 +274,30 @@ function renderModules(info, records) {
   $("swap-form").hidden = !info.isActive || !steps.length;
 }
 
+// A clustered query: every member of its group, from the entries each writes in the shared
+// checkpoint — what it owns now, and whether it is still heard from.
+function renderMembers(info) {
+  const cluster = info.cluster;
+  $("members").hidden = !cluster;
+  if (!cluster) return;
+  $("members-group").textContent = cluster.group;
+  $("members-self").textContent = `(this process: ${cluster.member})`;
+  const body = $("members").querySelector("tbody");
+  body.replaceChildren();
+  for (const m of Array.isArray(cluster.members) ? cluster.members : []) {
+    const age = (Date.now() - Date.parse(m.updatedAt)) / 1000;
+    const state = m.ended ? m.ended : age > 10 ? `silent for ${fmt(age)} s` : "running";
+    const tr = document.createElement("tr");
+    tr.dataset.member = m.member;
+    cell(tr, m.member);
+    cell(tr, state, m.ended || age > 10 ? "error" : "");
+    cell(tr, m.partitions.map((p) => p.partition).join(", "));
+    cell(tr, String(m.partitions.reduce((a, p) => a + p.batches, 0)));
+    cell(tr, m.updatedAt);
+    body.appendChild(tr);
+  }
+}
+
 function renderFigures(last) {
   $("last-batch").textContent = last ? String(last.batchId) : "–";
   $("last-input-rows").textContent = last ? String(last.numInputRows) : "–";
@@ -305,6 +329,7 @@ async function tick() {
       const last = records.length ? records[records.length - 1] : null;
       renderFigures(last);
       renderPlan(info, last);
+      renderMembers(info);
       renderModules(info, records);
       renderCharts(records);
       renderRecent(records);

@@ -18,6 +18,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::kafka::*;
+use common::s3::S3Server;
 use common::*;
 use sluice::cluster::{MemberStatus, members};
 
@@ -28,15 +29,20 @@ fn broker(topics: &[&str]) -> Broker {
     Broker::start_with(topics, &["--group-initial-rebalance-delay-ms", "500"])
 }
 
-/// A clustered query copying `in` to `out` exactly once.
+/// A clustered query copying `in` to `out` exactly once, its checkpoint in `shared/ckpt`.
 fn copy_pipeline(dir: &Path, bootstrap: &str) -> PathBuf {
+    copy_pipeline_at(dir, bootstrap, "shared/ckpt")
+}
+
+/// The same with the checkpoint at `checkpoint` (a path or an `s3://` URL).
+fn copy_pipeline_at(dir: &Path, bootstrap: &str, checkpoint: &str) -> PathBuf {
     pipeline(
         dir,
         &format!(
             r#"
 [[query]]
 name = "copy"
-checkpointLocation = "shared/ckpt"
+checkpointLocation = "{checkpoint}"
 trigger = {{ processingTime = "100 ms" }}
 
 [query.cluster]
@@ -73,15 +79,44 @@ fn progress_log(file: &Path, name: &str) -> PathBuf {
     file.with_file_name(format!("progress-{name}.jsonl"))
 }
 
+/// Where the members' entries (`members/` in the shared checkpoint) are read from.
+trait Entries {
+    fn entries(&self) -> Vec<MemberStatus>;
+}
+
+/// A checkpoint on disk.
+impl Entries for PathBuf {
+    fn entries(&self) -> Vec<MemberStatus> {
+        members(self).unwrap_or_default()
+    }
+}
+
+/// A checkpoint at `s3://lake/ckpt`, read with the test's own HTTP client.
+struct OnS3<'a>(&'a S3Server);
+
+impl Entries for OnS3<'_> {
+    fn entries(&self) -> Vec<MemberStatus> {
+        let mut out: Vec<MemberStatus> = self
+            .0
+            .list("lake", "ckpt/members/")
+            .iter()
+            .filter_map(|key| self.0.get("lake", key))
+            .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+            .collect();
+        out.sort_by(|a, b| a.member.cmp(&b.member));
+        out
+    }
+}
+
 /// Waits until `check` holds for the members' entries in the checkpoint (`members/`).
 fn await_members(
-    ckpt: &Path,
+    ckpt: &impl Entries,
     what: &str,
     check: impl Fn(&[MemberStatus]) -> bool,
 ) -> Vec<MemberStatus> {
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        let m = members(ckpt).unwrap_or_default();
+        let m = ckpt.entries();
         if check(&m) {
             return m;
         }
@@ -139,7 +174,7 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 
 /// Stops members `names` (running as `running`) with SIGTERM and checks each leaves the
 /// group cleanly.
-fn stop_all(ckpt: &Path, names: &[&str], running: Vec<Running>) {
+fn stop_all(ckpt: &impl Entries, names: &[&str], running: Vec<Running>) {
     for r in &running {
         r.signal(15);
     }
@@ -147,8 +182,8 @@ fn stop_all(ckpt: &Path, names: &[&str], running: Vec<Running>) {
         let (code, stderr) = r.wait();
         assert_eq!(code, Some(0), "a member did not stop cleanly:\n{stderr}");
     }
-    for m in members(ckpt)
-        .unwrap()
+    for m in ckpt
+        .entries()
         .iter()
         .filter(|m| names.contains(&m.member.as_str()))
     {
@@ -216,11 +251,39 @@ fn a_killed_member_s_partitions_move_to_the_others_and_come_back_when_it_rejoins
     let broker = broker(&["in:12", "out:12"]);
     let dir = tempfile::tempdir().unwrap();
     let file = copy_pipeline(dir.path(), &broker.bootstrap);
-    let ckpt = dir.path().join("shared/ckpt");
-    let a = member(&file, "a", &[]);
-    let b = member(&file, "b", &[]);
-    let mut c = member(&file, "c", &[("SLUICE_FAILPOINTS", "after-sink:2")]);
-    let layout = await_members(&ckpt, "three members, four partitions each", |m| {
+    kill_and_rejoin(&broker, &file, &dir.path().join("shared/ckpt"), &[]);
+}
+
+/// The same with the checkpoint in an S3 bucket (moto's server): owner entries and the
+/// checkpoint's logs are conditional PUTs there, and no member holds a lock.
+#[test]
+fn members_sharing_a_checkpoint_in_s3_hand_a_killed_member_s_partitions_over() {
+    let s3 = S3Server::start();
+    s3.create_bucket("lake");
+    let env = common::s3::env(&s3);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let broker = broker(&["in:12", "out:12"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = copy_pipeline_at(dir.path(), &broker.bootstrap, "s3://lake/ckpt");
+    kill_and_rejoin(&broker, &file, &OnS3(&s3), &env);
+    let owners = s3.list("lake", "ckpt/partitions/in-0/owners/");
+    assert!(!owners.is_empty(), "no owner entries in the bucket");
+    assert!(
+        !std::path::Path::new(&dir.path().join("s3:")).exists(),
+        "an s3:// checkpoint was written to disk"
+    );
+}
+
+/// Three members; c is killed with every task parked after its batch 2 reached Kafka; a and
+/// b take its partitions over and skip what Kafka has; c rejoins and gets its share back.
+fn kill_and_rejoin(broker: &Broker, file: &Path, ckpt: &impl Entries, env: &[(&str, &str)]) {
+    let file = file.to_path_buf();
+    let a = member(&file, "a", env);
+    let b = member(&file, "b", env);
+    let mut c_env = env.to_vec();
+    c_env.push(("SLUICE_FAILPOINTS", "after-sink:2"));
+    let mut c = member(&file, "c", &c_env);
+    let layout = await_members(ckpt, "three members, four partitions each", |m| {
         balanced(m, &["a", "b", "c"], 12)
     });
     let of_c = owned(&layout, "c");
@@ -235,7 +298,7 @@ fn a_killed_member_s_partitions_move_to_the_others_and_come_back_when_it_rejoins
             "c's tasks never all reached batch 2:\n{}",
             c.seen.join("\n")
         );
-        expected.extend(wave(&broker, w, 10));
+        expected.extend(wave(broker, w, 10));
         w += 1;
         while parked < of_c.len() && c.try_await_line("sluice-failpoint: after-sink batch 2") {
             parked += 1;
@@ -244,7 +307,7 @@ fn a_killed_member_s_partitions_move_to_the_others_and_come_back_when_it_rejoins
     c.signal(9);
     let killed = Instant::now();
     let _ = c.wait();
-    let after = await_members(&ckpt, "a and b take c's partitions over", |m| {
+    let after = await_members(ckpt, "a and b take c's partitions over", |m| {
         owned(m, "a").len() + owned(m, "b").len() == 12
     });
     let moved = killed.elapsed();
@@ -262,20 +325,20 @@ fn a_killed_member_s_partitions_move_to_the_others_and_come_back_when_it_rejoins
     assert!(of_c.is_subset(&union));
 
     // The new owners found c's batch 2 already in Kafka, skipped it, and go on.
-    expected.extend(wave(&broker, w, 10));
+    expected.extend(wave(broker, w, 10));
     w += 1;
     let got = read_committed(&broker.bootstrap, "out", 12, expected.len());
     assert_eq!(got, sorted(expected.clone()));
 
     // c comes back and is given its share again.
-    let c = member(&file, "c", &[]);
-    await_members(&ckpt, "c rejoins and takes four partitions", |m| {
+    let c = member(&file, "c", env);
+    await_members(ckpt, "c rejoins and takes four partitions", |m| {
         balanced(m, &["a", "b", "c"], 12)
     });
-    expected.extend(wave(&broker, w, 10));
+    expected.extend(wave(broker, w, 10));
     let got = read_committed(&broker.bootstrap, "out", 12, expected.len());
     assert_eq!(got, sorted(expected));
-    stop_all(&ckpt, &["a", "b", "c"], vec![a, b, c]);
+    stop_all(ckpt, &["a", "b", "c"], vec![a, b, c]);
 }
 
 #[test]

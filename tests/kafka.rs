@@ -278,6 +278,42 @@ fn exactly_once_sink_survives_kill_minus_nine_at_every_step() {
     assert_eq!(killed, 12);
 }
 
+/// Markers of other writers (another query on the topic, the other partitions of a clustered
+/// query) pile up after this query's last one: a restart must still find it and skip the
+/// batch its transaction committed.
+#[test]
+fn exactly_once_finds_its_last_batch_behind_other_writers_markers() {
+    let expected: Vec<String> = (0..100).map(|n| format!("order-{n:03}")).collect();
+    let broker = Broker::start(&["orders-out:2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = to_kafka_pipeline(dir.path(), &broker.bootstrap, true);
+    let mut run = Running::start(&file, &[], &[("SLUICE_FAILPOINTS", "after-sink:1")]);
+    run.await_line("sluice-failpoint: after-sink batch 1");
+    run.signal(9);
+    let _ = run.wait();
+    broker.produce_to(
+        "orders-out.sluice-batches",
+        Some(0),
+        (0..2500).map(|i| (Some("another-writer".to_owned()), i.to_string())),
+    );
+    let out = sluice()
+        .arg("run")
+        .arg(&file)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("batch already committed to Kafka; skipping"),
+        "{stderr}"
+    );
+    assert_eq!(
+        read_committed(&broker.bootstrap, "orders-out", 2, 100),
+        expected
+    );
+}
+
 #[test]
 fn a_pipelined_at_least_once_kafka_sink_killed_anywhere_loses_nothing() {
     let expected: Vec<String> = (0..100).map(|n| format!("order-{n:03}")).collect();

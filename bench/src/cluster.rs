@@ -361,8 +361,8 @@ format = "blackhole"
     until("a runs the partition", Duration::from_secs(60), || {
         Ok(running(&ckpt, &["a"])? == vec![1])
     })?;
-    // In chunks the query keeps up with: the mock broker keeps 5 MB of a partition.
-    let chunk = 50_000;
+    // In chunks of 2 MB the query keeps up with: the mock broker keeps 5 MB of a partition.
+    let chunk = 20_000;
     let mut produced = 0;
     while produced < keys {
         let n = chunk.min(keys - produced);

@@ -28,6 +28,15 @@ pub struct ClusterBench {
 /// Partitions of the copy query's topics (the mock broker keeps 5 MB per partition).
 const PARTITIONS: usize = 24;
 
+/// One batch of a task, from a member's progress log.
+struct Batch {
+    /// `<query>/<topic>-<p>`.
+    task: String,
+    start_ms: i64,
+    end_ms: i64,
+    rows: u64,
+}
+
 /// A member process; killed when dropped.
 struct Member {
     child: Child,
@@ -59,8 +68,8 @@ impl Member {
         })
     }
 
-    /// Progress records with rows: `(task, batch start ms, batch end ms, rows)`.
-    fn batches(&self) -> Vec<(String, i64, i64, u64)> {
+    /// The batches with rows in its progress log.
+    fn batches(&self) -> Vec<Batch> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
@@ -70,12 +79,12 @@ impl Member {
                 let start = chrono::DateTime::parse_from_rfc3339(&p.timestamp)
                     .ok()?
                     .timestamp_millis();
-                Some((
-                    p.name,
-                    start,
-                    start + p.batch_duration as i64,
-                    p.num_input_rows,
-                ))
+                Some(Batch {
+                    task: p.name,
+                    start_ms: start,
+                    end_ms: start + p.batch_duration as i64,
+                    rows: p.num_input_rows,
+                })
             })
             .collect()
     }
@@ -207,29 +216,29 @@ fn throughput(records: u64, n: usize) -> Result<(f64, Vec<(String, u64)>)> {
         Ok(members
             .iter()
             .flat_map(|m| m.batches())
-            .map(|b| b.3)
+            .map(|b| b.rows)
             .sum::<u64>()
             >= records)
     })?;
-    let batches: Vec<(String, Vec<(String, i64, i64, u64)>)> = members
+    let batches: Vec<(String, Vec<Batch>)> = members
         .iter()
         .map(|m| (m.name.clone(), m.batches()))
         .collect();
     let first = batches
         .iter()
         .flat_map(|(_, b)| b)
-        .map(|b| b.1)
+        .map(|b| b.start_ms)
         .min()
         .context("no batch")?;
     let last = batches
         .iter()
         .flat_map(|(_, b)| b)
-        .map(|b| b.2)
+        .map(|b| b.end_ms)
         .max()
         .context("no batch")?;
     let per_member = batches
         .iter()
-        .map(|(m, b)| (m.clone(), b.iter().map(|x| x.3).sum()))
+        .map(|(m, b)| (m.clone(), b.iter().map(|x| x.rows).sum()))
         .collect();
     for m in members {
         m.stop()?;
@@ -311,8 +320,8 @@ fn rebalance(session: &str) -> Result<(Duration, Duration)> {
             first_batch = a
                 .batches()
                 .into_iter()
-                .filter(|(task, start, _, _)| of_b.contains(task) && *start > killed_ms)
-                .map(|b| b.2)
+                .filter(|b| of_b.contains(&b.task) && b.start_ms > killed_ms)
+                .map(|b| b.end_ms)
                 .min();
             Ok(first_batch.is_some())
         },
@@ -369,7 +378,7 @@ format = "blackhole"
         produce_from(&broker.bootstrap, "keys", produced, n)?;
         produced += n;
         until("a reads the chunk", Duration::from_secs(300), || {
-            Ok(a.batches().iter().map(|b| b.3).sum::<u64>() >= produced)
+            Ok(a.batches().iter().map(|b| b.rows).sum::<u64>() >= produced)
         })?;
     }
     a.stop()?;

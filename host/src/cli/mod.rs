@@ -300,7 +300,7 @@ fn validate(file: &std::path::Path, registry: Option<PathBuf>) -> anyhow::Result
     let pipeline = Pipeline::load_with_registry(file, registry.as_ref())?;
     for q in &pipeline.queries {
         println!(
-            "query '{}': {} -> {} (trigger {}, outputMode {:?})",
+            "query '{}': {} -> {} (trigger {}, outputMode {:?}{})",
             q.name,
             q.inputs
                 .iter()
@@ -309,7 +309,11 @@ fn validate(file: &std::path::Path, registry: Option<PathBuf>) -> anyhow::Result
                 .join(" + "),
             q.sink.description(),
             q.trigger,
-            q.output_mode
+            q.output_mode,
+            q.cluster.as_ref().map_or(String::new(), |c| format!(
+                ", members of consumer group '{}', session timeout {:?}",
+                c.group, c.session_timeout
+            ))
         );
     }
     println!(

@@ -217,6 +217,20 @@ impl QueryMonitor {
         self.state().ended = Some(error);
     }
 
+    /// Records how the query's thread ended: its status and, if it failed, the error.
+    pub fn set_finished<T, E: std::fmt::Display>(&self, result: &std::result::Result<T, E>) {
+        self.set_status(
+            if result.is_ok() {
+                "Stopped"
+            } else {
+                "Terminated with exception"
+            },
+            false,
+            false,
+        );
+        self.set_ended(result.as_ref().err().map(|e| e.to_string()));
+    }
+
     /// `None` while the query runs; once it ended, `Some(error)`.
     pub fn ended(&self) -> Option<Option<String>> {
         self.state().ended.clone()

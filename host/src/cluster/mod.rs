@@ -186,16 +186,7 @@ pub(crate) fn start_member(
         .spawn(move || {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.run()))
                 .unwrap_or_else(|_| Err(internal("the member thread panicked")));
-            thread_monitor.set_status(
-                if result.is_ok() {
-                    "Stopped"
-                } else {
-                    "Terminated with exception"
-                },
-                false,
-                false,
-            );
-            thread_monitor.set_ended(result.as_ref().err().map(|e| e.to_string()));
+            thread_monitor.set_finished(&result);
             if let Err(e) = &result {
                 error!(query = %spec.name, error = %e, "member failed");
             }

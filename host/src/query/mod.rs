@@ -421,17 +421,7 @@ impl StreamingQuery {
                             ),
                         })
                     });
-                exec.monitor.set_status(
-                    if result.is_ok() {
-                        "Stopped"
-                    } else {
-                        "Terminated with exception"
-                    },
-                    false,
-                    false,
-                );
-                exec.monitor
-                    .set_ended(result.as_ref().err().map(|e| e.to_string()));
+                exec.monitor.set_finished(&result);
                 match &result {
                     Ok(()) => info!(query = %exec.spec.name, "query stopped"),
                     Err(e) => tracing::error!(query = %exec.spec.name, error = %e, "query failed"),

@@ -36,6 +36,16 @@ fn copy_pipeline(dir: &Path, bootstrap: &str) -> PathBuf {
 
 /// The same with the checkpoint at `checkpoint` (a path or an `s3://` URL).
 fn copy_pipeline_at(dir: &Path, bootstrap: &str, checkpoint: &str) -> PathBuf {
+    copy_pipeline_with(dir, bootstrap, checkpoint, "")
+}
+
+/// The same with more source options (`source_options`, TOML lines).
+fn copy_pipeline_with(
+    dir: &Path,
+    bootstrap: &str,
+    checkpoint: &str,
+    source_options: &str,
+) -> PathBuf {
     pipeline(
         dir,
         &format!(
@@ -54,6 +64,7 @@ format = "kafka"
 "kafka.bootstrap.servers" = "{bootstrap}"
 subscribe = "in"
 startingOffsets = "earliest"
+{source_options}
 
 [query.sink]
 format = "kafka"
@@ -272,6 +283,24 @@ fn members_sharing_a_checkpoint_in_s3_hand_a_killed_member_s_partitions_over() {
         !std::path::Path::new(&dir.path().join("s3:")).exists(),
         "an s3:// checkpoint was written to disk"
     );
+}
+
+/// The same over KIP-848's consumer group protocol (`group.protocol = consumer`, GA in Kafka
+/// 4.0): the broker assigns the partitions and keeps the session (4 s here).
+#[test]
+fn members_on_the_kip_848_protocol_hand_a_killed_member_s_partitions_over() {
+    let broker = Broker::start_with(
+        &["in:12", "out:12"],
+        &["--group-consumer-session-timeout-ms", "4000"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = copy_pipeline_with(
+        dir.path(),
+        &broker.bootstrap,
+        "shared/ckpt",
+        "\"kafka.group.protocol\" = \"consumer\"",
+    );
+    kill_and_rejoin(&broker, &file, &dir.path().join("shared/ckpt"), &[]);
 }
 
 /// Three members; c is killed with every task parked after its batch 2 reached Kafka; a and

@@ -34,6 +34,9 @@ fn main() -> ExitCode {
     let mut credentials: Option<sasl::Credentials> = None;
     // Kafka's `group.initial.rebalance.delay.ms` (3 s, as Kafka's default).
     let mut initial_rebalance_delay_ms: i32 = 3000;
+    // KIP-848 groups (`group.protocol = consumer`): the broker's session timeout; the
+    // heartbeat interval is a fifth of it. (librdkafka's mock: 30 s and 3 s.)
+    let mut consumer_session_timeout_ms: Option<i32> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match (arg.as_str(), args.next()) {
@@ -68,6 +71,14 @@ fn main() -> ExitCode {
                 _ => {
                     return usage(&format!(
                         "--group-initial-rebalance-delay-ms takes milliseconds, not '{ms}'"
+                    ));
+                }
+            },
+            ("--group-consumer-session-timeout-ms", Some(ms)) => match ms.parse() {
+                Ok(ms) if ms >= 100 => consumer_session_timeout_ms = Some(ms),
+                _ => {
+                    return usage(&format!(
+                        "--group-consumer-session-timeout-ms takes milliseconds (at least 100), not '{ms}'"
                     ));
                 }
             },
@@ -143,6 +154,13 @@ fn main() -> ExitCode {
             raw,
             initial_rebalance_delay_ms,
         );
+        if let Some(ms) = consumer_session_timeout_ms {
+            rdkafka::bindings::rd_kafka_mock_set_group_consumer_session_timeout_ms(raw, ms);
+            rdkafka::bindings::rd_kafka_mock_set_group_consumer_heartbeat_interval_ms(
+                raw,
+                (ms / 5).max(50),
+            );
+        }
     }
     for (name, partitions) in &topics {
         if let Err(e) = cluster.create_topic(name, *partitions, 1) {
@@ -166,7 +184,7 @@ fn main() -> ExitCode {
 
 fn usage(problem: &str) -> ExitCode {
     eprintln!(
-        "error: {problem}\nusage: sluice-kafka-mock [--brokers N] [--topic NAME[:PARTITIONS]]... [--advertise HOST:PORT]... [--sasl USER:PASSWORD] [--group-initial-rebalance-delay-ms MS]"
+        "error: {problem}\nusage: sluice-kafka-mock [--brokers N] [--topic NAME[:PARTITIONS]]... [--advertise HOST:PORT]... [--sasl USER:PASSWORD] [--group-initial-rebalance-delay-ms MS] [--group-consumer-session-timeout-ms MS]"
     );
     ExitCode::from(2)
 }

@@ -118,7 +118,12 @@ impl Drop for Member {
     }
 }
 
-fn copy_pipeline(dir: &Path, bootstrap: &str, session: &str) -> Result<PathBuf> {
+fn copy_pipeline(dir: &Path, bootstrap: &str, session: &str, kip848: bool) -> Result<PathBuf> {
+    let protocol = if kip848 {
+        "\"kafka.group.protocol\" = \"consumer\""
+    } else {
+        ""
+    };
     let file = dir.join("pipeline.toml");
     std::fs::write(
         &file,
@@ -134,6 +139,7 @@ sessionTimeout = "{session}"
 format = "kafka"
 "kafka.bootstrap.servers" = "{bootstrap}"
 subscribe = "in"
+{protocol}
 startingOffsets = "earliest"
 [query.sink]
 format = "kafka"
@@ -190,7 +196,7 @@ fn records_in(bootstrap: &str, topic: &str, partitions: usize) -> Result<i64> {
 fn throughput(records: u64, n: usize) -> Result<(f64, Vec<(String, u64)>)> {
     let broker = Broker::start(&[format!("in:{PARTITIONS}"), format!("out:{PARTITIONS}")])?;
     let dir = tempfile::tempdir()?;
-    let file = copy_pipeline(dir.path(), &broker.bootstrap, "10 seconds")?;
+    let file = copy_pipeline(dir.path(), &broker.bootstrap, "10 seconds", false)?;
     let ckpt = dir.path().join("ckpt");
     let names: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -249,12 +255,27 @@ fn throughput(records: u64, n: usize) -> Result<(f64, Vec<(String, u64)>)> {
     ))
 }
 
-/// After a SIGKILL of one of two members: until the survivor runs every partition, and until
-/// it committed a batch of a partition it took over.
-fn rebalance(session: &str) -> Result<(Duration, Duration)> {
-    let broker = Broker::start(&[format!("in:{PARTITIONS}"), format!("out:{PARTITIONS}")])?;
+/// How the hand-over is measured.
+struct HandOver {
+    /// `sessionTimeout` (classic) or the broker's session timeout (KIP-848), in seconds.
+    session_secs: u64,
+    /// KIP-848's protocol instead of the classic one.
+    kip848: bool,
+    /// SIGTERM (the member finishes its batches and leaves the group) instead of SIGKILL.
+    graceful: bool,
+}
+
+/// After one of two members ends: until the survivor is given its partitions, and until it
+/// committed a batch of one of them.
+fn rebalance(how: &HandOver) -> Result<(Duration, Duration)> {
+    let session_ms = (how.session_secs * 1000).to_string();
+    let broker = Broker::start_with(
+        &[format!("in:{PARTITIONS}"), format!("out:{PARTITIONS}")],
+        &["--group-consumer-session-timeout-ms", &session_ms],
+    )?;
     let dir = tempfile::tempdir()?;
-    let file = copy_pipeline(dir.path(), &broker.bootstrap, session)?;
+    let session = format!("{} seconds", how.session_secs);
+    let file = copy_pipeline(dir.path(), &broker.bootstrap, &session, how.kip848)?;
     let ckpt = dir.path().join("ckpt");
     let a = Member::start(&file, "a")?;
     let b = Member::start(&file, "b")?;
@@ -284,8 +305,13 @@ fn rebalance(session: &str) -> Result<(Duration, Duration)> {
     };
     // Let the group settle (a cooperative rebalance takes two rounds) before the kill.
     std::thread::sleep(Duration::from_secs(5));
-    b.kill();
+    // From the signal: a graceful member's leave is part of what is measured.
     let killed_ms = chrono::Utc::now().timestamp_millis();
+    if how.graceful {
+        b.stop()?;
+    } else {
+        b.kill();
+    }
     // When the group gave a the first of b's partitions: a's log line says so.
     let mut assigned_ms = None;
     until(
@@ -430,16 +456,33 @@ pub fn run(bench: &ClusterBench) -> Result<()> {
         println!("| {n} | {rate:.0} | {} |", per.join(", "));
     }
     println!(
-        "\nA member killed (SIGKILL) of two: until the group gives the survivor the killed member's partitions, and until it committed a batch of one of them:\n"
+        "\nOne of two members ends (SIGKILL, or SIGTERM: it finishes its batches and leaves the group): until the group gives the survivor its partitions, and until it committed a batch of one of them:\n"
     );
     println!(
-        "| sessionTimeout | partitions reassigned | first batch of a moved partition committed |"
+        "| protocol | session timeout | ended by | partitions reassigned | first batch of a moved partition committed |"
     );
-    println!("|---|---|---|");
-    for session in ["4 seconds", "10 seconds"] {
-        let (owned, committed) = rebalance(session)?;
+    println!("|---|---|---|---|---|");
+    for (kip848, session_secs, graceful) in [
+        (false, 4, false),
+        (false, 10, false),
+        (false, 10, true),
+        (true, 4, false),
+        (true, 10, false),
+        (true, 10, true),
+    ] {
+        let (owned, committed) = rebalance(&HandOver {
+            session_secs,
+            kip848,
+            graceful,
+        })?;
         println!(
-            "| {session} | {:.1} s | {:.1} s |",
+            "| {} | {session_secs} s | {} | {:.1} s | {:.1} s |",
+            if kip848 {
+                "KIP-848"
+            } else {
+                "classic, cooperative-sticky"
+            },
+            if graceful { "SIGTERM" } else { "SIGKILL" },
             owned.as_secs_f64(),
             committed.as_secs_f64()
         );

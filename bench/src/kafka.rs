@@ -31,11 +31,17 @@ pub(crate) struct Broker {
 impl Broker {
     /// Starts the broker process with `topics` (`NAME:PARTITIONS`).
     pub(crate) fn start(topics: &[String]) -> Result<Broker> {
+        Broker::start_with(topics, &[])
+    }
+
+    /// Starts the broker process with `topics` and more arguments of the `broker` subcommand.
+    pub(crate) fn start_with(topics: &[String], args: &[&str]) -> Result<Broker> {
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.arg("broker");
         for t in topics {
             cmd.arg("--topic").arg(t);
         }
+        cmd.args(args);
         let mut child = cmd.stdout(Stdio::piped()).spawn()?;
         let mut line = String::new();
         BufReader::new(child.stdout.take().context("broker stdout")?).read_line(&mut line)?;
@@ -55,12 +61,33 @@ impl Drop for Broker {
     }
 }
 
-/// Serves librdkafka's mock cluster with `topics` (`NAME:PARTITIONS`) until killed.
-pub fn serve_broker(topics: &[String]) -> Result<()> {
-    let cluster = rdkafka::mocking::MockCluster::new(1)?;
+/// Serves librdkafka's mock cluster with `topics` (`NAME:PARTITIONS`) until killed; with
+/// `consumer_session_ms`, KIP-848 groups get that session timeout.
+pub fn serve_broker(topics: &[String], consumer_session_ms: Option<i32>) -> Result<()> {
+    // The cluster belongs to this client (`test.mock.num.brokers`), whose raw handle the
+    // session setting needs (rust-rdkafka's `MockCluster` does not expose it).
+    let owner: rdkafka::producer::BaseProducer = ClientConfig::new()
+        .set("test.mock.num.brokers", "1")
+        .create()?;
+    let cluster = owner
+        .client()
+        .mock_cluster()
+        .context("the client has no mock cluster")?;
     for t in topics {
         let (name, partitions) = t.split_once(':').unwrap_or((t, "1"));
         cluster.create_topic(name, partitions.parse()?, 1)?;
+    }
+    if let Some(ms) = consumer_session_ms {
+        // SAFETY: the client owns a live mock cluster (checked above) for as long as `owner`
+        // lives, which is until the process ends.
+        unsafe {
+            let raw = rdkafka::bindings::rd_kafka_handle_mock_cluster(owner.client().native_ptr());
+            rdkafka::bindings::rd_kafka_mock_set_group_consumer_session_timeout_ms(raw, ms);
+            rdkafka::bindings::rd_kafka_mock_set_group_consumer_heartbeat_interval_ms(
+                raw,
+                (ms / 5).max(50),
+            );
+        }
     }
     println!("bootstrap={}", cluster.bootstrap_servers());
     loop {

@@ -157,6 +157,9 @@ enum Command {
         /// NAME:PARTITIONS
         #[arg(long = "topic")]
         topics: Vec<String>,
+        /// KIP-848 groups: the broker's session timeout (ms); the heartbeat is a fifth of it.
+        #[arg(long)]
+        group_consumer_session_timeout_ms: Option<i32>,
     },
 }
 
@@ -259,6 +262,9 @@ fn main() -> Result<()> {
             let modules = guest("pass_through.wasm")?;
             serve::run(modules.parent().context("modules dir")?, runs)
         }
-        Command::Broker { topics } => kafka::serve_broker(&topics),
+        Command::Broker {
+            topics,
+            group_consumer_session_timeout_ms,
+        } => kafka::serve_broker(&topics, group_consumer_session_timeout_ms),
     }
 }

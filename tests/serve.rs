@@ -414,6 +414,30 @@ fn mutating_requests_without_the_right_token_get_401_and_change_nothing() {
         err["error"].as_str().unwrap().contains("source.format"),
         "{err}"
     );
+    // A clustered query is `sluice run --member`'s: refused here, saying so.
+    let (status, err) = server.call(
+        "POST",
+        "/queries",
+        Some(&server.token),
+        "application/json",
+        json!({ "query": [{
+            "name": "member",
+            "checkpointLocation": "shared",
+            "cluster": { "group": "g" },
+            "source": { "format": "kafka", "kafka.bootstrap.servers": "127.0.0.1:9", "subscribe": "in" },
+            "sink": { "format": "console" },
+        }] })
+        .to_string()
+        .into_bytes(),
+    );
+    assert!((400..500).contains(&status), "{status}: {err}");
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("sluice run --member"),
+        "{err}"
+    );
     let (status, err) = server.call("GET", "/queries/nope", None, "application/json", Vec::new());
     assert_eq!(status, 404, "{err}");
 }

@@ -186,6 +186,14 @@ impl QueryTable {
         let mut pipeline =
             Pipeline::parse_with_registry(text, &base.join("pipeline.toml"), Some(&self.registry))?;
         for q in &mut pipeline.queries {
+            if q.cluster.is_some() {
+                // A member needs its own name and a checkpoint the other machines reach; the
+                // server's API and page do not show members yet.
+                return Err(Error::Server(format!(
+                    "query '{}' has a [query.cluster] table: run clustered queries with `sluice run --member NAME` on each machine; `sluice serve` does not run members yet",
+                    q.name
+                )));
+            }
             if q.checkpoint_location.is_none() {
                 q.checkpoint_location = Some(self.data_dir.join("checkpoints").join(&q.name));
             }

@@ -100,6 +100,29 @@ impl Server {
         )
     }
 
+    /// `sluice query swap QUERY --step STEP --module MODULE`, then waits until `batches` more
+    /// batches committed; returns the CLI's output, the batch id at the swap and the query
+    /// then.
+    fn swap(&self, query: &str, step: &str, module: &str, batches: u64) -> (String, u64, Value) {
+        let (ok, stdout, stderr) =
+            self.cli(&["query", "swap", query, "--step", step, "--module", module]);
+        assert!(ok, "{stderr}");
+        let swapped_at = self.get(&format!("/queries/{query}"))["lastBatchId"]
+            .as_u64()
+            .unwrap();
+        let after = self.await_batch(query, swapped_at + batches);
+        (stdout, swapped_at, after)
+    }
+
+    /// `sluice query stop QUERY`; returns its last batch id.
+    fn stop(&self, query: &str) -> u64 {
+        let (ok, _, stderr) = self.cli(&["query", "stop", query]);
+        assert!(ok, "{stderr}");
+        self.get(&format!("/queries/{query}"))["lastBatchId"]
+            .as_u64()
+            .unwrap()
+    }
+
     /// Waits until query `name` has committed batch `id` (or later).
     fn await_batch(&self, name: &str, id: u64) -> Value {
         let deadline = Instant::now() + TIMEOUT;
@@ -547,29 +570,14 @@ fn a_swap_under_steady_input_loses_and_duplicates_nothing() {
     assert_eq!(status, 409, "{err}");
     assert!(err["error"].as_str().unwrap().contains("'steady'"), "{err}");
 
-    let (ok, stdout, stderr) = server.cli(&[
-        "query",
-        "swap",
-        "steady",
-        "--step",
-        "step",
-        "--module",
-        "step@2.0.0",
-    ]);
-    assert!(ok, "{stderr}");
+    let (stdout, swapped_at, after) = server.swap("steady", "step", "step@2.0.0", 4);
     assert!(stdout.contains(&v2_digest), "{stdout}");
-    let swapped_at = server.get("/queries/steady")["lastBatchId"]
-        .as_u64()
-        .unwrap();
-    let after = server.await_batch("steady", swapped_at + 4);
     assert_eq!(after["steps"][0]["digest"], v2_digest.as_str());
 
-    let (ok, _, stderr) = server.cli(&["query", "stop", "steady"]);
-    assert!(ok, "{stderr}");
+    let last = server.stop("steady");
     let stopped = server.get("/queries/steady");
     assert_eq!(stopped["isActive"], false);
     assert!(stopped["exception"].is_null(), "{stopped}");
-    let last = stopped["lastBatchId"].as_u64().unwrap();
 
     // Every batch's rows exactly once: 50 per batch, values 0.. without a gap.
     let values = values_once(&work);
@@ -650,11 +658,7 @@ fn a_killed_server_resumes_its_queries_from_their_checkpoints() {
     let second = Server::start(&data, &[]);
     let q = second.await_batch("steady", reached + 3);
     assert_eq!(q["isActive"], true);
-    let (ok, _, stderr) = second.cli(&["query", "stop", "steady"]);
-    assert!(ok, "{stderr}");
-    let last = second.get("/queries/steady")["lastBatchId"]
-        .as_u64()
-        .unwrap();
+    let last = second.stop("steady");
     assert_eq!(
         values_once(&work),
         (0..(last as i64 + 1) * 50).collect::<Vec<_>>(),
@@ -790,23 +794,10 @@ path = "out"
         .collect();
     assert_eq!(steps, ["a-step", "b-step"], "{before}");
 
-    let (ok, _, stderr) = server.cli(&[
-        "query",
-        "swap",
-        "both",
-        "--step",
-        "b-step",
-        "--module",
-        "step@2.0.0",
-    ]);
-    assert!(ok, "{stderr}");
-    let swapped_at = server.get("/queries/both")["lastBatchId"].as_u64().unwrap();
-    let after = server.await_batch("both", swapped_at + 3);
+    let (_, _, after) = server.swap("both", "b-step", "step@2.0.0", 3);
     assert_eq!(after["steps"][1]["digest"], v2_digest.as_str());
     assert_ne!(after["steps"][0]["digest"], v2_digest.as_str());
-    let (ok, _, stderr) = server.cli(&["query", "stop", "both"]);
-    assert!(ok, "{stderr}");
-    let last = server.get("/queries/both")["lastBatchId"].as_u64().unwrap();
+    let last = server.stop("both");
 
     // Each input's rows exactly once: every value twice (once per input), none missing.
     let mut counts: std::collections::BTreeMap<i64, u32> = Default::default();
@@ -846,26 +837,9 @@ fn a_python_module_is_uploaded_and_swapped_in_under_steady_input() {
     let (ok, _, stderr) = server.cli(&["query", "start", file.to_str().unwrap()]);
     assert!(ok, "{stderr}");
     server.await_batch("steady", 2);
-    let (ok, _, stderr) = server.cli(&[
-        "query",
-        "swap",
-        "steady",
-        "--step",
-        "step",
-        "--module",
-        "step@2.0.0",
-    ]);
-    assert!(ok, "{stderr}");
-    let swapped_at = server.get("/queries/steady")["lastBatchId"]
-        .as_u64()
-        .unwrap();
-    let after = server.await_batch("steady", swapped_at + 3);
+    let (_, _, after) = server.swap("steady", "step", "step@2.0.0", 3);
     assert_eq!(after["steps"][0]["digest"], v2_digest.as_str());
-    let (ok, _, stderr) = server.cli(&["query", "stop", "steady"]);
-    assert!(ok, "{stderr}");
-    let last = server.get("/queries/steady")["lastBatchId"]
-        .as_u64()
-        .unwrap();
+    let last = server.stop("steady");
     // The Python step passed every row through: 50 per batch, once, without a gap.
     assert_eq!(
         values_once(&work),

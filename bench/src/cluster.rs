@@ -172,9 +172,8 @@ fn running(ckpt: &Path, names: &[&str]) -> Result<Vec<usize>> {
         .map(|n| {
             members
                 .iter()
-                .filter(|m| m.member == *n && m.ended.is_none())
-                .flat_map(|m| &m.partitions)
-                .filter(|p| p.state == "running")
+                .filter(|m| m.member == *n)
+                .flat_map(|m| m.running())
                 .count()
         })
         .collect())

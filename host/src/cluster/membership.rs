@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rdkafka::ClientContext;
 use rdkafka::TopicPartitionList;
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use tracing::{debug, warn};
 
@@ -27,17 +27,8 @@ pub(super) struct GroupContext {
     tasks: Arc<Mutex<Tasks>>,
 }
 
-impl ClientContext for GroupContext {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => warn!(target: "librdkafka", fac, "{log_message}"),
-            _ => debug!(target: "librdkafka", fac, "{log_message}"),
-        }
-    }
-}
+// librdkafka's log lines go to `tracing` as every other client's do (rust-rdkafka's default).
+impl ClientContext for GroupContext {}
 
 fn partitions(tpl: &TopicPartitionList) -> Vec<Partition> {
     tpl.elements()

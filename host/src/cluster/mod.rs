@@ -80,12 +80,35 @@ pub struct PartitionStatus {
     pub partition: String,
     /// Its owner epoch (`owners/<epoch>`), once claimed.
     pub owner_epoch: Option<u64>,
-    /// `starting`, `running` or `retrying`.
-    pub state: String,
+    /// Where its task is.
+    pub state: TaskState,
     /// Batches this member committed for it.
     pub batches: u64,
     /// The last batch id it committed.
     pub last_batch_id: Option<u64>,
+}
+
+/// Where a partition's task is, in a [`PartitionStatus`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum TaskState {
+    /// Assigned; the claim is not written yet.
+    Starting,
+    /// Claimed (an owner entry of this member's) and running its query.
+    Running,
+    /// Its task ended with an error; it is restarted later.
+    Retrying,
+}
+
+impl MemberStatus {
+    /// The partitions this member claimed and runs now, as its entry says (none once it
+    /// ended).
+    pub fn running(&self) -> impl Iterator<Item = &str> {
+        self.partitions
+            .iter()
+            .filter(|p| self.ended.is_none() && p.state == TaskState::Running)
+            .map(|p| p.partition.as_str())
+    }
 }
 
 /// How often a running member rewrites its `members/<member>` entry.
@@ -571,18 +594,18 @@ impl Tasks {
                     let epoch = *t.epoch.lock().unwrap_or_else(|p| p.into_inner());
                     let last = t.monitor.last_progress().map(|r| r.batch_id);
                     let state = if epoch.is_some() {
-                        "running"
+                        TaskState::Running
                     } else {
-                        "starting"
+                        TaskState::Starting
                     };
                     (state, epoch, t.monitor.totals().batches, last)
                 }
-                None => ("retrying", None, 0, None),
+                None => (TaskState::Retrying, None, 0, None),
             };
             partitions.push(PartitionStatus {
                 partition: p.to_string(),
                 owner_epoch: epoch,
-                state: state.to_owned(),
+                state,
                 batches,
                 last_batch_id: last,
             });

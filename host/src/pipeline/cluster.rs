@@ -170,12 +170,11 @@ impl ClusterQuery<'_> {
                 );
             }
         };
+        // dropDuplicates without columns keys on every column, keyedBy's among them.
         if let Some(d) = self.dedup
-            && !d.columns.is_empty()
+            && (!d.columns.is_empty() || keyed.is_empty())
         {
             stateful("dropDuplicates.columns", "dropDuplicates", &d.columns);
-        } else if self.dedup.is_some() && keyed.is_empty() {
-            stateful("dropDuplicates", "dropDuplicates", &[]);
         }
         if let Some(a) = self.aggregate {
             stateful("aggregate.groupBy", "the aggregate", &a.group_by);

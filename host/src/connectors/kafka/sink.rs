@@ -231,10 +231,7 @@ impl Columns {
 /// Each row of `batch` without the `leave_out` columns as a JSON object: a dead letter's
 /// value when the rows have no `value` of their own (without `_error`), or every row's
 /// with `valueFormat = "json"` (without the record's key, topic, partition and headers).
-fn rows_as_json(
-    batch: &RecordBatch,
-    leave_out: &[usize],
-) -> std::result::Result<Vec<String>, String> {
+fn rows_as_json(batch: &RecordBatch, leave_out: &[usize]) -> std::result::Result<JsonRows, String> {
     let keep: Vec<usize> = (0..batch.num_columns())
         .filter(|i| !leave_out.contains(i))
         .collect();
@@ -243,8 +240,31 @@ fn rows_as_json(
     w.write(&rows)
         .and_then(|()| w.finish())
         .map_err(|e| e.to_string())?;
-    let text = String::from_utf8(w.into_inner()).map_err(|e| e.to_string())?;
-    Ok(text.lines().map(str::to_owned).collect())
+    let text = w.into_inner();
+    // One line per row: JSON escapes a newline inside a string, so each '\n' ends a row.
+    let ends: Vec<usize> = memchr::memchr_iter(b'\n', &text).collect();
+    if ends.len() != batch.num_rows() {
+        return Err(format!(
+            "{} rows became {} JSON lines",
+            batch.num_rows(),
+            ends.len()
+        ));
+    }
+    Ok(JsonRows { text, ends })
+}
+
+/// A batch's rows as JSON objects in one buffer (not a `String` per row): row `i` ends at
+/// `ends[i]`, its newline.
+struct JsonRows {
+    text: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl JsonRows {
+    fn row(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] + 1 };
+        &self.text[start..self.ends[i]]
+    }
 }
 
 /// Writes batches to Kafka.
@@ -443,7 +463,7 @@ impl KafkaSink {
                     record = record.payload(v);
                 }
                 if let Some(json) = &json_values {
-                    record = record.payload(json[i].as_bytes());
+                    record = record.payload(json.row(i));
                 }
                 if let Some(k) = key.and_then(|k| bytes(k, i)) {
                     record = record.key(k);

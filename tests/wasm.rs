@@ -159,54 +159,35 @@ fn a_replayed_batch_reaches_the_handler_with_the_same_id_and_rows() {
 /// A query per hostile behaviour plus a good query, all in one process.
 fn hostile_pipeline(dir: &Path) -> std::path::PathBuf {
     let module = guests().join("hostile_transform.wasm");
-    let mut text = String::new();
-    for (name, config, limits) in [
-        ("spin", r#"{ behavior = "loop" }"#, r#"timeout = "500 ms""#),
-        (
-            "hoard",
-            r#"{ behavior = "alloc" }"#,
-            r#"maxMemory = "64 MiB""#,
-        ),
-        (
-            "snoop",
-            r#"{ behavior = "open-file", path = "/etc/passwd" }"#,
-            "",
-        ),
-        ("environ", r#"{ behavior = "env" }"#, ""),
-        ("liar", r#"{ behavior = "wrong-schema" }"#, ""),
-        ("crash", r#"{ behavior = "panic" }"#, ""),
-        ("flood", r#"{ behavior = "flood" }"#, ""),
-        ("trickle", r#"{ behavior = "flood" }"#, "maxEmitRows = 1000"),
-        ("echo", r#"{ behavior = "rows-flood" }"#, ""),
-        ("phantom", r#"{ behavior = "rows-bad-column" }"#, ""),
-        ("burn", r#"{ behavior = "loop" }"#, "fuel = 5000000"),
-        (
-            "skipper",
-            r#"{ behavior = "loop" }"#,
-            "timeout = \"200 ms\"\nonError = \"skip\"",
-        ),
-    ] {
-        text.push_str(&format!(
-            r#"
-[[query]]
-name = "{name}"
-checkpointLocation = "ckpt-{name}"
-trigger = "availableNow"
-[query.source]
-format = "rate-micro-batch"
-rowsPerBatch = 8
-[[query.transform]]
-name = "{name}-step"
-module = "{module}"
-config = {config}
-{limits}
-[query.sink]
-format = "json"
-path = "out-{name}"
-"#,
-            module = module.display()
-        ));
-    }
+    let mut text = hostile_queries(
+        &module,
+        &[
+            ("spin", r#"{ behavior = "loop" }"#, r#"timeout = "500 ms""#),
+            (
+                "hoard",
+                r#"{ behavior = "alloc" }"#,
+                r#"maxMemory = "64 MiB""#,
+            ),
+            (
+                "snoop",
+                r#"{ behavior = "open-file", path = "/etc/passwd" }"#,
+                "",
+            ),
+            ("environ", r#"{ behavior = "env" }"#, ""),
+            ("liar", r#"{ behavior = "wrong-schema" }"#, ""),
+            ("crash", r#"{ behavior = "panic" }"#, ""),
+            ("flood", r#"{ behavior = "flood" }"#, ""),
+            ("trickle", r#"{ behavior = "flood" }"#, "maxEmitRows = 1000"),
+            ("echo", r#"{ behavior = "rows-flood" }"#, ""),
+            ("phantom", r#"{ behavior = "rows-bad-column" }"#, ""),
+            ("burn", r#"{ behavior = "loop" }"#, "fuel = 5000000"),
+            (
+                "skipper",
+                r#"{ behavior = "loop" }"#,
+                "timeout = \"200 ms\"\nonError = \"skip\"",
+            ),
+        ],
+    );
     drop_file(&dir.join("in"), "a.json", &event_lines(0..50));
     text.push_str(
         r#"
@@ -232,13 +213,7 @@ fn hostile_guests_fail_their_own_query_with_clear_errors_and_others_go_on() {
     let file = hostile_pipeline(dir.path());
     let (code, _, stderr) = run_logged(&file);
     assert_eq!(code, Some(1), "{stderr}");
-    let error_of = |q: &str| {
-        stderr
-            .lines()
-            .find(|l| l.starts_with(&format!("error: query '{q}' failed")))
-            .unwrap_or_else(|| panic!("no error for query {q}:\n{stderr}"))
-            .to_owned()
-    };
+    let error_of = |q: &str| query_error(&stderr, q);
     let spin = error_of("spin");
     assert!(
         spin.contains("step 'spin-step'")

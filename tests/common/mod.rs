@@ -446,13 +446,12 @@ pub fn example_values(name: &str) -> Vec<String> {
         .collect()
 }
 
-/// One query per `(name, behave, limits)` over `rate-micro-batch` through `module` (a
-/// hostile test guest taking `config.behave`), all run by one `sluice run`, which must fail;
-/// the folder (queries write `out-NAME`) and its stderr.
-pub fn run_hostile(module: &Path, cases: &[(&str, &str, &str)]) -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
+/// One `availableNow` query per case `(name, config, limits)`: eight rows a batch through a
+/// step of `module` with that config (a TOML inline table) and limits (TOML lines), to a
+/// file sink of its own.
+pub fn hostile_queries(module: &Path, cases: &[(&str, &str, &str)]) -> String {
     let mut text = String::new();
-    for (name, behave, limits) in cases {
+    for (name, config, limits) in cases {
         text.push_str(&format!(
             r#"
 [[query]]
@@ -465,7 +464,7 @@ rowsPerBatch = 8
 [[query.transform]]
 name = "{name}-step"
 module = "{module}"
-config = {{ behave = "{behave}" }}
+config = {config}
 {limits}
 [query.sink]
 format = "json"
@@ -474,7 +473,24 @@ path = "out-{name}"
             module = module.display()
         ));
     }
-    let file = pipeline(dir.path(), &text);
+    text
+}
+
+/// [`hostile_queries`] for `(name, behave, limits)` (the Python and JavaScript hostile guests
+/// take `config.behave`), all run by one `sluice run`, which must fail; the folder (queries
+/// write `out-NAME`) and its stderr.
+pub fn run_hostile(module: &Path, cases: &[(&str, &str, &str)]) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let configs: Vec<String> = cases
+        .iter()
+        .map(|(_, behave, _)| format!("{{ behave = \"{behave}\" }}"))
+        .collect();
+    let cases: Vec<(&str, &str, &str)> = cases
+        .iter()
+        .zip(&configs)
+        .map(|((name, _, limits), config)| (*name, config.as_str(), *limits))
+        .collect();
+    let file = pipeline(dir.path(), &hostile_queries(module, &cases));
     let (code, _, stderr) = run_logged(&file);
     assert_eq!(code, Some(1), "{stderr}");
     (dir, stderr)

@@ -480,10 +480,10 @@ impl Tasks {
             warn!(member = %self.member, partition = %p, error = %error, "task ended while stopping");
             return;
         }
-        let failures = if committed > 0 {
-            1
-        } else {
-            self.retry.get(p).map_or(1, |(n, _)| n + 1)
+        // Failures in a row: a run that committed a batch starts the count again.
+        let before = match self.retry.get(p) {
+            Some((n, _)) if committed == 0 => *n,
+            _ => 0,
         };
         if is_fenced(&error) {
             // Another member claimed it: the group moved it and this member has not heard
@@ -491,13 +491,11 @@ impl Tasks {
             warn!(member = %self.member, partition = %p, error = %error, "partition taken over by another member");
             self.retry.insert(
                 p.clone(),
-                (
-                    failures.saturating_sub(1),
-                    Instant::now() + Duration::from_secs(10),
-                ),
+                (before, Instant::now() + Duration::from_secs(10)),
             );
             return;
         }
+        let failures = before + 1;
         if failures >= MAX_TASK_FAILURES {
             error!(member = %self.member, partition = %p, error = %error, "task failed {failures} times; the member gives up");
             self.failure = Some(Error::Source {

@@ -237,64 +237,38 @@ function asString(e) {
   return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
 }
 
+/** `impl`'s method `name` (called on `impl`), with what it throws turned into the error
+ * string WIT's `result<_, string>` carries: ComponentizeJS only turns a thrown string into
+ * an error; an `Error` object aborts the component. */
+function guarded(impl, name) {
+  return (...args) => {
+    try {
+      return impl[name](...args);
+    } catch (e) {
+      throw asString(e);
+    }
+  };
+}
+
 /** Wraps a foreachBatch handler's `init` and `handle` as `transform` does a transform's:
  * `export const batchHandler = sluice.handler({ init, handle })`. */
 export function handler(impl) {
-  return {
-    init(config, inputSchema) {
-      try {
-        return impl.init(config, inputSchema);
-      } catch (e) {
-        throw asString(e);
-      }
-    },
-    handle(batchId, batch) {
-      try {
-        return impl.handle(batchId, batch);
-      } catch (e) {
-        throw asString(e);
-      }
-    },
-  };
+  return { init: guarded(impl, "init"), handle: guarded(impl, "handle") };
 }
 
 /** Wraps a user-defined aggregate's `init`, `update`, `merge` and `finish` as `transform`
  * does a transform's: `export const aggregate = sluice.aggregate({ ... })`. */
 export function aggregate(impl) {
-  const guarded = (f) => (...args) => {
-    try {
-      return f(...args);
-    } catch (e) {
-      throw asString(e);
-    }
-  };
   return {
-    init: guarded(impl.init),
-    update: guarded(impl.update),
-    merge: guarded(impl.merge),
-    finish: guarded(impl.finish),
+    init: guarded(impl, "init"),
+    update: guarded(impl, "update"),
+    merge: guarded(impl, "merge"),
+    finish: guarded(impl, "finish"),
   };
 }
 
-/** Wraps a transform's `init` and `process` so that what they throw reaches the host as
- * the error string WIT's `result<_, string>` carries (ComponentizeJS only turns a thrown
- * string into an error; an `Error` object aborts the component): `export const transform =
- * sluice.transform({ init, process })`. */
+/** Wraps a transform's `init` and `process` so that what they throw reaches the host as an
+ * error (see `guarded`): `export const transform = sluice.transform({ init, process })`. */
 export function transform(impl) {
-  return {
-    init(config, inputSchema) {
-      try {
-        return impl.init(config, inputSchema);
-      } catch (e) {
-        throw asString(e);
-      }
-    },
-    process(batch) {
-      try {
-        return impl.process(batch);
-      } catch (e) {
-        throw asString(e);
-      }
-    },
-  };
+  return { init: guarded(impl, "init"), process: guarded(impl, "process") };
 }

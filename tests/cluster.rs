@@ -119,6 +119,54 @@ impl Entries for OnS3<'_> {
     }
 }
 
+/// Feeds the tasks of member `c` (`tasks`, of query `query`, progress log `log`) until each
+/// has parked at its batch 2's failpoint (`after-sink:2`: the batch reached Kafka, its commit
+/// not yet recorded). Each round of records (`produce(round)` sends one to every partition)
+/// is awaited in the progress log before the next is sent, so how fast three members on two
+/// cores get there cannot decide the outcome, only how long it takes.
+fn park_after_batch_2(
+    c: &mut Running,
+    log: &Path,
+    query: &str,
+    tasks: &BTreeSet<String>,
+    mut produce: impl FnMut(u64),
+) {
+    for round in 0..2 {
+        produce(round);
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            // The member may be writing its last line: read whole lines only.
+            let records: Vec<sluice::progress::QueryProgress> = std::fs::read_to_string(log)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            let behind: Vec<&String> = tasks
+                .iter()
+                .filter(|t| {
+                    !records
+                        .iter()
+                        .any(|p| p.name == format!("{query}/{t}") && p.batch_id >= round)
+                })
+                .collect();
+            if behind.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "c's tasks {behind:?} never committed batch {round}:\n{}",
+                c.seen.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // Every task has committed batch 1: the next round's records make its batch 2.
+    produce(2);
+    for _ in tasks {
+        c.await_line("sluice-failpoint: after-sink batch 2");
+    }
+}
+
 /// Waits until `check` holds for the members' entries in the checkpoint (`members/`).
 fn await_members(
     ckpt: &impl Entries,
@@ -319,19 +367,11 @@ fn kill_and_rejoin(broker: &Broker, file: &Path, ckpt: &impl Entries, env: &[(&s
     // Waves of records until every task of c has written its batch 2 to Kafka and parked
     // before recording the commit.
     let mut expected = Vec::new();
-    let (mut w, mut parked) = (0, 0);
-    while parked < of_c.len() {
-        assert!(
-            w < 30,
-            "c's tasks never all reached batch 2:\n{}",
-            c.seen.join("\n")
-        );
+    let mut w = 0;
+    park_after_batch_2(&mut c, &progress_log(&file, "c"), "copy", &of_c, |_| {
         expected.extend(wave(broker, w, 10));
         w += 1;
-        while parked < of_c.len() && c.try_await_line("sluice-failpoint: after-sink batch 2") {
-            parked += 1;
-        }
-    }
+    });
     c.signal(9);
     let killed = Instant::now();
     let _ = c.wait();
@@ -549,15 +589,12 @@ fn a_windowed_count_over_three_members_with_one_killed_equals_a_single_process_r
     let of_c = owned(&layout, "c");
     // In event-time order, 200 clicks at a time, until c's tasks all parked after batch 2
     // (its windows' state half-built), then c is killed.
-    let (mut next, mut parked) = (0, 0);
-    while parked < of_c.len() {
-        assert!(next < CLICKS / 2, "c's tasks never all reached batch 2");
+    let mut next = 0;
+    park_after_batch_2(&mut c, &progress_log(&file, "c"), "per-user", &of_c, |_| {
         clicks(&broker, next..next + 200);
         next += 200;
-        while parked < of_c.len() && c.try_await_line("sluice-failpoint: after-sink batch 2") {
-            parked += 1;
-        }
-    }
+    });
+    assert!(next < CLICKS, "the rest of the stream comes after the kill");
     c.signal(9);
     let _ = c.wait();
     clicks(&broker, next..CLICKS);

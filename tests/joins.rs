@@ -77,6 +77,40 @@ path = "out"
 "#;
 
 #[test]
+fn a_parquet_table_takes_its_schema_from_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_users(&d.join("users"), &[(0, "ann"), (1, "bo"), (2, "cy")]);
+    drop_file(&d.join("events"), "0.json", &events(0..10));
+    // No `schema` and no `inferSchema`: parquet says what its columns are, as in Spark.
+    let text = ENRICH
+        .replace("schema = \"id BIGINT, name STRING\"\n", "")
+        .replace(
+            "trigger = { processingTime = \"50 ms\" }",
+            "trigger = \"availableNow\"",
+        );
+    assert!(!text.contains("id BIGINT"));
+    let file = pipeline(d, &text);
+    run_ok(sluice().arg("validate").arg(&file));
+    run_ok(sluice().arg("run").arg(&file));
+    let mut got: Vec<(i64, Option<String>)> = committed_json(&d.join("out"))
+        .iter()
+        .map(|r| {
+            (
+                r["event_id"].as_i64().unwrap(),
+                r["name"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    got.sort();
+    let names = ["ann", "bo", "cy"];
+    let expected: Vec<(i64, Option<String>)> = (0..10)
+        .map(|i| (i, names.get((i % 5) as usize).map(|n| n.to_string())))
+        .collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
 fn a_stream_joins_a_parquet_table_and_the_next_batches_see_it_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -79,18 +79,16 @@ path = "out"
 }
 
 fn values(dir: &std::path::Path) -> Vec<String> {
-    // The json sink writes binary columns (Kafka's value) as hex strings.
+    // The json sink writes binary columns (Kafka's value) as Spark does: base64 strings.
+    use base64::Engine;
     let mut v: Vec<String> = committed_json(&dir.join("out"))
         .iter()
         .map(|r| {
-            let hex = r["value"].as_str().unwrap();
-            String::from_utf8(
-                (0..hex.len())
-                    .step_by(2)
-                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-                    .collect(),
-            )
-            .unwrap()
+            let text = r["value"].as_str().unwrap();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .unwrap_or_else(|e| panic!("value {text:?} is not base64: {e}"));
+            String::from_utf8(bytes).unwrap()
         })
         .collect();
     v.sort();

@@ -302,7 +302,7 @@ fn an_endless_guest_is_stopped_within_twice_its_deadline() {
         name: "spin".into(),
         module_ref: None,
         module,
-        config: serde_json::json!({"behavior": "loop"}),
+        config: serde_json::json!({"behavior": "loop"}).into(),
         limits: sluice::pipeline::GuestLimits {
             timeout: Duration::from_millis(300),
             ..Default::default()

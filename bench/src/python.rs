@@ -65,7 +65,7 @@ pub fn run(modules: &Path, lines: usize, runs: usize) -> Result<()> {
             name: "bench".into(),
             module: path.clone(),
             module_ref: None,
-            config: serde_json::json!({ "events": ["click", "view", "purchase"] }),
+            config: serde_json::json!({ "events": ["click", "view", "purchase"] }).into(),
             limits: GuestLimits::default(),
             on_error: OnError::Fail,
         };

@@ -131,7 +131,7 @@ pub fn run(modules: &Path, runs: usize) -> Result<()> {
             name: "bench".into(),
             module: blob.clone(),
             module_ref: None,
-            config: serde_json::Value::Null,
+            config: Default::default(),
             limits: GuestLimits::default(),
             on_error: OnError::Fail,
         };

@@ -19,15 +19,17 @@ pub enum Error {
     Pipeline(Diagnostics),
 
     /// A filesystem operation failed.
-    #[error("{action} {}: {source}", path.display())]
+    ///
+    /// The cause is part of the message and not also `source()`: a report that prints the
+    /// chain (`anyhow`'s `{:#}`) would say it twice. The same holds for every variant.
+    #[error("{action} {}: {cause}", path.display())]
     Io {
         /// What we were doing ("reading", "renaming", ...).
         action: &'static str,
         /// The path involved.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     /// An object store request failed (after its retries), or a URL names no store we know.
@@ -98,15 +100,14 @@ pub enum Error {
     },
 
     /// A query failed while running a batch.
-    #[error("query '{query}' failed in batch {batch_id}: {source}")]
+    #[error("query '{query}' failed in batch {batch_id}: {cause}")]
     Batch {
         /// The query's name.
         query: String,
         /// The batch being run.
         batch_id: u64,
         /// The cause.
-        #[source]
-        source: Box<Error>,
+        cause: Box<Error>,
     },
 
     /// A clustered query's partition is owned by another member now: this one may not write
@@ -138,7 +139,7 @@ impl Error {
         Error::Io {
             action,
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 

@@ -50,21 +50,21 @@ pub enum RegistryError {
     #[error("{0}")]
     Conflict(String),
     /// Reading or writing the registry directory failed.
-    #[error("registry {path}: {source}")]
+    #[error("registry {}: {cause}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
-        /// The error.
-        source: std::io::Error,
+        /// The error (in the message, not also the `source()`, so it is printed once).
+        cause: std::io::Error,
     },
 }
 
 type Result<T> = std::result::Result<T, RegistryError>;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError + '_ {
-    move |source| RegistryError::Io {
+    move |cause| RegistryError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 
@@ -536,6 +536,47 @@ pub fn validate_component(label: &str, bytes: &[u8]) -> Result<ComponentInfo> {
         size: bytes.len() as u64,
         wasmtime: WASMTIME_VERSION.to_owned(),
         language: guest_language(bytes).to_owned(),
+    })
+}
+
+/// Checks the component file a pipeline step names as an upload is checked (a component of
+/// a compatible `sluice:pipeline` package) and that it implements `world`, the one the step
+/// needs. The message says what is wrong; the caller says where the file is named.
+pub fn check_module_file(
+    path: &Path,
+    world: crate::pipeline::GuestWorld,
+) -> std::result::Result<(), String> {
+    if !path.is_file() {
+        return Err(format!(
+            "no module file {}{}",
+            std::path::absolute(path)
+                .unwrap_or_else(|_| path.to_path_buf())
+                .display(),
+            if path.exists() { " (a directory)" } else { "" }
+        ));
+    }
+    let runtime = wasm::runtime(false).map_err(|e| e.to_string())?;
+    // Compiled once and cached: the query that runs it next loads the same component.
+    let component = runtime.load(path).map_err(|e| e.to_string())?;
+    let label = path.display();
+    wasm::check_package(runtime.engine(), &component).map_err(|e| format!("{label}: {e}"))?;
+    let (worlds, why_not) = wasm::worlds_of(runtime.engine(), &component);
+    if worlds.contains(&world.wit_name()) {
+        return Ok(());
+    }
+    Err(if worlds.is_empty() {
+        // Why it fits none of them is the one thing to say (a missing import or export).
+        let why = why_not
+            .iter()
+            .find(|w| w.starts_with(world.wit_name()))
+            .map_or(String::new(), |w| format!(" ({w})"));
+        format!("{label} implements none of the sluice:pipeline worlds{why}")
+    } else {
+        format!(
+            "{label} implements {}, not the {} world this step needs{why}",
+            worlds.join(", "),
+            world.wit_name()
+        )
     })
 }
 

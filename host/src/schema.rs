@@ -93,12 +93,73 @@ pub fn all_nullable(schema: &Schema) -> SchemaRef {
     ))
 }
 
-/// The rows of `batch` as JSON objects (arrow-json's writer: the JSON the file sink writes).
+/// arrow-json's writer, writing values as Spark's JSON does where the two differ: BINARY is
+/// a base64 string (arrow-json writes hex). Every JSON the engine writes for users (file
+/// sink, Kafka values, memory tables) goes through it.
+pub fn spark_json() -> arrow_json::WriterBuilder {
+    arrow_json::WriterBuilder::new().with_encoder_factory(Arc::new(SparkJsonEncoders))
+}
+
+/// The rows of `batch` as JSON lines, as [`spark_json`] writes them.
+pub fn json_lines<W: std::io::Write>(
+    out: W,
+) -> arrow_json::Writer<W, arrow_json::writer::LineDelimited> {
+    spark_json().build::<_, arrow_json::writer::LineDelimited>(out)
+}
+
+#[derive(Debug)]
+struct SparkJsonEncoders;
+
+impl arrow_json::EncoderFactory for SparkJsonEncoders {
+    fn make_default_encoder<'a>(
+        &self,
+        _field: &'a arrow_schema::FieldRef,
+        array: &'a dyn arrow_array::Array,
+        _options: &'a arrow_json::writer::EncoderOptions,
+    ) -> std::result::Result<
+        Option<arrow_json::writer::NullableEncoder<'a>>,
+        arrow_schema::ArrowError,
+    > {
+        use arrow_array::cast::AsArray;
+        let encoder: Box<dyn arrow_json::Encoder + 'a> = match array.data_type() {
+            DataType::Binary => Box::new(Base64Encoder(array.as_binary::<i32>())),
+            DataType::LargeBinary => Box::new(Base64Encoder(array.as_binary::<i64>())),
+            _ => return Ok(None),
+        };
+        Ok(Some(arrow_json::writer::NullableEncoder::new(
+            encoder,
+            array.nulls().cloned(),
+        )))
+    }
+}
+
+/// A binary value as a JSON string of its standard base64 (no characters JSON must escape).
+struct Base64Encoder<'a, O: arrow_array::OffsetSizeTrait>(&'a arrow_array::GenericBinaryArray<O>);
+
+impl<O: arrow_array::OffsetSizeTrait> arrow_json::Encoder for Base64Encoder<'_, O> {
+    fn encode(&mut self, idx: usize, out: &mut Vec<u8>) {
+        use base64::Engine;
+        out.push(b'"');
+        let value = self.0.value(idx);
+        let start = out.len();
+        out.resize(
+            start + base64::encoded_len(value.len(), true).unwrap_or(0),
+            0,
+        );
+        let written = base64::engine::general_purpose::STANDARD
+            .encode_slice(value, &mut out[start..])
+            .unwrap_or(0);
+        out.truncate(start + written);
+        out.push(b'"');
+    }
+}
+
+/// The rows of `batch` as JSON objects, as [`spark_json`] writes them.
 pub fn rows_as_json(
     batch: &arrow_array::RecordBatch,
 ) -> std::result::Result<Vec<serde_json::Map<String, serde_json::Value>>, arrow_schema::ArrowError>
 {
-    let mut writer = arrow_json::ArrayWriter::new(Vec::new());
+    let mut writer = spark_json().build::<_, arrow_json::writer::JsonArray>(Vec::new());
     writer.write(batch)?;
     writer.finish()?;
     let bytes = writer.into_inner();
@@ -112,6 +173,37 @@ pub fn rows_as_json(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binary_is_written_as_base64_as_spark_does() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("b", DataType::Binary, true),
+            Field::new("l", DataType::LargeBinary, true),
+        ]));
+        let batch = arrow_array::RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(arrow_array::BinaryArray::from_opt_vec(vec![
+                    Some(b"hello"),
+                    None,
+                    Some(b""),
+                ])),
+                Arc::new(arrow_array::LargeBinaryArray::from_opt_vec(vec![
+                    Some(&[0xff, 0xfe, 0x00][..]),
+                    Some(b"a"),
+                    None,
+                ])),
+            ],
+        )
+        .unwrap();
+        let mut w = json_lines(Vec::new());
+        w.write(&batch).unwrap();
+        w.finish().unwrap();
+        assert_eq!(
+            String::from_utf8(w.into_inner()).unwrap(),
+            "{\"b\":\"aGVsbG8=\",\"l\":\"//4A\"}\n{\"l\":\"YQ==\"}\n{\"b\":\"\"}\n"
+        );
+    }
 
     #[test]
     fn ddl_parses_spark_types() {

@@ -73,9 +73,150 @@ impl SecretSource {
     }
 }
 
+/// A guest's `config` (a step's, a handler's, an aggregate's or a processor's), handed to its
+/// `init` as JSON. Any value in it may be a secret written as `{ env = "NAME" }` or
+/// `{ file = "path" }`: the JSON kept here, which plans, listings and errors may show, holds
+/// only where each secret is; [`GuestConfig::resolve`] reads them when the guest starts.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GuestConfig {
+    /// The config as written (each secret as its `{"env": NAME}` / `{"file": path}` table).
+    value: serde_json::Value,
+    /// Each secret: a JSON pointer into `value` (RFC 6901) and where its value is read from.
+    secrets: Vec<(String, SecretSource)>,
+}
+
+impl From<serde_json::Value> for GuestConfig {
+    /// A config without secrets.
+    fn from(value: serde_json::Value) -> Self {
+        GuestConfig {
+            value,
+            secrets: Vec::new(),
+        }
+    }
+}
+
+impl GuestConfig {
+    /// A config whose values at `secrets` (JSON pointers into `value`) are read at start.
+    pub fn with_secrets(value: serde_json::Value, secrets: Vec<(String, SecretSource)>) -> Self {
+        GuestConfig { value, secrets }
+    }
+
+    /// The config as written, secrets as where they are read from: safe to show.
+    pub fn shown(&self) -> &serde_json::Value {
+        &self.value
+    }
+
+    /// The JSON text handed to the guest, each secret read now; `field` (e.g.
+    /// `transform[0].config`) names a secret that cannot be read, never its value.
+    pub fn resolve(&self, field: &str) -> Result<String> {
+        if self.secrets.is_empty() {
+            return Ok(self.value.to_string());
+        }
+        let mut value = self.value.clone();
+        for (pointer, source) in &self.secrets {
+            let name = format!("{field}{}", pointer.replace('/', "."));
+            let secret = source.read(&name)?;
+            if let Some(slot) = value.pointer_mut(pointer) {
+                *slot = serde_json::Value::String(secret.expose().to_owned());
+            }
+        }
+        Ok(value.to_string())
+    }
+}
+
+/// Whether a config key names what is usually a credential (`password`, `apiKey`,
+/// `auth_token`, `client-secret`): a plain value there is refused, as the pipeline file is
+/// echoed, stored and listed. Words are split at `_`, `-`, `.` and lower-to-upper case.
+pub fn looks_like_secret(key: &str) -> bool {
+    let mut words: Vec<String> = Vec::new();
+    let mut word = String::new();
+    let mut prev_lower = false;
+    for c in key.chars() {
+        if matches!(c, '_' | '-' | '.' | ' ') {
+            words.push(std::mem::take(&mut word));
+            prev_lower = false;
+            continue;
+        }
+        if c.is_uppercase() && prev_lower {
+            words.push(std::mem::take(&mut word));
+        }
+        prev_lower = c.is_lowercase() || c.is_ascii_digit();
+        word.extend(c.to_lowercase());
+    }
+    words.push(word);
+    words.iter().enumerate().any(|(i, w)| {
+        matches!(
+            w.as_str(),
+            "password"
+                | "passwd"
+                | "pwd"
+                | "secret"
+                | "token"
+                | "apikey"
+                | "credential"
+                | "credentials"
+        ) || (w == "key" && i > 0 && matches!(words[i - 1].as_str(), "api" | "private" | "access"))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_that_name_credentials_are_told_apart() {
+        for key in [
+            "password",
+            "apiKey",
+            "api_key",
+            "API-KEY",
+            "auth_token",
+            "clientSecret",
+            "privateKey",
+            "Credentials",
+        ] {
+            assert!(looks_like_secret(key), "{key}");
+        }
+        for key in [
+            "tokenizer",
+            "max_tokens",
+            "keyColumn",
+            "key",
+            "index",
+            "monkey",
+        ] {
+            assert!(!looks_like_secret(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn a_config_s_secrets_are_read_at_start_and_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("k"), "s3cr3t\n").unwrap();
+        let config = GuestConfig::with_secrets(
+            serde_json::json!({"url": "http://x", "auth": {"key": {"file": "k"}}}),
+            vec![(
+                "/auth/key".to_owned(),
+                SecretSource::File(dir.path().join("k")),
+            )],
+        );
+        assert!(!format!("{config:?} {}", config.shown()).contains("s3cr3t"));
+        let text = config.resolve("transform[0].config").unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["auth"]["key"], "s3cr3t");
+        assert_eq!(json["url"], "http://x");
+        let missing = GuestConfig::with_secrets(
+            serde_json::json!({"token": {"env": "SLUICE_TEST_NO_SUCH_VARIABLE"}}),
+            vec![(
+                "/token".to_owned(),
+                SecretSource::Env("SLUICE_TEST_NO_SUCH_VARIABLE".into()),
+            )],
+        )
+        .resolve("sink.config")
+        .unwrap_err()
+        .to_string();
+        assert!(missing.contains("sink.config.token"), "{missing}");
+    }
 
     #[test]
     fn a_secret_prints_as_stars_and_is_read_from_a_file_or_the_environment() {

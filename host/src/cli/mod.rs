@@ -100,12 +100,12 @@ enum Command {
     },
     /// Start a guest crate: a working example, a pipeline that runs it, and the guest SDK.
     New {
-        /// transform, handler or aggregate.
+        /// What the guest is: each possible value below is one world of `wit/`.
         kind: new::GuestKind,
         /// The crate's name (also the component's file name).
         name: String,
-        /// The guest's language (python, js: transforms, built with componentize-py or
-        /// ComponentizeJS).
+        /// The guest's language (python and js scaffold transforms, built with
+        /// componentize-py or ComponentizeJS).
         #[arg(long, value_enum, default_value_t)]
         lang: new::Lang,
         /// Where to write it (default: ./NAME).
@@ -298,6 +298,7 @@ fn serve(
 fn validate(file: &std::path::Path, registry: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let registry = open_registry(registry)?;
     let pipeline = Pipeline::load_with_registry(file, registry.as_ref())?;
+    pipeline.check_modules(crate::registry::check_module_file)?;
     for q in &pipeline.queries {
         println!(
             "query '{}': {} -> {} (trigger {}, outputMode {:?}{})",
@@ -343,6 +344,7 @@ fn run(
     if let Some(name) = only {
         pipeline.select(name)?;
     }
+    pipeline.check_modules(crate::registry::check_module_file)?;
     if let Some(member) = member {
         pipeline.set_member(&member)?;
     }
@@ -411,7 +413,11 @@ fn run(
     for (name, outcome) in outcomes {
         if let Err(e) = outcome {
             failed = true;
-            eprintln!("error: query '{name}' failed: {e}");
+            // A batch's error already names the query (and the batch).
+            match e {
+                Error::Batch { .. } => eprintln!("error: {e}"),
+                e => eprintln!("error: query '{name}' failed: {e}"),
+            }
         }
     }
     Ok(if failed {

@@ -623,7 +623,7 @@ impl Tasks {
 pub fn is_fenced(error: &Error) -> bool {
     match error {
         Error::Fenced { .. } => true,
-        Error::Batch { source, .. } => is_fenced(source),
+        Error::Batch { cause, .. } => is_fenced(cause),
         _ => false,
     }
 }

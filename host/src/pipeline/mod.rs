@@ -35,6 +35,7 @@ mod steps;
 pub(crate) mod tree;
 mod trigger;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -42,7 +43,7 @@ use arrow_schema::SchemaRef;
 use toml::Spanned;
 
 use tree::{Ctx, Node, TableReader, offset_of};
-pub use tree::{Diagnostic, Diagnostics, parse_bytes, parse_duration};
+pub use tree::{Diagnostic, Diagnostics, GuestWorld, ModuleRef, parse_bytes, parse_duration};
 
 // The connectors' option types, as a pipeline names them.
 pub use crate::connectors::file::{
@@ -85,6 +86,8 @@ pub struct Pipeline {
     pub queries: Vec<QuerySpec>,
     /// What the other queries do when one fails.
     pub on_query_failure: OnQueryFailure,
+    /// Every component the queries name, in file order, for [`Pipeline::check_modules`].
+    pub modules: Vec<ModuleRef>,
 }
 
 /// What happens to the other queries of a process when one fails.
@@ -337,7 +340,7 @@ pub struct TransformSpec {
     /// The registry reference the pipeline wrote (`name@^1.2`), when it named one.
     pub module_ref: Option<String>,
     /// The step's `config` table, handed to the guest's `init` as JSON.
-    pub config: serde_json::Value,
+    pub config: crate::secret::GuestConfig,
     /// Per-call limits.
     pub limits: GuestLimits,
     /// What a failed call does.
@@ -350,7 +353,7 @@ pub struct HandlerSpec {
     /// The component file.
     pub module: PathBuf,
     /// The sink's `config` table, handed to the guest's `init` as JSON.
-    pub config: serde_json::Value,
+    pub config: crate::secret::GuestConfig,
     /// Per-call limits.
     pub limits: GuestLimits,
     /// The one directory the handler may read and write (`directory`).
@@ -557,6 +560,7 @@ impl Pipeline {
             file: path.to_path_buf(),
             queries: Vec::new(),
             on_query_failure: OnQueryFailure::Continue,
+            modules: Vec::new(),
         };
         if let Some(mut top) = TableReader::new(&ctx, None, "", &root) {
             match top.string("onQueryFailure").as_deref() {
@@ -590,6 +594,7 @@ impl Pipeline {
             top.finish(&["query", "onQueryFailure"]);
         }
         check_across_queries(&ctx, text, &pipeline.queries);
+        pipeline.modules = ctx.take_modules();
         if ctx.has_errors() {
             return Err(Error::Pipeline(Diagnostics {
                 file: file_label,
@@ -597,6 +602,44 @@ impl Pipeline {
             }));
         }
         Ok(pipeline)
+    }
+
+    /// Checks every component the (selected) queries name with `check` (which loads it and
+    /// tells whether it implements the world), reporting each problem at its field's line.
+    /// A component named twice for the same world is checked once.
+    pub fn check_modules(
+        &self,
+        check: impl Fn(&Path, GuestWorld) -> std::result::Result<(), String>,
+    ) -> Result<()> {
+        let mut verdicts: HashMap<(&Path, GuestWorld), std::result::Result<(), String>> =
+            HashMap::new();
+        let mut items = Vec::new();
+        for m in &self.modules {
+            if m.query
+                .as_ref()
+                .is_some_and(|q| !self.queries.iter().any(|s| &s.name == q))
+            {
+                continue;
+            }
+            let verdict = verdicts
+                .entry((m.path.as_path(), m.world))
+                .or_insert_with(|| check(&m.path, m.world));
+            if let Err(message) = verdict {
+                items.push(Diagnostic {
+                    line: m.line,
+                    query: m.query.clone(),
+                    key: m.key.clone(),
+                    message: message.clone(),
+                });
+            }
+        }
+        if items.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Pipeline(Diagnostics {
+            file: self.file.display().to_string(),
+            items,
+        }))
     }
 
     /// Keeps only the named query (for `sluice run --query NAME`).
@@ -710,12 +753,35 @@ pub(crate) fn resolve(base: &Path, p: &str) -> PathBuf {
 
 /// The component a `module = "..."` option names: a file (relative to the pipeline) or a
 /// registry reference (`name@1.2.0`, `name@^1.2`, `sha256:<hex>`) resolved to its blob.
-fn module_path(r: &mut TableReader, key: &str, base: &Path, text: &str) -> Option<PathBuf> {
+///
+/// The reference is recorded (see [`ModuleRef`]) so that `validate` and `run` check the
+/// component implements `world` before anything starts.
+fn module_path(
+    r: &mut TableReader,
+    key: &str,
+    base: &Path,
+    text: &str,
+    world: GuestWorld,
+) -> Option<PathBuf> {
+    // Problems are reported at the value's line.
+    let at = r.get(key).map(|n| n.span().start);
+    let path = module_blob(r, key, at, base, text)?;
+    if let Some(offset) = at {
+        r.module_named(offset, key, path.clone(), world);
+    }
+    Some(path)
+}
+
+fn module_blob(
+    r: &mut TableReader,
+    key: &str,
+    at: Option<usize>,
+    base: &Path,
+    text: &str,
+) -> Option<PathBuf> {
     if !crate::registry::is_reference(text) {
         return Some(resolve(base, text));
     }
-    // Problems are reported at the value's line.
-    let at = r.get(key).map(|n| n.span().start);
     let report = |r: &TableReader, message: String| match at {
         Some(offset) => r.error_at(offset, key, message),
         None => r.error_here(key, message),

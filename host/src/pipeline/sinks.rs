@@ -32,16 +32,13 @@ pub(super) fn parse_sink_at(
                 "module",
                 "the handler component, e.g. module = \"handlers/two_sinks.wasm\"",
             );
-            let config = s
-                .get("config")
-                .map(|c| c.get_ref().to_json())
-                .unwrap_or(serde_json::Value::Null);
+            let config = s.guest_config("config", base);
             let limits = parse_limits(&mut s);
             let directory = s.string("directory").map(|d| resolve(base, &d));
             let allow_hosts = s.string_list("allowHosts").unwrap_or_default();
             let path = module
                 .as_deref()
-                .and_then(|m| module_path(&mut s, "module", base, m));
+                .and_then(|m| module_path(&mut s, "module", base, m, GuestWorld::Handler));
             let mut known = vec!["format", "module", "config", "directory", "allowHosts"];
             known.extend(LIMIT_KEYS);
             s.finish(&known);

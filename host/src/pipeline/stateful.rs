@@ -289,15 +289,18 @@ pub(super) fn parse_agg(
         None => "count".to_owned(),
     });
     let udaf_module = match &module {
-        Some(m) => Some(module_path(&mut a, "module", base, m)?),
+        Some(m) => Some(module_path(
+            &mut a,
+            "module",
+            base,
+            m,
+            GuestWorld::Aggregator,
+        )?),
         None => None,
     };
     let udaf = udaf_module.map(|module| UdafSpec {
         module,
-        config: a
-            .get("config")
-            .map(|c| c.get_ref().to_json())
-            .unwrap_or(serde_json::Value::Null),
+        config: a.guest_config("config", base),
         limits: parse_limits(&mut a),
     });
     let mut known = vec!["fn", "module", "config", "column", "as"];
@@ -353,14 +356,11 @@ pub(super) fn parse_processor(
     let max_state_bytes_per_key = p
         .bytes("maxStateBytesPerKey")
         .unwrap_or(crate::operators::processor::DEFAULT_MAX_STATE_BYTES_PER_KEY);
-    let config = p
-        .get("config")
-        .map(|c| c.get_ref().to_json())
-        .unwrap_or(serde_json::Value::Null);
+    let config = p.guest_config("config", base);
     let limits = parse_limits(&mut p);
     let path = module
         .as_deref()
-        .and_then(|m| module_path(&mut p, "module", base, m));
+        .and_then(|m| module_path(&mut p, "module", base, m, GuestWorld::KeyedProcessor));
     let mut known = vec!["module", "key", "timeMode", "config", "maxStateBytesPerKey"];
     known.extend(LIMIT_KEYS);
     p.finish(&known);

@@ -49,10 +49,7 @@ pub(super) fn parse_transform(
         "module",
         "the component file, e.g. module = \"transforms/parse.wasm\"",
     );
-    let config = t
-        .get("config")
-        .map(|c| c.get_ref().to_json())
-        .unwrap_or(serde_json::Value::Null);
+    let config = t.guest_config("config", base);
     let limits = parse_limits(&mut t);
     let dead_letter = t.string("deadLetter");
     let on_error = match t.string("onError").as_deref() {
@@ -96,7 +93,7 @@ pub(super) fn parse_transform(
     }
     let path = module
         .as_deref()
-        .and_then(|m| module_path(&mut t, "module", base, m));
+        .and_then(|m| module_path(&mut t, "module", base, m, GuestWorld::Transformer));
     let mut known = vec!["name", "module", "config", "onError", "deadLetter"];
     known.extend(LIMIT_KEYS);
     t.finish(&known);

@@ -187,11 +187,54 @@ impl fmt::Display for Diagnostics {
     }
 }
 
+/// The world a step's component must implement, by the kind of step that names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GuestWorld {
+    /// `[[query.transform]]` steps.
+    Transformer,
+    /// foreachBatch handlers (`format = "foreachBatch"` sinks).
+    Handler,
+    /// User-defined aggregates (`fn = "udaf"`).
+    Aggregator,
+    /// `[query.processor]`.
+    KeyedProcessor,
+}
+
+impl GuestWorld {
+    /// The world's name in the WIT package (`sluice:pipeline/transformer`).
+    pub fn wit_name(self) -> &'static str {
+        match self {
+            GuestWorld::Transformer => "sluice:pipeline/transformer",
+            GuestWorld::Handler => "sluice:pipeline/handler",
+            GuestWorld::Aggregator => "sluice:pipeline/aggregator",
+            GuestWorld::KeyedProcessor => "sluice:pipeline/keyed-processor",
+        }
+    }
+}
+
+/// A component a pipeline names, with where it is named. The parser only resolves the path;
+/// loading the component is the caller's ([`crate::pipeline::Pipeline::check_modules`]), as
+/// Wasm sits on a higher floor than the words of a pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleRef {
+    /// 1-based line of the `module = ...` value.
+    pub line: usize,
+    /// The query whose step names it.
+    pub query: Option<String>,
+    /// Dotted key path, e.g. `transform[0].module`.
+    pub key: String,
+    /// The component file (a registry reference is already resolved to its blob).
+    pub path: std::path::PathBuf,
+    /// The world the step needs.
+    pub world: GuestWorld,
+}
+
 /// Shared state while walking one pipeline file: the text (for line numbers) and the
 /// diagnostics found so far.
 pub(crate) struct Ctx<'t> {
     text: &'t str,
     diags: RefCell<Vec<Diagnostic>>,
+    modules: RefCell<Vec<ModuleRef>>,
     /// Where `module = "name@version"` references are looked up.
     pub(crate) registry: Option<&'t crate::registry::Registry>,
 }
@@ -201,6 +244,7 @@ impl<'t> Ctx<'t> {
         Ctx {
             text,
             diags: RefCell::new(Vec::new()),
+            modules: RefCell::new(Vec::new()),
             registry,
         }
     }
@@ -222,6 +266,11 @@ impl<'t> Ctx<'t> {
             key: key.to_owned(),
             message,
         });
+    }
+
+    /// The components named so far.
+    pub(crate) fn take_modules(&self) -> Vec<ModuleRef> {
+        std::mem::take(&mut self.modules.borrow_mut())
     }
 
     pub(crate) fn has_errors(&self) -> bool {
@@ -293,6 +342,23 @@ impl<'a, 't> TableReader<'a, 't> {
     /// Reports a problem about the table as a whole (e.g. a missing key).
     pub(crate) fn error_here(&self, key: &str, message: String) {
         self.error_at(self.table_offset, key, message);
+    }
+
+    /// Records the component `key`'s value names, for [`Ctx::take_modules`].
+    pub(crate) fn module_named(
+        &self,
+        offset: usize,
+        key: &str,
+        path: std::path::PathBuf,
+        world: GuestWorld,
+    ) {
+        self.ctx.modules.borrow_mut().push(ModuleRef {
+            line: self.ctx.line_of(offset),
+            query: self.query.map(str::to_owned),
+            key: self.path(key),
+            path,
+            world,
+        });
     }
 
     /// The registry module references resolve against, if any.
@@ -377,6 +443,95 @@ impl<'a, 't> TableReader<'a, 't> {
                 self.error_at(node.span().start, key, hint.to_owned());
                 None
             }
+        }
+    }
+
+    /// A guest's `config` table (any TOML; empty when absent). A value written as
+    /// `{ env = "NAME" }` or `{ file = "path" }` (relative to `base`) is a secret read at
+    /// start; a plain string under a key that names a credential (`password`, `apiKey`, ...)
+    /// is refused at its line.
+    pub(crate) fn guest_config(
+        &mut self,
+        key: &str,
+        base: &std::path::Path,
+    ) -> crate::secret::GuestConfig {
+        let Some(node) = self.get(key) else {
+            return crate::secret::GuestConfig::default();
+        };
+        let mut secrets = Vec::new();
+        let value = self.config_value(node, &self.path(key), "", base, &mut secrets);
+        crate::secret::GuestConfig::with_secrets(value, secrets)
+    }
+
+    fn config_value(
+        &self,
+        node: &Spanned<Node>,
+        field: &str,
+        pointer: &str,
+        base: &std::path::Path,
+        secrets: &mut Vec<(String, crate::secret::SecretSource)>,
+    ) -> serde_json::Value {
+        use crate::secret::SecretSource;
+        match node.get_ref() {
+            Node::Table(entries) => {
+                if let [(k, v)] = entries.as_slice()
+                    && let Node::Str(text) = v.get_ref()
+                {
+                    let source = match k.get_ref().to_ascii_lowercase().as_str() {
+                        "env" => Some(SecretSource::Env(text.clone())),
+                        "file" => Some(SecretSource::File(base.join(text))),
+                        _ => None,
+                    };
+                    if let Some(source) = source {
+                        secrets.push((pointer.to_owned(), source));
+                        return node.get_ref().to_json();
+                    }
+                }
+                entries
+                    .iter()
+                    .map(|(k, v)| {
+                        let name = k.get_ref();
+                        if let Node::Str(text) = v.get_ref()
+                            && !text.is_empty()
+                            && crate::secret::looks_like_secret(name)
+                        {
+                            self.ctx.report(
+                                v.span().start,
+                                self.query,
+                                &format!("{field}.{name}"),
+                                format!(
+                                    "a secret written into the pipeline is refused; {}",
+                                    crate::secret::HOW_TO_WRITE
+                                ),
+                            );
+                        }
+                        let escaped = name.replace('~', "~0").replace('/', "~1");
+                        let value = self.config_value(
+                            v,
+                            &format!("{field}.{name}"),
+                            &format!("{pointer}/{escaped}"),
+                            base,
+                            secrets,
+                        );
+                        (name.clone(), value)
+                    })
+                    .collect::<serde_json::Map<_, _>>()
+                    .into()
+            }
+            Node::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    self.config_value(
+                        v,
+                        &format!("{field}[{i}]"),
+                        &format!("{pointer}/{i}"),
+                        base,
+                        secrets,
+                    )
+                })
+                .collect(),
+            other => other.to_json(),
         }
     }
 

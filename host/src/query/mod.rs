@@ -1069,7 +1069,7 @@ impl MicroBatchExecution {
                     WasmTransform::new(spec, &self.spec.name, input).map_err(|e| Error::Batch {
                         query: self.spec.name.clone(),
                         batch_id: latest.batch_id,
-                        source: Box::new(e),
+                        cause: Box::new(e),
                     })?;
                 info!(query = %self.spec.name, step = %step.name(), module = %recorded, "re-running with the module the batch was planned with");
                 restore.push((i, std::mem::replace(step, old)));
@@ -1130,7 +1130,7 @@ impl MicroBatchExecution {
         Error::Batch {
             query: self.spec.name.clone(),
             batch_id,
-            source: Box::new(e),
+            cause: Box::new(e),
         }
     }
 

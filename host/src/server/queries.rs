@@ -185,6 +185,7 @@ impl QueryTable {
     fn parse(&self, text: &str, base: &Path, record: &PipelineRecord) -> Result<Pipeline> {
         let mut pipeline =
             Pipeline::parse_with_registry(text, &base.join("pipeline.toml"), Some(&self.registry))?;
+        pipeline.check_modules(crate::registry::check_module_file)?;
         for q in &mut pipeline.queries {
             if q.cluster.is_some() {
                 // A member needs its own name and a checkpoint the other machines reach; the

@@ -23,7 +23,7 @@ pub struct UdafSpec {
     /// The component file.
     pub module: std::path::PathBuf,
     /// Handed to the guest's `init` as JSON.
-    pub config: serde_json::Value,
+    pub config: crate::secret::GuestConfig,
     /// Per-call limits.
     pub limits: GuestLimits,
 }
@@ -96,7 +96,10 @@ impl WasmAggregate {
     }
 
     fn instantiate(&mut self) -> Result<()> {
-        let config = self.spec.config.to_string();
+        let config = self
+            .spec
+            .config
+            .resolve(&format!("{}: config", self.label))?;
         let encoded_input = abi::encode_schema(&self.input_schema);
         let (mut store, instance, schema) = super::start_guest(
             self.runtime.engine(),

@@ -237,7 +237,10 @@ impl WasmHandlerSink {
             allow_hosts: self.spec.allow_hosts.clone(),
             schemas: SchemaCache::default(),
         };
-        let config = self.spec.config.to_string();
+        let config = self
+            .spec
+            .config
+            .resolve(&format!("{}: config", self.label))?;
         let (store, instance, ()) = super::start_guest(
             self.runtime.engine(),
             self.label.clone(),

@@ -73,7 +73,7 @@ impl WasmProcessor {
     /// Loads the module and calls `init`, which declares the output schema and the state.
     pub fn new(
         module: PathBuf,
-        config: &serde_json::Value,
+        config: &crate::secret::GuestConfig,
         limits: GuestLimits,
         label: String,
         key_schema: &SchemaRef,
@@ -86,7 +86,7 @@ impl WasmProcessor {
             KeyedProcessorPre::new(instance_pre).map_err(|e| world_mismatch(&label, &LINK, e))?;
         let mut p = WasmProcessor {
             module,
-            config: config.to_string(),
+            config: config.resolve(&format!("{label}: config"))?,
             limits,
             label,
             runtime,

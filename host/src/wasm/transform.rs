@@ -323,7 +323,10 @@ impl StepCore {
     /// A fresh instance, initialised, with the output schema its `init` returned. Called at
     /// start, for each further worker, and after a trap.
     fn start(&self) -> Result<(Instance, SchemaRef, Option<Vec<usize>>)> {
-        let config = self.spec.config.to_string();
+        let config = self
+            .spec
+            .config
+            .resolve(&format!("{}: config", self.label))?;
         let (mut store, instance, plan) = start_guest(
             self.runtime.engine(),
             self.label.clone(),

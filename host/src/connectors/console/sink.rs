@@ -69,7 +69,12 @@ pub fn render_table(
             rows.push(
                 formatters
                     .iter()
-                    .map(|f| cut(f.value(row).to_string(), truncate))
+                    .zip(batch.columns())
+                    .map(|(f, column)| {
+                        let text = spark_binary(column.as_ref(), row)
+                            .unwrap_or_else(|| f.value(row).to_string());
+                        cut(text, truncate)
+                    })
                     .collect(),
             );
         }
@@ -119,6 +124,29 @@ pub fn render_table(
         out.push_str(&format!("only showing top {} rows\n", rows.len()));
     }
     Ok(out)
+}
+
+/// A non-null BINARY cell as Spark's `show()` prints it: upper-case hex bytes, space
+/// separated, in brackets (`[48 69]`); `None` for other columns and nulls.
+fn spark_binary(column: &dyn arrow_array::Array, row: usize) -> Option<String> {
+    use arrow_array::cast::AsArray;
+    use std::fmt::Write as _;
+    if column.is_null(row) {
+        return None;
+    }
+    let bytes = match column.data_type() {
+        arrow_schema::DataType::Binary => column.as_binary::<i32>().value(row),
+        arrow_schema::DataType::LargeBinary => column.as_binary::<i64>().value(row),
+        _ => return None,
+    };
+    let mut text = String::with_capacity(2 + 3 * bytes.len());
+    text.push('[');
+    for (i, b) in bytes.iter().enumerate() {
+        let sep = if i == 0 { "" } else { " " };
+        let _ = write!(text, "{sep}{b:02X}");
+    }
+    text.push(']');
+    Some(text)
 }
 
 fn cut(s: String, truncate: bool) -> String {
@@ -194,6 +222,22 @@ mod tests {
         let b =
             RecordBatch::try_new(schema.clone(), vec![Arc::new(words), Arc::new(counts)]).unwrap();
         (schema, b)
+    }
+
+    #[test]
+    fn binary_cells_print_as_spark_shows_them() {
+        let schema = Arc::new(Schema::new(vec![Field::new("b", DataType::Binary, true)]));
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(arrow_array::BinaryArray::from_opt_vec(vec![
+                Some(b"Hi\n"),
+                None,
+            ]))],
+        )
+        .unwrap();
+        let table = render_table(&schema, &[b], 20, true).unwrap();
+        assert!(table.contains("|[48 69 0A]|"), "{table}");
+        assert!(table.contains("|      null|"), "{table}");
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! A file is named by its path, or for an object by its URL (`s3://bucket/in/a.json`); that
 //! name is what the source log records. Names starting with `.` or `_` below the root are
 //! hidden, as in Spark (files still being written, `_spark_metadata`).
+//!
+//! A local path is made absolute and freed of `.` and `..` once, here ([`normalize`]): the
+//! names recorded do not depend on the directory `sluice` was started in, and the root the
+//! user wrote (`../data`, `~/.cache/x`) never counts as hidden.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -84,9 +88,11 @@ impl FileListing {
             });
         }
         // A local path (`file://` URLs included).
-        let local = Location::parse(path)?
-            .as_local()
-            .map_or_else(|| path.to_path_buf(), Path::to_path_buf);
+        let local = normalize(
+            &Location::parse(path)?
+                .as_local()
+                .map_or_else(|| path.to_path_buf(), Path::to_path_buf),
+        );
         let glob = if local.is_dir() {
             local.join("*").to_string_lossy().into_owned()
         } else {
@@ -183,12 +189,37 @@ impl FileListing {
     }
 }
 
-/// Spark ignores files and directories whose name starts with `.` or `_` below the source path.
+/// Spark ignores files and directories whose name starts with `.` or `_` below the source
+/// path. Only names below `root` count (the user chose the root, dots and all); a path not
+/// under `root` is judged by its own file name alone.
 pub fn is_hidden(path: &Path, root: &Path) -> bool {
-    path.strip_prefix(root)
-        .unwrap_or(path)
-        .components()
-        .any(|c| c.as_os_str().to_string_lossy().starts_with(['.', '_']))
+    let hidden = |c: &std::ffi::OsStr| c.to_string_lossy().starts_with(['.', '_']);
+    match path.strip_prefix(root) {
+        Ok(below) => below.components().any(|c| hidden(c.as_os_str())),
+        Err(_) => path.file_name().is_some_and(hidden),
+    }
+}
+
+/// `path` made absolute (against the current directory) with `.` and `..` resolved by name,
+/// as Hadoop's `Path` qualifies a source path. Lexical rather than `canonicalize`: the root
+/// need not exist yet (a source waits for its directory), and the names recorded in the
+/// source log must not change when it appears. Symbolic links are followed when files are
+/// opened, not here.
+pub fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in absolute.components() {
+        match c {
+            Component::CurDir => {}
+            // `/..` is `/`.
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -206,6 +237,23 @@ mod tests {
             Path::new("/data/.x/in/a.json"),
             Path::new("/data/.x/in")
         ));
+        // Nor does a path that is not under the root: its own name decides.
+        assert!(!is_hidden(Path::new("../in/a.json"), Path::new("/data/in")));
+        assert!(is_hidden(Path::new("../in/.a.json"), Path::new("/data/in")));
+    }
+
+    #[test]
+    fn paths_are_made_absolute_without_dots() {
+        assert_eq!(
+            normalize(Path::new("/p/../data/./pos/*.jsonl")),
+            Path::new("/data/pos/*.jsonl")
+        );
+        assert_eq!(normalize(Path::new("/../a")), Path::new("/a"));
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(
+            normalize(Path::new("../x")),
+            here.parent().unwrap_or(&here).join("x")
+        );
     }
 
     #[test]

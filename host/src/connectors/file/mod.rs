@@ -70,7 +70,7 @@ pub struct FileSourceSpec {
     pub path: PathBuf,
     /// The declared schema, if any.
     pub schema: Option<SchemaRef>,
-    /// Infer the schema from the first file when none is declared.
+    /// Infer the schema from the first file when none is declared (the default for parquet).
     pub infer_schema: bool,
     /// At most this many new files per batch.
     pub max_files_per_trigger: Option<u64>,
@@ -182,7 +182,10 @@ fn parse_file_source(
             }
         }
     });
-    let infer_schema = s.bool("inferSchema").unwrap_or(false);
+    // Parquet carries its schema, and Spark reads it from the files: inferring is the default.
+    let infer_schema = s
+        .bool("inferSchema")
+        .unwrap_or(format == FileFormat::Parquet);
     if format != FileFormat::Text && schema.is_none() && !infer_schema && s.get("schema").is_none()
     {
         s.error_here(
@@ -264,8 +267,8 @@ fn parse_file_source(
     }
     let path = resolve(base, &path?);
     if let CleanSource::Archive(dir) = &clean_source {
-        let root = glob_root(&path);
-        if dir.starts_with(&root) {
+        let root = listing::normalize(&glob_root(&path));
+        if listing::normalize(dir).starts_with(&root) {
             s.error_here(
                 "sourceArchiveDir",
                 format!(

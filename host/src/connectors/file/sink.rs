@@ -225,10 +225,7 @@ impl FileSink {
                     }
                 }
                 _ => {
-                    let mut w = arrow_json::LineDelimitedWriter::new(BufWriter::with_capacity(
-                        1 << 20,
-                        out,
-                    ));
+                    let mut w = crate::schema::json_lines(BufWriter::with_capacity(1 << 20, out));
                     for b in batches {
                         w.write(b).map_err(|e| fail(&e))?;
                     }

@@ -20,7 +20,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
-use super::listing::{FileListing, ListedFile};
+use super::listing::{FileListing, ListedFile, normalize};
 use crate::error::{Error, Result};
 use crate::pipeline::{CleanSource, FileFormat, FileSourceSpec, ParseMode};
 use crate::schema::all_nullable;
@@ -54,6 +54,8 @@ pub struct FileSource {
     /// Rows dropped or nulled as malformed since the last progress record (counted by the
     /// workers that decode files at once).
     malformed_rows: std::sync::atomic::AtomicU64,
+    /// Whether the listing has said it found no file at all (said once).
+    reported_no_files: std::sync::atomic::AtomicBool,
 }
 
 impl FileSource {
@@ -81,7 +83,16 @@ impl FileSource {
                 .map_err(|e| corrupt(format!("source log entry is corrupt: {e}")))?;
             log.insert(id, entry.files);
         }
-        let seen = log.values().flatten().cloned().collect();
+        // Logs written before local paths were normalized hold names like `p/../in/a.json`:
+        // their normalized form counts as read too, so an upgrade reads no file twice.
+        let seen = log
+            .values()
+            .flatten()
+            .flat_map(|p| {
+                let normalized = (!listing.is_object_store()).then(|| normalize(p));
+                std::iter::once(p.clone()).chain(normalized)
+            })
+            .collect();
         let mut source = FileSource {
             data_schema: Arc::new(Schema::empty()),
             schema: Arc::new(Schema::empty()),
@@ -93,6 +104,7 @@ impl FileSource {
             available_now: None,
             cleaned_through: None,
             malformed_rows: std::sync::atomic::AtomicU64::new(0),
+            reported_no_files: std::sync::atomic::AtomicBool::new(false),
         };
         source.data_schema = source.resolve_schema()?;
         source.schema = row_schema(&source.spec, &source.data_schema);
@@ -175,14 +187,20 @@ impl FileSource {
         Ok(all_nullable(&schema))
     }
 
-    /// Visible files matching the glob that are not in the log, oldest first (newest first
-    /// with `latestFirst`).
-    /// The files the path matches that no batch has read yet, oldest first (every file, for
-    /// a source that never plans batches: a join's static table).
+    /// The visible files the path matches that no batch has read yet, oldest first (newest
+    /// first with `latestFirst`; every file, for a source that never plans batches: a join's
+    /// static table). The first listing that finds no file at all says so on stderr, naming
+    /// the absolute glob: a job that reads nothing must not look like one that worked.
     pub(crate) fn list_new_files(&self) -> Result<Vec<ListedFile>> {
-        let mut files: Vec<ListedFile> = self
-            .listing
-            .list()?
+        let listed = self.listing.list()?;
+        if listed.is_empty()
+            && !self
+                .reported_no_files
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            warn!("no files match {}", self.listing.glob());
+        }
+        let mut files: Vec<ListedFile> = listed
             .into_iter()
             .filter(|f| !self.seen.contains(&f.path))
             .filter(|f| {

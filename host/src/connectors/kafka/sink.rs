@@ -236,7 +236,7 @@ fn rows_as_json(batch: &RecordBatch, leave_out: &[usize]) -> std::result::Result
         .filter(|i| !leave_out.contains(i))
         .collect();
     let rows = batch.project(&keep).map_err(|e| e.to_string())?;
-    let mut w = arrow_json::LineDelimitedWriter::new(Vec::new());
+    let mut w = crate::schema::json_lines(Vec::new());
     w.write(&rows)
         .and_then(|()| w.finish())
         .map_err(|e| e.to_string())?;

@@ -169,10 +169,8 @@ impl Aggregate {
         };
         let mut inputs = Vec::new();
         let mut udafs = Vec::new();
-        let mut fields: Vec<Field> = key_indices
-            .iter()
-            .map(|&i| schema.field(i).clone().with_nullable(true))
-            .collect();
+        // Spark's order: `window`, then the group columns, then the aggregates.
+        let mut fields: Vec<Field> = Vec::new();
         if spec.window.is_some() {
             fields.push(Field::new(
                 "window",
@@ -180,6 +178,11 @@ impl Aggregate {
                 false,
             ));
         }
+        fields.extend(
+            key_indices
+                .iter()
+                .map(|&i| schema.field(i).clone().with_nullable(true)),
+        );
         for agg in &spec.aggs {
             let (index, kind) = match &agg.column {
                 None => (None, Kind::Star),
@@ -556,19 +559,6 @@ impl Aggregate {
     fn emit(&self, indices: &[u32], udafs: &mut [Option<WasmAggregate>]) -> Result<RecordBatch> {
         let entries: Vec<&Entry> = indices.iter().map(|&i| self.groups.entry(i)).collect();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.output_schema.fields().len());
-        if let Some(converter) = &self.grouping.converter {
-            let parser = converter.parser();
-            let rows = entries
-                .iter()
-                .map(|e| parser.parse(&e.key[..e.key.len() - 8]));
-            let keys_out = converter
-                .convert_rows(rows)
-                .map_err(|e| Error::data("building group keys", e))?;
-            for (col, t) in keys_out.into_iter().zip(&self.grouping.key_types) {
-                debug_assert_eq!(col.data_type(), t);
-                columns.push(col);
-            }
-        }
         if self.grouping.spec.window.is_some() {
             let starts = TimestampMicrosecondArray::from_iter_values(
                 entries.iter().map(|e| Self::window_start(&e.key)),
@@ -581,6 +571,19 @@ impl Aggregate {
                 vec![Arc::new(starts), Arc::new(ends)],
                 None,
             )));
+        }
+        if let Some(converter) = &self.grouping.converter {
+            let parser = converter.parser();
+            let rows = entries
+                .iter()
+                .map(|e| parser.parse(&e.key[..e.key.len() - 8]));
+            let keys_out = converter
+                .convert_rows(rows)
+                .map_err(|e| Error::data("building group keys", e))?;
+            for (col, t) in keys_out.into_iter().zip(&self.grouping.key_types) {
+                debug_assert_eq!(col.data_type(), t);
+                columns.push(col);
+            }
         }
         for (a, (agg, (_, kind))) in self
             .grouping
@@ -640,9 +643,9 @@ impl Aggregate {
 /// group columns, compared as [`Aggregate`] compares its groups (row format).
 pub(crate) struct OutputOrder {
     converter: RowConverter,
-    /// Group columns: the output's first columns.
+    /// Group columns: the output's first columns after `window`.
     keys: usize,
-    /// Whether the `window` struct follows them.
+    /// Whether the `window` struct comes first.
     windowed: bool,
 }
 
@@ -652,15 +655,20 @@ impl OutputOrder {
         let all = arrow_select::concat::concat_batches(schema, batches)
             .map_err(|e| Error::data("ordering aggregation output", e))?;
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.keys + 1);
+        let first_key = usize::from(self.windowed);
         if self.windowed {
             let window = all
-                .column(self.keys)
+                .column(0)
                 .as_any()
                 .downcast_ref::<StructArray>()
                 .ok_or_else(|| Error::data("ordering aggregation output", "no window column"))?;
             columns.push(window.column(0).clone());
         }
-        columns.extend(all.columns()[..self.keys].iter().cloned());
+        columns.extend(
+            all.columns()[first_key..first_key + self.keys]
+                .iter()
+                .cloned(),
+        );
         let rows = self
             .converter
             .convert_columns(&columns)

@@ -53,7 +53,7 @@ pub struct ProcessorSpec {
     /// The registry reference the pipeline wrote, when it named one.
     pub module_ref: Option<String>,
     /// Handed to the guest's `init` as JSON.
-    pub config: serde_json::Value,
+    pub config: crate::secret::GuestConfig,
     /// Per-call limits.
     pub limits: GuestLimits,
     /// The grouping columns (`key`).

@@ -381,9 +381,12 @@ fn kill_and_rejoin(broker: &Broker, file: &Path, ckpt: &impl Entries, env: &[(&s
     let moved = killed.elapsed();
     eprintln!("c's partitions were running on a and b {moved:?} after the kill");
     // The broker notices after the session timeout; librdkafka's mock then waits a session
-    // timeout less a second for members to rejoin before it assigns.
+    // timeout less a second for members to rejoin before it assigns: about two session
+    // timeouts. The bound only tells a hand-over driven by the session timeout from one that
+    // is not (it leaves room for this suite's load on two cores: 12.3 s was seen); the time
+    // itself is measured by `sluice-bench cluster`, not here.
     assert!(
-        moved < Duration::from_secs(2 * SESSION_SECS + 4),
+        moved < Duration::from_secs(5 * SESSION_SECS),
         "took {moved:?}"
     );
     let union: BTreeSet<String> = owned(&after, "a")

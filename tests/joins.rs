@@ -89,7 +89,7 @@ fn a_parquet_table_takes_its_schema_from_its_files() {
             "trigger = { processingTime = \"50 ms\" }",
             "trigger = \"availableNow\"",
         );
-    assert!(!text.contains("id BIGINT"));
+    assert!(!text.contains("schema = \"id BIGINT"));
     let file = pipeline(d, &text);
     run_ok(sluice().arg("validate").arg(&file));
     run_ok(sluice().arg("run").arg(&file));

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{pipeline, run_ok, sluice};
+use common::{guests, pipeline, run_ok, sluice};
 
 /// A valid query; each case breaks one thing in it.
 const GOOD: &str = r#"[[query]]
@@ -362,7 +362,15 @@ fn bad_processor_pipelines_get_their_errors() {
 #[test]
 fn the_good_processor_pipeline_validates() {
     let dir = tempfile::tempdir().unwrap();
-    let file = pipeline(dir.path(), PROCESSOR_GOOD);
+    // validate loads the module and checks it is a keyed processor: give it the real one.
+    let module = guests().join("user_profile.wasm");
+    let file = pipeline(
+        dir.path(),
+        &PROCESSOR_GOOD.replace(
+            "\"user_profile.wasm\"",
+            &format!("\"{}\"", module.display()),
+        ),
+    );
     let out = run_ok(sluice().arg("validate").arg(&file));
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok, 1 query"));
 }

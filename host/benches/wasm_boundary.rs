@@ -71,7 +71,7 @@ fn boundary(c: &mut Criterion) {
         name: "filter-project".into(),
         module_ref: None,
         module: module(),
-        config: serde_json::json!({"min": 500}),
+        config: serde_json::json!({"min": 500}).into(),
         limits: GuestLimits::default(),
         on_error: OnError::Fail,
     };
@@ -118,7 +118,7 @@ fn boundary(c: &mut Criterion) {
             name: name.into(),
             module_ref: None,
             module: module().with_file_name(file),
-            config: serde_json::json!({}),
+            config: serde_json::json!({}).into(),
             limits: GuestLimits::default(),
             on_error: OnError::Fail,
         };

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use crate::pipeline::Diagnostics;
+use crate::config::Diagnostics;
 
 /// Result alias used across the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -122,7 +122,7 @@ pub enum Error {
 
     /// The module registry refused or failed a request.
     #[error(transparent)]
-    Registry(#[from] crate::registry::RegistryError),
+    Registry(#[from] crate::registry::error::RegistryError),
 
     /// A `sluice serve` request was refused (a name in use, a query not running).
     #[error("{0}")]

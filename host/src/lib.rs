@@ -44,9 +44,12 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod cluster;
+pub mod config;
 pub mod connectors;
 pub mod error;
 pub mod failpoint;
+#[cfg(test)]
+mod floors;
 pub mod fsutil;
 pub mod manager;
 pub mod operators;

@@ -55,12 +55,19 @@ impl QueryManager {
     /// Starts one query.
     pub fn start(&mut self, spec: QuerySpec) -> Result<()> {
         let tx = self.ended_tx.clone();
-        let query = StreamingQuery::start(spec, self.progress_log.clone(), move |name, result| {
+        let on_end = move |name: &str, result: &Result<()>| {
             let _ = tx.send(Termination {
                 query: name.to_owned(),
                 error: result.as_ref().err().map(|e| e.to_string()),
             });
-        })?;
+        };
+        // A clustered query runs as a member of its consumer group: a task per partition
+        // the group gives this process, each an ordinary query underneath.
+        let query = if spec.cluster.is_some() {
+            crate::cluster::start_member(spec, self.progress_log.clone(), on_end)?
+        } else {
+            StreamingQuery::start(spec, self.progress_log.clone(), on_end)?
+        };
         self.queries.push(query);
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Connectors: one folder per external system, holding its options (parsed and checked
 //! where the pipeline file is read), its source and its sink — as Arroyo's
 //! `arroyo-connectors/src/<name>/`. Adding a connector touches its folder, plus one line in
-//! [`crate::source::open`] / [`crate::sink::open`] and the format names the pipeline knows.
+//! `query::connect` (which connector opens which spec) and the format names the pipeline knows.
 //!
 //! | connector | source | sink |
 //! |---|---|---|

@@ -129,7 +129,7 @@ impl ClusterQuery<'_> {
         }
         if !matches!(
             self.sink,
-            SinkSpec::Kafka(_) | SinkSpec::Console { .. } | SinkSpec::Blackhole
+            SinkSpec::Kafka(_) | SinkSpec::Console(_) | SinkSpec::Blackhole
         ) {
             say(
                 "sink.format",

@@ -32,7 +32,6 @@ mod sinks;
 mod sources;
 mod stateful;
 mod steps;
-pub(crate) mod tree;
 mod trigger;
 
 use std::collections::HashMap;
@@ -42,8 +41,12 @@ use std::time::Duration;
 use arrow_schema::SchemaRef;
 use toml::Spanned;
 
-use tree::{Ctx, Node, TableReader, offset_of};
-pub use tree::{Diagnostic, Diagnostics, GuestWorld, ModuleRef, parse_bytes, parse_duration};
+use crate::config::reader::{Ctx, Node, TableReader, offset_of};
+pub use crate::config::{
+    Diagnostic, Diagnostics, GuestWorld, ModuleRef, OutputMode, parse_bytes, parse_duration,
+    resolve,
+};
+pub use crate::wasm::spec::{GuestLimits, HandlerSpec, OnError, TransformSpec};
 
 // The connectors' option types, as a pipeline names them.
 pub use crate::connectors::file::{
@@ -291,89 +294,6 @@ pub enum StepPlace {
     Combined,
 }
 
-/// Limits on a guest, per call.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GuestLimits {
-    /// Wall-clock deadline of one call (`timeout`).
-    pub timeout: Duration,
-    /// Cap on the guest's linear memory (`maxMemory`).
-    pub max_memory: u64,
-    /// Fuel per call (`fuel`), when set.
-    pub fuel: Option<u64>,
-    /// Rows one call may hand the host (`maxEmitRows`); default relative to the input.
-    pub max_emit_rows: Option<u64>,
-    /// Bytes one call may hand the host (`maxEmitBytes`); default relative to the input.
-    pub max_emit_bytes: Option<u64>,
-}
-
-impl Default for GuestLimits {
-    fn default() -> Self {
-        GuestLimits {
-            timeout: Duration::from_secs(30),
-            max_memory: 512 << 20,
-            fuel: None,
-            max_emit_rows: None,
-            max_emit_bytes: None,
-        }
-    }
-}
-
-/// What a failed transform call does to its rows (`onError`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum OnError {
-    /// The query stops; the batch is not committed and re-runs on restart.
-    #[default]
-    Fail,
-    /// The rows of the failed call are dropped, logged and counted.
-    Skip,
-    /// The rows go, with an `_error` column, to this named output.
-    DeadLetter(String),
-}
-
-/// A Wasm transform step (`[[query.transform]]`).
-#[derive(Debug, Clone)]
-pub struct TransformSpec {
-    /// The step's name in logs and errors.
-    pub name: String,
-    /// The component file (for a registry module, its blob, named by its digest).
-    pub module: PathBuf,
-    /// The registry reference the pipeline wrote (`name@^1.2`), when it named one.
-    pub module_ref: Option<String>,
-    /// The step's `config` table, handed to the guest's `init` as JSON.
-    pub config: crate::secret::GuestConfig,
-    /// Per-call limits.
-    pub limits: GuestLimits,
-    /// What a failed call does.
-    pub on_error: OnError,
-}
-
-/// A foreachBatch handler sink.
-#[derive(Debug, Clone)]
-pub struct HandlerSpec {
-    /// The component file.
-    pub module: PathBuf,
-    /// The sink's `config` table, handed to the guest's `init` as JSON.
-    pub config: crate::secret::GuestConfig,
-    /// Per-call limits.
-    pub limits: GuestLimits,
-    /// The one directory the handler may read and write (`directory`).
-    pub directory: Option<PathBuf>,
-    /// Hosts (`host` or `host:port`) the handler may send HTTP requests to (`allowHosts`).
-    pub allow_hosts: Vec<String>,
-}
-
-/// Spark's output modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OutputMode {
-    /// Only new rows reach the sink.
-    #[default]
-    Append,
-    /// Rows that changed since the last batch reach the sink.
-    Update,
-    /// The whole result table reaches the sink every batch.
-    Complete,
-}
-
 /// A source and its options.
 #[derive(Debug, Clone)]
 pub enum SourceSpec {
@@ -395,12 +315,7 @@ pub enum SourceSpec {
 #[derive(Debug, Clone)]
 pub enum SinkSpec {
     /// Print each batch as a table, like Spark's console sink.
-    Console {
-        /// Rows shown per batch.
-        num_rows: usize,
-        /// Cut cells to 20 characters.
-        truncate: bool,
-    },
+    Console(crate::connectors::console::ConsoleSpec),
     /// Keep the rows in an in-process table named after the query.
     Memory {
         /// The table's name.
@@ -464,7 +379,7 @@ impl SinkSpec {
     /// A short description for logs and progress.
     pub fn description(&self) -> String {
         match self {
-            SinkSpec::Console { .. } => "ConsoleSink".to_owned(),
+            SinkSpec::Console(_) => "ConsoleSink".to_owned(),
             SinkSpec::Memory { table } => format!("MemorySink[{table}]"),
             SinkSpec::File(f) => format!("FileSink[{}]", f.path.display()),
             SinkSpec::ForeachBatch(h) => format!("ForeachBatchSink[{}]", h.module.display()),
@@ -554,7 +469,10 @@ impl Pipeline {
                 }],
             })
         })?;
-        let ctx = Ctx::new(text, registry);
+        let ctx = Ctx::new(
+            text,
+            registry.map(|r| r as &dyn crate::config::ModuleResolver),
+        );
         let root = Spanned::new(0..0, root);
         let mut pipeline = Pipeline {
             file: path.to_path_buf(),
@@ -738,19 +656,6 @@ fn check_across_queries(ctx: &Ctx, text: &str, queries: &[QuerySpec]) {
     }
 }
 
-pub(crate) fn resolve(base: &Path, p: &str) -> PathBuf {
-    if crate::storage::is_url(p) {
-        // `s3://bucket/prefix`: a storage URL, kept as written.
-        return PathBuf::from(p);
-    }
-    let p = Path::new(p);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
-}
-
 /// The component a `module = "..."` option names: a file (relative to the pipeline) or a
 /// registry reference (`name@1.2.0`, `name@^1.2`, `sha256:<hex>`) resolved to its blob.
 ///
@@ -795,10 +700,10 @@ fn module_blob(
         );
         return None;
     };
-    match registry.resolve(text) {
-        Ok(m) => Some(m.path),
+    match registry.resolve_module(text) {
+        Ok(path) => Some(path),
         Err(e) => {
-            report(r, e.to_string());
+            report(r, e);
             None
         }
     }

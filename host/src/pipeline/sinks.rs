@@ -57,9 +57,11 @@ pub(super) fn parse_sink_at(
             );
             None
         }
-        "console" => connectors::console::parse_sink(s),
-        "kafka" => connectors::kafka::parse_sink(s, base),
-        "postgres" | "postgresql" => connectors::postgres::parse_sink(s, base),
+        "console" => connectors::console::parse_sink(s).map(SinkSpec::Console),
+        "kafka" => connectors::kafka::parse_sink(s, base).map(SinkSpec::Kafka),
+        "postgres" | "postgresql" => {
+            connectors::postgres::parse_sink(s, base).map(SinkSpec::Postgres)
+        }
         "json" | "csv" | "parquet" => {
             connectors::file::parse_sink(s, &format, base).map(SinkSpec::File)
         }

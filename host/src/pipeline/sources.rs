@@ -28,11 +28,13 @@ pub(super) fn parse_source(
         "json" | "csv" | "parquet" | "text" => {
             connectors::file::parse_source(s, &format, base).map(SourceSpec::File)
         }
-        "rate" => connectors::rate::parse_rate(s),
-        "rate-micro-batch" => connectors::rate::parse_micro_batch(s),
-        "nexmark" => connectors::nexmark::parse_source(s),
-        "kafka" => connectors::kafka::parse_source(s, base),
-        "socket" => connectors::socket::parse_source(s),
+        "rate" => connectors::rate::parse_rate(s).map(SourceSpec::Rate),
+        "rate-micro-batch" => {
+            connectors::rate::parse_micro_batch(s).map(SourceSpec::RateMicroBatch)
+        }
+        "nexmark" => connectors::nexmark::parse_source(s).map(SourceSpec::Nexmark),
+        "kafka" => connectors::kafka::parse_source(s, base).map(SourceSpec::Kafka),
+        "socket" => connectors::socket::parse_source(s).map(SourceSpec::Socket),
         other => {
             s.error_here(
                 "format",

@@ -113,7 +113,7 @@ pub(super) fn continuous_problems(
     }
     if !matches!(
         sink,
-        SinkSpec::Kafka(_) | SinkSpec::Console { .. } | SinkSpec::Memory { .. }
+        SinkSpec::Kafka(_) | SinkSpec::Console(_) | SinkSpec::Memory { .. }
     ) {
         refuse(
             &mut problems,

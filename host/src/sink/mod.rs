@@ -7,17 +7,17 @@
 //! checkpoint; the console sink prints again (at-least-once), as in Spark.
 
 //! Each sink lives with its options and, where it has one, its source in
-//! [`crate::connectors`]`::<name>`; this module is the trait they implement, [`open`], and
-//! the named outputs a foreachBatch handler writes to ([`outputs`]).
+//! [`crate::connectors`]`::<name>`; this module is the trait they implement and the named
+//! outputs a foreachBatch handler writes to ([`outputs`]). Which connector serves which
+//! pipeline spec is decided a floor up, where the plan is built (`query::connect`).
 
 pub mod outputs;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
-use crate::connectors::{console, file, kafka, memory};
+use crate::config::OutputMode;
 use crate::error::{Error, Result};
-use crate::pipeline::{OutputMode, SinkSpec};
 
 /// Receives the rows of each micro-batch.
 pub trait Sink: Send {
@@ -84,39 +84,6 @@ pub struct SinkContext {
     /// For a named output (`[query.outputs.NAME]`): its name. Its rows' schema is known only
     /// when a handler writes them (`schema` is then the query's input schema).
     pub output_name: Option<String>,
-}
-
-/// Builds the sink a pipeline asks for.
-pub fn open(spec: &SinkSpec, ctx: &SinkContext) -> Result<Box<dyn Sink>> {
-    Ok(match spec {
-        SinkSpec::Console { num_rows, truncate } => {
-            Box::new(console::sink::ConsoleSink::stdout(*num_rows, *truncate))
-        }
-        SinkSpec::Memory { table } => {
-            Box::new(memory::sink::MemorySink::new(table, ctx.output_mode))
-        }
-        SinkSpec::File(f) => Box::new(file::sink::FileSink::open(f.clone(), ctx.parallelism)?),
-        SinkSpec::Blackhole => Box::new(Blackhole),
-        SinkSpec::Kafka(k) => Box::new(kafka::sink::KafkaSink::open(
-            k.clone(),
-            &ctx.query_id,
-            ctx.output_name.is_none().then_some(&ctx.schema),
-        )?),
-        SinkSpec::Postgres(p) => Box::new(crate::connectors::postgres::sink::PostgresSink::open(
-            p.clone(),
-            &ctx.query_id,
-            match &ctx.output_name {
-                None => crate::connectors::postgres::sink::Rows::Of(ctx.schema.clone()),
-                Some(name) => crate::connectors::postgres::sink::Rows::Output(name.clone()),
-            },
-        )?),
-        SinkSpec::ForeachBatch(h) => Box::new(crate::wasm::handler::WasmHandlerSink::new(
-            h.clone(),
-            &ctx.query,
-            ctx.schema.clone(),
-            ctx.outputs.clone(),
-        )?),
-    })
 }
 
 /// Counts rows and writes nothing: what benchmarks use so the sink does not dominate.

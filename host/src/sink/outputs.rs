@@ -11,9 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use arrow_array::RecordBatch;
 
-use super::{Sink, SinkContext};
+use super::Sink;
 use crate::error::Result;
-use crate::pipeline::SinkSpec;
 
 #[derive(Default)]
 struct Inner {
@@ -26,17 +25,12 @@ struct Inner {
 pub struct SharedOutputs(Arc<Mutex<Inner>>);
 
 impl SharedOutputs {
-    /// Opens every declared output.
-    pub fn open(specs: &[(String, SinkSpec)], ctx: &SinkContext) -> Result<Self> {
-        let mut inner = Inner::default();
-        for (name, spec) in specs {
-            let ctx = SinkContext {
-                output_name: Some(name.clone()),
-                ..ctx.clone()
-            };
-            inner.sinks.insert(name.clone(), super::open(spec, &ctx)?);
-        }
-        Ok(SharedOutputs(Arc::new(Mutex::new(inner))))
+    /// The outputs, each opened under its name.
+    pub fn new(sinks: Vec<(String, Box<dyn Sink>)>) -> Self {
+        SharedOutputs(Arc::new(Mutex::new(Inner {
+            sinks: sinks.into_iter().collect(),
+            staged: BTreeMap::new(),
+        })))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

@@ -18,7 +18,9 @@
 //! shape (a file-log index, a row count, per-partition Kafka offsets).
 
 //! Each source lives with its options and, where it has one, its sink in
-//! [`crate::connectors`]`::<name>`; this module is the trait they implement and [`open`].
+//! [`crate::connectors`]`::<name>`; this module is the trait they implement. Which connector
+//! serves which pipeline spec is decided a floor up, where the plan is built
+//! (`query::connect`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -26,9 +28,7 @@ use std::time::Duration;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
-use crate::connectors::{file, kafka, nexmark, rate, socket};
 use crate::error::{Error, Result};
-use crate::pipeline::SourceSpec;
 
 /// A source position, as stored in the offsets log.
 pub type Offset = serde_json::Value;
@@ -98,20 +98,6 @@ pub struct SourceContext {
     pub log_dir: crate::storage::Location,
     /// How many of a batch's partitions (e.g. files) the source may read at once.
     pub parallelism: usize,
-}
-
-/// Builds the source a pipeline asks for.
-pub fn open(spec: &SourceSpec, ctx: SourceContext) -> Result<Box<dyn Source>> {
-    Ok(match spec {
-        SourceSpec::File(f) => Box::new(file::source::FileSource::open(f.clone(), ctx)?),
-        SourceSpec::Rate(r) => Box::new(rate::source::RateSource::open(*r, ctx)?),
-        SourceSpec::RateMicroBatch(r) => Box::new(rate::source::RateMicroBatchSource::new(*r)),
-        SourceSpec::Socket(s) => Box::new(socket::source::SocketSource::connect(s.clone())?),
-        SourceSpec::Kafka(k) => Box::new(kafka::source::KafkaSource::open(k.clone(), ctx)?),
-        SourceSpec::Nexmark(n) => {
-            Box::new(nexmark::source::NexmarkSource::new(*n, ctx.parallelism))
-        }
-    })
 }
 
 /// Reads a `u64` field of an offset written by one of our sources.

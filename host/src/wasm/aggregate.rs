@@ -14,7 +14,7 @@ use super::{
     world_mismatch,
 };
 use crate::error::{Error, Result};
-use crate::pipeline::GuestLimits;
+use crate::wasm::spec::GuestLimits;
 use sluice_guest_sdk::abi;
 
 /// Where a user-defined aggregate comes from (`{ module = "...", config = {...} }` in `aggs`).

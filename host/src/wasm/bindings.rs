@@ -26,8 +26,8 @@ pub mod handler {
         path: "../wit",
         ownership: Borrowing { duplicate_if_necessary: true },
         with: {
-            "sluice:pipeline/log": super::transformer::sluice::pipeline::log,
-            "sluice:pipeline/arrow": super::transformer::sluice::pipeline::arrow,
+            "sluice:pipeline/log": crate::wasm::bindings::transformer::sluice::pipeline::log,
+            "sluice:pipeline/arrow": crate::wasm::bindings::transformer::sluice::pipeline::arrow,
         },
     });
 }
@@ -39,9 +39,9 @@ pub mod aggregator {
         path: "../wit",
         ownership: Borrowing { duplicate_if_necessary: true },
         with: {
-            "sluice:pipeline/log": super::transformer::sluice::pipeline::log,
-            "sluice:pipeline/arrow": super::transformer::sluice::pipeline::arrow,
-            "sluice:pipeline/output": super::transformer::sluice::pipeline::output,
+            "sluice:pipeline/log": crate::wasm::bindings::transformer::sluice::pipeline::log,
+            "sluice:pipeline/arrow": crate::wasm::bindings::transformer::sluice::pipeline::arrow,
+            "sluice:pipeline/output": crate::wasm::bindings::transformer::sluice::pipeline::output,
         },
     });
 }
@@ -53,9 +53,9 @@ pub mod processor {
         path: "../wit",
         ownership: Borrowing { duplicate_if_necessary: true },
         with: {
-            "sluice:pipeline/log": super::transformer::sluice::pipeline::log,
-            "sluice:pipeline/arrow": super::transformer::sluice::pipeline::arrow,
-            "sluice:pipeline/output": super::transformer::sluice::pipeline::output,
+            "sluice:pipeline/log": crate::wasm::bindings::transformer::sluice::pipeline::log,
+            "sluice:pipeline/arrow": crate::wasm::bindings::transformer::sluice::pipeline::arrow,
+            "sluice:pipeline/output": crate::wasm::bindings::transformer::sluice::pipeline::output,
         },
     });
 }

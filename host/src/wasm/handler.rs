@@ -14,12 +14,12 @@ use wasmtime::component::Linker;
 use super::bindings::handler::sluice::pipeline::{files, http, sinks};
 use super::bindings::handler::{Handler, HandlerPre};
 use super::bindings::transformer::sluice::pipeline::arrow::BatchResult;
+use super::spec::HandlerSpec;
 use super::{
     GuestState, SchemaCache, WasmRuntime, WorldLink, batch_from_guest, begin_call, explain,
     prepare, with_guest_batch, world_mismatch,
 };
 use crate::error::{Error, Result};
-use crate::pipeline::HandlerSpec;
 use crate::sink::Sink;
 use crate::sink::outputs::SharedOutputs;
 use sluice_guest_sdk::abi;

@@ -18,6 +18,7 @@ pub mod aggregate;
 pub mod bindings;
 pub mod handler;
 pub mod processor;
+pub mod spec;
 pub mod stderr;
 pub mod transform;
 
@@ -38,7 +39,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
-use crate::pipeline::GuestLimits;
+use crate::wasm::spec::GuestLimits;
 use sluice_guest_sdk::abi;
 
 /// How often the epoch advances; deadlines are enforced to within one tick.

@@ -18,7 +18,7 @@ use super::{
     start_guest, with_guest_batch, world_mismatch,
 };
 use crate::error::{Error, Result};
-use crate::pipeline::GuestLimits;
+use crate::wasm::spec::GuestLimits;
 use sluice_guest_sdk::abi;
 
 pub use wit::{BatchContext, ExpiredTimer, StateKind, TimeMode, ValueEncoding};

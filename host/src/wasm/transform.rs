@@ -13,12 +13,12 @@ use super::bindings::transformer::{
     Transformer, TransformerPre, sluice::pipeline::arrow::BatchResult,
     sluice::pipeline::rows::ColumnSource,
 };
+use super::spec::{OnError, TransformSpec};
 use super::{
     GuestState, WasmRuntime, WorldLink, batch_from_guest, begin_call, explain, prepare,
     start_guest, with_guest_batch, world_mismatch,
 };
 use crate::error::{Error, Result};
-use crate::pipeline::{OnError, TransformSpec};
 use crate::sink::outputs::SharedOutputs;
 use sluice_guest_sdk::abi;
 

@@ -15,8 +15,8 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use tracing::warn;
 
+use super::glob_root;
 use crate::error::{Error, Result};
-use crate::pipeline::glob_root;
 use crate::storage::Location;
 use crate::storage::object::ObjectPath;
 

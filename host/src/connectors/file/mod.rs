@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use arrow_schema::SchemaRef;
 
-use crate::pipeline::resolve;
-use crate::pipeline::tree::TableReader;
+use crate::config::reader::TableReader;
+use crate::config::resolve;
 use crate::schema::parse_ddl;
 
 /// File formats read and written by the file source and sink.

@@ -21,9 +21,9 @@ use arrow_schema::{Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info};
 
+use super::{FileFormat, FileSinkSpec};
 use crate::error::{Error, Result};
 use crate::failpoint;
-use crate::pipeline::{FileFormat, FileSinkSpec};
 use crate::sink::Sink;
 use crate::storage::Location;
 

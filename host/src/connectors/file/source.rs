@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use super::listing::{FileListing, ListedFile, normalize};
+use super::{CleanSource, FileFormat, FileSourceSpec, ParseMode};
 use crate::error::{Error, Result};
-use crate::pipeline::{CleanSource, FileFormat, FileSourceSpec, ParseMode};
 use crate::schema::all_nullable;
 use crate::source::{Offset, ReadLimit, Source, SourceContext, SourceMetrics, offset_u64};
 use crate::storage::Location;

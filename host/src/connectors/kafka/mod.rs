@@ -10,12 +10,11 @@ use std::time::Duration;
 use self::client::{ClientValue, is_secret_option};
 use self::sink::{KafkaSinkSpec, REFUSED_SINK_OPTIONS};
 use self::source::{KafkaSourceSpec, OffsetSpec, REFUSED_OPTIONS, Subscription, TimestampStrategy};
-use crate::pipeline::tree::{Node, TableReader};
-use crate::pipeline::{SinkSpec, SourceSpec};
+use crate::config::reader::{Node, TableReader};
 use crate::secret::SecretSource;
 
 /// `format = "kafka"` source options.
-pub(crate) fn parse_source(mut s: TableReader, base: &std::path::Path) -> Option<SourceSpec> {
+pub(crate) fn parse_source(mut s: TableReader, base: &std::path::Path) -> Option<KafkaSourceSpec> {
     let spec = parse_source_options(&mut s, base);
     s.finish(&[
         "format",
@@ -34,11 +33,11 @@ pub(crate) fn parse_source(mut s: TableReader, base: &std::path::Path) -> Option
         "includeHeaders",
         "connectTimeout",
     ]);
-    spec.map(SourceSpec::Kafka)
+    spec
 }
 
 /// `format = "kafka"` sink options.
-pub(crate) fn parse_sink(mut s: TableReader, base: &std::path::Path) -> Option<SinkSpec> {
+pub(crate) fn parse_sink(mut s: TableReader, base: &std::path::Path) -> Option<KafkaSinkSpec> {
     let (bootstrap, client_options, connect_timeout) =
         client_options(&mut s, REFUSED_SINK_OPTIONS, base);
     let topic = s.string("topic");
@@ -70,14 +69,14 @@ pub(crate) fn parse_sink(mut s: TableReader, base: &std::path::Path) -> Option<S
         "connectTimeout",
         "valueFormat",
     ]);
-    Some(SinkSpec::Kafka(KafkaSinkSpec {
+    Some(KafkaSinkSpec {
         bootstrap_servers: bootstrap?,
         topic,
         exactly_once,
         json_rows,
         client_options,
         connect_timeout,
-    }))
+    })
 }
 
 fn parse_offsets(s: &TableReader, key: &str, text: &str) -> Option<OffsetSpec> {

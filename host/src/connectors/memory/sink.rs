@@ -8,8 +8,8 @@ use std::sync::{Mutex, OnceLock};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
+use crate::config::OutputMode;
 use crate::error::Result;
-use crate::pipeline::OutputMode;
 use crate::sink::Sink;
 
 #[derive(Default)]

@@ -3,11 +3,10 @@
 pub mod source;
 
 use self::source::{NexmarkSpec, NexmarkTable};
-use crate::pipeline::SourceSpec;
-use crate::pipeline::tree::TableReader;
+use crate::config::reader::TableReader;
 
 /// `format = "nexmark"` options.
-pub(crate) fn parse_source(mut s: TableReader) -> Option<SourceSpec> {
+pub(crate) fn parse_source(mut s: TableReader) -> Option<NexmarkSpec> {
     let first_event_time_ms = match s.string("firstEventTime") {
         None => Some(1_436_918_400_000), // 2015-07-15T00:00:00Z, as the reference
         Some(t) => match chrono::DateTime::parse_from_rfc3339(&t) {
@@ -51,5 +50,5 @@ pub(crate) fn parse_source(mut s: TableReader) -> Option<SourceSpec> {
         "firstEventTime",
         "maxEventsPerTrigger",
     ]);
-    first_event_time_ms.map(|_| SourceSpec::Nexmark(spec))
+    first_event_time_ms.map(|_| spec)
 }

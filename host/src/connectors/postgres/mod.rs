@@ -26,11 +26,10 @@ use std::time::Duration;
 
 use self::sink::{PostgresSinkSpec, WriteMode};
 use self::table::PostgresTableSpec;
-use crate::pipeline::SinkSpec;
-use crate::pipeline::tree::TableReader;
+use crate::config::reader::TableReader;
 
 /// `format = "postgres"` sink options.
-pub(crate) fn parse_sink(mut s: TableReader, base: &Path) -> Option<SinkSpec> {
+pub(crate) fn parse_sink(mut s: TableReader, base: &Path) -> Option<PostgresSinkSpec> {
     let c = connection(&mut s, base);
     let table = s.required_string(
         "table",
@@ -75,7 +74,7 @@ pub(crate) fn parse_sink(mut s: TableReader, base: &Path) -> Option<SinkSpec> {
         "sslCert",
         "sslKey",
     ]);
-    Some(SinkSpec::Postgres(PostgresSinkSpec {
+    Some(PostgresSinkSpec {
         url: c.url?,
         password: c.password,
         table: table?,
@@ -84,7 +83,7 @@ pub(crate) fn parse_sink(mut s: TableReader, base: &Path) -> Option<SinkSpec> {
         create_table,
         connect_timeout: c.connect_timeout,
         tls: c.tls,
-    }))
+    })
 }
 
 /// How a sink or table reaches its server.

@@ -22,6 +22,7 @@ use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 use tracing::info;
 
+use super::tls::pg;
 use super::types::{Cell, column_type, staging_type};
 use crate::error::{Error, Result};
 use crate::failpoint;
@@ -280,24 +281,6 @@ impl PostgresSink {
             types,
             merge,
         })
-    }
-}
-
-/// What PostgreSQL said: the server's message and detail when it answered, else the client's
-/// error.
-pub(super) fn pg(e: postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(d) => match d.detail() {
-            Some(detail) => format!("{}: {detail}", d.message()),
-            None => d.message().to_owned(),
-        },
-        None => {
-            use std::error::Error as _;
-            match e.source() {
-                Some(cause) => format!("{e}: {cause}"),
-                None => e.to_string(),
-            }
-        }
     }
 }
 

@@ -132,7 +132,7 @@ impl PostgresTable {
             .map_err(|e| fail(format!("could not connect: {e}")))?;
         let statement = client
             .prepare(&spec.query)
-            .map_err(|e| fail(format!("preparing the query: {}", super::sink::pg(e))))?;
+            .map_err(|e| fail(format!("preparing the query: {}", super::tls::pg(e))))?;
         let fields = statement
             .columns()
             .iter()
@@ -172,7 +172,7 @@ impl PostgresTable {
                 let row = self
                     .client
                     .query_opt(q.as_str(), &[])
-                    .map_err(|e| self.err(format!("versionQuery: {}", super::sink::pg(e))))?;
+                    .map_err(|e| self.err(format!("versionQuery: {}", super::tls::pg(e))))?;
                 let text = row
                     .map(|r| version_text(&r))
                     .transpose()
@@ -188,7 +188,7 @@ impl PostgresTable {
         let rows = self
             .client
             .query(self.spec.query.as_str(), &[])
-            .map_err(|e| self.err(format!("reading the rows: {}", super::sink::pg(e))))?;
+            .map_err(|e| self.err(format!("reading the rows: {}", super::tls::pg(e))))?;
         let batch = self.to_arrow(&rows)?;
         let mut hash = Sha256::new();
         if let Some(a) = &answer {

@@ -1,5 +1,6 @@
-//! Connecting to PostgreSQL, with TLS as libpq users set it: `sslmode` in the `url`
-//! (`disable`, `prefer` — the default —, `require`), and the pipeline options `sslRootCert`
+//! Connecting to PostgreSQL, and telling what it said ([`pg`]). TLS as libpq users set it:
+//! `sslmode` in the `url` (`disable`, `prefer` — the default —, `require`), and the pipeline
+//! options `sslRootCert`
 //! (the CA that signed the server's certificate; default: the system's CA store), `sslCert` and
 //! `sslKey` (a client certificate, PEM).
 //!
@@ -83,10 +84,28 @@ fn client_config(files: &TlsFiles) -> Result<rustls::ClientConfig, String> {
 /// Connects with `config` (its `sslmode`) and `files`.
 pub fn connect(config: &postgres::Config, files: &TlsFiles) -> Result<Client, String> {
     if config.get_ssl_mode() == SslMode::Disable {
-        return config.connect(NoTls).map_err(super::sink::pg);
+        return config.connect(NoTls).map_err(pg);
     }
     let tls = tokio_postgres_rustls::MakeRustlsConnect::new(client_config(files)?);
-    config.connect(tls).map_err(super::sink::pg)
+    config.connect(tls).map_err(pg)
+}
+
+/// What PostgreSQL said: the server's message and detail when it answered, else the client's
+/// error.
+pub(super) fn pg(e: postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => match d.detail() {
+            Some(detail) => format!("{}: {detail}", d.message()),
+            None => d.message().to_owned(),
+        },
+        None => {
+            use std::error::Error as _;
+            match e.source() {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,8 +4,7 @@ pub mod source;
 
 use std::time::Duration;
 
-use crate::pipeline::SourceSpec;
-use crate::pipeline::tree::TableReader;
+use crate::config::reader::TableReader;
 
 /// Options of the `rate` source.
 #[derive(Debug, Clone, Copy)]
@@ -32,18 +31,18 @@ pub struct RateMicroBatchSpec {
 }
 
 /// `format = "rate"` options.
-pub(crate) fn parse_rate(mut s: TableReader) -> Option<SourceSpec> {
+pub(crate) fn parse_rate(mut s: TableReader) -> Option<RateSpec> {
     let spec = RateSpec {
         rows_per_second: s.positive("rowsPerSecond").unwrap_or(1),
         ramp_up_time: s.duration("rampUpTime").unwrap_or_default(),
         num_partitions: s.positive("numPartitions").unwrap_or(1),
     };
     s.finish(&["format", "rowsPerSecond", "rampUpTime", "numPartitions"]);
-    Some(SourceSpec::Rate(spec))
+    Some(spec)
 }
 
 /// `format = "rate-micro-batch"` options.
-pub(crate) fn parse_micro_batch(mut s: TableReader) -> Option<SourceSpec> {
+pub(crate) fn parse_micro_batch(mut s: TableReader) -> Option<RateMicroBatchSpec> {
     let rows = s.positive("rowsPerBatch");
     if s.get("rowsPerBatch").is_none() {
         s.error_here(
@@ -64,5 +63,5 @@ pub(crate) fn parse_micro_batch(mut s: TableReader) -> Option<SourceSpec> {
         "startTimestamp",
         "advanceMillisPerBatch",
     ]);
-    rows.map(|_| SourceSpec::RateMicroBatch(spec))
+    rows.map(|_| spec)
 }

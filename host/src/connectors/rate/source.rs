@@ -10,8 +10,8 @@ use arrow_array::{Int64Array, RecordBatch, TimestampMicrosecondArray};
 use arrow_schema::{Field, Schema, SchemaRef};
 use serde_json::json;
 
+use super::{RateMicroBatchSpec, RateSpec};
 use crate::error::{Error, Result};
-use crate::pipeline::{RateMicroBatchSpec, RateSpec};
 use crate::schema::{UTC, timestamp_type};
 use crate::source::{Offset, ReadLimit, Source, SourceContext, offset_u64};
 

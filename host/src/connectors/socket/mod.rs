@@ -2,8 +2,7 @@
 
 pub mod source;
 
-use crate::pipeline::SourceSpec;
-use crate::pipeline::tree::TableReader;
+use crate::config::reader::TableReader;
 
 /// Options of the `socket` source.
 #[derive(Debug, Clone)]
@@ -17,7 +16,7 @@ pub struct SocketSpec {
 }
 
 /// `format = "socket"` options.
-pub(crate) fn parse_source(mut s: TableReader) -> Option<SourceSpec> {
+pub(crate) fn parse_source(mut s: TableReader) -> Option<SocketSpec> {
     let host = s.required_string("host", "e.g. host = \"localhost\"");
     let port = match s.get("port") {
         None => {
@@ -42,9 +41,9 @@ pub(crate) fn parse_source(mut s: TableReader) -> Option<SourceSpec> {
     };
     let include_timestamp = s.bool("includeTimestamp").unwrap_or(false);
     s.finish(&["format", "host", "port", "includeTimestamp"]);
-    Some(SourceSpec::Socket(SocketSpec {
+    Some(SocketSpec {
         host: host?,
         port: port?,
         include_timestamp,
-    }))
+    })
 }

@@ -14,8 +14,8 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use serde_json::json;
 use tracing::{info, warn};
 
+use super::SocketSpec;
 use crate::error::{Error, Result};
-use crate::pipeline::SocketSpec;
 use crate::schema::{UTC, timestamp_type};
 use crate::source::{Offset, ReadLimit, Source, offset_u64};
 

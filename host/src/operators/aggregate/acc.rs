@@ -10,8 +10,47 @@ use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, StringArray};
 use arrow_schema::DataType;
 use foldhash::fast::FixedState;
 
-use super::AggFunc;
 use crate::error::{Error, Result};
+
+/// An aggregate function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggFunc {
+    /// `count(*)` without a column, `count(col)` (non-null values) with one.
+    Count,
+    /// Sum of the values (BIGINT for integer input, DOUBLE for floating point).
+    Sum,
+    /// Smallest value.
+    Min,
+    /// Largest value.
+    Max,
+    /// Mean, DOUBLE.
+    Avg,
+    /// First non-null value seen.
+    First,
+    /// Last non-null value seen.
+    Last,
+    /// Number of distinct non-null values.
+    CountDistinct,
+    /// A user-defined aggregate in a Wasm component (`AggSpec::udaf`).
+    Udaf,
+}
+
+impl AggFunc {
+    /// Parses a pipeline name (`count`, `sum`, ..., `count_distinct`).
+    pub fn parse(name: &str) -> Option<AggFunc> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "count" => AggFunc::Count,
+            "sum" => AggFunc::Sum,
+            "min" => AggFunc::Min,
+            "max" => AggFunc::Max,
+            "avg" | "mean" => AggFunc::Avg,
+            "first" => AggFunc::First,
+            "last" => AggFunc::Last,
+            "count_distinct" | "countdistinct" | "approx_count_distinct" => AggFunc::CountDistinct,
+            _ => return None,
+        })
+    }
+}
 
 /// How an aggregate reads its input column.
 #[derive(Debug, Clone)]

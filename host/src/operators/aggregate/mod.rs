@@ -23,13 +23,14 @@ use arrow_row::{RowConverter, SortField};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use tracing::warn;
 
+pub use self::acc::AggFunc;
 use self::acc::{Acc, Input, Kind, build_column, kind_of};
 use self::grouping::{Grouping, Skipped, fold_udaf_rows};
 use self::groups::{Entry, Groups};
 use super::window::WindowSpec;
 use super::{BatchClock, SpecProblem, StateOperatorProgress, StatefulOperator, Watermarks};
+use crate::config::OutputMode;
 use crate::error::{Error, Result};
-use crate::pipeline::OutputMode;
 use crate::schema::timestamp_type;
 use crate::state::{StateStore, layout};
 
@@ -37,46 +38,6 @@ use crate::state::{StateStore, layout};
 pub const STATE_NAME: &str = "aggregate";
 use crate::wasm::aggregate::{UdafSpec, WasmAggregate};
 use crate::watermark::event_times;
-
-/// An aggregate function.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AggFunc {
-    /// `count(*)` without a column, `count(col)` (non-null values) with one.
-    Count,
-    /// Sum of the values (BIGINT for integer input, DOUBLE for floating point).
-    Sum,
-    /// Smallest value.
-    Min,
-    /// Largest value.
-    Max,
-    /// Mean, DOUBLE.
-    Avg,
-    /// First non-null value seen.
-    First,
-    /// Last non-null value seen.
-    Last,
-    /// Number of distinct non-null values.
-    CountDistinct,
-    /// A user-defined aggregate in a Wasm component (`AggSpec::udaf`).
-    Udaf,
-}
-
-impl AggFunc {
-    /// Parses a pipeline name (`count`, `sum`, ..., `count_distinct`).
-    pub fn parse(name: &str) -> Option<AggFunc> {
-        Some(match name.to_ascii_lowercase().as_str() {
-            "count" => AggFunc::Count,
-            "sum" => AggFunc::Sum,
-            "min" => AggFunc::Min,
-            "max" => AggFunc::Max,
-            "avg" | "mean" => AggFunc::Avg,
-            "first" => AggFunc::First,
-            "last" => AggFunc::Last,
-            "count_distinct" | "countdistinct" | "approx_count_distinct" => AggFunc::CountDistinct,
-            _ => return None,
-        })
-    }
-}
 
 /// One aggregate of `[query.aggregate] aggs`.
 #[derive(Debug, Clone, PartialEq)]

@@ -210,10 +210,10 @@ mod tests {
     use arrow_schema::{DataType, Field, Schema, TimeUnit};
 
     use super::*;
+    use crate::config::OutputMode;
     use crate::operators::Watermarks;
     use crate::operators::aggregate::{AggFunc, AggSpec, AggregateSpec};
     use crate::operators::window::WindowSpec;
-    use crate::pipeline::OutputMode;
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![

@@ -19,8 +19,8 @@ use arrow_row::{RowConverter, Rows, SortField};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use arrow_select::interleave::interleave;
 
+use crate::connectors::file::FileSourceSpec;
 use crate::error::{Error, Result};
-use crate::pipeline::FileSourceSpec;
 
 /// `type = ...` of a join.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -306,8 +306,8 @@ mod tests {
     use arrow_schema::{DataType, Field, Schema};
 
     use super::*;
+    use crate::connectors::file::{CleanSource, FileFormat, FileSourceSpec, ParseMode};
     use crate::operators::join::JoinRight;
-    use crate::pipeline::{CleanSource, FileFormat, FileSourceSpec, ParseMode};
 
     fn table(dir: &std::path::Path) -> TableSpec {
         TableSpec {

@@ -32,9 +32,9 @@ use hashbrown::HashMap;
 
 use super::{BatchClock, SpecProblem, StateOperatorProgress, StatefulOperator};
 use crate::error::{Error, Result};
-use crate::pipeline::GuestLimits;
 use crate::state::StateStore;
 use crate::wasm::processor::{BatchContext, ExpiredTimer, StateVariable, TimeMode, WasmProcessor};
+use crate::wasm::spec::GuestLimits;
 use crate::watermark::{WatermarkSpec, event_times};
 use key_state::{Parsed, RowBuffers, StateBatchBuilder, StateBatchReader};
 use keys::{KeyId, Keys, NEVER};

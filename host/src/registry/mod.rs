@@ -29,35 +29,9 @@ pub const DEFAULT_MAX_MODULE_BYTES: u64 = 64 * 1024 * 1024;
 /// The wasmtime release modules are precompiled with (checked against Cargo.lock by a test).
 pub const WASMTIME_VERSION: &str = "48.0.8";
 
-/// What went wrong in the registry; each kind maps to one HTTP status in `sluice serve`.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    /// The upload or request is malformed (bad name, version, not a component, wrong world).
-    #[error("{0}")]
-    Invalid(String),
-    /// The upload is over the size cap.
-    #[error("the module is {size} bytes, over the limit of {limit} bytes")]
-    TooLarge {
-        /// The upload's size.
-        size: u64,
-        /// The cap.
-        limit: u64,
-    },
-    /// No such module, version or digest.
-    #[error("{0}")]
-    NotFound(String),
-    /// The tag exists with other content, or the module is in use.
-    #[error("{0}")]
-    Conflict(String),
-    /// Reading or writing the registry directory failed.
-    #[error("registry {}: {cause}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The error (in the message, not also the `source()`, so it is printed once).
-        cause: std::io::Error,
-    },
-}
+pub mod error;
+
+pub use error::RegistryError;
 
 type Result<T> = std::result::Result<T, RegistryError>;
 
@@ -539,12 +513,20 @@ pub fn validate_component(label: &str, bytes: &[u8]) -> Result<ComponentInfo> {
     })
 }
 
+impl crate::config::ModuleResolver for Registry {
+    fn resolve_module(&self, reference: &str) -> std::result::Result<PathBuf, String> {
+        self.resolve(reference)
+            .map(|m| m.path)
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// Checks the component file a pipeline step names as an upload is checked (a component of
 /// a compatible `sluice:pipeline` package) and that it implements `world`, the one the step
 /// needs. The message says what is wrong; the caller says where the file is named.
 pub fn check_module_file(
     path: &Path,
-    world: crate::pipeline::GuestWorld,
+    world: crate::config::GuestWorld,
 ) -> std::result::Result<(), String> {
     if !path.is_file() {
         return Err(format!(
@@ -564,12 +546,13 @@ pub fn check_module_file(
     if worlds.contains(&world.wit_name()) {
         return Ok(());
     }
+    // Why it does not fit the world needed: the import or export that is missing, and the
+    // guest SDK feature that provides it.
+    let why = why_not
+        .iter()
+        .find_map(|w| w.strip_prefix(&format!("{}: ", world.wit_name())))
+        .map_or(String::new(), |w| format!(": {w}"));
     Err(if worlds.is_empty() {
-        // Why it fits none of them is the one thing to say (a missing import or export).
-        let why = why_not
-            .iter()
-            .find(|w| w.starts_with(world.wit_name()))
-            .map_or(String::new(), |w| format!(" ({w})"));
         format!("{label} implements none of the sluice:pipeline worlds{why}")
     } else {
         format!(

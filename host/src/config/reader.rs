@@ -8,10 +8,14 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use toml::Spanned;
+
+use super::GuestWorld;
+use super::diagnostics::Diagnostic;
 
 /// One TOML value with spans on every nested key and value.
 #[derive(Debug, Clone)]
@@ -139,82 +143,30 @@ pub(crate) fn offset_of(node: &Spanned<Node>, path: &str) -> usize {
     at.span().start
 }
 
-/// One problem found in a pipeline file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
-    /// 1-based line in the pipeline file (0 when the problem has no single place).
-    pub line: usize,
-    /// The query's name, when the problem is inside one.
-    pub query: Option<String>,
-    /// Dotted key path, e.g. `source.maxFilesPerTrigger`.
-    pub key: String,
-    /// What is wrong and, where we can tell, what to write instead.
-    pub message: String,
+/// Turns a registry reference (`name@^1.2`, `sha256:<hex>`) into the component file it names;
+/// the module registry implements it, a floor above the pipeline's words.
+pub trait ModuleResolver {
+    /// The blob's path, or why the reference matches nothing (with what there is).
+    fn resolve_module(&self, reference: &str) -> Result<PathBuf, String>;
 }
 
-/// All problems found in a pipeline file, displayed one per line.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Diagnostics {
-    /// The pipeline file's path as the user gave it.
-    pub file: String,
-    /// The problems, in file order.
-    pub items: Vec<Diagnostic>,
-}
-
-impl fmt::Display for Diagnostics {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        let n = self.items.len();
-        writeln!(
-            f,
-            "{} has {n} problem{}:",
-            self.file,
-            if n == 1 { "" } else { "s" }
-        )?;
-        for (i, d) in self.items.iter().enumerate() {
-            write!(f, "  {}:{}: ", self.file, d.line)?;
-            if let Some(q) = &d.query {
-                write!(f, "query '{q}': ")?;
-            }
-            if !d.key.is_empty() {
-                write!(f, "{}: ", d.key)?;
-            }
-            write!(f, "{}", d.message)?;
-            if i + 1 < n {
-                writeln!(f)?;
-            }
-        }
-        Ok(())
+/// A relative path in a pipeline, anchored at `base` (the pipeline file's folder); an
+/// object-store URL (`s3://bucket/prefix`) is kept as written.
+pub fn resolve(base: &Path, p: &str) -> PathBuf {
+    if crate::storage::is_url(p) {
+        return PathBuf::from(p);
     }
-}
-
-/// The world a step's component must implement, by the kind of step that names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum GuestWorld {
-    /// `[[query.transform]]` steps.
-    Transformer,
-    /// foreachBatch handlers (`format = "foreachBatch"` sinks).
-    Handler,
-    /// User-defined aggregates (`fn = "udaf"`).
-    Aggregator,
-    /// `[query.processor]`.
-    KeyedProcessor,
-}
-
-impl GuestWorld {
-    /// The world's name in the WIT package (`sluice:pipeline/transformer`).
-    pub fn wit_name(self) -> &'static str {
-        match self {
-            GuestWorld::Transformer => "sluice:pipeline/transformer",
-            GuestWorld::Handler => "sluice:pipeline/handler",
-            GuestWorld::Aggregator => "sluice:pipeline/aggregator",
-            GuestWorld::KeyedProcessor => "sluice:pipeline/keyed-processor",
-        }
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
     }
 }
 
 /// A component a pipeline names, with where it is named. The parser only resolves the path;
-/// loading the component is the caller's ([`crate::pipeline::Pipeline::check_modules`]), as
-/// Wasm sits on a higher floor than the words of a pipeline.
+/// loading the component is the caller's (`Pipeline::check_modules`), as Wasm sits on a
+/// higher floor than the words of a pipeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleRef {
     /// 1-based line of the `module = ...` value.
@@ -224,7 +176,7 @@ pub struct ModuleRef {
     /// Dotted key path, e.g. `transform[0].module`.
     pub key: String,
     /// The component file (a registry reference is already resolved to its blob).
-    pub path: std::path::PathBuf,
+    pub path: PathBuf,
     /// The world the step needs.
     pub world: GuestWorld,
 }
@@ -236,11 +188,11 @@ pub(crate) struct Ctx<'t> {
     diags: RefCell<Vec<Diagnostic>>,
     modules: RefCell<Vec<ModuleRef>>,
     /// Where `module = "name@version"` references are looked up.
-    pub(crate) registry: Option<&'t crate::registry::Registry>,
+    pub(crate) registry: Option<&'t dyn ModuleResolver>,
 }
 
 impl<'t> Ctx<'t> {
-    pub(crate) fn new(text: &'t str, registry: Option<&'t crate::registry::Registry>) -> Self {
+    pub(crate) fn new(text: &'t str, registry: Option<&'t dyn ModuleResolver>) -> Self {
         Ctx {
             text,
             diags: RefCell::new(Vec::new()),
@@ -362,7 +314,7 @@ impl<'a, 't> TableReader<'a, 't> {
     }
 
     /// The registry module references resolve against, if any.
-    pub(crate) fn registry(&self) -> Option<&'t crate::registry::Registry> {
+    pub(crate) fn registry(&self) -> Option<&'t dyn ModuleResolver> {
         self.ctx.registry
     }
 

@@ -53,6 +53,12 @@ if ! python3 -c "import moto.server, flask" >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
 fi
 
+# noida-db: the Elasticsearch-compatible server the Elasticsearch sink's tests write to
+# (pinned: 0.2.3 needs a newer glibc).
+if ! command -v noida-db >/dev/null 2>&1 || ! noida-db version 2>/dev/null | grep -q '0\.2\.2'; then
+  python3 -m pip install --quiet --disable-pip-version-check 'noida-db==0.2.2'
+fi
+
 npm ci --prefix tests/dashboard --no-audit --no-fund --silent
 
 cargo fmt --all -- --check

@@ -4,54 +4,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::kafka::*;
+use common::tls::TlsProxy;
 use common::*;
-
-/// stunnel (Debian's stunnel4) accepting TLS on 127.0.0.1:`port` with `certs`' server
-/// certificate and forwarding plain TCP to `to`; killed when dropped.
-struct TlsProxy(Child);
-
-impl TlsProxy {
-    fn start(certs: &std::path::Path, port: u16, to: &str) -> TlsProxy {
-        let conf = certs.join("stunnel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "foreground = yes\npid =\n[kafka]\naccept = 127.0.0.1:{port}\nconnect = {to}\n\
-                 cert = {}\nkey = {}\n",
-                certs.join("server.crt").display(),
-                certs.join("server.key").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("stunnel")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("stunnel is installed by scripts/test.sh");
-        // Ready when it accepts connections.
-        let deadline = std::time::Instant::now() + TIMEOUT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "stunnel did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        TlsProxy(child)
-    }
-}
-
-impl Drop for TlsProxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn kafka_pipeline(dir: &std::path::Path, bootstrap: &str, extra: &str) -> std::path::PathBuf {
     pipeline(

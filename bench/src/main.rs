@@ -17,6 +17,7 @@
 
 mod cluster;
 mod dashboard;
+mod elasticsearch;
 mod engine;
 mod event_time;
 mod join;
@@ -80,6 +81,15 @@ enum Command {
     Join {
         /// Only the benchmarks whose name contains this (static_probe, symmetric_state).
         only: Option<String>,
+    },
+    /// JSON files → Elasticsearch (noida-db) against curl posting the same NDJSON to _bulk.
+    Elasticsearch {
+        /// Documents loaded per run.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        /// Runs of each load (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
     /// JSON → PostgreSQL (append, upsert) against psql \copy of the same rows.
     Postgres {
@@ -200,6 +210,7 @@ fn main() -> Result<()> {
         Command::Processor => processor::run(&guest("key_counter.wasm")?),
         Command::Dashboard { runs, pin } => dashboard::run(runs, pin),
         Command::Postgres { rows, runs } => postgres::run(rows, runs),
+        Command::Elasticsearch { rows, runs } => elasticsearch::run(rows, runs),
         Command::Kafka { records, runs } => kafka::run(&kafka::KafkaBench {
             records,
             runs,

@@ -154,6 +154,52 @@ impl<O: arrow_array::OffsetSizeTrait> arrow_json::Encoder for Base64Encoder<'_, 
     }
 }
 
+/// A batch's rows as JSON objects, as [`spark_json`] writes them, in one buffer (not a
+/// `String` per row): row `i` ends at `ends[i]`, its newline. What the Kafka sink writes as
+/// values and the Elasticsearch sink as documents.
+pub struct JsonRows {
+    text: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl JsonRows {
+    /// Each row of `batch` without the `leave_out` columns.
+    pub fn of(
+        batch: &arrow_array::RecordBatch,
+        leave_out: &[usize],
+    ) -> std::result::Result<JsonRows, String> {
+        let keep: Vec<usize> = (0..batch.num_columns())
+            .filter(|i| !leave_out.contains(i))
+            .collect();
+        let rows = batch.project(&keep).map_err(|e| e.to_string())?;
+        let mut w = json_lines(Vec::new());
+        w.write(&rows)
+            .and_then(|()| w.finish())
+            .map_err(|e| e.to_string())?;
+        let mut text = w.into_inner();
+        if keep.is_empty() || text.is_empty() {
+            // A batch without columns writes nothing: each row is an empty object.
+            text = b"{}\n".repeat(batch.num_rows());
+        }
+        // One line per row: JSON escapes a newline inside a string, so each '\n' ends a row.
+        let ends: Vec<usize> = memchr::memchr_iter(b'\n', &text).collect();
+        if ends.len() != batch.num_rows() {
+            return Err(format!(
+                "{} rows became {} JSON lines",
+                batch.num_rows(),
+                ends.len()
+            ));
+        }
+        Ok(JsonRows { text, ends })
+    }
+
+    /// Row `i`'s JSON object, without its newline.
+    pub fn row(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] + 1 };
+        &self.text[start..self.ends[i]]
+    }
+}
+
 /// The rows of `batch` as JSON objects, as [`spark_json`] writes them.
 pub fn rows_as_json(
     batch: &arrow_array::RecordBatch,

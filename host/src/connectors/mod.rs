@@ -13,8 +13,10 @@
 //! | [`console`] | — | [`console::sink`] |
 //! | [`memory`] | — | [`memory::sink`] |
 //! | [`postgres`] | — | [`postgres::sink`] |
+//! | [`elasticsearch`] (and OpenSearch) | — | [`elasticsearch::sink`] |
 
 pub mod console;
+pub mod elasticsearch;
 pub mod file;
 pub mod kafka;
 pub mod memory;

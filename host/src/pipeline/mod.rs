@@ -329,6 +329,8 @@ pub enum SinkSpec {
     Blackhole,
     /// Kafka records.
     Kafka(KafkaSinkSpec),
+    /// Documents of an Elasticsearch or OpenSearch index, `_bulk` requests per batch.
+    Elasticsearch(crate::connectors::elasticsearch::ElasticsearchSpec),
     /// Rows of a PostgreSQL table (append or upsert), a transaction per batch.
     Postgres(crate::connectors::postgres::sink::PostgresSinkSpec),
 }
@@ -385,6 +387,7 @@ impl SinkSpec {
             SinkSpec::ForeachBatch(h) => format!("ForeachBatchSink[{}]", h.module.display()),
             SinkSpec::Blackhole => "BlackholeSink".to_owned(),
             SinkSpec::Postgres(p) => p.description(),
+            SinkSpec::Elasticsearch(e) => format!("ElasticsearchSink[{}]", e.url),
             SinkSpec::Kafka(k) => format!(
                 "KafkaSink[{}]",
                 k.topic.as_deref().unwrap_or("<topic column>")
@@ -757,6 +760,16 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
                 ),
             ),
         }
+    }
+    if let Some(SinkSpec::Elasticsearch(e)) = &sink
+        && let Some(name) = &e.dead_letter
+        && !outputs.iter().any(|(n, _)| n == name)
+    {
+        q.error_at(
+            offset_of(node, "sink.deadLetter"),
+            "sink.deadLetter",
+            format!("no output named '{name}'; declare it as [query.outputs.{name}]"),
+        );
     }
     let transforms = parse_transforms(ctx, &label, &mut q, base, "", &outputs);
     let inputs = parse_inputs(ctx, &label, &mut q, base, &outputs);

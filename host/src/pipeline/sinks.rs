@@ -24,7 +24,7 @@ pub(super) fn parse_sink_at(
     let mut s = TableReader::new(ctx, Some(query), prefix, node)?;
     let format = s.required_string(
         "format",
-        "say which sink: console, memory, json, csv, parquet, kafka, postgres, foreachBatch or blackhole",
+        "say which sink: console, memory, json, csv, parquet, kafka, postgres, elasticsearch, foreachBatch or blackhole",
     )?;
     match format.to_ascii_lowercase().as_str() {
         "foreachbatch" if main => {
@@ -58,6 +58,9 @@ pub(super) fn parse_sink_at(
             None
         }
         "console" => connectors::console::parse_sink(s).map(SinkSpec::Console),
+        "elasticsearch" | "opensearch" => {
+            connectors::elasticsearch::parse_sink(s, base, main).map(SinkSpec::Elasticsearch)
+        }
         "kafka" => connectors::kafka::parse_sink(s, base).map(SinkSpec::Kafka),
         "postgres" | "postgresql" => {
             connectors::postgres::parse_sink(s, base).map(SinkSpec::Postgres)
@@ -85,7 +88,7 @@ pub(super) fn parse_sink_at(
         other => {
             s.error_here(
                 "format",
-                format!("unknown sink format '{other}'; use console, memory, json, csv, parquet, kafka, postgres, foreachBatch or blackhole"),
+                format!("unknown sink format '{other}'; use console, memory, json, csv, parquet, kafka, postgres, elasticsearch, foreachBatch or blackhole"),
             );
             None
         }

@@ -2,7 +2,9 @@
 //! parsed spec into a running [`Source`] or [`Sink`]. It sits with the plan, above both the
 //! connectors and the trait modules, so neither names the other's types.
 
-use crate::connectors::{console, file, kafka, memory, nexmark, postgres, rate, socket};
+use crate::connectors::{
+    console, elasticsearch, file, kafka, memory, nexmark, postgres, rate, socket,
+};
 use crate::error::Result;
 use crate::pipeline::{SinkSpec, SourceSpec};
 use crate::sink::outputs::SharedOutputs;
@@ -46,6 +48,12 @@ pub fn open_sink(spec: &SinkSpec, ctx: &SinkContext) -> Result<Box<dyn Sink>> {
                 None => postgres::sink::Rows::Of(ctx.schema.clone()),
                 Some(name) => postgres::sink::Rows::Output(name.clone()),
             },
+        )?),
+        SinkSpec::Elasticsearch(e) => Box::new(elasticsearch::sink::ElasticsearchSink::open(
+            e.clone(),
+            &ctx.query_id,
+            ctx.output_name.as_deref(),
+            ctx.outputs.clone(),
         )?),
         SinkSpec::ForeachBatch(h) => Box::new(crate::wasm::handler::WasmHandlerSink::new(
             h.clone(),

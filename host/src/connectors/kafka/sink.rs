@@ -35,6 +35,7 @@ use rdkafka::{ClientContext, Offset as KafkaOffset, TopicPartitionList};
 use tracing::info;
 
 use crate::error::{Error, Result};
+use crate::schema::JsonRows;
 use crate::sink::Sink;
 
 /// `format = "kafka"` sink options.
@@ -228,45 +229,6 @@ impl Columns {
     }
 }
 
-/// Each row of `batch` without the `leave_out` columns as a JSON object: a dead letter's
-/// value when the rows have no `value` of their own (without `_error`), or every row's
-/// with `valueFormat = "json"` (without the record's key, topic, partition and headers).
-fn rows_as_json(batch: &RecordBatch, leave_out: &[usize]) -> std::result::Result<JsonRows, String> {
-    let keep: Vec<usize> = (0..batch.num_columns())
-        .filter(|i| !leave_out.contains(i))
-        .collect();
-    let rows = batch.project(&keep).map_err(|e| e.to_string())?;
-    let mut w = crate::schema::json_lines(Vec::new());
-    w.write(&rows)
-        .and_then(|()| w.finish())
-        .map_err(|e| e.to_string())?;
-    let text = w.into_inner();
-    // One line per row: JSON escapes a newline inside a string, so each '\n' ends a row.
-    let ends: Vec<usize> = memchr::memchr_iter(b'\n', &text).collect();
-    if ends.len() != batch.num_rows() {
-        return Err(format!(
-            "{} rows became {} JSON lines",
-            batch.num_rows(),
-            ends.len()
-        ));
-    }
-    Ok(JsonRows { text, ends })
-}
-
-/// A batch's rows as JSON objects in one buffer (not a `String` per row): row `i` ends at
-/// `ends[i]`, its newline.
-struct JsonRows {
-    text: Vec<u8>,
-    ends: Vec<usize>,
-}
-
-impl JsonRows {
-    fn row(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] + 1 };
-        &self.text[start..self.ends[i]]
-    }
-}
-
 /// Writes batches to Kafka.
 pub struct KafkaSink {
     spec: KafkaSinkSpec,
@@ -407,7 +369,7 @@ impl KafkaSink {
             let value = columns.value.map(|i| batch.column(i));
             let json_values =
                 match (&columns.value, &columns.dead_letter) {
-                    (None, Some(dl)) => Some(rows_as_json(batch, &[dl.error]).map_err(|e| {
+                    (None, Some(dl)) => Some(JsonRows::of(batch, &[dl.error]).map_err(|e| {
                         self.err(format!("batch {batch_id}: dead letters as JSON: {e}"))
                     })?),
                     (None, None) => {
@@ -420,7 +382,7 @@ impl KafkaSink {
                         .into_iter()
                         .flatten()
                         .collect();
-                        Some(rows_as_json(batch, &record_columns).map_err(|e| {
+                        Some(JsonRows::of(batch, &record_columns).map_err(|e| {
                             self.err(format!("batch {batch_id}: rows as JSON: {e}"))
                         })?)
                     }

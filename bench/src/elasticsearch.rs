@@ -3,8 +3,8 @@
 //! from the plainest client, the ceiling of a loader. The server is `noida-db` (PyPI, an
 //! Elasticsearch-compatible server) on a free port.
 
-use std::path::Path;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -242,11 +242,7 @@ fn https_with_the_server_s_ca_and_basic_auth_from_a_secret() {
     let es = Elasticsearch::start();
     let certs = tempfile::tempdir().unwrap();
     common::tls::certificates(certs.path());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let _proxy =
         common::tls::TlsProxy::start(certs.path(), port, es.url.trim_start_matches("http://"));
     let dir = tempfile::tempdir().unwrap();

@@ -1055,11 +1055,7 @@ fn topics_compressed_with_every_codec_are_read_and_the_sink_compresses() {
 fn a_broker_behind_tls_is_read_with_its_ca_and_refused_without_it() {
     let certs = tempfile::tempdir().unwrap();
     common::tls::certificates(certs.path());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let broker = Broker::start_advertised(&["secure:2"], port);
     let _proxy = TlsProxy::start(certs.path(), port, &broker.bootstrap);
     let tls_bootstrap = format!("127.0.0.1:{port}");

@@ -545,7 +545,7 @@ fn bad_modules_are_refused_before_any_batch() {
     fs::write(d.join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();
     let handler = guests().join("hostile_handler.wasm");
     for (module, expected) in [
-        (d.join("missing.wasm"), "reading module".to_owned()),
+        (d.join("missing.wasm"), "no module file".to_owned()),
         (
             d.join("random.wasm"),
             "not a WebAssembly component".to_owned(),
@@ -578,8 +578,13 @@ format = "memory"
                 module.display()
             ),
         );
+        // Refused as the pipeline is read (exit 2), at the step's line, before anything runs.
         let (code, _, stderr) = run_logged(&file);
-        assert_eq!(code, Some(1), "{stderr}");
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(
+            stderr.contains("pipeline.toml:8: query 'bad': transform[0].module: "),
+            "{stderr}"
+        );
         assert!(
             stderr.contains(&expected),
             "{}: expected {expected:?} in:\n{stderr}",

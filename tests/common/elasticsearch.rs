@@ -18,11 +18,7 @@ impl Elasticsearch {
     /// Starts `noida-db` and waits until `GET /` answers.
     pub fn start() -> Elasticsearch {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         let child = Command::new("noida-db")
             .args(["start", "--only", "elasticsearch", "--data-dir"])
             .arg(dir.path().join("data"))

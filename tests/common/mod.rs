@@ -16,6 +16,15 @@ use std::time::Duration;
 /// How long any awaited event may take before the test fails (generous: CI machines are slow).
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A free TCP port on 127.0.0.1 (one the OS just handed out, then closed).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The `sluice` binary built for this test run.
 pub fn sluice() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sluice"))

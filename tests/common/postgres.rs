@@ -28,11 +28,7 @@ impl Postgres {
     /// The same, accepting only TLS connections with the certificate in `tls` when given.
     pub fn start_with(tls: Option<&Path>) -> Postgres {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         let child = Self::spawn(dir.path(), port, tls);
         let mut pg = Postgres { child, port, dir };
         pg.await_ready();

@@ -642,6 +642,66 @@ fn the_good_stateful_pipeline_validates() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok, 1 query"));
 }
 
+/// `sluice explain FILE` run in `dir`, its stdout with `dir` written as `<dir>`.
+fn explain(dir: &std::path::Path, text: &str) -> String {
+    let file = pipeline(dir, text);
+    let out = run_ok(sluice().arg("explain").arg(&file));
+    String::from_utf8_lossy(&out.stdout).replace(&dir.display().to_string(), "<dir>")
+}
+
+#[test]
+fn explain_draws_each_query_s_plan_with_its_state_and_watermarks() {
+    let dir = tempfile::tempdir().unwrap();
+    let single = explain(
+        dir.path(),
+        &STATEFUL_GOOD.replace(
+            "outputMode = \"update\"",
+            "outputMode = \"update\"\nshufflePartitions = 2",
+        ),
+    );
+    assert_eq!(single, EXPLAIN_SINGLE, "{single}");
+    let union = explain(dir.path(), UNION_GOOD);
+    assert_eq!(union, EXPLAIN_UNION, "{union}");
+    let join = explain(
+        dir.path(),
+        &JOIN_GOOD.replace(
+            "trigger = \"availableNow\"",
+            "trigger = \"availableNow\"\nshufflePartitions = 2",
+        ),
+    );
+    assert_eq!(join, EXPLAIN_JOIN, "{join}");
+    // --query picks one; a query that is not there is named with the ones that are.
+    let file = pipeline(dir.path(), JOIN_GOOD);
+    let out = sluice()
+        .args(["explain", "--query", "nope"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the file has: attribution"));
+}
+
+const EXPLAIN_SINGLE: &str = "== Query 'orders' ==
+Sink ConsoleSink (outputMode update, trigger availableNow)
++- Aggregate groupBy [city], 300s window every 60s on ts, aggs [revenue]; state <dir>/ckpt/state/aggregate, 2 partitions; watermark ts - 60s from input 'source'
+   +- DropDuplicates [id]; state <dir>/ckpt/state/dedup, 2 partitions; watermark ts - 60s from input 'source'
+      +- Input 'source': FileSource[<dir>/in/*.json], watermark ts - 60s
+";
+
+const EXPLAIN_UNION: &str = "== Query 'events' ==
+Sink FileSink[<dir>/out] (outputMode append, trigger availableNow)
++- Union
+   :- Input 'web': FileSource[<dir>/web/*.json], watermark ts - 60s
+   +- Input 'app': FileSource[<dir>/app/*.json], watermark ts - 60s
+";
+
+const EXPLAIN_JOIN: &str = "== Query 'attribution' ==
+Sink FileSink[<dir>/out] (outputMode append, trigger availableNow)
++- StreamStreamJoin LeftOuter on [ad_id = ad_id]; state <dir>/ckpt/state/join, 2 partitions; watermark the min over inputs 'impressions', 'clicks'
+   :- Input 'impressions': FileSource[<dir>/imp/*.json], watermark impression_time - 600s
+   +- Input 'clicks': FileSource[<dir>/clk/*.json], watermark click_time - 600s
+";
+
 /// Applies each case to `good`, runs `validate` and `run` on it, and checks the errors.
 fn check_cases(good: &str, cases: &[Case]) {
     let mut failures = Vec::new();

@@ -37,6 +37,7 @@ sluice run examples/rate-to-console.toml          run every query of a pipeline\
 sluice run pipeline.toml --query events           run one query of it\n  \
 sluice run pipeline.toml --progress-log p.jsonl   also write progress records as JSON lines\n  \
 sluice validate pipeline.toml                     check a pipeline without running it\n  \
+sluice explain pipeline.toml                      print each query's plan as a tree\n  \
 sluice new transform my-step                      start a guest crate (or handler, aggregate, processor)\n  \
 sluice module build                               build and check the guest crate here\n  \
 sluice state show CHECKPOINT                      print a query's operator state as JSON lines\n\n\
@@ -78,6 +79,18 @@ enum Command {
     Validate {
         /// The pipeline file (TOML).
         file: PathBuf,
+        /// The module registry for `module = "name@version"` references.
+        #[arg(long)]
+        registry: Option<PathBuf>,
+    },
+    /// Print each query's plan as a tree (operators, keys, state, watermarks), checking the
+    /// pipeline as `validate` does.
+    Explain {
+        /// The pipeline file (TOML).
+        file: PathBuf,
+        /// Only this query.
+        #[arg(long)]
+        query: Option<String>,
         /// The module registry for `module = "name@version"` references.
         #[arg(long)]
         registry: Option<PathBuf>,
@@ -165,6 +178,11 @@ pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
     init_logging(interactive);
     let result = match cli.command {
         Command::Validate { file, registry } => validate(&file, registry),
+        Command::Explain {
+            file,
+            query,
+            registry,
+        } => explain(&file, query.as_deref(), registry),
         Command::Run {
             file,
             query,
@@ -327,6 +345,27 @@ fn validate(file: &std::path::Path, registry: Option<PathBuf>) -> anyhow::Result
             "ies"
         }
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn explain(
+    file: &std::path::Path,
+    only: Option<&str>,
+    registry: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let registry = open_registry(registry)?;
+    let mut pipeline = Pipeline::load_with_registry(file, registry.as_ref())?;
+    if let Some(name) = only {
+        pipeline.select(name)?;
+    }
+    pipeline.check_modules(crate::registry::check_module_file)?;
+    for (i, q) in pipeline.queries.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        println!("== Query '{}' ==", q.name);
+        print!("{}", q.explain());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

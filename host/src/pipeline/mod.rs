@@ -28,6 +28,7 @@
 
 mod cluster;
 mod combine;
+mod explain;
 mod sinks;
 mod sources;
 mod stateful;

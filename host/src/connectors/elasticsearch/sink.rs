@@ -100,12 +100,20 @@ impl ElasticsearchSink {
         let (status, body) = sink
             .request("GET", "/", Vec::new())
             .map_err(|e| fail(format!("cannot reach {}: {e}", sink.spec.url)))?;
-        if !(200..300).contains(&status) {
-            return Err(fail(format!(
-                "{} answered {status}: {}",
-                sink.spec.url,
-                server_reason(&body)
-            )));
+        match status {
+            200..=299 => {}
+            // Signed in, but not allowed to read the cluster's info: a writer may well not
+            // be; its writes are judged when they come.
+            403 => {
+                warn!(sink = %sink.spec.url, "GET / answered 403 (the user may not read the cluster's info); going on")
+            }
+            _ => {
+                return Err(fail(format!(
+                    "{} answered {status}: {}",
+                    sink.spec.url,
+                    server_reason(&body)
+                )));
+            }
         }
         Ok(sink)
     }

@@ -313,10 +313,24 @@ fn serve(
     Ok(ExitCode::SUCCESS)
 }
 
-fn validate(file: &std::path::Path, registry: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+/// The pipeline at `file` (registry references resolved), only query `only` when given, and
+/// every module it names checked: what `validate`, `explain` and `run` start from.
+fn load_checked(
+    file: &std::path::Path,
+    only: Option<&str>,
+    registry: Option<PathBuf>,
+) -> anyhow::Result<Pipeline> {
     let registry = open_registry(registry)?;
-    let pipeline = Pipeline::load_with_registry(file, registry.as_ref())?;
+    let mut pipeline = Pipeline::load_with_registry(file, registry.as_ref())?;
+    if let Some(name) = only {
+        pipeline.select(name)?;
+    }
     pipeline.check_modules(crate::registry::check_module_file)?;
+    Ok(pipeline)
+}
+
+fn validate(file: &std::path::Path, registry: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let pipeline = load_checked(file, None, registry)?;
     for q in &pipeline.queries {
         println!(
             "query '{}': {} -> {} (trigger {}, outputMode {:?}{})",
@@ -353,12 +367,7 @@ fn explain(
     only: Option<&str>,
     registry: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let registry = open_registry(registry)?;
-    let mut pipeline = Pipeline::load_with_registry(file, registry.as_ref())?;
-    if let Some(name) = only {
-        pipeline.select(name)?;
-    }
-    pipeline.check_modules(crate::registry::check_module_file)?;
+    let pipeline = load_checked(file, only, registry)?;
     for (i, q) in pipeline.queries.iter().enumerate() {
         if i > 0 {
             println!();
@@ -378,12 +387,7 @@ fn run(
     member: Option<String>,
     interactive: bool,
 ) -> anyhow::Result<ExitCode> {
-    let registry = open_registry(registry)?;
-    let mut pipeline = Pipeline::load_with_registry(file, registry.as_ref())?;
-    if let Some(name) = only {
-        pipeline.select(name)?;
-    }
-    pipeline.check_modules(crate::registry::check_module_file)?;
+    let mut pipeline = load_checked(file, only, registry)?;
     if let Some(member) = member {
         pipeline.set_member(&member)?;
     }

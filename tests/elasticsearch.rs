@@ -92,6 +92,25 @@ fn rows_become_documents_with_ids_from_their_columns() {
 }
 
 #[test]
+fn an_index_template_sends_each_row_to_its_column_s_index() {
+    let es = Elasticsearch::start();
+    let dir = tempfile::tempdir().unwrap();
+    three_files(dir.path());
+    let file = es_pipeline(dir.path(), &es.url, "idColumns = [\"id\"]", "");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("index = \"events\"", "index = \"by-{city}\"");
+    std::fs::write(&file, text).unwrap();
+    run_ok(sluice().arg("run").arg(&file));
+    for (i, city) in ["Seoul", "Busan", "Incheon", "Daegu"].iter().enumerate() {
+        let docs = es.docs(&format!("by-{city}"));
+        let ids: Vec<u64> = rows(&docs).iter().map(|r| r.0).collect();
+        let want: Vec<u64> = (0..90).filter(|n| n % 4 == i as u64).collect();
+        assert_eq!(ids, want, "{city}");
+    }
+}
+
+#[test]
 fn a_batch_killed_at_any_point_writes_each_document_once_after_the_restart() {
     let es = Elasticsearch::start();
     let mut killed = 0;

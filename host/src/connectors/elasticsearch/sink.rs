@@ -42,7 +42,8 @@ struct Doc {
     /// Which record batch, and which row of it.
     batch: usize,
     row: usize,
-    index: String,
+    /// Its index when `index` names a column (`None`: the fixed index, not copied per row).
+    index: Option<String>,
     id: String,
 }
 
@@ -98,7 +99,7 @@ impl ElasticsearchSink {
             spec,
         };
         let (status, body) = sink
-            .request("GET", "/", Vec::new())
+            .request("GET", "/", &[])
             .map_err(|e| fail(format!("cannot reach {}: {e}", sink.spec.url)))?;
         match status {
             200..=299 => {}
@@ -123,7 +124,7 @@ impl ElasticsearchSink {
         &self,
         method: &str,
         path: &str,
-        body: Vec<u8>,
+        body: &[u8],
     ) -> std::result::Result<(u16, Vec<u8>), String> {
         let mut req = ureq::http::Request::builder()
             .method(method)
@@ -153,7 +154,7 @@ impl ElasticsearchSink {
         let mut delay = Duration::from_millis(100);
         let mut attempt = 0;
         loop {
-            let answer = self.request("POST", &path, body.to_vec());
+            let answer = self.request("POST", &path, body);
             let retry_why = match &answer {
                 Err(e) => e.clone(),
                 Ok((status, body)) if *status == 429 || *status >= 500 => {
@@ -284,17 +285,18 @@ impl ElasticsearchSink {
                             .collect::<Vec<_>>()
                             .join(":")
                     };
-                    let index = self
-                        .spec
-                        .index
-                        .iter()
-                        .zip(&index_formats)
-                        .map(|(p, f)| match (p, f) {
-                            (IndexPart::Text(t), _) => t.clone(),
-                            (IndexPart::Column(_), Some(f)) => f.value(row).to_string(),
-                            (IndexPart::Column(_), None) => String::new(),
-                        })
-                        .collect();
+                    let index = index_formats.iter().any(Option::is_some).then(|| {
+                        self.spec
+                            .index
+                            .iter()
+                            .zip(&index_formats)
+                            .map(|(p, f)| match (p, f) {
+                                (IndexPart::Text(t), _) => t.clone(),
+                                (IndexPart::Column(_), Some(f)) => f.value(row).to_string(),
+                                (IndexPart::Column(_), None) => String::new(),
+                            })
+                            .collect()
+                    });
                     out.push(Ok(Doc {
                         batch: b,
                         row,
@@ -426,6 +428,16 @@ impl Sink for ElasticsearchSink {
         batches: &[RecordBatch],
     ) -> Result<u64> {
         let docs = self.docs(batch_id, batches)?;
+        // The index of every row when `index` names no column.
+        let fixed_index: String = self
+            .spec
+            .index
+            .iter()
+            .map(|p| match p {
+                IndexPart::Text(t) => t.as_str(),
+                IndexPart::Column(_) => "",
+            })
+            .collect();
         let json = batches
             .iter()
             .map(|b| {
@@ -456,17 +468,11 @@ impl Sink for ElasticsearchSink {
                 {
                     let doc = pending[end];
                     body.extend_from_slice(b"{\"index\":{\"_index\":");
-                    body.extend_from_slice(
-                        serde_json::to_string(&doc.index)
-                            .unwrap_or_default()
-                            .as_bytes(),
-                    );
+                    // Names are written escaped straight into the body (no String per row).
+                    let index = doc.index.as_deref().unwrap_or(&fixed_index);
+                    let _ = serde_json::to_writer(&mut body, index);
                     body.extend_from_slice(b",\"_id\":");
-                    body.extend_from_slice(
-                        serde_json::to_string(&doc.id)
-                            .unwrap_or_default()
-                            .as_bytes(),
-                    );
+                    let _ = serde_json::to_writer(&mut body, &doc.id);
                     body.extend_from_slice(b"}}\n");
                     body.extend_from_slice(json[doc.batch].row(doc.row));
                     body.push(b'\n');

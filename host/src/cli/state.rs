@@ -84,12 +84,16 @@ pub fn show(
     }
     let mut out = std::io::stdout().lock();
     for name in wanted {
-        let rows = match name.as_str() {
-            processor::STATE_NAME => processor::layout::state_rows(checkpoint, version, &matches)?,
-            aggregate::STATE_NAME => aggregate::state_rows(checkpoint, version, &matches)?,
-            dedup::STATE_NAME => dedup::state_rows(checkpoint, version, &matches)?,
+        // A view's operator is `<view>.<kind>`; the query's own are named by their kind.
+        let kind = name.rsplit('.').next().unwrap_or(name);
+        let rows = match kind {
+            processor::STATE_NAME => {
+                processor::layout::state_rows(checkpoint, name, version, &matches)?
+            }
+            aggregate::STATE_NAME => aggregate::state_rows(checkpoint, name, version, &matches)?,
+            dedup::STATE_NAME => dedup::state_rows(checkpoint, name, version, &matches)?,
             join::symmetric::STATE_NAME => {
-                join::symmetric::state_rows(checkpoint, version, &matches)?
+                join::symmetric::state_rows(checkpoint, name, version, &matches)?
             }
             other => bail!(
                 "{}: no reader for the state of an operator '{other}'",

@@ -93,6 +93,7 @@ impl Dedup {
         schema: SchemaRef,
         watermark: Option<WatermarkSpec>,
         checkpoint: &crate::storage::Location,
+        operator: &str,
         partition: usize,
     ) -> Result<Self> {
         spec.check_input(&schema)?;
@@ -121,10 +122,10 @@ impl Dedup {
         let key_schema = schema
             .project(&key_indices)
             .map_err(|e| Error::data("dropDuplicates", e))?;
-        let store = StateStore::open_partition(checkpoint, STATE_NAME, partition, 10)?;
+        let store = StateStore::open_partition(checkpoint, operator, partition, 10)?;
         layout::write(
             checkpoint,
-            STATE_NAME,
+            operator,
             &serde_json::json!({
                 "keySchema": layout::schema_hex(&key_schema),
                 "withinWatermark": spec.within_watermark,
@@ -300,20 +301,21 @@ impl StatefulOperator for Dedup {
 /// expiry) it is kept by.
 pub fn state_rows(
     checkpoint: &crate::storage::Location,
+    operator: &str,
     version: u64,
     matches: &dyn Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
 ) -> Result<Vec<serde_json::Value>> {
-    let corrupt = |message: String| layout::corrupt(checkpoint, STATE_NAME, message);
-    let (spec, schema) = layout::read_with_keys(checkpoint, STATE_NAME)?;
+    let corrupt = |message: String| layout::corrupt(checkpoint, operator, message);
+    let (spec, schema) = layout::read_with_keys(checkpoint, operator)?;
     let within = spec["withinWatermark"].as_bool().unwrap_or(false);
-    let state = StateStore::load_all_sorted(checkpoint, STATE_NAME, version)?;
+    let state = StateStore::load_all_sorted(checkpoint, operator, version)?;
     let keys = layout::keys_as_json(&schema, state.iter().map(|(k, _)| &k[..])).map_err(corrupt)?;
     let mut rows = Vec::new();
     for ((_, value), key) in state.iter().zip(keys) {
         if !matches(&key) {
             continue;
         }
-        let mut row = serde_json::json!({ "operator": STATE_NAME, "key": key });
+        let mut row = serde_json::json!({ "operator": operator, "key": key });
         let t = value
             .get(..8)
             .and_then(|b| b.try_into().ok())

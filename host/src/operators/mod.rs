@@ -15,8 +15,10 @@
 pub mod aggregate;
 pub mod dedup;
 pub mod join;
+pub mod operator;
 pub mod partitioned;
 pub mod processor;
+pub mod stateless;
 pub mod window;
 
 use arrow_array::RecordBatch;

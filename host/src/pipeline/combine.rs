@@ -142,7 +142,17 @@ pub(super) fn parse_combine(
         return None;
     }
     if let Some(node) = join {
-        return parse_join(ctx, label, node, base, inputs);
+        let streams: Vec<Stream> = inputs.iter().map(Stream::of_input).collect();
+        let spec = parse_join(
+            ctx,
+            label,
+            node,
+            base,
+            &streams,
+            "join",
+            Some(&inputs[0].name),
+        )?;
+        return legacy_join(ctx, label, node, inputs, spec);
     }
     let Some(node) = union else {
         if inputs.len() > 1 {
@@ -201,21 +211,87 @@ pub(super) fn parse_combine(
             ),
         );
     }
-    Some(Combine::Union)
+    Some(Combine::Union(
+        inputs.iter().map(|i| i.name.clone()).collect(),
+    ))
 }
 
-/// `[query.join]`: a stream–static join (with `[query.join.table]`) or a stream–stream join
-/// of two inputs, with Spark's rules for which join needs what.
+/// A stream a join or union can name: an input, or (with views) an earlier view, with the
+/// watermark its rows carry.
+pub(super) struct Stream {
+    /// Its name.
+    pub(super) name: String,
+    /// The watermark on its rows: an input's own; a view's, the query's (if any input has one).
+    pub(super) watermark: Option<WatermarkSpec>,
+}
+
+impl Stream {
+    pub(super) fn of_input(input: &InputSpec) -> Stream {
+        Stream {
+            name: input.name.clone(),
+            watermark: input.watermark.clone(),
+        }
+    }
+}
+
+/// The one-join form (`[query.join]` over the query's inputs, no views): a static join reads
+/// the one input, a stream–stream join both.
+fn legacy_join(
+    ctx: &Ctx,
+    label: &str,
+    node: &Spanned<Node>,
+    inputs: &[InputSpec],
+    spec: JoinSpec,
+) -> Option<Combine> {
+    let (needed, what, combine) = match &spec.right {
+        JoinRight::Table(_) => (
+            1,
+            "a stream–static join reads one stream",
+            Combine::StaticJoin as fn(JoinSpec) -> Combine,
+        ),
+        JoinRight::Input(_) => (
+            2,
+            "a stream–stream join reads exactly two inputs",
+            Combine::StreamJoin as fn(JoinSpec) -> Combine,
+        ),
+    };
+    if inputs.len() != needed {
+        j_error(
+            ctx,
+            label,
+            node,
+            "join",
+            format!("{what}; this query has {} inputs", inputs.len()),
+        );
+        return None;
+    }
+    Some(combine(spec))
+}
+
+/// `[query.join]` (or a view's `join`, under `prefix`): a stream–static join (with a
+/// `table`) or a stream–stream join of two of `streams`, with Spark's rules for which join
+/// needs what.
 pub(super) fn parse_join(
     ctx: &Ctx,
     label: &str,
     node: &Spanned<Node>,
     base: &Path,
-    inputs: &[InputSpec],
-) -> Option<Combine> {
-    let mut j = TableReader::new(ctx, Some(label), "join", node)?;
-    let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
-    let left = j.string("left").unwrap_or_else(|| inputs[0].name.clone());
+    streams: &[Stream],
+    prefix: &str,
+    default_left: Option<&str>,
+) -> Option<JoinSpec> {
+    let mut j = TableReader::new(ctx, Some(label), prefix, node)?;
+    let names: Vec<&str> = streams.iter().map(|i| i.name.as_str()).collect();
+    let Some(left) = j.string("left").or_else(|| default_left.map(str::to_owned)) else {
+        j.error_here(
+            "left",
+            format!(
+                "missing; name the stream to join: left = \"<one of {}>\"",
+                names.join(", ")
+            ),
+        );
+        return None;
+    };
     if !names.contains(&left.as_str()) {
         j.error_here(
             "left",
@@ -243,22 +319,23 @@ pub(super) fn parse_join(
     let within = j.get("within").and_then(|w| parse_within(ctx, label, w));
     let table = match j.get("table") {
         Some(t) => {
-            let refresh = TableReader::new(ctx, Some(label), "join.table", t)
+            let table_prefix = format!("{prefix}.table");
+            let refresh = TableReader::new(ctx, Some(label), &table_prefix, t)
                 .and_then(|mut r| r.duration("refresh"));
-            let postgres = TableReader::new(ctx, Some(label), "join.table", t)
+            let postgres = TableReader::new(ctx, Some(label), &table_prefix, t)
                 .and_then(|mut r| r.string("format"))
                 .is_some_and(|f| {
                     f.eq_ignore_ascii_case("postgres") || f.eq_ignore_ascii_case("postgresql")
                 });
             if postgres {
-                let p = TableReader::new(ctx, Some(label), "join.table", t)
+                let p = TableReader::new(ctx, Some(label), &table_prefix, t)
                     .and_then(|r| crate::connectors::postgres::parse_table(r, base))?;
                 Some(TableSpec {
                     source: TableSource::Postgres(p),
                     refresh,
                 })
             } else {
-                match parse_source(ctx, label, t, base, "join.table", &["refresh"]) {
+                match parse_source(ctx, label, t, base, &table_prefix, &["refresh"]) {
                     Some(SourceSpec::File(files)) => Some(TableSpec {
                         source: TableSource::Files(files),
                         refresh,
@@ -292,7 +369,7 @@ pub(super) fn parse_join(
                     ctx,
                     label,
                     node,
-                    "join.right",
+                    &format!("{prefix}.right"),
                     format!(
                         "'{r}' is not another input of this query (inputs: {})",
                         names.join(", ")
@@ -307,7 +384,7 @@ pub(super) fn parse_join(
                 ctx,
                 label,
                 node,
-                "join.right",
+                &format!("{prefix}.right"),
                 "give `right` (another input) or [query.join.table], not both".to_owned(),
             );
             return None;
@@ -317,7 +394,7 @@ pub(super) fn parse_join(
                 ctx,
                 label,
                 node,
-                "join.right",
+                &format!("{prefix}.right"),
                 "say what to join with: right = \"<input>\" or a [query.join.table]".to_owned(),
             );
             return None;
@@ -330,22 +407,9 @@ pub(super) fn parse_join(
         on,
         within,
     };
-    let input = |name: &str| inputs.iter().find(|i| i.name == name);
+    let input = |name: &str| streams.iter().find(|i| i.name == name);
     match &spec.right {
         JoinRight::Table(_) => {
-            if inputs.len() != 1 {
-                j_error(
-                    ctx,
-                    label,
-                    node,
-                    "join",
-                    format!(
-                        "a stream–static join reads one stream; this query has {} inputs",
-                        inputs.len()
-                    ),
-                );
-                return None;
-            }
             if !matches!(
                 join_type,
                 JoinType::Inner | JoinType::LeftOuter | JoinType::LeftSemi | JoinType::LeftAnti
@@ -354,7 +418,7 @@ pub(super) fn parse_join(
                     ctx,
                     label,
                     node,
-                    "join.type",
+                    &format!("{prefix}.type"),
                     format!(
                         "{join_type:?} is not supported with a static table (Spark's rule: the stream must be the preserved side); use inner, leftOuter, leftSemi or leftAnti"
                     ),
@@ -366,30 +430,17 @@ pub(super) fn parse_join(
                     ctx,
                     label,
                     node,
-                    "join.within",
+                    &format!("{prefix}.within"),
                     "a time range applies to stream–stream joins; a static table has no event time"
                         .to_owned(),
                 );
                 return None;
             }
-            Some(Combine::StaticJoin(spec))
+            Some(spec)
         }
         JoinRight::Input(r) => {
-            if inputs.len() != 2 {
-                j_error(
-                    ctx,
-                    label,
-                    node,
-                    "join",
-                    format!(
-                        "a stream–stream join reads exactly two inputs; this query has {}",
-                        inputs.len()
-                    ),
-                );
-                return None;
-            }
             if join_type == JoinType::LeftAnti {
-                j_error(ctx, label, node, "join.type", "leftAnti is not supported between two streams (as in Spark); use a leftOuter join and keep the rows whose right side is null".to_owned());
+                j_error(ctx, label, node, &format!("{prefix}.type"), "leftAnti is not supported between two streams (as in Spark); use a leftOuter join and keep the rows whose right side is null".to_owned());
                 return None;
             }
             let (l, r) = (input(&left)?, input(r)?);
@@ -399,7 +450,7 @@ pub(super) fn parse_join(
                         ctx,
                         label,
                         node,
-                        "join.within",
+                        &format!("{prefix}.within"),
                         format!(
                             "a {join_type:?} join between streams needs a time range, so rows can be given up on and unmatched ones emitted: add within = {{ left = \"<{}'s event time>\", right = \"<{}'s event time>\", lower = \"0 seconds\", upper = \"1 hour\" }}",
                             l.name, r.name
@@ -414,7 +465,7 @@ pub(super) fn parse_join(
                                 ctx,
                                 label,
                                 node,
-                                &format!("join.within.{what}"),
+                                &format!("{prefix}.within.{what}"),
                                 format!(
                                     "a {join_type:?} join between streams needs a watermark on both inputs: add watermark = {{ column = \"{column}\", delay = \"10 minutes\" }} to [query.inputs.{}]",
                                     side.name
@@ -427,7 +478,7 @@ pub(super) fn parse_join(
                                 ctx,
                                 label,
                                 node,
-                                &format!("join.within.{what}"),
+                                &format!("{prefix}.within.{what}"),
                                 format!(
                                     "'{column}' is not input '{}''s watermark column ('{}'); the time range must use the columns the watermarks are on",
                                     side.name, wm.column
@@ -439,7 +490,7 @@ pub(super) fn parse_join(
                     }
                 }
             }
-            Some(Combine::StreamJoin(spec))
+            Some(spec)
         }
     }
 }
@@ -593,10 +644,16 @@ pub(super) fn parse_within(ctx: &Ctx, label: &str, node: &Spanned<Node>) -> Opti
 pub(super) fn check_step_names(
     q: &TableReader,
     inputs: &[InputSpec],
+    views: &[ViewSpec],
     transforms: &[TransformSpec],
 ) {
     let mut seen = std::collections::BTreeSet::new();
-    for t in inputs.iter().flat_map(|i| &i.transforms).chain(transforms) {
+    for t in inputs
+        .iter()
+        .flat_map(|i| &i.transforms)
+        .chain(views.iter().flat_map(|v| &v.transforms))
+        .chain(transforms)
+    {
         if !seen.insert(t.name.as_str()) {
             q.error_here(
                 "transform",

@@ -34,6 +34,7 @@ mod sources;
 mod stateful;
 mod steps;
 mod trigger;
+mod views;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -64,6 +65,8 @@ pub use stateful::MAX_WINDOWS_PER_ROW;
 use stateful::*;
 use steps::*;
 use trigger::*;
+use views::parse_views;
+pub use views::{ViewFrom, ViewSpec};
 
 use crate::connectors::kafka::sink::KafkaSinkSpec;
 use crate::connectors::kafka::source::KafkaSourceSpec;
@@ -148,6 +151,8 @@ pub struct QuerySpec {
     pub shuffle_partitions: Option<usize>,
     /// `[query.cluster]`: run as one member of a consumer group sharing the input partitions.
     pub cluster: Option<ClusterSpec>,
+    /// `[query.views.NAME]`: named intermediate results, in file order.
+    pub views: Vec<ViewSpec>,
 }
 
 impl QuerySpec {
@@ -179,7 +184,8 @@ impl QuerySpec {
         };
         let combine = match &self.combine {
             Combine::Single => json!(null),
-            Combine::Union => json!({ "kind": "union" }),
+            Combine::Union(names) => json!({ "kind": "union", "of": names }),
+            Combine::From(name) => json!({ "kind": "from", "of": name }),
             Combine::StaticJoin(j) | Combine::StreamJoin(j) => json!({
                 "kind": if matches!(self.combine, Combine::StaticJoin(_)) { "stream-static join" } else { "stream-stream join" },
                 "type": format!("{:?}", j.join_type),
@@ -241,6 +247,7 @@ impl QuerySpec {
         self.inputs
             .iter_mut()
             .flat_map(|i| i.transforms.iter_mut())
+            .chain(self.views.iter_mut().flat_map(|v| v.transforms.iter_mut()))
             .chain(self.transforms.iter_mut())
     }
 
@@ -255,6 +262,11 @@ impl QuerySpec {
                     .iter()
                     .map(move |t| (StepPlace::Input(i), t))
             })
+            .chain(
+                self.views.iter().enumerate().flat_map(|(i, view)| {
+                    view.transforms.iter().map(move |t| (StepPlace::View(i), t))
+                }),
+            )
             .chain(self.transforms.iter().map(|t| (StepPlace::Combined, t)))
     }
 }
@@ -278,8 +290,11 @@ pub struct InputSpec {
 pub enum Combine {
     /// One input: nothing to combine.
     Single,
-    /// `[query.union]`: the rows of every input, whose schemas must match after their steps.
-    Union,
+    /// `[query.union]`: the rows of the named inputs (every input, in file order, without
+    /// views), whose schemas must match after their steps.
+    Union(Vec<String>),
+    /// With views: the query reads this input or view (`from`; default: the last view).
+    From(String),
     /// `[query.join]` with a `[query.join.table]`: the one input joined with files.
     StaticJoin(JoinSpec),
     /// `[query.join]` of two inputs.
@@ -291,6 +306,8 @@ pub enum Combine {
 pub enum StepPlace {
     /// On input `i`'s rows, before the inputs are combined.
     Input(usize),
+    /// In view `i` (`[query.views.NAME]`), on what it reads.
+    View(usize),
     /// On the combined stream.
     Combined,
 }
@@ -409,6 +426,8 @@ const QUERY_KEYS: &[&str] = &[
     "inputs",
     "union",
     "join",
+    "from",
+    "views",
     "sink",
     "trigger",
     "outputMode",
@@ -774,8 +793,24 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
     }
     let transforms = parse_transforms(ctx, &label, &mut q, base, "", &outputs);
     let inputs = parse_inputs(ctx, &label, &mut q, base, &outputs);
-    let combine = parse_combine(ctx, &label, &mut q, base, inputs.as_deref());
-    check_step_names(&q, inputs.as_deref().unwrap_or_default(), &transforms);
+    let views = match (q.get("views"), inputs.as_deref()) {
+        (Some(v), Some(inputs)) => parse_views(ctx, &label, v, base, inputs, &outputs),
+        (Some(_), None) => None,
+        (None, _) => Some(Vec::new()),
+    };
+    let combine = match (views.as_deref(), inputs.as_deref()) {
+        (Some([]), _) | (None, None) => parse_combine(ctx, &label, &mut q, base, inputs.as_deref()),
+        (Some(views), Some(inputs)) => {
+            views::query_combine(ctx, &label, &mut q, node, base, inputs, views)
+        }
+        _ => None,
+    };
+    check_step_names(
+        &q,
+        inputs.as_deref().unwrap_or_default(),
+        views.as_deref().unwrap_or_default(),
+        &transforms,
+    );
     let watermark_policy = match q
         .string("watermarkPolicy")
         .map(|p| p.to_ascii_lowercase())
@@ -931,6 +966,32 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
             q.error_at(offset_of(node, &p.key), &p.key, p.message);
         }
     }
+    if let (Some(views @ [_, ..]), Some(inputs), Some(combine), Some(mode)) =
+        (views.as_deref(), inputs.as_deref(), &combine, output_mode)
+    {
+        let query_stateful = dedup.is_some()
+            || aggregate.is_some()
+            || processor.is_some()
+            || matches!(combine, Combine::StreamJoin(_));
+        for (key, message) in
+            views::plan_problems(inputs, views, &combine.reads(), query_stateful, mode)
+        {
+            q.error_at(offset_of(node, &key), &key, message);
+        }
+        if cluster.is_some() {
+            q.error_here(
+                "cluster",
+                "a query with views runs in one process for now; drop [query.cluster] or the views"
+                    .to_owned(),
+            );
+        }
+        if matches!(trigger, Some(Trigger::Continuous(_))) {
+            q.error_here(
+                "trigger",
+                "a continuous trigger runs one stateless input; a query with views runs micro-batches".to_owned(),
+            );
+        }
+    }
     q.finish(QUERY_KEYS);
     Some(QuerySpec {
         name: name?,
@@ -951,5 +1012,6 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
         parallelism,
         shuffle_partitions,
         cluster,
+        views: views?,
     })
 }

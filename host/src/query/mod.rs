@@ -17,13 +17,15 @@
 //! A continuous query (`trigger = { continuous = ... }`) runs epochs instead of batches, with
 //! the same checkpoint and recovery.
 //!
-//! Here: the handle and the building of a query's parts (inputs, steps, combine, stateful
-//! operators, sink). `execution/` runs the loop, `combine.rs` joins and unions inputs,
-//! `connect.rs` opens connectors, `shared.rs` holds what the handle and the thread share.
+//! Here: the handle and the opening of a query's parts (checkpoint, sources, sink).
+//! `plan.rs` builds the DAG of operators between them, `execution/` runs the loop,
+//! `connect.rs` opens connectors, `identity.rs` says what a checkpoint records of the inputs,
+//! `shared.rs` holds what the handle and the thread share.
 
-mod combine;
 pub mod connect;
 mod execution;
+mod identity;
+mod plan;
 mod shared;
 
 use std::sync::{Arc, Mutex};
@@ -32,17 +34,13 @@ use std::thread::JoinHandle;
 use arrow_schema::SchemaRef;
 use tracing::info;
 
-use self::combine::{Combiner, input_identity};
 use self::execution::MicroBatchExecution;
+use self::identity::input_identity;
+use self::plan::{Built, PlanBuilder};
 use self::shared::{StepsShared, step_info};
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
-use crate::operators::StatefulOperator;
-use crate::operators::aggregate::Aggregate;
-use crate::operators::aggregate::partitioned::PartitionedAggregate;
-use crate::operators::dedup::Dedup;
-use crate::operators::processor::KeyedProcessor;
-use crate::pipeline::{Combine, QuerySpec, StepPlace, TransformSpec};
+use crate::pipeline::{Combine, QuerySpec, TransformSpec};
 use crate::progress::QueryMonitor;
 use crate::sink::SinkContext;
 use crate::sink::outputs::SharedOutputs;
@@ -157,30 +155,10 @@ impl StreamingQuery {
             output_name: None,
         };
         let outputs = connect::open_outputs(&spec.outputs, &ctx)?;
-        // Each step's init fixes its output schema, the next step's input, before any batch:
-        // first every input's own steps, then the combined stream's.
-        let mut steps = Vec::new();
-        let mut places = Vec::new();
-        let mut infos = Vec::new();
-        let mut input_schemas: Vec<SchemaRef> = sources.iter().map(|s| s.schema()).collect();
-        let mut add_step = |place: StepPlace, t: &TransformSpec, schema: SchemaRef| {
-            let step = WasmTransform::new(t.clone(), &spec.name, schema.clone())?;
-            infos.push(step_info(&step, schema));
-            let out = step.output_schema();
-            steps.push(step);
-            places.push(place);
-            Ok::<SchemaRef, Error>(out)
-        };
-        for (place, t) in spec.steps() {
-            if let StepPlace::Input(i) = place {
-                input_schemas[i] = add_step(place, t, input_schemas[i].clone())?;
-            }
-        }
         // Each stateful operator (and a stream–stream join) runs as `shuffle` partitions, its
         // rows routed by its key.
-        let shuffle = if spec.dedup.is_some()
-            || spec.aggregate.is_some()
-            || spec.processor.is_some()
+        let shuffle = if spec.is_stateful()
+            || spec.views.iter().any(|v| v.is_stateful())
             || matches!(spec.combine, Combine::StreamJoin(_))
         {
             crate::state::shuffle::partitions(
@@ -191,14 +169,11 @@ impl StreamingQuery {
         } else {
             1
         };
-        let combiner = Combiner::open(&spec, &input_schemas, checkpoint.dir(), shuffle)?;
-        let mut schema = combiner.schema(&input_schemas);
-        for (place, t) in spec.steps() {
-            if place == StepPlace::Combined {
-                schema = add_step(place, t, schema)?;
-            }
-        }
-        ctx.schema = schema;
+        // Each step's init fixes its output schema, the next node's input, before any batch.
+        let source_schemas: Vec<SchemaRef> = sources.iter().map(|s| s.schema()).collect();
+        let Built { plan, steps, infos } =
+            PlanBuilder::new(&spec, checkpoint.dir(), shuffle).build(&source_schemas)?;
+        ctx.schema = plan.schema();
         let shared_steps = Arc::new(StepsShared {
             info: Mutex::new(infos),
             pending: Mutex::new(Vec::new()),
@@ -211,72 +186,12 @@ impl StreamingQuery {
         );
         for (i, input) in spec.inputs.iter().enumerate() {
             if let Some(w) = &input.watermark {
-                let schema = match spec.combine {
-                    Combine::Single => &ctx.schema,
-                    _ => &input_schemas[i],
-                };
                 check_event_time_column(
-                    schema,
+                    &plan.event_time_schema(i),
                     &w.column,
                     &format!("input '{}': watermark", input.name),
                 )?;
             }
-        }
-        let mut operators: Vec<Box<dyn StatefulOperator>> = Vec::new();
-        if let Some(d) = &spec.dedup {
-            let columns: Vec<String> = if d.columns.is_empty() {
-                ctx.schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().clone())
-                    .collect()
-            } else {
-                d.columns.clone()
-            };
-            let op = partitioned(shuffle, &ctx.schema, &columns, |p| {
-                Ok(Box::new(Dedup::new(
-                    d.clone(),
-                    ctx.schema.clone(),
-                    spec.watermark().cloned(),
-                    checkpoint.dir(),
-                    p,
-                )?))
-            })?;
-            ctx.schema = op.output_schema();
-            operators.push(op);
-        }
-        if let Some(a) = &spec.aggregate {
-            let make = |p: usize| {
-                Aggregate::new(
-                    a.clone(),
-                    spec.output_mode,
-                    ctx.schema.clone(),
-                    checkpoint.dir(),
-                    p,
-                    &spec.name,
-                )
-            };
-            // Pre-aggregated per chunk on the workers, or each row routed to its key's
-            // partition (see operators/aggregate/partitioned.rs).
-            let parts = (0..shuffle).map(make).collect::<Result<Vec<_>>>()?;
-            let op: Box<dyn StatefulOperator> =
-                Box::new(PartitionedAggregate::new(parts, spec.parallelism)?);
-            ctx.schema = op.output_schema();
-            operators.push(op);
-        }
-        if let Some(pr) = &spec.processor {
-            let op = partitioned(shuffle, &ctx.schema, &pr.key, |p| {
-                Ok(Box::new(KeyedProcessor::new(
-                    pr.clone(),
-                    ctx.schema.clone(),
-                    spec.watermark(),
-                    checkpoint.dir(),
-                    p,
-                    &spec.name,
-                )?))
-            })?;
-            ctx.schema = op.output_schema();
-            operators.push(op);
         }
         ctx.outputs = outputs.clone();
         let mut sink = connect::open_sink(&spec.sink, &ctx)?;
@@ -286,8 +201,7 @@ impl StreamingQuery {
         // keep the plain order.
         let pipelined = spec.pipeline_batches
             && !matches!(spec.trigger, Trigger::Continuous(_))
-            && operators.is_empty()
-            && matches!(spec.combine, Combine::Single | Combine::Union)
+            && plan.is_stateless()
             && spec.outputs.is_empty()
             && sink.defer_finish();
         let (stop, monitor) = match task {
@@ -303,11 +217,9 @@ impl StreamingQuery {
         let mut exec = MicroBatchExecution {
             schema: ctx.schema,
             steps,
-            places,
-            combiner,
+            plan,
             outputs,
             watermark,
-            operators,
             last_batch_watermark_ms: 0,
             event_stats: EventTimeStats::default(),
             spec,
@@ -471,32 +383,4 @@ impl StreamingQuery {
             None => Ok(()),
         }
     }
-}
-
-/// A stateful operator in `n` state partitions routed by `key` (one instance when `n` is 1,
-/// its state in partition 0 as before partitioning existed).
-fn partitioned(
-    n: usize,
-    schema: &SchemaRef,
-    key: &[String],
-    make: impl Fn(usize) -> Result<Box<dyn StatefulOperator>>,
-) -> Result<Box<dyn StatefulOperator>> {
-    if n <= 1 {
-        return make(0);
-    }
-    let key_indices = key
-        .iter()
-        .map(|c| {
-            schema.index_of(c).map_err(|_| Error::Data {
-                context: format!("key column '{c}'"),
-                message: "is not among the query's columns".into(),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let parts = (0..n).map(&make).collect::<Result<Vec<_>>>()?;
-    Ok(Box::new(crate::operators::partitioned::Partitioned::new(
-        parts,
-        schema,
-        key_indices,
-    )?))
 }

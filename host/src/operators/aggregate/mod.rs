@@ -93,6 +93,7 @@ impl Aggregate {
         mode: OutputMode,
         schema: SchemaRef,
         checkpoint: &crate::storage::Location,
+        operator: &str,
         partition: usize,
         query: &str,
     ) -> Result<Self> {
@@ -189,13 +190,13 @@ impl Aggregate {
         }
         Ok(Aggregate {
             store: {
-                let store = StateStore::open_partition(checkpoint, STATE_NAME, partition, 10)?;
+                let store = StateStore::open_partition(checkpoint, operator, partition, 10)?;
                 let key_schema = schema
                     .project(&key_indices)
                     .map_err(|e| Error::data("groupBy", e))?;
                 layout::write(
                     checkpoint,
-                    STATE_NAME,
+                    operator,
                     &serde_json::json!({
                         "keySchema": layout::schema_hex(&key_schema),
                         "aggs": spec.aggs.iter().map(|a| a.alias.clone()).collect::<Vec<_>>(),
@@ -868,11 +869,12 @@ impl StatefulOperator for Aggregate {
 /// group columns, the window, and each aggregate's accumulator.
 pub fn state_rows(
     checkpoint: &crate::storage::Location,
+    operator: &str,
     version: u64,
     matches: &dyn Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
 ) -> Result<Vec<serde_json::Value>> {
-    let corrupt = |message: String| layout::corrupt(checkpoint, STATE_NAME, message);
-    let (spec, schema) = layout::read_with_keys(checkpoint, STATE_NAME)?;
+    let corrupt = |message: String| layout::corrupt(checkpoint, operator, message);
+    let (spec, schema) = layout::read_with_keys(checkpoint, operator)?;
     let aggs: Vec<String> = spec["aggs"]
         .as_array()
         .map(|a| {
@@ -882,7 +884,7 @@ pub fn state_rows(
         })
         .unwrap_or_default();
     let windowed = spec["window"].as_bool().unwrap_or(false);
-    let state = StateStore::load_all_sorted(checkpoint, STATE_NAME, version)?;
+    let state = StateStore::load_all_sorted(checkpoint, operator, version)?;
     let group = |k: &[u8]| -> Vec<u8> { k[..k.len().saturating_sub(8)].to_vec() };
     let groups: Vec<Vec<u8>> = state.iter().map(|(k, _)| group(k)).collect();
     let keys = layout::keys_as_json(&schema, groups.iter().map(|g| &g[..])).map_err(corrupt)?;
@@ -903,7 +905,7 @@ pub fn state_rows(
             let acc = Acc::decode(&mut v).ok_or_else(|| corrupt("a value is corrupt".into()))?;
             accs.insert(name.clone(), acc.to_json());
         }
-        let mut row = serde_json::json!({ "operator": STATE_NAME, "key": group, "aggs": accs });
+        let mut row = serde_json::json!({ "operator": operator, "key": group, "aggs": accs });
         if windowed {
             row["window"] = serde_json::json!({
                 "start": layout::iso_us(Aggregate::window_start(key)),

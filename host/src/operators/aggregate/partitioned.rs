@@ -292,7 +292,16 @@ mod tests {
         (0..n)
             .map(|p| {
                 let dir = crate::storage::Location::Local(dir.to_path_buf());
-                Aggregate::new(spec.clone(), mode, schema(), &dir, p, "q").unwrap()
+                Aggregate::new(
+                    spec.clone(),
+                    mode,
+                    schema(),
+                    &dir,
+                    crate::operators::aggregate::STATE_NAME,
+                    p,
+                    "q",
+                )
+                .unwrap()
             })
             .collect()
     }

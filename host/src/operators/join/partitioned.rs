@@ -12,12 +12,15 @@ use super::JoinSpec;
 use super::symmetric::StreamStreamJoin;
 use crate::error::Result;
 use crate::operators::StateOperatorProgress;
+use crate::operators::operator::{Operator, OperatorContext, Partitioning};
 use crate::operators::partitioned::{merged_progress, route_by_key};
 use crate::parallel::task;
 
 /// The join's partitions and how rows reach them.
 pub struct PartitionedStreamJoin {
     parts: Vec<StreamStreamJoin>,
+    /// The left side's key columns (what `sluice explain` shows it partitioned by).
+    key_columns: Vec<String>,
 }
 
 impl PartitionedStreamJoin {
@@ -28,14 +31,25 @@ impl PartitionedStreamJoin {
         left: SchemaRef,
         right: SchemaRef,
         checkpoint: &crate::storage::Location,
+        operator: &str,
         partitions: usize,
     ) -> Result<PartitionedStreamJoin> {
         let parts = (0..partitions.max(1))
             .map(|p| {
-                StreamStreamJoin::new(spec.clone(), left.clone(), right.clone(), checkpoint, p)
+                StreamStreamJoin::new(
+                    spec.clone(),
+                    left.clone(),
+                    right.clone(),
+                    checkpoint,
+                    operator,
+                    p,
+                )
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(PartitionedStreamJoin { parts })
+        Ok(PartitionedStreamJoin {
+            parts,
+            key_columns: spec.on.iter().map(|(l, _)| l.clone()).collect(),
+        })
     }
 
     /// The schema of the joined rows.
@@ -119,5 +133,60 @@ impl PartitionedStreamJoin {
     pub fn progress(&self) -> StateOperatorProgress {
         let name = self.parts[0].progress().operator_name;
         merged_progress(&name, self.parts.iter().map(|p| p.progress()))
+    }
+}
+
+/// The join as a node of the plan: its children are the left and the right stream.
+impl Operator for PartitionedStreamJoin {
+    fn name(&self) -> &'static str {
+        "StreamStreamJoin"
+    }
+    fn schema(&self) -> SchemaRef {
+        self.output_schema()
+    }
+    fn required_partitioning(&self) -> Partitioning {
+        Partitioning::ByKey {
+            columns: self.key_columns.clone(),
+            partitions: self.parts.len(),
+        }
+    }
+    fn process(
+        &mut self,
+        ctx: &mut OperatorContext<'_>,
+        mut inputs: Vec<Vec<RecordBatch>>,
+    ) -> Result<Vec<RecordBatch>> {
+        let right = inputs.pop().unwrap_or_default();
+        let left = inputs.pop().unwrap_or_default();
+        PartitionedStreamJoin::process(
+            self,
+            ctx.clock.batch_id,
+            ctx.clock.watermarks.eviction_ms,
+            left,
+            right,
+        )
+    }
+    fn output_lag_ms(&self) -> i64 {
+        PartitionedStreamJoin::output_lag_ms(self)
+    }
+    fn emits_on_watermark(&self) -> bool {
+        true
+    }
+    fn is_stateful(&self) -> bool {
+        true
+    }
+    fn restore(&mut self, version: Option<u64>) -> Result<()> {
+        PartitionedStreamJoin::restore(self, version)
+    }
+    fn commit(&mut self, batch_id: u64) -> Result<()> {
+        PartitionedStreamJoin::commit(self, batch_id)
+    }
+    fn purge(&mut self, keep_from: u64) -> Result<()> {
+        PartitionedStreamJoin::purge(self, keep_from)
+    }
+    fn progress(&self) -> Option<StateOperatorProgress> {
+        Some(PartitionedStreamJoin::progress(self))
+    }
+    fn wants_no_data_batches(&self) -> bool {
+        PartitionedStreamJoin::wants_no_data_batches(self)
     }
 }

@@ -298,6 +298,29 @@ impl StreamStaticJoin {
     }
 }
 
+/// The join as a node of the plan: its one child is the stream.
+impl crate::operators::operator::Operator for StreamStaticJoin {
+    fn name(&self) -> &'static str {
+        "StreamStaticJoin"
+    }
+    fn schema(&self) -> SchemaRef {
+        StreamStaticJoin::schema(self)
+    }
+    fn process(
+        &mut self,
+        _ctx: &mut crate::operators::operator::OperatorContext<'_>,
+        mut inputs: Vec<Vec<RecordBatch>>,
+    ) -> Result<Vec<RecordBatch>> {
+        StreamStaticJoin::process(self, inputs.pop().unwrap_or_default())
+    }
+    fn refresh(&mut self) -> Result<()> {
+        StreamStaticJoin::refresh(self).map(|_| ())
+    }
+    fn table_version(&self) -> Option<String> {
+        Some(self.version().to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

@@ -265,6 +265,7 @@ impl StreamStreamJoin {
         left: SchemaRef,
         right: SchemaRef,
         checkpoint: &crate::storage::Location,
+        operator: &str,
         partition: usize,
     ) -> Result<StreamStreamJoin> {
         let layout = JoinLayout::new(&spec, &left, &right)?;
@@ -286,7 +287,7 @@ impl StreamStreamJoin {
             None => [None, None],
         };
         Ok(StreamStreamJoin {
-            store: StateStore::open_partition(checkpoint, STATE_NAME, partition, 10)?,
+            store: StateStore::open_partition(checkpoint, operator, partition, 10)?,
             spec,
             layout,
             schemas: [left, right],
@@ -810,6 +811,7 @@ fn read_ipc(bytes: &[u8], what: &str) -> Result<RecordBatch> {
 /// schema (Arrow IPC), so no layout file is needed.
 pub fn state_rows(
     checkpoint: &crate::storage::Location,
+    operator: &str,
     version: u64,
     matches: &dyn Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
 ) -> Result<Vec<serde_json::Value>> {
@@ -817,8 +819,8 @@ pub fn state_rows(
     // come out side by side whatever the number of partitions.
     type Chunks = BTreeMap<(u8, usize, u64), (Option<RecordBatch>, Vec<u8>)>;
     let mut chunks = Chunks::new();
-    for partition in StateStore::partitions(checkpoint, STATE_NAME)? {
-        let store = StateStore::open_partition(checkpoint, STATE_NAME, partition, 10)?;
+    for partition in StateStore::partitions(checkpoint, operator)? {
+        let store = StateStore::open_partition(checkpoint, operator, partition, 10)?;
         for (k, v) in store.load(Some(version))? {
             if k.len() != 10 {
                 continue;
@@ -852,7 +854,7 @@ pub fn state_rows(
                 continue;
             }
             rows.push(serde_json::json!({
-                "operator": STATE_NAME,
+                "operator": operator,
                 "side": if side as usize == LEFT { "left" } else { "right" },
                 "matched": matched,
                 "row": row,
@@ -916,7 +918,15 @@ mod tests {
             }),
         };
         let dir = crate::storage::Location::Local(dir.to_path_buf());
-        StreamStreamJoin::new(spec, schema("it", "i"), schema("ct", "c"), &dir, 0).unwrap()
+        StreamStreamJoin::new(
+            spec,
+            schema("it", "i"),
+            schema("ct", "c"),
+            &dir,
+            STATE_NAME,
+            0,
+        )
+        .unwrap()
     }
 
     /// Output rows as "impression tag/click tag" ("-" for null).

@@ -6,7 +6,6 @@
 use arrow_schema::SchemaRef;
 use serde::{Deserialize, Serialize};
 
-use super::STATE_NAME;
 use crate::error::{Error, Result};
 use crate::wasm::processor::{StateKind, StateVariable, TimeMode, ValueEncoding};
 
@@ -108,28 +107,29 @@ impl Layout {
     }
 
     /// Reads the layout under `checkpoint`, if one was written.
-    pub fn read(checkpoint: &crate::storage::Location) -> Result<Option<Layout>> {
-        crate::state::layout::read(checkpoint, STATE_NAME)?
+    pub fn read(checkpoint: &crate::storage::Location, operator: &str) -> Result<Option<Layout>> {
+        crate::state::layout::read(checkpoint, operator)?
             .map(serde_json::from_value)
             .transpose()
             .map_err(|e| {
                 crate::state::layout::corrupt(
                     checkpoint,
-                    STATE_NAME,
+                    operator,
                     format!("unreadable processor layout: {e}"),
                 )
             })
     }
 }
 
-fn file(checkpoint: &crate::storage::Location) -> std::path::PathBuf {
-    crate::state::layout::file(checkpoint, STATE_NAME).to_path_buf()
+fn file(checkpoint: &crate::storage::Location, operator: &str) -> std::path::PathBuf {
+    crate::state::layout::file(checkpoint, operator).to_path_buf()
 }
 
 /// Writes the layout on a new checkpoint; on an existing one refuses a different key or
 /// state declaration (TTLs may change: they apply from the next change of a value).
 pub fn check_or_write(
     checkpoint: &crate::storage::Location,
+    operator: &str,
     key_schema: &SchemaRef,
     variables: &[StateVariable],
     mode: TimeMode,
@@ -144,7 +144,7 @@ pub fn check_or_write(
                 .collect::<Vec<_>>(),
         )
     };
-    match Layout::read(checkpoint)? {
+    match Layout::read(checkpoint, operator)? {
         Some(before) if shape(&before) != shape(&now) => {
             let describe = |l: &Layout| {
                 l.variables
@@ -154,7 +154,7 @@ pub fn check_or_write(
                     .join(", ")
             };
             Err(Error::Checkpoint {
-                path: file(checkpoint),
+                path: file(checkpoint, operator),
                 message: format!(
                     "the processor's key columns or state variables changed: the checkpoint holds [{}], the module declares [{}]; state cannot be carried across that change (use a new checkpointLocation)",
                     describe(&before),
@@ -164,10 +164,9 @@ pub fn check_or_write(
         }
         Some(before) if before == now => Ok(()),
         _ => {
-            let value = serde_json::to_value(&now).map_err(|e| {
-                crate::state::layout::corrupt(checkpoint, STATE_NAME, e.to_string())
-            })?;
-            crate::state::layout::write(checkpoint, STATE_NAME, &value)
+            let value = serde_json::to_value(&now)
+                .map_err(|e| crate::state::layout::corrupt(checkpoint, operator, e.to_string()))?;
+            crate::state::layout::write(checkpoint, operator, &value)
         }
     }
 }
@@ -177,16 +176,17 @@ pub fn check_or_write(
 /// `matches` picks keys by their JSON form (for `--key`).
 pub fn state_rows(
     checkpoint: &crate::storage::Location,
+    operator: &str,
     version: u64,
     matches: &dyn Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
 ) -> Result<Vec<serde_json::Value>> {
     use serde_json::{Map, Value, json};
-    let corrupt = |message: String| crate::state::layout::corrupt(checkpoint, STATE_NAME, message);
-    let layout = Layout::read(checkpoint)?
+    let corrupt = |message: String| crate::state::layout::corrupt(checkpoint, operator, message);
+    let layout = Layout::read(checkpoint, operator)?
         .ok_or_else(|| corrupt("no layout.json: the processor never started here".into()))?;
     let key_schema = layout.key_schema().map_err(corrupt)?;
     let variables = layout.variables().map_err(corrupt)?;
-    let state = crate::state::StateStore::load_all_sorted(checkpoint, STATE_NAME, version)?;
+    let state = crate::state::StateStore::load_all_sorted(checkpoint, operator, version)?;
     let keys = crate::state::layout::keys_as_json(&key_schema, state.iter().map(|(k, _)| &k[..]))
         .map_err(corrupt)?;
     let mut rows = Vec::new();
@@ -210,7 +210,7 @@ pub fn state_rows(
             }
         }
         let mut row = json!({
-            "operator": STATE_NAME,
+            "operator": operator,
             "key": key,
             "state": values,
             "timers": parsed.timers,

@@ -117,6 +117,7 @@ impl KeyedProcessor {
         input_schema: SchemaRef,
         watermark: Option<&WatermarkSpec>,
         checkpoint: &crate::storage::Location,
+        operator: &str,
         partition: usize,
         query: &str,
     ) -> Result<Self> {
@@ -156,8 +157,14 @@ impl KeyedProcessor {
                 .collect(),
         )
         .map_err(|e| Error::data("processor.key", e))?;
-        let store = StateStore::open_partition(checkpoint, STATE_NAME, partition, 10)?;
-        layout::check_or_write(checkpoint, &key_schema, &variables, spec.time_mode)?;
+        let store = StateStore::open_partition(checkpoint, operator, partition, 10)?;
+        layout::check_or_write(
+            checkpoint,
+            operator,
+            &key_schema,
+            &variables,
+            spec.time_mode,
+        )?;
         Ok(KeyedProcessor {
             event_time: (spec.time_mode == TimeMode::EventTime)
                 .then(|| watermark.map(|w| w.column.clone()))

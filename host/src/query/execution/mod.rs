@@ -11,16 +11,16 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use tracing::{info, warn};
 
-use super::combine::Combiner;
+use super::plan::{Plan, PlanRun};
 use super::shared::{ProgressLog, StepsShared, StopSignal, step_info};
 use crate::checkpoint::{Checkpoint, CommitEntry, OffsetEntry};
 use crate::error::{Error, Result};
 use crate::failpoint;
-use crate::operators::{BatchClock, StatefulOperator};
-use crate::pipeline::{QuerySpec, StepPlace, TransformSpec};
+use crate::pipeline::{QuerySpec, TransformSpec};
 use crate::progress::{QueryMonitor, QueryProgress, SinkProgress, SourceProgress};
 use crate::sink::Sink;
 use crate::sink::outputs::SharedOutputs;
@@ -46,15 +46,13 @@ pub(super) struct MicroBatchExecution {
     pub(super) run_id: String,
     /// Schema of what reaches the sink (the last step's output).
     pub(super) schema: SchemaRef,
-    /// Every transform step: each input's, then the combined stream's.
+    /// Every transform step: each input's, each view's, then the query's (the plan's step
+    /// nodes run them by index; swaps replace them between batches).
     pub(super) steps: Vec<WasmTransform>,
-    /// Where each step of `steps` runs.
-    pub(super) places: Vec<StepPlace>,
-    /// How the inputs' rows become one stream.
-    pub(super) combiner: Combiner,
+    /// The DAG of operators from the sources' rows to the sink's.
+    pub(super) plan: Plan,
     pub(super) outputs: SharedOutputs,
     pub(super) watermark: WatermarkTracker,
-    pub(super) operators: Vec<Box<dyn StatefulOperator>>,
     /// The watermark the last batch ran with (a higher one can call for a no-data batch).
     pub(super) last_batch_watermark_ms: i64,
     pub(super) event_stats: EventTimeStats,
@@ -108,6 +106,10 @@ pub(super) struct PendingBatch {
 struct Phases(BTreeMap<String, u64>);
 
 impl Phases {
+    fn add(&mut self, phase: &str, took: Duration) {
+        *self.0.entry(phase.to_owned()).or_default() += ms(took);
+    }
+
     fn time<T>(&mut self, phase: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let t = Instant::now();
         let r = f();
@@ -185,11 +187,8 @@ impl MicroBatchExecution {
         let committed_id = last_commit.as_ref().map(|(id, _)| *id);
         // State and watermark as of the last committed batch.
         let restoring = Instant::now();
-        self.combiner.restore(committed_id)?;
-        for op in &mut self.operators {
-            op.restore(committed_id)?;
-        }
-        if !self.operators.is_empty() {
+        self.plan.restore(committed_id)?;
+        if self.plan.is_stateful() {
             info!(query = %self.spec.name, version = ?committed_id, ms = restoring.elapsed().as_millis() as u64, "state restored from the checkpoint");
         }
         if let Some((_, c)) = &last_commit {
@@ -247,7 +246,7 @@ impl MicroBatchExecution {
         };
         info!(query = %self.spec.name, batch_id = latest.batch_id, "re-running the last batch, which was not committed");
         for (table, recorded) in &latest.tables {
-            let now = self.combiner.table_versions();
+            let now = self.plan.table_versions();
             if now.get(table) != Some(recorded) {
                 warn!(query = %self.spec.name, batch_id = latest.batch_id, table = %table, recorded = %recorded, now = ?now.get(table), "the join table changed since this batch was planned (its earlier files are gone); the re-run joins with the table as it is now");
             }
@@ -421,7 +420,7 @@ impl MicroBatchExecution {
         self.monitor.set_status("Processing new data", true, true);
         // A static table is looked at between batches; the batch joins with what it finds.
         phases
-            .time("latestOffset", || self.combiner.refresh())
+            .time("latestOffset", || self.plan.refresh())
             .map_err(|e| self.batch_error(batch_id, e))?;
         failpoint::hit("before-offsets", batch_id);
         let entry = OffsetEntry {
@@ -433,7 +432,7 @@ impl MicroBatchExecution {
                 .map(|o| o.clone().unwrap_or(serde_json::Value::Null))
                 .collect(),
             modules: self.module_digests(),
-            tables: self.combiner.table_versions(),
+            tables: self.plan.table_versions(),
         };
         phases
             .time("walCommit", || self.checkpoint.write_offsets(&entry))
@@ -451,15 +450,10 @@ impl MicroBatchExecution {
 
     fn needs_no_data_batch(&self) -> bool {
         let watermark_moved = self.watermark.is_enabled()
-            && (self.combiner.wants_no_data_batches()
-                || self.operators.iter().any(|o| o.wants_no_data_batches()))
+            && self.plan.wants_no_data_batches()
             && self.watermark.current_ms() > self.last_batch_watermark_ms;
         // A processing-time timer or TTL falls due with time alone.
-        watermark_moved
-            || self
-                .operators
-                .iter()
-                .any(|o| o.due_by_processing_time(now_ms()))
+        watermark_moved || self.plan.due_by_processing_time(now_ms())
     }
 
     /// Reads, writes and commits batch `batch_id` (planned at `batch_timestamp_ms`) ending at
@@ -492,53 +486,32 @@ impl MicroBatchExecution {
                 inputs.push(data);
             }
             let batch_watermark = self.watermark.current_ms();
-            let data = phases.time("transform", || {
-                let mut inputs = inputs;
-                for (step, place) in self.steps.iter_mut().zip(&self.places) {
-                    if let StepPlace::Input(i) = *place {
-                        let rows = std::mem::take(&mut inputs[i]);
-                        inputs[i] =
-                            step.process(batch_id, rows, &self.outputs, self.spec.parallelism)?;
-                    }
-                }
-                // Several inputs: each one's event time is its own, read before they meet.
-                if !matches!(self.combiner, Combiner::Single) {
-                    let mut stats = EventTimeStats::default();
-                    for (i, rows) in inputs.iter().enumerate() {
-                        stats.merge(&self.watermark.observe(i, rows)?);
-                    }
-                    self.event_stats = stats;
-                }
-                let mut data = self.combiner.combine(batch_id, batch_watermark, inputs)?;
-                for (step, place) in self.steps.iter_mut().zip(&self.places) {
-                    if *place == StepPlace::Combined {
-                        data =
-                            step.process(batch_id, data, &self.outputs, self.spec.parallelism)?;
-                    }
-                }
-                Ok(data)
-            })?;
-            if matches!(self.combiner, Combiner::Single) {
-                self.event_stats = self.watermark.observe(0, &data)?;
-            }
+            let run = PlanRun {
+                batch_id,
+                processing_time_ms: batch_timestamp_ms,
+                previous_ms: self.last_batch_watermark_ms,
+                current_ms: batch_watermark,
+                steps: &mut self.steps,
+                outputs: &self.outputs,
+                parallelism: self.spec.parallelism,
+            };
+            // Each input's event time is read where its rows are its own (see `Plan`).
+            let mut stats = EventTimeStats::default();
+            let watermark = &mut self.watermark;
+            let mut observe = |input: usize, rows: &[RecordBatch]| {
+                stats.merge(&watermark.observe(input, rows)?);
+                Ok(())
+            };
+            let (mut transform, mut stateful) = (Duration::ZERO, Duration::ZERO);
+            let mut timing = |is_stateful: bool, took: Duration| match is_stateful {
+                true => stateful += took,
+                false => transform += took,
+            };
+            let data = self.plan.run(run, inputs, &mut observe, &mut timing)?;
+            self.event_stats = stats;
+            phases.add("transform", transform);
+            phases.add("stateful", stateful);
             let input_rows: u64 = input_rows.iter().sum();
-            let data = phases.time("stateful", || {
-                let mut data = data;
-                self.combiner.commit(batch_id)?;
-                let watermarks = self
-                    .combiner
-                    .downstream_watermarks(self.last_batch_watermark_ms, batch_watermark);
-                let clock = BatchClock {
-                    batch_id,
-                    processing_time_ms: batch_timestamp_ms,
-                    watermarks,
-                };
-                for op in &mut self.operators {
-                    data = op.process(clock, data)?;
-                    op.commit(batch_id)?;
-                }
-                Ok(data)
-            })?;
             // The previous batch, if the sink still holds it, is made durable and committed
             // first: commit N is written before batch N+1 reaches the sink.
             self.finish_pending()?;
@@ -618,10 +591,7 @@ impl MicroBatchExecution {
         self.checkpoint
             .purge(batch_id, self.spec.min_batches_to_retain)?;
         let keep_from = batch_id.saturating_sub(self.spec.min_batches_to_retain.saturating_sub(1));
-        self.combiner.purge(keep_from)?;
-        for op in &mut self.operators {
-            op.purge(keep_from)?;
-        }
+        self.plan.purge(keep_from)?;
         Ok(())
     }
 
@@ -765,10 +735,9 @@ impl MicroBatchExecution {
             }))
             .collect(),
             state_operators: self
-                .combiner
+                .plan
                 .progress()
                 .into_iter()
-                .chain(self.operators.iter().map(|o| o.progress()))
                 .map(|p| serde_json::to_value(p).unwrap_or_default())
                 .collect(),
             sources: self

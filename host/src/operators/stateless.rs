@@ -1,0 +1,151 @@
+//! The plan's stateless nodes: an input (a source's rows), a Wasm step, and a union.
+//!
+//! Guarantees: each passes every row it receives on (a step as its module's `onError` policy
+//! says) and keeps no state; a union's output is its inputs' rows in the order of its
+//! children, relabelled with one schema without copying any buffer.
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{Schema, SchemaRef};
+
+use super::operator::{Operator, OperatorContext};
+use crate::error::{Error, Result};
+
+/// A leaf: the rows its source read for the batch.
+pub struct InputNode {
+    schema: SchemaRef,
+}
+
+impl InputNode {
+    /// A source whose rows have `schema`.
+    pub fn new(schema: SchemaRef) -> InputNode {
+        InputNode { schema }
+    }
+}
+
+impl Operator for InputNode {
+    fn name(&self) -> &'static str {
+        "Input"
+    }
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+    fn process(
+        &mut self,
+        _ctx: &mut OperatorContext<'_>,
+        mut inputs: Vec<Vec<RecordBatch>>,
+    ) -> Result<Vec<RecordBatch>> {
+        Ok(inputs.pop().unwrap_or_default())
+    }
+}
+
+/// Runs step `index` of the query's Wasm steps.
+pub struct StepNode {
+    index: usize,
+    schema: SchemaRef,
+}
+
+impl StepNode {
+    /// Step `index` (of [`OperatorContext::steps`]), which emits `schema`.
+    pub fn new(index: usize, schema: SchemaRef) -> StepNode {
+        StepNode { index, schema }
+    }
+}
+
+impl Operator for StepNode {
+    fn name(&self) -> &'static str {
+        "WasmStep"
+    }
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+    fn process(
+        &mut self,
+        ctx: &mut OperatorContext<'_>,
+        mut inputs: Vec<Vec<RecordBatch>>,
+    ) -> Result<Vec<RecordBatch>> {
+        let rows = inputs.pop().unwrap_or_default();
+        let Some(step) = ctx.steps.get_mut(self.index) else {
+            return Err(Error::data(
+                "plan",
+                format!("no step {} among the query's steps", self.index),
+            ));
+        };
+        step.process(ctx.clock.batch_id, rows, ctx.outputs, ctx.parallelism)
+    }
+}
+
+/// The rows of several streams with the same columns.
+pub struct UnionNode {
+    schema: SchemaRef,
+}
+
+impl UnionNode {
+    /// The union of streams `names` with `schemas`: every one must have the same column names
+    /// and types in the same order (a column is nullable if it is in any); `context` names
+    /// the union in the error.
+    pub fn new(context: &str, names: &[String], schemas: &[SchemaRef]) -> Result<UnionNode> {
+        let first = schemas[0].clone();
+        let describe = |s: &Schema| {
+            s.fields()
+                .iter()
+                .map(|f| format!("{} {}", f.name(), f.data_type()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut fields: Vec<arrow_schema::Field> =
+            first.fields().iter().map(|f| f.as_ref().clone()).collect();
+        for (name, schema) in names.iter().zip(schemas).skip(1) {
+            let same = schema.fields().len() == fields.len()
+                && schema
+                    .fields()
+                    .iter()
+                    .zip(&fields)
+                    .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+            if !same {
+                return Err(Error::Data {
+                    context: context.to_owned(),
+                    message: format!(
+                        "input '{}' has ({}) but input '{}' has ({}); give each input steps that produce the same columns",
+                        name,
+                        describe(schema),
+                        names[0],
+                        describe(&first)
+                    ),
+                });
+            }
+            for (f, other) in fields.iter_mut().zip(schema.fields()) {
+                if other.is_nullable() {
+                    *f = f.clone().with_nullable(true);
+                }
+            }
+        }
+        Ok(UnionNode {
+            schema: Arc::new(Schema::new(fields)),
+        })
+    }
+}
+
+impl Operator for UnionNode {
+    fn name(&self) -> &'static str {
+        "Union"
+    }
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+    fn process(
+        &mut self,
+        _ctx: &mut OperatorContext<'_>,
+        inputs: Vec<Vec<RecordBatch>>,
+    ) -> Result<Vec<RecordBatch>> {
+        inputs
+            .into_iter()
+            .flatten()
+            .map(|b| {
+                RecordBatch::try_new(self.schema.clone(), b.columns().to_vec())
+                    .map_err(|e| Error::data("union", e))
+            })
+            .collect()
+    }
+}

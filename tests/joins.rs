@@ -400,3 +400,290 @@ fn an_aggregation_after_an_outer_join_counts_the_unmatched_rows_too() {
         .sum();
     assert_eq!(dropped, 0, "no joined row is late for the aggregation");
 }
+
+/// Ads 0..40 have a campaign (`c0`..`c2`); 40..50 have none.
+fn write_ads(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("campaign", DataType::Utf8, true),
+    ]));
+    let ids: Vec<i64> = (0..40).collect();
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(ids.clone())),
+            Arc::new(StringArray::from(
+                ids.iter().map(|i| campaign(*i)).collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(dir.join("ads.parquet")).unwrap(),
+        schema,
+        None,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+/// The campaign of ad `id` as the ads table has it.
+fn campaign(id: i64) -> Option<String> {
+    (id < 40).then(|| format!("c{}", id % 3))
+}
+
+/// The attribution files with the impressions split between two inputs (even ads on the
+/// web, odd ones in the app), each with the day-later file that moves its watermark on.
+fn write_split_impressions(d: &Path) {
+    write_attribution(d);
+    for i in 0..6 {
+        let text = std::fs::read_to_string(d.join("imp").join(format!("{i}.json"))).unwrap();
+        for (dir, parity) in [("web", 0), ("app", 1)] {
+            let rows: String = text
+                .lines()
+                .filter(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    let ad = v["ad_id"].as_i64().unwrap();
+                    ad == 999 || ad % 2 == parity
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let f = drop_file(&d.join(dir), &format!("{i}.json"), &rows);
+            set_mtime(&f, 100 - i as u64);
+        }
+    }
+}
+
+/// Two impression inputs unioned, joined with the clicks (a stream–stream join), then each
+/// row enriched with its ad's campaign from a parquet table: three operators over three
+/// inputs, which the one-join form could not say.
+const UNION_JOIN_ENRICH: &str = r#"[[query]]
+name = "attribution"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+
+[query.inputs.web]
+format = "json"
+path = "web/*.json"
+schema = "ad_id BIGINT, impression_time TIMESTAMP"
+mode = "FAILFAST"
+maxFilesPerTrigger = 1
+watermark = { column = "impression_time", delay = "10 minutes" }
+
+[query.inputs.app]
+format = "json"
+path = "app/*.json"
+schema = "ad_id BIGINT, impression_time TIMESTAMP"
+mode = "FAILFAST"
+maxFilesPerTrigger = 1
+watermark = { column = "impression_time", delay = "10 minutes" }
+
+[query.inputs.clicks]
+format = "json"
+path = "clk/*.json"
+schema = "ad_id BIGINT, click_time TIMESTAMP"
+mode = "FAILFAST"
+maxFilesPerTrigger = 1
+watermark = { column = "click_time", delay = "10 minutes" }
+
+[query.views.impressions]
+union = ["web", "app"]
+
+[query.views.attributed.join]
+left = "impressions"
+right = "clicks"
+type = "leftOuter"
+on = ["ad_id"]
+within = { left = "impression_time", right = "click_time", lower = "0 seconds", upper = "1 hour" }
+
+[query.join]
+left = "attributed"
+type = "leftOuter"
+on = [["ad_id", "id"]]
+
+[query.join.table]
+format = "parquet"
+path = "ads"
+
+[query.sink]
+format = "json"
+path = "out"
+"#;
+
+#[test]
+fn a_union_joined_with_a_third_stream_is_enriched_by_a_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_split_impressions(d);
+    write_ads(&d.join("ads"));
+    let file = pipeline(d, UNION_JOIN_ENRICH);
+    run_ok(sluice().arg("validate").arg(&file));
+    let (code, _, stderr) = run_logged(&file);
+    assert_eq!(code, Some(0), "{stderr}");
+    type Row = (i64, i64, Option<i64>, Option<String>);
+    let mut got: Vec<Row> = committed_json(&d.join("out"))
+        .iter()
+        .map(|r| {
+            (
+                r["ad_id"].as_i64().unwrap(),
+                minutes(r["impression_time"].as_str().unwrap()),
+                r["click_time"].as_str().map(minutes),
+                r["campaign"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    got.sort();
+    let expected: Vec<Row> = expected_attribution()
+        .into_iter()
+        .map(|(ad, it, ct)| (ad, it, ct, campaign(ad)))
+        .collect();
+    assert!(expected.iter().any(|r| r.3.is_none()) && expected.iter().any(|r| r.2.is_none()));
+    assert_eq!(got, expected);
+    // The view's join keeps its state under its own id, and `sluice state show` reads it.
+    assert!(d.join("ckpt/state/attributed.join").is_dir());
+    let out = run_ok(sluice().args(["state", "show"]).arg(d.join("ckpt")));
+    let sides: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["operator"].to_string())
+        .collect();
+    assert!(
+        !sides.is_empty() && sides.iter().all(|o| o == "\"attributed.join\""),
+        "{sides:?}"
+    );
+    // `sluice explain` draws the three operators over the three inputs.
+    let out = run_ok(sluice().arg("explain").arg(&file));
+    let tree = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "StreamStaticJoin LeftOuter on [ad_id = id]",
+        "View 'attributed'",
+        "StreamStreamJoin LeftOuter on [ad_id = ad_id]; state ",
+        "/state/attributed.join",
+        "View 'impressions'",
+        "Union",
+        "Input 'web'",
+        "Input 'app'",
+        "Input 'clicks'",
+        "Table ",
+    ] {
+        assert!(tree.contains(line), "{line} in:\n{tree}");
+    }
+}
+
+/// Impressions per ad per 30 minutes (append mode: each window once, when final), each
+/// window's row then enriched with the ad's campaign — seed 004's windowed counts joined
+/// with product metadata.
+const AGGREGATE_ENRICH: &str = r#"[[query]]
+name = "per_ad"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+
+[query.source]
+format = "json"
+path = "imp/*.json"
+schema = "ad_id BIGINT, impression_time TIMESTAMP"
+mode = "FAILFAST"
+maxFilesPerTrigger = 1
+watermark = { column = "impression_time", delay = "10 minutes" }
+
+[query.views.counts.aggregate]
+groupBy = ["ad_id"]
+window = { column = "impression_time", duration = "30 minutes" }
+aggs = [{ fn = "count", as = "impressions" }]
+
+[query.views.counts]
+from = "source"
+
+[query.join]
+left = "counts"
+type = "inner"
+on = [["ad_id", "id"]]
+
+[query.join.table]
+format = "parquet"
+path = "ads"
+
+[query.sink]
+format = "json"
+path = "out"
+"#;
+
+#[test]
+fn a_windowed_aggregation_is_enriched_by_a_table_in_append_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_attribution(d);
+    write_ads(&d.join("ads"));
+    let file = pipeline(d, AGGREGATE_ENRICH);
+    run_ok(sluice().arg("validate").arg(&file));
+    let (code, _, stderr) = run_logged(&file);
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut expected: BTreeMap<(i64, i64), (i64, String)> = BTreeMap::new();
+    for (ad, it) in impressions() {
+        if let Some(c) = campaign(ad) {
+            expected
+                .entry((ad, it - it.rem_euclid(30)))
+                .or_insert((0, c))
+                .0 += 1;
+        }
+    }
+    let mut got: BTreeMap<(i64, i64), (i64, String)> = BTreeMap::new();
+    for r in committed_json(&d.join("out")) {
+        let key = (
+            r["ad_id"].as_i64().unwrap(),
+            minutes(r["window"]["start"].as_str().unwrap()),
+        );
+        let v = (
+            r["impressions"].as_i64().unwrap(),
+            r["campaign"].as_str().unwrap().to_owned(),
+        );
+        assert!(got.insert(key, v).is_none(), "{key:?} emitted twice");
+    }
+    assert_eq!(got, expected);
+    assert!(d.join("ckpt/state/counts.aggregate").is_dir());
+}
+
+#[test]
+fn a_plan_of_views_is_checked_by_sparks_rules_each_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Update mode with an aggregation feeding another stateful operator.
+    let chained = AGGREGATE_ENRICH
+        .replace("trigger = \"availableNow\"", "trigger = \"availableNow\"\noutputMode = \"update\"")
+        .replace(
+            "[query.join]\nleft = \"counts\"\ntype = \"inner\"\non = [[\"ad_id\", \"id\"]]\n\n[query.join.table]\nformat = \"parquet\"\npath = \"ads\"\n",
+            "[query.dropDuplicates]\ncolumns = [\"ad_id\"]\n",
+        );
+    let file = pipeline(d, &chained);
+    let out = sluice().arg("validate").arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("chained stateful operators run in append mode only"),
+        "{stderr}"
+    );
+    // A name that is not an input or an earlier view, and an input nothing reads.
+    let unknown =
+        UNION_JOIN_ENRICH.replace("union = [\"web\", \"app\"]", "union = [\"web\", \"ap\"]");
+    let file = pipeline(d, &unknown);
+    let out = sluice().arg("validate").arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let line = unknown
+        .lines()
+        .position(|l| l.starts_with("union = "))
+        .unwrap()
+        + 1;
+    assert!(
+        stderr.contains(&format!(":{line}:"))
+            && stderr.contains("'ap' is not an input or an earlier view"),
+        "line {line}: {stderr}"
+    );
+    let unread = UNION_JOIN_ENRICH.replace("union = [\"web\", \"app\"]", "from = \"web\"");
+    let file = pipeline(d, &unread);
+    let out = sluice().arg("validate").arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("'app' is never read"), "{stderr}");
+}

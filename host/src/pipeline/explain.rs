@@ -62,11 +62,118 @@ fn under_steps(mut node: PlanNode, steps: &serde_json::Value) -> PlanNode {
     node
 }
 
+/// What a stage reads, as JSON: `null` for the one input; `{kind, of}` for a view or a
+/// union; a join with its sides' names (`right` null for a table).
+fn reads_view(from: &ViewFrom) -> serde_json::Value {
+    use serde_json::json;
+    match from {
+        ViewFrom::Stream(name) => json!({ "kind": "from", "of": name }),
+        ViewFrom::Union(names) => json!({ "kind": "union", "of": names }),
+        ViewFrom::Join(j) => json!({
+            "kind": if matches!(j.right, JoinRight::Table(_)) { "stream-static join" } else { "stream-stream join" },
+            "type": format!("{:?}", j.join_type),
+            "on": j.on.iter().map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>(),
+            "left": j.left,
+            "right": match &j.right {
+                JoinRight::Input(r) => json!(r),
+                JoinRight::Table(_) => json!(null),
+            },
+            "table": match &j.right {
+                JoinRight::Table(t) => match &t.source {
+                    TableSource::Files(f) => json!(f.path.display().to_string()),
+                    // The query, never the connection string's credentials.
+                    TableSource::Postgres(p) => json!(format!("postgres: {}", p.query)),
+                },
+                JoinRight::Input(_) => json!(null),
+            },
+        }),
+    }
+}
+
+/// A stage's steps as JSON.
+fn steps_view(ts: &[TransformSpec]) -> Vec<serde_json::Value> {
+    ts.iter()
+        .map(|t| {
+            serde_json::json!({
+                "name": t.name,
+                "module": t.module_ref.clone().unwrap_or_else(|| t.module.display().to_string()),
+            })
+        })
+        .collect()
+}
+
+/// A stage's stateful operators as JSON, in the order they run.
+fn operators_view(
+    dedup: Option<&DedupSpec>,
+    aggregate: Option<&AggregateSpec>,
+    processor: Option<&ProcessorSpec>,
+) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let mut operators = Vec::new();
+    if let Some(d) = dedup {
+        operators.push(json!({ "kind": "dropDuplicates", "columns": d.columns }));
+    }
+    if let Some(a) = aggregate {
+        operators.push(json!({
+            "kind": "aggregate",
+            "groupBy": a.group_by,
+            "window": a.window.as_ref().map(|w| match w {
+                WindowSpec::Fixed { column, duration, slide, .. } => {
+                    format!("{duration:?} window every {slide:?} on {column}")
+                }
+                WindowSpec::Session { column, gap } => {
+                    format!("session window, gap {gap:?}, on {column}")
+                }
+            }),
+            "aggs": a.aggs.iter().map(|x| x.alias.clone()).collect::<Vec<_>>(),
+        }));
+    }
+    if let Some(p) = processor {
+        operators.push(json!({
+            "kind": "processor",
+            "key": p.key,
+            "module": p.module_name(),
+            "timeMode": crate::operators::processor::time_mode_name(p.time_mode),
+        }));
+    }
+    operators
+}
+
 impl QuerySpec {
+    /// What the query is made of, as JSON for a picture of it (the dashboard's plan graph,
+    /// `GET /queries/{name}`, `sluice explain`): its inputs with their steps and watermarks,
+    /// its views, what the query reads, the steps after, the stateful operators and the sink.
+    pub fn plan_view(&self) -> serde_json::Value {
+        use serde_json::json;
+        json!({
+            "inputs": self.inputs.iter().map(|i| json!({
+                "name": i.name,
+                "source": i.source.description(),
+                "watermark": i.watermark.as_ref().map(|w| format!("{} - {:?}", w.column, w.delay)),
+                "steps": steps_view(&i.transforms),
+            })).collect::<Vec<_>>(),
+            "views": self.views.iter().map(|v| json!({
+                "name": v.name,
+                "combine": reads_view(&v.from),
+                "steps": steps_view(&v.transforms),
+                "operators": operators_view(v.dedup.as_ref(), v.aggregate.as_ref(), v.processor.as_ref()),
+            })).collect::<Vec<_>>(),
+            "combine": match &self.combine {
+                Combine::Single => json!(null),
+                other => reads_view(&other.reads()),
+            },
+            "steps": steps_view(&self.transforms),
+            "operators": operators_view(self.dedup.as_ref(), self.aggregate.as_ref(), self.processor.as_ref()),
+            "sink": self.sink.description(),
+            "outputMode": format!("{:?}", self.output_mode).to_lowercase(),
+        })
+    }
+
     /// The query's plan as a tree of text lines, the sink first.
     pub fn explain(&self) -> String {
         let view = self.plan_view();
-        let inputs: Vec<PlanNode> = view["inputs"]
+        // Each input's and view's tree by name, taken by what reads it.
+        let mut named: Vec<(String, PlanNode)> = view["inputs"]
             .as_array()
             .into_iter()
             .flatten()
@@ -75,78 +182,24 @@ impl QuerySpec {
                     serde_json::Value::Null => String::new(),
                     w => format!(", watermark {}", text(w)),
                 };
-                under_steps(
+                let node = under_steps(
                     PlanNode::leaf(format!(
                         "Input '{}': {}{watermark}",
                         text(&i["name"]),
                         text(&i["source"])
                     )),
                     &i["steps"],
-                )
+                );
+                (text(&i["name"]), node)
             })
             .collect();
-        let combine = &view["combine"];
-        let mut node = match text(&combine["kind"]).as_str() {
-            "union" => PlanNode {
-                text: "Union".to_owned(),
-                children: inputs,
-            },
-            "stream-static join" => {
-                let table = PlanNode::leaf(format!("Table {}", text(&combine["table"])));
-                let mut children = inputs;
-                children.push(table);
-                PlanNode {
-                    text: format!(
-                        "StreamStaticJoin {} on {}",
-                        text(&combine["type"]),
-                        list(&combine["on"])
-                    ),
-                    children,
-                }
-            }
-            "stream-stream join" => PlanNode {
-                text: format!(
-                    "StreamStreamJoin {} on {}{}",
-                    text(&combine["type"]),
-                    list(&combine["on"]),
-                    self.state_at(crate::operators::join::symmetric::STATE_NAME)
-                ),
-                children: inputs,
-            },
-            _ => inputs
-                .into_iter()
-                .next()
-                .unwrap_or_else(|| PlanNode::leaf("(no input)".to_owned())),
-        };
-        node = under_steps(node, &view["steps"]);
-        for op in view["operators"].as_array().into_iter().flatten() {
-            let line = match text(&op["kind"]).as_str() {
-                "dropDuplicates" => format!(
-                    "DropDuplicates {}{}",
-                    list(&op["columns"]),
-                    self.state_at(crate::operators::dedup::STATE_NAME)
-                ),
-                "aggregate" => format!(
-                    "Aggregate groupBy {}{}, aggs {}{}",
-                    list(&op["groupBy"]),
-                    match &op["window"] {
-                        serde_json::Value::Null => String::new(),
-                        w => format!(", {}", text(w)),
-                    },
-                    list(&op["aggs"]),
-                    self.state_at(crate::operators::aggregate::STATE_NAME)
-                ),
-                "processor" => format!(
-                    "KeyedProcessor key {} ({}, {} time){}",
-                    list(&op["key"]),
-                    text(&op["module"]),
-                    text(&op["timeMode"]),
-                    self.state_at(crate::operators::processor::STATE_NAME)
-                ),
-                other => other.to_owned(),
-            };
-            node = PlanNode::over(line, node);
+        for v in view["views"].as_array().into_iter().flatten() {
+            let name = text(&v["name"]);
+            let node = self.stage(v, Some(&name), &mut named);
+            let node = PlanNode::over(format!("View '{name}'"), node);
+            named.push((name, node));
         }
+        let node = self.stage(&view, None, &mut named);
         let sink = PlanNode::over(
             format!(
                 "Sink {} (outputMode {}, trigger {})",
@@ -159,6 +212,97 @@ impl QuerySpec {
         let mut out = String::new();
         sink.draw("", &mut out);
         out
+    }
+
+    /// One stage's tree (a view's, or the query's own when `view` is `None`): what it reads
+    /// (taken from `named`), its steps, its stateful operators.
+    fn stage(
+        &self,
+        stage: &serde_json::Value,
+        view: Option<&str>,
+        named: &mut Vec<(String, PlanNode)>,
+    ) -> PlanNode {
+        let mut take = |name: &serde_json::Value| -> PlanNode {
+            let name = text(name);
+            match named.iter().position(|(n, _)| *n == name) {
+                Some(i) => named.remove(i).1,
+                None => PlanNode::leaf(format!("(read above: '{name}')")),
+            }
+        };
+        let state_at = |kind: &str| {
+            self.state_at(&match view {
+                Some(v) => format!("{v}.{kind}"),
+                None => kind.to_owned(),
+            })
+        };
+        let combine = &stage["combine"];
+        let node = match text(&combine["kind"]).as_str() {
+            "union" => PlanNode {
+                text: "Union".to_owned(),
+                children: combine["of"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(&mut take)
+                    .collect(),
+            },
+            "from" => take(&combine["of"]),
+            "stream-static join" => PlanNode {
+                text: format!(
+                    "StreamStaticJoin {} on {}",
+                    text(&combine["type"]),
+                    list(&combine["on"])
+                ),
+                children: vec![
+                    take(&combine["left"]),
+                    PlanNode::leaf(format!("Table {}", text(&combine["table"]))),
+                ],
+            },
+            "stream-stream join" => PlanNode {
+                text: format!(
+                    "StreamStreamJoin {} on {}{}",
+                    text(&combine["type"]),
+                    list(&combine["on"]),
+                    state_at(crate::operators::join::symmetric::STATE_NAME)
+                ),
+                children: vec![take(&combine["left"]), take(&combine["right"])],
+            },
+            // The one input.
+            _ => match named.is_empty() {
+                true => PlanNode::leaf("(no input)".to_owned()),
+                false => named.remove(0).1,
+            },
+        };
+        let mut node = under_steps(node, &stage["steps"]);
+        for op in stage["operators"].as_array().into_iter().flatten() {
+            let line = match text(&op["kind"]).as_str() {
+                "dropDuplicates" => format!(
+                    "DropDuplicates {}{}",
+                    list(&op["columns"]),
+                    state_at(crate::operators::dedup::STATE_NAME)
+                ),
+                "aggregate" => format!(
+                    "Aggregate groupBy {}{}, aggs {}{}",
+                    list(&op["groupBy"]),
+                    match &op["window"] {
+                        serde_json::Value::Null => String::new(),
+                        w => format!(", {}", text(w)),
+                    },
+                    list(&op["aggs"]),
+                    state_at(crate::operators::aggregate::STATE_NAME)
+                ),
+                "processor" => format!(
+                    "KeyedProcessor key {} ({}, {} time){}",
+                    list(&op["key"]),
+                    text(&op["module"]),
+                    text(&op["timeMode"]),
+                    state_at(crate::operators::processor::STATE_NAME)
+                ),
+                other => other.to_owned(),
+            };
+            node = PlanNode::over(line, node);
+        }
+        node
     }
 
     /// `; state <checkpoint>/state/<operator>, N partitions, watermark from input 'x'`.

@@ -167,81 +167,6 @@ impl QuerySpec {
         self.inputs.iter().find_map(|i| i.watermark.as_ref())
     }
 
-    /// What the query is made of, as JSON for a picture of it (the dashboard's plan graph):
-    /// its inputs with their steps and watermarks, how they are combined, the steps after,
-    /// the stateful operators and the sink.
-    pub fn plan_view(&self) -> serde_json::Value {
-        use serde_json::json;
-        let steps = |ts: &[TransformSpec]| -> Vec<serde_json::Value> {
-            ts.iter()
-                .map(|t| {
-                    json!({
-                        "name": t.name,
-                        "module": t.module_ref.clone().unwrap_or_else(|| t.module.display().to_string()),
-                    })
-                })
-                .collect()
-        };
-        let combine = match &self.combine {
-            Combine::Single => json!(null),
-            Combine::Union(names) => json!({ "kind": "union", "of": names }),
-            Combine::From(name) => json!({ "kind": "from", "of": name }),
-            Combine::StaticJoin(j) | Combine::StreamJoin(j) => json!({
-                "kind": if matches!(self.combine, Combine::StaticJoin(_)) { "stream-static join" } else { "stream-stream join" },
-                "type": format!("{:?}", j.join_type),
-                "on": j.on.iter().map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>(),
-                "table": match &j.right {
-                    crate::operators::join::JoinRight::Table(t) => match &t.source {
-                        TableSource::Files(f) => json!(f.path.display().to_string()),
-                        // The query, never the connection string's credentials.
-                        TableSource::Postgres(p) => json!(format!("postgres: {}", p.query)),
-                    },
-                    crate::operators::join::JoinRight::Input(_) => json!(null),
-                },
-            }),
-        };
-        let mut operators = Vec::new();
-        if let Some(d) = &self.dedup {
-            operators.push(json!({ "kind": "dropDuplicates", "columns": d.columns }));
-        }
-        if let Some(a) = &self.aggregate {
-            operators.push(json!({
-                "kind": "aggregate",
-                "groupBy": a.group_by,
-                "window": a.window.as_ref().map(|w| match w {
-                    crate::operators::window::WindowSpec::Fixed { column, duration, slide, .. } => {
-                        format!("{duration:?} window every {slide:?} on {column}")
-                    }
-                    crate::operators::window::WindowSpec::Session { column, gap } => {
-                        format!("session window, gap {gap:?}, on {column}")
-                    }
-                }),
-                "aggs": a.aggs.iter().map(|x| x.alias.clone()).collect::<Vec<_>>(),
-            }));
-        }
-        if let Some(p) = &self.processor {
-            operators.push(json!({
-                "kind": "processor",
-                "key": p.key,
-                "module": p.module_name(),
-                "timeMode": crate::operators::processor::time_mode_name(p.time_mode),
-            }));
-        }
-        json!({
-            "inputs": self.inputs.iter().map(|i| json!({
-                "name": i.name,
-                "source": i.source.description(),
-                "watermark": i.watermark.as_ref().map(|w| format!("{} - {:?}", w.column, w.delay)),
-                "steps": steps(&i.transforms),
-            })).collect::<Vec<_>>(),
-            "combine": combine,
-            "steps": steps(&self.transforms),
-            "operators": operators,
-            "sink": self.sink.description(),
-            "outputMode": format!("{:?}", self.output_mode).to_lowercase(),
-        })
-    }
-
     /// Every transform step, each input's first, for changing them in place (a swap).
     pub fn steps_mut(&mut self) -> impl Iterator<Item = &mut TransformSpec> {
         self.inputs
@@ -803,7 +728,13 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
         (Some(views), Some(inputs)) => {
             views::query_combine(ctx, &label, &mut q, node, base, inputs, views)
         }
-        _ => None,
+        _ => {
+            // The views did not parse (reported); what the query reads is not judged alone.
+            for key in ["from", "union", "join"] {
+                q.get(key);
+            }
+            None
+        }
     };
     check_step_names(
         &q,

@@ -202,7 +202,8 @@ pub(super) fn parse_from(
     let known = |r: &TableReader, key: &str, name: &str| {
         let ok = names.contains(&name);
         if !ok {
-            r.error_here(
+            r.error_at(
+                offset_of(node, key),
                 key,
                 format!(
                     "'{name}' is not an input or an earlier view (there are: {})",

@@ -16,13 +16,19 @@ fn run_query(query: &str) -> Vec<Value> {
 
 /// Runs `examples/nexmark/<query>.toml` over `events` events at 1,000 a second.
 fn run_query_over(query: &str, events: u64) -> Vec<Value> {
+    run_query_in_batches(query, events, None)
+}
+
+/// As [`run_query_over`], reading at most `per_batch` events of each input per batch.
+fn run_query_in_batches(query: &str, events: u64, per_batch: Option<u64>) -> Vec<Value> {
     let modules = guests();
+    let limit = per_batch.map_or_else(String::new, |n| format!("\nmaxEventsPerTrigger = {n}"));
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(repo().join(format!("examples/nexmark/{query}.toml")))
         .unwrap()
         .replace(
             "events = 10000000",
-            &format!("events = {events}\neventsPerSecond = 1000"),
+            &format!("events = {events}\neventsPerSecond = 1000{limit}"),
         )
         .replace("\"../modules/", &format!("\"{}/", modules.display()))
         .replace(
@@ -224,11 +230,16 @@ fn q7_finds_the_highest_bid_of_every_tumbling_window() {
 
 /// Every event of one kind the generator makes, as JSON rows (a pipeline of its own, no Wasm).
 fn table(kind: &str) -> Vec<Value> {
+    table_of(kind, 20_000)
+}
+
+/// Every event of one kind among the first `events`.
+fn table_of(kind: &str, events: u64) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
     let file = pipeline(
         dir.path(),
         &format!(
-            "[[query]]\nname = \"{kind}s\"\ncheckpointLocation = \"ckpt\"\ntrigger = \"availableNow\"\n[query.source]\nformat = \"nexmark\"\ntable = \"{kind}\"\nevents = 20000\neventsPerSecond = 1000\n[query.sink]\nformat = \"json\"\npath = \"out\"\n"
+            "[[query]]\nname = \"{kind}s\"\ncheckpointLocation = \"ckpt\"\ntrigger = \"availableNow\"\n[query.source]\nformat = \"nexmark\"\ntable = \"{kind}\"\nevents = {events}\neventsPerSecond = 1000\n[query.sink]\nformat = \"json\"\npath = \"out\"\n"
         ),
     );
     run_ok(sluice().arg("run").arg(&file));
@@ -307,4 +318,84 @@ fn q8_finds_people_who_created_an_auction_in_the_window_they_registered_in() {
     got.sort();
     assert!(!expected.is_empty());
     assert_eq!(got, expected);
+}
+
+/// Each auction's closing price among the first `events` events: its highest bid placed
+/// between its start and its expiry, with its category and start (ms); auctions without such
+/// a bid have none.
+fn closing_prices(events: u64) -> BTreeMap<i64, (i64, i64, i64)> {
+    let auctions: BTreeMap<i64, (i64, i64, i64)> = table_of("auction", events)
+        .iter()
+        .map(|a| {
+            (
+                a["id"].as_i64().unwrap(),
+                (
+                    a["category"].as_i64().unwrap(),
+                    ms(&a["date_time"]),
+                    ms(&a["expires"]),
+                ),
+            )
+        })
+        .collect();
+    let mut closing: BTreeMap<i64, (i64, i64, i64)> = BTreeMap::new();
+    for b in bids_of(events) {
+        let Some(&(category, start, expires)) = auctions.get(&b.auction) else {
+            continue;
+        };
+        if (start..=expires).contains(&b.time) {
+            let e = closing
+                .entry(b.auction)
+                .or_insert((category, start, i64::MIN));
+            e.2 = e.2.max(b.price);
+        }
+    }
+    closing
+}
+
+#[test]
+fn q4_averages_the_closing_price_per_category_through_two_chained_aggregations() {
+    let events = 60_000;
+    // Per (category, 10-second window of the auctions' start): the closing prices' sum and
+    // how many auctions.
+    let mut expected: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
+    for (category, start, price) in closing_prices(events).into_values() {
+        let e = expected
+            .entry((category, start - start.rem_euclid(10_000)))
+            .or_default();
+        e.0 += price;
+        e.1 += 1;
+    }
+    // Many batches, so the watermark moves through the join and both aggregations by steps.
+    let rows = run_query_in_batches("q4", events, Some(2_000));
+    let mut got: BTreeMap<(i64, i64), (f64, i64)> = BTreeMap::new();
+    for r in &rows {
+        let key = (
+            r["category"].as_i64().unwrap(),
+            ms(&r["window"]["start"]),
+        );
+        let v = (
+            r["avg_final"].as_f64().unwrap(),
+            r["auctions"].as_i64().unwrap(),
+        );
+        assert!(got.insert(key, v).is_none(), "{key:?} emitted twice");
+    }
+    // The stream's last 10 s of event time are never final (append mode emits a window once
+    // the watermark passes it); every earlier window is emitted, each exactly as computed.
+    let last = expected.keys().map(|k| k.1).max().unwrap();
+    let first_window = expected.keys().map(|k| k.1).min().unwrap();
+    assert!(last - first_window >= 40_000);
+    for (key, (sum, n)) in &expected {
+        match got.get(key) {
+            Some((avg, count)) => {
+                assert_eq!(count, n, "{key:?}");
+                let want = *sum as f64 / *n as f64;
+                assert!((avg - want).abs() <= want.abs() * 1e-9, "{key:?}: {avg} vs {want}");
+            }
+            None => assert!(
+                key.1 >= last - 10_000,
+                "window {key:?} was never emitted though the watermark passed it"
+            ),
+        }
+    }
+    assert!(got.keys().all(|k| expected.contains_key(k)), "{got:?}");
 }

@@ -12,6 +12,12 @@
 //!   its 10-second tumbling window, `starttime` (people: `id, name, starttime, date_time`;
 //!   auctions: `seller, starttime, date_time`), so the join can match on it.
 //!
+//! - `q4-auction` and `q4-bid`, the two inputs of q4's and q9's join, cut to the columns those
+//!   queries use (auctions: `id, category, date_time, expires`; bids: `auction, bidder,
+//!   price, date_time`); `q4-in-time`, after the join, keeps the bids placed before the
+//!   auction expired (`B.date_time BETWEEN A.date_time AND A.expires`; the join's time
+//!   range already holds the lower bound).
+//!
 //! One call per record batch; each output column is built in one pass, with no per-row
 //! allocation.
 
@@ -25,6 +31,8 @@ enum Query {
     Q3Auction,
     Q8Person,
     Q8Auction,
+    Q4Project,
+    Q4InTime,
 }
 
 /// q8's tumbling windows, µs.
@@ -113,9 +121,42 @@ impl Transform for Nexmark {
                     Pass("date_time"),
                 ],
             ),
+            Some("q4-auction") => (
+                Query::Q4Project,
+                &[],
+                vec![
+                    Pass("id"),
+                    Pass("category"),
+                    Pass("date_time"),
+                    Pass("expires"),
+                ],
+            ),
+            Some("q4-bid") => (
+                Query::Q4Project,
+                &[],
+                vec![
+                    Pass("auction"),
+                    Pass("bidder"),
+                    Pass("price"),
+                    Pass("date_time"),
+                ],
+            ),
+            Some("q4-in-time") => (
+                Query::Q4InTime,
+                &["expires", "bid_date_time"],
+                vec![
+                    Pass("id"),
+                    Pass("category"),
+                    Pass("date_time"),
+                    Pass("expires"),
+                    Pass("bidder"),
+                    Pass("price"),
+                    Pass("bid_date_time"),
+                ],
+            ),
             other => {
                 return Err(format!(
-                    "config.query must be q1, q2, q3-person, q3-auction, q8-person or q8-auction, not {other:?}"
+                    "config.query must be q1, q2, q3-person, q3-auction, q4-auction, q4-bid, q4-in-time, q8-person or q8-auction, not {other:?}"
                 )
                 .into());
             }
@@ -194,6 +235,19 @@ impl Transform for Nexmark {
                     .as_primitive::<Int64Type>()
                     .iter()
                     .map(|c| Some(c == Some(10)))
+                    .collect();
+                (Some(keep), Vec::new())
+            }
+            Query::Q4Project => (None, Vec::new()),
+            Query::Q4InTime => {
+                use sluice_guest_sdk::arrow_array::types::TimestampMicrosecondType;
+                let expires = column("expires")?;
+                let placed = column("bid_date_time")?;
+                let keep: BooleanArray = expires
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .iter()
+                    .zip(placed.as_primitive::<TimestampMicrosecondType>().iter())
+                    .map(|(e, p)| Some(matches!((e, p), (Some(e), Some(p)) if p <= e)))
                     .collect();
                 (Some(keep), Vec::new())
             }

@@ -116,9 +116,10 @@ impl Grouping {
     ) -> Result<Skipped> {
         let rows = self.group_rows(batch)?;
         let window = &self.spec.window;
-        let times = match window {
-            Some(w) => Some(event_times(batch, w.column())?),
-            None => None,
+        let times = match (window, &self.spec.event_time_key) {
+            (Some(w), _) => Some(event_times(batch, w.column())?),
+            (None, Some(column)) => Some(event_times(batch, column)?),
+            (None, None) => None,
         };
         let mut key = Vec::with_capacity(64);
         let mut skipped = Skipped::default();
@@ -149,6 +150,22 @@ impl Grouping {
                             f(&key, ws + d, i);
                         }
                     });
+                }
+                (None, Some(ts)) => {
+                    // Grouped by the event time: final once the watermark passes the value.
+                    if ts.is_null(i) {
+                        skipped.null_times += 1;
+                        continue;
+                    }
+                    let end = ts.value(i).saturating_add(1);
+                    if drop_late && end <= late_us {
+                        skipped.late += 1;
+                        continue;
+                    }
+                    key.clear();
+                    key.extend_from_slice(row);
+                    key.extend_from_slice(&NO_WINDOW.to_be_bytes());
+                    f(&key, end, i);
                 }
                 _ => {
                     key.clear();

@@ -61,6 +61,10 @@ pub struct AggregateSpec {
     pub window: Option<WindowSpec>,
     /// The aggregates, in output order.
     pub aggs: Vec<AggSpec>,
+    /// A `group_by` column the query's watermark is on, in an aggregation without a window:
+    /// a group is final — emitted in append mode, then evicted — once the watermark passes
+    /// its value, as Spark does. Set by the plan from the query's watermark, not written.
+    pub event_time_key: Option<String>,
 }
 
 /// The aggregation operator.
@@ -470,7 +474,8 @@ impl Aggregate {
     /// the watermark passed.
     fn finish_batch(&mut self, watermarks: Watermarks) -> Result<Vec<RecordBatch>> {
         let wm_us = watermarks.eviction_ms.saturating_mul(1000);
-        let evictable = self.grouping.spec.window.is_some()
+        let evictable = (self.grouping.spec.window.is_some()
+            || self.grouping.spec.event_time_key.is_some())
             && watermarks.eviction_ms > 0
             && self.mode != OutputMode::Complete;
         let expired: Vec<u32> = if evictable {

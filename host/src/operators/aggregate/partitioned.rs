@@ -259,6 +259,7 @@ mod tests {
 
     fn spec(aggs: &[(AggFunc, Option<&str>)]) -> AggregateSpec {
         AggregateSpec {
+            event_time_key: None,
             group_by: vec!["k".into()],
             window: Some(WindowSpec::Fixed {
                 column: "t".into(),

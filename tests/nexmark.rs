@@ -321,9 +321,9 @@ fn q8_finds_people_who_created_an_auction_in_the_window_they_registered_in() {
 }
 
 /// Each auction's closing price among the first `events` events: its highest bid placed
-/// between its start and its expiry, with its category and start (ms); auctions without such
-/// a bid have none.
-fn closing_prices(events: u64) -> BTreeMap<i64, (i64, i64, i64)> {
+/// between its start and its expiry, as (category, start ms, price, expiry ms); auctions
+/// without such a bid have none.
+fn closing_prices(events: u64) -> BTreeMap<i64, (i64, i64, i64, i64)> {
     let auctions: BTreeMap<i64, (i64, i64, i64)> = table_of("auction", events)
         .iter()
         .map(|a| {
@@ -337,7 +337,7 @@ fn closing_prices(events: u64) -> BTreeMap<i64, (i64, i64, i64)> {
             )
         })
         .collect();
-    let mut closing: BTreeMap<i64, (i64, i64, i64)> = BTreeMap::new();
+    let mut closing: BTreeMap<i64, (i64, i64, i64, i64)> = BTreeMap::new();
     for b in bids_of(events) {
         let Some(&(category, start, expires)) = auctions.get(&b.auction) else {
             continue;
@@ -345,7 +345,7 @@ fn closing_prices(events: u64) -> BTreeMap<i64, (i64, i64, i64)> {
         if (start..=expires).contains(&b.time) {
             let e = closing
                 .entry(b.auction)
-                .or_insert((category, start, i64::MIN));
+                .or_insert((category, start, i64::MIN, expires));
             e.2 = e.2.max(b.price);
         }
     }
@@ -358,7 +358,7 @@ fn q4_averages_the_closing_price_per_category_through_two_chained_aggregations()
     // Per (category, 10-second window of the auctions' start): the closing prices' sum and
     // how many auctions.
     let mut expected: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
-    for (category, start, price) in closing_prices(events).into_values() {
+    for (category, start, price, _) in closing_prices(events).into_values() {
         let e = expected
             .entry((category, start - start.rem_euclid(10_000)))
             .or_default();
@@ -369,10 +369,7 @@ fn q4_averages_the_closing_price_per_category_through_two_chained_aggregations()
     let rows = run_query_in_batches("q4", events, Some(2_000));
     let mut got: BTreeMap<(i64, i64), (f64, i64)> = BTreeMap::new();
     for r in &rows {
-        let key = (
-            r["category"].as_i64().unwrap(),
-            ms(&r["window"]["start"]),
-        );
+        let key = (r["category"].as_i64().unwrap(), ms(&r["window"]["start"]));
         let v = (
             r["avg_final"].as_f64().unwrap(),
             r["auctions"].as_i64().unwrap(),
@@ -389,7 +386,10 @@ fn q4_averages_the_closing_price_per_category_through_two_chained_aggregations()
             Some((avg, count)) => {
                 assert_eq!(count, n, "{key:?}");
                 let want = *sum as f64 / *n as f64;
-                assert!((avg - want).abs() <= want.abs() * 1e-9, "{key:?}: {avg} vs {want}");
+                assert!(
+                    (avg - want).abs() <= want.abs() * 1e-9,
+                    "{key:?}: {avg} vs {want}"
+                );
             }
             None => assert!(
                 key.1 >= last - 10_000,
@@ -398,4 +398,58 @@ fn q4_averages_the_closing_price_per_category_through_two_chained_aggregations()
         }
     }
     assert!(got.keys().all(|k| expected.contains_key(k)), "{got:?}");
+}
+
+#[test]
+fn q9_finds_the_winning_bid_of_every_auction_through_a_view_read_twice() {
+    let events = 60_000;
+    let closing = closing_prices(events);
+    // Every valid bid at its auction's winning price: (auction, bidder, price, time).
+    let mut expected: Vec<(i64, i64, i64, i64)> = bids_of(events)
+        .into_iter()
+        .filter(|b| {
+            closing
+                .get(&b.auction)
+                .is_some_and(|&(_, start, price, expires)| {
+                    b.price == price && (start..=expires).contains(&b.time)
+                })
+        })
+        .map(|b| (b.auction, b.bidder, b.price, b.time))
+        .collect();
+    expected.sort();
+    let rows = run_query_in_batches("q9", events, Some(2_000));
+    let mut got: Vec<(i64, i64, i64, i64)> = rows
+        .iter()
+        .map(|r| {
+            assert_eq!(r["final"], r["price"], "{r}");
+            (
+                r["id"].as_i64().unwrap(),
+                r["bidder"].as_i64().unwrap(),
+                r["price"].as_i64().unwrap(),
+                ms(&r["bid_date_time"]),
+            )
+        })
+        .collect();
+    got.sort();
+    // Auctions that start in the stream's last seconds are not closed when it ends; every
+    // other auction's winning bid is emitted, once.
+    let end_ms = closing.values().map(|c| c.1).max().unwrap();
+    let settled: Vec<_> = expected
+        .iter()
+        .filter(|w| closing[&w.0].1 < end_ms - 5_000)
+        .cloned()
+        .collect();
+    assert!(settled.len() > 1_000, "{}", settled.len());
+    for w in &settled {
+        assert!(got.binary_search(w).is_ok(), "winning bid {w:?} missing");
+    }
+    for g in &got {
+        assert!(
+            expected.binary_search(g).is_ok(),
+            "{g:?} is not a winning bid"
+        );
+    }
+    let mut distinct = got.clone();
+    distinct.dedup();
+    assert_eq!(distinct.len(), got.len(), "a winning bid emitted twice");
 }

@@ -11,9 +11,9 @@ use rayon::prelude::*;
 use super::JoinSpec;
 use super::symmetric::StreamStreamJoin;
 use crate::error::Result;
-use crate::operators::StateOperatorProgress;
 use crate::operators::operator::{Operator, OperatorContext, Partitioning};
 use crate::operators::partitioned::{merged_progress, route_by_key};
+use crate::operators::{StateOperatorProgress, Watermarks};
 use crate::parallel::task;
 
 /// The join's partitions and how rows reach them.
@@ -79,12 +79,12 @@ impl PartitionedStreamJoin {
     pub fn process(
         &mut self,
         batch_id: u64,
-        watermark_ms: i64,
+        watermarks: Watermarks,
         left: Vec<RecordBatch>,
         right: Vec<RecordBatch>,
     ) -> Result<Vec<RecordBatch>> {
         if self.parts.len() == 1 {
-            return self.parts[0].process(batch_id, watermark_ms, left, right);
+            return self.parts[0].process_with(batch_id, watermarks, left, right);
         }
         let (left, right) = (self.route(0, left)?, self.route(1, right)?);
         let outputs: Vec<Result<Vec<RecordBatch>>> = self
@@ -93,7 +93,7 @@ impl PartitionedStreamJoin {
             .zip(left.into_par_iter().zip(right.into_par_iter()))
             .map(task(
                 |(part, (l, r)): (&mut StreamStreamJoin, (Vec<RecordBatch>, Vec<RecordBatch>))| {
-                    part.process(batch_id, watermark_ms, l, r)
+                    part.process_with(batch_id, watermarks, l, r)
                 },
             ))
             .collect();
@@ -157,13 +157,7 @@ impl Operator for PartitionedStreamJoin {
     ) -> Result<Vec<RecordBatch>> {
         let right = inputs.pop().unwrap_or_default();
         let left = inputs.pop().unwrap_or_default();
-        PartitionedStreamJoin::process(
-            self,
-            ctx.clock.batch_id,
-            ctx.clock.watermarks.eviction_ms,
-            left,
-            right,
-        )
+        PartitionedStreamJoin::process(self, ctx.clock.batch_id, ctx.clock.watermarks, left, right)
     }
     fn output_lag_ms(&self) -> i64 {
         PartitionedStreamJoin::output_lag_ms(self)

@@ -30,7 +30,7 @@ use hashbrown::HashMap;
 
 use super::{JoinLayout, JoinSpec, JoinType, KeyEncoder, RowPair, TimeRange, gather};
 use crate::error::{Error, Result};
-use crate::operators::StateOperatorProgress;
+use crate::operators::{StateOperatorProgress, Watermarks};
 use crate::state::StateStore;
 use crate::watermark::event_times;
 
@@ -403,7 +403,22 @@ impl StreamStreamJoin {
         left: Vec<RecordBatch>,
         right: Vec<RecordBatch>,
     ) -> Result<Vec<RecordBatch>> {
+        self.process_with(batch_id, Watermarks::single(watermark_ms), left, right)
+    }
+
+    /// As [`StreamStreamJoin::process`], with new rows judged late by `watermarks.late_ms`
+    /// and state evicted by `watermarks.eviction_ms` (behind another stateful operator the
+    /// two differ: what it emits when the watermark passes is not late here).
+    pub fn process_with(
+        &mut self,
+        batch_id: u64,
+        watermarks: Watermarks,
+        left: Vec<RecordBatch>,
+        right: Vec<RecordBatch>,
+    ) -> Result<Vec<RecordBatch>> {
+        let watermark_ms = watermarks.eviction_ms;
         let watermark_us = watermark_ms.saturating_mul(1000);
+        let late_us = watermarks.late_ms.saturating_mul(1000);
         let jt = self.spec.join_type;
         let mut dropped = 0u64;
         let mut new_rows = 0u64;
@@ -417,15 +432,15 @@ impl StreamStreamJoin {
             }
             let mut times = self.times(side, &rows)?;
             let mut rows = rows;
-            if watermark_ms > 0 && self.time_columns[side].is_some() {
+            if watermarks.late_ms > 0 && self.time_columns[side].is_some() {
                 let keep: arrow_array::BooleanArray =
-                    times.iter().map(|&t| Some(t >= watermark_us)).collect();
+                    times.iter().map(|&t| Some(t >= late_us)).collect();
                 let late = keep.false_count();
                 if late > 0 {
                     dropped += late as u64;
                     rows = arrow_select::filter::filter_record_batch(&rows, &keep)
                         .map_err(|e| Error::data("join input", e))?;
-                    times.retain(|&t| t >= watermark_us);
+                    times.retain(|&t| t >= late_us);
                     if rows.num_rows() == 0 {
                         continue;
                     }

@@ -8,6 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::attribution::*;
 use common::*;
 
 const FILES: u64 = 6;
@@ -114,7 +115,7 @@ fn clean_run(setup: fn(&Path) -> PathBuf) -> Vec<String> {
 
 /// Kills a run at every failpoint of the first `batches` batches, restarts it, and checks the
 /// output against a clean run's.
-fn kill_everywhere(setup: fn(&Path) -> PathBuf, expected: &[String], batches: u64) {
+fn kill_everywhere(setup: fn(&Path) -> PathBuf, expected: &[String], batches: u64) -> u64 {
     let points = [
         "before-offsets",
         "after-offsets",
@@ -180,6 +181,7 @@ fn kill_everywhere(setup: fn(&Path) -> PathBuf, expected: &[String], batches: u6
         }
     }
     assert!(killed_at >= 20, "only {killed_at} kill points were reached");
+    killed_at
 }
 
 #[test]
@@ -559,4 +561,142 @@ fn a_stream_stream_join_in_four_state_partitions_killed_anywhere_gives_the_clean
         .filter(|e| e.as_ref().unwrap().path().is_dir())
         .count();
     assert_eq!(parts, 4);
+}
+
+/// Two joins in one plan (views): two impression inputs unioned, joined with the clicks
+/// (stream–stream, left outer), each row then enriched from a parquet table.
+fn setup_two_joins(d: &Path) -> PathBuf {
+    write_split_impressions(d);
+    write_ads(&d.join("ads"));
+    pipeline(d, UNION_JOIN_ENRICH)
+}
+
+/// A windowed aggregation (in a view) whose windows are joined with a parquet table.
+fn setup_aggregate_join(d: &Path) -> PathBuf {
+    write_attribution(d);
+    write_ads(&d.join("ads"));
+    pipeline(d, AGGREGATE_ENRICH)
+}
+
+fn setup_two_joins_parallel(d: &Path) -> PathBuf {
+    with_parallelism_4(setup_two_joins, d)
+}
+
+fn setup_aggregate_join_parallel(d: &Path) -> PathBuf {
+    with_parallelism_4(setup_aggregate_join, d)
+}
+
+#[test]
+fn a_plan_with_two_joins_killed_anywhere_gives_the_clean_output() {
+    let expected = clean_run(setup_two_joins);
+    assert!(expected.len() >= 40, "{}", expected.len());
+    let killed = kill_everywhere(setup_two_joins, &expected, 6);
+    assert!(killed >= 25, "only {killed} kill points were reached");
+}
+
+#[test]
+fn a_plan_with_two_joins_at_parallelism_4_killed_anywhere_gives_the_clean_output() {
+    let expected = clean_run(setup_two_joins_parallel);
+    assert_eq!(
+        expected,
+        clean_run(setup_two_joins),
+        "parallelism changes no row"
+    );
+    let killed = kill_everywhere(setup_two_joins_parallel, &expected, 6);
+    assert!(killed >= 25, "only {killed} kill points were reached");
+}
+
+#[test]
+fn an_aggregation_joined_with_a_table_killed_anywhere_restarts_from_its_state() {
+    let expected = clean_run(setup_aggregate_join);
+    assert!(expected.len() >= 40, "{}", expected.len());
+    let killed = kill_everywhere(setup_aggregate_join, &expected, 6);
+    assert!(killed >= 25, "only {killed} kill points were reached");
+}
+
+#[test]
+fn an_aggregation_joined_with_a_table_at_parallelism_4_killed_anywhere_restarts_from_its_state() {
+    let expected = clean_run(setup_aggregate_join_parallel);
+    assert_eq!(
+        expected,
+        clean_run(setup_aggregate_join),
+        "parallelism changes no row"
+    );
+    let killed = kill_everywhere(setup_aggregate_join_parallel, &expected, 6);
+    assert!(killed >= 25, "only {killed} kill points were reached");
+}
+
+/// Copies a directory tree.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The committed rows of each query of the fixture's pipeline, sorted.
+fn fixture_output(d: &Path) -> Vec<Vec<String>> {
+    ["bids", "sellers"]
+        .iter()
+        .map(|q| {
+            let mut rows: Vec<String> = committed_json(&d.join("out").join(q))
+                .into_iter()
+                .map(|r| r.to_string())
+                .collect();
+            rows.sort();
+            rows
+        })
+        .collect()
+}
+
+#[test]
+fn a_checkpoint_written_before_the_plan_of_operators_restores_into_it() {
+    // tests/fixtures/checkpoint-before-plan: checkpoints and output of commit c954f35's
+    // binary (a dedup → aggregation over 2 state partitions; a stream–stream outer join →
+    // aggregation) after 10,000 events. Today's binary carries them on to 20,000 events.
+    let fixture = repo().join("tests/fixtures/checkpoint-before-plan");
+    let resumed = tempfile::tempdir().unwrap();
+    copy_tree(&fixture, resumed.path());
+    let more = |d: &Path| {
+        let file = d.join("pipeline.toml");
+        let text = std::fs::read_to_string(&file)
+            .unwrap()
+            .replace("events = 10000\n", "events = 20000\n");
+        std::fs::write(&file, text).unwrap();
+        file
+    };
+    let before = fixture_output(resumed.path());
+    assert!(before.iter().all(|rows| !rows.is_empty()));
+    let out = sluice()
+        .arg("run")
+        .arg(more(resumed.path()))
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("state restored from the checkpoint"),
+        "{stderr}"
+    );
+
+    // A clean run of the same 20,000 events with today's binary.
+    let clean = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixture.join("pipeline.toml"),
+        clean.path().join("pipeline.toml"),
+    )
+    .unwrap();
+    run_ok(sluice().arg("run").arg(more(clean.path())));
+    let (got, expected) = (fixture_output(resumed.path()), fixture_output(clean.path()));
+    for (rows, earlier) in got.iter().zip(&before) {
+        assert!(rows.len() > earlier.len(), "the resumed run added rows");
+    }
+    assert_eq!(got, expected);
 }

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: run the real `sluice` binary on real files.
 #![allow(dead_code)]
 
+pub mod attribution;
 pub mod elasticsearch;
 pub mod kafka;
 pub mod postgres;

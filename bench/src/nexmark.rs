@@ -11,7 +11,7 @@ use crate::pipeline::run_pipeline_at;
 
 /// The queries with pipelines in `examples/nexmark/`, with Flink's published throughput per
 /// core (events/s, Nexmark on Flink's reference cluster) and this project's targets.
-pub const QUERIES: [(&str, f64, f64); 7] = [
+pub const QUERIES: [(&str, f64, f64); 9] = [
     ("q0", 155_000.0, 1_000_000.0),
     ("q1", 158_000.0, 1_000_000.0),
     ("q2", 175_000.0, 1_000_000.0),
@@ -19,6 +19,8 @@ pub const QUERIES: [(&str, f64, f64); 7] = [
     ("q8", 146_000.0, 1_000_000.0),
     ("q5", 22_000.0, 200_000.0),
     ("q7", 12_000.0, 150_000.0),
+    ("q4", 34_000.0, 1_000_000.0),
+    ("q9", 14_200.0, 1_000_000.0),
 ];
 
 /// One query's figures over its runs.
@@ -55,7 +57,7 @@ pub fn run_query(
     let file: PathBuf = examples.join(format!("{query}.toml"));
     let text = std::fs::read_to_string(&file).with_context(|| {
         format!(
-            "reading {} (queries: q0, q1, q2, q3, q5, q7, q8)",
+            "reading {} (queries: q0, q1, q2, q3, q4, q5, q7, q8, q9)",
             file.display()
         )
     })?;

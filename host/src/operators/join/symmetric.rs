@@ -55,17 +55,21 @@ struct Chunk {
     matched: Vec<bool>,
     live: Vec<bool>,
     live_count: usize,
+    /// Each row's entry in the key index (`END`: not in it), so a row leaves it in O(1).
+    slots: Vec<u32>,
 }
 
 /// No further entry in a key's chain.
 const END: u32 = u32::MAX;
 
-/// One buffered row in a key's chain.
+/// One buffered row in a key's chain (doubly linked: eviction takes rows out of the middle
+/// of a hot key's long chain, which a walk from the head would make quadratic).
 #[derive(Clone, Copy)]
 struct Entry {
     chunk: u64,
     row: u32,
     next: u32,
+    prev: u32,
 }
 
 /// Where each key's buffered rows are, without an allocation per key: a hash table of chain
@@ -102,12 +106,14 @@ impl Index {
             .unwrap_or(END)
     }
 
-    fn link(&mut self, chunks: &BTreeMap<u64, Chunk>, key: &[u8], chunk: u64, row: u32) {
+    /// Puts row `row` of chunk `chunk` at the head of `key`'s chain; returns its entry.
+    fn link(&mut self, chunks: &BTreeMap<u64, Chunk>, key: &[u8], chunk: u64, row: u32) -> u32 {
         let hash = self.hash(key);
         let entry = Entry {
             chunk,
             row,
             next: END,
+            prev: END,
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -126,6 +132,7 @@ impl Index {
         {
             Some(head) => {
                 entries[id as usize].next = *head;
+                entries[*head as usize].prev = id;
                 *head = id;
             }
             None => {
@@ -135,40 +142,32 @@ impl Index {
                 });
             }
         }
+        id
     }
 
-    fn unlink(&mut self, chunks: &BTreeMap<u64, Chunk>, key: &[u8], chunk: u64, row: u32) {
-        let hash = self.hash(key);
-        let entries = &mut self.entries;
-        let Ok(mut slot) = self
-            .heads
-            .find_entry(hash, |&h| key_of(chunks, &entries[h as usize]) == key)
-        else {
+    /// Takes entry `id` (of a row whose key is `key`) out of its chain.
+    fn unlink(&mut self, key: &[u8], id: u32) {
+        let Some(&Entry { next, prev, .. }) = self.entries.get(id as usize) else {
             return;
         };
-        let head = *slot.get();
-        let is = |e: &Entry| e.chunk == chunk && e.row == row;
-        if is(&entries[head as usize]) {
-            let next = entries[head as usize].next;
+        if prev == END {
+            // The chain's head: its slot in the table points at it.
+            let hash = self.hash(key);
+            let Ok(mut slot) = self.heads.find_entry(hash, |&h| h == id) else {
+                return;
+            };
             if next == END {
                 slot.remove();
             } else {
                 *slot.get_mut() = next;
             }
-            self.free.push(head);
-            return;
+        } else {
+            self.entries[prev as usize].next = next;
         }
-        let mut prev = head;
-        let mut at = entries[head as usize].next;
-        while at != END {
-            if is(&entries[at as usize]) {
-                entries[prev as usize].next = entries[at as usize].next;
-                self.free.push(at);
-                return;
-            }
-            prev = at;
-            at = entries[at as usize].next;
+        if next != END {
+            self.entries[next as usize].prev = prev;
         }
+        self.free.push(id);
     }
 
     fn memory(&self) -> u64 {
@@ -195,10 +194,14 @@ impl Side {
         self.chunks.insert(id, chunk);
         let Side { chunks, index, .. } = self;
         let Some(chunk) = chunks.get(&id) else { return };
-        for row in 0..n {
+        let mut slots = vec![END; n];
+        for (row, slot) in slots.iter_mut().enumerate() {
             if chunk.live[row] {
-                index.link(chunks, chunk.keys.row(row).data(), id, row as u32);
+                *slot = index.link(chunks, chunk.keys.row(row).data(), id, row as u32);
             }
+        }
+        if let Some(chunk) = chunks.get_mut(&id) {
+            chunk.slots = slots;
         }
     }
 
@@ -216,8 +219,12 @@ impl Side {
     /// has no buffered row left).
     fn unlink(&mut self, cid: u64, row: u32) {
         let Side { chunks, index, .. } = self;
-        if let Some(chunk) = chunks.get(&cid) {
-            index.unlink(chunks, chunk.keys.row(row as usize).data(), cid, row);
+        if let Some(chunk) = chunks.get_mut(&cid)
+            && let Some(slot) = chunk.slots.get_mut(row as usize)
+            && *slot != END
+        {
+            index.unlink(chunk.keys.row(row as usize).data(), *slot);
+            *slot = END;
         }
     }
 
@@ -376,6 +383,7 @@ impl StreamStreamJoin {
                 matched: vec![false; n],
                 live: vec![true; n],
                 live_count: n,
+                slots: Vec::new(),
             },
             null,
         ))
@@ -1059,6 +1067,7 @@ mod tests {
                     matched: vec![false; n],
                     live: vec![true; n],
                     live_count: n,
+                    slots: Vec::new(),
                 },
             );
             for (r, (key, _, _)) in keys.iter().enumerate() {

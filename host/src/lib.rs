@@ -47,6 +47,7 @@ pub mod cluster;
 pub mod config;
 pub mod connectors;
 pub mod error;
+pub mod expr;
 pub mod failpoint;
 #[cfg(test)]
 mod floors;

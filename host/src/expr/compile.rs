@@ -1,0 +1,571 @@
+//! An expression step planned against the schema that reaches it, and run over batches.
+
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use datafusion_common::{DFSchema, DataFusionError};
+use datafusion_expr::Expr;
+use datafusion_expr::execution_props::ExecutionProps;
+use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion_expr::simplify::SimplifyContext;
+use datafusion_optimizer::simplify_expressions::ExprSimplifier;
+use datafusion_physical_expr::expressions::Column;
+use datafusion_physical_expr::{PhysicalExpr, create_physical_expr};
+use datafusion_sql::planner::{ParserOptions, PlannerContext, SqlToRel};
+use datafusion_sql::sqlparser::ast::{self, SelectItem, SelectItemQualifiedWildcardKind};
+use datafusion_sql::sqlparser::dialect::GenericDialect;
+use datafusion_sql::sqlparser::parser::{Parser, ParserError};
+use datafusion_sql::sqlparser::tokenizer::Token;
+
+use super::functions::Functions;
+use super::{ExprError, ExprStepKind, ExprStepSpec};
+use crate::error::{Error, Result};
+
+/// An expression step, planned: its output schema is fixed, and each batch runs its physical
+/// expressions.
+pub struct CompiledStep {
+    name: String,
+    output: SchemaRef,
+    op: Op,
+}
+
+enum Op {
+    /// One expression per output column.
+    Project(Vec<Arc<dyn PhysicalExpr>>),
+    /// The rows a predicate holds for.
+    Filter(Arc<dyn PhysicalExpr>),
+    /// Input columns by index (a rename, a drop).
+    Columns(Vec<usize>),
+}
+
+impl std::fmt::Debug for CompiledStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledStep")
+            .field("name", &self.name)
+            .field("output", &self.output)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CompiledStep {
+    /// Parses, type-checks and plans `spec` against `input`.
+    pub fn new(spec: &ExprStepSpec, input: &SchemaRef) -> std::result::Result<Self, ExprError> {
+        let key = spec.kind.key();
+        let planner = Planner::new(input, key)?;
+        let (fields, op): (Vec<Field>, Op) = match &spec.kind {
+            ExprStepKind::SelectExpr(items) => {
+                let mut fields = Vec::new();
+                let mut exprs = Vec::new();
+                for (i, text) in items.iter().enumerate() {
+                    let at = planner.at(&format!("{key}[{i}]"));
+                    for (field, expr) in at.select_item(text)? {
+                        fields.push(field);
+                        exprs.push(expr);
+                    }
+                }
+                (fields, Op::Project(exprs))
+            }
+            ExprStepKind::Where(text) => {
+                let (field, expr) = planner.expression(text, None)?;
+                if !matches!(field.data_type(), DataType::Boolean | DataType::Null) {
+                    return Err(planner.error(
+                        None,
+                        format!(
+                            "'{text}' is a {}, not a condition (a BOOLEAN)",
+                            field.data_type()
+                        ),
+                    ));
+                }
+                (
+                    input.fields().iter().map(|f| f.as_ref().clone()).collect(),
+                    Op::Filter(expr),
+                )
+            }
+            ExprStepKind::WithColumn { name, expr } => {
+                let (field, value) = planner.at(&format!("{key}.expr")).expression(expr, Some(name))?;
+                let mut fields = Vec::new();
+                let mut exprs = Vec::new();
+                for (i, f) in input.fields().iter().enumerate() {
+                    if f.name() == name {
+                        fields.push(field.clone());
+                        exprs.push(value.clone());
+                    } else {
+                        fields.push(f.as_ref().clone());
+                        exprs.push(Arc::new(Column::new(f.name(), i)) as Arc<dyn PhysicalExpr>);
+                    }
+                }
+                if input.index_of(name).is_err() {
+                    fields.push(field);
+                    exprs.push(value);
+                }
+                (fields, Op::Project(exprs))
+            }
+            ExprStepKind::WithColumnRenamed { existing, new } => {
+                let index = planner.column(existing, &format!("{key}.existing"))?;
+                let fields = input
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| match i == index {
+                        true => f.as_ref().clone().with_name(new),
+                        false => f.as_ref().clone(),
+                    })
+                    .collect();
+                (fields, Op::Columns((0..input.fields().len()).collect()))
+            }
+            ExprStepKind::Drop(names) => {
+                let mut dropped = Vec::new();
+                for (i, name) in names.iter().enumerate() {
+                    dropped.push(planner.column(name, &format!("{key}[{i}]"))?);
+                }
+                let kept: Vec<usize> = (0..input.fields().len())
+                    .filter(|i| !dropped.contains(i))
+                    .collect();
+                (
+                    kept.iter().map(|&i| input.field(i).clone()).collect(),
+                    Op::Columns(kept),
+                )
+            }
+        };
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = fields.iter().find(|f| !seen.insert(f.name().clone())) {
+            return Err(planner.error(
+                None,
+                format!(
+                    "two output columns are named '{}'; give one another name with AS",
+                    dup.name()
+                ),
+            ));
+        }
+        Ok(CompiledStep {
+            name: spec.name.clone(),
+            output: Arc::new(Schema::new(fields)),
+            op,
+        })
+    }
+
+    /// The schema of what it emits.
+    pub fn schema(&self) -> SchemaRef {
+        self.output.clone()
+    }
+
+    /// Runs the step over one batch. A value that fails (an ANSI cast of text that is not a
+    /// number, say) fails the batch, naming the step.
+    pub fn evaluate(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let fail = |e: DataFusionError| Error::Data {
+            context: format!("step '{}'", self.name),
+            message: e.strip_backtrace(),
+        };
+        let rows = batch.num_rows();
+        let columns: Vec<ArrayRef> = match &self.op {
+            Op::Project(exprs) => exprs
+                .iter()
+                .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
+                .collect::<std::result::Result<_, _>>()
+                .map_err(fail)?,
+            Op::Columns(indices) => indices.iter().map(|&i| batch.column(i).clone()).collect(),
+            Op::Filter(predicate) => {
+                let mask = predicate
+                    .evaluate(batch)
+                    .and_then(|v| v.into_array(rows))
+                    .map_err(fail)?;
+                let mask = match mask.as_any().downcast_ref::<BooleanArray>() {
+                    Some(m) => m.clone(),
+                    // A NULL literal predicate: no row holds.
+                    None => BooleanArray::new_null(rows),
+                };
+                let mask = match mask.null_count() {
+                    0 => mask,
+                    _ => arrow_select::filter::prep_null_mask_filter(&mask),
+                };
+                return arrow_select::filter::filter_record_batch(batch, &mask)
+                    .map_err(|e| Error::data(format!("step '{}'", self.name), e));
+            }
+        };
+        RecordBatch::try_new_with_options(
+            self.output.clone(),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )
+        .map_err(|e| Error::data(format!("step '{}'", self.name), e))
+    }
+}
+
+/// Plans one step's expressions against its input.
+struct Planner<'a> {
+    input: &'a SchemaRef,
+    schema: DFSchema,
+    /// The field errors name (`selectExpr[2]`, `where`).
+    field: String,
+}
+
+impl<'a> Planner<'a> {
+    fn new(input: &'a SchemaRef, field: &str) -> std::result::Result<Self, ExprError> {
+        let schema = DFSchema::try_from(input.as_ref().clone()).map_err(|e| ExprError {
+            field: field.to_owned(),
+            position: None,
+            message: e.strip_backtrace(),
+        })?;
+        Ok(Planner {
+            input,
+            schema,
+            field: field.to_owned(),
+        })
+    }
+
+    /// The same planner, its errors naming `field`.
+    fn at(&self, field: &str) -> Planner<'a> {
+        Planner {
+            input: self.input,
+            schema: self.schema.clone(),
+            field: field.to_owned(),
+        }
+    }
+
+    fn error(&self, position: Option<usize>, message: String) -> ExprError {
+        ExprError {
+            field: self.field.clone(),
+            position,
+            message,
+        }
+    }
+
+    /// The index of input column `name`, or an error naming the closest ones.
+    fn column(&self, name: &str, field: &str) -> std::result::Result<usize, ExprError> {
+        self.input.index_of(name).map_err(|_| ExprError {
+            field: field.to_owned(),
+            position: None,
+            message: format!(
+                "no column '{name}'{}; the columns are {}",
+                suggest(name, self.input.fields().iter().map(|f| f.name().as_str())),
+                crate::schema::column_names(self.input)
+            ),
+        })
+    }
+
+    /// Parses `text` with `parse`, which must take all of it.
+    fn parse<T>(
+        &self,
+        text: &str,
+        parse: impl FnOnce(&mut Parser<'_>) -> std::result::Result<T, ParserError>,
+    ) -> std::result::Result<T, ExprError> {
+        let dialect = GenericDialect {};
+        let mut parser = Parser::new(&dialect)
+            .try_with_sql(text)
+            .map_err(|e| self.parse_error(e, text))?;
+        let parsed = parse(&mut parser).map_err(|e| self.parse_error(e, text))?;
+        let next = parser.peek_token();
+        if next.token != Token::EOF {
+            return Err(self.error(
+                Some(next.span.start.column as usize),
+                format!("unexpected '{}' after the expression", next.token),
+            ));
+        }
+        Ok(parsed)
+    }
+
+    fn parse_error(&self, e: ParserError, expression: &str) -> ExprError {
+        let text = e.to_string();
+        // sqlparser ends its messages with "at Line: 1, Column: 12", or finds the end.
+        let position = text
+            .rsplit_once("Column: ")
+            .and_then(|(_, c)| c.trim().parse::<usize>().ok())
+            .or_else(|| text.contains("found: EOF").then(|| expression.chars().count() + 1));
+        let message = text
+            .trim_start_matches("sql parser error: ")
+            .split(" at Line: ")
+            .next()
+            .unwrap_or(&text)
+            .to_owned();
+        self.error(position, message)
+    }
+
+    /// A DataFusion planning error, with its position when DataFusion knows it.
+    fn plan_error(&self, e: DataFusionError) -> ExprError {
+        let position = e
+            .diagnostic()
+            .and_then(|d| d.span)
+            .map(|s| s.start.column as usize)
+            .filter(|c| *c > 0);
+        let mut message = e.strip_backtrace();
+        for prefix in ["Schema error: ", "Error during planning: "] {
+            if let Some(rest) = message.strip_prefix(prefix) {
+                message = rest.to_owned();
+            }
+        }
+        // An unknown function: DataFusion names it; add the closest ones.
+        if let Some(name) = message
+            .strip_prefix("Invalid function '")
+            .and_then(|r| r.split('\'').next())
+        {
+            message = format!(
+                "unknown function '{name}'{}",
+                suggest(name, Functions::get().names())
+            );
+        }
+        self.error(position, message)
+    }
+
+    /// Plans a parsed expression: resolved against the input's columns, types coerced.
+    fn plan(&self, sql: ast::Expr) -> std::result::Result<Expr, ExprError> {
+        let options = ParserOptions {
+            map_string_types_to_utf8view: false,
+            enable_ident_normalization: false,
+            collect_spans: true,
+            ..ParserOptions::default()
+        };
+        let planner = SqlToRel::new_with_options(Functions::get(), options);
+        let expr = planner
+            .sql_to_expr(sql, &self.schema, &mut PlannerContext::new())
+            .map_err(|e| self.plan_error(e))?;
+        let context = SimplifyContext::builder()
+            .with_schema(Arc::new(self.schema.clone()))
+            .build();
+        ExprSimplifier::new(context)
+            .coerce(expr, &self.schema)
+            .map_err(|e| self.plan_error(e))
+    }
+
+    /// The output column of `expr`, named `name` (or its alias, or after its text as Spark
+    /// names it), and its physical expression.
+    fn output(
+        &self,
+        expr: Expr,
+        name: Option<&str>,
+    ) -> std::result::Result<(Field, Arc<dyn PhysicalExpr>), ExprError> {
+        let name = match (name, &expr) {
+            (Some(n), _) => n.to_owned(),
+            (None, Expr::Alias(a)) => a.name.clone(),
+            (None, e) => e.schema_name().to_string(),
+        };
+        let physical = create_physical_expr(
+            &expr,
+            &self.schema,
+            &ExecutionProps::new(),
+            &PhysicalPlanningContext::default(),
+        )
+        .map_err(|e| self.plan_error(e))?;
+        let data_type = physical
+            .data_type(self.input)
+            .map_err(|e| self.plan_error(e))?;
+        let nullable = physical.nullable(self.input).unwrap_or(true);
+        Ok((Field::new(name, data_type, nullable), physical))
+    }
+
+    /// One expression, named `name` if given.
+    fn expression(
+        &self,
+        text: &str,
+        name: Option<&str>,
+    ) -> std::result::Result<(Field, Arc<dyn PhysicalExpr>), ExprError> {
+        let sql = self.parse(text, |p| p.parse_expr())?;
+        let expr = self.plan(sql)?;
+        self.output(expr, name)
+    }
+
+    /// One `selectExpr` item: `*`, `s.*` (a struct's fields), `expr` or `expr AS name`.
+    fn select_item(
+        &self,
+        text: &str,
+    ) -> std::result::Result<Vec<(Field, Arc<dyn PhysicalExpr>)>, ExprError> {
+        let item = self.parse(text, |p| p.parse_select_item())?;
+        match item {
+            SelectItem::Wildcard(_) => Ok(self
+                .input
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    (
+                        f.as_ref().clone(),
+                        Arc::new(Column::new(f.name(), i)) as Arc<dyn PhysicalExpr>,
+                    )
+                })
+                .collect()),
+            SelectItem::QualifiedWildcard(SelectItemQualifiedWildcardKind::ObjectName(name), _) => {
+                let column = name.to_string().trim_matches('`').to_owned();
+                let index = self.column(&column, &self.field)?;
+                let DataType::Struct(fields) = self.input.field(index).data_type() else {
+                    return Err(self.error(
+                        None,
+                        format!(
+                            "'{column}.*' expands a struct, but '{column}' is a {}",
+                            self.input.field(index).data_type()
+                        ),
+                    ));
+                };
+                fields
+                    .iter()
+                    .map(|f| {
+                        let expr = datafusion_functions::core::expr_fn::get_field(
+                            datafusion_expr::col(datafusion_common::Column::new_unqualified(
+                                &column,
+                            )),
+                            f.name().as_str(),
+                        );
+                        self.output(expr, Some(f.name()))
+                    })
+                    .collect()
+            }
+            SelectItem::UnnamedExpr(e) => Ok(vec![self.output(self.plan(e)?, None)?]),
+            SelectItem::ExprWithAlias { expr, alias } => {
+                Ok(vec![self.output(self.plan(expr)?, Some(&alias.value))?])
+            }
+            other => Err(self.error(
+                None,
+                format!("'{other}' is not a column expression selectExpr can take"),
+            )),
+        }
+    }
+}
+
+/// `; did you mean 'x'?` for the closest of `known` to `name`, if any is close.
+fn suggest<'k>(name: &str, known: impl Iterator<Item = &'k str>) -> String {
+    known
+        .map(|k| (strsim::jaro_winkler(&name.to_ascii_lowercase(), &k.to_ascii_lowercase()), k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| format!(" (did you mean '{k}'?)"))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{BinaryArray, Int64Array, StringArray};
+
+    fn input() -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("value", DataType::Binary, true),
+            Field::new("city", DataType::Utf8, true),
+            Field::new("amount", DataType::Int64, true),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(BinaryArray::from(vec![
+                    Some(b"{\"a\":1}".as_ref()),
+                    Some(b"x".as_ref()),
+                    None,
+                ])),
+                Arc::new(StringArray::from(vec![Some("Seoul"), Some("PARIS"), None])),
+                Arc::new(Int64Array::from(vec![Some(700), Some(20), Some(501)])),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn step(kind: ExprStepKind) -> std::result::Result<CompiledStep, ExprError> {
+        CompiledStep::new(
+            &ExprStepSpec {
+                name: "s".into(),
+                kind,
+            },
+            &input().schema(),
+        )
+    }
+
+    fn select(items: &[&str]) -> RecordBatch {
+        let s = step(ExprStepKind::SelectExpr(
+            items.iter().map(|s| s.to_string()).collect(),
+        ))
+        .unwrap();
+        s.evaluate(&input()).unwrap()
+    }
+
+    fn strings(b: &RecordBatch, i: usize) -> Vec<Option<String>> {
+        let a = arrow_cast::cast(b.column(i), &DataType::Utf8).unwrap();
+        let a = a.as_any().downcast_ref::<StringArray>().unwrap();
+        a.iter().map(|v| v.map(str::to_owned)).collect()
+    }
+
+    #[test]
+    fn casts_lowers_and_names_as_spark_does() {
+        let out = select(&[
+            "CAST(value AS STRING)",
+            "lower(city) AS city",
+            "concat(city, '-', amount)",
+        ]);
+        let schema = out.schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names[0], "value");
+        assert_eq!(names[1], "city");
+        assert_eq!(out.schema().field(0).data_type(), &DataType::Utf8);
+        assert_eq!(
+            strings(&out, 0),
+            [Some("{\"a\":1}".into()), Some("x".into()), None]
+        );
+        assert_eq!(
+            strings(&out, 1),
+            [Some("seoul".into()), Some("paris".into()), None]
+        );
+        assert_eq!(strings(&out, 2)[0], Some("Seoul-700".into()));
+    }
+
+    #[test]
+    fn where_keeps_the_rows_the_predicate_holds_for_and_null_is_false() {
+        let s = step(ExprStepKind::Where("amount > 500 AND city IS NOT NULL".into())).unwrap();
+        let out = s.evaluate(&input()).unwrap();
+        assert_eq!(out.num_rows(), 1);
+        assert_eq!(strings(&out, 1), [Some("Seoul".into())]);
+        let err = step(ExprStepKind::Where("amount + 1".into())).unwrap_err();
+        assert!(err.message.contains("not a condition"), "{err}");
+    }
+
+    #[test]
+    fn with_column_replaces_or_appends_renamed_and_drop() {
+        let s = step(ExprStepKind::WithColumn {
+            name: "amount".into(),
+            expr: "amount * 2".into(),
+        })
+        .unwrap();
+        let out = s.evaluate(&input()).unwrap();
+        assert_eq!(out.num_columns(), 3);
+        assert_eq!(strings(&out, 2)[0], Some("1400".into()));
+        let s = step(ExprStepKind::WithColumn {
+            name: "big".into(),
+            expr: "amount > 500".into(),
+        })
+        .unwrap();
+        assert_eq!(s.schema().field(3).name(), "big");
+        let s = step(ExprStepKind::WithColumnRenamed {
+            existing: "city".into(),
+            new: "town".into(),
+        })
+        .unwrap();
+        assert_eq!(s.evaluate(&input()).unwrap().schema().field(1).name(), "town");
+        let s = step(ExprStepKind::Drop(vec!["value".into()])).unwrap();
+        assert_eq!(s.schema().fields().len(), 2);
+        let err = step(ExprStepKind::Drop(vec!["citty".into()])).unwrap_err();
+        assert!(err.message.contains("did you mean 'city'"), "{err}");
+    }
+
+    #[test]
+    fn star_keeps_every_column() {
+        let out = select(&["*", "amount + 1 AS next"]);
+        assert_eq!(out.num_columns(), 4);
+    }
+
+    #[test]
+    fn errors_say_where_in_the_expression() {
+        let err = step(ExprStepKind::SelectExpr(vec!["city".into(), "lower(citi)".into()]))
+            .unwrap_err();
+        assert_eq!(err.field, "selectExpr[1]");
+        assert!(err.message.contains("citi"), "{err}");
+        assert_eq!(err.position, Some(7), "{err}");
+        let err = step(ExprStepKind::SelectExpr(vec!["amount +".into()])).unwrap_err();
+        assert!(err.position.is_some(), "{err}");
+        let err = step(ExprStepKind::SelectExpr(vec!["lowr(city)".into()])).unwrap_err();
+        assert!(err.message.contains("lower"), "{err}");
+        let err = step(ExprStepKind::Where("amount > 1 1".into())).unwrap_err();
+        assert!(err.message.contains("unexpected"), "{err}");
+    }
+
+    #[test]
+    fn a_cast_that_fails_fails_the_batch_as_ansi_spark_does() {
+        let s = step(ExprStepKind::SelectExpr(vec!["CAST(city AS INT) AS n".into()])).unwrap();
+        let err = s.evaluate(&input()).unwrap_err();
+        assert!(err.to_string().contains("step 's'"), "{err}");
+    }
+}

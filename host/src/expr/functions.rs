@@ -1,0 +1,81 @@
+//! The functions an expression may call: DataFusion's scalar functions (strings, dates and
+//! times, regular expressions, hashes, encodings, math, arrays), looked up without regard to
+//! case as Spark does.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use arrow_schema::DataType;
+use datafusion_common::config::ConfigOptions;
+use datafusion_common::{Result, TableReference, plan_err};
+use datafusion_expr::planner::ContextProvider;
+use datafusion_expr::{AggregateUDF, HigherOrderUDF, ScalarUDF, TableSource, WindowUDF};
+
+/// Every scalar function by its lower-case name and aliases, built once per process.
+pub(super) struct Functions {
+    scalar: HashMap<String, Arc<ScalarUDF>>,
+    options: ConfigOptions,
+}
+
+impl Functions {
+    /// The process's function table.
+    pub(super) fn get() -> &'static Functions {
+        static FUNCTIONS: OnceLock<Functions> = OnceLock::new();
+        FUNCTIONS.get_or_init(|| {
+            let mut scalar = HashMap::new();
+            for f in datafusion_functions::all_default_functions()
+                .into_iter()
+                .chain(datafusion_functions_nested::all_default_nested_functions())
+            {
+                for name in std::iter::once(f.name()).chain(f.aliases().iter().map(String::as_str)) {
+                    scalar.insert(name.to_ascii_lowercase(), f.clone());
+                }
+            }
+            let mut options = ConfigOptions::default();
+            // Spark's `STRING` is Arrow `Utf8` here, as everywhere else in Sluice.
+            options.sql_parser.map_string_types_to_utf8view = false;
+            Functions { scalar, options }
+        })
+    }
+
+    /// The known function names, for suggestions.
+    pub(super) fn names(&self) -> impl Iterator<Item = &str> {
+        self.scalar.keys().map(String::as_str)
+    }
+}
+
+impl ContextProvider for Functions {
+    fn get_table_source(&self, name: TableReference) -> Result<Arc<dyn TableSource>> {
+        plan_err!("an expression reads the step's columns, not a table ('{name}')")
+    }
+    fn get_function_meta(&self, name: &str) -> Option<Arc<ScalarUDF>> {
+        self.scalar.get(&name.to_ascii_lowercase()).cloned()
+    }
+    fn get_higher_order_meta(&self, _name: &str) -> Option<Arc<HigherOrderUDF>> {
+        None
+    }
+    fn get_aggregate_meta(&self, _name: &str) -> Option<Arc<AggregateUDF>> {
+        None
+    }
+    fn get_window_meta(&self, _name: &str) -> Option<Arc<WindowUDF>> {
+        None
+    }
+    fn get_variable_type(&self, _variable_names: &[String]) -> Option<DataType> {
+        None
+    }
+    fn options(&self) -> &ConfigOptions {
+        &self.options
+    }
+    fn udf_names(&self) -> Vec<String> {
+        self.scalar.keys().cloned().collect()
+    }
+    fn higher_order_function_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn udaf_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn udwf_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+}

@@ -83,7 +83,9 @@ impl CompiledStep {
                 )
             }
             ExprStepKind::WithColumn { name, expr } => {
-                let (field, value) = planner.at(&format!("{key}.expr")).expression(expr, Some(name))?;
+                let (field, value) = planner
+                    .at(&format!("{key}.expr"))
+                    .expression(expr, Some(name))?;
                 let mut fields = Vec::new();
                 let mut exprs = Vec::new();
                 for (i, f) in input.fields().iter().enumerate() {
@@ -192,6 +194,9 @@ impl CompiledStep {
     }
 }
 
+/// An output column and the expression that computes it.
+type Output = (Field, Arc<dyn PhysicalExpr>);
+
 /// Plans one step's expressions against its input.
 struct Planner<'a> {
     input: &'a SchemaRef,
@@ -271,7 +276,10 @@ impl<'a> Planner<'a> {
         let position = text
             .rsplit_once("Column: ")
             .and_then(|(_, c)| c.trim().parse::<usize>().ok())
-            .or_else(|| text.contains("found: EOF").then(|| expression.chars().count() + 1));
+            .or_else(|| {
+                text.contains("found: EOF")
+                    .then(|| expression.chars().count() + 1)
+            });
         let message = text
             .trim_start_matches("sql parser error: ")
             .split(" at Line: ")
@@ -289,7 +297,15 @@ impl<'a> Planner<'a> {
             .map(|s| s.start.column as usize)
             .filter(|c| *c > 0);
         let mut message = e.strip_backtrace();
-        for prefix in ["Schema error: ", "Error during planning: "] {
+        // DataFusion's invitation to report its own bugs is not the user's business.
+        if let Some((first, _)) = message.split_once("\nThis issue was likely caused") {
+            message = first.trim_end_matches('.').to_owned();
+        }
+        for prefix in [
+            "Schema error: ",
+            "Error during planning: ",
+            "Internal error: ",
+        ] {
             if let Some(rest) = message.strip_prefix(prefix) {
                 message = rest.to_owned();
             }
@@ -329,11 +345,7 @@ impl<'a> Planner<'a> {
 
     /// The output column of `expr`, named `name` (or its alias, or after its text as Spark
     /// names it), and its physical expression.
-    fn output(
-        &self,
-        expr: Expr,
-        name: Option<&str>,
-    ) -> std::result::Result<(Field, Arc<dyn PhysicalExpr>), ExprError> {
+    fn output(&self, expr: Expr, name: Option<&str>) -> std::result::Result<Output, ExprError> {
         let name = match (name, &expr) {
             (Some(n), _) => n.to_owned(),
             (None, Expr::Alias(a)) => a.name.clone(),
@@ -354,21 +366,14 @@ impl<'a> Planner<'a> {
     }
 
     /// One expression, named `name` if given.
-    fn expression(
-        &self,
-        text: &str,
-        name: Option<&str>,
-    ) -> std::result::Result<(Field, Arc<dyn PhysicalExpr>), ExprError> {
+    fn expression(&self, text: &str, name: Option<&str>) -> std::result::Result<Output, ExprError> {
         let sql = self.parse(text, |p| p.parse_expr())?;
         let expr = self.plan(sql)?;
         self.output(expr, name)
     }
 
     /// One `selectExpr` item: `*`, `s.*` (a struct's fields), `expr` or `expr AS name`.
-    fn select_item(
-        &self,
-        text: &str,
-    ) -> std::result::Result<Vec<(Field, Arc<dyn PhysicalExpr>)>, ExprError> {
+    fn select_item(&self, text: &str) -> std::result::Result<Vec<Output>, ExprError> {
         let item = self.parse(text, |p| p.parse_select_item())?;
         match item {
             SelectItem::Wildcard(_) => Ok(self
@@ -423,7 +428,12 @@ impl<'a> Planner<'a> {
 /// `; did you mean 'x'?` for the closest of `known` to `name`, if any is close.
 fn suggest<'k>(name: &str, known: impl Iterator<Item = &'k str>) -> String {
     known
-        .map(|k| (strsim::jaro_winkler(&name.to_ascii_lowercase(), &k.to_ascii_lowercase()), k))
+        .map(|k| {
+            (
+                strsim::jaro_winkler(&name.to_ascii_lowercase(), &k.to_ascii_lowercase()),
+                k,
+            )
+        })
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, k)| format!(" (did you mean '{k}'?)"))
@@ -505,7 +515,10 @@ mod tests {
 
     #[test]
     fn where_keeps_the_rows_the_predicate_holds_for_and_null_is_false() {
-        let s = step(ExprStepKind::Where("amount > 500 AND city IS NOT NULL".into())).unwrap();
+        let s = step(ExprStepKind::Where(
+            "amount > 500 AND city IS NOT NULL".into(),
+        ))
+        .unwrap();
         let out = s.evaluate(&input()).unwrap();
         assert_eq!(out.num_rows(), 1);
         assert_eq!(strings(&out, 1), [Some("Seoul".into())]);
@@ -534,7 +547,10 @@ mod tests {
             new: "town".into(),
         })
         .unwrap();
-        assert_eq!(s.evaluate(&input()).unwrap().schema().field(1).name(), "town");
+        assert_eq!(
+            s.evaluate(&input()).unwrap().schema().field(1).name(),
+            "town"
+        );
         let s = step(ExprStepKind::Drop(vec!["value".into()])).unwrap();
         assert_eq!(s.schema().fields().len(), 2);
         let err = step(ExprStepKind::Drop(vec!["citty".into()])).unwrap_err();
@@ -549,8 +565,11 @@ mod tests {
 
     #[test]
     fn errors_say_where_in_the_expression() {
-        let err = step(ExprStepKind::SelectExpr(vec!["city".into(), "lower(citi)".into()]))
-            .unwrap_err();
+        let err = step(ExprStepKind::SelectExpr(vec![
+            "city".into(),
+            "lower(citi)".into(),
+        ]))
+        .unwrap_err();
         assert_eq!(err.field, "selectExpr[1]");
         assert!(err.message.contains("citi"), "{err}");
         assert_eq!(err.position, Some(7), "{err}");
@@ -564,7 +583,10 @@ mod tests {
 
     #[test]
     fn a_cast_that_fails_fails_the_batch_as_ansi_spark_does() {
-        let s = step(ExprStepKind::SelectExpr(vec!["CAST(city AS INT) AS n".into()])).unwrap();
+        let s = step(ExprStepKind::SelectExpr(vec![
+            "CAST(city AS INT) AS n".into(),
+        ]))
+        .unwrap();
         let err = s.evaluate(&input()).unwrap_err();
         assert!(err.to_string().contains("step 's'"), "{err}");
     }

@@ -8,12 +8,15 @@ use std::sync::{Arc, OnceLock};
 use arrow_schema::DataType;
 use datafusion_common::config::ConfigOptions;
 use datafusion_common::{Result, TableReference, plan_err};
-use datafusion_expr::planner::ContextProvider;
+use datafusion_expr::planner::{ContextProvider, ExprPlanner};
 use datafusion_expr::{AggregateUDF, HigherOrderUDF, ScalarUDF, TableSource, WindowUDF};
 
 /// Every scalar function by its lower-case name and aliases, built once per process.
 pub(super) struct Functions {
     scalar: HashMap<String, Arc<ScalarUDF>>,
+    /// What plans SQL syntax that is not a call: `SUBSTRING(s FROM 1)`, `s.field`, `a[1]`,
+    /// array literals.
+    planners: Vec<Arc<dyn ExprPlanner>>,
     options: ConfigOptions,
 }
 
@@ -27,14 +30,25 @@ impl Functions {
                 .into_iter()
                 .chain(datafusion_functions_nested::all_default_nested_functions())
             {
-                for name in std::iter::once(f.name()).chain(f.aliases().iter().map(String::as_str)) {
+                for name in std::iter::once(f.name()).chain(f.aliases().iter().map(String::as_str))
+                {
                     scalar.insert(name.to_ascii_lowercase(), f.clone());
                 }
             }
             let mut options = ConfigOptions::default();
             // Spark's `STRING` is Arrow `Utf8` here, as everywhere else in Sluice.
             options.sql_parser.map_string_types_to_utf8view = false;
-            Functions { scalar, options }
+            let planners: Vec<Arc<dyn ExprPlanner>> = vec![
+                Arc::new(datafusion_functions::unicode::planner::UnicodeFunctionPlanner),
+                Arc::new(datafusion_functions::datetime::planner::DatetimeFunctionPlanner),
+                Arc::new(datafusion_functions_nested::planner::NestedFunctionPlanner),
+                Arc::new(datafusion_functions_nested::planner::FieldAccessPlanner),
+            ];
+            Functions {
+                scalar,
+                planners,
+                options,
+            }
         })
     }
 
@@ -47,6 +61,9 @@ impl Functions {
 impl ContextProvider for Functions {
     fn get_table_source(&self, name: TableReference) -> Result<Arc<dyn TableSource>> {
         plan_err!("an expression reads the step's columns, not a table ('{name}')")
+    }
+    fn get_expr_planners(&self) -> &[Arc<dyn ExprPlanner>] {
+        &self.planners
     }
     fn get_function_meta(&self, name: &str) -> Option<Arc<ScalarUDF>> {
         self.scalar.get(&name.to_ascii_lowercase()).cloned()

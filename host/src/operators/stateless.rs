@@ -1,4 +1,5 @@
-//! The plan's stateless nodes: an input (a source's rows), a Wasm step, and a union.
+//! The plan's stateless nodes: an input (a source's rows), a Wasm step, an expression step,
+//! and a union.
 //!
 //! Guarantees: each passes every row it receives on (a step as its module's `onError` policy
 //! says) and keeps no state; a union's output is its inputs' rows in the order of its
@@ -73,6 +74,37 @@ impl Operator for StepNode {
             ));
         };
         step.process(ctx.clock.batch_id, rows, ctx.outputs, ctx.parallelism)
+    }
+}
+
+/// An expression step (`selectExpr`, `where`, ...), planned when the plan is built.
+pub struct ExprNode {
+    step: crate::expr::CompiledStep,
+}
+
+impl ExprNode {
+    /// Runs `step` over each batch.
+    pub fn new(step: crate::expr::CompiledStep) -> ExprNode {
+        ExprNode { step }
+    }
+}
+
+impl Operator for ExprNode {
+    fn name(&self) -> &'static str {
+        "Expression"
+    }
+    fn schema(&self) -> SchemaRef {
+        self.step.schema()
+    }
+    fn process(
+        &mut self,
+        ctx: &mut OperatorContext<'_>,
+        mut inputs: Vec<Vec<RecordBatch>>,
+    ) -> Result<Vec<RecordBatch>> {
+        let batches = inputs.pop().unwrap_or_default();
+        // Batches are independent: up to `parallelism` of them at once, output in order.
+        let step = &self.step;
+        crate::parallel::try_map(batches, ctx.parallelism, |b| step.evaluate(&b))
     }
 }
 

@@ -96,7 +96,7 @@ pub(super) fn parse_transforms(
     base: &Path,
     prefix: &str,
     outputs: &[(String, SinkSpec)],
-) -> Vec<TransformSpec> {
+) -> Vec<StepSpec> {
     let mut transforms = Vec::new();
     let Some(node) = r.get("transform") else {
         return transforms;
@@ -645,7 +645,7 @@ pub(super) fn check_step_names(
     q: &TableReader,
     inputs: &[InputSpec],
     views: &[ViewSpec],
-    transforms: &[TransformSpec],
+    transforms: &[StepSpec],
 ) {
     let mut seen = std::collections::BTreeSet::new();
     for t in inputs
@@ -654,12 +654,12 @@ pub(super) fn check_step_names(
         .chain(views.iter().flat_map(|v| &v.transforms))
         .chain(transforms)
     {
-        if !seen.insert(t.name.as_str()) {
+        if !seen.insert(t.name()) {
             q.error_here(
                 "transform",
                 format!(
                     "two steps are named '{}'; give each step a unique name",
-                    t.name
+                    t.name()
                 ),
             );
         }

@@ -54,10 +54,13 @@ fn list(v: &serde_json::Value) -> String {
 /// `node` under each of `steps` in turn (the first step reads `node`).
 fn under_steps(mut node: PlanNode, steps: &serde_json::Value) -> PlanNode {
     for s in steps.as_array().into_iter().flatten() {
-        node = PlanNode::over(
-            format!("WasmStep '{}' ({})", text(&s["name"]), text(&s["module"])),
-            node,
-        );
+        let line = match &s["expression"] {
+            serde_json::Value::Null => {
+                format!("WasmStep '{}' ({})", text(&s["name"]), text(&s["module"]))
+            }
+            e => format!("Expression '{}' ({})", text(&s["name"]), text(e)),
+        };
+        node = PlanNode::over(line, node);
     }
     node
 }
@@ -90,16 +93,33 @@ fn reads_view(from: &ViewFrom) -> serde_json::Value {
     }
 }
 
-/// A stage's steps as JSON.
-fn steps_view(ts: &[TransformSpec]) -> Vec<serde_json::Value> {
+/// A stage's steps as JSON: a Wasm step's module, an expression step's expressions.
+fn steps_view(ts: &[StepSpec]) -> Vec<serde_json::Value> {
     ts.iter()
-        .map(|t| {
-            serde_json::json!({
+        .map(|t| match t {
+            StepSpec::Wasm(t) => serde_json::json!({
                 "name": t.name,
                 "module": t.module_ref.clone().unwrap_or_else(|| t.module.display().to_string()),
-            })
+            }),
+            StepSpec::Expr(e) => serde_json::json!({
+                "name": e.name,
+                "expression": expression_text(&e.kind),
+            }),
         })
         .collect()
+}
+
+/// An expression step as one line, as a user wrote it.
+fn expression_text(kind: &ExprStepKind) -> String {
+    match kind {
+        ExprStepKind::SelectExpr(items) => format!("selectExpr {}", items.join(", ")),
+        ExprStepKind::Where(e) => format!("where {e}"),
+        ExprStepKind::WithColumn { name, expr } => format!("withColumn {name} = {expr}"),
+        ExprStepKind::WithColumnRenamed { existing, new } => {
+            format!("withColumnRenamed {existing} -> {new}")
+        }
+        ExprStepKind::Drop(names) => format!("drop {}", names.join(", ")),
+    }
 }
 
 /// A stage's stateful operators as JSON, in the order they run.

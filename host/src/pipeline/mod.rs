@@ -48,6 +48,7 @@ pub use crate::config::{
     Diagnostic, Diagnostics, GuestWorld, ModuleRef, OutputMode, parse_bytes, parse_duration,
     resolve,
 };
+pub use crate::expr::{ExprStepKind, ExprStepSpec};
 pub use crate::wasm::spec::{GuestLimits, HandlerSpec, OnError, TransformSpec};
 
 // The connectors' option types, as a pipeline names them.
@@ -131,8 +132,8 @@ pub struct QuerySpec {
     /// Whether a stateless query may read batch N+1 while its sink makes N durable
     /// (`pipelineBatches`, default true; see ARCHITECTURE.md, "Pipelined batches").
     pub pipeline_batches: bool,
-    /// Wasm transform steps applied after the inputs are combined, in order.
-    pub transforms: Vec<TransformSpec>,
+    /// Steps (Wasm or expressions) applied after the inputs are combined, in order.
+    pub transforms: Vec<StepSpec>,
     /// Named extra sinks for the foreachBatch handler and dead letters.
     pub outputs: Vec<(String, SinkSpec)>,
     /// How several inputs' watermarks combine (`watermarkPolicy`).
@@ -174,6 +175,7 @@ impl QuerySpec {
             .flat_map(|i| i.transforms.iter_mut())
             .chain(self.views.iter_mut().flat_map(|v| v.transforms.iter_mut()))
             .chain(self.transforms.iter_mut())
+            .filter_map(StepSpec::wasm_mut)
     }
 
     /// Every transform step with where it runs, in the order a batch meets them.
@@ -193,6 +195,7 @@ impl QuerySpec {
                 }),
             )
             .chain(self.transforms.iter().map(|t| (StepPlace::Combined, t)))
+            .filter_map(|(place, t)| Some((place, t.wasm()?)))
     }
 }
 
@@ -206,8 +209,8 @@ pub struct InputSpec {
     pub source: SourceSpec,
     /// Its `watermark = { column, delay }`.
     pub watermark: Option<WatermarkSpec>,
-    /// Wasm steps applied to this input only (`[[query.inputs.NAME.transform]]`).
-    pub transforms: Vec<TransformSpec>,
+    /// Steps applied to this input only (`[[query.inputs.NAME.transform]]`).
+    pub transforms: Vec<StepSpec>,
 }
 
 /// How a query's inputs become one stream.
@@ -224,6 +227,40 @@ pub enum Combine {
     StaticJoin(JoinSpec),
     /// `[query.join]` of two inputs.
     StreamJoin(JoinSpec),
+}
+
+/// One step of a query: a Wasm module, or an expression step (`selectExpr`, `where`, ...).
+#[derive(Debug, Clone)]
+pub enum StepSpec {
+    /// A Wasm transform.
+    Wasm(TransformSpec),
+    /// Spark SQL expressions, planned by `crate::expr`.
+    Expr(ExprStepSpec),
+}
+
+impl StepSpec {
+    /// The step's name.
+    pub fn name(&self) -> &str {
+        match self {
+            StepSpec::Wasm(t) => &t.name,
+            StepSpec::Expr(e) => &e.name,
+        }
+    }
+
+    /// Its Wasm transform, if it is one.
+    pub fn wasm(&self) -> Option<&TransformSpec> {
+        match self {
+            StepSpec::Wasm(t) => Some(t),
+            StepSpec::Expr(_) => None,
+        }
+    }
+
+    fn wasm_mut(&mut self) -> Option<&mut TransformSpec> {
+        match self {
+            StepSpec::Wasm(t) => Some(t),
+            StepSpec::Expr(_) => None,
+        }
+    }
 }
 
 /// Where a transform step runs.
@@ -851,6 +888,17 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
         for (key, message) in continuous_problems(inputs, combine, &stateful, &outputs, sink) {
             q.error_at(offset_of(node, &key), &key, message);
         }
+        if let Some(i) = transforms
+            .iter()
+            .position(|t| matches!(t, StepSpec::Expr(_)))
+        {
+            let key = format!("transform[{i}]");
+            q.error_at(
+                offset_of(node, &key),
+                &key,
+                "expression steps run in micro-batches for now; use a micro-batch trigger, or a Wasm step".to_owned(),
+            );
+        }
     }
     if let (Some(Combine::StreamJoin(_)), Some(mode)) = (&combine, output_mode)
         && mode != OutputMode::Append
@@ -883,13 +931,23 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
             }
         }
     }
+    // Expression steps are planned wherever the schema reaching them is known (a declared
+    // schema, no Wasm step before them), each error at its step's line.
+    let mut known_after_steps = None;
+    if let (Some(inputs), Some(combine)) = (inputs.as_deref(), &combine) {
+        for input in inputs {
+            let prefix = format!("inputs.{}.", input.name);
+            let schema = input.source.known_schema();
+            let after = check_expression_steps(&q, node, &prefix, schema, &input.transforms);
+            if matches!(combine, Combine::Single) && views.as_deref().is_some_and(|v| v.is_empty())
+            {
+                known_after_steps = check_expression_steps(&q, node, "", after, &transforms);
+            }
+        }
+    }
     // What a declared schema already tells: only when no Wasm step sits between the source
     // and the operators (a step may emit any schema, known only once it is loaded).
-    if transforms.is_empty()
-        && let Some(input) = single
-        && input.transforms.is_empty()
-        && let Some(schema) = input.source.known_schema()
-    {
+    if let Some(schema) = known_after_steps {
         for p in schema_problems(&schema, &watermark, &dedup, &aggregate) {
             q.error_at(offset_of(node, &p.key), &p.key, p.message);
         }

@@ -32,7 +32,7 @@ pub(super) fn parse_transform(
     prefix: &str,
     index: usize,
     outputs: &[(String, SinkSpec)],
-) -> Option<TransformSpec> {
+) -> Option<StepSpec> {
     let key = format!("{prefix}transform[{index}]");
     let mut t = TableReader::new(ctx, Some(query), &key, node)?;
     // Unnamed steps of an input are named after it, so they never clash with the query's.
@@ -45,9 +45,12 @@ pub(super) fn parse_transform(
                 .unwrap_or_default()
         )
     });
+    if let Some(kind) = EXPR_KEYS.iter().find(|k| t.get(k).is_some()) {
+        return parse_expression_step(ctx, query, t, &key, kind, name);
+    }
     let module = t.required_string(
         "module",
-        "the component file, e.g. module = \"transforms/parse.wasm\"",
+        "the component file, e.g. module = \"transforms/parse.wasm\" (or an expression step: selectExpr, where, withColumn, withColumnRenamed or drop)",
     );
     let config = t.guest_config("config", base);
     let limits = parse_limits(&mut t);
@@ -98,12 +101,116 @@ pub(super) fn parse_transform(
     known.extend(LIMIT_KEYS);
     t.finish(&known);
     let module = module?;
-    Some(TransformSpec {
+    Some(StepSpec::Wasm(TransformSpec {
         name,
         module_ref: crate::registry::is_reference(&module).then(|| module.clone()),
         module: path?,
         config,
         limits,
         on_error,
-    })
+    }))
+}
+
+/// The keys of an expression step, one per step (`filter` is Spark's other name for `where`).
+const EXPR_KEYS: [&str; 6] = [
+    "selectExpr",
+    "where",
+    "filter",
+    "withColumn",
+    "withColumnRenamed",
+    "drop",
+];
+
+/// An expression step: `selectExpr = [...]`, `where = "..."`, `withColumn = { name, expr }`,
+/// `withColumnRenamed = { existing, new }` or `drop = [...]`. Its expressions are planned
+/// when the schema reaching it is known (`check_expression_steps`, and at start).
+fn parse_expression_step(
+    ctx: &Ctx,
+    query: &str,
+    mut t: TableReader,
+    key: &str,
+    kind: &str,
+    name: String,
+) -> Option<StepSpec> {
+    let others: Vec<&str> = EXPR_KEYS
+        .iter()
+        .chain(&["module"])
+        .filter(|k| **k != kind && t.get(k).is_some())
+        .copied()
+        .collect();
+    if !others.is_empty() {
+        t.error_here(
+            kind,
+            format!(
+                "a step does one thing: give {kind} or {}, each in its own [[...transform]]",
+                others.join(" or ")
+            ),
+        );
+        return None;
+    }
+    let list = |t: &mut TableReader, k: &str| match t.get(k).map(|n| n.get_ref()) {
+        Some(Node::Str(s)) => Some(vec![s.clone()]),
+        _ => t.string_list(k),
+    };
+    let pair = |t: &mut TableReader, k: &str, a: &str, b: &str| {
+        let node = t.get(k)?;
+        let mut r = TableReader::new(ctx, Some(query), &format!("{key}.{k}"), node)?;
+        let first = r.required_string(a, &format!("{k} = {{ {a} = \"...\", {b} = \"...\" }}"));
+        let second = r.required_string(b, &format!("{k} = {{ {a} = \"...\", {b} = \"...\" }}"));
+        r.finish(&[a, b]);
+        Some((first?, second?))
+    };
+    let step = match kind {
+        "selectExpr" => list(&mut t, kind).map(ExprStepKind::SelectExpr),
+        "where" | "filter" => t.string(kind).map(ExprStepKind::Where),
+        "withColumn" => pair(&mut t, kind, "name", "expr")
+            .map(|(name, expr)| ExprStepKind::WithColumn { name, expr }),
+        "withColumnRenamed" => pair(&mut t, kind, "existing", "new")
+            .map(|(existing, new)| ExprStepKind::WithColumnRenamed { existing, new }),
+        _ => list(&mut t, kind).map(ExprStepKind::Drop),
+    };
+    // Keys a Wasm step would take (onError, config, ...) are not this step's.
+    t.finish(&["name", kind]);
+    Some(StepSpec::Expr(ExprStepSpec { name, kind: step? }))
+}
+
+/// Plans `steps` (of the table at `prefix`, e.g. `inputs.web.`) against `schema`, the schema
+/// reaching the first, reporting each expression error at its step's line; returns the schema
+/// after them, or `None` once a Wasm step makes it unknown (or an error stops the walk).
+pub(super) fn check_expression_steps(
+    q: &TableReader,
+    node: &Spanned<Node>,
+    prefix: &str,
+    schema: Option<SchemaRef>,
+    steps: &[StepSpec],
+) -> Option<SchemaRef> {
+    let mut schema = schema?;
+    for (i, step) in steps.iter().enumerate() {
+        let StepSpec::Expr(e) = step else {
+            return None;
+        };
+        match crate::expr::CompiledStep::new(e, &schema) {
+            Ok(compiled) => schema = compiled.schema(),
+            Err(err) => {
+                let key = format!("{prefix}transform[{i}].{}", err.field);
+                // The value's line: the field itself, or the step's key for a list item.
+                let at = [
+                    key.clone(),
+                    format!("{prefix}transform[{i}].{}", e.kind.key()),
+                    format!("{prefix}transform[{i}]"),
+                ]
+                .iter()
+                .map(|k| offset_of(node, k))
+                .find(|o| *o != node.span().start)
+                .unwrap_or(node.span().start);
+                let position = err
+                    .position
+                    .map(|p| format!(" (at character {p})"))
+                    .unwrap_or_default();
+                q.error_at(at, &key, format!("{}{position}", err.message));
+                return None;
+            }
+        }
+    }
+    Some(schema)
 }

@@ -22,8 +22,8 @@ pub struct ViewSpec {
     pub name: String,
     /// What it reads.
     pub from: ViewFrom,
-    /// Its Wasm steps, in order.
-    pub transforms: Vec<TransformSpec>,
+    /// Its steps, in order.
+    pub transforms: Vec<StepSpec>,
     /// Its `dropDuplicates`.
     pub dedup: Option<DedupSpec>,
     /// Its `aggregate`.

@@ -23,6 +23,7 @@ use arrow_schema::SchemaRef;
 
 use super::shared::{StepInfo, step_info};
 use crate::error::{Error, Result};
+use crate::expr::CompiledStep;
 use crate::operators::aggregate::Aggregate;
 use crate::operators::aggregate::partitioned::PartitionedAggregate;
 use crate::operators::dedup::Dedup;
@@ -31,9 +32,9 @@ use crate::operators::join::partitioned::PartitionedStreamJoin;
 use crate::operators::join::static_table::StreamStaticJoin;
 use crate::operators::operator::{Operator, OperatorContext, Partitioning, StatefulNode};
 use crate::operators::processor::KeyedProcessor;
-use crate::operators::stateless::{InputNode, StepNode, UnionNode};
+use crate::operators::stateless::{ExprNode, InputNode, StepNode, UnionNode};
 use crate::operators::{BatchClock, StateOperatorProgress, StatefulOperator, Watermarks};
-use crate::pipeline::{Combine, QuerySpec, TransformSpec, ViewFrom, ViewSpec};
+use crate::pipeline::{Combine, QuerySpec, StepSpec, ViewFrom, ViewSpec};
 use crate::sink::outputs::SharedOutputs;
 use crate::storage::Location;
 use crate::wasm::transform::WasmTransform;
@@ -310,18 +311,30 @@ impl<'a> PlanBuilder<'a> {
         })
     }
 
-    /// Steps `transforms` after `node`.
-    fn steps_after(&mut self, mut node: usize, transforms: &[TransformSpec]) -> Result<usize> {
+    /// Steps `transforms` after `node`: a Wasm step loads its module (whose init fixes its
+    /// output schema), an expression step is planned against the schema reaching it.
+    fn steps_after(&mut self, mut node: usize, transforms: &[StepSpec]) -> Result<usize> {
         for t in transforms {
             let input = self.schema(node);
-            let step = WasmTransform::new(t.clone(), &self.spec.name, input.clone())?;
-            self.infos.push(step_info(&step, input));
-            let out = step.output_schema();
-            self.steps.push(step);
-            node = self.add(
-                Box::new(StepNode::new(self.steps.len() - 1, out)),
-                vec![node],
-            );
+            match t {
+                StepSpec::Wasm(t) => {
+                    let step = WasmTransform::new(t.clone(), &self.spec.name, input.clone())?;
+                    self.infos.push(step_info(&step, input));
+                    let out = step.output_schema();
+                    self.steps.push(step);
+                    node = self.add(
+                        Box::new(StepNode::new(self.steps.len() - 1, out)),
+                        vec![node],
+                    );
+                }
+                StepSpec::Expr(e) => {
+                    let step = CompiledStep::new(e, &input).map_err(|err| Error::Data {
+                        context: format!("query '{}' step '{}'", self.spec.name, e.name),
+                        message: err.to_string(),
+                    })?;
+                    node = self.add(Box::new(ExprNode::new(step)), vec![node]);
+                }
+            }
         }
         Ok(node)
     }

@@ -1,0 +1,159 @@
+//! Expression steps through the CLI on real files: `selectExpr`, `where`, `withColumn`,
+//! `withColumnRenamed` and `drop` with no Wasm module, checked against a computation in the
+//! test; `sluice validate` placing an expression's mistakes at their line and character.
+
+mod common;
+
+use common::*;
+
+const PIPELINE: &str = r#"[[query]]
+name = "orders"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+
+[query.source]
+format = "json"
+path = "in/*.json"
+schema = "id BIGINT, city STRING, amount BIGINT"
+mode = "FAILFAST"
+maxFilesPerTrigger = 1
+
+[[query.transform]]
+where = "amount > 500 AND city <> 'Daegu'"
+
+[[query.transform]]
+withColumn = { name = "city", expr = "lower(city)" }
+
+[[query.transform]]
+name = "shape"
+selectExpr = ["id", "city", "amount * 2 AS doubled", "CAST(amount AS STRING) AS amount_text", "upper(substr(city, 1, 2)) AS code"]
+
+[[query.transform]]
+withColumnRenamed = { existing = "amount_text", new = "amount_str" }
+
+[[query.transform]]
+drop = ["code"]
+
+[query.sink]
+format = "json"
+path = "out"
+"#;
+
+#[test]
+fn expression_steps_shape_rows_with_no_module() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for i in 0..4u64 {
+        let f = drop_file(
+            &d.join("in"),
+            &format!("{i}.json"),
+            &event_lines(i * 25..(i + 1) * 25),
+        );
+        set_mtime(&f, 100 - i);
+    }
+    let file = pipeline(d, PIPELINE);
+    run_ok(sluice().arg("validate").arg(&file));
+    run_ok(sluice().arg("run").arg(&file));
+    let mut got: Vec<(u64, String, u64, String)> = committed_json(&d.join("out"))
+        .iter()
+        .map(|r| {
+            assert!(r.get("code").is_none() && r.get("amount").is_none(), "{r}");
+            (
+                r["id"].as_u64().unwrap(),
+                r["city"].as_str().unwrap().to_owned(),
+                r["doubled"].as_u64().unwrap(),
+                r["amount_str"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    const CITIES: [&str; 4] = ["Seoul", "Busan", "Incheon", "Daegu"];
+    let expected: Vec<(u64, String, u64, String)> = (0..100u64)
+        .map(|i| (i, CITIES[(i % 4) as usize], i * 10))
+        .filter(|(_, city, amount)| *amount > 500 && *city != "Daegu")
+        .map(|(i, city, amount)| (i, city.to_lowercase(), amount * 2, amount.to_string()))
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected);
+    // `sluice explain` shows each expression step as written.
+    let out = run_ok(sluice().arg("explain").arg(&file));
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        tree.contains("Expression 'shape' (selectExpr id, city, amount * 2 AS doubled"),
+        "{tree}"
+    );
+    assert!(
+        tree.contains("(where amount > 500 AND city <> 'Daegu')"),
+        "{tree}"
+    );
+}
+
+#[test]
+fn validate_places_an_expressions_mistakes_at_their_line_and_character() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let line_of =
+        |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    for (from, to, says) in [
+        (
+            "\"amount * 2 AS doubled\"",
+            "\"amont * 2 AS doubled\"",
+            vec!["selectExpr[2]", "amont", "(at character 1)"],
+        ),
+        (
+            "expr = \"lower(city)\"",
+            "expr = \"lowr(city)\"",
+            vec![
+                "withColumn.expr",
+                "unknown function 'lowr'",
+                "did you mean 'lower'",
+            ],
+        ),
+        (
+            "where = \"amount > 500 AND city <> 'Daegu'\"",
+            "where = \"amount > 500 AND\"",
+            vec!["transform[0].where", "(at character 17)"],
+        ),
+        (
+            "where = \"amount > 500 AND city <> 'Daegu'\"",
+            "where = \"amount + 1\"",
+            vec!["not a condition"],
+        ),
+        (
+            "drop = [\"code\"]",
+            "drop = [\"cod\"]",
+            vec![
+                "transform[4].drop[0]",
+                "no column 'cod'",
+                "did you mean 'code'",
+            ],
+        ),
+    ] {
+        let text = PIPELINE.replace(from, to);
+        assert_ne!(text, PIPELINE);
+        let file = pipeline(d, &text);
+        let out = sluice().arg("validate").arg(&file).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{to}: {stderr}");
+        let line = line_of(&text, to);
+        assert!(
+            stderr.contains(&format!("pipeline.toml:{line}:")),
+            "{to} at line {line}: {stderr}"
+        );
+        for s in says {
+            assert!(stderr.contains(s), "{to}: '{s}' in {stderr}");
+        }
+    }
+    // A step that is both a module and an expression is refused.
+    let text = PIPELINE.replace(
+        "withColumn = { name = \"city\", expr = \"lower(city)\" }",
+        "withColumn = { name = \"city\", expr = \"lower(city)\" }\nmodule = \"x.wasm\"",
+    );
+    let out = sluice()
+        .arg("validate")
+        .arg(pipeline(d, &text))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("a step does one thing"), "{stderr}");
+}

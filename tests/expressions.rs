@@ -157,3 +157,10 @@ fn validate_places_an_expressions_mistakes_at_their_line_and_character() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("a step does one thing"), "{stderr}");
 }
+
+#[test]
+fn the_seeds_json_pipeline_in_expressions_writes_what_the_wasm_example_does() {
+    let expressions = example_values("expr-json-events");
+    assert_eq!(expressions.len(), 4, "{expressions:?}");
+    assert_eq!(expressions, example_values("json-events"));
+}

@@ -591,3 +591,75 @@ mod tests {
         assert!(err.to_string().contains("step 's'"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+    use arrow_array::StringArray;
+
+    #[test]
+    fn from_json_then_fields_then_to_json_round_trip_the_seeds_events() {
+        let schema = Arc::new(Schema::new(vec![Field::new("value", DataType::Utf8, true)]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(vec![
+                Some(r#"{"city":"SEOUL","amount":12.5}"#),
+                Some("{not json"),
+                None,
+            ]))],
+        )
+        .unwrap();
+        let parse = CompiledStep::new(
+            &ExprStepSpec {
+                name: "parse".into(),
+                kind: ExprStepKind::SelectExpr(vec![
+                    "from_json(value, 'city STRING, amount DOUBLE') AS e".into(),
+                ]),
+            },
+            &schema,
+        )
+        .unwrap();
+        let parsed = parse.evaluate(&batch).unwrap();
+        let shape = CompiledStep::new(
+            &ExprStepSpec {
+                name: "shape".into(),
+                kind: ExprStepKind::SelectExpr(vec![
+                    "e.*".into(),
+                    "to_json(named_struct('lower_city', lower(e.city), 'amount', e.amount)) AS value"
+                        .into(),
+                ]),
+            },
+            &parsed.schema(),
+        )
+        .unwrap();
+        let out = shape.evaluate(&parsed).unwrap();
+        let names: Vec<String> = out
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names, ["city", "amount", "value"]);
+        let value = out
+            .column(2)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!(value.value(0), r#"{"lower_city":"seoul","amount":12.5}"#);
+        // PERMISSIVE: a malformed value's fields are null, the batch goes on.
+        assert!(out.column(0).is_null(1) && out.column(1).is_null(1));
+        assert_eq!(value.value(1), "{}");
+        // A null value parses to a null struct; named_struct of its (null) fields is not null.
+        assert!(out.column(0).is_null(2));
+        assert_eq!(value.value(2), "{}");
+        let err = CompiledStep::new(
+            &ExprStepSpec {
+                name: "bad".into(),
+                kind: ExprStepKind::SelectExpr(vec!["from_json(value, value)".into()]),
+            },
+            &schema,
+        )
+        .unwrap_err();
+        assert!(err.message.contains("string literal"), "{err}");
+    }
+}

@@ -35,10 +35,20 @@ impl Functions {
                     scalar.insert(name.to_ascii_lowercase(), f.clone());
                 }
             }
+            // Spark's JSON functions, which DataFusion does not have.
+            scalar.insert(
+                "from_json".into(),
+                Arc::new(ScalarUDF::new_from_impl(super::json::FromJson::new())),
+            );
+            scalar.insert(
+                "to_json".into(),
+                Arc::new(ScalarUDF::new_from_impl(super::json::ToJson::new())),
+            );
             let mut options = ConfigOptions::default();
             // Spark's `STRING` is Arrow `Utf8` here, as everywhere else in Sluice.
             options.sql_parser.map_string_types_to_utf8view = false;
             let planners: Vec<Arc<dyn ExprPlanner>> = vec![
+                Arc::new(datafusion_functions::core::planner::CoreFunctionPlanner::default()),
                 Arc::new(datafusion_functions::unicode::planner::UnicodeFunctionPlanner),
                 Arc::new(datafusion_functions::datetime::planner::DatetimeFunctionPlanner),
                 Arc::new(datafusion_functions_nested::planner::NestedFunctionPlanner),

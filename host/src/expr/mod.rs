@@ -14,6 +14,7 @@
 
 mod compile;
 mod functions;
+mod json;
 
 pub use compile::CompiledStep;
 

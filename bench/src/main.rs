@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p sluice-bench -- engine [json_to_parquet|round_trip]
+//! cargo run --release -p sluice-bench -- expressions [--lines N] [--runs R]
 //! cargo run --release -p sluice-bench -- event-time [tumbling_sum|sliding_count|state_size]
 //! cargo run --release -p sluice-bench -- kafka [--records N] [--runs R]
 //! cargo run --release -p sluice-bench -- kafka-latency [--rates 1000,10000] [--seconds S] [--interval "1 second"]
@@ -20,6 +21,7 @@ mod dashboard;
 mod elasticsearch;
 mod engine;
 mod event_time;
+mod expressions;
 mod join;
 mod kafka;
 mod kafka_latency;
@@ -145,6 +147,15 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Expression steps against the Rust Wasm guest: the seeds' JSON pipeline's rows/s.
+    Expressions {
+        /// JSON lines in the input.
+        #[arg(long, default_value_t = 1_000_000)]
+        lines: usize,
+        /// Runs of each (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Python and JavaScript guests against Rust: the JSON pipeline's rows/s, load and
     /// instance costs.
     Python {
@@ -255,6 +266,10 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Storage { runs } => storage::run(runs),
+        Command::Expressions { lines, runs } => {
+            let modules = guest("json_events.wasm")?;
+            expressions::run(modules.parent().context("modules dir")?, lines, runs)
+        }
         Command::Python { lines, runs } => {
             let modules = guest("json_events.wasm")?;
             let status = std::process::Command::new("bash")

@@ -164,3 +164,93 @@ fn the_seeds_json_pipeline_in_expressions_writes_what_the_wasm_example_does() {
     assert_eq!(expressions.len(), 4, "{expressions:?}");
     assert_eq!(expressions, example_values("json-events"));
 }
+
+#[test]
+fn a_cast_that_fails_sends_its_row_to_the_dead_letter_output_and_the_rest_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lines: String = (0..20)
+        .map(|i| {
+            let n = if i % 7 == 3 {
+                format!("n{i}")
+            } else {
+                i.to_string()
+            };
+            format!("{{\"id\":{i},\"n\":\"{n}\"}}\n")
+        })
+        .collect();
+    drop_file(&d.join("in"), "0.json", &lines);
+    let text = r#"[[query]]
+name = "casts"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+
+[query.source]
+format = "json"
+path = "in/*.json"
+schema = "id BIGINT, n STRING"
+
+[[query.transform]]
+name = "to-int"
+selectExpr = ["id", "CAST(n AS INT) AS n"]
+onError = "deadLetter"
+deadLetter = "bad"
+
+[query.outputs.bad]
+format = "json"
+path = "bad"
+
+[query.sink]
+format = "json"
+path = "out"
+"#;
+    let file = pipeline(d, text);
+    run_ok(sluice().arg("validate").arg(&file));
+    let (code, _, stderr) = run_logged(&file);
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut good: Vec<(i64, i64)> = committed_json(&d.join("out"))
+        .iter()
+        .map(|r| (r["id"].as_i64().unwrap(), r["n"].as_i64().unwrap()))
+        .collect();
+    good.sort();
+    let expected: Vec<(i64, i64)> = (0..20).filter(|i| i % 7 != 3).map(|i| (i, i)).collect();
+    assert_eq!(good, expected);
+    let mut bad: Vec<(i64, String, String)> = committed_json(&d.join("bad"))
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_i64().unwrap(),
+                r["n"].as_str().unwrap().to_owned(),
+                r["_error"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    bad.sort();
+    assert_eq!(
+        bad.iter().map(|b| b.0).collect::<Vec<_>>(),
+        [3, 10, 17],
+        "{bad:?}"
+    );
+    for (id, n, why) in &bad {
+        assert_eq!(n, &format!("n{id}"));
+        assert!(
+            why.contains("step 'to-int'") && why.contains("(batch 0)"),
+            "{why}"
+        );
+    }
+    // With the default policy the same rows stop the query, naming the step and the batch.
+    let fail = text.replace("onError = \"deadLetter\"\ndeadLetter = \"bad\"\n", "");
+    let d2 = tempfile::tempdir().unwrap();
+    drop_file(&d2.path().join("in"), "0.json", &lines);
+    let out = sluice()
+        .arg("run")
+        .arg(pipeline(d2.path(), &fail))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("step 'to-int'") && stderr.contains("batch 0"),
+        "{stderr}"
+    );
+}

@@ -471,6 +471,7 @@ mod tests {
             &ExprStepSpec {
                 name: "s".into(),
                 kind,
+                on_error: crate::wasm::spec::OnError::Fail,
             },
             &input().schema(),
         )
@@ -615,6 +616,7 @@ mod json_tests {
                 kind: ExprStepKind::SelectExpr(vec![
                     "from_json(value, 'city STRING, amount DOUBLE') AS e".into(),
                 ]),
+                on_error: crate::wasm::spec::OnError::Fail,
             },
             &schema,
         )
@@ -628,6 +630,7 @@ mod json_tests {
                     "to_json(named_struct('lower_city', lower(e.city), 'amount', e.amount)) AS value"
                         .into(),
                 ]),
+                on_error: crate::wasm::spec::OnError::Fail,
             },
             &parsed.schema(),
         )
@@ -656,6 +659,7 @@ mod json_tests {
             &ExprStepSpec {
                 name: "bad".into(),
                 kind: ExprStepKind::SelectExpr(vec!["from_json(value, value)".into()]),
+                on_error: crate::wasm::spec::OnError::Fail,
             },
             &schema,
         )

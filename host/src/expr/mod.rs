@@ -63,6 +63,9 @@ pub struct ExprStepSpec {
     pub name: String,
     /// What it does.
     pub kind: ExprStepKind,
+    /// What a batch whose expressions fail becomes: the query stops (`fail`), or the failing
+    /// rows are skipped or sent to a dead-letter output, the others going on.
+    pub on_error: crate::wasm::spec::OnError,
 }
 
 /// An expression that does not parse, name a known column or function, or type-check.

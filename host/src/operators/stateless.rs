@@ -78,14 +78,49 @@ impl Operator for StepNode {
 }
 
 /// An expression step (`selectExpr`, `where`, ...), planned when the plan is built.
+///
+/// A batch whose expressions fail (an ANSI cast of text that is not a number) fails the query
+/// with `onError = "fail"`; with `skip` or `deadLetter` the batch is run again row by row, so
+/// only the failing rows are skipped (logged) or staged to the dead-letter output with an
+/// `_error` column, and every other row goes on.
 pub struct ExprNode {
     step: crate::expr::CompiledStep,
+    on_error: crate::wasm::spec::OnError,
+    /// The input's columns and `_error`, for dead letters.
+    dead_letter: SchemaRef,
 }
 
 impl ExprNode {
-    /// Runs `step` over each batch.
-    pub fn new(step: crate::expr::CompiledStep) -> ExprNode {
-        ExprNode { step }
+    /// Runs `step` (whose input has `input` schema) over each batch, failing as `on_error` says.
+    pub fn new(
+        step: crate::expr::CompiledStep,
+        input: &SchemaRef,
+        on_error: crate::wasm::spec::OnError,
+    ) -> ExprNode {
+        let mut fields: Vec<arrow_schema::FieldRef> = input.fields().iter().cloned().collect();
+        fields.push(Arc::new(arrow_schema::Field::new(
+            "_error",
+            arrow_schema::DataType::Utf8,
+            false,
+        )));
+        ExprNode {
+            step,
+            on_error,
+            dead_letter: Arc::new(Schema::new(fields)),
+        }
+    }
+
+    /// A failed batch's rows one by one: those that pass, and those that fail with why.
+    fn row_by_row(&self, batch: &RecordBatch) -> (Vec<RecordBatch>, Vec<(RecordBatch, String)>) {
+        let (mut passed, mut failed) = (Vec::new(), Vec::new());
+        for i in 0..batch.num_rows() {
+            let row = batch.slice(i, 1);
+            match self.step.evaluate(&row) {
+                Ok(out) => passed.push(out),
+                Err(e) => failed.push((row, e.to_string())),
+            }
+        }
+        (passed, failed)
     }
 }
 
@@ -101,10 +136,49 @@ impl Operator for ExprNode {
         ctx: &mut OperatorContext<'_>,
         mut inputs: Vec<Vec<RecordBatch>>,
     ) -> Result<Vec<RecordBatch>> {
+        use crate::wasm::spec::OnError;
         let batches = inputs.pop().unwrap_or_default();
         // Batches are independent: up to `parallelism` of them at once, output in order.
         let step = &self.step;
-        crate::parallel::try_map(batches, ctx.parallelism, |b| step.evaluate(&b))
+        let results = crate::parallel::try_map(batches, ctx.parallelism, |b| {
+            Ok::<_, crate::error::Error>(step.evaluate(&b).map_err(|e| (b, e)))
+        })?;
+        let mut out = Vec::with_capacity(results.len());
+        for result in results {
+            let (batch, error) = match result {
+                Ok(rows) => {
+                    out.push(rows);
+                    continue;
+                }
+                Err(failed) => failed,
+            };
+            if self.on_error == OnError::Fail {
+                return Err(error);
+            }
+            let (passed, failed) = self.row_by_row(&batch);
+            out.extend(passed);
+            for (row, why) in failed {
+                let batch_id = ctx.clock.batch_id;
+                match &self.on_error {
+                    OnError::DeadLetter(name) => {
+                        tracing::warn!(batch_id, output = %name, error = %why, "sending a row an expression step failed on to the dead-letter output");
+                        let mut columns = row.columns().to_vec();
+                        columns.push(Arc::new(arrow_array::StringArray::from(vec![format!(
+                            "{why} (batch {batch_id})"
+                        )])));
+                        let dead = RecordBatch::try_new(self.dead_letter.clone(), columns)
+                            .map_err(|e| Error::data("building dead-letter rows", e))?;
+                        ctx.outputs
+                            .stage(name, dead)
+                            .map_err(|e| Error::data("dead letter", e))?;
+                    }
+                    _ => {
+                        tracing::warn!(batch_id, error = %why, "skipping a row an expression step failed on (onError = \"skip\")");
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -46,7 +46,7 @@ pub(super) fn parse_transform(
         )
     });
     if let Some(kind) = EXPR_KEYS.iter().find(|k| t.get(k).is_some()) {
-        return parse_expression_step(ctx, query, t, &key, kind, name);
+        return parse_expression_step(ctx, query, t, &key, kind, name, outputs);
     }
     let module = t.required_string(
         "module",
@@ -54,6 +54,26 @@ pub(super) fn parse_transform(
     );
     let config = t.guest_config("config", base);
     let limits = parse_limits(&mut t);
+    let on_error = parse_on_error(&mut t, outputs);
+    let path = module
+        .as_deref()
+        .and_then(|m| module_path(&mut t, "module", base, m, GuestWorld::Transformer));
+    let mut known = vec!["name", "module", "config", "onError", "deadLetter"];
+    known.extend(LIMIT_KEYS);
+    t.finish(&known);
+    let module = module?;
+    Some(StepSpec::Wasm(TransformSpec {
+        name,
+        module_ref: crate::registry::is_reference(&module).then(|| module.clone()),
+        module: path?,
+        config,
+        limits,
+        on_error,
+    }))
+}
+
+/// A step's `onError` (and `deadLetter`): what a batch the step fails on becomes.
+fn parse_on_error(t: &mut TableReader, outputs: &[(String, SinkSpec)]) -> OnError {
     let dead_letter = t.string("deadLetter");
     let on_error = match t.string("onError").as_deref() {
         None | Some("fail") => OnError::Fail,
@@ -94,21 +114,7 @@ pub(super) fn parse_transform(
             "only used with onError = \"deadLetter\"".to_owned(),
         );
     }
-    let path = module
-        .as_deref()
-        .and_then(|m| module_path(&mut t, "module", base, m, GuestWorld::Transformer));
-    let mut known = vec!["name", "module", "config", "onError", "deadLetter"];
-    known.extend(LIMIT_KEYS);
-    t.finish(&known);
-    let module = module?;
-    Some(StepSpec::Wasm(TransformSpec {
-        name,
-        module_ref: crate::registry::is_reference(&module).then(|| module.clone()),
-        module: path?,
-        config,
-        limits,
-        on_error,
-    }))
+    on_error
 }
 
 /// The keys of an expression step, one per step (`filter` is Spark's other name for `where`).
@@ -131,6 +137,7 @@ fn parse_expression_step(
     key: &str,
     kind: &str,
     name: String,
+    outputs: &[(String, SinkSpec)],
 ) -> Option<StepSpec> {
     let others: Vec<&str> = EXPR_KEYS
         .iter()
@@ -169,9 +176,14 @@ fn parse_expression_step(
             .map(|(existing, new)| ExprStepKind::WithColumnRenamed { existing, new }),
         _ => list(&mut t, kind).map(ExprStepKind::Drop),
     };
-    // Keys a Wasm step would take (onError, config, ...) are not this step's.
-    t.finish(&["name", kind]);
-    Some(StepSpec::Expr(ExprStepSpec { name, kind: step? }))
+    let on_error = parse_on_error(&mut t, outputs);
+    // Keys a Wasm step would take (config, limits) are not this step's.
+    t.finish(&["name", kind, "onError", "deadLetter"]);
+    Some(StepSpec::Expr(ExprStepSpec {
+        name,
+        kind: step?,
+        on_error,
+    }))
 }
 
 /// Plans `steps` (of the table at `prefix`, e.g. `inputs.web.`) against `schema`, the schema

@@ -332,7 +332,10 @@ impl<'a> PlanBuilder<'a> {
                         context: format!("query '{}' step '{}'", self.spec.name, e.name),
                         message: err.to_string(),
                     })?;
-                    node = self.add(Box::new(ExprNode::new(step)), vec![node]);
+                    node = self.add(
+                        Box::new(ExprNode::new(step, &input, e.on_error.clone())),
+                        vec![node],
+                    );
                 }
             }
         }

@@ -10,9 +10,6 @@ use anyhow::{Result, bail};
 use crate::measure::{median, spread_percent};
 use crate::pipeline::run_pipeline_at;
 
-const CITIES: [&str; 4] = ["Seoul", "BUSAN", "Incheon", "Gwangju"];
-const EVENTS: [&str; 4] = ["click", "view", "purchase", "heartbeat"];
-
 /// The expression steps of `examples/expr-json-events.toml`.
 const EXPRESSION_STEPS: &str = r#"[[query.transform]]
 selectExpr = ["from_json(value, 'city STRING, domain STRING, event STRING') AS value"]
@@ -27,19 +24,7 @@ selectExpr = ["to_json(named_struct('lower_city', lower_city, 'domain', domain, 
 /// Runs both `runs` times over `lines` lines and prints a markdown table.
 pub fn run(modules: &Path, lines: usize, runs: usize) -> Result<()> {
     let work = tempfile::tempdir()?;
-    let input = work.path().join("in");
-    std::fs::create_dir_all(&input)?;
-    let text: String = (0..lines)
-        .map(|i| {
-            format!(
-                "{{\"city\":\"{}\",\"domain\":\"d{}.example.com\",\"event\":\"{}\"}}\n",
-                CITIES[i % 4],
-                i % 10,
-                EVENTS[(i / 4) % 4]
-            )
-        })
-        .collect();
-    std::fs::write(input.join("events.jsonl"), text)?;
+    let input = crate::python::write_events(work.path(), lines)?;
     let wasm = format!(
         "[[query.transform]]\nmodule = \"{}\"\nconfig = {{ events = [\"click\", \"view\", \"purchase\"] }}\n",
         modules.join("json_events.wasm").display()

@@ -20,13 +20,10 @@ use crate::pipeline::run_pipeline_at;
 const CITIES: [&str; 4] = ["Seoul", "BUSAN", "Incheon", "Gwangju"];
 const EVENTS: [&str; 4] = ["click", "view", "purchase", "heartbeat"];
 
-/// Runs the benchmark and prints markdown tables.
-pub fn run(modules: &Path, lines: usize, runs: usize) -> Result<()> {
-    let work = tempfile::tempdir()?;
-    // A compile cache of our own, empty: the first load of each module compiles it.
-    // SAFETY: set before any other thread exists (the runtime starts below).
-    unsafe { std::env::set_var("SLUICE_CACHE_DIR", work.path().join("cache")) };
-    let input = work.path().join("in");
+/// Writes `lines` of the seeds' JSON events (a quarter of them heartbeats, which the
+/// pipeline drops) to `<dir>/in/events.jsonl`, and returns that folder.
+pub fn write_events(dir: &Path, lines: usize) -> Result<std::path::PathBuf> {
+    let input = dir.join("in");
     std::fs::create_dir_all(&input)?;
     let text: String = (0..lines)
         .map(|i| {
@@ -39,6 +36,16 @@ pub fn run(modules: &Path, lines: usize, runs: usize) -> Result<()> {
         })
         .collect();
     std::fs::write(input.join("events.jsonl"), text)?;
+    Ok(input)
+}
+
+/// Runs the benchmark and prints markdown tables.
+pub fn run(modules: &Path, lines: usize, runs: usize) -> Result<()> {
+    let work = tempfile::tempdir()?;
+    // A compile cache of our own, empty: the first load of each module compiles it.
+    // SAFETY: set before any other thread exists (the runtime starts below).
+    unsafe { std::env::set_var("SLUICE_CACHE_DIR", work.path().join("cache")) };
+    let input = write_events(work.path(), lines)?;
     let guests = [
         ("Rust", "json_events.wasm"),
         ("Python", "python_json_events.wasm"),

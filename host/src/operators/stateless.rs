@@ -97,16 +97,10 @@ impl ExprNode {
         input: &SchemaRef,
         on_error: crate::wasm::spec::OnError,
     ) -> ExprNode {
-        let mut fields: Vec<arrow_schema::FieldRef> = input.fields().iter().cloned().collect();
-        fields.push(Arc::new(arrow_schema::Field::new(
-            "_error",
-            arrow_schema::DataType::Utf8,
-            false,
-        )));
         ExprNode {
             step,
             on_error,
-            dead_letter: Arc::new(Schema::new(fields)),
+            dead_letter: crate::sink::outputs::dead_letter_schema(input),
         }
     }
 
@@ -162,12 +156,12 @@ impl Operator for ExprNode {
                 match &self.on_error {
                     OnError::DeadLetter(name) => {
                         tracing::warn!(batch_id, output = %name, error = %why, "sending a row an expression step failed on to the dead-letter output");
-                        let mut columns = row.columns().to_vec();
-                        columns.push(Arc::new(arrow_array::StringArray::from(vec![format!(
+                        let errors = arrow_array::StringArray::from(vec![format!(
                             "{why} (batch {batch_id})"
-                        )])));
-                        let dead = RecordBatch::try_new(self.dead_letter.clone(), columns)
-                            .map_err(|e| Error::data("building dead-letter rows", e))?;
+                        )]);
+                        let dead =
+                            crate::sink::outputs::dead_letter_rows(&self.dead_letter, &row, errors)
+                                .map_err(|e| Error::data("building dead-letter rows", e))?;
                         ctx.outputs
                             .stage(name, dead)
                             .map_err(|e| Error::data("dead letter", e))?;

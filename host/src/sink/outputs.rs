@@ -9,10 +9,32 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use arrow_array::RecordBatch;
+use arrow_array::{RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::Sink;
 use crate::error::Result;
+
+/// The column dead-letter rows carry their error in, after the rows' own columns.
+pub const ERROR_COLUMN: &str = "_error";
+
+/// The schema of dead-letter rows for rows of `rows`: their columns, then [`ERROR_COLUMN`].
+pub fn dead_letter_schema(rows: &Schema) -> SchemaRef {
+    let mut fields: Vec<_> = rows.fields().iter().cloned().collect();
+    fields.push(Arc::new(Field::new(ERROR_COLUMN, DataType::Utf8, false)));
+    Arc::new(Schema::new(fields))
+}
+
+/// `rows` as dead letters of `schema` (from [`dead_letter_schema`]), each with its error.
+pub fn dead_letter_rows(
+    schema: &SchemaRef,
+    rows: &RecordBatch,
+    errors: StringArray,
+) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
+    let mut columns = rows.columns().to_vec();
+    columns.push(Arc::new(errors));
+    RecordBatch::try_new(schema.clone(), columns)
+}
 
 #[derive(Default)]
 struct Inner {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, StringArray};
 use arrow_buffer::{BooleanBuffer, Buffer};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::{Schema, SchemaRef};
 use tracing::warn;
 use wasmtime::Store;
 use wasmtime::component::Linker;
@@ -256,8 +256,6 @@ impl WasmTransform {
         let (runtime, instance_pre) = prepare(&spec.module, &spec.limits, &label, &LINK)?;
         let pre =
             TransformerPre::new(instance_pre).map_err(|e| world_mismatch(&label, &LINK, e))?;
-        let mut dl_fields: Vec<_> = input_schema.fields().iter().cloned().collect();
-        dl_fields.push(Arc::new(Field::new("_error", DataType::Utf8, false)));
         let mut core = StepCore {
             encoded_input_schema: abi::encode_schema(&input_schema),
             output_schema: input_schema.clone(),
@@ -281,7 +279,7 @@ impl WasmTransform {
         Ok(WasmTransform {
             core,
             instances: vec![Some(first)],
-            dead_letter_schema: Arc::new(Schema::new(dl_fields)),
+            dead_letter_schema: crate::sink::outputs::dead_letter_schema(&input_schema),
             stats: CallStats::default(),
             digest,
         })
@@ -496,15 +494,14 @@ impl WasmTransform {
                         }
                         OnError::DeadLetter(name) => {
                             warn!(batch_id, rows = batch.num_rows(), output = %name, error = %message, "sending the rows of a failed transform call to the dead-letter output");
-                            let errors: ArrayRef =
-                                Arc::new(StringArray::from(vec![
-                                    message.as_str();
-                                    batch.num_rows()
-                                ]));
-                            let mut columns = batch.columns().to_vec();
-                            columns.push(errors);
-                            let dl = RecordBatch::try_new(self.dead_letter_schema.clone(), columns)
-                                .map_err(|e| Error::data("building dead-letter rows", e))?;
+                            let errors =
+                                StringArray::from(vec![message.as_str(); batch.num_rows()]);
+                            let dl = crate::sink::outputs::dead_letter_rows(
+                                &self.dead_letter_schema,
+                                &batch,
+                                errors,
+                            )
+                            .map_err(|e| Error::data("building dead-letter rows", e))?;
                             outputs.stage(name, dl).map_err(|e| self.wasm_err(e))?;
                         }
                     }

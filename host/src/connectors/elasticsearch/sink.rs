@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::SchemaRef;
 use tracing::warn;
 
 use super::{ElasticsearchSpec, IndexPart};
@@ -331,25 +331,18 @@ impl ElasticsearchSink {
                 ),
             ));
         };
-        let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
-        fields.push(Arc::new(Field::new("_error", DataType::Utf8, false)));
-        let dl_schema = Arc::new(Schema::new(fields));
+        let dl_schema = crate::sink::outputs::dead_letter_schema(schema);
         for (b, batch) in batches.iter().enumerate() {
             let mine: Vec<&Refused> = refused.iter().filter(|r| r.batch == b).collect();
             if mine.is_empty() {
                 continue;
             }
             let rows = UInt32Array::from(mine.iter().map(|r| r.row as u32).collect::<Vec<_>>());
-            let mut columns = batch
-                .columns()
-                .iter()
-                .map(|c| arrow_select::take::take(c.as_ref(), &rows, None))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| self.err(batch_id, format!("building dead letters: {e}")))?;
-            columns.push(Arc::new(StringArray::from_iter_values(
-                mine.iter().map(|r| r.reason.as_str()),
-            )));
-            let dl = RecordBatch::try_new(dl_schema.clone(), columns)
+            let errors = StringArray::from_iter_values(mine.iter().map(|r| r.reason.as_str()));
+            let dl = arrow_select::take::take_record_batch(batch, &rows)
+                .and_then(|taken| {
+                    crate::sink::outputs::dead_letter_rows(&dl_schema, &taken, errors)
+                })
                 .map_err(|e| self.err(batch_id, format!("building dead letters: {e}")))?;
             self.outputs
                 .stage(output, dl)

@@ -157,8 +157,7 @@ struct DeadLetterColumns {
     source: Vec<(&'static str, usize)>,
 }
 
-/// The column a failed step's dead-letter rows carry the error in.
-const ERROR_COLUMN: &str = "_error";
+use crate::sink::outputs::ERROR_COLUMN;
 
 impl Columns {
     /// The columns of `schema`, or what is missing. `topic` is the sink's `topic` option.

@@ -193,6 +193,11 @@ impl JsonRows {
         Ok(JsonRows { text, ends })
     }
 
+    /// The bytes of every row together (newlines included).
+    pub fn len_bytes(&self) -> usize {
+        self.text.len()
+    }
+
     /// Row `i`'s JSON object, without its newline.
     pub fn row(&self, i: usize) -> &[u8] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] + 1 };

@@ -181,13 +181,16 @@ impl ScalarUDFImpl for ToJson {
         let batch = RecordBatch::from(structs.clone());
         let rows = crate::schema::JsonRows::of(&batch, &[])
             .map_err(|e| datafusion_common::DataFusionError::Execution(format!("to_json: {e}")))?;
-        let out: StringArray = (0..structs.len())
-            .map(|i| {
-                structs
-                    .is_valid(i)
-                    .then(|| String::from_utf8_lossy(rows.row(i)).into_owned())
-            })
-            .collect();
-        Ok(ColumnarValue::Array(Arc::new(out)))
+        // Straight from the writer's one buffer: no String per row.
+        let mut out =
+            arrow_array::builder::StringBuilder::with_capacity(structs.len(), rows.len_bytes());
+        for i in 0..structs.len() {
+            match (structs.is_valid(i), std::str::from_utf8(rows.row(i))) {
+                (true, Ok(text)) => out.append_value(text),
+                (true, Err(e)) => return exec_err!("to_json wrote invalid UTF-8: {e}"),
+                (false, _) => out.append_null(),
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
 }

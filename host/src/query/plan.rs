@@ -47,13 +47,13 @@ struct PlanNode {
     readers: usize,
     /// The offsets log's name for the table it joins with, if it joins with one.
     table_key: Option<String>,
+    /// For an input's leaf: the input (its rows are the source's).
+    source: Option<usize>,
 }
 
 /// The DAG of a query's operators.
 pub(super) struct Plan {
     nodes: Vec<PlanNode>,
-    /// Per input: its leaf.
-    leaves: Vec<usize>,
     /// Per input: the node whose output carries that input's event time as the watermark
     /// reads it (after the input's own steps; a single input without views, after every
     /// step of the query, as it always was).
@@ -134,7 +134,7 @@ impl Plan {
         let mut remaining: Vec<usize> = self.nodes.iter().map(|n| n.readers).collect();
         for id in 0..self.nodes.len() {
             let node = &mut self.nodes[id];
-            let (rows, input_flow) = match self.leaves.iter().position(|&l| l == id) {
+            let (rows, input_flow) = match node.source {
                 Some(i) => (
                     vec![std::mem::take(&mut inputs[i])],
                     Flow {
@@ -294,6 +294,7 @@ impl<'a> PlanBuilder<'a> {
             children,
             readers: 0,
             table_key: None,
+            source: None,
         });
         self.nodes.len() - 1
     }
@@ -493,11 +494,10 @@ impl<'a> PlanBuilder<'a> {
     /// Builds the plan of `inputs` (each source's schema, in input order).
     pub(super) fn build(mut self, inputs: &[SchemaRef]) -> Result<Built> {
         let spec = self.spec;
-        let mut leaves = Vec::with_capacity(inputs.len());
         let mut event_time_at = Vec::with_capacity(inputs.len());
-        for (input, schema) in spec.inputs.iter().zip(inputs) {
+        for (i, (input, schema)) in spec.inputs.iter().zip(inputs).enumerate() {
             let leaf = self.add(Box::new(InputNode::new(schema.clone())), Vec::new());
-            leaves.push(leaf);
+            self.nodes[leaf].source = Some(i);
             let end = self.steps_after(leaf, &input.transforms)?;
             event_time_at.push(end);
             self.named.insert(input.name.clone(), end);
@@ -528,7 +528,6 @@ impl<'a> PlanBuilder<'a> {
         Ok(Built {
             plan: Plan {
                 nodes: self.nodes,
-                leaves,
                 event_time_at,
             },
             steps: self.steps,

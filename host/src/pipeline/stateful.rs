@@ -167,7 +167,6 @@ pub(super) fn parse_aggregate(
     }
     a.finish(&["groupBy", "window", "aggs"]);
     Some(AggregateSpec {
-        event_time_key: None,
         group_by,
         window,
         aggs,

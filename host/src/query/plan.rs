@@ -431,13 +431,6 @@ impl<'a> PlanBuilder<'a> {
         }
         if let Some(a) = stage.aggregate {
             let schema = self.schema(node);
-            // Grouped by the watermark's column without a window: final by its value.
-            let mut a = a.clone();
-            a.event_time_key = spec
-                .watermark()
-                .map(|w| w.column.clone())
-                .filter(|c| a.window.is_none() && a.group_by.contains(c));
-            let a = &a;
             let id = operator_id(stage.view, crate::operators::aggregate::STATE_NAME);
             // Pre-aggregated per chunk on the workers, or each row routed to its key's
             // partition (see operators/aggregate/partitioned.rs).
@@ -446,6 +439,7 @@ impl<'a> PlanBuilder<'a> {
                     Aggregate::new(
                         a.clone(),
                         spec.output_mode,
+                        spec.watermark(),
                         schema.clone(),
                         checkpoint,
                         &id,

@@ -20,6 +20,10 @@ use crate::watermark::event_times;
 /// The group-forming half of an aggregation.
 pub(super) struct Grouping {
     pub(super) spec: AggregateSpec,
+    /// A `group_by` column the query's watermark is on, in an aggregation without a window:
+    /// a group is final — emitted in append mode, then evicted — once the watermark passes
+    /// its value, as Spark does.
+    pub(super) event_time_key: Option<String>,
     pub(super) key_indices: Vec<usize>,
     pub(super) key_types: Vec<DataType>,
     pub(super) converter: Option<RowConverter>,
@@ -116,7 +120,7 @@ impl Grouping {
     ) -> Result<Skipped> {
         let rows = self.group_rows(batch)?;
         let window = &self.spec.window;
-        let times = match (window, &self.spec.event_time_key) {
+        let times = match (window, &self.event_time_key) {
             (Some(w), _) => Some(event_times(batch, w.column())?),
             (None, Some(column)) => Some(event_times(batch, column)?),
             (None, None) => None,

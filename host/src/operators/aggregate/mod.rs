@@ -61,10 +61,6 @@ pub struct AggregateSpec {
     pub window: Option<WindowSpec>,
     /// The aggregates, in output order.
     pub aggs: Vec<AggSpec>,
-    /// A `group_by` column the query's watermark is on, in an aggregation without a window:
-    /// a group is final — emitted in append mode, then evicted — once the watermark passes
-    /// its value, as Spark does. Set by the plan from the query's watermark, not written.
-    pub event_time_key: Option<String>,
 }
 
 /// The aggregation operator.
@@ -91,10 +87,13 @@ const NO_WINDOW: i64 = i64::MIN;
 
 impl Aggregate {
     /// Builds the operator for input `schema`, with its state in partition `partition` under
-    /// `checkpoint`.
+    /// `checkpoint`; `watermark` is the query's (grouped by its column without a window, a
+    /// group is final once the watermark passes its value).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         spec: AggregateSpec,
         mode: OutputMode,
+        watermark: Option<&crate::watermark::WatermarkSpec>,
         schema: SchemaRef,
         checkpoint: &crate::storage::Location,
         operator: &str,
@@ -211,6 +210,9 @@ impl Aggregate {
             },
             output_schema: Arc::new(Schema::new(fields)),
             grouping: Arc::new(Grouping {
+                event_time_key: watermark
+                    .map(|w| w.column.clone())
+                    .filter(|c| spec.window.is_none() && spec.group_by.contains(c)),
                 spec,
                 key_indices,
                 key_types,
@@ -475,7 +477,7 @@ impl Aggregate {
     fn finish_batch(&mut self, watermarks: Watermarks) -> Result<Vec<RecordBatch>> {
         let wm_us = watermarks.eviction_ms.saturating_mul(1000);
         let evictable = (self.grouping.spec.window.is_some()
-            || self.grouping.spec.event_time_key.is_some())
+            || self.grouping.event_time_key.is_some())
             && watermarks.eviction_ms > 0
             && self.mode != OutputMode::Complete;
         let expired: Vec<u32> = if evictable {

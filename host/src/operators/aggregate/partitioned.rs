@@ -259,7 +259,6 @@ mod tests {
 
     fn spec(aggs: &[(AggFunc, Option<&str>)]) -> AggregateSpec {
         AggregateSpec {
-            event_time_key: None,
             group_by: vec!["k".into()],
             window: Some(WindowSpec::Fixed {
                 column: "t".into(),
@@ -296,6 +295,7 @@ mod tests {
                 Aggregate::new(
                     spec.clone(),
                     mode,
+                    None,
                     schema(),
                     &dir,
                     crate::operators::aggregate::STATE_NAME,

@@ -630,17 +630,8 @@ impl<'a, 't> TableReader<'a, 't> {
                 continue;
             }
             let k = key.get_ref();
-            let suggestion = known
-                .iter()
-                .map(|c| {
-                    (
-                        strsim::jaro_winkler(&k.to_ascii_lowercase(), &c.to_ascii_lowercase()),
-                        c,
-                    )
-                })
-                .filter(|(score, _)| *score > 0.8)
-                .max_by(|a, b| a.0.total_cmp(&b.0))
-                .map(|(_, c)| format!("; did you mean '{c}'?"))
+            let suggestion = closest(k, known.iter().copied())
+                .map(|c| format!("; did you mean '{c}'?"))
                 .unwrap_or_else(|| {
                     if known.is_empty() {
                         String::new()
@@ -651,6 +642,17 @@ impl<'a, 't> TableReader<'a, 't> {
             self.error_at(key.span().start, k, format!("unknown key{suggestion}"));
         }
     }
+}
+
+/// The one of `known` closest to `name` (ignoring case), if any is close enough to be what
+/// was meant: what "did you mean" suggestions name.
+pub fn closest<'k>(name: &str, known: impl Iterator<Item = &'k str>) -> Option<&'k str> {
+    let name = name.to_ascii_lowercase();
+    known
+        .map(|k| (strsim::jaro_winkler(&name, &k.to_ascii_lowercase()), k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
 }
 
 /// Parses a Spark-style interval: a number and a unit (`ms`, `s`, `min`, `h`, `d` and their

@@ -427,16 +427,8 @@ impl<'a> Planner<'a> {
 
 /// `; did you mean 'x'?` for the closest of `known` to `name`, if any is close.
 fn suggest<'k>(name: &str, known: impl Iterator<Item = &'k str>) -> String {
-    known
-        .map(|k| {
-            (
-                strsim::jaro_winkler(&name.to_ascii_lowercase(), &k.to_ascii_lowercase()),
-                k,
-            )
-        })
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, k)| format!(" (did you mean '{k}'?)"))
+    crate::config::reader::closest(name, known)
+        .map(|k| format!(" (did you mean '{k}'?)"))
         .unwrap_or_default()
 }
 

@@ -14,9 +14,9 @@
 
 pub mod aggregate;
 pub mod dedup;
+pub mod exchange;
 pub mod join;
 pub mod operator;
-pub mod partitioned;
 pub mod processor;
 pub mod stateless;
 pub mod window;
@@ -118,7 +118,7 @@ pub trait StatefulOperator: Send {
     }
 }
 
-// A boxed operator is an operator: the partitioned wrappers hold either kind.
+// A boxed operator is an operator.
 impl<T: StatefulOperator + ?Sized> StatefulOperator for Box<T> {
     fn output_schema(&self) -> SchemaRef {
         (**self).output_schema()

@@ -6,7 +6,8 @@
 //! plan, `query::plan`, owns them and hands each node its children's rows, in order); the
 //! partitioning it needs of its input is stated; and a stateful node carries its state's
 //! lifecycle — restore, commit, purge, progress, no-data batches — on the same trait, with
-//! defaults that suit a stateless node.
+//! defaults that suit a stateless node. Every stateful node is an
+//! [`Exchange`](super::exchange::Exchange) over the operator's state partitions.
 //!
 //! Watermarks flow through the plan as Spark's multiple-stateful-operator rules say: a node
 //! runs with the watermarks of its input (the minimum over its children); a node that emits
@@ -18,7 +19,7 @@
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
-use super::{BatchClock, StateOperatorProgress, StatefulOperator};
+use super::{BatchClock, StateOperatorProgress};
 use crate::error::Result;
 use crate::sink::outputs::SharedOutputs;
 use crate::wasm::transform::WasmTransform;
@@ -125,76 +126,5 @@ pub trait Operator: Send {
     /// The version of the table it joins with, which the offsets log records per batch.
     fn table_version(&self) -> Option<String> {
         None
-    }
-}
-
-/// A [`StatefulOperator`] (deduplication, aggregation, keyed processor, each already split
-/// into its state partitions) as a node of the plan.
-pub struct StatefulNode {
-    inner: Box<dyn StatefulOperator>,
-    name: &'static str,
-    partitioning: Partitioning,
-    emits_on_watermark: bool,
-}
-
-impl StatefulNode {
-    /// `inner`, keyed as `partitioning` says; `emits_on_watermark` as
-    /// [`Operator::emits_on_watermark`].
-    pub fn new(
-        inner: Box<dyn StatefulOperator>,
-        name: &'static str,
-        partitioning: Partitioning,
-        emits_on_watermark: bool,
-    ) -> StatefulNode {
-        StatefulNode {
-            inner,
-            name,
-            partitioning,
-            emits_on_watermark,
-        }
-    }
-}
-
-impl Operator for StatefulNode {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn schema(&self) -> SchemaRef {
-        self.inner.output_schema()
-    }
-    fn required_partitioning(&self) -> Partitioning {
-        self.partitioning.clone()
-    }
-    fn process(
-        &mut self,
-        ctx: &mut OperatorContext<'_>,
-        mut inputs: Vec<Vec<RecordBatch>>,
-    ) -> Result<Vec<RecordBatch>> {
-        self.inner
-            .process(ctx.clock, inputs.pop().unwrap_or_default())
-    }
-    fn emits_on_watermark(&self) -> bool {
-        self.emits_on_watermark
-    }
-    fn is_stateful(&self) -> bool {
-        true
-    }
-    fn restore(&mut self, version: Option<u64>) -> Result<()> {
-        self.inner.restore(version)
-    }
-    fn commit(&mut self, batch_id: u64) -> Result<()> {
-        self.inner.commit(batch_id)
-    }
-    fn purge(&mut self, keep_from: u64) -> Result<()> {
-        self.inner.purge(keep_from)
-    }
-    fn progress(&self) -> Option<StateOperatorProgress> {
-        Some(self.inner.progress())
-    }
-    fn wants_no_data_batches(&self) -> bool {
-        self.inner.wants_no_data_batches()
-    }
-    fn due_by_processing_time(&self, now_ms: i64) -> bool {
-        self.inner.due_by_processing_time(now_ms)
     }
 }

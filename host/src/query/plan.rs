@@ -25,15 +25,14 @@ use super::shared::{StepInfo, step_info};
 use crate::error::{Error, Result};
 use crate::expr::CompiledStep;
 use crate::operators::aggregate::Aggregate;
-use crate::operators::aggregate::partitioned::PartitionedAggregate;
 use crate::operators::dedup::Dedup;
+use crate::operators::exchange::{Exchange, KeyColumns, RouteRows, StatePartition};
 use crate::operators::join::JoinRight;
-use crate::operators::join::partitioned::PartitionedStreamJoin;
 use crate::operators::join::static_table::StreamStaticJoin;
-use crate::operators::operator::{Operator, OperatorContext, Partitioning, StatefulNode};
+use crate::operators::operator::{Operator, OperatorContext};
 use crate::operators::processor::KeyedProcessor;
 use crate::operators::stateless::{ExprNode, InputNode, StepNode, UnionNode};
-use crate::operators::{BatchClock, StateOperatorProgress, StatefulOperator, Watermarks};
+use crate::operators::{BatchClock, StateOperatorProgress, Watermarks};
 use crate::pipeline::{Combine, QuerySpec, StepSpec, ViewFrom, ViewSpec};
 use crate::sink::outputs::SharedOutputs;
 use crate::storage::Location;
@@ -382,7 +381,7 @@ impl<'a> PlanBuilder<'a> {
                     JoinRight::Input(right) => {
                         let right = self.node_of(right)?;
                         let id = operator_id(view, crate::operators::join::symmetric::STATE_NAME);
-                        let op = PartitionedStreamJoin::new(
+                        let op = crate::operators::join::symmetric::exchange(
                             (**join).clone(),
                             self.schema(left),
                             self.schema(right),
@@ -410,31 +409,27 @@ impl<'a> PlanBuilder<'a> {
                 d.columns.clone()
             };
             let id = operator_id(stage.view, crate::operators::dedup::STATE_NAME);
-            let op = partitioned(shuffle, &schema, &columns, |p| {
-                Ok(Box::new(Dedup::new(
-                    d.clone(),
-                    schema.clone(),
-                    spec.watermark().cloned(),
-                    checkpoint,
-                    &id,
-                    p,
-                )?))
-            })?;
-            let keyed = Partitioning::ByKey {
-                columns,
-                partitions: shuffle,
-            };
-            node = self.add(
-                Box::new(StatefulNode::new(op, "Deduplicate", keyed, false)),
-                vec![node],
-            );
+            let parts = (0..shuffle.max(1))
+                .map(|p| {
+                    Dedup::new(
+                        d.clone(),
+                        schema.clone(),
+                        spec.watermark().cloned(),
+                        checkpoint,
+                        &id,
+                        p,
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let op = by_key("Deduplicate", parts, &schema, columns, false)?;
+            node = self.add(Box::new(op), vec![node]);
         }
         if let Some(a) = stage.aggregate {
             let schema = self.schema(node);
             let id = operator_id(stage.view, crate::operators::aggregate::STATE_NAME);
             // Pre-aggregated per chunk on the workers, or each row routed to its key's
-            // partition (see operators/aggregate/partitioned.rs).
-            let parts = (0..shuffle)
+            // partition (see operators/aggregate/shuffle.rs).
+            let parts = (0..shuffle.max(1))
                 .map(|p| {
                     Aggregate::new(
                         a.clone(),
@@ -448,39 +443,27 @@ impl<'a> PlanBuilder<'a> {
                     )
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let op: Box<dyn StatefulOperator> =
-                Box::new(PartitionedAggregate::new(parts, spec.parallelism)?);
-            let keyed = Partitioning::ByKey {
-                columns: a.group_by.clone(),
-                partitions: shuffle,
-            };
-            node = self.add(
-                Box::new(StatefulNode::new(op, "Aggregate", keyed, true)),
-                vec![node],
-            );
+            let op = crate::operators::aggregate::shuffle::exchange(parts, spec.parallelism)?;
+            node = self.add(Box::new(op), vec![node]);
         }
         if let Some(pr) = stage.processor {
             let schema = self.schema(node);
             let id = operator_id(stage.view, crate::operators::processor::STATE_NAME);
-            let op = partitioned(shuffle, &schema, &pr.key, |p| {
-                Ok(Box::new(KeyedProcessor::new(
-                    pr.clone(),
-                    schema.clone(),
-                    spec.watermark(),
-                    checkpoint,
-                    &id,
-                    p,
-                    &spec.name,
-                )?))
-            })?;
-            let keyed = Partitioning::ByKey {
-                columns: pr.key.clone(),
-                partitions: shuffle,
-            };
-            node = self.add(
-                Box::new(StatefulNode::new(op, "KeyedProcessor", keyed, true)),
-                vec![node],
-            );
+            let parts = (0..shuffle.max(1))
+                .map(|p| {
+                    KeyedProcessor::new(
+                        pr.clone(),
+                        schema.clone(),
+                        spec.watermark(),
+                        checkpoint,
+                        &id,
+                        p,
+                        &spec.name,
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let op = by_key("KeyedProcessor", parts, &schema, pr.key.clone(), true)?;
+            node = self.add(Box::new(op), vec![node]);
         }
         Ok(node)
     }
@@ -571,30 +554,22 @@ fn in_view(query: &str, view: &str, e: Error) -> Error {
     }
 }
 
-/// A stateful operator in `n` state partitions routed by `key` (one instance when `n` is 1,
-/// its state in partition 0 as before partitioning existed).
-fn partitioned(
-    n: usize,
+/// Operator `name`'s state partitions `parts`, each row routed to the partition of its `key`
+/// columns of `schema` (with one partition, none is routed: its state is in partition 0, as
+/// before partitioning existed).
+fn by_key<P: StatePartition + 'static>(
+    name: &'static str,
+    parts: Vec<P>,
     schema: &SchemaRef,
-    key: &[String],
-    make: impl Fn(usize) -> Result<Box<dyn StatefulOperator>>,
-) -> Result<Box<dyn StatefulOperator>> {
-    if n <= 1 {
-        return make(0);
-    }
-    let key_indices = key
-        .iter()
-        .map(|c| {
-            schema.index_of(c).map_err(|_| Error::Data {
-                context: format!("key column '{c}'"),
-                message: "is not among the query's columns".into(),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let parts = (0..n).map(&make).collect::<Result<Vec<_>>>()?;
-    Ok(Box::new(crate::operators::partitioned::Partitioned::new(
+    key: Vec<String>,
+    emits_on_watermark: bool,
+) -> Result<Exchange<P>> {
+    let keys = KeyColumns::new(schema, &key)?;
+    Exchange::new(
+        name,
         parts,
-        schema,
-        key_indices,
-    )?))
+        key,
+        Box::new(RouteRows::new(Box::new(keys))),
+        emits_on_watermark,
+    )
 }

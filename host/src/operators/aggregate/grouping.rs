@@ -12,7 +12,7 @@ use super::acc::{Acc, Input, Kind};
 use super::groups::{Entry, Groups};
 use super::{AggregateSpec, NO_WINDOW};
 use crate::error::{Error, Result};
-use crate::operators::partitioned::partition_of;
+use crate::operators::exchange::partition_of;
 use crate::operators::window::{WindowSpec, fixed_windows};
 use crate::wasm::aggregate::WasmAggregate;
 use crate::watermark::event_times;
@@ -183,7 +183,7 @@ impl Grouping {
     }
 
     /// The state partition (of `n`) that owns group `key`: by the group columns — the same
-    /// partition [`crate::operators::partitioned`] routes their rows to — or, in an
+    /// partition [`crate::operators::exchange`] routes their rows to — or, in an
     /// aggregation by window alone, by the whole key (group bytes, then window start).
     pub(super) fn partition_of(&self, key: &[u8], n: u32) -> u32 {
         if n <= 1 || (self.key_indices.is_empty() && self.spec.window.is_none()) {

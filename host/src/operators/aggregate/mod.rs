@@ -10,7 +10,7 @@
 mod acc;
 mod grouping;
 mod groups;
-pub mod partitioned;
+pub mod shuffle;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -706,7 +706,7 @@ fn builtin_output_type(agg: &AggSpec, schema: &Schema) -> std::result::Result<Da
 }
 
 impl AggregateSpec {
-    /// Whether this aggregation runs in two phases ([`partitioned`]): fixed windows or none (a
+    /// Whether this aggregation runs in two phases ([`shuffle`]): fixed windows or none (a
     /// session's extent depends on every row of its key, so sessions form where the key's
     /// state is), and Wasm aggregates only without `groupBy` (their partial states are
     /// combined by one `merge` call per group and chunk: cheap for a few windows, too many

@@ -8,7 +8,6 @@
 //! compares by bytes), and the gather that builds output rows from matched row pairs without
 //! copying a row more than once.
 
-pub mod partitioned;
 pub mod static_table;
 pub mod symmetric;
 

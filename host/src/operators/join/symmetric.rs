@@ -30,7 +30,8 @@ use hashbrown::HashMap;
 
 use super::{JoinLayout, JoinSpec, JoinType, KeyEncoder, RowPair, TimeRange, gather};
 use crate::error::{Error, Result};
-use crate::operators::{StateOperatorProgress, Watermarks};
+use crate::operators::exchange::{Exchange, RouteKeys, RouteRows, StatePartition};
+use crate::operators::{BatchClock, StateOperatorProgress, Watermarks};
 use crate::state::StateStore;
 use crate::watermark::event_times;
 
@@ -308,15 +309,23 @@ impl StreamStreamJoin {
         })
     }
 
-    /// Side `side`'s join keys of `batch` in row format, as the join compares them (so the
-    /// partitioned join routes equal keys of both sides alike).
-    pub fn encode_keys(&self, side: usize, batch: &RecordBatch) -> Result<arrow_row::Rows> {
-        let keys = if side == LEFT {
-            &self.layout.left_keys
-        } else {
-            &self.layout.right_keys
-        };
-        Ok(self.keys.encode(batch, keys)?.0)
+    /// Each side's join keys as the exchange routes them: encoded the way the join compares
+    /// keys (in the left side's types), so equal keys of both sides reach the same partition.
+    pub fn route_keys(&self) -> Result<JoinKeys> {
+        Ok(JoinKeys {
+            encoder: KeyEncoder::new(
+                &self
+                    .layout
+                    .left_keys
+                    .iter()
+                    .map(|&i| self.schemas[LEFT].field(i).data_type().clone())
+                    .collect::<Vec<_>>(),
+            )?,
+            sides: [
+                self.layout.left_keys.clone(),
+                self.layout.right_keys.clone(),
+            ],
+        })
     }
 
     /// The schema of the joined rows.
@@ -800,6 +809,89 @@ impl StreamStreamJoin {
     /// Removes persisted versions older than `keep_from`.
     pub fn purge(&mut self, keep_from: u64) -> Result<()> {
         self.store.purge(keep_from)
+    }
+}
+
+/// The join of `left` and `right` in `partitions` state partitions under `checkpoint` (one:
+/// its state in partition 0, as before partitioning), as a node of the plan whose children are
+/// the left and the right stream.
+pub fn exchange(
+    spec: JoinSpec,
+    left: SchemaRef,
+    right: SchemaRef,
+    checkpoint: &crate::storage::Location,
+    operator: &str,
+    partitions: usize,
+) -> Result<Exchange<StreamStreamJoin>> {
+    let parts = (0..partitions.max(1))
+        .map(|p| {
+            StreamStreamJoin::new(
+                spec.clone(),
+                left.clone(),
+                right.clone(),
+                checkpoint,
+                operator,
+                p,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let keys = parts[0].route_keys()?;
+    Exchange::new(
+        "StreamStreamJoin",
+        parts,
+        spec.on.iter().map(|(l, _)| l.clone()).collect(),
+        Box::new(RouteRows::new(Box::new(keys))),
+        true,
+    )
+}
+
+/// Each side's join key columns and how the join encodes them.
+pub struct JoinKeys {
+    encoder: KeyEncoder,
+    /// The key columns of the left and of the right side.
+    sides: [Vec<usize>; 2],
+}
+
+impl RouteKeys for JoinKeys {
+    fn keys(&self, child: usize, batch: &RecordBatch) -> Result<Option<arrow_row::Rows>> {
+        let columns = self.sides.get(child).ok_or_else(|| {
+            Error::data("stream-stream join", format!("a join has no input {child}"))
+        })?;
+        Ok(Some(self.encoder.encode(batch, columns)?.0))
+    }
+}
+
+/// One state partition of the join: child 0 is the left stream, child 1 the right.
+impl StatePartition for StreamStreamJoin {
+    fn schema(&self) -> SchemaRef {
+        self.output_schema()
+    }
+    fn process(
+        &mut self,
+        clock: BatchClock,
+        mut inputs: Vec<Vec<RecordBatch>>,
+    ) -> Result<Vec<RecordBatch>> {
+        let right = inputs.pop().unwrap_or_default();
+        let left = inputs.pop().unwrap_or_default();
+        self.process_with(clock.batch_id, clock.watermarks, left, right)
+    }
+    fn restore(&mut self, version: Option<u64>) -> Result<()> {
+        StreamStreamJoin::restore(self, version)
+    }
+    fn commit(&mut self, batch_id: u64) -> Result<()> {
+        StreamStreamJoin::commit(self, batch_id)
+    }
+    fn purge(&mut self, keep_from: u64) -> Result<()> {
+        StreamStreamJoin::purge(self, keep_from)
+    }
+    fn progress(&self) -> StateOperatorProgress {
+        StreamStreamJoin::progress(self)
+    }
+    fn wants_no_data_batches(&self) -> bool {
+        StreamStreamJoin::wants_no_data_batches(self)
+    }
+    fn output_lag_ms(&self) -> i64 {
+        StreamStreamJoin::output_lag_ms(self)
     }
 }
 

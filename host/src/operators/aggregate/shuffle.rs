@@ -1,16 +1,17 @@
-//! An aggregation in state partitions (`shufflePartitions`), run on the worker pool in one of
-//! two ways.
+//! How an aggregation's rows reach its state partitions: the aggregation's [`Shuffle`] for
+//! the [`Exchange`], in one of two ways.
 //!
-//! **Two phases** (Spark's partial and final `HashAggregateExec`, DataFusion's
-//! `AggregateMode::Partial` / `FinalPartitioned`), for every aggregation whose partial results
-//! merge ([`super::AggregateSpec::merges_partials`]): the batch's rows are cut into chunks of
-//! a fixed number of rows, each chunk is folded into groups of its own on a worker, and each
-//! state partition merges the chunks' groups that hash to it. The rows are read once, on all
-//! workers at once, and only the (usually far fewer) partial groups cross between workers —
-//! which is what lets an aggregation over a few groups, or by a window alone, use every core.
+//! **Two phases** (Spark's partial and final `HashAggregateExec` around an `Exchange`,
+//! DataFusion's `AggregateMode::Partial` / `FinalPartitioned`), for every aggregation whose
+//! partial results merge ([`super::AggregateSpec::merges_partials`]): the batch's rows are cut
+//! into chunks of a fixed number of rows, each chunk is folded into groups of its own on a
+//! worker, and each state partition merges the chunks' groups that hash to it. The rows are
+//! read once, on all workers at once, and only the (usually far fewer) partial groups cross
+//! the exchange — which is what lets an aggregation over a few groups, or by a window alone,
+//! use every core.
 //!
 //! **Rows routed by key** otherwise (session windows; Wasm aggregates by `groupBy`): each row
-//! goes to the partition of its group columns and is folded there.
+//! goes to the partition of its group columns ([`RouteRows`]) and is folded there.
 //!
 //! Guarantees: chunk boundaries depend only on the rows' order, not on `parallelism` or on
 //! how the input was cut into record batches, and partials are merged in chunk order; so the
@@ -20,17 +21,17 @@
 //! window start, then group), whatever the number of partitions. State files and partitions
 //! are [`Aggregate`]'s: a checkpoint written one way is read the other.
 
+use std::sync::Arc;
+
 use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
+use arrow_row::Rows;
 use rayon::prelude::*;
 
 use super::grouping::{Grouping, Skipped};
 use super::{Aggregate, OutputOrder};
 use crate::error::{Error, Result};
-use crate::operators::partitioned::{
-    commit_all, merged_progress, purge_all, restore_all, route_by_key,
-};
-use crate::operators::{BatchClock, StateOperatorProgress, StatefulOperator};
+use crate::operators::BatchClock;
+use crate::operators::exchange::{Exchange, RouteKeys, RouteRows, Shuffle};
 use crate::parallel;
 use crate::wasm::aggregate::WasmAggregate;
 
@@ -38,59 +39,68 @@ use crate::wasm::aggregate::WasmAggregate;
 /// rows, small enough that a batch of a few hundred thousand rows keeps every worker busy.
 pub const CHUNK_ROWS: usize = 32 * 1024;
 
-/// An aggregation in state partitions, pre-aggregated per chunk on the workers when its
-/// partial results merge, its rows routed by key otherwise.
-pub struct PartitionedAggregate {
-    parts: Vec<Aggregate>,
-    grouping: std::sync::Arc<Grouping>,
-    /// Partial groups per chunk (else rows routed by key).
+/// The aggregation `parts` (its state partitions, in order) as a node of the plan, run on up
+/// to `parallelism` workers.
+pub fn exchange(parts: Vec<Aggregate>, parallelism: usize) -> Result<Exchange<Aggregate>> {
+    let first = parts
+        .first()
+        .ok_or_else(|| Error::data("aggregate", "an aggregation needs a state partition"))?;
+    let grouping = first.grouping();
+    let shuffle = AggregateShuffle {
+        two_phase: grouping.spec.merges_partials(),
+        order: first.readable_order()?,
+        rows: RouteRows::new(Box::new(GroupKeys(grouping.clone()))),
+        grouping: grouping.clone(),
+        parallelism,
+        workers: Vec::new(),
+    };
+    Exchange::new(
+        "Aggregate",
+        parts,
+        grouping.spec.group_by.clone(),
+        Box::new(shuffle),
+        true,
+    )
+}
+
+/// The group columns as routing keys.
+struct GroupKeys(Arc<Grouping>);
+
+impl RouteKeys for GroupKeys {
+    fn keys(&self, _child: usize, batch: &RecordBatch) -> Result<Option<Rows>> {
+        self.0.group_rows(batch)
+    }
+}
+
+/// Partial groups per chunk when they merge, else rows routed by key.
+struct AggregateShuffle {
+    grouping: Arc<Grouping>,
     two_phase: bool,
     /// How to put several partitions' output in one partition's order (append, complete).
     order: Option<OutputOrder>,
+    rows: RouteRows,
     parallelism: usize,
     /// Per worker of the partial phase: its instances of the Wasm aggregates (by aggregate
     /// position), made when a batch first needs that many workers.
     workers: Vec<Vec<Option<WasmAggregate>>>,
-    name: String,
 }
 
-impl PartitionedAggregate {
-    /// The aggregation in state partitions `parts` (in order), on up to `parallelism` workers.
-    pub fn new(parts: Vec<Aggregate>, parallelism: usize) -> Result<PartitionedAggregate> {
-        let grouping = parts
-            .first()
-            .map(Aggregate::grouping)
-            .ok_or_else(|| Error::data("aggregate", "an aggregation needs a state partition"))?;
-        let two_phase = grouping.spec.merges_partials();
-        let order = parts[0].readable_order()?;
-        let name = parts[0].progress().operator_name;
-        Ok(PartitionedAggregate {
-            parts,
-            grouping,
-            two_phase,
-            order,
-            parallelism,
-            workers: Vec::new(),
-            name,
-        })
-    }
-}
-
-impl PartitionedAggregate {
+impl AggregateShuffle {
     /// The two-phase batch: partial groups per chunk, merged per partition.
     fn merge_chunks(
         &mut self,
+        parts: &mut [Aggregate],
         clock: BatchClock,
         input: Vec<RecordBatch>,
     ) -> Result<Vec<Vec<RecordBatch>>> {
-        let n = self.parts.len();
-        let (late_us, drop_late) = self.parts[0].lateness(clock.watermarks);
+        let n = parts.len();
+        let (late_us, drop_late) = parts[0].lateness(clock.watermarks);
         let grouping = &self.grouping;
         let chunks = parallel::chunks_of_rows(&input, CHUNK_ROWS);
         drop(input);
         let workers = self.parallelism.clamp(1, chunks.len().max(1));
         while self.workers.len() < workers {
-            self.workers.push(self.parts[0].worker_udafs()?);
+            self.workers.push(parts[0].worker_udafs()?);
         }
         let partials = parallel::on_workers(&mut self.workers[..workers], chunks, |udafs, run| {
             run.iter()
@@ -118,86 +128,38 @@ impl PartitionedAggregate {
             part.finish_batch(clock.watermarks)
         };
         let outputs: Vec<Result<Vec<RecordBatch>>> = if n == 1 {
-            self.parts.iter_mut().zip(routed).map(merge).collect()
+            parts.iter_mut().zip(routed).map(merge).collect()
         } else {
-            self.parts
+            parts
                 .par_iter_mut()
                 .zip(routed.into_par_iter())
                 .map(parallel::task(merge))
                 .collect()
         };
         // Rows skipped in the partial phase are counted (and warned of) once, by partition 0.
-        self.parts[0].note_skipped(skipped, true);
+        parts[0].note_skipped(skipped, true);
         outputs.into_iter().collect()
-    }
-
-    /// Each row folded in the partition of its group columns.
-    fn route_rows(
-        &mut self,
-        clock: BatchClock,
-        input: Vec<RecordBatch>,
-    ) -> Result<Vec<Vec<RecordBatch>>> {
-        let n = self.parts.len();
-        let grouping = &self.grouping;
-        let routed = if grouping.key_indices.is_empty() {
-            let mut routed = vec![Vec::new(); n];
-            routed[0] = input;
-            routed
-        } else {
-            route_by_key(n, input, |batch| {
-                grouping
-                    .group_rows(batch)?
-                    .ok_or_else(|| Error::data("groupBy", "no group columns to route by"))
-            })?
-        };
-        self.parts
-            .par_iter_mut()
-            .zip(routed.into_par_iter())
-            .map(parallel::task(
-                |(part, rows): (&mut Aggregate, Vec<RecordBatch>)| part.process(clock, rows),
-            ))
-            .collect()
     }
 }
 
-impl StatefulOperator for PartitionedAggregate {
-    fn output_schema(&self) -> SchemaRef {
-        self.parts[0].output_schema()
-    }
-
-    fn restore(&mut self, version: Option<u64>) -> Result<()> {
-        restore_all(&mut self.parts, version)
-    }
-
-    fn process(&mut self, clock: BatchClock, input: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+impl Shuffle<Aggregate> for AggregateShuffle {
+    fn run(
+        &mut self,
+        parts: &mut [Aggregate],
+        clock: BatchClock,
+        mut inputs: Vec<Vec<RecordBatch>>,
+    ) -> Result<Vec<RecordBatch>> {
         let outputs = if self.two_phase {
-            self.merge_chunks(clock, input)?
+            self.merge_chunks(parts, clock, inputs.pop().unwrap_or_default())?
         } else {
-            self.route_rows(clock, input)?
+            self.rows.run_partitions(parts, clock, inputs)?
         };
         let nonempty = outputs.iter().filter(|o| !o.is_empty()).count();
         let out: Vec<RecordBatch> = outputs.into_iter().flatten().collect();
         match &self.order {
-            Some(order) if nonempty > 1 => order.sort(&self.parts[0].output_schema(), &out),
+            Some(order) if nonempty > 1 => order.sort(&parts[0].output_schema, &out),
             _ => Ok(out),
         }
-    }
-
-    fn commit(&mut self, batch_id: u64) -> Result<()> {
-        commit_all(&mut self.parts, batch_id)
-    }
-
-    fn purge(&mut self, keep_from: u64) -> Result<()> {
-        purge_all(&mut self.parts, keep_from)
-    }
-
-    /// The partitions' figures added up.
-    fn progress(&self) -> StateOperatorProgress {
-        merged_progress(&self.name, self.parts.iter().map(|p| p.progress()))
-    }
-
-    fn wants_no_data_batches(&self) -> bool {
-        self.parts.iter().any(|p| p.wants_no_data_batches())
     }
 }
 
@@ -207,12 +169,14 @@ mod tests {
     use std::time::Duration;
 
     use arrow_array::{ArrayRef, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
-    use arrow_schema::{DataType, Field, Schema, TimeUnit};
+    use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
     use super::*;
     use crate::config::OutputMode;
     use crate::operators::Watermarks;
     use crate::operators::aggregate::{AggFunc, AggSpec, AggregateSpec};
+    use crate::operators::exchange::KeyColumns;
+    use crate::operators::operator::{Operator, OperatorContext};
     use crate::operators::window::WindowSpec;
 
     fn schema() -> SchemaRef {
@@ -307,8 +271,21 @@ mod tests {
             .collect()
     }
 
+    /// One partition folding every row it is given (the reference).
+    fn folding(part: Aggregate) -> Exchange<Aggregate> {
+        let keys = KeyColumns::new(&schema(), &[]).unwrap();
+        Exchange::new(
+            "Aggregate",
+            vec![part],
+            Vec::new(),
+            Box::new(RouteRows::new(Box::new(keys))),
+            true,
+        )
+        .unwrap()
+    }
+
     /// Each batch's output rows as sorted text.
-    fn run(op: &mut dyn StatefulOperator, batches: &[Vec<RecordBatch>]) -> Vec<Vec<String>> {
+    fn run(op: &mut dyn Operator, batches: &[Vec<RecordBatch>]) -> Vec<Vec<String>> {
         let mut outputs = run_from(op, batches, 0);
         for lines in &mut outputs {
             lines.sort();
@@ -318,7 +295,7 @@ mod tests {
 
     /// Runs batches `first..` of `batches` after restoring the state of the one before.
     fn run_from(
-        op: &mut dyn StatefulOperator,
+        op: &mut dyn Operator,
         batches: &[Vec<RecordBatch>],
         first: usize,
     ) -> Vec<Vec<String>> {
@@ -331,7 +308,14 @@ mod tests {
                 processing_time_ms: 0,
                 watermarks: Watermarks::single(wm),
             };
-            let out = op.process(clock, input.clone()).unwrap();
+            let named = crate::sink::outputs::SharedOutputs::new(Vec::new());
+            let mut ctx = OperatorContext {
+                clock,
+                steps: &mut [],
+                outputs: &named,
+                parallelism: 2,
+            };
+            let out = op.process(&mut ctx, vec![input.clone()]).unwrap();
             op.commit(id as u64).unwrap();
             let options = arrow_cast::display::FormatOptions::default();
             let mut lines: Vec<String> = Vec::new();
@@ -382,7 +366,7 @@ mod tests {
         ]);
         let whole = cut(&batches, usize::MAX);
         let dir = tempfile::tempdir().unwrap();
-        let mut reference = parts(&exact, &dir.path().join("ref"), 1).pop().unwrap();
+        let mut reference = folding(parts(&exact, &dir.path().join("ref"), 1).pop().unwrap());
         let want = run(&mut reference, &whole);
         assert!(
             want.iter().all(|b| !b.is_empty()),
@@ -394,16 +378,14 @@ mod tests {
             let dir = dir
                 .path()
                 .join(format!("{partitions}-{parallelism}-{rows_per_batch}"));
-            let mut op =
-                PartitionedAggregate::new(parts(&exact, &dir, partitions), parallelism).unwrap();
+            let mut op = exchange(parts(&exact, &dir, partitions), parallelism).unwrap();
             let got = run(&mut op, &cut(&batches, rows_per_batch));
             assert_eq!(
                 got, want,
                 "{partitions} partitions, parallelism {parallelism}"
             );
             // Restored from its files after batch 1, it runs batch 2 as the reference did.
-            let mut again =
-                PartitionedAggregate::new(parts(&exact, &dir, partitions), parallelism).unwrap();
+            let mut again = exchange(parts(&exact, &dir, partitions), parallelism).unwrap();
             let mut got = run_from(&mut again, &cut(&batches, rows_per_batch), 2);
             got[0].sort();
             assert_eq!(got[..], want[2..], "batch 2 after a restore");
@@ -414,9 +396,7 @@ mod tests {
             .into_iter()
             .map(|(partitions, parallelism, rows_per_batch)| {
                 let dir = dir.path().join(format!("f{partitions}"));
-                let mut op =
-                    PartitionedAggregate::new(parts(&float, &dir, partitions), parallelism)
-                        .unwrap();
+                let mut op = exchange(parts(&float, &dir, partitions), parallelism).unwrap();
                 run(&mut op, &cut(&batches, rows_per_batch))
             })
             .collect();
@@ -428,14 +408,16 @@ mod tests {
         let batches = cut(&[rows(1, 5000), rows(1, 5000)], usize::MAX);
         let dir = tempfile::tempdir().unwrap();
         let spec = spec(&[(AggFunc::Count, None)]);
-        let mut reference = parts(&spec, &dir.path().join("ref"), 1).pop().unwrap();
-        let mut op =
-            PartitionedAggregate::new(parts(&spec, &dir.path().join("two"), 4), 2).unwrap();
+        let mut reference = folding(parts(&spec, &dir.path().join("ref"), 1).pop().unwrap());
+        let mut op = exchange(parts(&spec, &dir.path().join("two"), 4), 2).unwrap();
         // Batch 1 repeats batch 0's rows at watermark 5 s: windows ending by then are late.
         assert_eq!(run(&mut reference, &batches), run(&mut op, &batches));
-        let dropped = op.progress().num_rows_dropped_by_watermark;
+        let dropped = op.progress().unwrap().num_rows_dropped_by_watermark;
         assert!(dropped > 0);
-        assert_eq!(dropped, reference.progress().num_rows_dropped_by_watermark);
+        assert_eq!(
+            dropped,
+            reference.progress().unwrap().num_rows_dropped_by_watermark
+        );
     }
 
     #[test]
@@ -451,13 +433,13 @@ mod tests {
         // Append: sessions in update mode are refused (pipeline/stateful.rs).
         let append =
             |name: &str, n| parts_in(OutputMode::Append, &sessions, &dir.path().join(name), n);
-        let mut one = append("one", 1).pop().unwrap();
-        let mut four = PartitionedAggregate::new(append("four", 4), 2).unwrap();
+        let mut one = folding(append("one", 1).pop().unwrap());
+        let mut four = exchange(append("four", 4), 2).unwrap();
         let want = run_from(&mut one, &batches, 0);
         assert!(want.iter().map(Vec::len).sum::<usize>() > 10);
         let got = run_from(&mut four, &batches, 0);
         assert!(got == want, "4 partitions: {got:.200?}");
-        assert!(PartitionedAggregate::new(Vec::new(), 1).is_err());
+        assert!(exchange(Vec::new(), 1).is_err());
     }
 
     #[test]
@@ -465,10 +447,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spec = spec(&[(AggFunc::Count, None)]);
         let batches = cut(&[rows(1, 20_000), rows(2, 20_000), rows(3, 20_000)], 5000);
-        let mut one = parts_in(OutputMode::Append, &spec, &dir.path().join("one"), 1)
-            .pop()
-            .unwrap();
-        let mut five = PartitionedAggregate::new(
+        let mut one = folding(
+            parts_in(OutputMode::Append, &spec, &dir.path().join("one"), 1)
+                .pop()
+                .unwrap(),
+        );
+        let mut five = exchange(
             parts_in(OutputMode::Append, &spec, &dir.path().join("five"), 5),
             2,
         )

@@ -584,7 +584,9 @@ const STATIC_CASES: &[Case] = &[
         what: "a table that is not files",
         from: "format = \"parquet\"",
         to: "format = \"rate\"",
-        expect: &["join.table.format: a join table is read from files"],
+        expect: &[
+            "join.table.format: a join table is read from files or a database (json, csv, parquet, text or postgres)",
+        ],
     },
     Case {
         what: "an unknown table option",

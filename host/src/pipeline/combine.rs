@@ -322,12 +322,11 @@ pub(super) fn parse_join(
             let table_prefix = format!("{prefix}.table");
             let refresh = TableReader::new(ctx, Some(label), &table_prefix, t)
                 .and_then(|mut r| r.duration("refresh"));
-            let postgres = TableReader::new(ctx, Some(label), &table_prefix, t)
+            let connector = TableReader::new(ctx, Some(label), &table_prefix, t)
                 .and_then(|mut r| r.string("format"))
-                .is_some_and(|f| {
-                    f.eq_ignore_ascii_case("postgres") || f.eq_ignore_ascii_case("postgresql")
-                });
-            if postgres {
+                .and_then(|f| crate::connectors::find(&f, crate::connectors::Role::Table))
+                .map(|(c, _)| c.name);
+            if connector == Some("postgres") {
                 let p = TableReader::new(ctx, Some(label), &table_prefix, t)
                     .and_then(|r| crate::connectors::postgres::parse_table(r, base))?;
                 Some(TableSpec {
@@ -345,8 +344,10 @@ pub(super) fn parse_join(
                             t.span().start,
                             "table.format",
                             format!(
-                                "a join table is read from files (parquet, csv, json, text) or \
-                                 PostgreSQL (format = \"postgres\"), not {}",
+                                "a join table is read from files or a database ({}), not {}",
+                                crate::connectors::one_of(&crate::connectors::formats(
+                                    crate::connectors::Role::Table
+                                )),
                                 other.description()
                             ),
                         );

@@ -2,7 +2,7 @@
 //! parses its options; foreachBatch, memory and blackhole are read here.
 
 use super::*;
-use crate::connectors;
+use crate::connectors::{self, Role};
 
 pub(super) fn parse_sink(
     ctx: &Ctx,
@@ -22,10 +22,29 @@ pub(super) fn parse_sink_at(
     main: bool,
 ) -> Option<SinkSpec> {
     let mut s = TableReader::new(ctx, Some(query), prefix, node)?;
-    let format = s.required_string(
-        "format",
-        "say which sink: console, memory, json, csv, parquet, kafka, postgres, elasticsearch, foreachBatch or blackhole",
-    )?;
+    // Besides the connectors: a Wasm handler, and a sink that drops every row.
+    let mut formats = connectors::formats(Role::Sink);
+    formats.extend(["foreachBatch", "blackhole"]);
+    let advice = connectors::one_of(&formats);
+    let format = s.required_string("format", &format!("say which sink: {advice}"))?;
+    if let Some((connector, format)) = connectors::find(&format, Role::Sink) {
+        return match connector.name {
+            "console" => connectors::console::parse_sink(s).map(SinkSpec::Console),
+            "elasticsearch" => {
+                connectors::elasticsearch::parse_sink(s, base, main).map(SinkSpec::Elasticsearch)
+            }
+            "kafka" => connectors::kafka::parse_sink(s, base).map(SinkSpec::Kafka),
+            "postgres" => connectors::postgres::parse_sink(s, base).map(SinkSpec::Postgres),
+            "file" => connectors::file::parse_sink(s, format, base).map(SinkSpec::File),
+            "memory" => {
+                s.finish(&["format"]);
+                // The main sink's table is named after the query, an output's after the output.
+                let table = prefix.strip_prefix("outputs.").unwrap_or(query).to_owned();
+                Some(SinkSpec::Memory { table })
+            }
+            other => super::sources::unreachable_connector(&mut s, other),
+        };
+    }
     match format.to_ascii_lowercase().as_str() {
         "foreachbatch" if main => {
             let module = s.required_string(
@@ -57,26 +76,9 @@ pub(super) fn parse_sink_at(
             );
             None
         }
-        "console" => connectors::console::parse_sink(s).map(SinkSpec::Console),
-        "elasticsearch" | "opensearch" => {
-            connectors::elasticsearch::parse_sink(s, base, main).map(SinkSpec::Elasticsearch)
-        }
-        "kafka" => connectors::kafka::parse_sink(s, base).map(SinkSpec::Kafka),
-        "postgres" | "postgresql" => {
-            connectors::postgres::parse_sink(s, base).map(SinkSpec::Postgres)
-        }
-        "json" | "csv" | "parquet" => {
-            connectors::file::parse_sink(s, &format, base).map(SinkSpec::File)
-        }
         "blackhole" | "noop" => {
             s.finish(&["format"]);
             Some(SinkSpec::Blackhole)
-        }
-        "memory" => {
-            s.finish(&["format"]);
-            // The main sink's table is named after the query, an output's after the output.
-            let table = prefix.strip_prefix("outputs.").unwrap_or(query).to_owned();
-            Some(SinkSpec::Memory { table })
         }
         "text" => {
             s.error_here(
@@ -88,7 +90,7 @@ pub(super) fn parse_sink_at(
         other => {
             s.error_here(
                 "format",
-                format!("unknown sink format '{other}'; use console, memory, json, csv, parquet, kafka, postgres, elasticsearch, foreachBatch or blackhole"),
+                format!("unknown sink format '{other}'; use {advice}"),
             );
             None
         }

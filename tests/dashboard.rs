@@ -112,9 +112,16 @@ fn sluice_run_ui_serves_the_same_dashboard_for_a_foreground_run() {
         r#"[[query]]
 name = "local"
 trigger = { processingTime = "200 milliseconds" }
-[query.source]
+[query.inputs.a]
 format = "rate-micro-batch"
 rowsPerBatch = 10
+[query.inputs.b]
+format = "rate-micro-batch"
+rowsPerBatch = 5
+[query.views.both]
+union = ["a", "b"]
+[query.views.both.dropDuplicates]
+columns = ["value"]
 [query.sink]
 format = "memory"
 "#,
@@ -124,7 +131,8 @@ format = "memory"
     let rest = line.split("sluice run dashboard on ").nth(1).unwrap();
     let (url, token) = rest.split_once(" token: ").unwrap();
     let seen = check_in_browser(url, token.trim(), "local", "run-ui", &[]);
-    assert_shown(&seen, &["input source", "sink (append)"]);
+    // The plan as the page draws it: the inputs, the view over them, the sink.
+    assert_shown(&seen, &["input a", "input b", "view both", "sink (append)"]);
     // The stop button ends the run gracefully: the process exits 0.
     let (code, log) = run.wait();
     assert_eq!(code, Some(0), "{log}");

@@ -80,7 +80,7 @@ function arrow() {
   return span;
 }
 
-// Inputs (with their own steps) → combine → steps → operators → sink, with the last batch's
+// Inputs (with their own steps) → views → combine → steps → operators → sink, with the last batch's
 // rows in and out where the progress record has them.
 function renderPlan(info, last) {
   const plan = info.plan || {};
@@ -94,7 +94,30 @@ function renderPlan(info, last) {
     return node(`input ${input.name}`, detail);
   });
   parts.push(stage(inputs));
-  if (plan.combine) {
+  // Views (named intermediate results), in the order they run; their stateful operators come
+  // first in the progress record's list.
+  let stateBefore = 0;
+  const views = (plan.views || []).map((v) => {
+    const c = v.combine || {};
+    const reads =
+      c.kind === "from" ? `from ${c.of}` :
+      c.kind === "union" ? `union of ${(c.of || []).join(", ")}` :
+      `${c.type || ""} ${c.kind} of ${c.left} and ${c.right || c.table} on ${(c.on || []).join(", ")}`;
+    const ops = v.operators || [];
+    const stateful = ops.length + (c.kind === "stream-stream join" ? 1 : 0);
+    const inState = last
+      ? last.stateOperators.slice(stateBefore, stateBefore + stateful).reduce((n, s) => n + s.numRowsTotal, 0)
+      : 0;
+    stateBefore += stateful;
+    const steps = (v.steps || []).map((s) => s.name).join(" → ");
+    const detail = [reads, steps ? `steps: ${steps}` : "", ops.map((o) => o.kind).join(", "), stateful && last ? `${fmt(inState)} rows in state` : ""]
+      .filter(Boolean)
+      .join(" · ");
+    return node(`view ${v.name}`, detail);
+  });
+  if (views.length) parts.push(arrow(), stage(views));
+  // Reading one view needs no node of its own: the arrow from the views says it.
+  if (plan.combine && plan.combine.kind !== "from") {
     const c = plan.combine;
     parts.push(arrow(), stage([node(c.kind + (c.type ? ` (${c.type})` : ""), [c.on ? c.on.join(", ") : "", c.table || ""].filter(Boolean).join(" · "))]));
   }
@@ -103,7 +126,7 @@ function renderPlan(info, last) {
     parts.push(arrow(), stage([node(`step ${s.name}`, `${s.module} · ${(digests[s.name] || "").slice(0, 19)}`)]));
   }
   (plan.operators || []).forEach((op, i) => {
-    const st = last && last.stateOperators[i + (plan.combine && plan.combine.kind === "stream-stream join" ? 1 : 0)];
+    const st = last && last.stateOperators[stateBefore + i + (plan.combine && plan.combine.kind === "stream-stream join" ? 1 : 0)];
     const detail = [op.groupBy ? `by ${op.groupBy.join(", ")}` : "", op.window || "", st ? `${fmt(st.numRowsTotal)} rows in state` : ""]
       .filter(Boolean)
       .join(" · ");

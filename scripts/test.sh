@@ -59,6 +59,13 @@ if ! command -v noida-db >/dev/null 2>&1 || ! noida-db version 2>/dev/null | gre
   python3 -m pip install --quiet --disable-pip-version-check 'noida-db==0.2.2'
 fi
 
+# cassandra-driver (DataStax's Python driver): the independent client the Cassandra tests
+# create tables and read rows back with. The CQL server itself (tests/servers/cassandra) is
+# built from source by the tests.
+if ! python3 -c "import cassandra.cluster" >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check 'cassandra-driver==3.30.1'
+fi
+
 npm ci --prefix tests/dashboard --no-audit --no-fund --silent
 
 cargo fmt --all -- --check

@@ -585,7 +585,7 @@ const STATIC_CASES: &[Case] = &[
         from: "format = \"parquet\"",
         to: "format = \"rate\"",
         expect: &[
-            "join.table.format: a join table is read from files or a database (json, csv, parquet, text or postgres)",
+            "join.table.format: a join table is read from files or a database (json, csv, parquet, text, postgres or cassandra)",
         ],
     },
     Case {

@@ -16,6 +16,7 @@
 //! cargo run --release -p sluice-bench -- cluster [--records N] [--keys K]
 //! ```
 
+mod cassandra;
 mod cluster;
 mod dashboard;
 mod elasticsearch;
@@ -83,6 +84,15 @@ enum Command {
     Join {
         /// Only the benchmarks whose name contains this (static_probe, symmetric_state).
         only: Option<String>,
+    },
+    /// JSON files → Cassandra (kassandra) against the Python driver's concurrent execution.
+    Cassandra {
+        /// Rows loaded per run.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        /// Runs of each load (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
     /// JSON files → Elasticsearch (noida-db) against curl posting the same NDJSON to _bulk.
     Elasticsearch {
@@ -222,6 +232,7 @@ fn main() -> Result<()> {
         Command::Dashboard { runs, pin } => dashboard::run(runs, pin),
         Command::Postgres { rows, runs } => postgres::run(rows, runs),
         Command::Elasticsearch { rows, runs } => elasticsearch::run(rows, runs),
+        Command::Cassandra { rows, runs } => cassandra::run(rows, runs),
         Command::Kafka { records, runs } => kafka::run(&kafka::KafkaBench {
             records,
             runs,

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod attribution;
+pub mod cassandra;
 pub mod elasticsearch;
 pub mod kafka;
 pub mod postgres;

@@ -257,7 +257,12 @@ pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
 
 fn init_logging(interactive: bool) {
     // On a terminal the status lines show progress; keep the log to warnings unless asked.
-    let default = if interactive { "warn" } else { "info" };
+    // The Cassandra driver narrates its connection pools at info; its warnings are enough.
+    let default = if interactive {
+        "warn"
+    } else {
+        "info,scylla=warn"
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -16,9 +16,11 @@
 //! | [`nexmark`] | [`nexmark::source`] | — |
 //! | [`console`] | — | [`console::sink`] |
 //! | [`memory`] | — | [`memory::sink`] |
-//! | [`postgres`] | — | [`postgres::sink`] |
+//! | [`postgres`] | — (a join table: [`postgres::table`]) | [`postgres::sink`] |
+//! | [`cassandra`] (and ScyllaDB) | — (a join table: [`cassandra::table`]) | [`cassandra::sink`] |
 //! | [`elasticsearch`] (and OpenSearch) | — | [`elasticsearch::sink`] |
 
+pub mod cassandra;
 pub mod console;
 pub mod elasticsearch;
 pub mod file;
@@ -102,6 +104,13 @@ pub const CONNECTORS: &[Connector] = &[
         sinks: &["postgres"],
         tables: &["postgres"],
         aliases: &[("postgresql", "postgres")],
+    },
+    Connector {
+        name: "cassandra",
+        sources: &[],
+        sinks: &["cassandra"],
+        tables: &["cassandra"],
+        aliases: &[("scylladb", "cassandra")],
     },
     Connector {
         name: "elasticsearch",

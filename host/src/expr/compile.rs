@@ -22,6 +22,16 @@ use super::functions::Functions;
 use super::{ExprError, ExprStepKind, ExprStepSpec};
 use crate::error::{Error, Result};
 
+/// `explode(array)` / `explode_outer(array)` in a `selectExpr` (Spark's `Generate`): each
+/// element of the array becomes a row, the other columns repeated beside it. `explode` gives
+/// no row for a null or empty array; `explode_outer` gives one, with a null element.
+#[derive(Debug, Clone, Copy)]
+struct Generator {
+    /// Which output column holds the array.
+    column: usize,
+    outer: bool,
+}
+
 /// An expression step, planned: its output schema is fixed, and each batch runs its physical
 /// expressions.
 pub struct CompiledStep {
@@ -31,8 +41,9 @@ pub struct CompiledStep {
 }
 
 enum Op {
-    /// One expression per output column.
-    Project(Vec<Arc<dyn PhysicalExpr>>),
+    /// One expression per output column; with a generator, one of them is an array whose
+    /// elements each become a row.
+    Project(Vec<Arc<dyn PhysicalExpr>>, Option<Generator>),
     /// The rows a predicate holds for.
     Filter(Arc<dyn PhysicalExpr>),
     /// Input columns by index (a rename, a drop).
@@ -57,14 +68,30 @@ impl CompiledStep {
             ExprStepKind::SelectExpr(items) => {
                 let mut fields = Vec::new();
                 let mut exprs = Vec::new();
+                let mut generator: Option<Generator> = None;
                 for (i, text) in items.iter().enumerate() {
                     let at = planner.at(&format!("{key}[{i}]"));
-                    for (field, expr) in at.select_item(text)? {
+                    let (outputs, outer) = at.select_item(text)?;
+                    if let Some(outer) = outer {
+                        if generator.is_some() {
+                            return Err(at.error(
+                                None,
+                                "only one explode per selectExpr (as in Spark); explode again \
+                                 in a later step"
+                                    .to_owned(),
+                            ));
+                        }
+                        generator = Some(Generator {
+                            column: fields.len(),
+                            outer,
+                        });
+                    }
+                    for (field, expr) in outputs {
                         fields.push(field);
                         exprs.push(expr);
                     }
                 }
-                (fields, Op::Project(exprs))
+                (fields, Op::Project(exprs, generator))
             }
             ExprStepKind::Where(text) => {
                 let (field, expr) = planner.expression(text, None)?;
@@ -101,7 +128,7 @@ impl CompiledStep {
                     fields.push(field);
                     exprs.push(value);
                 }
-                (fields, Op::Project(exprs))
+                (fields, Op::Project(exprs, None))
             }
             ExprStepKind::WithColumnRenamed { existing, new } => {
                 let index = planner.column(existing, &format!("{key}.existing"))?;
@@ -161,11 +188,17 @@ impl CompiledStep {
         };
         let rows = batch.num_rows();
         let columns: Vec<ArrayRef> = match &self.op {
-            Op::Project(exprs) => exprs
-                .iter()
-                .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
-                .collect::<std::result::Result<_, _>>()
-                .map_err(fail)?,
+            Op::Project(exprs, generator) => {
+                let columns: Vec<ArrayRef> = exprs
+                    .iter()
+                    .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(fail)?;
+                if let Some(g) = generator {
+                    return self.generate(*g, columns);
+                }
+                columns
+            }
             Op::Columns(indices) => indices.iter().map(|&i| batch.column(i).clone()).collect(),
             Op::Filter(predicate) => {
                 let mask = predicate
@@ -191,6 +224,56 @@ impl CompiledStep {
             &RecordBatchOptions::new().with_row_count(Some(rows)),
         )
         .map_err(|e| Error::data(format!("step '{}'", self.name), e))
+    }
+}
+
+impl CompiledStep {
+    /// A row per element of the generator's array, the other columns repeated beside it.
+    fn generate(&self, g: Generator, mut columns: Vec<ArrayRef>) -> Result<RecordBatch> {
+        let failed = |e: arrow_schema::ArrowError| Error::data(format!("step '{}'", self.name), e);
+        let list = columns[g.column]
+            .as_any()
+            .downcast_ref::<arrow_array::ListArray>()
+            .ok_or_else(|| {
+                Error::data(
+                    format!("step '{}'", self.name),
+                    "explode's argument is not an array",
+                )
+            })?;
+        // Per output row: the input row it repeats, and the element (None: a null element,
+        // for explode_outer's null or empty array).
+        let mut repeat: Vec<u32> = Vec::with_capacity(list.values().len());
+        let mut elements: Vec<Option<u32>> = Vec::with_capacity(list.values().len());
+        let offsets = list.value_offsets();
+        for row in 0..list.len() {
+            let (start, end) = (offsets[row] as u32, offsets[row + 1] as u32);
+            if list.is_valid(row) && end > start {
+                for e in start..end {
+                    repeat.push(row as u32);
+                    elements.push(Some(e));
+                }
+            } else if g.outer {
+                repeat.push(row as u32);
+                elements.push(None);
+            }
+        }
+        let repeat = arrow_array::UInt32Array::from(repeat);
+        let elements = arrow_array::UInt32Array::from(elements);
+        let exploded =
+            arrow_select::take::take(list.values().as_ref(), &elements, None).map_err(failed)?;
+        for (i, column) in columns.iter_mut().enumerate() {
+            *column = if i == g.column {
+                exploded.clone()
+            } else {
+                arrow_select::take::take(column.as_ref(), &repeat, None).map_err(failed)?
+            };
+        }
+        RecordBatch::try_new_with_options(
+            self.output.clone(),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(repeat.len())),
+        )
+        .map_err(failed)
     }
 }
 
@@ -315,10 +398,16 @@ impl<'a> Planner<'a> {
             .strip_prefix("Invalid function '")
             .and_then(|r| r.split('\'').next())
         {
-            message = format!(
-                "unknown function '{name}'{}",
-                suggest(name, Functions::get().names())
-            );
+            message = match name.to_ascii_lowercase().as_str() {
+                "explode" | "explode_outer" => format!(
+                    "{name}(array) makes rows, so it must be a whole selectExpr item \
+                     (`{name}(x) AS name`), as in Spark; it cannot sit inside another expression"
+                ),
+                _ => format!(
+                    "unknown function '{name}'{}",
+                    suggest(name, Functions::get().names())
+                ),
+            };
         }
         self.error(position, message)
     }
@@ -372,9 +461,40 @@ impl<'a> Planner<'a> {
         self.output(expr, name)
     }
 
-    /// One `selectExpr` item: `*`, `s.*` (a struct's fields), `expr` or `expr AS name`.
-    fn select_item(&self, text: &str) -> std::result::Result<Vec<Output>, ExprError> {
+    /// One `selectExpr` item: `*`, `s.*` (a struct's fields), `expr` or `expr AS name`, or
+    /// `explode[_outer](array) [AS name]` (then `Some(outer)`: its one output is the array,
+    /// each element of which becomes a row).
+    fn select_item(
+        &self,
+        text: &str,
+    ) -> std::result::Result<(Vec<Output>, Option<bool>), ExprError> {
         let item = self.parse(text, |p| p.parse_select_item())?;
+        let (expr, alias) = match &item {
+            SelectItem::UnnamedExpr(e) => (Some(e), None),
+            SelectItem::ExprWithAlias { expr, alias } => (Some(expr), Some(alias.value.as_str())),
+            _ => (None, None),
+        };
+        if let Some((argument, outer)) = expr.and_then(generator_argument) {
+            let array = self.plan(argument)?;
+            // Spark names explode's column `col`.
+            let (field, physical) = self.output(array, Some(alias.unwrap_or("col")))?;
+            let element = match field.data_type() {
+                DataType::List(element) => element.as_ref().clone(),
+                other => {
+                    return Err(self.error(
+                        None,
+                        format!("explode takes an array (e.g. split(value, ' ')), not a {other}"),
+                    ));
+                }
+            };
+            let field = element.with_name(field.name()).with_nullable(true);
+            return Ok((vec![(field, physical)], Some(outer)));
+        }
+        Ok((self.select_output(item)?, None))
+    }
+
+    /// The outputs of a `selectExpr` item that is not a generator.
+    fn select_output(&self, item: SelectItem) -> std::result::Result<Vec<Output>, ExprError> {
         match item {
             SelectItem::Wildcard(_) => Ok(self
                 .input
@@ -422,6 +542,25 @@ impl<'a> Planner<'a> {
                 format!("'{other}' is not a column expression selectExpr can take"),
             )),
         }
+    }
+}
+
+/// The argument of `explode(x)` / `explode_outer(x)` (and whether outer), if `expr` is one.
+fn generator_argument(expr: &ast::Expr) -> Option<(ast::Expr, bool)> {
+    let ast::Expr::Function(f) = expr else {
+        return None;
+    };
+    let outer = match f.name.to_string().to_ascii_lowercase().as_str() {
+        "explode" => false,
+        "explode_outer" => true,
+        _ => return None,
+    };
+    let ast::FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    match list.args.as_slice() {
+        [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e))] => Some((e.clone(), outer)),
+        _ => None,
     }
 }
 
@@ -504,6 +643,46 @@ mod tests {
             [Some("seoul".into()), Some("paris".into()), None]
         );
         assert_eq!(strings(&out, 2)[0], Some("Seoul-700".into()));
+    }
+
+    #[test]
+    fn explode_makes_a_row_per_element_and_outer_keeps_null_arrays() {
+        let out = select(&["amount", "explode(split(city, 'A')) AS part"]);
+        assert_eq!(out.schema().field(1).name(), "part");
+        assert_eq!(
+            strings(&out, 0),
+            [Some("700".into()), Some("20".into()), Some("20".into())]
+        );
+        assert_eq!(
+            strings(&out, 1),
+            [Some("Seoul".into()), Some("P".into()), Some("RIS".into())]
+        );
+        let out = select(&["explode_outer(split(city, 'A'))", "amount"]);
+        assert_eq!(out.schema().field(0).name(), "col");
+        assert_eq!(
+            strings(&out, 0),
+            [
+                Some("Seoul".into()),
+                Some("P".into()),
+                Some("RIS".into()),
+                None
+            ]
+        );
+        assert_eq!(strings(&out, 1)[3], Some("501".into()));
+        let two = step(ExprStepKind::SelectExpr(vec![
+            "explode(split(city, 'A'))".into(),
+            "explode(split(city, 'B')) AS b".into(),
+        ]))
+        .unwrap_err();
+        assert!(two.message.contains("only one explode"), "{two}");
+        assert_eq!(two.field, "selectExpr[1]");
+        let inside = step(ExprStepKind::SelectExpr(vec![
+            "upper(explode(split(city, 'A')))".into(),
+        ]))
+        .unwrap_err();
+        assert!(inside.message.contains("whole selectExpr item"), "{inside}");
+        let scalar = step(ExprStepKind::SelectExpr(vec!["explode(city)".into()])).unwrap_err();
+        assert!(scalar.message.contains("takes an array"), "{scalar}");
     }
 
     #[test]

@@ -44,6 +44,11 @@ impl Functions {
                 "to_json".into(),
                 Arc::new(ScalarUDF::new_from_impl(super::json::ToJson::new())),
             );
+            // Spark's split takes a pattern; DataFusion's string functions take a delimiter.
+            scalar.insert(
+                "split".into(),
+                Arc::new(ScalarUDF::new_from_impl(super::split::Split::new())),
+            );
             let mut options = ConfigOptions::default();
             // Spark's `STRING` is Arrow `Utf8` here, as everywhere else in Sluice.
             options.sql_parser.map_string_types_to_utf8view = false;

@@ -15,6 +15,7 @@
 mod compile;
 mod functions;
 mod json;
+mod split;
 
 pub use compile::CompiledStep;
 

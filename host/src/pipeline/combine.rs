@@ -333,6 +333,13 @@ pub(super) fn parse_join(
                     source: TableSource::Postgres(p),
                     refresh,
                 })
+            } else if connector == Some("cassandra") {
+                let c = TableReader::new(ctx, Some(label), &table_prefix, t)
+                    .and_then(|r| crate::connectors::cassandra::parse_table(r, base))?;
+                Some(TableSpec {
+                    source: TableSource::Cassandra(c),
+                    refresh,
+                })
             } else {
                 match parse_source(ctx, label, t, base, &table_prefix, &["refresh"]) {
                     Some(SourceSpec::File(files)) => Some(TableSpec {
@@ -510,7 +517,7 @@ pub(super) fn join_key_problems(q: &TableReader, spec: &JoinSpec, inputs: &[Inpu
         JoinRight::Table(t) => match &t.source {
             TableSource::Files(files) => SourceSpec::File(files.clone()).known_schema(),
             // Known once the database is asked, at start.
-            TableSource::Postgres(_) => None,
+            TableSource::Postgres(_) | TableSource::Cassandra(_) => None,
         },
     };
     if let (Some(l), Some(r)) = (known(&spec.left), right)

@@ -86,6 +86,7 @@ fn reads_view(from: &ViewFrom) -> serde_json::Value {
                     TableSource::Files(f) => json!(f.path.display().to_string()),
                     // The query, never the connection string's credentials.
                     TableSource::Postgres(p) => json!(format!("postgres: {}", p.query)),
+                    TableSource::Cassandra(c) => json!(format!("cassandra: {}", c.query)),
                 },
                 JoinRight::Input(_) => json!(null),
             },

@@ -313,6 +313,8 @@ pub enum SinkSpec {
     Elasticsearch(crate::connectors::elasticsearch::ElasticsearchSpec),
     /// Rows of a PostgreSQL table (append or upsert), a transaction per batch.
     Postgres(crate::connectors::postgres::sink::PostgresSinkSpec),
+    /// Rows of a Cassandra (or ScyllaDB) table, written by primary key.
+    Cassandra(crate::connectors::cassandra::CassandraSinkSpec),
 }
 
 impl SourceSpec {
@@ -368,6 +370,7 @@ impl SinkSpec {
             SinkSpec::Blackhole => "BlackholeSink".to_owned(),
             SinkSpec::Postgres(p) => p.description(),
             SinkSpec::Elasticsearch(e) => format!("ElasticsearchSink[{}]", e.url),
+            SinkSpec::Cassandra(c) => format!("CassandraSink[{}.{}]", c.keyspace, c.table),
             SinkSpec::Kafka(k) => format!(
                 "KafkaSink[{}]",
                 k.topic.as_deref().unwrap_or("<topic column>")

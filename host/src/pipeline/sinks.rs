@@ -35,6 +35,7 @@ pub(super) fn parse_sink_at(
             }
             "kafka" => connectors::kafka::parse_sink(s, base).map(SinkSpec::Kafka),
             "postgres" => connectors::postgres::parse_sink(s, base).map(SinkSpec::Postgres),
+            "cassandra" => connectors::cassandra::parse_sink(s, base).map(SinkSpec::Cassandra),
             "file" => connectors::file::parse_sink(s, format, base).map(SinkSpec::File),
             "memory" => {
                 s.finish(&["format"]);

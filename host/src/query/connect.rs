@@ -3,7 +3,7 @@
 //! connectors and the trait modules, so neither names the other's types.
 
 use crate::connectors::{
-    console, elasticsearch, file, kafka, memory, nexmark, postgres, rate, socket,
+    cassandra, console, elasticsearch, file, kafka, memory, nexmark, postgres, rate, socket,
 };
 use crate::error::Result;
 use crate::pipeline::{SinkSpec, SourceSpec};
@@ -48,6 +48,10 @@ pub fn open_sink(spec: &SinkSpec, ctx: &SinkContext) -> Result<Box<dyn Sink>> {
                 None => postgres::sink::Rows::Of(ctx.schema.clone()),
                 Some(name) => postgres::sink::Rows::Output(name.clone()),
             },
+        )?),
+        SinkSpec::Cassandra(c) => Box::new(cassandra::sink::CassandraSink::open(
+            c.clone(),
+            ctx.output_name.is_none().then_some(&ctx.schema),
         )?),
         SinkSpec::Elasticsearch(e) => Box::new(elasticsearch::sink::ElasticsearchSink::open(
             e.clone(),

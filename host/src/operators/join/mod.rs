@@ -101,6 +101,8 @@ pub enum TableSource {
     Files(FileSourceSpec),
     /// A PostgreSQL table or query.
     Postgres(crate::connectors::postgres::table::PostgresTableSpec),
+    /// A Cassandra table or query.
+    Cassandra(crate::connectors::cassandra::CassandraTableSpec),
 }
 
 /// The other side of a join.

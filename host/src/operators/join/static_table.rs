@@ -47,6 +47,7 @@ struct Table {
 enum Rows {
     Files(Box<FileSource>),
     Postgres(Box<PostgresTable>),
+    Cassandra(Box<crate::connectors::cassandra::table::CassandraTable>),
 }
 
 /// A stream joined with a table.
@@ -79,10 +80,14 @@ impl StreamStaticJoin {
                 },
             )?)),
             TableSource::Postgres(p) => Rows::Postgres(Box::new(PostgresTable::open(p.clone())?)),
+            TableSource::Cassandra(c) => Rows::Cassandra(Box::new(
+                crate::connectors::cassandra::table::CassandraTable::open(c.clone())?,
+            )),
         };
         let right_schema = match &rows {
             Rows::Files(f) => crate::source::Source::schema(f.as_ref()),
             Rows::Postgres(p) => p.schema(),
+            Rows::Cassandra(c) => c.schema(),
         };
         let layout = JoinLayout::new(&spec, &left_schema, &right_schema)?;
         let keys = KeyEncoder::new(
@@ -131,8 +136,10 @@ impl StreamStaticJoin {
     fn describe(&self) -> String {
         match (&self.rows, &self.table_spec.source) {
             (Rows::Postgres(p), _) => p.describe(),
+            (Rows::Cassandra(c), _) => c.describe(),
             (_, TableSource::Files(f)) => format!("join table {}", f.path.display()),
             (_, TableSource::Postgres(p)) => format!("join table postgres[{}]", p.query),
+            (_, TableSource::Cassandra(c)) => format!("join table cassandra[{}]", c.query),
         }
     }
 
@@ -168,6 +175,7 @@ impl StreamStaticJoin {
             TableSource::Postgres(p) if p.version_query.is_none() => {
                 Some(std::time::Duration::from_secs(60))
             }
+            TableSource::Cassandra(_) => Some(std::time::Duration::from_secs(60)),
             _ => None,
         });
         if let Some(every) = every
@@ -197,6 +205,10 @@ impl StreamStaticJoin {
                 (rows, version, paths.len())
             }
             Rows::Postgres(table) => match table.read_if_changed(&self.table.version)? {
+                Some((rows, version)) => (rows, version, 0),
+                None => return Ok(false),
+            },
+            Rows::Cassandra(table) => match table.read_if_changed(&self.table.version)? {
                 Some((rows, version)) => (rows, version, 0),
                 None => return Ok(false),
             },

@@ -329,3 +329,104 @@ fn options_that_cannot_work_are_refused_with_their_lines() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("holds credentials"), "{stderr}");
 }
+
+#[test]
+fn seed_003_a_foreach_batch_handler_writes_each_batch_to_elasticsearch_and_upserts_into_postgresql()
+{
+    let es = Elasticsearch::start();
+    let pg = common::postgres::Postgres::start();
+    let db = pg.database("shop");
+    let dir = tempfile::tempdir().unwrap();
+    // Three batches of orders; order 5 comes again in the last one with a new amount.
+    let order = |id: u64, amount: u64| {
+        format!(
+            "{{\"order_id\":{id},\"product\":\"p{}\",\"category\":\"c{}\",\"amount\":{amount}}}\n",
+            id % 7,
+            id % 3
+        )
+    };
+    let amount = |id: u64| (id * 137) % 1000;
+    for (i, ids) in [0..20u64, 20..40, 40..60].into_iter().enumerate() {
+        let mut text: String = ids.map(|id| order(id, amount(id))).collect();
+        if i == 2 {
+            text.push_str(&order(5, 999));
+        }
+        let f = drop_file(&dir.path().join("in"), &format!("{i}.json"), &text);
+        set_mtime(&f, 100 - i as u64);
+    }
+    let file = pipeline(
+        dir.path(),
+        &format!(
+            r#"[[query]]
+name = "seed-003"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+
+[query.source]
+format = "json"
+path = "in"
+schema = "order_id BIGINT, product STRING, category STRING, amount BIGINT"
+mode = "FAILFAST"
+maxFilesPerTrigger = 1
+
+[query.sink]
+format = "foreachBatch"
+module = "{module}"
+config = {{ copy = "search", alerts = "db", threshold = 500 }}
+directory = "side"
+
+[query.outputs.search]
+format = "elasticsearch"
+url = "{es}"
+index = "orders"
+idColumns = ["order_id"]
+
+[query.outputs.db]
+format = "postgres"
+url = "{pg}"
+password = {{ env = "SLUICE_TEST_PGPASSWORD" }}
+table = "big_orders"
+mode = "upsert"
+key = ["order_id"]
+createTable = true
+"#,
+            module = guests().join("two_sinks.wasm").display(),
+            es = es.url,
+            pg = pg.url(&db),
+        ),
+    );
+    let out = sluice()
+        .arg("run")
+        .arg(&file)
+        .env("SLUICE_TEST_PGPASSWORD", common::postgres::PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Elasticsearch: a document per order, by _id; order 5 holds the last batch's values.
+    assert_eq!(es.count("orders"), 60);
+    let five = es.doc("orders", "5").expect("order 5 by its _id");
+    assert_eq!(
+        (five["amount"].as_u64(), five["batch_id"].as_u64()),
+        (Some(999), Some(2))
+    );
+    let seven = es.doc("orders", "7").unwrap();
+    assert_eq!(seven["amount"].as_u64(), Some(amount(7)));
+    assert_eq!(seven["product"], "p0");
+
+    // PostgreSQL: the orders of at least 500, one row each (upserted), computed here.
+    let mut want: Vec<String> = (0..60u64)
+        .map(|id| (id, if id == 5 { 999 } else { amount(id) }))
+        .filter(|(_, a)| *a >= 500)
+        .map(|(id, a)| format!("{id}|{a}"))
+        .collect();
+    want.sort();
+    let mut got = pg.psql(&db, "SELECT order_id, amount FROM big_orders");
+    got.sort();
+    assert_eq!(got, want);
+    assert!(got.contains(&"5|999".to_owned()));
+}

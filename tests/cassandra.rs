@@ -459,3 +459,48 @@ table = "typed"
     assert_eq!(r["tags"], serde_json::json!(["a", "b"]));
     assert_eq!(r["raw"], "b'hi'");
 }
+
+#[test]
+fn tls_with_the_nodes_ca_and_a_refusal_without_it() {
+    let db = Cassandra::start();
+    db.cql(&[&keyspace("ks"), &events_table("events")]);
+    let certs = tempfile::tempdir().unwrap();
+    common::tls::certificates(certs.path());
+    let port = free_port();
+    let _proxy = common::tls::TlsProxy::start(certs.path(), port, &db.contact_point());
+    let dir = tempfile::tempdir().unwrap();
+    let file = files_pipeline(dir.path(), &db, "events", 2);
+    let plain = std::fs::read_to_string(&file).unwrap();
+    let tls = plain.replace(
+        &format!("contactPoints = [\"{}\"]", db.contact_point()),
+        &format!(
+            "contactPoints = [\"127.0.0.1:{port}\"]\nsslRootCert = \"{}\"",
+            certs.path().join("ca.crt").display()
+        ),
+    );
+    std::fs::write(&file, &tls).unwrap();
+    let out = run(&file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(rows(&db, "events"), expected(0..60));
+
+    // TLS without the CA: the nodes' certificate is not trusted, and the start says so.
+    let dir = tempfile::tempdir().unwrap();
+    let file = files_pipeline(dir.path(), &db, "events", 1);
+    let untrusted = std::fs::read_to_string(&file).unwrap().replace(
+        &format!("contactPoints = [\"{}\"]", db.contact_point()),
+        &format!("contactPoints = [\"127.0.0.1:{port}\"]\nssl = true"),
+    );
+    std::fs::write(&file, untrusted).unwrap();
+    let out = run(&file);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot connect to 127.0.0.1:")
+            && stderr.contains("certificate verify failed"),
+        "{stderr}"
+    );
+}

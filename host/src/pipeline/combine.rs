@@ -337,7 +337,7 @@ pub(super) fn parse_join(
                 let c = TableReader::new(ctx, Some(label), &table_prefix, t)
                     .and_then(|r| crate::connectors::cassandra::parse_table(r, base))?;
                 Some(TableSpec {
-                    source: TableSource::Cassandra(c),
+                    source: TableSource::Cassandra(Box::new(c)),
                     refresh,
                 })
             } else {

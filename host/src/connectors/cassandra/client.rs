@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
+use openssl::ssl::{SslConnector, SslMethod};
 use scylla::client::execution_profile::ExecutionProfile;
+use scylla::client::session::OpenSsl010Config;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
@@ -58,6 +60,12 @@ impl Client {
         if let (Some(user), Some(password)) = (&c.username, &password) {
             builder = builder.user(user, password.expose());
         }
+        if let Some(ca) = &c.tls {
+            match tls(ca.as_deref()) {
+                Ok(config) => builder = builder.tls_context(Some(config)),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
         let connect_timeout = c.connect_timeout;
         let session = runtime.block_on(async move {
             // The driver retries unreachable nodes for a while; the user's timeout bounds it.
@@ -77,6 +85,20 @@ impl Client {
     {
         self.runtime.block_on(f(&self.session))
     }
+}
+
+/// OpenSSL's client defaults (peer certificates verified) with `ca` as the trusted roots, or
+/// the system's. Host names are not checked: the driver connects to the addresses the
+/// cluster reports for its nodes, and nodes' certificates seldom name those.
+fn tls(ca: Option<&std::path::Path>) -> std::result::Result<OpenSsl010Config, String> {
+    let mut builder = SslConnector::builder(SslMethod::tls_client())
+        .map_err(|e| format!("setting up TLS: {e}"))?;
+    if let Some(ca) = ca {
+        builder
+            .set_ca_file(ca)
+            .map_err(|e| format!("sslRootCert {}: {e}", ca.display()))?;
+    }
+    Ok(OpenSsl010Config::new(builder))
 }
 
 /// The driver's consistency level named `name` (one of [`super::CONSISTENCY_LEVELS`]).

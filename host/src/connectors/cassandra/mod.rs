@@ -12,6 +12,7 @@
 //! username = "sluice"                         # PasswordAuthenticator, with
 //! password = { env = "CASSANDRA_PASSWORD" }   # a secret, never printed
 //! consistency = "LOCAL_QUORUM"                # the default
+//! sslRootCert = "certs/ca.pem"                # TLS, nodes' certificates signed by this CA
 //!
 //! [query.join.table]
 //! format = "cassandra"
@@ -26,7 +27,7 @@ pub mod sink;
 pub mod table;
 pub mod types;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::reader::TableReader;
@@ -47,6 +48,8 @@ pub struct Connection {
     pub connect_timeout: Duration,
     /// How long one request may take.
     pub request_timeout: Duration,
+    /// TLS: `Some` (with the PEM certificates that sign the nodes', or the system's store).
+    pub tls: Option<Option<PathBuf>>,
 }
 
 /// The consistency levels a request can ask for, by their CQL names.
@@ -102,6 +105,8 @@ const CONNECTION_KEYS: &[&str] = &[
     "connectTimeout",
     "requestTimeout",
     "consistency",
+    "ssl",
+    "sslRootCert",
 ];
 
 /// The connection options every use shares.
@@ -140,6 +145,18 @@ fn parse_connection(s: &mut TableReader, base: &Path) -> Option<Connection> {
         .duration("requestTimeout")
         .filter(|d| !d.is_zero())
         .unwrap_or(Duration::from_secs(30));
+    let ssl_root_cert = s.string("sslRootCert").map(|p| base.join(p));
+    let tls = match (s.bool("ssl"), ssl_root_cert) {
+        (Some(false), Some(_)) => {
+            s.error_here(
+                "ssl",
+                "is false, but sslRootCert is given: TLS is on with a CA".to_owned(),
+            );
+            None
+        }
+        (Some(true), ca) | (None, ca @ Some(_)) => Some(ca),
+        (Some(false) | None, None) => None,
+    };
     Some(Connection {
         contact_points: contact_points?,
         local_datacenter,
@@ -147,6 +164,7 @@ fn parse_connection(s: &mut TableReader, base: &Path) -> Option<Connection> {
         password,
         connect_timeout,
         request_timeout,
+        tls,
     })
 }
 

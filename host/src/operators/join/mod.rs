@@ -102,7 +102,7 @@ pub enum TableSource {
     /// A PostgreSQL table or query.
     Postgres(crate::connectors::postgres::table::PostgresTableSpec),
     /// A Cassandra table or query.
-    Cassandra(crate::connectors::cassandra::CassandraTableSpec),
+    Cassandra(Box<crate::connectors::cassandra::CassandraTableSpec>),
 }
 
 /// The other side of a join.

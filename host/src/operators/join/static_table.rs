@@ -81,7 +81,7 @@ impl StreamStaticJoin {
             )?)),
             TableSource::Postgres(p) => Rows::Postgres(Box::new(PostgresTable::open(p.clone())?)),
             TableSource::Cassandra(c) => Rows::Cassandra(Box::new(
-                crate::connectors::cassandra::table::CassandraTable::open(c.clone())?,
+                crate::connectors::cassandra::table::CassandraTable::open((**c).clone())?,
             )),
         };
         let right_schema = match &rows {

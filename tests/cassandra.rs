@@ -75,14 +75,6 @@ maxRetries = 1
     )
 }
 
-/// `(id, city, amount)` of each event, as `event_lines` writes them.
-fn expected(range: std::ops::Range<u64>) -> Vec<(u64, String, u64)> {
-    let cities = ["Seoul", "Busan", "Incheon", "Daegu"];
-    range
-        .map(|i| (i, cities[(i % 4) as usize].to_owned(), i * 10))
-        .collect()
-}
-
 /// Every row of `ks.<table>` as `(id, city, amount)`, sorted.
 fn rows(db: &Cassandra, table: &str) -> Vec<(u64, String, u64)> {
     let mut out: Vec<(u64, String, u64)> = db
@@ -284,7 +276,7 @@ fn a_batch_killed_at_any_point_leaves_each_row_once_with_the_clean_run_s_values(
                 "{failpoint}: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            assert_eq!(rows(&db, &table), expected(0..120), "{failpoint}");
+            assert_eq!(rows(&db, &table), event_rows(0..120), "{failpoint}");
         }
     }
     assert_eq!(killed, 20);
@@ -305,7 +297,7 @@ fn a_server_that_goes_away_fails_the_batch_and_a_restart_writes_every_row_once()
         .stdin(std::process::Stdio::piped());
     let mut running = Running::spawn(cmd);
     running.await_line("sluice-failpoint: after-commit batch 0");
-    assert_eq!(rows(&db, "events"), expected(0..30));
+    assert_eq!(rows(&db, "events"), event_rows(0..30));
     let port = db.port;
     db.stop();
     running.resume();
@@ -325,7 +317,7 @@ fn a_server_that_goes_away_fails_the_batch_and_a_restart_writes_every_row_once()
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(rows(&db, "events"), expected(30..90));
+    assert_eq!(rows(&db, "events"), event_rows(30..90));
 }
 
 #[test]
@@ -485,7 +477,7 @@ fn tls_with_the_nodes_ca_and_a_refusal_without_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(rows(&db, "events"), expected(0..60));
+    assert_eq!(rows(&db, "events"), event_rows(0..60));
 
     // TLS without the CA: the nodes' certificate is not trusted, and the start says so.
     let dir = tempfile::tempdir().unwrap();

@@ -44,14 +44,6 @@ fn three_files(dir: &Path) {
     }
 }
 
-/// What every document must hold: `(id, city, amount)` of each event, by id.
-fn expected(range: std::ops::Range<u64>) -> Vec<(u64, String, u64)> {
-    let cities = ["Seoul", "Busan", "Incheon", "Daegu"];
-    range
-        .map(|i| (i, cities[(i % 4) as usize].to_owned(), i * 10))
-        .collect()
-}
-
 fn rows(docs: &[(String, serde_json::Value)]) -> Vec<(u64, String, u64)> {
     let mut out: Vec<(u64, String, u64)> = docs
         .iter()
@@ -81,7 +73,7 @@ fn rows_become_documents_with_ids_from_their_columns() {
     run_ok(sluice().arg("validate").arg(&file));
     run_ok(sluice().arg("run").arg(&file));
     assert_eq!(es.count("events"), 90);
-    assert_eq!(rows(&es.docs("events")), expected(0..90));
+    assert_eq!(rows(&es.docs("events")), event_rows(0..90));
     // The id is the columns' values joined by ':'.
     let doc = es.doc("events", "Busan:5").expect("document Busan:5");
     assert_eq!(doc["amount"], 50);
@@ -149,7 +141,7 @@ fn a_batch_killed_at_any_point_writes_each_document_once_after_the_restart() {
             );
             let docs = es.docs(&index);
             assert_eq!(docs.len(), 90, "{failpoint}: {} documents", docs.len());
-            assert_eq!(rows(&docs), expected(0..90), "{failpoint}");
+            assert_eq!(rows(&docs), event_rows(0..90), "{failpoint}");
         }
     }
     assert_eq!(killed, 15);
@@ -253,7 +245,7 @@ fn a_server_that_goes_away_fails_the_batch_and_a_restart_writes_every_row_once()
     )
     .unwrap();
     run_ok(sluice().arg("run").arg(&file));
-    assert_eq!(rows(&es.docs("events")), expected(30..90));
+    assert_eq!(rows(&es.docs("events")), event_rows(30..90));
 }
 
 #[test]
@@ -285,7 +277,7 @@ fn https_with_the_server_s_ca_and_basic_auth_from_a_secret() {
             .env("RUST_LOG", "debug"),
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("pw-81c2"));
-    assert_eq!(rows(&es.docs("events")), expected(0..90));
+    assert_eq!(rows(&es.docs("events")), event_rows(0..90));
 
     // Without the CA the server's certificate is not trusted: the start fails, saying so.
     let file = es_pipeline(dir.path(), &format!("https://127.0.0.1:{port}"), "", "");

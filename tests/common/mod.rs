@@ -42,9 +42,11 @@ pub fn drop_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// The cities of [`event_lines`], by `id % 4`.
+const CITIES: [&str; 4] = ["Seoul", "Busan", "Incheon", "Daegu"];
+
 /// JSON lines of `{"id": i, "city": ..., "amount": ...}` for ids in `range`.
 pub fn event_lines(range: std::ops::Range<u64>) -> String {
-    const CITIES: [&str; 4] = ["Seoul", "Busan", "Incheon", "Daegu"];
     range
         .map(|i| {
             format!(
@@ -53,6 +55,13 @@ pub fn event_lines(range: std::ops::Range<u64>) -> String {
                 i * 10
             )
         })
+        .collect()
+}
+
+/// What [`event_lines`] holds, as `(id, city, amount)` rows: what a sink must have written.
+pub fn event_rows(range: std::ops::Range<u64>) -> Vec<(u64, String, u64)> {
+    range
+        .map(|i| (i, CITIES[(i % 4) as usize].to_owned(), i * 10))
         .collect()
 }
 

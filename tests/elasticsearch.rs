@@ -106,7 +106,7 @@ fn an_index_template_sends_each_row_to_its_column_s_index() {
 fn a_batch_killed_at_any_point_writes_each_document_once_after_the_restart() {
     let es = Elasticsearch::start();
     let mut killed = 0;
-    for batch in 0..3 {
+    for batch in 0..4 {
         for point in [
             "before-offsets",
             "after-offsets",
@@ -119,6 +119,9 @@ fn a_batch_killed_at_any_point_writes_each_document_once_after_the_restart() {
             let index = format!("crash-{batch}-{point}");
             let dir = tempfile::tempdir().unwrap();
             three_files(dir.path());
+            // A fourth batch, so every point is hit in four batches (20 kills).
+            let f = drop_file(&dir.path().join("in"), "3.json", &event_lines(90..120));
+            set_mtime(&f, 97);
             let file = es_pipeline(dir.path(), &es.url, "", "")
                 .to_string_lossy()
                 .into_owned();
@@ -140,11 +143,11 @@ fn a_batch_killed_at_any_point_writes_each_document_once_after_the_restart() {
                 String::from_utf8_lossy(&out.stderr)
             );
             let docs = es.docs(&index);
-            assert_eq!(docs.len(), 90, "{failpoint}: {} documents", docs.len());
-            assert_eq!(rows(&docs), event_rows(0..90), "{failpoint}");
+            assert_eq!(docs.len(), 120, "{failpoint}: {} documents", docs.len());
+            assert_eq!(rows(&docs), event_rows(0..120), "{failpoint}");
         }
     }
-    assert_eq!(killed, 15);
+    assert_eq!(killed, 20);
 }
 
 #[test]

@@ -254,3 +254,66 @@ path = "out"
         "{stderr}"
     );
 }
+
+#[test]
+fn current_timestamp_is_each_batch_s_recorded_time_and_a_re_run_sees_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for i in 0..3u64 {
+        let f = drop_file(
+            &d.join("in"),
+            &format!("{i}.json"),
+            &event_lines(i * 10..(i + 1) * 10),
+        );
+        set_mtime(&f, 100 - i);
+    }
+    let file = pipeline(
+        d,
+        r#"[[query]]
+name = "stamped"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+
+[query.source]
+format = "json"
+path = "in/*.json"
+schema = "id BIGINT, city STRING, amount BIGINT"
+mode = "FAILFAST"
+maxFilesPerTrigger = 1
+
+[[query.transform]]
+selectExpr = ["id", "current_timestamp() AS seen", "current_date() AS day"]
+
+[query.sink]
+format = "json"
+path = "out"
+"#,
+    );
+    // Batch 1 dies after its rows reached the sink, before its commit: the re-run writes
+    // them again, with the time batch 1 was planned at, not the time of the re-run.
+    let mut run = Running::start(&file, &[], &[("SLUICE_FAILPOINTS", "after-sink:1")]);
+    run.await_line("sluice-failpoint: after-sink batch 1");
+    run.signal(9);
+    let _ = run.wait();
+    run_ok(sluice().arg("run").arg(&file));
+    let planned = |n: u64| -> i64 {
+        let text = std::fs::read_to_string(d.join(format!("ckpt/offsets/{n}"))).unwrap();
+        let json = text.lines().find(|l| l.starts_with('{')).unwrap();
+        serde_json::from_str::<serde_json::Value>(json).unwrap()["batchTimestampMs"]
+            .as_i64()
+            .unwrap()
+    };
+    let rows = committed_json(&d.join("out"));
+    assert_eq!(rows.len(), 30);
+    for r in &rows {
+        let batch = r["id"].as_u64().unwrap() / 10;
+        let seen = chrono::DateTime::parse_from_rfc3339(r["seen"].as_str().unwrap())
+            .unwrap_or_else(|e| panic!("row {r}: {e}"));
+        assert_eq!(seen.timestamp_millis(), planned(batch), "row {r}");
+        let day = chrono::DateTime::from_timestamp_millis(planned(batch))
+            .unwrap()
+            .format("%Y-%m-%d")
+            .to_string();
+        assert_eq!(r["day"].as_str(), Some(day.as_str()), "row {r}");
+    }
+}

@@ -38,6 +38,8 @@ pub struct CompiledStep {
     name: String,
     output: SchemaRef,
     op: Op,
+    /// The batch time its `current_timestamp()` and kin read.
+    clock: super::BatchClock,
 }
 
 enum Op {
@@ -63,7 +65,9 @@ impl CompiledStep {
     /// Parses, type-checks and plans `spec` against `input`.
     pub fn new(spec: &ExprStepSpec, input: &SchemaRef) -> std::result::Result<Self, ExprError> {
         let key = spec.kind.key();
-        let planner = Planner::new(input, key)?;
+        let clock = super::BatchClock::default();
+        let functions = Functions::for_step(&clock);
+        let planner = Planner::new(input, key, &functions)?;
         let (fields, op): (Vec<Field>, Op) = match &spec.kind {
             ExprStepKind::SelectExpr(items) => {
                 let mut fields = Vec::new();
@@ -171,7 +175,14 @@ impl CompiledStep {
             name: spec.name.clone(),
             output: Arc::new(Schema::new(fields)),
             op,
+            clock,
         })
+    }
+
+    /// Sets the time of the batch about to run (ms since the epoch, as `offsets/N` records
+    /// it): what `current_timestamp()`, `now()` and `current_date()` return.
+    pub fn set_batch_time(&self, ms: i64) {
+        self.clock.set(ms);
     }
 
     /// The schema of what it emits.
@@ -283,13 +294,18 @@ type Output = (Field, Arc<dyn PhysicalExpr>);
 /// Plans one step's expressions against its input.
 struct Planner<'a> {
     input: &'a SchemaRef,
+    functions: &'a Functions,
     schema: DFSchema,
     /// The field errors name (`selectExpr[2]`, `where`).
     field: String,
 }
 
 impl<'a> Planner<'a> {
-    fn new(input: &'a SchemaRef, field: &str) -> std::result::Result<Self, ExprError> {
+    fn new(
+        input: &'a SchemaRef,
+        field: &str,
+        functions: &'a Functions,
+    ) -> std::result::Result<Self, ExprError> {
         let schema = DFSchema::try_from(input.as_ref().clone()).map_err(|e| ExprError {
             field: field.to_owned(),
             position: None,
@@ -297,6 +313,7 @@ impl<'a> Planner<'a> {
         })?;
         Ok(Planner {
             input,
+            functions,
             schema,
             field: field.to_owned(),
         })
@@ -306,6 +323,7 @@ impl<'a> Planner<'a> {
     fn at(&self, field: &str) -> Planner<'a> {
         Planner {
             input: self.input,
+            functions: self.functions,
             schema: self.schema.clone(),
             field: field.to_owned(),
         }
@@ -405,7 +423,7 @@ impl<'a> Planner<'a> {
                 ),
                 _ => format!(
                     "unknown function '{name}'{}",
-                    suggest(name, Functions::get().names())
+                    suggest(name, self.functions.names())
                 ),
             };
         }
@@ -413,23 +431,55 @@ impl<'a> Planner<'a> {
     }
 
     /// Plans a parsed expression: resolved against the input's columns, types coerced.
-    fn plan(&self, sql: ast::Expr) -> std::result::Result<Expr, ExprError> {
+    fn plan(&self, mut sql: ast::Expr) -> std::result::Result<Expr, ExprError> {
+        super::spark_names::rewrite(&mut sql).map_err(|e| self.parse_error(e, ""))?;
         let options = ParserOptions {
             map_string_types_to_utf8view: false,
             enable_ident_normalization: false,
             collect_spans: true,
             ..ParserOptions::default()
         };
-        let planner = SqlToRel::new_with_options(Functions::get(), options);
+        let planner = SqlToRel::new_with_options(self.functions, options);
         let expr = planner
             .sql_to_expr(sql, &self.schema, &mut PlannerContext::new())
             .map_err(|e| self.plan_error(e))?;
         let context = SimplifyContext::builder()
             .with_schema(Arc::new(self.schema.clone()))
             .build();
-        ExprSimplifier::new(context)
+        let simplifier = ExprSimplifier::new(context);
+        let expr = simplifier
             .coerce(expr, &self.schema)
-            .map_err(|e| self.plan_error(e))
+            .map_err(|e| self.plan_error(e))?;
+        let expr = self.spark_division(expr)?;
+        // Simplified as DataFusion's optimizer would: some functions (coalesce, nvl, nvl2)
+        // exist only to be rewritten here (into CASE) and cannot run as they are.
+        simplifier.simplify(expr).map_err(|e| self.plan_error(e))
+    }
+
+    /// Spark's `/`: two integers divide as DOUBLEs (`3 / 2` is 1.5), where DataFusion keeps
+    /// them integers; `div` is the integer division.
+    fn spark_division(&self, expr: Expr) -> std::result::Result<Expr, ExprError> {
+        use datafusion_common::tree_node::{Transformed, TreeNode};
+        use datafusion_expr::{BinaryExpr, ExprSchemable, Operator};
+        expr.transform_up(|e| {
+            let Expr::BinaryExpr(b) = &e else {
+                return Ok(Transformed::no(e));
+            };
+            if b.op != Operator::Divide
+                || !b.left.get_type(&self.schema)?.is_integer()
+                || !b.right.get_type(&self.schema)?.is_integer()
+            {
+                return Ok(Transformed::no(e));
+            }
+            let double = |x: &Expr| datafusion_expr::cast(x.clone(), DataType::Float64);
+            Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
+                Box::new(double(&b.left)),
+                Operator::Divide,
+                Box::new(double(&b.right)),
+            ))))
+        })
+        .map(|t| t.data)
+        .map_err(|e| self.plan_error(e))
     }
 
     /// The output column of `expr`, named `name` (or its alias, or after its text as Spark
@@ -683,6 +733,39 @@ mod tests {
         assert!(inside.message.contains("whole selectExpr item"), "{inside}");
         let scalar = step(ExprStepKind::SelectExpr(vec!["explode(city)".into()])).unwrap_err();
         assert!(scalar.message.contains("takes an array"), "{scalar}");
+    }
+
+    #[test]
+    fn current_timestamp_is_the_batch_time_it_is_given_not_the_planning_time() {
+        let s = step(ExprStepKind::SelectExpr(vec![
+            "current_timestamp() AS t".into(),
+            "now() AS n".into(),
+            "current_date() AS d".into(),
+            "unix_seconds(current_timestamp()) AS secs".into(),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.schema().field(0).data_type(),
+            &DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, Some("UTC".into()))
+        );
+        for ms in [1_765_000_000_123i64, 86_400_000 * 3 + 5] {
+            s.set_batch_time(ms);
+            let out = s.evaluate(&input()).unwrap();
+            let t = out
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow_array::TimestampMicrosecondArray>()
+                .unwrap();
+            assert!(t.iter().all(|v| v == Some(ms * 1000)), "{t:?}");
+            assert_eq!(strings(&out, 1)[0], strings(&out, 0)[0]);
+            let d = out
+                .column(2)
+                .as_any()
+                .downcast_ref::<arrow_array::Date32Array>()
+                .unwrap();
+            assert_eq!(d.value(0), ms.div_euclid(86_400_000) as i32);
+            assert_eq!(strings(&out, 3)[0], Some(ms.div_euclid(1000).to_string()));
+        }
     }
 
     #[test]

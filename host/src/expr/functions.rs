@@ -12,7 +12,7 @@ use datafusion_expr::planner::{ContextProvider, ExprPlanner};
 use datafusion_expr::{AggregateUDF, HigherOrderUDF, ScalarUDF, TableSource, WindowUDF};
 
 /// Every scalar function by its lower-case name and aliases, built once per process.
-pub(super) struct Functions {
+struct Library {
     scalar: HashMap<String, Arc<ScalarUDF>>,
     /// What plans SQL syntax that is not a call: `SUBSTRING(s FROM 1)`, `s.field`, `a[1]`,
     /// array literals.
@@ -20,10 +20,10 @@ pub(super) struct Functions {
     options: ConfigOptions,
 }
 
-impl Functions {
+impl Library {
     /// The process's function table.
-    pub(super) fn get() -> &'static Functions {
-        static FUNCTIONS: OnceLock<Functions> = OnceLock::new();
+    fn get() -> &'static Library {
+        static FUNCTIONS: OnceLock<Library> = OnceLock::new();
         FUNCTIONS.get_or_init(|| {
             let mut scalar = HashMap::new();
             for f in datafusion_functions::all_default_functions()
@@ -59,17 +59,45 @@ impl Functions {
                 Arc::new(datafusion_functions_nested::planner::NestedFunctionPlanner),
                 Arc::new(datafusion_functions_nested::planner::FieldAccessPlanner),
             ];
-            Functions {
+            Library {
                 scalar,
                 planners,
                 options,
             }
         })
     }
+}
+
+/// The functions one step's expressions may call: the process's table, and the step's own
+/// batch-time functions (`current_timestamp()`, ...) bound to its clock.
+pub(super) struct Functions {
+    library: &'static Library,
+    own: HashMap<String, Arc<ScalarUDF>>,
+}
+
+impl Functions {
+    /// The functions of a step whose batch time is `clock`.
+    pub(super) fn for_step(clock: &super::batch_time::BatchClock) -> Functions {
+        let own = super::batch_time::functions(clock)
+            .into_iter()
+            .map(|f| {
+                let f = ScalarUDF::new_from_impl(f);
+                (f.name().to_owned(), Arc::new(f))
+            })
+            .collect();
+        Functions {
+            library: Library::get(),
+            own,
+        }
+    }
 
     /// The known function names, for suggestions.
     pub(super) fn names(&self) -> impl Iterator<Item = &str> {
-        self.scalar.keys().map(String::as_str)
+        self.library
+            .scalar
+            .keys()
+            .chain(self.own.keys())
+            .map(String::as_str)
     }
 }
 
@@ -78,10 +106,14 @@ impl ContextProvider for Functions {
         plan_err!("an expression reads the step's columns, not a table ('{name}')")
     }
     fn get_expr_planners(&self) -> &[Arc<dyn ExprPlanner>] {
-        &self.planners
+        &self.library.planners
     }
     fn get_function_meta(&self, name: &str) -> Option<Arc<ScalarUDF>> {
-        self.scalar.get(&name.to_ascii_lowercase()).cloned()
+        let name = name.to_ascii_lowercase();
+        self.own
+            .get(&name)
+            .or_else(|| self.library.scalar.get(&name))
+            .cloned()
     }
     fn get_higher_order_meta(&self, _name: &str) -> Option<Arc<HigherOrderUDF>> {
         None
@@ -96,10 +128,10 @@ impl ContextProvider for Functions {
         None
     }
     fn options(&self) -> &ConfigOptions {
-        &self.options
+        &self.library.options
     }
     fn udf_names(&self) -> Vec<String> {
-        self.scalar.keys().cloned().collect()
+        self.names().map(str::to_owned).collect()
     }
     fn higher_order_function_names(&self) -> Vec<String> {
         Vec::new()

@@ -12,11 +12,14 @@
 //! `STRING` as Arrow `Utf8`. Errors name the step's field and the position inside the
 //! expression.
 
+mod batch_time;
 mod compile;
 mod functions;
 mod json;
+mod spark_names;
 mod split;
 
+pub use batch_time::BatchClock;
 pub use compile::CompiledStep;
 
 /// What an expression step does (its TOML key says which).

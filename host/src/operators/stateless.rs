@@ -132,6 +132,8 @@ impl Operator for ExprNode {
     ) -> Result<Vec<RecordBatch>> {
         use crate::wasm::spec::OnError;
         let batches = inputs.pop().unwrap_or_default();
+        // The batch's recorded time, for current_timestamp() (a re-run sees the same).
+        self.step.set_batch_time(ctx.clock.processing_time_ms);
         // Batches are independent: up to `parallelism` of them at once, output in order.
         let step = &self.step;
         let results = crate::parallel::try_map(batches, ctx.parallelism, |b| {

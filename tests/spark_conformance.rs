@@ -30,22 +30,6 @@ const DIVERGENCES: &[(&str, &str)] = &[
         "Spark writes large doubles in scientific notation (1.0E10)",
     ),
     (
-        "CAST(ts AS STRING)",
-        "Arrow's cast writes ISO 8601 with T and Z; Spark writes 'yyyy-MM-dd HH:mm:ss[.SSS]'",
-    ),
-    (
-        "CAST(ts AS BIGINT)",
-        "DataFusion casts a timestamp to its microseconds; Spark to seconds",
-    ),
-    (
-        "CAST(s AS BINARY)",
-        "DataFusion's SQL planner has no BINARY type name",
-    ),
-    (
-        "CAST(CAST(s AS BINARY) AS STRING)",
-        "DataFusion's SQL planner has no BINARY type name",
-    ),
-    (
         "d / 0",
         "Spark fails a division by zero (ANSI); DataFusion gives Infinity",
     ),
@@ -54,7 +38,6 @@ const DIVERGENCES: &[(&str, &str)] = &[
         "Spark fails a division by zero (ANSI); DataFusion gives Infinity",
     ),
     ("n div 2", "sqlparser's generic dialect has no DIV operator"),
-    ("pmod(n, 5)", "no pmod yet"),
     (
         "round(2.5)",
         "Spark rounds a decimal literal to DECIMAL(2,0); DataFusion reads 2.5 as a DOUBLE",
@@ -72,7 +55,6 @@ const DIVERGENCES: &[(&str, &str)] = &[
         "log10(d)",
         "Spark gives null for a non-positive number; DataFusion NaN",
     ),
-    ("sign(n)", "no sign yet"),
     (
         "1.5 + 1",
         "Spark reads 1.5 as DECIMAL(2,1); DataFusion as DOUBLE (the same value)",
@@ -81,62 +63,10 @@ const DIVERGENCES: &[(&str, &str)] = &[
         "2147483647 + 1",
         "Spark's integer literals are INT and overflow (ANSI); DataFusion's are BIGINT",
     ),
-    (
-        "s RLIKE '^S.*l$'",
-        "DataFusion does not plan RLIKE (use regexp_like)",
-    ),
-    (
-        "substring(s, -3)",
-        "a negative start counts from the end in Spark",
-    ),
-    ("substring(s, 0, 2)", "Spark treats start 0 as 1"),
-    (
-        "regexp_extract(s, '([A-Z])([a-z]+)', 2)",
-        "no regexp_extract yet",
-    ),
-    ("regexp_extract(s, '(x+)', 1)", "no regexp_extract yet"),
-    ("format_string('%s has %d', s, n)", "no format_string yet"),
     ("format_number(d, 2)", "no format_number yet"),
-    ("sha2(s, 256)", "no sha2 yet"),
-    ("sha1(s)", "no sha1 yet"),
-    ("base64(CAST(s AS BINARY))", "no base64 yet"),
-    ("hex(n)", "no hex yet"),
-    ("unhex('4142')", "no unhex yet"),
-    (
-        "date_format(ts, 'yyyy-MM-dd')",
-        "Spark's datetime patterns are not translated to chrono's yet",
-    ),
-    (
-        "date_format(ts, 'HH:mm')",
-        "Spark's datetime patterns are not translated to chrono's yet",
-    ),
-    (
-        "date_format(ts, 'yyyy/MM/dd HH:mm:ss')",
-        "Spark's datetime patterns are not translated to chrono's yet",
-    ),
-    (
-        "from_unixtime(n)",
-        "Spark gives a 'yyyy-MM-dd HH:mm:ss' string; DataFusion a timestamp",
-    ),
-    (
-        "from_unixtime(n, 'yyyy-MM-dd')",
-        "Spark gives a formatted string; DataFusion ignores the pattern",
-    ),
-    ("unix_timestamp(ts)", "no unix_timestamp yet"),
-    ("to_unix_timestamp(ts)", "no to_unix_timestamp yet"),
-    ("trunc(dt, 'MM')", "DataFusion's trunc is numeric only"),
-    ("date_add(dt, 1)", "no date_add yet"),
-    ("date_sub(dt, 1)", "no date_sub yet"),
-    ("datediff(dt, DATE'2026-01-01')", "no datediff yet"),
-    ("add_months(dt, 1)", "no add_months yet"),
-    ("last_day(dt)", "no last_day yet"),
     (
         "months_between(ts, TIMESTAMP'2026-01-01 00:00:00')",
         "no months_between yet",
-    ),
-    (
-        "from_json(j, 'a INT, b STRING').a",
-        "field access on a function's result is not planned",
     ),
     (
         "from_json(j, 'a STRING').a",
@@ -146,28 +76,11 @@ const DIVERGENCES: &[(&str, &str)] = &[
         "to_json(named_struct('ts', ts))",
         "Spark always writes milliseconds (.000Z)",
     ),
-    ("get_json_object(j, '$.a')", "no get_json_object yet"),
-    ("get_json_object(j, '$.b')", "no get_json_object yet"),
-    ("json_tuple(j, 'a')", "no json_tuple yet"),
     (
-        "named_struct('x', n, 'y', s).y",
-        "field access on a function's result is not planned",
+        "split(csv, ',')[1]",
+        "Spark fails an index past the end (ANSI); DataFusion gives null",
     ),
-    (
-        "struct(n, s)",
-        "Spark names struct() fields after the columns; DataFusion c0, c1",
-    ),
-    (
-        "element_at(split(csv, ','), 1)",
-        "DataFusion's element_at takes maps only",
-    ),
-    (
-        "split(csv, ',')[0]",
-        "Spark's [] is 0-based; DataFusion's 1-based",
-    ),
-    ("sort_array(split(csv, ','))", "no sort_array yet"),
     ("hash(s)", "no hash yet"),
-    ("crc32(s)", "no crc32 yet"),
     ("typeof(n)", "no typeof yet"),
 ];
 
@@ -175,7 +88,7 @@ const DIVERGENCES: &[(&str, &str)] = &[
 fn input() -> RecordBatch {
     let schema = sluice::schema::parse_ddl(
         "id BIGINT, s STRING, n BIGINT, d DOUBLE, b BOOLEAN, ts TIMESTAMP, dt DATE, j STRING, \
-         t STRING, csv STRING",
+         t STRING, csv STRING, tf STRING, td STRING",
     )
     .unwrap();
     let schema = sluice::schema::all_nullable(&schema);
@@ -359,8 +272,8 @@ fn expressions_give_spark_s_answers() {
         match (matches, divergences.contains_key(expr)) {
             (true, false) => agree += 1,
             (true, true) => fixed.push(expr.to_owned()),
-            (false, true) => {}
-            (false, false) => report.push(format!(
+            (false, true) if std::env::var_os("SHOW_DIVERGENCES").is_none() => {}
+            (false, _) => report.push(format!(
                 "{expr}\n    spark:  {}\n    sluice: {}",
                 if case["error"].is_null() {
                     format!("{} {}", case["type"], case["values"])
@@ -376,12 +289,8 @@ fn expressions_give_spark_s_answers() {
     }
     assert!(cases >= 200, "{cases} cases");
     assert!(
-        fixed.is_empty(),
-        "these now agree with Spark; take them off DIVERGENCES: {fixed:#?}"
-    );
-    assert!(
-        report.is_empty(),
-        "{} of {cases} expressions differ from Spark ({agree} agree):\n{}",
+        fixed.is_empty() && report.is_empty(),
+        "these now agree with Spark; take them off DIVERGENCES: {fixed:#?}\n{} of {cases} expressions differ from Spark ({agree} agree):\n{}",
         report.len(),
         report.join("\n")
     );

@@ -14,7 +14,6 @@ use datafusion_physical_expr::expressions::Column;
 use datafusion_physical_expr::{PhysicalExpr, create_physical_expr};
 use datafusion_sql::planner::{ParserOptions, PlannerContext, SqlToRel};
 use datafusion_sql::sqlparser::ast::{self, SelectItem, SelectItemQualifiedWildcardKind};
-use datafusion_sql::sqlparser::dialect::GenericDialect;
 use datafusion_sql::sqlparser::parser::{Parser, ParserError};
 use datafusion_sql::sqlparser::tokenizer::Token;
 
@@ -356,7 +355,7 @@ impl<'a> Planner<'a> {
         text: &str,
         parse: impl FnOnce(&mut Parser<'_>) -> std::result::Result<T, ParserError>,
     ) -> std::result::Result<T, ExprError> {
-        let dialect = GenericDialect {};
+        let dialect = super::spark_names::SparkDialect::default();
         let mut parser = Parser::new(&dialect)
             .try_with_sql(text)
             .map_err(|e| self.parse_error(e, text))?;
@@ -450,36 +449,11 @@ impl<'a> Planner<'a> {
         let expr = simplifier
             .coerce(expr, &self.schema)
             .map_err(|e| self.plan_error(e))?;
-        let expr = self.spark_division(expr)?;
+        let expr =
+            super::spark_types::rewrite(expr, &self.schema).map_err(|e| self.plan_error(e))?;
         // Simplified as DataFusion's optimizer would: some functions (coalesce, nvl, nvl2)
         // exist only to be rewritten here (into CASE) and cannot run as they are.
         simplifier.simplify(expr).map_err(|e| self.plan_error(e))
-    }
-
-    /// Spark's `/`: two integers divide as DOUBLEs (`3 / 2` is 1.5), where DataFusion keeps
-    /// them integers; `div` is the integer division.
-    fn spark_division(&self, expr: Expr) -> std::result::Result<Expr, ExprError> {
-        use datafusion_common::tree_node::{Transformed, TreeNode};
-        use datafusion_expr::{BinaryExpr, ExprSchemable, Operator};
-        expr.transform_up(|e| {
-            let Expr::BinaryExpr(b) = &e else {
-                return Ok(Transformed::no(e));
-            };
-            if b.op != Operator::Divide
-                || !b.left.get_type(&self.schema)?.is_integer()
-                || !b.right.get_type(&self.schema)?.is_integer()
-            {
-                return Ok(Transformed::no(e));
-            }
-            let double = |x: &Expr| datafusion_expr::cast(x.clone(), DataType::Float64);
-            Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
-                Box::new(double(&b.left)),
-                Operator::Divide,
-                Box::new(double(&b.right)),
-            ))))
-        })
-        .map(|t| t.data)
-        .map_err(|e| self.plan_error(e))
     }
 
     /// The output column of `expr`, named `name` (or its alias, or after its text as Spark
@@ -524,6 +498,9 @@ impl<'a> Planner<'a> {
             SelectItem::ExprWithAlias { expr, alias } => (Some(expr), Some(alias.value.as_str())),
             _ => (None, None),
         };
+        if let Some(e) = expr.filter(|e| is_call(e, "json_tuple")) {
+            return Ok((self.json_tuple(e.clone(), alias)?, None));
+        }
         if let Some((argument, outer)) = expr.and_then(generator_argument) {
             let array = self.plan(argument)?;
             // Spark names explode's column `col`.
@@ -541,6 +518,39 @@ impl<'a> Planner<'a> {
             return Ok((vec![(field, physical)], Some(outer)));
         }
         Ok((self.select_output(item)?, None))
+    }
+
+    /// `json_tuple(text, 'a', 'b')`: a column per field (`c0`, `c1`, ... as Spark names them,
+    /// or the alias when there is one field).
+    fn json_tuple(
+        &self,
+        call: ast::Expr,
+        alias: Option<&str>,
+    ) -> std::result::Result<Vec<Output>, ExprError> {
+        let tuple = self.plan(call)?;
+        let (field, _) = self.output(tuple.clone(), Some("json_tuple"))?;
+        let DataType::Struct(fields) = field.data_type() else {
+            return Err(self.error(None, "json_tuple gave no struct".into()));
+        };
+        if alias.is_some() && fields.len() != 1 {
+            return Err(self.error(
+                None,
+                format!(
+                    "json_tuple gives {} columns (c0, c1, ...); one alias names only one: leave it out and rename with withColumnRenamed",
+                    fields.len()
+                ),
+            ));
+        }
+        fields
+            .iter()
+            .map(|f| {
+                let expr = datafusion_functions::core::expr_fn::get_field(
+                    tuple.clone(),
+                    f.name().as_str(),
+                );
+                self.output(expr, Some(alias.unwrap_or(f.name())))
+            })
+            .collect()
     }
 
     /// The outputs of a `selectExpr` item that is not a generator.
@@ -593,6 +603,11 @@ impl<'a> Planner<'a> {
             )),
         }
     }
+}
+
+/// Whether `expr` is a call of `name`.
+fn is_call(expr: &ast::Expr, name: &str) -> bool {
+    matches!(expr, ast::Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case(name))
 }
 
 /// The argument of `explode(x)` / `explode_outer(x)` (and whether outer), if `expr` is one.

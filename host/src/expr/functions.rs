@@ -35,6 +35,17 @@ impl Library {
                     scalar.insert(name.to_ascii_lowercase(), f.clone());
                 }
             }
+            // Spark's own versions (datafusion-spark) over DataFusion's where both have a name:
+            // they follow Spark's answers (sha2, hex, date_add, format_string, ...).
+            for f in datafusion_spark::all_default_scalar_functions() {
+                for name in std::iter::once(f.name()).chain(f.aliases().iter().map(String::as_str))
+                {
+                    scalar.insert(name.to_ascii_lowercase(), f.clone());
+                }
+            }
+            if let Some(substring) = scalar.get("substring").cloned() {
+                scalar.insert("spark_substring".into(), substring);
+            }
             // Spark's JSON functions, which DataFusion does not have.
             scalar.insert(
                 "from_json".into(),
@@ -43,6 +54,12 @@ impl Library {
             scalar.insert(
                 "to_json".into(),
                 Arc::new(ScalarUDF::new_from_impl(super::json::ToJson::new())),
+            );
+            scalar.insert(
+                "get_json_object".into(),
+                Arc::new(ScalarUDF::new_from_impl(
+                    super::json_path::GetJsonObject::new(),
+                )),
             );
             // Spark's split takes a pattern; DataFusion's string functions take a delimiter.
             scalar.insert(

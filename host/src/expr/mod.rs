@@ -14,9 +14,12 @@
 
 mod batch_time;
 mod compile;
+mod datetime_pattern;
 mod functions;
 mod json;
+mod json_path;
 mod spark_names;
+mod spark_types;
 mod split;
 
 pub use batch_time::BatchClock;

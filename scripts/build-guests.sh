@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
 target="${CARGO_TARGET_DIR:-$PWD/target}/guests"
-guests=(from-json key-counter user-profile sessionize burst-alert json-events word-count two-sinks dead-letter filter-project top-k parse-orders pass-through nexmark nexmark-hot-items hostile-transform hostile-handler hostile-processor foreign-world old-sdk-transform)
+guests=(from-json key-counter user-profile sessionize burst-alert json-events word-count two-sinks dead-letter filter-project top-k parse-orders pass-through nexmark nexmark-hot-items to-krw hostile-transform hostile-handler hostile-processor hostile-function foreign-world old-sdk-transform)
 # From inside examples/ so that examples/.cargo/config.toml (SIMD for guests) applies.
 for guest in "${guests[@]}"; do
   (cd examples && cargo build --quiet --locked --target wasm32-wasip2 --release --target-dir "$target" -p "$guest")

@@ -166,6 +166,29 @@ fn a_new_aggregate_builds_and_computes_its_result_per_group() {
 }
 
 #[test]
+fn a_new_function_builds_and_is_called_from_a_select_expression() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = new_crate(tmp.path(), "function", "tax");
+    let built = module_build(&dir);
+    assert!(
+        built.contains("function"),
+        "module build names the world: {built}"
+    );
+    let stdout = run_pipeline(&dir);
+    let mut got: Vec<(String, String, String)> = last_console_table(&stdout)
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].clone(), r[2].clone()))
+        .collect();
+    got.sort();
+    let mut expected: Vec<(String, String, String)> = sample(&dir)
+        .into_iter()
+        .map(|(u, _, a)| (u, a.to_string(), ((a * 110 + 50) / 100).to_string()))
+        .collect();
+    expected.sort();
+    assert_eq!(got, expected, "{stdout}");
+}
+
+#[test]
 fn a_new_processor_builds_and_keeps_totals_per_user() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = new_crate(tmp.path(), "processor", "totals");

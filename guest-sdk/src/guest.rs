@@ -778,6 +778,83 @@ mod aggregate {
     }
 }
 
+#[cfg(feature = "function")]
+pub use function::*;
+
+#[cfg(feature = "function")]
+mod function {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::bindings::exports::sluice::pipeline::scalar_function::Guest;
+
+    /// A scalar function callable by name in a pipeline's expressions
+    /// (`selectExpr = ["to_krw(amount) AS krw"]`): called once per batch with every row's
+    /// arguments, never once per row.
+    pub trait ScalarFunction: Sized + 'static {
+        /// Called once per use in an expression, with the config and the arguments' types
+        /// (one field per argument, named `arg0`, `arg1`, ...). Refuse arguments it cannot
+        /// take here: the error names the expression.
+        fn init(config: &Config, arguments: &Schema) -> Result<Self, Error>;
+
+        /// The result's type and nullability (the name is not used).
+        fn output_field(&self) -> Field;
+
+        /// The result for every row of `arguments` (one column per argument): exactly one
+        /// value per row, of the type `output_field` declared.
+        fn call(&mut self, arguments: &RecordBatch) -> Result<ArrayRef, Error>;
+    }
+
+    struct State<T> {
+        user: T,
+        input: SchemaRef,
+        output: SchemaRef,
+    }
+
+    #[doc(hidden)]
+    pub struct FunctionAdapter<T>(std::marker::PhantomData<T>);
+
+    impl<T: ScalarFunction> Guest for FunctionAdapter<T> {
+        fn init(config: String, argument_schema: Vec<u8>) -> Result<Vec<u8>, String> {
+            install_panic_hook();
+            let run = || -> Result<Vec<u8>, Error> {
+                let config = parse_config(&config)?;
+                let input = abi::decode_schema(&argument_schema)?;
+                let user = T::init(&config, &input)?;
+                let output = Arc::new(Schema::new(vec![user.output_field()]));
+                let encoded = abi::encode_schema(&output);
+                STATE.set(Some(Box::new(State {
+                    user,
+                    input,
+                    output,
+                })));
+                Ok(encoded)
+            };
+            run().map_err(|e| e.0)
+        }
+
+        fn call(arguments: wit::BatchResult) -> Result<(), String> {
+            with_state::<State<T>, _>(|s| {
+                let batch = from_wit(&s.input, arguments)?;
+                let values = s.user.call(&batch)?;
+                let out = RecordBatch::try_new(s.output.clone(), vec![values])?;
+                with_wit(&out, crate::bindings::sluice::pipeline::output::emit)
+            })
+            .map_err(|e| e.0)
+        }
+    }
+
+    /// Exports a [`ScalarFunction`] implementation as the component's `scalar-function`
+    /// interface.
+    #[macro_export]
+    macro_rules! export_function {
+        ($t:ty) => {
+            type __SluiceFunction = $crate::FunctionAdapter<$t>;
+            $crate::bindings::__export_world!(__SluiceFunction with_types_in $crate::bindings);
+        };
+    }
+}
+
 /// Everything a guest usually needs, in one import.
 pub mod prelude {
     pub use super::{Config, Error, column, json, log, serde_json};
@@ -793,6 +870,8 @@ pub mod prelude {
 
     #[cfg(feature = "aggregate")]
     pub use super::Aggregate;
+    #[cfg(feature = "function")]
+    pub use super::ScalarFunction;
     #[cfg(feature = "processor")]
     pub use super::{
         Clock, Json, Key, KeyState, ListState, MapState, Output, Processor, Rows, Schemas,
@@ -804,6 +883,8 @@ pub mod prelude {
     pub use super::{Output, OutputColumn, Transform};
     #[cfg(feature = "aggregate")]
     pub use crate::export_aggregate;
+    #[cfg(feature = "function")]
+    pub use crate::export_function;
     #[cfg(feature = "handler")]
     pub use crate::export_handler;
     #[cfg(feature = "processor")]

@@ -60,9 +60,13 @@ pub mod abi;
     all(feature = "processor", feature = "transform"),
     all(feature = "processor", feature = "handler"),
     all(feature = "processor", feature = "aggregate"),
+    all(feature = "function", feature = "transform"),
+    all(feature = "function", feature = "handler"),
+    all(feature = "function", feature = "aggregate"),
+    all(feature = "function", feature = "processor"),
 ))]
 compile_error!(
-    "enable exactly one of the features `transform`, `handler`, `aggregate` or `processor`: a component implements one world"
+    "enable exactly one of the features `transform`, `handler`, `aggregate`, `processor` or `function`: a component implements one world"
 );
 
 #[cfg(feature = "transform")]
@@ -104,6 +108,19 @@ pub mod bindings {
     });
 }
 
+#[cfg(feature = "function")]
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "function",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_world",
+        default_bindings_module: "sluice_guest_sdk::bindings",
+        ownership: Borrowing { duplicate_if_necessary: true },
+    });
+}
+
 #[cfg(feature = "processor")]
 #[doc(hidden)]
 pub mod bindings {
@@ -121,13 +138,15 @@ pub mod bindings {
     feature = "transform",
     feature = "handler",
     feature = "aggregate",
-    feature = "processor"
+    feature = "processor",
+    feature = "function"
 ))]
 mod guest;
 #[cfg(any(
     feature = "transform",
     feature = "handler",
     feature = "aggregate",
-    feature = "processor"
+    feature = "processor",
+    feature = "function"
 ))]
 pub use guest::*;

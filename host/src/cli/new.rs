@@ -1,4 +1,4 @@
-//! `sluice new transform|handler|aggregate|processor NAME`: a guest crate that builds anywhere;
+//! `sluice new transform|handler|aggregate|processor|function NAME`: a guest crate that builds anywhere;
 //! `sluice new transform --lang python|js NAME`: the same in Python (componentize-py) or
 //! JavaScript (ComponentizeJS).
 //!
@@ -25,6 +25,8 @@ pub enum GuestKind {
     Aggregate,
     /// A keyed processor (`keyed-processor` world): per-key state with TTL and timers.
     Processor,
+    /// A scalar function for expressions (`function` world): arguments in, one column out.
+    Function,
 }
 
 impl GuestKind {
@@ -34,6 +36,7 @@ impl GuestKind {
             GuestKind::Handler => "handler",
             GuestKind::Aggregate => "aggregate",
             GuestKind::Processor => "processor",
+            GuestKind::Function => "function",
         }
     }
 
@@ -52,6 +55,7 @@ impl GuestKind {
             }
             GuestKind::Aggregate => "the spread (max - min) of a BIGINT column per group.",
             GuestKind::Processor => "each user's orders and total amount, in per-key state.",
+            GuestKind::Function => "`with_tax(amount, percent)`, callable in any expression.",
         }
     }
 
@@ -61,6 +65,7 @@ impl GuestKind {
             GuestKind::Handler => include_str!("../../templates/handler/lib.rs"),
             GuestKind::Aggregate => include_str!("../../templates/aggregate/lib.rs"),
             GuestKind::Processor => include_str!("../../templates/processor/lib.rs"),
+            GuestKind::Function => include_str!("../../templates/function/lib.rs"),
         }
     }
 
@@ -70,6 +75,7 @@ impl GuestKind {
             GuestKind::Handler => include_str!("../../templates/handler/pipeline.toml"),
             GuestKind::Aggregate => include_str!("../../templates/aggregate/pipeline.toml"),
             GuestKind::Processor => include_str!("../../templates/processor/pipeline.toml"),
+            GuestKind::Function => include_str!("../../templates/function/pipeline.toml"),
         }
     }
 }
@@ -312,6 +318,7 @@ mod tests {
             GuestKind::Transform,
             GuestKind::Handler,
             GuestKind::Aggregate,
+            GuestKind::Function,
         ] {
             let dir = scaffold(
                 kind,

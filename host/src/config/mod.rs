@@ -20,6 +20,8 @@ pub enum GuestWorld {
     Aggregator,
     /// `[query.processor]`.
     KeyedProcessor,
+    /// Scalar functions for expressions (`[functions]`).
+    Function,
 }
 
 impl GuestWorld {
@@ -30,6 +32,7 @@ impl GuestWorld {
             GuestWorld::Handler => "sluice:pipeline/handler",
             GuestWorld::Aggregator => "sluice:pipeline/aggregator",
             GuestWorld::KeyedProcessor => "sluice:pipeline/keyed-processor",
+            GuestWorld::Function => "sluice:pipeline/function",
         }
     }
 }

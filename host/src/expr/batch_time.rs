@@ -58,22 +58,28 @@ impl std::hash::Hash for BatchTime {
     }
 }
 
+/// The batch-time functions' names and kinds.
+const FUNCTIONS: [(&str, Kind); 3] = [
+    ("current_timestamp", Kind::Timestamp),
+    ("now", Kind::Timestamp),
+    ("current_date", Kind::Date),
+];
+
+/// The names of the functions that read the batch time.
+pub(super) const NAMES: [&str; 3] = [FUNCTIONS[0].0, FUNCTIONS[1].0, FUNCTIONS[2].0];
+
 /// The functions that read the batch time, by name, bound to `clock`.
 pub(super) fn functions(clock: &BatchClock) -> Vec<BatchTime> {
-    [
-        ("current_timestamp", Kind::Timestamp),
-        ("now", Kind::Timestamp),
-        ("current_date", Kind::Date),
-    ]
-    .into_iter()
-    .map(|(name, kind)| BatchTime {
-        name,
-        kind,
-        clock: clock.clone(),
-        // Volatile: never folded to a constant when the step is planned.
-        signature: Signature::exact(Vec::new(), Volatility::Volatile),
-    })
-    .collect()
+    FUNCTIONS
+        .into_iter()
+        .map(|(name, kind)| BatchTime {
+            name,
+            kind,
+            clock: clock.clone(),
+            // Volatile: never folded to a constant when the step is planned.
+            signature: Signature::exact(Vec::new(), Volatility::Volatile),
+        })
+        .collect()
 }
 
 impl ScalarUDFImpl for BatchTime {

@@ -63,9 +63,19 @@ impl std::fmt::Debug for CompiledStep {
 impl CompiledStep {
     /// Parses, type-checks and plans `spec` against `input`.
     pub fn new(spec: &ExprStepSpec, input: &SchemaRef) -> std::result::Result<Self, ExprError> {
+        CompiledStep::with_functions(spec, input, &[])
+    }
+
+    /// [`CompiledStep::new`] with the pipeline's own functions (Wasm scalar functions) callable
+    /// by name beside the built-in ones.
+    pub fn with_functions(
+        spec: &ExprStepSpec,
+        input: &SchemaRef,
+        declared: &[Arc<datafusion_expr::ScalarUDF>],
+    ) -> std::result::Result<Self, ExprError> {
         let key = spec.kind.key();
         let clock = super::BatchClock::default();
-        let functions = Functions::for_step(&clock);
+        let functions = Functions::for_step(&clock, declared);
         let planner = Planner::new(input, key, &functions)?;
         let (fields, op): (Vec<Field>, Op) = match &spec.kind {
             ExprStepKind::SelectExpr(items) => {
@@ -192,9 +202,14 @@ impl CompiledStep {
     /// Runs the step over one batch. A value that fails (an ANSI cast of text that is not a
     /// number, say) fails the batch, naming the step.
     pub fn evaluate(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let fail = |e: DataFusionError| Error::Data {
-            context: format!("step '{}'", self.name),
-            message: e.strip_backtrace(),
+        let fail = |e: DataFusionError| {
+            let message = e.strip_backtrace();
+            Error::Data {
+                context: format!("step '{}'", self.name),
+                message: message
+                    .strip_prefix("Execution error: ")
+                    .map_or(message.clone(), str::to_owned),
+            }
         };
         let rows = batch.num_rows();
         let columns: Vec<ArrayRef> = match &self.op {
@@ -405,6 +420,7 @@ impl<'a> Planner<'a> {
             "Schema error: ",
             "Error during planning: ",
             "Internal error: ",
+            "Execution error: ",
         ] {
             if let Some(rest) = message.strip_prefix(prefix) {
                 message = rest.to_owned();

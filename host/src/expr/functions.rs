@@ -93,14 +93,17 @@ pub(super) struct Functions {
 }
 
 impl Functions {
-    /// The functions of a step whose batch time is `clock`.
-    pub(super) fn for_step(clock: &super::batch_time::BatchClock) -> Functions {
+    /// The functions of a step whose batch time is `clock`, with the pipeline's own
+    /// (`declared`: Wasm functions, by their names).
+    pub(super) fn for_step(
+        clock: &super::batch_time::BatchClock,
+        declared: &[Arc<ScalarUDF>],
+    ) -> Functions {
         let own = super::batch_time::functions(clock)
             .into_iter()
-            .map(|f| {
-                let f = ScalarUDF::new_from_impl(f);
-                (f.name().to_owned(), Arc::new(f))
-            })
+            .map(|f| Arc::new(ScalarUDF::new_from_impl(f)))
+            .chain(declared.iter().cloned())
+            .map(|f| (f.name().to_ascii_lowercase(), f))
             .collect();
         Functions {
             library: Library::get(),
@@ -159,4 +162,48 @@ impl ContextProvider for Functions {
     fn udwf_names(&self) -> Vec<String> {
         Vec::new()
     }
+}
+
+/// Whether `name` is one of the functions every expression has (so a pipeline's own function
+/// may not take it).
+pub(crate) fn is_builtin(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    Library::get().scalar.contains_key(&name)
+        || super::batch_time::NAMES.contains(&name.as_str())
+        || super::spark_names::rewrites(&name)
+}
+
+/// A declared function whose module is not loaded (while a pipeline is only parsed): it
+/// takes any arguments and its type is not known (`NULL`), so a step using it ends what
+/// parsing can check; the query plans with the real one.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Declared {
+    name: String,
+    signature: datafusion_expr::Signature,
+}
+
+impl datafusion_expr::ScalarUDFImpl for Declared {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn signature(&self) -> &datafusion_expr::Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Null)
+    }
+    fn invoke_with_args(
+        &self,
+        _args: datafusion_expr::ScalarFunctionArgs,
+    ) -> Result<datafusion_expr::ColumnarValue> {
+        datafusion_common::exec_err!("function '{}' is declared but not loaded", self.name)
+    }
+}
+
+/// The stand-in for the pipeline's function `name` while the pipeline is only parsed.
+pub fn declared(name: &str) -> Arc<ScalarUDF> {
+    Arc::new(ScalarUDF::new_from_impl(Declared {
+        name: name.to_owned(),
+        signature: datafusion_expr::Signature::variadic_any(datafusion_expr::Volatility::Immutable),
+    }))
 }

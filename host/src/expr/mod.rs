@@ -24,6 +24,8 @@ mod split;
 
 pub use batch_time::BatchClock;
 pub use compile::CompiledStep;
+pub use functions::declared;
+pub(crate) use functions::is_builtin;
 
 /// What an expression step does (its TOML key says which).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -278,6 +278,52 @@ fn rewrite_node(e: &mut ast::Expr) -> Result<(), ParserError> {
     Ok(())
 }
 
+/// Whether Spark's function `name` is one rewritten here (so it exists, under another form).
+pub(super) fn rewrites(name: &str) -> bool {
+    const ALSO: &[&str] = &[
+        "if",
+        "isnull",
+        "isnotnull",
+        "string",
+        "locate",
+        "year",
+        "month",
+        "quarter",
+        "hour",
+        "minute",
+        "day",
+        "dayofmonth",
+        "second",
+        "dayofweek",
+        "dayofyear",
+        "weekofyear",
+        "date_add",
+        "date_sub",
+        "add_months",
+        "datediff",
+        "regexp_replace",
+        "regexp_extract",
+        "concat",
+        "unix_seconds",
+        "unix_millis",
+        "unix_timestamp",
+        "to_unix_timestamp",
+        "to_timestamp",
+        "to_date",
+        "date_format",
+        "from_unixtime",
+        "element_at",
+        "sort_array",
+        "sign",
+        "signum",
+        "struct",
+        "explode",
+        "explode_outer",
+        "json_tuple",
+    ];
+    RENAMED.iter().any(|(from, _)| *from == name) || ALSO.contains(&name)
+}
+
 /// Rewrites Spark's function names and forms in `expr` into DataFusion's.
 pub(super) fn rewrite(expr: &mut ast::Expr) -> Result<(), ParserError> {
     let outcome = visit_expressions_mut(expr, |e| match rewrite_node(e) {

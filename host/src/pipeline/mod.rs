@@ -29,6 +29,7 @@
 mod cluster;
 mod combine;
 mod explain;
+mod functions;
 mod sinks;
 mod sources;
 mod stateful;
@@ -82,6 +83,7 @@ use crate::operators::window::WindowSpec;
 use crate::registry::Registry;
 use crate::trigger::Trigger;
 use crate::wasm::aggregate::UdafSpec;
+use crate::wasm::function::FunctionSpec;
 use crate::wasm::processor::TimeMode;
 use crate::watermark::{WatermarkPolicy, WatermarkSpec};
 
@@ -154,6 +156,9 @@ pub struct QuerySpec {
     pub cluster: Option<ClusterSpec>,
     /// `[query.views.NAME]`: named intermediate results, in file order.
     pub views: Vec<ViewSpec>,
+    /// The pipeline's own scalar functions (`[functions]`), callable in this query's
+    /// expressions.
+    pub functions: Vec<FunctionSpec>,
 }
 
 impl QuerySpec {
@@ -477,6 +482,10 @@ impl Pipeline {
                     format!("'{other}' is not a policy; use \"continue\" or \"stopAll\""),
                 ),
             }
+            let functions = top
+                .get("functions")
+                .map(|node| functions::parse_functions(&ctx, node, &base))
+                .unwrap_or_default();
             match top.get("query") {
                 None => top.error_here(
                     "query",
@@ -485,7 +494,7 @@ impl Pipeline {
                 Some(node) => match node.get_ref() {
                     Node::Array(items) => {
                         for item in items {
-                            if let Some(q) = parse_query(&ctx, item, &base) {
+                            if let Some(q) = parse_query(&ctx, item, &base, &functions) {
                                 pipeline.queries.push(q);
                             }
                         }
@@ -497,7 +506,7 @@ impl Pipeline {
                     ),
                 },
             }
-            top.finish(&["query", "onQueryFailure"]);
+            top.finish(&["query", "onQueryFailure", "functions"]);
         }
         check_across_queries(&ctx, text, &pipeline.queries);
         pipeline.modules = ctx.take_modules();
@@ -697,7 +706,12 @@ fn module_blob(
     }
 }
 
-fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec> {
+fn parse_query(
+    ctx: &Ctx,
+    node: &Spanned<Node>,
+    base: &Path,
+    functions: &[FunctionSpec],
+) -> Option<QuerySpec> {
     // Read the name first so every later diagnostic can carry it.
     let name = match node.get_ref() {
         Node::Table(entries) => entries
@@ -937,14 +951,20 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
     // Expression steps are planned wherever the schema reaching them is known (a declared
     // schema, no Wasm step before them), each error at its step's line.
     let mut known_after_steps = None;
+    let declared: Vec<_> = functions
+        .iter()
+        .map(|f| crate::expr::declared(&f.name))
+        .collect();
     if let (Some(inputs), Some(combine)) = (inputs.as_deref(), &combine) {
         for input in inputs {
             let prefix = format!("inputs.{}.", input.name);
             let schema = input.source.known_schema();
-            let after = check_expression_steps(&q, node, &prefix, schema, &input.transforms);
+            let after =
+                check_expression_steps(&q, node, &prefix, schema, &input.transforms, &declared);
             if matches!(combine, Combine::Single) && views.as_deref().is_some_and(|v| v.is_empty())
             {
-                known_after_steps = check_expression_steps(&q, node, "", after, &transforms);
+                known_after_steps =
+                    check_expression_steps(&q, node, "", after, &transforms, &declared);
             }
         }
     }
@@ -1005,5 +1025,6 @@ fn parse_query(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Option<QuerySpec
         shuffle_partitions,
         cluster,
         views: views?,
+        functions: functions.to_vec(),
     })
 }

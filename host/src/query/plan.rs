@@ -16,6 +16,7 @@
 //! children's, starting at the inputs with the query's (global) watermark.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
@@ -36,6 +37,7 @@ use crate::operators::{BatchClock, StateOperatorProgress, Watermarks};
 use crate::pipeline::{Combine, QuerySpec, StepSpec, ViewFrom, ViewSpec};
 use crate::sink::outputs::SharedOutputs;
 use crate::storage::Location;
+use crate::wasm::function::WasmFunction;
 use crate::wasm::transform::WasmTransform;
 
 /// One node: its operator and the nodes it reads.
@@ -260,6 +262,8 @@ pub(super) struct PlanBuilder<'a> {
     named: HashMap<String, usize>,
     steps: Vec<WasmTransform>,
     infos: Vec<StepInfo>,
+    /// The pipeline's Wasm functions, loaded when the first expression step is planned.
+    functions: Option<Vec<Arc<datafusion_expr::ScalarUDF>>>,
 }
 
 /// What [`PlanBuilder::build`] makes: the plan, and the steps its step nodes run.
@@ -281,7 +285,22 @@ impl<'a> PlanBuilder<'a> {
             named: HashMap::new(),
             steps: Vec::new(),
             infos: Vec::new(),
+            functions: None,
         }
+    }
+
+    /// The pipeline's Wasm functions (`[functions]`), loaded once.
+    fn functions(&mut self) -> Result<&[Arc<datafusion_expr::ScalarUDF>]> {
+        if self.functions.is_none() {
+            let loaded = self
+                .spec
+                .functions
+                .iter()
+                .map(|f| Ok(WasmFunction::load(f.clone())?.into_udf()))
+                .collect::<Result<Vec<_>>>()?;
+            self.functions = Some(loaded);
+        }
+        Ok(self.functions.as_deref().unwrap_or_default())
     }
 
     fn add(&mut self, op: Box<dyn Operator>, children: Vec<usize>) -> usize {
@@ -328,10 +347,14 @@ impl<'a> PlanBuilder<'a> {
                     );
                 }
                 StepSpec::Expr(e) => {
-                    let step = CompiledStep::new(e, &input).map_err(|err| Error::Data {
-                        context: format!("query '{}' step '{}'", self.spec.name, e.name),
-                        message: err.to_string(),
-                    })?;
+                    let functions = self.functions()?;
+                    let step =
+                        CompiledStep::with_functions(e, &input, functions).map_err(|err| {
+                            Error::Data {
+                                context: format!("query '{}' step '{}'", self.spec.name, e.name),
+                                message: err.to_string(),
+                            }
+                        })?;
                     node = self.add(
                         Box::new(ExprNode::new(step, &input, e.on_error.clone())),
                         vec![node],

@@ -1,4 +1,4 @@
-//! Host bindings generated from `wit/` for the four worlds.
+//! Host bindings generated from `wit/` for the five worlds.
 //!
 //! `Borrowing` ownership makes the batch types the host *passes* to a guest borrow the host's
 //! Arrow buffers (so the only copy is the canonical ABI's memcpy into guest memory), while
@@ -36,6 +36,20 @@ pub mod handler {
 pub mod aggregator {
     wasmtime::component::bindgen!({
         world: "aggregator",
+        path: "../wit",
+        ownership: Borrowing { duplicate_if_necessary: true },
+        with: {
+            "sluice:pipeline/log": crate::wasm::bindings::transformer::sluice::pipeline::log,
+            "sluice:pipeline/arrow": crate::wasm::bindings::transformer::sluice::pipeline::arrow,
+            "sluice:pipeline/output": crate::wasm::bindings::transformer::sluice::pipeline::output,
+        },
+    });
+}
+
+/// The `function` world: a scalar function for expressions.
+pub mod function {
+    wasmtime::component::bindgen!({
+        world: "function",
         path: "../wit",
         ownership: Borrowing { duplicate_if_necessary: true },
         with: {

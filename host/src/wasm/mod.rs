@@ -16,6 +16,7 @@
 
 pub mod aggregate;
 pub mod bindings;
+pub mod function;
 pub mod handler;
 pub mod processor;
 pub mod spec;
@@ -460,7 +461,7 @@ type ExportCheck = fn(wasmtime::component::InstancePre<GuestState>) -> wasmtime:
 pub fn worlds_of(engine: &Engine, component: &Component) -> (Vec<&'static str>, Vec<String>) {
     let mut fits = Vec::new();
     let mut why_not = Vec::new();
-    let checks: [(&WorldLink, ExportCheck); 4] = [
+    let checks: [(&WorldLink, ExportCheck); 5] = [
         (&transform::LINK, |pre| {
             bindings::transformer::TransformerPre::new(pre).map(|_| ())
         }),
@@ -472,6 +473,9 @@ pub fn worlds_of(engine: &Engine, component: &Component) -> (Vec<&'static str>, 
         }),
         (&processor::LINK, |pre| {
             bindings::processor::KeyedProcessorPre::new(pre).map(|_| ())
+        }),
+        (&function::LINK, |pre| {
+            bindings::function::FunctionPre::new(pre).map(|_| ())
         }),
     ];
     for (link, check) in checks {

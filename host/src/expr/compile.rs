@@ -426,6 +426,15 @@ impl<'a> Planner<'a> {
                 message = rest.to_owned();
             }
         }
+        // An unknown column: DataFusion lists every field; name the closest, as for keys.
+        if let Some(name) = message
+            .strip_prefix("No field named ")
+            .and_then(|r| r.split(['.', '\n']).next())
+        {
+            let name = name.trim_matches(['"', '`']).to_owned();
+            let columns = self.input.fields().iter().map(|f| f.name().as_str());
+            message = format!("unknown column '{name}'{}", suggest(&name, columns));
+        }
         // An unknown function: DataFusion names it; add the closest ones.
         if let Some(name) = message
             .strip_prefix("Invalid function '")

@@ -13,12 +13,15 @@ pub(super) fn parse_inputs(
     outputs: &[(String, SinkSpec)],
 ) -> Option<Vec<InputSpec>> {
     match (q.get("source"), q.get("inputs")) {
-        (Some(s), None) => Some(vec![InputSpec {
-            name: "source".to_owned(),
-            watermark: parse_watermark(ctx, label, s, "source"),
-            source: parse_source(ctx, label, s, base, "source", &[])?,
-            transforms: Vec::new(),
-        }]),
+        (Some(s), None) => {
+            let source = parse_source(ctx, label, s, base, "source", &[])?;
+            Some(vec![InputSpec {
+                name: "source".to_owned(),
+                watermark: parse_watermark(ctx, label, s, "source"),
+                transforms: implied_steps(&source),
+                source,
+            }])
+        }
         (None, Some(node)) => match node.get_ref() {
             Node::Table(entries) if !entries.is_empty() => {
                 // File order (the TOML reader hands tables over sorted by key): it numbers
@@ -42,6 +45,9 @@ pub(super) fn parse_inputs(
                         None => Vec::new(),
                     };
                     if let Some(source) = source {
+                        let mut steps = implied_steps(&source);
+                        steps.extend(transforms);
+                        let transforms = steps;
                         inputs.push(InputSpec {
                             name: key.get_ref().clone(),
                             source,

@@ -40,6 +40,50 @@ pub(super) fn parse_source(
     }
 }
 
+/// The steps an input's source implies before the user's: a Kafka source with
+/// `valueFormat = "json"` parses each value with its schema (Spark's PERMISSIVE `from_json`:
+/// a value that is not JSON of that shape gives nulls, never a lost row) into columns, then
+/// the Kafka columns the value's fields do not name (`key`, `topic`, `partition`, `offset`,
+/// `timestamp`, `timestampType`, `headers`) — the mirror of the sink's `valueFormat`.
+pub(super) fn implied_steps(source: &SourceSpec) -> Vec<StepSpec> {
+    let SourceSpec::Kafka(k) = source else {
+        return Vec::new();
+    };
+    let Some(value) = &k.value_schema else {
+        return Vec::new();
+    };
+    let ddl = value.ddl.replace('\'', "''");
+    let value = &value.schema;
+    const PARSED: &str = "__sluice_value";
+    let kafka = connectors::kafka::source::kafka_schema(k.include_headers);
+    let mut select = vec![format!("{PARSED}.*")];
+    select.extend(
+        kafka
+            .fields()
+            .iter()
+            .map(|f| f.name())
+            .filter(|n| *n != "value" && value.index_of(n).is_err())
+            .map(|n| format!("`{n}`")),
+    );
+    let step = |name: &str, kind| {
+        StepSpec::Expr(ExprStepSpec {
+            name: format!("valueFormat.{name}"),
+            kind,
+            on_error: crate::wasm::spec::OnError::Fail,
+        })
+    };
+    vec![
+        step(
+            "parse",
+            ExprStepKind::WithColumn {
+                name: PARSED.to_owned(),
+                expr: format!("from_json(CAST(value AS STRING), '{ddl}')"),
+            },
+        ),
+        step("columns", ExprStepKind::SelectExpr(select)),
+    ]
+}
+
 /// A listed connector whose parser is not called above: a programming error, reported as a
 /// problem of the pipeline's `format` rather than a panic.
 pub(super) fn unreachable_connector<T>(s: &mut TableReader, connector: &str) -> Option<T> {

@@ -32,6 +32,8 @@ pub(crate) fn parse_source(mut s: TableReader, base: &std::path::Path) -> Option
         "failOnDataLoss",
         "includeHeaders",
         "connectTimeout",
+        "valueFormat",
+        "schema",
     ]);
     spec
 }
@@ -62,14 +64,17 @@ pub(crate) fn parse_sink(mut s: TableReader, base: &std::path::Path) -> Option<K
             false
         }
     };
+    let partition_column = s.string("partitionColumn");
     s.finish(&[
         "format",
         "topic",
         "exactlyOnce",
         "connectTimeout",
         "valueFormat",
+        "partitionColumn",
     ]);
     Some(KafkaSinkSpec {
+        partition_column,
         bootstrap_servers: bootstrap?,
         topic,
         exactly_once,
@@ -77,6 +82,47 @@ pub(crate) fn parse_sink(mut s: TableReader, base: &std::path::Path) -> Option<K
         client_options,
         connect_timeout,
     })
+}
+
+/// The source's `valueFormat` (`"binary"`, the default: the `value` column as bytes; or
+/// `"json"`: each value parsed with `schema`, its fields becoming columns) and `schema`.
+fn parse_value_format(s: &mut TableReader) -> Option<source::JsonValue> {
+    let schema = s.string("schema");
+    match (s.string("valueFormat").as_deref(), schema) {
+        (None | Some("binary"), None) => None,
+        (None | Some("binary"), Some(_)) => {
+            s.error_here(
+                "schema",
+                "a schema describes the value's fields: set valueFormat = \"json\" with it"
+                    .to_owned(),
+            );
+            None
+        }
+        (Some("json"), Some(ddl)) => match crate::schema::parse_ddl(&ddl) {
+            Ok(schema) => Some(source::JsonValue {
+                schema: crate::schema::all_nullable(&schema),
+                ddl,
+            }),
+            Err(e) => {
+                s.error_here("schema", e);
+                None
+            }
+        },
+        (Some("json"), None) => {
+            s.error_here(
+                "schema",
+                "valueFormat = \"json\" needs the value's fields, e.g. schema = \"order_id BIGINT, amount DOUBLE\"".to_owned(),
+            );
+            None
+        }
+        (Some(other), _) => {
+            s.error_here(
+                "valueFormat",
+                format!("'{other}' is not a value format; use \"binary\" (the default) or \"json\" (with a schema)"),
+            );
+            None
+        }
+    }
 }
 
 fn parse_offsets(s: &TableReader, key: &str, text: &str) -> Option<OffsetSpec> {
@@ -324,7 +370,9 @@ fn parse_source_options(s: &mut TableReader, base: &std::path::Path) -> Option<K
             format!("{min} is more than maxOffsetsPerTrigger ({max})"),
         );
     }
+    let value_schema = parse_value_format(s);
     Some(KafkaSourceSpec {
+        value_schema,
         bootstrap_servers: bootstrap?,
         subscription: subscription?,
         starting_offsets: starting_offsets?,

@@ -1,5 +1,9 @@
-//! The Kafka sink: rows with a `value` column (and optional `key`, `topic`, `partition`,
-//! `headers`) become Kafka records.
+//! The Kafka sink: rows with a `value` column (and optional `key`, `topic`, `headers`) become
+//! Kafka records. Kafka's partitioner picks each record's partition (by key) unless
+//! `partitionColumn` names the INT column that does: unlike Spark, a `partition` column alone
+//! does not route, because it is most often the partition a Kafka source read the row from,
+//! and carrying that into another topic silently (or failing on a topic with fewer
+//! partitions) is not what a pass-through means.
 //!
 //! **Dead letters** (rows with the `_error` column a failed step's `onError = "deadLetter"`
 //! adds): the record's value is the row's `value` (the original message, when the failed step
@@ -54,6 +58,10 @@ pub struct KafkaSinkSpec {
     pub client_options: Vec<(String, super::client::ClientValue)>,
     /// `connectTimeout`: how long the query waits at start for a bootstrap broker to answer.
     pub connect_timeout: Duration,
+    /// `partitionColumn`: the INT column whose value is each record's partition. `None`:
+    /// Kafka's partitioner picks (by key), even when the rows have a `partition` column —
+    /// which is most often the partition a Kafka source read them from, not a destination.
+    pub partition_column: Option<String>,
 }
 
 /// Producer options the sink refuses, and why.
@@ -165,6 +173,7 @@ impl Columns {
         schema: &SchemaRef,
         topic: Option<&str>,
         json_rows: bool,
+        partition_column: Option<&str>,
     ) -> std::result::Result<Columns, String> {
         let dead_letter = schema
             .index_of(ERROR_COLUMN)
@@ -218,10 +227,24 @@ impl Columns {
             value,
             key: bytes_column(schema, "key")?,
             topic: topic_col,
-            partition: schema
-                .index_of("partition")
-                .ok()
-                .filter(|&i| schema.field(i).data_type() == &DataType::Int32),
+            partition: match partition_column {
+                None => None,
+                Some(name) => match schema.index_of(name) {
+                    Ok(i) if schema.field(i).data_type() == &DataType::Int32 => Some(i),
+                    Ok(i) => {
+                        return Err(format!(
+                            "partitionColumn '{name}' is a {}, not an INT; cast it: CAST({name} AS INT)",
+                            schema.field(i).data_type()
+                        ));
+                    }
+                    Err(_) => {
+                        return Err(format!(
+                            "partitionColumn '{name}' is not a column (the rows have: {})",
+                            crate::schema::column_names(schema)
+                        ));
+                    }
+                },
+            },
             headers: schema.index_of("headers").ok(),
             dead_letter: None,
         })
@@ -288,7 +311,19 @@ impl KafkaSink {
         // The main sink's rows have the query's schema: check it now, before any batch. A
         // named output's arrive with theirs (dead letters carry `_error`).
         if let Some(schema) = schema {
-            Columns::resolve(schema, spec.topic.as_deref(), spec.json_rows).map_err(&sink_err)?;
+            Columns::resolve(
+                schema,
+                spec.topic.as_deref(),
+                spec.json_rows,
+                spec.partition_column.as_deref(),
+            )
+            .map_err(&sink_err)?;
+            if spec.partition_column.is_none() && schema.index_of("partition").is_ok() {
+                info!(
+                    sink = %name,
+                    "the rows' `partition` column does not choose the output partition (Kafka's partitioner does, by key); set partitionColumn = \"partition\" to route by it"
+                );
+            }
         }
         crate::connectors::kafka::client::check_reachable(
             &spec.bootstrap_servers,
@@ -363,6 +398,7 @@ impl KafkaSink {
                 batch.schema_ref(),
                 self.spec.topic.as_deref(),
                 self.spec.json_rows,
+                self.spec.partition_column.as_deref(),
             )
             .map_err(|e| self.err(format!("batch {batch_id}: {e}")))?;
             let value = columns.value.map(|i| batch.column(i));

@@ -76,6 +76,9 @@ pub enum TimestampStrategy {
 /// `format = "kafka"` options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaSourceSpec {
+    /// `valueFormat = "json"` with `schema`: the value's fields, parsed into columns by the
+    /// input's first steps (`None`: the `value` column as bytes, as in Spark).
+    pub value_schema: Option<JsonValue>,
     /// `kafka.bootstrap.servers`.
     pub bootstrap_servers: String,
     /// `subscribe`, `subscribePattern` or `assign`.
@@ -98,6 +101,15 @@ pub struct KafkaSourceSpec {
     pub client_options: Vec<(String, super::client::ClientValue)>,
     /// `connectTimeout`: how long the query waits at start for a bootstrap broker to answer.
     pub connect_timeout: Duration,
+}
+
+/// The JSON values a source parses (`valueFormat = "json"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonValue {
+    /// The `schema` as written (a Spark DDL string).
+    pub ddl: String,
+    /// Its fields, all nullable (a missing field is a null).
+    pub schema: SchemaRef,
 }
 
 /// Client options a Kafka source refuses, and why.

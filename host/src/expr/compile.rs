@@ -60,23 +60,43 @@ impl std::fmt::Debug for CompiledStep {
     }
 }
 
+/// How a query plans its expressions.
+#[derive(Debug, Clone)]
+pub struct PlanOptions<'a> {
+    /// The pipeline's own functions (`[functions]`), by name.
+    pub functions: &'a [Arc<datafusion_expr::ScalarUDF>],
+    /// Spark 4's ANSI mode (`spark.sql.ansi.enabled`, on by default): a cast that cannot
+    /// convert, or a division by zero, is an error. Off (a query's `ansiEnabled = false`),
+    /// they are null, as in Spark 3's default.
+    pub ansi: bool,
+}
+
+impl Default for PlanOptions<'_> {
+    fn default() -> Self {
+        PlanOptions {
+            functions: &[],
+            ansi: true,
+        }
+    }
+}
+
 impl CompiledStep {
-    /// Parses, type-checks and plans `spec` against `input`.
+    /// Parses, type-checks and plans `spec` against `input`, with Spark 4's defaults.
     pub fn new(spec: &ExprStepSpec, input: &SchemaRef) -> std::result::Result<Self, ExprError> {
-        CompiledStep::with_functions(spec, input, &[])
+        CompiledStep::with_options(spec, input, &PlanOptions::default())
     }
 
-    /// [`CompiledStep::new`] with the pipeline's own functions (Wasm scalar functions) callable
-    /// by name beside the built-in ones.
-    pub fn with_functions(
+    /// [`CompiledStep::new`] with the query's options: the pipeline's own functions (Wasm
+    /// scalar functions) callable by name beside the built-in ones, and ANSI mode.
+    pub fn with_options(
         spec: &ExprStepSpec,
         input: &SchemaRef,
-        declared: &[Arc<datafusion_expr::ScalarUDF>],
+        options: &PlanOptions,
     ) -> std::result::Result<Self, ExprError> {
         let key = spec.kind.key();
         let clock = super::BatchClock::default();
-        let functions = Functions::for_step(&clock, declared);
-        let planner = Planner::new(input, key, &functions)?;
+        let functions = Functions::for_step(&clock, options.functions);
+        let planner = Planner::new(input, key, &functions, options.ansi)?;
         let (fields, op): (Vec<Field>, Op) = match &spec.kind {
             ExprStepKind::SelectExpr(items) => {
                 let mut fields = Vec::new();
@@ -309,6 +329,8 @@ type Output = (Field, Arc<dyn PhysicalExpr>);
 struct Planner<'a> {
     input: &'a SchemaRef,
     functions: &'a Functions,
+    /// Spark's `spark.sql.ansi.enabled`.
+    ansi: bool,
     schema: DFSchema,
     /// The field errors name (`selectExpr[2]`, `where`).
     field: String,
@@ -319,6 +341,7 @@ impl<'a> Planner<'a> {
         input: &'a SchemaRef,
         field: &str,
         functions: &'a Functions,
+        ansi: bool,
     ) -> std::result::Result<Self, ExprError> {
         let schema = DFSchema::try_from(input.as_ref().clone()).map_err(|e| ExprError {
             field: field.to_owned(),
@@ -328,6 +351,7 @@ impl<'a> Planner<'a> {
         Ok(Planner {
             input,
             functions,
+            ansi,
             schema,
             field: field.to_owned(),
         })
@@ -338,6 +362,7 @@ impl<'a> Planner<'a> {
         Planner {
             input: self.input,
             functions: self.functions,
+            ansi: self.ansi,
             schema: self.schema.clone(),
             field: field.to_owned(),
         }
@@ -474,8 +499,8 @@ impl<'a> Planner<'a> {
         let expr = simplifier
             .coerce(expr, &self.schema)
             .map_err(|e| self.plan_error(e))?;
-        let expr =
-            super::spark_types::rewrite(expr, &self.schema).map_err(|e| self.plan_error(e))?;
+        let expr = super::spark_types::rewrite(expr, &self.schema, self.ansi)
+            .map_err(|e| self.plan_error(e))?;
         // Simplified as DataFusion's optimizer would: some functions (coalesce, nvl, nvl2)
         // exist only to be rewritten here (into CASE) and cannot run as they are.
         simplifier.simplify(expr).map_err(|e| self.plan_error(e))
@@ -884,6 +909,35 @@ mod tests {
         .unwrap();
         let err = s.evaluate(&input()).unwrap_err();
         assert!(err.to_string().contains("step 's'"), "{err}");
+    }
+
+    #[test]
+    fn without_ansi_a_bad_cast_and_a_division_by_zero_are_null() {
+        let legacy = PlanOptions {
+            ansi: false,
+            ..PlanOptions::default()
+        };
+        let spec = ExprStepSpec {
+            name: "s".into(),
+            kind: ExprStepKind::SelectExpr(vec![
+                "CAST(city AS INT) AS n".into(),
+                "amount / (amount - 700) AS q".into(),
+            ]),
+            on_error: crate::wasm::spec::OnError::Fail,
+        };
+        let out = CompiledStep::with_options(&spec, &input().schema(), &legacy)
+            .unwrap()
+            .evaluate(&input())
+            .unwrap();
+        assert_eq!(out.column(0).null_count(), 3);
+        let q = arrow_array::cast::AsArray::as_primitive::<arrow_array::types::Float64Type>(
+            out.column(1),
+        );
+        assert!(q.is_null(0), "700 / 0 is null");
+        assert_eq!(q.value(1), 20.0 / -680.0);
+        // With ANSI (the default) the bad cast fails the batch.
+        let ansi = CompiledStep::new(&spec, &input().schema()).unwrap();
+        assert!(ansi.evaluate(&input()).is_err());
     }
 }
 

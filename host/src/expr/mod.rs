@@ -23,7 +23,7 @@ mod spark_types;
 mod split;
 
 pub use batch_time::BatchClock;
-pub use compile::CompiledStep;
+pub use compile::{CompiledStep, PlanOptions};
 pub use functions::declared;
 pub(crate) use functions::is_builtin;
 

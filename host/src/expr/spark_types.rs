@@ -11,12 +11,27 @@ use datafusion_common::{DFSchema, Result, ScalarValue};
 use datafusion_expr::expr::ScalarFunction;
 use datafusion_expr::{BinaryExpr, Cast, Expr, ExprSchemable, Operator, lit};
 
-/// `expr` with Spark's typed rules applied, bottom up.
-pub(super) fn rewrite(expr: Expr, schema: &DFSchema) -> Result<Expr> {
+/// `expr` with Spark's typed rules applied, bottom up; `ansi` off, a cast that cannot
+/// convert and a division by zero give null (Spark's legacy mode).
+pub(super) fn rewrite(expr: Expr, schema: &DFSchema, ansi: bool) -> Result<Expr> {
     expr.transform_up(|e| {
         let rewritten = match &e {
-            Expr::BinaryExpr(b) => division(b, schema)?,
-            Expr::Cast(c) => timestamp_cast(c, schema)?,
+            Expr::BinaryExpr(b) => match division(b, schema)? {
+                Some(d) if !ansi => Some(null_on_zero(d, schema)?),
+                Some(d) => Some(d),
+                None if !ansi && b.op == Operator::Divide => {
+                    Some(null_on_zero(Expr::BinaryExpr(b.clone()), schema)?)
+                }
+                None => None,
+            },
+            Expr::Cast(c) => match timestamp_cast(c, schema)? {
+                Some(t) => Some(t),
+                None if !ansi => Some(Expr::TryCast(datafusion_expr::TryCast::new(
+                    c.expr.clone(),
+                    c.field.data_type().clone(),
+                ))),
+                None => None,
+            },
             _ => None,
         };
         Ok(match rewritten {
@@ -25,6 +40,20 @@ pub(super) fn rewrite(expr: Expr, schema: &DFSchema) -> Result<Expr> {
         })
     })
     .map(|t| t.data)
+}
+
+/// `a / b` as `a / nullif(b, 0)`: null where the divisor is zero.
+fn null_on_zero(division: Expr, schema: &DFSchema) -> Result<Expr> {
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = division else {
+        return Ok(division);
+    };
+    let zero = Expr::Literal(ScalarValue::new_zero(&right.get_type(schema)?)?, None);
+    let divisor = datafusion_functions::core::expr_fn::nullif(*right, zero);
+    Ok(Expr::BinaryExpr(BinaryExpr::new(
+        left,
+        op,
+        Box::new(divisor),
+    )))
 }
 
 /// Spark's `/`: two integers divide as DOUBLEs (`3 / 2` is 1.5), where DataFusion keeps them

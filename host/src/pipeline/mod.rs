@@ -159,6 +159,9 @@ pub struct QuerySpec {
     /// The pipeline's own scalar functions (`[functions]`), callable in this query's
     /// expressions.
     pub functions: Vec<FunctionSpec>,
+    /// `ansiEnabled` (Spark's `spark.sql.ansi.enabled`, default true): whether a cast that
+    /// cannot convert or a division by zero fails (true) or is null (false).
+    pub ansi: bool,
 }
 
 impl QuerySpec {
@@ -392,6 +395,7 @@ impl SinkSpec {
 
 const QUERY_KEYS: &[&str] = &[
     "name",
+    "ansiEnabled",
     "source",
     "inputs",
     "union",
@@ -955,16 +959,21 @@ fn parse_query(
         .iter()
         .map(|f| crate::expr::declared(&f.name))
         .collect();
+    let ansi = q.bool("ansiEnabled").unwrap_or(true);
+    let options = crate::expr::PlanOptions {
+        functions: &declared,
+        ansi,
+    };
     if let (Some(inputs), Some(combine)) = (inputs.as_deref(), &combine) {
         for input in inputs {
             let prefix = format!("inputs.{}.", input.name);
             let schema = input.source.known_schema();
             let after =
-                check_expression_steps(&q, node, &prefix, schema, &input.transforms, &declared);
+                check_expression_steps(&q, node, &prefix, schema, &input.transforms, &options);
             if matches!(combine, Combine::Single) && views.as_deref().is_some_and(|v| v.is_empty())
             {
                 known_after_steps =
-                    check_expression_steps(&q, node, "", after, &transforms, &declared);
+                    check_expression_steps(&q, node, "", after, &transforms, &options);
             }
         }
     }
@@ -1026,5 +1035,6 @@ fn parse_query(
         cluster,
         views: views?,
         functions: functions.to_vec(),
+        ansi,
     })
 }

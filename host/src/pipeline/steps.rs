@@ -189,22 +189,22 @@ fn parse_expression_step(
 /// Plans `steps` (of the table at `prefix`, e.g. `inputs.web.`) against `schema`, the schema
 /// reaching the first, reporting each expression error at its step's line; returns the schema
 /// after them, or `None` once a Wasm step makes it unknown (or an error stops the walk).
-/// `declared` stands in for the pipeline's Wasm functions, whose result types are known only
-/// once their modules load: a step whose output has one ends the walk.
+/// `options.functions` stand in for the pipeline's Wasm functions, whose result types are
+/// known only once their modules load: a step whose output has one ends the walk.
 pub(super) fn check_expression_steps(
     q: &TableReader,
     node: &Spanned<Node>,
     prefix: &str,
     schema: Option<SchemaRef>,
     steps: &[StepSpec],
-    declared: &[std::sync::Arc<datafusion_expr::ScalarUDF>],
+    options: &crate::expr::PlanOptions,
 ) -> Option<SchemaRef> {
     let mut schema = schema?;
     for (i, step) in steps.iter().enumerate() {
         let StepSpec::Expr(e) = step else {
             return None;
         };
-        match crate::expr::CompiledStep::with_functions(e, &schema, declared) {
+        match crate::expr::CompiledStep::with_options(e, &schema, options) {
             Ok(compiled) => {
                 schema = compiled.schema();
                 if schema

@@ -24,7 +24,7 @@ use arrow_schema::SchemaRef;
 
 use super::shared::{StepInfo, step_info};
 use crate::error::{Error, Result};
-use crate::expr::CompiledStep;
+use crate::expr::{CompiledStep, PlanOptions};
 use crate::operators::aggregate::Aggregate;
 use crate::operators::dedup::Dedup;
 use crate::operators::exchange::{Exchange, KeyColumns, RouteRows, StatePartition};
@@ -347,14 +347,17 @@ impl<'a> PlanBuilder<'a> {
                     );
                 }
                 StepSpec::Expr(e) => {
-                    let functions = self.functions()?;
-                    let step =
-                        CompiledStep::with_functions(e, &input, functions).map_err(|err| {
-                            Error::Data {
-                                context: format!("query '{}' step '{}'", self.spec.name, e.name),
-                                message: err.to_string(),
-                            }
-                        })?;
+                    let ansi = self.spec.ansi;
+                    let options = PlanOptions {
+                        functions: self.functions()?,
+                        ansi,
+                    };
+                    let step = CompiledStep::with_options(e, &input, &options).map_err(|err| {
+                        Error::Data {
+                            context: format!("query '{}' step '{}'", self.spec.name, e.name),
+                            message: err.to_string(),
+                        }
+                    })?;
                     node = self.add(
                         Box::new(ExprNode::new(step, &input, e.on_error.clone())),
                         vec![node],

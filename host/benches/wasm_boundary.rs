@@ -19,51 +19,19 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use arrow_array::{Int64Array, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_array::Int64Array;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use sluice::pipeline::{GuestLimits, OnError, TransformSpec};
 use sluice::sink::outputs::SharedOutputs;
 use sluice::wasm::transform::WasmTransform;
 
+mod common;
+
+use common::{batch, native_filter_project as native};
+
 fn module() -> PathBuf {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let status = std::process::Command::new("bash")
-        .arg(repo.join("scripts/build-guests.sh"))
-        .status()
-        .expect("running scripts/build-guests.sh");
-    assert!(status.success(), "building the guests failed");
-    repo.join("examples/modules/filter_project.wasm")
-}
-
-fn batch(rows: usize) -> RecordBatch {
-    const CITIES: [&str; 4] = ["Seoul", "Busan", "Incheon", "Daegu"];
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("city", DataType::Utf8, false),
-        Field::new("amount", DataType::Int64, false),
-    ]));
-    let ids = Int64Array::from_iter_values(0..rows as i64);
-    let cities = StringArray::from_iter_values((0..rows).map(|i| CITIES[i % 4]));
-    let amounts = Int64Array::from_iter_values((0..rows as i64).map(|i| (i * 7919) % 1000));
-    RecordBatch::try_new(
-        schema,
-        vec![Arc::new(ids), Arc::new(cities), Arc::new(amounts)],
-    )
-    .unwrap()
-}
-
-fn native(batch: &RecordBatch) -> RecordBatch {
-    let amount = batch
-        .column(2)
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .unwrap();
-    let keep = arrow_ord::cmp::gt_eq(amount, &Int64Array::new_scalar(500)).unwrap();
-    let projected = batch.project(&[0, 2]).unwrap();
-    arrow_select::filter::filter_record_batch(&projected, &keep).unwrap()
+    common::modules().join("filter_project.wasm")
 }
 
 fn boundary(c: &mut Criterion) {

@@ -61,6 +61,20 @@ impl Library {
                     super::json_path::GetJsonObject::new(),
                 )),
             );
+            scalar.insert(
+                "hash".into(),
+                Arc::new(ScalarUDF::new_from_impl(super::spark_hash::SparkHash::new())),
+            );
+            scalar.insert(
+                "typeof".into(),
+                Arc::new(ScalarUDF::new_from_impl(super::type_of::TypeOf::new())),
+            );
+            scalar.insert(
+                "format_number".into(),
+                Arc::new(ScalarUDF::new_from_impl(
+                    super::format_number::FormatNumber::new(),
+                )),
+            );
             // Spark's split takes a pattern; DataFusion's string functions take a delimiter.
             scalar.insert(
                 "split".into(),

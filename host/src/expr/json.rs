@@ -129,6 +129,8 @@ fn null_row(schema: &SchemaRef) -> Result<RecordBatch> {
 fn decode(schema: &SchemaRef, text: &[u8], rows: usize) -> Option<RecordBatch> {
     let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
         .with_batch_size(rows.max(1))
+        // Spark reads a number or boolean into a STRING field as its text.
+        .with_coerce_primitive(true)
         .build_decoder()
         .ok()?;
     let mut at = 0;

@@ -12,15 +12,19 @@
 //! `STRING` as Arrow `Utf8`. Errors name the step's field and the position inside the
 //! expression.
 
+mod ansi;
 mod batch_time;
 mod compile;
 mod datetime_pattern;
+mod format_number;
 mod functions;
 mod json;
 mod json_path;
+mod spark_hash;
 mod spark_names;
 mod spark_types;
 mod split;
+mod type_of;
 
 pub use batch_time::BatchClock;
 pub use compile::{CompiledStep, PlanOptions};

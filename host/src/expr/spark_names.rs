@@ -124,6 +124,13 @@ fn spark_form(name: &str, args: &Args) -> Result<Option<String>, String> {
             "CASE WHEN {asc} THEN array_sort({a}, 'ASC', 'NULLS FIRST') ELSE array_sort({a}, 'DESC', 'NULLS LAST') END"
         ),
         ("sign" | "signum", [x]) => format!("CAST(signum({x}) AS DOUBLE)"),
+        // Spark: the logarithm of a number ≤ 0 is null, a negative square root NaN.
+        ("ln" | "log10" | "log2", [x]) => {
+            format!("CASE WHEN {x} <= 0 THEN NULL ELSE {name}({x}) END")
+        }
+        ("sqrt", [x]) => {
+            format!("CASE WHEN {x} < 0 THEN CAST('NaN' AS DOUBLE) ELSE sqrt({x}) END")
+        }
         _ => return Ok(None),
     }))
 }

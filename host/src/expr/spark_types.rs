@@ -1,6 +1,7 @@
 //! Spark's meaning where it depends on types, applied to the planned (type-coerced)
-//! expression: `/` of two integers divides as DOUBLEs, a timestamp cast to an integer is its
-//! seconds, and a timestamp cast to a string is written `yyyy-MM-dd HH:mm:ss[.fraction]`.
+//! expression: `/` of two integers divides as DOUBLEs and fails on a zero divisor (ANSI), a
+//! timestamp cast to an integer is its seconds, and a timestamp cast to a string is written
+//! `yyyy-MM-dd HH:mm:ss[.fraction]`.
 //! (Rewrites that need only names are in `spark_names`, before planning.)
 
 use std::sync::Arc;
@@ -16,14 +17,14 @@ use datafusion_expr::{BinaryExpr, Cast, Expr, ExprSchemable, Operator, lit};
 pub(super) fn rewrite(expr: Expr, schema: &DFSchema, ansi: bool) -> Result<Expr> {
     expr.transform_up(|e| {
         let rewritten = match &e {
-            Expr::BinaryExpr(b) => match division(b, schema)? {
-                Some(d) if !ansi => Some(null_on_zero(d, schema)?),
-                Some(d) => Some(d),
-                None if !ansi && b.op == Operator::Divide => {
-                    Some(null_on_zero(Expr::BinaryExpr(b.clone()), schema)?)
-                }
-                None => None,
-            },
+            Expr::BinaryExpr(b) if b.op == Operator::Divide => {
+                let d = division(b, schema)?.unwrap_or_else(|| Expr::BinaryExpr(b.clone()));
+                Some(if ansi {
+                    fail_on_zero(d)
+                } else {
+                    null_on_zero(d, schema)?
+                })
+            }
             Expr::Cast(c) => match timestamp_cast(c, schema)? {
                 Some(t) => Some(t),
                 None if !ansi => Some(Expr::TryCast(datafusion_expr::TryCast::new(
@@ -40,6 +41,15 @@ pub(super) fn rewrite(expr: Expr, schema: &DFSchema, ansi: bool) -> Result<Expr>
         })
     })
     .map(|t| t.data)
+}
+
+/// `a / b` with `b` checked: a zero divisor fails the batch (ANSI).
+fn fail_on_zero(division: Expr) -> Expr {
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = division else {
+        return division;
+    };
+    let divisor = super::ansi::checked_divisor(*right);
+    Expr::BinaryExpr(BinaryExpr::new(left, op, Box::new(divisor)))
 }
 
 /// `a / b` as `a / nullif(b, 0)`: null where the divisor is zero.

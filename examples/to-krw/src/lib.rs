@@ -13,6 +13,7 @@
 //! The host calls it once per batch with the whole `amount` column; it answers with one
 //! column of the same length.
 
+use sluice_guest_sdk::arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type};
 use sluice_guest_sdk::prelude::*;
 
 struct ToKrw {
@@ -44,26 +45,26 @@ impl ScalarFunction for ToKrw {
     }
 
     fn call(&mut self, arguments: &RecordBatch) -> Result<ArrayRef, Error> {
-        let amount = arrow_cast_f64(arguments.column(0))?;
-        let krw: Float64Array = amount
-            .iter()
-            .map(|a| a.map(|a| (a * self.rate).round()))
-            .collect();
+        // One pass over the values, nulls kept as they are (no per-row Option).
+        let rate = self.rate;
+        let c = arguments.column(0);
+        let krw: Float64Array = match c.data_type() {
+            DataType::Int64 => c
+                .as_primitive::<Int64Type>()
+                .unary(|v| (v as f64 * rate).round()),
+            DataType::Int32 => c
+                .as_primitive::<Int32Type>()
+                .unary(|v| (f64::from(v) * rate).round()),
+            DataType::Float64 => c
+                .as_primitive::<Float64Type>()
+                .unary(|v| (v * rate).round()),
+            DataType::Float32 => c
+                .as_primitive::<Float32Type>()
+                .unary(|v| (f64::from(v) * rate).round()),
+            other => return Err(format!("to_krw takes a number, not {other}").into()),
+        };
         Ok(Arc::new(krw))
     }
-}
-
-/// The argument as doubles, whatever numeric type it came as.
-fn arrow_cast_f64(column: &ArrayRef) -> Result<Float64Array, Error> {
-    use sluice_guest_sdk::arrow_array::types::*;
-    let c = column.as_ref();
-    Ok(match c.data_type() {
-        DataType::Float64 => c.as_primitive::<Float64Type>().clone(),
-        DataType::Float32 => c.as_primitive::<Float32Type>().unary(f64::from),
-        DataType::Int64 => c.as_primitive::<Int64Type>().unary(|v| v as f64),
-        DataType::Int32 => c.as_primitive::<Int32Type>().unary(f64::from),
-        other => return Err(format!("to_krw takes a number, not {other}").into()),
-    })
 }
 
 export_function!(ToKrw);

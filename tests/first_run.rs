@@ -318,7 +318,7 @@ fn new_s_help_lists_every_kind_it_accepts() {
     let accepted = possible_values(&String::from_utf8_lossy(&refused.stderr));
     assert_eq!(
         accepted,
-        ["transform", "handler", "aggregate", "processor"],
+        ["transform", "handler", "aggregate", "processor", "function"],
         "one kind per world of wit/"
     );
     let dir = tempfile::tempdir().unwrap();

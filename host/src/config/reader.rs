@@ -201,6 +201,11 @@ impl<'t> Ctx<'t> {
         }
     }
 
+    /// The pipeline's text.
+    pub(crate) fn text(&self) -> &'t str {
+        self.text
+    }
+
     /// 1-based line of a byte offset.
     pub(crate) fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());

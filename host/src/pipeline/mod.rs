@@ -32,6 +32,7 @@ mod explain;
 mod functions;
 mod sinks;
 mod sources;
+mod sql;
 mod stateful;
 mod steps;
 mod trigger;
@@ -396,6 +397,7 @@ impl SinkSpec {
 const QUERY_KEYS: &[&str] = &[
     "name",
     "ansiEnabled",
+    "sql",
     "source",
     "inputs",
     "union",
@@ -774,24 +776,36 @@ fn parse_query(
             format!("no output named '{name}'; declare it as [query.outputs.{name}]"),
         );
     }
-    let transforms = parse_transforms(ctx, &label, &mut q, base, "", &outputs);
     let inputs = parse_inputs(ctx, &label, &mut q, base, &outputs);
-    let views = match (q.get("views"), inputs.as_deref()) {
-        (Some(v), Some(inputs)) => parse_views(ctx, &label, v, base, inputs, &outputs),
-        (Some(_), None) => None,
-        (None, _) => Some(Vec::new()),
-    };
-    let combine = match (views.as_deref(), inputs.as_deref()) {
-        (Some([]), _) | (None, None) => parse_combine(ctx, &label, &mut q, base, inputs.as_deref()),
-        (Some(views), Some(inputs)) => {
-            views::query_combine(ctx, &label, &mut q, node, base, inputs, views)
-        }
-        _ => {
-            // The views did not parse (reported); what the query reads is not judged alone.
-            for key in ["from", "union", "join"] {
-                q.get(key);
-            }
-            None
+    // A query written in SQL: its steps, views and what it reads come from the SQL.
+    let sql = sql::parse_sql(ctx, &mut q, base, inputs.as_deref());
+    let (transforms, views, combine) = match sql {
+        Some(Some(plan)) => (plan.transforms, Some(plan.views), Some(plan.combine)),
+        Some(None) => (Vec::new(), None, None),
+        None => {
+            let transforms = parse_transforms(ctx, &label, &mut q, base, "", &outputs);
+            let views = match (q.get("views"), inputs.as_deref()) {
+                (Some(v), Some(inputs)) => parse_views(ctx, &label, v, base, inputs, &outputs),
+                (Some(_), None) => None,
+                (None, _) => Some(Vec::new()),
+            };
+            let combine = match (views.as_deref(), inputs.as_deref()) {
+                (Some([]), _) | (None, None) => {
+                    parse_combine(ctx, &label, &mut q, base, inputs.as_deref())
+                }
+                (Some(views), Some(inputs)) => {
+                    views::query_combine(ctx, &label, &mut q, node, base, inputs, views)
+                }
+                _ => {
+                    // The views did not parse (reported); what the query reads is not judged
+                    // alone.
+                    for key in ["from", "union", "join"] {
+                        q.get(key);
+                    }
+                    None
+                }
+            };
+            (transforms, views, combine)
         }
     };
     check_step_names(

@@ -192,10 +192,6 @@ pub(super) fn parse_window(ctx: &Ctx, query: &str, node: &Spanned<Node>) -> Opti
                 );
             }
         }
-        if gap.is_zero() {
-            w.error_here("gap", "must be greater than 0".to_owned());
-            return None;
-        }
         WindowSpec::Session {
             column: column?,
             gap,
@@ -207,46 +203,70 @@ pub(super) fn parse_window(ctx: &Ctx, query: &str, node: &Spanned<Node>) -> Opti
             }
             return None;
         };
-        let slide = w.duration("slide").unwrap_or(duration);
-        let start = w.duration("startTime").unwrap_or_default();
-        if duration.is_zero() || slide.is_zero() {
-            w.error_here(
-                "duration",
-                "window duration and slide must be greater than 0".to_owned(),
-            );
-        } else if slide > duration {
-            w.error_here(
-                "slide",
-                format!("slide ({slide:?}) must not exceed the duration ({duration:?})"),
-            );
-        } else if start >= slide {
-            w.error_here(
-                "startTime",
-                format!("startTime ({start:?}) must be less than the slide ({slide:?})"),
-            );
-        } else {
-            // Each row is copied into every window it falls in; an extreme ratio turns one
-            // row into hundreds of thousands of groups and the host into a memory sink.
-            let per_row = duration.as_micros().div_ceil(slide.as_micros());
-            if per_row > MAX_WINDOWS_PER_ROW {
-                w.error_here(
-                    "slide",
-                    format!(
-                        "a {duration:?} window sliding every {slide:?} puts each row into {per_row} windows; at most {MAX_WINDOWS_PER_ROW} are allowed (make the slide at least {:?})",
-                        Duration::from_micros(duration.as_micros().div_ceil(MAX_WINDOWS_PER_ROW) as u64)
-                    ),
-                );
-            }
-        }
         WindowSpec::Fixed {
             column: column?,
             duration,
-            slide,
-            start,
+            slide: w.duration("slide").unwrap_or(duration),
+            start: w.duration("startTime").unwrap_or_default(),
         }
     };
+    if let Some((key, why)) = window_problem(&spec) {
+        w.error_here(key, why);
+        if key == "gap" {
+            return None;
+        }
+    }
     w.finish(&["column", "duration", "slide", "startTime", "gap"]);
     Some(spec)
+}
+
+/// What is wrong with a window's sizes, if anything: the option it is about, and why.
+pub(super) fn window_problem(spec: &WindowSpec) -> Option<(&'static str, String)> {
+    match *spec {
+        WindowSpec::Session { gap, .. } if gap.is_zero() => {
+            Some(("gap", "must be greater than 0".to_owned()))
+        }
+        WindowSpec::Session { .. } => None,
+        WindowSpec::Fixed {
+            duration,
+            slide,
+            start,
+            ..
+        } => {
+            if duration.is_zero() || slide.is_zero() {
+                Some((
+                    "duration",
+                    "window duration and slide must be greater than 0".to_owned(),
+                ))
+            } else if slide > duration {
+                Some((
+                    "slide",
+                    format!("slide ({slide:?}) must not exceed the duration ({duration:?})"),
+                ))
+            } else if start >= slide {
+                Some((
+                    "startTime",
+                    format!("startTime ({start:?}) must be less than the slide ({slide:?})"),
+                ))
+            } else {
+                // Each row is copied into every window it falls in; an extreme ratio turns
+                // one row into hundreds of thousands of groups and the host into a memory
+                // sink.
+                let per_row = duration.as_micros().div_ceil(slide.as_micros());
+                (per_row > MAX_WINDOWS_PER_ROW).then(|| {
+                    (
+                        "slide",
+                        format!(
+                            "a {duration:?} window sliding every {slide:?} puts each row into {per_row} windows; at most {MAX_WINDOWS_PER_ROW} are allowed (make the slide at least {:?})",
+                            Duration::from_micros(
+                                duration.as_micros().div_ceil(MAX_WINDOWS_PER_ROW) as u64
+                            )
+                        ),
+                    )
+                })
+            }
+        }
+    }
 }
 
 pub(super) fn parse_agg(

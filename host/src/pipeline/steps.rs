@@ -218,10 +218,12 @@ pub(super) fn check_expression_steps(
             Err(err) => {
                 let key = format!("{prefix}transform[{i}].{}", err.field);
                 // The value's line: the field itself, or the step's key for a list item.
+                // A query written in SQL has no step keys: its `sql`.
                 let at = [
                     key.clone(),
                     format!("{prefix}transform[{i}].{}", e.kind.key()),
                     format!("{prefix}transform[{i}]"),
+                    "sql".to_owned(),
                 ]
                 .iter()
                 .map(|k| offset_of(node, k))

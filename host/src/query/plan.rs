@@ -511,7 +511,11 @@ impl<'a> PlanBuilder<'a> {
                 .map_err(|e| in_view(&spec.name, &view.name, e))?;
             self.named.insert(view.name.clone(), node);
         }
-        let from = spec.combine.reads();
+        // One input reads under its own name (`source`, or a lone `[query.inputs.NAME]`).
+        let from = match (&spec.combine, spec.inputs.as_slice()) {
+            (Combine::Single, [only]) => crate::pipeline::ViewFrom::Stream(only.name.clone()),
+            _ => spec.combine.reads(),
+        };
         let node = self.reads(&from, None)?;
         let node = self.steps_after(node, &spec.transforms)?;
         // One input without views: its event time is read after every step, as it always

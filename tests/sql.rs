@@ -1,6 +1,6 @@
 //! Queries written in SQL (`sql = "SELECT ..."`), through the CLI: the seeds' order
 //! analytics as a windowed aggregation with HAVING and expressions over aggregates, equal to
-//! the same query written in TOML; a stateless filter and projection; `sluice validate`
+//! the same query written in TOML; a stateless filter and projection; UNION ALL of two inputs; `sluice validate`
 //! placing SQL mistakes at the pipeline's line with the SQL's line and column.
 
 mod common;
@@ -230,6 +230,11 @@ path = "out"
             "unknown column 'categry' (did you mean 'category'?)",
         ),
         ("SELEC category FROM orders", 5, "SQL line 1"),
+        (
+            "SELECT category FROM orders\nUNION\nSELECT category FROM orders",
+            5,
+            "UNION ALL",
+        ),
     ];
     for (sql, line, says) in cases {
         let file = dir.path().join("p.toml");
@@ -242,4 +247,60 @@ path = "out"
             "{sql}: expected line {line} and {says:?} in:\n{stderr}"
         );
     }
+}
+
+#[test]
+fn union_all_of_two_inputs_keeps_every_row_of_both() {
+    let dir = tempfile::tempdir().unwrap();
+    drop_file(&dir.path().join("web"), "0.json", &event_lines(0..40));
+    drop_file(&dir.path().join("app"), "0.json", &event_lines(100..130));
+    let text = r#"[[query]]
+name = "both"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+sql = """
+SELECT id, 'web' AS src FROM web WHERE amount >= 200
+UNION ALL
+SELECT a.id, concat('app-', lower(a.city)) AS src FROM app a
+"""
+
+[query.inputs.web]
+format = "json"
+path = "web"
+schema = "id BIGINT, city STRING, amount BIGINT"
+
+[query.inputs.app]
+format = "json"
+path = "app"
+schema = "id BIGINT, city STRING, amount BIGINT"
+
+[query.sink]
+format = "json"
+path = "out"
+"#;
+    let file = pipeline(dir.path(), text);
+    run_ok(sluice().arg("validate").arg(&file));
+    run_ok(sluice().arg("run").arg(&file));
+    let mut got: Vec<(u64, String)> = committed_json(&dir.path().join("out"))
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_u64().unwrap(),
+                r["src"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut expected: Vec<(u64, String)> = event_rows(0..40)
+        .into_iter()
+        .filter(|(_, _, a)| *a >= 200)
+        .map(|(id, _, _)| (id, "web".to_owned()))
+        .chain(
+            event_rows(100..130)
+                .into_iter()
+                .map(|(id, c, _)| (id, format!("app-{}", c.to_lowercase()))),
+        )
+        .collect();
+    expected.sort();
+    assert_eq!(got, expected);
 }

@@ -6,10 +6,11 @@
 //! `SELECT` expressions, `GROUP BY` columns with `window(ts, '5 minutes'[, slide[, start]])` or
 //! `session_window(ts, gap)`, the built-in aggregates (`count(*)`, `count(x)`,
 //! `count(DISTINCT x)`, `sum`, `min`, `max`, `avg`, `first`, `last`) over columns or
-//! expressions, anywhere inside the `SELECT` items, and `HAVING`. An aggregation becomes a view
-//! named `sql` (state under `state/sql.aggregate/`) that the query's projection reads. The rest
-//! of Spark SQL (joins, `UNION ALL`, `WITH`, subqueries) is refused with its position and
-//! what to write instead, never approximated.
+//! expressions, anywhere inside the `SELECT` items, and `HAVING`; and `UNION ALL` of such
+//! SELECTs without aggregation (each a view `sql_N`, their union the view `sql`). An
+//! aggregation becomes a view named `sql` (state under `state/sql.aggregate/`) that the
+//! query's projection reads. The rest of Spark SQL (joins, `WITH`, subqueries) is refused
+//! with its position and what to write instead, never approximated.
 
 use std::ops::ControlFlow;
 
@@ -115,20 +116,135 @@ pub(super) fn plan(text: &str, inputs: &[&str]) -> Planned<SqlPlan> {
     }
     let select = match query.body.as_ref() {
         SetExpr::Select(s) => s,
+        SetExpr::SetOperation {
+            op: ast::SetOperator::Union,
+            set_quantifier: ast::SetQuantifier::All,
+            ..
+        } => return union_all(&query.body, inputs),
+        body @ SetExpr::SetOperation {
+            op: ast::SetOperator::Union,
+            ..
+        } => {
+            return Err(at(
+                body,
+                "UNION removes duplicates, which a stream cannot know it has seen all of; write UNION ALL (then [query.dropDuplicates] with a watermark)".into(),
+            ));
+        }
         other => {
             return Err(at(
                 other,
-                "only a SELECT is planned yet (UNION ALL: write [query.union])".into(),
+                "only SELECT and UNION ALL are planned yet".into(),
             ));
         }
     };
+    let planned = plan_select(select, inputs)?;
+    if planned.views.is_empty() && inputs.len() > 1 {
+        return Err(whole(format!(
+            "the query has {} inputs; this SELECT reads one (combine them with UNION ALL, or write [query.join])",
+            inputs.len()
+        )));
+    }
+    Ok(planned.plan)
+}
+
+/// A SELECT planned, with the input it reads.
+struct PlannedSelect {
+    plan: SqlPlan,
+    input: String,
+}
+
+impl std::ops::Deref for PlannedSelect {
+    type Target = SqlPlan;
+    fn deref(&self) -> &SqlPlan {
+        &self.plan
+    }
+}
+
+/// `a UNION ALL b [UNION ALL ...]` of SELECTs without aggregation: each branch a view
+/// (`sql_0`, `sql_1`, ...) of its input's rows through its steps, and the view `sql` their
+/// union, which the query reads. The branches' columns must match, as for [query.union].
+fn union_all(body: &SetExpr, inputs: &[&str]) -> Planned<SqlPlan> {
+    fn branches<'b>(e: &'b SetExpr, out: &mut Vec<&'b SetExpr>) -> Planned<()> {
+        match e {
+            SetExpr::SetOperation {
+                op: ast::SetOperator::Union,
+                set_quantifier: ast::SetQuantifier::All,
+                left,
+                right,
+            } => {
+                branches(left, out)?;
+                branches(right, out)
+            }
+            SetExpr::SetOperation { .. } => {
+                Err(at(e, "only UNION ALL combines SELECTs here".into()))
+            }
+            other => {
+                out.push(other);
+                Ok(())
+            }
+        }
+    }
+    let mut parts = Vec::new();
+    branches(body, &mut parts)?;
+    let mut views = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let SetExpr::Select(select) = part else {
+            return Err(at(*part, "each side of UNION ALL is a SELECT".into()));
+        };
+        let planned = plan_select(select, inputs)?;
+        if !planned.views.is_empty() {
+            return Err(at(
+                *part,
+                "an aggregation inside UNION ALL is not planned yet; union the rows, then aggregate them in a view".into(),
+            ));
+        }
+        let name = format!("{SQL_VIEW}_{i}");
+        // Step names are unique in a query: each branch's under its view's name.
+        let transforms = planned
+            .plan
+            .transforms
+            .into_iter()
+            .map(|mut t| {
+                if let StepSpec::Expr(e) = &mut t {
+                    e.name = e.name.replacen(SQL_VIEW, &name, 1);
+                }
+                t
+            })
+            .collect();
+        views.push(ViewSpec {
+            name,
+            from: ViewFrom::Stream(planned.input.clone()),
+            transforms,
+            dedup: None,
+            aggregate: None,
+            processor: None,
+        });
+    }
+    let names = views.iter().map(|v| v.name.clone()).collect();
+    views.push(ViewSpec {
+        name: SQL_VIEW.to_owned(),
+        from: ViewFrom::Union(names),
+        transforms: Vec::new(),
+        dedup: None,
+        aggregate: None,
+        processor: None,
+    });
+    Ok(SqlPlan {
+        views,
+        combine: Combine::From(SQL_VIEW.to_owned()),
+        transforms: Vec::new(),
+    })
+}
+
+/// One SELECT: its steps (and, when it aggregates, its view).
+fn plan_select(select: &ast::Select, inputs: &[&str]) -> Planned<PlannedSelect> {
     if select.distinct.is_some() {
         return Err(at(
             &select.select_token.0,
             "SELECT DISTINCT is not planned yet; write [query.dropDuplicates]".into(),
         ));
     }
-    let mut select = select.as_ref().clone();
+    let mut select = select.clone();
     let input = from_input(&select, inputs)?;
     // Column references may be qualified by the input's name or alias: drop the qualifier.
     let qualifiers = qualifiers(&select, &input);
@@ -169,18 +285,13 @@ pub(super) fn plan(text: &str, inputs: &[&str]) -> Planned<SqlPlan> {
         if items != ["*"] {
             transforms.push(step("select", ExprStepKind::SelectExpr(items)));
         }
-        let combine = if inputs.len() == 1 {
-            Combine::Single
-        } else {
-            return Err(whole(format!(
-                "the query has {} inputs; a SQL query reads one of them for now (a join or union of inputs: write [query.join] or [query.union])",
-                inputs.len()
-            )));
-        };
-        return Ok(SqlPlan {
-            views: Vec::new(),
-            combine,
-            transforms,
+        return Ok(PlannedSelect {
+            plan: SqlPlan {
+                views: Vec::new(),
+                combine: Combine::Single,
+                transforms,
+            },
+            input,
         });
     }
 
@@ -256,17 +367,20 @@ pub(super) fn plan(text: &str, inputs: &[&str]) -> Planned<SqlPlan> {
         query_steps.push(step("having", ExprStepKind::Where(h.to_string())));
     }
     query_steps.push(step("select", ExprStepKind::SelectExpr(items)));
-    Ok(SqlPlan {
-        views: vec![ViewSpec {
-            name: SQL_VIEW.to_owned(),
-            from: ViewFrom::Stream(input),
-            transforms: view_steps,
-            dedup: None,
-            aggregate: Some(aggregate),
-            processor: None,
-        }],
-        combine: Combine::From(SQL_VIEW.to_owned()),
-        transforms: query_steps,
+    Ok(PlannedSelect {
+        plan: SqlPlan {
+            views: vec![ViewSpec {
+                name: SQL_VIEW.to_owned(),
+                from: ViewFrom::Stream(input.clone()),
+                transforms: view_steps,
+                dedup: None,
+                aggregate: Some(aggregate),
+                processor: None,
+            }],
+            combine: Combine::From(SQL_VIEW.to_owned()),
+            transforms: query_steps,
+        },
+        input,
     })
 }
 

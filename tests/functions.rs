@@ -126,12 +126,10 @@ path = "out-{name}"
     }
     // A function that refuses its arguments stops the query before it starts, naming the
     // expression.
-    let refuse = text
-        .split("\n[[query]]")
-        .next()
-        .unwrap()
-        .replace("\"short\"", "\"refuse\"")
-        + r#"
+    let refuse = format!(
+        r#"[functions]
+h_refuse = {{ module = "{}", config = {{ behavior = "refuse" }} }}
+
 [[query]]
 name = "refuse"
 checkpointLocation = "ckpt-refuse"
@@ -140,19 +138,20 @@ trigger = "availableNow"
 format = "rate-micro-batch"
 rowsPerBatch = 8
 [[query.transform]]
-selectExpr = ["id_of(value) AS a", "h_short(value) AS v"]
+selectExpr = ["value AS a", "h_refuse(value) AS v"]
 [query.sink]
 format = "json"
 path = "out-refuse"
-"#;
-    let refuse = refuse.replace("id_of(value) AS a", "value AS a");
+"#,
+        module.display()
+    );
     let file = pipeline(dir.path(), &refuse);
     let (code, _, stderr) = run_logged(&file);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("query 'refuse'")
             && stderr.contains("selectExpr[1]")
-            && stderr.contains("function 'h_short'")
+            && stderr.contains("function 'h_refuse'")
             && stderr.contains("hostile refuses every argument"),
         "{stderr}"
     );

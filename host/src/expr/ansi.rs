@@ -30,13 +30,11 @@ impl ScalarUDFImpl for AnsiDivisor {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let divisor = &args.args[0];
-        let data_type = divisor.data_type();
-        let zero = ScalarValue::new_zero(&data_type)?.to_array()?;
+        let zero = ScalarValue::new_zero(&divisor.data_type())?;
         let any_zero = match divisor {
-            ColumnarValue::Scalar(s) => !s.is_null() && s == &ScalarValue::new_zero(&data_type)?,
+            ColumnarValue::Scalar(s) => !s.is_null() && s == &zero,
             ColumnarValue::Array(a) => {
-                let equal = arrow_ord::cmp::eq(a, &Scalar::new(zero))?;
-                equal.true_count() > 0
+                arrow_ord::cmp::eq(a, &Scalar::new(zero.to_array()?))?.true_count() > 0
             }
         };
         if any_zero {

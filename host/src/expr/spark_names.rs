@@ -79,15 +79,6 @@ fn spark_form(name: &str, args: &Args) -> Result<Option<String>, String> {
         // Group `idx` of the first match (0: the whole match), '' when nothing matches.
         ("regexp_extract", [s, pattern]) => regexp_extract(s, pattern, "1"),
         ("regexp_extract", [s, pattern, idx]) => regexp_extract(s, pattern, idx),
-        // Spark's concat is null when any argument is; DataFusion's skips nulls.
-        ("concat", args) if !args.is_empty() => format!(
-            "CASE WHEN {} THEN NULL ELSE concat({}) END",
-            args.iter()
-                .map(|a| format!("{a} IS NULL"))
-                .collect::<Vec<_>>()
-                .join(" OR "),
-            args.join(", ")
-        ),
         ("unix_seconds", [x]) => format!("CAST(floor(date_part('epoch', {x})) AS BIGINT)"),
         ("unix_millis", [x]) => {
             format!("CAST(floor(date_part('epoch', {x}) * 1000) AS BIGINT)")
@@ -310,7 +301,6 @@ pub(super) fn rewrites(name: &str) -> bool {
         "datediff",
         "regexp_replace",
         "regexp_extract",
-        "concat",
         "unix_seconds",
         "unix_millis",
         "unix_timestamp",

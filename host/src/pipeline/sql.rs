@@ -138,7 +138,7 @@ pub(super) fn plan(text: &str, inputs: &[&str]) -> Planned<SqlPlan> {
         }
     };
     let planned = plan_select(select, inputs)?;
-    if planned.views.is_empty() && inputs.len() > 1 {
+    if planned.plan.views.is_empty() && inputs.len() > 1 {
         return Err(whole(format!(
             "the query has {} inputs; this SELECT reads one (combine them with UNION ALL, or write [query.join])",
             inputs.len()
@@ -151,13 +151,6 @@ pub(super) fn plan(text: &str, inputs: &[&str]) -> Planned<SqlPlan> {
 struct PlannedSelect {
     plan: SqlPlan,
     input: String,
-}
-
-impl std::ops::Deref for PlannedSelect {
-    type Target = SqlPlan;
-    fn deref(&self) -> &SqlPlan {
-        &self.plan
-    }
 }
 
 /// `a UNION ALL b [UNION ALL ...]` of SELECTs without aggregation: each branch a view
@@ -192,7 +185,7 @@ fn union_all(body: &SetExpr, inputs: &[&str]) -> Planned<SqlPlan> {
             return Err(at(*part, "each side of UNION ALL is a SELECT".into()));
         };
         let planned = plan_select(select, inputs)?;
-        if !planned.views.is_empty() {
+        if !planned.plan.views.is_empty() {
             return Err(at(
                 *part,
                 "an aggregation inside UNION ALL is not planned yet; union the rows, then aggregate them in a view".into(),

@@ -57,6 +57,7 @@ pub mod operators;
 pub mod parallel;
 pub mod pipeline;
 pub mod progress;
+pub mod qualifier;
 pub mod query;
 pub mod registry;
 pub mod schema;

@@ -481,6 +481,8 @@ impl<'a> Planner<'a> {
 
     /// Plans a parsed expression: resolved against the input's columns, types coerced.
     fn plan(&self, mut sql: ast::Expr) -> std::result::Result<Expr, ExprError> {
+        super::qualified::resolve(&mut sql, self.input)
+            .map_err(|u| self.error(Some(u.position), u.message))?;
         super::spark_names::rewrite(&mut sql).map_err(|e| self.parse_error(e, ""))?;
         let options = ParserOptions {
             map_string_types_to_utf8view: false,
@@ -620,6 +622,20 @@ impl<'a> Planner<'a> {
                 .collect()),
             SelectItem::QualifiedWildcard(SelectItemQualifiedWildcardKind::ObjectName(name), _) => {
                 let column = name.to_string().trim_matches('`').to_owned();
+                // `o.*` over a SQL join: that side's columns, by their own names.
+                if let Some(indices) = super::qualified::wildcard(self.input, &column) {
+                    return Ok(indices
+                        .into_iter()
+                        .map(|i| {
+                            let f = self.input.field(i);
+                            let name = crate::qualifier::original_name(f).to_owned();
+                            (
+                                f.clone().with_name(name),
+                                Arc::new(Column::new(f.name(), i)) as Arc<dyn PhysicalExpr>,
+                            )
+                        })
+                        .collect());
+                }
                 let index = self.column(&column, &self.field)?;
                 let DataType::Struct(fields) = self.input.field(index).data_type() else {
                     return Err(self.error(

@@ -20,6 +20,7 @@ mod format_number;
 mod functions;
 mod json;
 mod json_path;
+mod qualified;
 mod spark_hash;
 mod spark_names;
 mod spark_types;

@@ -324,52 +324,13 @@ pub(super) fn parse_join(
     let on = parse_join_keys(&mut j);
     let within = j.get("within").and_then(|w| parse_within(ctx, label, w));
     let table = match j.get("table") {
-        Some(t) => {
-            let table_prefix = format!("{prefix}.table");
-            let refresh = TableReader::new(ctx, Some(label), &table_prefix, t)
-                .and_then(|mut r| r.duration("refresh"));
-            let connector = TableReader::new(ctx, Some(label), &table_prefix, t)
-                .and_then(|mut r| r.string("format"))
-                .and_then(|f| crate::connectors::find(&f, crate::connectors::Role::Table))
-                .map(|(c, _)| c.name);
-            if connector == Some("postgres") {
-                let p = TableReader::new(ctx, Some(label), &table_prefix, t)
-                    .and_then(|r| crate::connectors::postgres::parse_table(r, base))?;
-                Some(TableSpec {
-                    source: TableSource::Postgres(p),
-                    refresh,
-                })
-            } else if connector == Some("cassandra") {
-                let c = TableReader::new(ctx, Some(label), &table_prefix, t)
-                    .and_then(|r| crate::connectors::cassandra::parse_table(r, base))?;
-                Some(TableSpec {
-                    source: TableSource::Cassandra(Box::new(c)),
-                    refresh,
-                })
-            } else {
-                match parse_source(ctx, label, t, base, &table_prefix, &["refresh"]) {
-                    Some(SourceSpec::File(files)) => Some(TableSpec {
-                        source: TableSource::Files(files),
-                        refresh,
-                    }),
-                    Some(other) => {
-                        j.error_at(
-                            t.span().start,
-                            "table.format",
-                            format!(
-                                "a join table is read from files or a database ({}), not {}",
-                                crate::connectors::one_of(&crate::connectors::formats(
-                                    crate::connectors::Role::Table
-                                )),
-                                other.description()
-                            ),
-                        );
-                        return None;
-                    }
-                    None => return None,
-                }
-            }
-        }
+        Some(t) => Some(parse_table(
+            ctx,
+            label,
+            t,
+            base,
+            &format!("{prefix}.table"),
+        )?),
         None => None,
     };
     let right = j.string("right");
@@ -420,6 +381,7 @@ pub(super) fn parse_join(
         join_type,
         on,
         within,
+        qualifiers: None,
     };
     let input = |name: &str| streams.iter().find(|i| i.name == name);
     match &spec.right {
@@ -507,6 +469,82 @@ pub(super) fn parse_join(
             Some(spec)
         }
     }
+}
+
+/// A static table (`[query.join.table]`, `[query.tables.NAME]`): files, PostgreSQL or
+/// Cassandra, with its `refresh`.
+pub(super) fn parse_table(
+    ctx: &Ctx,
+    label: &str,
+    t: &Spanned<Node>,
+    base: &Path,
+    table_prefix: &str,
+) -> Option<TableSpec> {
+    let refresh =
+        TableReader::new(ctx, Some(label), table_prefix, t).and_then(|mut r| r.duration("refresh"));
+    let connector = TableReader::new(ctx, Some(label), table_prefix, t)
+        .and_then(|mut r| r.string("format"))
+        .and_then(|f| crate::connectors::find(&f, crate::connectors::Role::Table))
+        .map(|(c, _)| c.name);
+    let source = match connector {
+        Some("postgres") => TableSource::Postgres(
+            TableReader::new(ctx, Some(label), table_prefix, t)
+                .and_then(|r| crate::connectors::postgres::parse_table(r, base))?,
+        ),
+        Some("cassandra") => TableSource::Cassandra(Box::new(
+            TableReader::new(ctx, Some(label), table_prefix, t)
+                .and_then(|r| crate::connectors::cassandra::parse_table(r, base))?,
+        )),
+        _ => match parse_source(ctx, label, t, base, table_prefix, &["refresh"])? {
+            SourceSpec::File(files) => TableSource::Files(files),
+            other => {
+                ctx.report(
+                    t.span().start,
+                    Some(label),
+                    &format!("{table_prefix}.format"),
+                    format!(
+                        "a join table is read from files or a database ({}), not {}",
+                        crate::connectors::one_of(&crate::connectors::formats(
+                            crate::connectors::Role::Table
+                        )),
+                        other.description()
+                    ),
+                );
+                return None;
+            }
+        },
+    };
+    Some(TableSpec { source, refresh })
+}
+
+/// `[query.tables.NAME]`: the static tables a SQL query joins by name.
+pub(super) fn parse_tables(
+    ctx: &Ctx,
+    label: &str,
+    node: &Spanned<Node>,
+    base: &Path,
+) -> Option<Vec<(String, TableSpec)>> {
+    let Node::Table(entries) = node.get_ref() else {
+        ctx.report(
+            node.span().start,
+            Some(label),
+            "tables",
+            format!(
+                "expected one [query.tables.NAME] table per table, found {}",
+                node.get_ref().kind()
+            ),
+        );
+        return None;
+    };
+    let mut tables = Vec::new();
+    for (key, value) in entries {
+        let prefix = format!("tables.{}", key.get_ref());
+        tables.push((
+            key.get_ref().clone(),
+            parse_table(ctx, label, value, base, &prefix)?,
+        ));
+    }
+    Some(tables)
 }
 
 /// With both sides' schemas known before anything runs (declared, no steps), the join keys

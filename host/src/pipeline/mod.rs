@@ -398,6 +398,7 @@ const QUERY_KEYS: &[&str] = &[
     "name",
     "ansiEnabled",
     "sql",
+    "tables",
     "source",
     "inputs",
     "union",
@@ -778,7 +779,19 @@ fn parse_query(
     }
     let inputs = parse_inputs(ctx, &label, &mut q, base, &outputs);
     // A query written in SQL: its steps, views and what it reads come from the SQL.
-    let sql = sql::parse_sql(ctx, &mut q, base, inputs.as_deref());
+    let tables = match q.get("tables") {
+        Some(t) if q.get("sql").is_none() => {
+            q.error_at(
+                t.span().start,
+                "tables",
+                "[query.tables.NAME] are joined by name in a query's `sql`; a TOML query joins its table in [query.join.table]".to_owned(),
+            );
+            None
+        }
+        Some(t) => parse_tables(ctx, &label, t, base),
+        None => Some(Vec::new()),
+    };
+    let sql = sql::parse_sql(ctx, &mut q, base, inputs.as_deref(), tables.as_deref());
     let (transforms, views, combine) = match sql {
         Some(Some(plan)) => (plan.transforms, Some(plan.views), Some(plan.combine)),
         Some(None) => (Vec::new(), None, None),
@@ -900,7 +913,19 @@ fn parse_query(
         );
     }
     let watermark = inputs.iter().flatten().find_map(|i| i.watermark.clone());
+    // A query that reads an aggregation's view (as SQL's GROUP BY) re-emits its whole result
+    // in complete mode as one with its own aggregation would.
+    let read_aggregate = match (&combine, views.as_deref()) {
+        (Some(Combine::From(name)), Some(views)) if output_mode == Some(OutputMode::Complete) => {
+            views
+                .iter()
+                .find(|v| &v.name == name)
+                .and_then(|v| v.aggregate.clone())
+        }
+        _ => None,
+    };
     if let Some(mode) = output_mode {
+        let aggregate = aggregate.clone().or(read_aggregate);
         for (key, message) in
             output_mode_problems(mode, &aggregate, &dedup, &watermark, sink.as_ref())
         {

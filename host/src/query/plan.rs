@@ -138,8 +138,10 @@ impl Plan {
             let (rows, input_flow) = match node.source {
                 Some(i) => (
                     vec![std::mem::take(&mut inputs[i])],
+                    // Spark 3.4+ (`statefulOperator.allowMultiple`, on by default): a row is
+                    // late by the previous batch's watermark; state is final by this one's.
                     Flow {
-                        late: run.current_ms,
+                        late: run.previous_ms,
                         eviction: run.current_ms,
                         previous: run.previous_ms,
                     },

@@ -127,11 +127,26 @@ pub struct JoinSpec {
     pub on: Vec<(String, String)>,
     /// The event-time condition (stream–stream joins).
     pub within: Option<TimeRange>,
+    /// The names the sides' columns may be qualified by in later expressions (`o.amount`):
+    /// a SQL join's aliases. `None` (a TOML join): columns go by their names alone.
+    pub qualifiers: Option<JoinQualifiers>,
+}
+
+/// A join's side names for qualified columns (see [`crate::qualifier`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinQualifiers {
+    /// The left side's alias (for its columns not already qualified by an earlier join).
+    pub left: String,
+    /// The right side's alias, also the prefix of a right column whose name is taken.
+    pub right: String,
 }
 
 impl JoinSpec {
     /// The name the right side goes by in messages and prefixed column names.
     pub fn right_name(&self) -> &str {
+        if let Some(q) = &self.qualifiers {
+            return &q.right;
+        }
         match &self.right {
             JoinRight::Input(name) => name,
             JoinRight::Table(_) => "table",
@@ -167,13 +182,13 @@ impl JoinLayout {
         let mut left_keys = Vec::new();
         let mut right_keys = Vec::new();
         for (l, r) in &spec.on {
-            let li = left.index_of(l).map_err(|_| {
+            let li = crate::qualifier::index_of(left, l).ok_or_else(|| {
                 err(format!(
                     "key column '{l}' is not among the left side's columns ({})",
                     crate::schema::column_names(left)
                 ))
             })?;
-            let ri = right.index_of(r).map_err(|_| {
+            let ri = crate::qualifier::index_of(right, r).ok_or_else(|| {
                 err(format!(
                     "key column '{r}' is not among the right side's columns ({})",
                     crate::schema::column_names(right)
@@ -189,24 +204,35 @@ impl JoinLayout {
             right_keys.push(ri);
         }
         let jt = spec.join_type;
+        let qualifiers = spec.qualifiers.as_ref();
         let mut fields: Vec<Field> = left
             .fields()
             .iter()
             .map(|f| {
-                f.as_ref()
+                let field = f
+                    .as_ref()
                     .clone()
-                    .with_nullable(f.is_nullable() || jt.keeps_unmatched_right())
+                    .with_nullable(f.is_nullable() || jt.keeps_unmatched_right());
+                match qualifiers {
+                    Some(q) if crate::qualifier::of(f).next().is_none() => {
+                        crate::qualifier::qualify(field, &q.left, f.name(), f.name())
+                    }
+                    _ => field,
+                }
             })
             .collect();
         let mut left_from_right = vec![None; left.fields().len()];
         let mut right_columns = Vec::new();
         if !jt.is_left_only() {
             for (ri, f) in right.fields().iter().enumerate() {
+                // SQL's ON keeps both sides' keys (`p.id` is null on an unmatched row of a
+                // left join); a TOML join shows a same-named key once, as Spark's
+                // `join(other, "key")`.
                 let same_named_key = spec
                     .on
                     .iter()
                     .zip(&left_keys)
-                    .find(|((l, r), _)| l == r && r == f.name());
+                    .find(|((l, r), _)| qualifiers.is_none() && l == r && r == f.name());
                 if let Some((_, &li)) = same_named_key {
                     left_from_right[li] = Some(ri);
                     // The key is never null where either side has it.
@@ -215,15 +241,27 @@ impl JoinLayout {
                         .with_nullable(left.field(li).is_nullable());
                     continue;
                 }
-                let name = if left.index_of(f.name()).is_ok() {
+                let name = if fields.iter().any(|l| l.name() == f.name()) {
                     format!("{}_{}", spec.right_name(), f.name())
                 } else {
                     f.name().clone()
                 };
-                fields.push(
-                    Field::new(name, f.data_type().clone(), true)
-                        .with_nullable(f.is_nullable() || jt.keeps_unmatched_left()),
-                );
+                let nullable = f.is_nullable() || jt.keeps_unmatched_left();
+                let field = match qualifiers {
+                    None => Field::new(name, f.data_type().clone(), nullable),
+                    Some(q) => {
+                        let original = crate::qualifier::original_name(f).to_owned();
+                        let field = f.as_ref().clone().with_nullable(nullable);
+                        if crate::qualifier::of(f).next().is_none() {
+                            crate::qualifier::qualify(field, &q.right, &name, &original)
+                        } else {
+                            let mut metadata = field.metadata().clone();
+                            metadata.insert(crate::qualifier::ORIGINAL_NAME.to_owned(), original);
+                            field.with_name(name).with_metadata(metadata)
+                        }
+                    }
+                };
+                fields.push(field);
                 right_columns.push(ri);
             }
         }
@@ -407,6 +445,7 @@ mod tests {
                 .map(|(l, r)| (l.to_string(), r.to_string()))
                 .collect(),
             within: None,
+            qualifiers: None,
         }
     }
 

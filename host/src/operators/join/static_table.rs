@@ -373,6 +373,7 @@ mod tests {
             join_type: jt,
             on: vec![("user".into(), "id".into())],
             within: None,
+            qualifiers: None,
         };
         let left = Arc::new(Schema::new(vec![Field::new("user", DataType::Int64, true)]));
         let log = tempfile::tempdir().unwrap();

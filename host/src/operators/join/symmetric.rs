@@ -1031,6 +1031,7 @@ mod tests {
                 lower_us: 0,
                 upper_us: 60 * MIN,
             }),
+            qualifiers: None,
         };
         let dir = crate::storage::Location::Local(dir.to_path_buf());
         StreamStreamJoin::new(

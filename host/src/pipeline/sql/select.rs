@@ -1,0 +1,469 @@
+//! One SELECT: `WHERE` and the projection as expression steps; `GROUP BY` (columns,
+//! expressions, `window(...)`, `session_window(...)`) with the built-in aggregates anywhere in
+//! its items, and `HAVING`, as an aggregation view and the projection that reads it.
+
+use std::ops::ControlFlow;
+
+use datafusion_sql::sqlparser::ast::{
+    self, Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
+    SelectItem, visit_expressions_mut,
+};
+
+use super::from::Relation;
+use super::*;
+use crate::operators::aggregate::{AggFunc, AggSpec, AggregateSpec};
+use crate::operators::window::WindowSpec;
+
+impl Planner<'_> {
+    /// `select` as a stage of `scope`: the views it needs, and the steps over the last.
+    pub(super) fn plan_select(&mut self, select: &ast::Select, scope: &str) -> Planned<Stage> {
+        if select.distinct.is_some() {
+            return Err(at(
+                &select.select_token.0,
+                "SELECT DISTINCT is not planned; GROUP BY the columns (with a window and a watermark in append mode)".into(),
+            ));
+        }
+        refuse_expression_subqueries(select)?;
+        let relation = self.plan_from(select, scope)?;
+        let mut select = select.clone();
+        if !relation.joined {
+            // Over one relation, a qualified column is its own: drop the qualifier.
+            unqualify(&mut select, &relation.qualifiers);
+        }
+        let mut transforms = Vec::new();
+        if let Some(predicate) = &select.selection {
+            if contains_aggregate(predicate) {
+                return Err(at(
+                    predicate,
+                    "an aggregate cannot be in WHERE; filter groups with HAVING".into(),
+                ));
+            }
+            transforms.push(step(
+                scope,
+                "where",
+                ExprStepKind::Where(predicate.to_string()),
+            ));
+        }
+        let groups = match &select.group_by {
+            GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => exprs.clone(),
+            other => {
+                return Err(at(
+                    other,
+                    "GROUP BY ALL and modifiers are not supported".into(),
+                ));
+            }
+        };
+        let aggregates = select.projection.iter().any(|item| match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                contains_aggregate(e)
+            }
+            _ => false,
+        }) || select.having.is_some();
+        if groups.is_empty() && !aggregates {
+            let items: Vec<String> = select.projection.iter().map(named_item).collect();
+            if items != ["*"] {
+                transforms.push(step(scope, "select", ExprStepKind::SelectExpr(items)));
+            }
+            return Ok(Stage {
+                from: relation.stream,
+                transforms,
+            });
+        }
+        self.plan_aggregation(&select, &relation, &groups, transforms, scope)
+    }
+
+    fn plan_aggregation(
+        &mut self,
+        select: &ast::Select,
+        relation: &Relation,
+        groups: &[SqlExpr],
+        mut view_steps: Vec<StepSpec>,
+        scope: &str,
+    ) -> Planned<Stage> {
+        let mut aggregate = AggregateSpec {
+            group_by: Vec::new(),
+            window: None,
+            aggs: Vec::new(),
+        };
+        let mut aggs = Aggregates::default();
+        for g in groups {
+            match g {
+                SqlExpr::Function(f) if is_window(f) => {
+                    if aggregate.window.is_some() {
+                        return Err(at(g, "one window per GROUP BY".into()));
+                    }
+                    aggregate.window = Some(window(f, relation)?);
+                }
+                // A column of one relation groups as itself (the output keeps its name).
+                SqlExpr::Identifier(id) if !relation.joined => {
+                    aggregate.group_by.push(id.value.clone())
+                }
+                other => {
+                    if contains_aggregate(other) {
+                        return Err(at(other, "GROUP BY cannot hold an aggregate".into()));
+                    }
+                    let name = format!("__sql_key{}", aggs.keys.len());
+                    aggs.keys.push((other.to_string(), name.clone()));
+                    aggregate.group_by.push(name);
+                }
+            }
+        }
+        let mut items = Vec::new();
+        for item in &select.projection {
+            match item {
+                SelectItem::UnnamedExpr(e) => {
+                    let name = item_name(e);
+                    let planned = aggs.replace(e, None)?;
+                    let text = planned.to_string();
+                    // Spark names an unnamed item after its text (a column after itself).
+                    items.push(if text == name {
+                        text
+                    } else {
+                        format!("{text} AS `{}`", name.replace('`', "``"))
+                    });
+                }
+                SelectItem::ExprWithAlias { expr, alias } => {
+                    let planned = aggs.replace(expr, Some(&alias.value))?;
+                    items.push(format!("{planned} AS {alias}"));
+                }
+                other => {
+                    return Err(at(
+                        other,
+                        "an aggregating SELECT lists its columns: name the group columns and aggregates".into(),
+                    ));
+                }
+            }
+        }
+        let having = match &select.having {
+            Some(h) => Some(aggs.replace(h, None)?),
+            None => None,
+        };
+        let computed: Vec<String> = aggs
+            .keys
+            .iter()
+            .map(|(expr, name)| (expr, name))
+            .chain(aggs.arguments.iter().map(|(name, expr)| (expr, name)))
+            .map(|(expr, name)| format!("{expr} AS `{name}`"))
+            .collect();
+        if !computed.is_empty() {
+            let mut items = vec!["*".to_owned()];
+            items.extend(computed);
+            view_steps.push(step(scope, "arguments", ExprStepKind::SelectExpr(items)));
+        }
+        aggregate.aggs = aggs.specs;
+        // The top level's aggregation is the view `sql`; a WITH or subquery's, `<name>_agg`.
+        let view = if scope == SQL_VIEW {
+            SQL_VIEW.to_owned()
+        } else {
+            self.fresh(&format!("{scope}_agg"))
+        };
+        self.views.push(ViewSpec {
+            name: view.clone(),
+            from: ViewFrom::Stream(relation.stream.clone()),
+            transforms: view_steps,
+            dedup: None,
+            aggregate: Some(aggregate),
+            processor: None,
+        });
+        let mut transforms = Vec::new();
+        if let Some(h) = having {
+            transforms.push(step(scope, "having", ExprStepKind::Where(h.to_string())));
+        }
+        transforms.push(step(scope, "select", ExprStepKind::SelectExpr(items)));
+        Ok(Stage {
+            from: view,
+            transforms,
+        })
+    }
+}
+
+/// A subquery inside an expression (`x IN (SELECT ...)`, `EXISTS`, a scalar subquery) would
+/// need the whole other stream at once: refused, with the join to write instead.
+fn refuse_expression_subqueries(select: &ast::Select) -> Planned<()> {
+    let mut select = select.clone();
+    let mut found = None;
+    let mut look = |e: &mut SqlExpr| match e {
+        SqlExpr::Subquery(_) | SqlExpr::InSubquery { .. } | SqlExpr::Exists { .. } => {
+            found = Some(at(
+                &*e,
+                "a subquery inside an expression is not supported on a stream (as in Spark); join with it instead (LEFT SEMI JOIN for IN/EXISTS)".into(),
+            ));
+            ControlFlow::Break(())
+        }
+        _ => ControlFlow::Continue(()),
+    };
+    for item in &mut select.projection {
+        if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = item {
+            let _ = visit_expressions_mut(e, &mut look);
+        }
+    }
+    for e in select.selection.iter_mut().chain(select.having.iter_mut()) {
+        let _ = visit_expressions_mut(e, &mut look);
+    }
+    found.map_or(Ok(()), Err)
+}
+
+/// The name Spark gives an unnamed item: a column's own name (`o.amount` is `amount`), else
+/// its text.
+fn item_name(e: &SqlExpr) -> String {
+    match e {
+        SqlExpr::CompoundIdentifier(ids) if ids.len() == 2 => {
+            ids.last().map(|i| i.value.clone()).unwrap_or_default()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A stateless item as a `selectExpr` item, named as Spark names it.
+fn named_item(item: &SelectItem) -> String {
+    match item {
+        SelectItem::UnnamedExpr(e @ SqlExpr::CompoundIdentifier(ids)) if ids.len() == 2 => {
+            format!("{e} AS `{}`", item_name(e).replace('`', "``"))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `o.amount` as `amount` wherever `o` is one of `qualifiers`.
+fn unqualify(select: &mut ast::Select, qualifiers: &[String]) {
+    let mut fix = |e: &mut SqlExpr| {
+        if let SqlExpr::CompoundIdentifier(ids) = e
+            && ids.len() >= 2
+            && qualifiers.contains(&ids[0].value)
+        {
+            let rest: Vec<ast::Ident> = ids[1..].to_vec();
+            *e = match rest.as_slice() {
+                [one] => SqlExpr::Identifier(one.clone()),
+                _ => SqlExpr::CompoundIdentifier(rest),
+            };
+        }
+        ControlFlow::<()>::Continue(())
+    };
+    for item in &mut select.projection {
+        match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                let _ = visit_expressions_mut(e, &mut fix);
+            }
+            _ => {}
+        }
+    }
+    for e in select.selection.iter_mut().chain(select.having.iter_mut()) {
+        let _ = visit_expressions_mut(e, &mut fix);
+    }
+    if let GroupByExpr::Expressions(exprs, _) = &mut select.group_by {
+        for e in exprs {
+            let _ = visit_expressions_mut(e, &mut fix);
+        }
+    }
+}
+
+/// Whether `f` is `window(...)` or `session_window(...)`.
+fn is_window(f: &ast::Function) -> bool {
+    let name = f.name.to_string().to_ascii_lowercase();
+    name == "window" || name == "session_window"
+}
+
+/// The plain arguments of `f`.
+fn arguments(f: &ast::Function) -> Planned<Vec<&SqlExpr>> {
+    let FunctionArguments::List(list) = &f.args else {
+        return Ok(Vec::new());
+    };
+    list.args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e),
+            other => Err(at(
+                other,
+                format!("'{other}' is not an argument this takes"),
+            )),
+        })
+        .collect()
+}
+
+/// A duration literal (`'5 minutes'` or `INTERVAL 5 MINUTES`).
+pub(super) fn duration(e: &SqlExpr) -> Planned<std::time::Duration> {
+    let text = match e {
+        SqlExpr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => s.clone(),
+            _ => String::new(),
+        },
+        SqlExpr::Interval(i) => {
+            let amount = i.value.to_string().trim_matches('\'').to_owned();
+            match &i.leading_field {
+                Some(unit) => format!("{amount} {unit}"),
+                None => amount,
+            }
+        }
+        _ => String::new(),
+    };
+    crate::config::parse_duration(&text.to_ascii_lowercase())
+        .map_err(|why| at(e, format!("'{e}' is not a duration ('5 minutes'): {why}")))
+}
+
+/// `window(ts, duration[, slide[, start]])` or `session_window(ts, gap)` over `relation`.
+fn window(f: &ast::Function, relation: &Relation) -> Planned<WindowSpec> {
+    let args = arguments(f)?;
+    let column = |e: &SqlExpr| match e {
+        SqlExpr::Identifier(id) => Ok(id.value.clone()),
+        // Over a join, the leftmost side's columns keep their names.
+        SqlExpr::CompoundIdentifier(ids) if ids.len() == 2 && ids[0].value == relation.leftmost => {
+            Ok(ids[1].value.clone())
+        }
+        SqlExpr::CompoundIdentifier(ids) if ids.len() == 2 => Err(at(
+            e,
+            format!(
+                "a window over a join reads the event time of its first side ('{}'); window '{}' in a subquery or WITH before the join",
+                relation.leftmost, e
+            ),
+        )),
+        other => Err(at(
+            other,
+            "the window's first argument is the event-time column".into(),
+        )),
+    };
+    let session = f.name.to_string().eq_ignore_ascii_case("session_window");
+    let spec = match (session, args.as_slice()) {
+        (true, [ts, gap]) => WindowSpec::Session {
+            column: column(ts)?,
+            gap: duration(gap)?,
+        },
+        (false, [ts, d, rest @ ..]) if rest.len() <= 2 => {
+            let length = duration(d)?;
+            WindowSpec::Fixed {
+                column: column(ts)?,
+                duration: length,
+                slide: match rest.first() {
+                    Some(s) => duration(s)?,
+                    None => length,
+                },
+                start: match rest.get(1) {
+                    Some(s) => duration(s)?,
+                    None => std::time::Duration::ZERO,
+                },
+            }
+        }
+        _ => {
+            return Err(at(
+                f,
+                "write window(ts, '5 minutes'[, slide[, start]]) or session_window(ts, '5 minutes')"
+                    .into(),
+            ));
+        }
+    };
+    if let Some((_, why)) = super::super::stateful::window_problem(&spec) {
+        return Err(at(f, why));
+    }
+    Ok(spec)
+}
+
+/// The aggregate `name(...)` is, if it is one (`count` with `DISTINCT` is `count_distinct`).
+fn aggregate_of(f: &ast::Function) -> Option<AggFunc> {
+    let name = f.name.to_string();
+    let distinct = matches!(
+        &f.args,
+        FunctionArguments::List(l) if matches!(l.duplicate_treatment, Some(ast::DuplicateTreatment::Distinct))
+    );
+    match AggFunc::parse(&name)? {
+        AggFunc::Count if distinct => Some(AggFunc::CountDistinct),
+        AggFunc::Udaf => None,
+        f => Some(f),
+    }
+}
+
+pub(super) fn contains_aggregate(e: &SqlExpr) -> bool {
+    let mut e = e.clone();
+    let found = visit_expressions_mut(&mut e, |x| match x {
+        SqlExpr::Function(f) if aggregate_of(f).is_some() => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    });
+    found.is_break()
+}
+
+/// The aggregates and computed group keys of a SELECT, each computed once.
+#[derive(Default)]
+struct Aggregates {
+    specs: Vec<AggSpec>,
+    /// Each aggregate's text, to reuse its column when it appears twice.
+    texts: Vec<String>,
+    /// Columns computed before the aggregation for arguments that are expressions.
+    arguments: Vec<(String, String)>,
+    /// Group keys computed before the aggregation: (expression text, column).
+    keys: Vec<(String, String)>,
+}
+
+impl Aggregates {
+    /// `e` with each aggregate call and each group key replaced by the column the
+    /// aggregation gives it; `alias`: the item's name, for an item that is one aggregate.
+    fn replace(&mut self, e: &SqlExpr, alias: Option<&str>) -> Planned<SqlExpr> {
+        let mut e = e.clone();
+        let whole_item = matches!(&e, SqlExpr::Function(f) if aggregate_of(f).is_some());
+        let mut failure = None;
+        let _ = visit_expressions_mut(&mut e, |x| {
+            let text = x.to_string();
+            if let Some((_, key)) = self.keys.iter().find(|(k, _)| *k == text) {
+                *x = SqlExpr::Identifier(ast::Ident::with_quote('`', key.clone()));
+                return ControlFlow::Continue(());
+            }
+            let SqlExpr::Function(f) = x else {
+                return ControlFlow::Continue(());
+            };
+            let Some(func) = aggregate_of(f) else {
+                return ControlFlow::Continue(());
+            };
+            match self.column_of(f, func, if whole_item { alias } else { None }) {
+                Ok(name) => {
+                    *x = SqlExpr::Identifier(ast::Ident::with_quote('`', name));
+                    ControlFlow::Continue(())
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    ControlFlow::Break(())
+                }
+            }
+        });
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(e),
+        }
+    }
+
+    /// The output column of the aggregate call `f`, added if new.
+    fn column_of(
+        &mut self,
+        f: &ast::Function,
+        func: AggFunc,
+        alias: Option<&str>,
+    ) -> Planned<String> {
+        let text = f.to_string();
+        if let Some(i) = self.texts.iter().position(|t| *t == text) {
+            return Ok(self.specs[i].alias.clone());
+        }
+        let star = matches!(&f.args, FunctionArguments::List(l)
+            if matches!(l.args.as_slice(), [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)]));
+        let args = if star { Vec::new() } else { arguments(f)? };
+        let column = match (args.as_slice(), star) {
+            (_, true) | ([], false) if func == AggFunc::Count => None,
+            ([SqlExpr::Identifier(id)], false) => Some(id.value.clone()),
+            ([SqlExpr::Value(_)], false) if func == AggFunc::Count => None,
+            ([arg], false) => {
+                let name = format!("__sql_arg{}", self.arguments.len());
+                self.arguments.push((name.clone(), arg.to_string()));
+                Some(name)
+            }
+            _ => {
+                return Err(at(f, format!("{} takes one column or expression", f.name)));
+            }
+        };
+        let alias = alias
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("__sql_agg{}", self.specs.len()));
+        self.specs.push(AggSpec {
+            func,
+            column,
+            alias: alias.clone(),
+            udaf: None,
+        });
+        self.texts.push(text);
+        Ok(alias)
+    }
+}

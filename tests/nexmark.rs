@@ -1,4 +1,5 @@
-//! The Nexmark pipelines of `examples/nexmark/`, run through the CLI as shipped except for a
+//! The Nexmark pipelines of `examples/nexmark/` (TOML and Wasm) and `examples/nexmark-sql/`
+//! (the same queries in SQL), each form checked alike, run through the CLI as shipped except for a
 //! smaller stream (20,000 events at 1,000 a second of event time: 20 seconds) and a JSON file
 //! sink instead of the blackhole. q0's output (every bid) is the reference the others are
 //! checked against, computed here independently.
@@ -9,22 +10,28 @@ use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// Runs `examples/nexmark/<query>.toml` on a small stream (every input) and returns the rows it wrote.
-fn run_query(query: &str) -> Vec<Value> {
-    run_query_over(query, 20_000)
+/// Runs `examples/<form>/<query>.toml` (`form`: `nexmark`, the TOML queries, or
+/// `nexmark-sql`) on a small stream (every input) and returns the rows it wrote.
+fn run_query(form: &str, query: &str) -> Vec<Value> {
+    run_query_over(form, query, 20_000)
 }
 
-/// Runs `examples/nexmark/<query>.toml` over `events` events at 1,000 a second.
-fn run_query_over(query: &str, events: u64) -> Vec<Value> {
-    run_query_in_batches(query, events, None)
+/// Runs `examples/<form>/<query>.toml` over `events` events at 1,000 a second.
+fn run_query_over(form: &str, query: &str, events: u64) -> Vec<Value> {
+    run_query_in_batches(form, query, events, None)
 }
 
 /// As [`run_query_over`], reading at most `per_batch` events of each input per batch.
-fn run_query_in_batches(query: &str, events: u64, per_batch: Option<u64>) -> Vec<Value> {
+fn run_query_in_batches(
+    form: &str,
+    query: &str,
+    events: u64,
+    per_batch: Option<u64>,
+) -> Vec<Value> {
     let modules = guests();
     let limit = per_batch.map_or_else(String::new, |n| format!("\nmaxEventsPerTrigger = {n}"));
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(repo().join(format!("examples/nexmark/{query}.toml")))
+    let text = std::fs::read_to_string(repo().join(format!("examples/{form}/{query}.toml")))
         .unwrap()
         .replace(
             "events = 10000000",
@@ -33,6 +40,7 @@ fn run_query_in_batches(query: &str, events: u64, per_batch: Option<u64>) -> Vec
         .replace("\"../modules/", &format!("\"{}/", modules.display()))
         // Auctions last up to 3.3 s of event time at 1,000 events a second.
         .replace("upper = \"400 milliseconds\"", "upper = \"4 seconds\"")
+        .replace("INTERVAL '400' MILLISECOND", "INTERVAL '4' SECOND")
         .replace(
             "format = \"blackhole\"",
             "format = \"json\"\npath = \"out\"",
@@ -73,7 +81,7 @@ fn bids() -> Vec<Bid> {
 
 /// The bids among the first `events` events.
 fn bids_of(events: u64) -> Vec<Bid> {
-    run_query_over("q0", events)
+    run_query_over("nexmark", "q0", events)
         .iter()
         .map(|r| Bid {
             auction: r["auction"].as_i64().unwrap(),
@@ -84,9 +92,8 @@ fn bids_of(events: u64) -> Vec<Bid> {
         .collect()
 }
 
-#[test]
-fn q0_passes_every_bid_through() {
-    let rows = run_query("q0");
+fn q0_passes_every_bid_through_in(form: &str) {
+    let rows = run_query(form, "q0");
     // 46 of every 50 events are bids.
     assert_eq!(rows.len(), 18_400);
     for key in [
@@ -105,8 +112,7 @@ fn q0_passes_every_bid_through() {
     }
 }
 
-#[test]
-fn q1_converts_every_price_to_euros_in_wasm() {
+fn q1_converts_every_price_to_euros_in(form: &str) {
     let mut expected: Vec<(i64, i64, i64, String)> = bids()
         .iter()
         .map(|b| {
@@ -118,7 +124,7 @@ fn q1_converts_every_price_to_euros_in_wasm() {
             )
         })
         .collect();
-    let mut got: Vec<(i64, i64, i64, String)> = run_query("q1")
+    let mut got: Vec<(i64, i64, i64, String)> = run_query(form, "q1")
         .iter()
         .map(|r| {
             (
@@ -136,8 +142,7 @@ fn q1_converts_every_price_to_euros_in_wasm() {
     assert_eq!(got, expected);
 }
 
-#[test]
-fn q2_selects_the_bids_of_every_123rd_auction_in_wasm() {
+fn q2_selects_the_bids_of_every_123rd_auction_in(form: &str) {
     let mut expected: Vec<(i64, i64)> = bids()
         .iter()
         .filter(|b| b.auction % 123 == 0)
@@ -145,7 +150,7 @@ fn q2_selects_the_bids_of_every_123rd_auction_in_wasm() {
         .collect();
     expected.sort();
     assert!(!expected.is_empty(), "the stream has such bids");
-    let mut got: Vec<(i64, i64)> = run_query("q2")
+    let mut got: Vec<(i64, i64)> = run_query(form, "q2")
         .iter()
         .map(|r| (r["auction"].as_i64().unwrap(), r["price"].as_i64().unwrap()))
         .collect();
@@ -159,8 +164,7 @@ fn windows(t: i64, size: i64, slide: i64) -> impl Iterator<Item = i64> {
     (0..size / slide).map(move |i| last - i * slide)
 }
 
-#[test]
-fn q5_finds_the_hot_auction_of_every_hopping_window_with_a_wasm_aggregate() {
+fn q5_finds_the_hot_auction_of_every_hopping_window_with_a_wasm_aggregate_in(form: &str) {
     // Reference: per window, bids per auction; the most bids wins, the lowest id on a tie.
     let mut counts: BTreeMap<i64, BTreeMap<i64, i64>> = BTreeMap::new();
     // 92,000 bids: several chunks of the two-phase aggregation, merged per window.
@@ -180,7 +184,7 @@ fn q5_finds_the_hot_auction_of_every_hopping_window_with_a_wasm_aggregate() {
             (*w, (auction, most, per_auction.values().sum()))
         })
         .collect();
-    let rows = run_query_over("q5", 100_000);
+    let rows = run_query_over(form, "q5", 100_000);
     // Append mode emits a window once the watermark passes its end: all but the last few.
     assert!(
         rows.len() + 5 >= expected.len() && !rows.is_empty(),
@@ -204,8 +208,7 @@ fn q5_finds_the_hot_auction_of_every_hopping_window_with_a_wasm_aggregate() {
     }
 }
 
-#[test]
-fn q7_finds_the_highest_bid_of_every_tumbling_window() {
+fn q7_finds_the_highest_bid_of_every_tumbling_window_in(form: &str) {
     let mut expected: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
     for b in bids_of(100_000) {
         let e = expected
@@ -214,7 +217,7 @@ fn q7_finds_the_highest_bid_of_every_tumbling_window() {
         e.0 = e.0.max(b.price);
         e.1 += 1;
     }
-    let rows = run_query_over("q7", 100_000);
+    let rows = run_query_over(form, "q7", 100_000);
     assert!(!rows.is_empty());
     for r in &rows {
         let start = ms(&r["window"]["start"]);
@@ -248,8 +251,7 @@ fn table_of(kind: &str, events: u64) -> Vec<Value> {
     committed_json(&dir.path().join("out"))
 }
 
-#[test]
-fn q3_joins_category_10_auctions_with_their_sellers_in_three_states() {
+fn q3_joins_category_10_auctions_with_their_sellers_in_three_states_in(form: &str) {
     // Reference: the generator's people and auctions, filtered and joined here.
     let people: BTreeMap<i64, (String, String, String)> = table("person")
         .iter()
@@ -271,7 +273,7 @@ fn q3_joins_category_10_auctions_with_their_sellers_in_three_states() {
         })
         .collect();
     expected.sort();
-    let mut got: Vec<(i64, String, String, String)> = run_query("q3")
+    let mut got: Vec<(i64, String, String, String)> = run_query(form, "q3")
         .iter()
         .map(|r| {
             let s = |k: &str| r[k].as_str().unwrap().to_owned();
@@ -284,8 +286,7 @@ fn q3_joins_category_10_auctions_with_their_sellers_in_three_states() {
     assert_eq!(got, expected);
 }
 
-#[test]
-fn q8_finds_people_who_created_an_auction_in_the_window_they_registered_in() {
+fn q8_finds_people_who_created_an_auction_in_their_registration_window_in(form: &str) {
     let window = |t: i64| t - t.rem_euclid(10_000);
     let people: BTreeMap<i64, (String, i64)> = table("person")
         .iter()
@@ -307,7 +308,7 @@ fn q8_finds_people_who_created_an_auction_in_the_window_they_registered_in() {
         })
         .collect();
     expected.sort();
-    let mut got: Vec<(i64, String, i64)> = run_query("q8")
+    let mut got: Vec<(i64, String, i64)> = run_query(form, "q8")
         .iter()
         .map(|r| {
             (
@@ -354,8 +355,7 @@ fn closing_prices(events: u64) -> BTreeMap<i64, (i64, i64, i64, i64)> {
     closing
 }
 
-#[test]
-fn q4_averages_the_closing_price_per_category_through_two_chained_aggregations() {
+fn q4_averages_the_closing_price_per_category_through_two_chained_aggregations_in(form: &str) {
     let events = 60_000;
     // Per (category, 10-second window of the auctions' start): the closing prices' sum and
     // how many auctions.
@@ -368,7 +368,7 @@ fn q4_averages_the_closing_price_per_category_through_two_chained_aggregations()
         e.1 += 1;
     }
     // Many batches, so the watermark moves through the join and both aggregations by steps.
-    let rows = run_query_in_batches("q4", events, Some(2_000));
+    let rows = run_query_in_batches(form, "q4", events, Some(2_000));
     let mut got: BTreeMap<(i64, i64), (f64, i64)> = BTreeMap::new();
     for r in &rows {
         let key = (r["category"].as_i64().unwrap(), ms(&r["window"]["start"]));
@@ -402,8 +402,7 @@ fn q4_averages_the_closing_price_per_category_through_two_chained_aggregations()
     assert!(got.keys().all(|k| expected.contains_key(k)), "{got:?}");
 }
 
-#[test]
-fn q9_finds_the_winning_bid_of_every_auction_through_a_view_read_twice() {
+fn q9_finds_the_winning_bid_of_every_auction_through_a_view_read_twice_in(form: &str) {
     let events = 60_000;
     let closing = closing_prices(events);
     // Every valid bid at its auction's winning price: (auction, bidder, price, time).
@@ -419,7 +418,7 @@ fn q9_finds_the_winning_bid_of_every_auction_through_a_view_read_twice() {
         .map(|b| (b.auction, b.bidder, b.price, b.time))
         .collect();
     expected.sort();
-    let rows = run_query_in_batches("q9", events, Some(2_000));
+    let rows = run_query_in_batches(form, "q9", events, Some(2_000));
     let mut got: Vec<(i64, i64, i64, i64)> = rows
         .iter()
         .map(|r| {
@@ -454,4 +453,94 @@ fn q9_finds_the_winning_bid_of_every_auction_through_a_view_read_twice() {
     let mut distinct = got.clone();
     distinct.dedup();
     assert_eq!(distinct.len(), got.len(), "a winning bid emitted twice");
+}
+
+#[test]
+fn q0_passes_every_bid_through() {
+    q0_passes_every_bid_through_in("nexmark");
+}
+
+#[test]
+fn q0_passes_every_bid_through_in_sql() {
+    q0_passes_every_bid_through_in("nexmark-sql");
+}
+
+#[test]
+fn q1_converts_every_price_to_euros() {
+    q1_converts_every_price_to_euros_in("nexmark");
+}
+
+#[test]
+fn q1_converts_every_price_to_euros_in_sql() {
+    q1_converts_every_price_to_euros_in("nexmark-sql");
+}
+
+#[test]
+fn q2_selects_the_bids_of_every_123rd_auction() {
+    q2_selects_the_bids_of_every_123rd_auction_in("nexmark");
+}
+
+#[test]
+fn q2_selects_the_bids_of_every_123rd_auction_in_sql() {
+    q2_selects_the_bids_of_every_123rd_auction_in("nexmark-sql");
+}
+
+#[test]
+fn q5_finds_the_hot_auction_of_every_hopping_window_with_a_wasm_aggregate() {
+    q5_finds_the_hot_auction_of_every_hopping_window_with_a_wasm_aggregate_in("nexmark");
+}
+
+#[test]
+fn q5_finds_the_hot_auction_of_every_hopping_window_with_a_wasm_aggregate_in_sql() {
+    q5_finds_the_hot_auction_of_every_hopping_window_with_a_wasm_aggregate_in("nexmark-sql");
+}
+
+#[test]
+fn q7_finds_the_highest_bid_of_every_tumbling_window() {
+    q7_finds_the_highest_bid_of_every_tumbling_window_in("nexmark");
+}
+
+#[test]
+fn q7_finds_the_highest_bid_of_every_tumbling_window_in_sql() {
+    q7_finds_the_highest_bid_of_every_tumbling_window_in("nexmark-sql");
+}
+
+#[test]
+fn q3_joins_category_10_auctions_with_their_sellers_in_three_states() {
+    q3_joins_category_10_auctions_with_their_sellers_in_three_states_in("nexmark");
+}
+
+#[test]
+fn q3_joins_category_10_auctions_with_their_sellers_in_three_states_in_sql() {
+    q3_joins_category_10_auctions_with_their_sellers_in_three_states_in("nexmark-sql");
+}
+
+#[test]
+fn q8_finds_people_who_created_an_auction_in_their_registration_window() {
+    q8_finds_people_who_created_an_auction_in_their_registration_window_in("nexmark");
+}
+
+#[test]
+fn q8_finds_people_who_created_an_auction_in_their_registration_window_in_sql() {
+    q8_finds_people_who_created_an_auction_in_their_registration_window_in("nexmark-sql");
+}
+
+#[test]
+fn q4_averages_the_closing_price_per_category_through_two_chained_aggregations() {
+    q4_averages_the_closing_price_per_category_through_two_chained_aggregations_in("nexmark");
+}
+
+#[test]
+fn q4_averages_the_closing_price_per_category_through_two_chained_aggregations_in_sql() {
+    q4_averages_the_closing_price_per_category_through_two_chained_aggregations_in("nexmark-sql");
+}
+
+#[test]
+fn q9_finds_the_winning_bid_of_every_auction_through_a_view_read_twice() {
+    q9_finds_the_winning_bid_of_every_auction_through_a_view_read_twice_in("nexmark");
+}
+
+#[test]
+fn q9_finds_the_winning_bid_of_every_auction_through_a_view_read_twice_in_sql() {
+    q9_finds_the_winning_bid_of_every_auction_through_a_view_read_twice_in("nexmark-sql");
 }

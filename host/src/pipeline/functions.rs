@@ -1,24 +1,34 @@
-//! `[functions]`: the pipeline's own scalar functions, Wasm components every query's
-//! expressions may call by name.
+//! `[functions]`: the pipeline's own functions, Wasm components every query may call by
+//! name — scalar functions in any expression, aggregates in a SQL query's SELECT.
 //!
 //! ```toml
 //! [functions]
 //! to_krw = "modules/to_krw.wasm"                           # a file, or "to-krw@^1" (registry)
 //! fx = { module = "fx.wasm", config = { rate = 1300 }, timeout = "2s" }
+//! top_k = { aggregate = "modules/top_k.wasm", config = { k = 3 } }   # an aggregate
 //! ```
 
 use super::*;
 use crate::wasm::function::FunctionSpec;
 
-/// The functions `[functions]` declares, in file order.
-pub(super) fn parse_functions(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Vec<FunctionSpec> {
+/// What `[functions]` declares, each list in file order.
+#[derive(Debug, Default)]
+pub(super) struct Declared {
+    /// Scalar functions (`module = ...`).
+    pub scalar: Vec<FunctionSpec>,
+    /// Aggregates (`aggregate = ...`), by name.
+    pub aggregate: Vec<(String, UdafSpec)>,
+}
+
+/// The functions `[functions]` declares.
+pub(super) fn parse_functions(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> Declared {
+    let mut functions = Declared::default();
     let Some(mut table) = TableReader::new(ctx, None, "functions", node) else {
-        return Vec::new();
+        return functions;
     };
     let Node::Table(entries) = node.get_ref() else {
-        return Vec::new();
+        return functions;
     };
-    let mut functions = Vec::new();
     for (key, value) in entries {
         let name = key.get_ref().clone();
         table.get(&name);
@@ -43,8 +53,14 @@ pub(super) fn parse_functions(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> V
             );
             continue;
         }
-        if let Some(f) = parse_function(ctx, &name, value, base) {
-            functions.push(f);
+        let is_aggregate = matches!(value.get_ref(), Node::Table(entries)
+            if entries.iter().any(|(k, _)| k.get_ref() == "aggregate"));
+        if is_aggregate {
+            if let Some(a) = parse_aggregate_function(ctx, &name, value, base) {
+                functions.aggregate.push((name, a));
+            }
+        } else if let Some(f) = parse_function(ctx, &name, value, base) {
+            functions.scalar.push(f);
         }
     }
     functions
@@ -85,6 +101,28 @@ fn parse_function(
         limits: parse_limits(&mut f),
     };
     let mut known = vec!["module", "config"];
+    known.extend(LIMIT_KEYS);
+    f.finish(&known);
+    Some(spec)
+}
+
+/// `name = { aggregate = "top_k.wasm", config = {...}, limits }`: a Wasm aggregate (the
+/// aggregator world) that SQL calls as `name(column)`.
+fn parse_aggregate_function(
+    ctx: &Ctx,
+    name: &str,
+    node: &Spanned<Node>,
+    base: &Path,
+) -> Option<UdafSpec> {
+    let mut f = TableReader::new(ctx, None, &format!("functions.{name}"), node)?;
+    let module = f.required_string("aggregate", "the aggregate's component")?;
+    let module = module_path(&mut f, "aggregate", base, &module, GuestWorld::Aggregator)?;
+    let spec = UdafSpec {
+        module,
+        config: f.guest_config("config", base),
+        limits: parse_limits(&mut f),
+    };
+    let mut known = vec!["aggregate", "config"];
     known.extend(LIMIT_KEYS);
     f.finish(&known);
     Some(spec)

@@ -717,8 +717,9 @@ fn parse_query(
     ctx: &Ctx,
     node: &Spanned<Node>,
     base: &Path,
-    functions: &[FunctionSpec],
+    declared: &functions::Declared,
 ) -> Option<QuerySpec> {
+    let functions = declared.scalar.as_slice();
     // Read the name first so every later diagnostic can carry it.
     let name = match node.get_ref() {
         Node::Table(entries) => entries
@@ -791,7 +792,14 @@ fn parse_query(
         Some(t) => parse_tables(ctx, &label, t, base),
         None => Some(Vec::new()),
     };
-    let sql = sql::parse_sql(ctx, &mut q, base, inputs.as_deref(), tables.as_deref());
+    let sql = sql::parse_sql(
+        ctx,
+        &mut q,
+        base,
+        inputs.as_deref(),
+        tables.as_deref(),
+        &declared.aggregate,
+    );
     let (transforms, views, combine) = match sql {
         Some(Some(plan)) => (plan.transforms, Some(plan.views), Some(plan.combine)),
         Some(None) => (Vec::new(), None, None),

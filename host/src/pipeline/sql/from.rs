@@ -2,8 +2,11 @@
 //! join a view whose keys and event-time range come from its `ON` clause, checked against
 //! Spark's rules for streaming joins.
 
+use std::ops::ControlFlow;
+
 use datafusion_sql::sqlparser::ast::{
     self, BinaryOperator, Expr as SqlExpr, JoinConstraint, JoinOperator, TableFactor,
+    visit_expressions_mut,
 };
 
 use super::*;
@@ -36,7 +39,14 @@ enum Side {
 
 impl Planner<'_> {
     /// The relation of a SELECT's `FROM`, its joins planned as views of `scope`.
-    pub(super) fn plan_from(&mut self, select: &ast::Select, scope: &str) -> Planned<Relation> {
+    /// `pushed`: conditions on one relation (by its qualifier), applied to it before the
+    /// joins.
+    pub(super) fn plan_from(
+        &mut self,
+        select: &ast::Select,
+        scope: &str,
+        pushed: Vec<(String, SqlExpr)>,
+    ) -> Planned<Relation> {
         let [from] = select.from.as_slice() else {
             return Err(match select.from.get(1) {
                 Some(second) => at(
@@ -47,8 +57,10 @@ impl Planner<'_> {
             });
         };
         let mut left = self.plan_factor(&from.relation)?;
+        left = self.filtered(left, &pushed, scope)?;
         for (i, join) in from.joins.iter().enumerate() {
             let right = self.plan_factor(&join.relation)?;
+            let right = self.filtered(right, &pushed, scope)?;
             let name = self.fresh(&format!("{scope}_join{i}"));
             left = Side::Stream(self.plan_join(left, right, join, &name)?);
         }
@@ -61,6 +73,49 @@ impl Planner<'_> {
                 ),
             )),
         }
+    }
+
+    /// `side` with the conditions pushed to it applied first, as a view.
+    fn filtered(&mut self, side: Side, pushed: &[(String, SqlExpr)], scope: &str) -> Planned<Side> {
+        let Side::Stream(mut relation) = side else {
+            return Ok(side);
+        };
+        let alias = relation.leftmost.clone();
+        let conditions: Vec<String> = pushed
+            .iter()
+            .filter(|(q, _)| *q == alias)
+            .map(|(_, e)| {
+                let mut e = e.clone();
+                let _ = visit_expressions_mut(&mut e, |x| {
+                    if let SqlExpr::CompoundIdentifier(ids) = x
+                        && ids.len() == 2
+                        && ids[0].value == alias
+                    {
+                        *x = SqlExpr::Identifier(ids[1].clone());
+                    }
+                    ControlFlow::<()>::Continue(())
+                });
+                e.to_string()
+            })
+            .collect();
+        if conditions.is_empty() {
+            return Ok(Side::Stream(relation));
+        }
+        let name = self.fresh(&format!("{scope}_{alias}"));
+        self.views.push(ViewSpec {
+            name: name.clone(),
+            from: ViewFrom::Stream(relation.stream.clone()),
+            transforms: vec![step(
+                &name,
+                "where",
+                ExprStepKind::Where(conditions.join(" AND ")),
+            )],
+            dedup: None,
+            aggregate: None,
+            processor: None,
+        });
+        relation.stream = name;
+        Ok(Side::Stream(relation))
     }
 
     /// An input, table, CTE or subquery in `FROM`.
@@ -298,6 +353,99 @@ impl Planner<'_> {
             watermark: self.query_watermark.clone(),
         })
     }
+}
+
+/// Splits a join's `WHERE` into conditions that read one side only and may filter it before
+/// the join — every join inner, or the side the joins keep whole (the first, with left
+/// joins) — and the rest.
+/// A static table's rows are not filtered before the join (`is_table` names them).
+pub(super) fn push_down(
+    predicate: &SqlExpr,
+    from: &ast::TableWithJoins,
+    is_table: impl Fn(&str) -> bool,
+    udafs: &[(String, crate::wasm::aggregate::UdafSpec)],
+) -> (Vec<(String, SqlExpr)>, Option<SqlExpr>) {
+    let alias_of = |f: &TableFactor| match f {
+        TableFactor::Table { name, .. } if is_table(name.to_string().trim_matches('`')) => None,
+        TableFactor::Table { name, alias, .. } => Some(alias.as_ref().map_or_else(
+            || name.to_string().trim_matches('`').to_owned(),
+            |a| a.name.value.clone(),
+        )),
+        TableFactor::Derived { alias: Some(a), .. } => Some(a.name.value.clone()),
+        _ => None,
+    };
+    let inner = |op: &JoinOperator| matches!(op, JoinOperator::Join(_) | JoinOperator::Inner(_));
+    let keeps_left = |op: &JoinOperator| {
+        inner(op)
+            || matches!(
+                op,
+                JoinOperator::Left(_)
+                    | JoinOperator::LeftOuter(_)
+                    | JoinOperator::LeftSemi(_)
+                    | JoinOperator::Semi(_)
+                    | JoinOperator::LeftAnti(_)
+                    | JoinOperator::Anti(_)
+            )
+    };
+    let all_inner = from.joins.iter().all(|j| inner(&j.join_operator));
+    let mut may: Vec<String> = Vec::new();
+    if let Some(first) = alias_of(&from.relation)
+        && from.joins.iter().all(|j| keeps_left(&j.join_operator))
+    {
+        may.push(first);
+    }
+    if all_inner {
+        may.extend(from.joins.iter().filter_map(|j| alias_of(&j.relation)));
+    }
+    let mut parts = Vec::new();
+    conjuncts(predicate, &mut parts);
+    let mut pushed = Vec::new();
+    let mut kept: Option<SqlExpr> = None;
+    for part in parts {
+        match only_qualifier(part, udafs) {
+            Some(q) if may.contains(&q) => pushed.push((q, part.clone())),
+            _ => {
+                kept = Some(match kept {
+                    None => part.clone(),
+                    Some(k) => SqlExpr::BinaryOp {
+                        left: Box::new(k),
+                        op: BinaryOperator::And,
+                        right: Box::new(part.clone()),
+                    },
+                })
+            }
+        }
+    }
+    (pushed, kept)
+}
+
+/// The one qualifier every column of `e` is named with, if there is one and no column is
+/// unqualified and no subquery or aggregate is in it.
+fn only_qualifier(
+    e: &SqlExpr,
+    udafs: &[(String, crate::wasm::aggregate::UdafSpec)],
+) -> Option<String> {
+    let mut e = e.clone();
+    let mut found: Option<String> = None;
+    let mut mixed = false;
+    let _ = visit_expressions_mut(&mut e, |x| {
+        match x {
+            SqlExpr::CompoundIdentifier(ids) if ids.len() == 2 => match &found {
+                Some(q) if *q != ids[0].value => mixed = true,
+                Some(_) => {}
+                None => found = Some(ids[0].value.clone()),
+            },
+            SqlExpr::Identifier(_)
+            | SqlExpr::CompoundIdentifier(_)
+            | SqlExpr::Subquery(_)
+            | SqlExpr::Exists { .. }
+            | SqlExpr::InSubquery { .. } => mixed = true,
+            SqlExpr::Function(f) if super::select::is_aggregate_call(f, udafs) => mixed = true,
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    if mixed { None } else { found }
 }
 
 /// Spark's words for a join type.

@@ -81,6 +81,8 @@ pub(super) struct Catalog<'a> {
     pub inputs: Vec<(&'a str, Option<&'a str>)>,
     /// `[query.tables.NAME]`.
     pub tables: &'a [(String, TableSpec)],
+    /// Wasm aggregates `[functions]` declares, by name.
+    pub aggregates: &'a [(String, UdafSpec)],
 }
 
 /// Rows on their way: the stream they are read from and the steps over it.
@@ -320,6 +322,7 @@ pub(super) fn parse_sql(
     base: &Path,
     inputs: Option<&[InputSpec]>,
     tables: Option<&[(String, TableSpec)]>,
+    aggregates: &[(String, UdafSpec)],
 ) -> Option<Option<SqlPlan>> {
     let node = q.get("sql")?;
     // What the SQL says may not be said again in TOML.
@@ -393,6 +396,7 @@ pub(super) fn parse_sql(
             })
             .collect(),
         tables: tables?,
+        aggregates,
     };
     match plan(&text, &catalog) {
         Ok(p) => Some(Some(p)),
@@ -434,6 +438,7 @@ mod tests {
                 })
                 .collect(),
             tables: &tables,
+            aggregates: &[],
         };
         plan(text, &catalog)
     }

@@ -13,6 +13,7 @@ use super::from::Relation;
 use super::*;
 use crate::operators::aggregate::{AggFunc, AggSpec, AggregateSpec};
 use crate::operators::window::WindowSpec;
+use crate::wasm::aggregate::UdafSpec;
 
 impl Planner<'_> {
     /// `select` as a stage of `scope`: the views it needs, and the steps over the last.
@@ -24,15 +25,31 @@ impl Planner<'_> {
             ));
         }
         refuse_expression_subqueries(select)?;
-        let relation = self.plan_from(select, scope)?;
         let mut select = select.clone();
+        // Conditions on one side of a join filter that side before it (as Spark's optimizer
+        // pushes them down): fewer rows in the join's state.
+        let pushed = match &select.selection {
+            Some(w) if select.from.iter().any(|f| !f.joins.is_empty()) => {
+                let tables = self.catalog.tables;
+                let (pushed, kept) = super::from::push_down(
+                    w,
+                    &select.from[0],
+                    |name| tables.iter().any(|(t, _)| t == name),
+                    self.catalog.aggregates,
+                );
+                select.selection = kept;
+                pushed
+            }
+            _ => Vec::new(),
+        };
+        let relation = self.plan_from(&select, scope, pushed)?;
         if !relation.joined {
             // Over one relation, a qualified column is its own: drop the qualifier.
             unqualify(&mut select, &relation.qualifiers);
         }
         let mut transforms = Vec::new();
         if let Some(predicate) = &select.selection {
-            if contains_aggregate(predicate) {
+            if contains_aggregate(predicate, self.catalog.aggregates) {
                 return Err(at(
                     predicate,
                     "an aggregate cannot be in WHERE; filter groups with HAVING".into(),
@@ -55,7 +72,7 @@ impl Planner<'_> {
         };
         let aggregates = select.projection.iter().any(|item| match item {
             SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
-                contains_aggregate(e)
+                contains_aggregate(e, self.catalog.aggregates)
             }
             _ => false,
         }) || select.having.is_some();
@@ -85,7 +102,13 @@ impl Planner<'_> {
             window: None,
             aggs: Vec::new(),
         };
-        let mut aggs = Aggregates::default();
+        let mut aggs = Aggregates {
+            udafs: self.catalog.aggregates,
+            specs: Vec::new(),
+            texts: Vec::new(),
+            arguments: Vec::new(),
+            keys: Vec::new(),
+        };
         for g in groups {
             match g {
                 SqlExpr::Function(f) if is_window(f) => {
@@ -98,12 +121,19 @@ impl Planner<'_> {
                 SqlExpr::Identifier(id) if !relation.joined => {
                     aggregate.group_by.push(id.value.clone())
                 }
+                // So does one of a join's first side, whose columns keep their names.
+                SqlExpr::CompoundIdentifier(ids)
+                    if ids.len() == 2 && ids[0].value == relation.leftmost =>
+                {
+                    aggs.keys.push((g.to_string(), ids[1].value.clone(), false));
+                    aggregate.group_by.push(ids[1].value.clone());
+                }
                 other => {
-                    if contains_aggregate(other) {
+                    if contains_aggregate(other, aggs.udafs) {
                         return Err(at(other, "GROUP BY cannot hold an aggregate".into()));
                     }
                     let name = format!("__sql_key{}", aggs.keys.len());
-                    aggs.keys.push((other.to_string(), name.clone()));
+                    aggs.keys.push((other.to_string(), name.clone(), true));
                     aggregate.group_by.push(name);
                 }
             }
@@ -141,7 +171,8 @@ impl Planner<'_> {
         let computed: Vec<String> = aggs
             .keys
             .iter()
-            .map(|(expr, name)| (expr, name))
+            .filter(|(_, _, computed)| *computed)
+            .map(|(expr, name, _)| (expr, name))
             .chain(aggs.arguments.iter().map(|(name, expr)| (expr, name)))
             .map(|(expr, name)| format!("{expr} AS `{name}`"))
             .collect();
@@ -356,9 +387,13 @@ fn window(f: &ast::Function, relation: &Relation) -> Planned<WindowSpec> {
     Ok(spec)
 }
 
-/// The aggregate `name(...)` is, if it is one (`count` with `DISTINCT` is `count_distinct`).
-fn aggregate_of(f: &ast::Function) -> Option<AggFunc> {
+/// The aggregate `name(...)` is, if it is one (`count` with `DISTINCT` is `count_distinct`;
+/// a name `[functions]` declares an aggregate is that Wasm aggregate).
+fn aggregate_of(f: &ast::Function, udafs: &[(String, UdafSpec)]) -> Option<AggFunc> {
     let name = f.name.to_string();
+    if udafs.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+        return Some(AggFunc::Udaf);
+    }
     let distinct = matches!(
         &f.args,
         FunctionArguments::List(l) if matches!(l.duplicate_treatment, Some(ast::DuplicateTreatment::Distinct))
@@ -370,44 +405,51 @@ fn aggregate_of(f: &ast::Function) -> Option<AggFunc> {
     }
 }
 
-pub(super) fn contains_aggregate(e: &SqlExpr) -> bool {
+/// Whether `f` calls an aggregate.
+pub(super) fn is_aggregate_call(f: &ast::Function, udafs: &[(String, UdafSpec)]) -> bool {
+    aggregate_of(f, udafs).is_some()
+}
+
+pub(super) fn contains_aggregate(e: &SqlExpr, udafs: &[(String, UdafSpec)]) -> bool {
     let mut e = e.clone();
     let found = visit_expressions_mut(&mut e, |x| match x {
-        SqlExpr::Function(f) if aggregate_of(f).is_some() => ControlFlow::Break(()),
+        SqlExpr::Function(f) if aggregate_of(f, udafs).is_some() => ControlFlow::Break(()),
         _ => ControlFlow::Continue(()),
     });
     found.is_break()
 }
 
 /// The aggregates and computed group keys of a SELECT, each computed once.
-#[derive(Default)]
-struct Aggregates {
+struct Aggregates<'u> {
+    /// The Wasm aggregates the SQL may call.
+    udafs: &'u [(String, UdafSpec)],
     specs: Vec<AggSpec>,
     /// Each aggregate's text, to reuse its column when it appears twice.
     texts: Vec<String>,
     /// Columns computed before the aggregation for arguments that are expressions.
     arguments: Vec<(String, String)>,
-    /// Group keys computed before the aggregation: (expression text, column).
-    keys: Vec<(String, String)>,
+    /// Group keys: (expression text, column, whether computed before the aggregation).
+    keys: Vec<(String, String, bool)>,
 }
 
-impl Aggregates {
+impl Aggregates<'_> {
     /// `e` with each aggregate call and each group key replaced by the column the
     /// aggregation gives it; `alias`: the item's name, for an item that is one aggregate.
     fn replace(&mut self, e: &SqlExpr, alias: Option<&str>) -> Planned<SqlExpr> {
         let mut e = e.clone();
-        let whole_item = matches!(&e, SqlExpr::Function(f) if aggregate_of(f).is_some());
+        let udafs = self.udafs;
+        let whole_item = matches!(&e, SqlExpr::Function(f) if aggregate_of(f, udafs).is_some());
         let mut failure = None;
         let _ = visit_expressions_mut(&mut e, |x| {
             let text = x.to_string();
-            if let Some((_, key)) = self.keys.iter().find(|(k, _)| *k == text) {
+            if let Some((_, key, _)) = self.keys.iter().find(|(k, _, _)| *k == text) {
                 *x = SqlExpr::Identifier(ast::Ident::with_quote('`', key.clone()));
                 return ControlFlow::Continue(());
             }
             let SqlExpr::Function(f) = x else {
                 return ControlFlow::Continue(());
             };
-            let Some(func) = aggregate_of(f) else {
+            let Some(func) = aggregate_of(f, udafs) else {
                 return ControlFlow::Continue(());
             };
             match self.column_of(f, func, if whole_item { alias } else { None }) {
@@ -457,11 +499,23 @@ impl Aggregates {
         let alias = alias
             .map(str::to_owned)
             .unwrap_or_else(|| format!("__sql_agg{}", self.specs.len()));
+        let name = f.name.to_string();
+        let udaf = (func == AggFunc::Udaf)
+            .then(|| {
+                self.udafs
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+                    .map(|(_, u)| u.clone())
+            })
+            .flatten();
+        if func == AggFunc::Udaf && column.is_none() {
+            return Err(at(f, format!("{name} takes one column or expression")));
+        }
         self.specs.push(AggSpec {
             func,
             column,
             alias: alias.clone(),
-            udaf: None,
+            udaf,
         });
         self.texts.push(text);
         Ok(alias)

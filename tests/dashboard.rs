@@ -138,6 +138,115 @@ format = "memory"
     assert_eq!(code, Some(0), "{log}");
 }
 
+/// `sluice sql` against the run's dashboard address until the answer has `rows` rows (the
+/// memory table fills with the first batch): its stdout.
+fn ask_until_rows(url: &str, token: &str, sql: &str, rows: usize) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = sluice()
+            .args(["sql", sql, "--server", url, "--token", token])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() && last_console_table(&format!("Batch: 0\n{stdout}")).len() == rows
+        {
+            return stdout;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {rows}-row answer: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_sql_query_s_text_is_shown_beside_its_plan_and_its_memory_table_answers_sluice_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = pipeline(
+        dir.path(),
+        r#"[[query]]
+name = "counts"
+trigger = { processingTime = "200 milliseconds" }
+outputMode = "complete"
+sql = "SELECT value % 3 AS k, count(*) AS n FROM ticks GROUP BY value % 3"
+[query.inputs.ticks]
+format = "rate-micro-batch"
+rowsPerBatch = 10
+[query.sink]
+format = "memory"
+"#,
+    );
+    let mut run = Running::start(&file, &["--ui", "127.0.0.1:0"], &[]);
+    let line = run.await_line("sluice run dashboard on ");
+    let rest = line.split("sluice run dashboard on ").nth(1).unwrap();
+    let (url, token) = rest.split_once(" token: ").unwrap();
+    let token = token.trim();
+    // Spark's memory sink then spark.sql(...): a batch SELECT over the table, from outside.
+    let shown = ask_until_rows(
+        url,
+        token,
+        "SELECT k, n, n * 2 AS twice FROM counts ORDER BY k",
+        3,
+    );
+    let rows = last_console_table(&format!("Batch: 0\n{shown}"));
+    let keys: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(keys, ["0", "1", "2"], "{shown}");
+    for r in &rows {
+        let n: u64 = r[1].parse().unwrap();
+        assert!(n > 0, "{shown}");
+        assert_eq!(r[2], (n * 2).to_string(), "{shown}");
+    }
+    // Without the token, no answer; a mistake is named.
+    let out = sluice()
+        .args([
+            "sql",
+            "SELECT * FROM counts",
+            "--server",
+            url,
+            "--token",
+            "wrong",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    let out = sluice()
+        .args([
+            "sql",
+            "SELECT * FROM countz",
+            "--server",
+            url,
+            "--token",
+            token,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("countz") && stderr.contains("the memory tables are: counts"),
+        "{stderr}"
+    );
+    let seen = check_in_browser(url, token, "counts", "run-ui-sql", &[]);
+    assert_shown(
+        &seen,
+        &[
+            "input ticks",
+            "view sql",
+            "step sql.select",
+            "sink (complete)",
+        ],
+    );
+    assert_eq!(
+        seen["shown"]["sql"], "SELECT value % 3 AS k, count(*) AS n FROM ticks GROUP BY value % 3",
+        "{seen}"
+    );
+    let (code, log) = run.wait();
+    assert_eq!(code, Some(0), "{log}");
+}
+
 #[test]
 fn the_dashboard_shows_a_running_query_and_stops_it_only_with_the_token() {
     let dir = tempfile::tempdir().unwrap();

@@ -54,6 +54,7 @@ try {
       lastInputRows: text("last-input-rows"),
       points,
       planNodes: [...document.querySelectorAll("#plan .node")].map((n) => n.firstChild.textContent),
+      sql: document.getElementById("sql").hidden ? null : document.getElementById("sql").textContent,
       queryRows: document.querySelectorAll("#queries tbody tr").length,
       api: api.recentProgress.map((p) => [p.batchId, p.numInputRows]),
     };

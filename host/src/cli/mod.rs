@@ -144,6 +144,17 @@ enum Command {
         #[command(subcommand)]
         command: remote::QueryCommand,
     },
+    /// Ask a running `sluice serve` or `sluice run --ui` a batch SELECT over its memory
+    /// tables (`format = "memory"` sinks), printed as Spark's show() prints it.
+    Sql {
+        /// One SELECT, e.g. "SELECT gt, count(*) FROM my_device_table GROUP BY gt".
+        sql: String,
+        /// At most this many rows (the server caps it at 10,000).
+        #[arg(long, default_value_t = 20)]
+        max_rows: usize,
+        #[command(flatten)]
+        server: remote::ServerArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -229,6 +240,11 @@ pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
         Command::Query { server, command } => {
             remote::query(&server, command).map(|()| ExitCode::SUCCESS)
         }
+        Command::Sql {
+            sql,
+            max_rows,
+            server,
+        } => remote::sql(&server, &sql, max_rows).map(|()| ExitCode::SUCCESS),
         Command::State {
             command:
                 StateCommand::Show {

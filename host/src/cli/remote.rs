@@ -285,6 +285,24 @@ fn query_rows(v: &Value) -> String {
     )
 }
 
+/// Runs `sluice sql "SELECT ..."`: the server's answer as Spark's show() prints it (its JSON
+/// with `--json`), then a line when rows were left out.
+pub fn sql(args: &ServerArgs, sql: &str, max_rows: usize) -> Result<()> {
+    let c = Client::new(args);
+    let body = serde_json::to_vec(&serde_json::json!({ "sql": sql, "maxRows": max_rows }))
+        .context("writing the request")?;
+    let v = c.call("POST", "/sql", "application/json", body)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(());
+    }
+    print!("{}", s(&v["show"]));
+    if v["truncated"] == Value::Bool(true) {
+        println!("only showing the first {max_rows} rows (--max-rows for more)");
+    }
+    Ok(())
+}
+
 /// Runs `sluice module ...`.
 pub fn module(args: &ServerArgs, command: ModuleCommand) -> Result<()> {
     // The local commands need no server.

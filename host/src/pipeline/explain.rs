@@ -187,6 +187,7 @@ impl QuerySpec {
             "operators": operators_view(self.dedup.as_ref(), self.aggregate.as_ref(), self.processor.as_ref()),
             "sink": self.sink.description(),
             "outputMode": format!("{:?}", self.output_mode).to_lowercase(),
+            "sql": self.sql,
         })
     }
 

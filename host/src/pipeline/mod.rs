@@ -126,6 +126,8 @@ pub struct QuerySpec {
     pub sink: SinkSpec,
     /// When batches run.
     pub trigger: Trigger,
+    /// The query's SQL as written (`sql = ...`), which its views and steps were planned from.
+    pub sql: Option<String>,
     /// Append, update or complete.
     pub output_mode: OutputMode,
     /// Checkpoint directory; `None` means a temporary one (console and memory sinks only).
@@ -800,6 +802,10 @@ fn parse_query(
         tables.as_deref(),
         &declared.aggregate,
     );
+    let sql_text = match &sql {
+        Some(Some(plan)) => Some(plan.text.clone()),
+        _ => None,
+    };
     let (transforms, views, combine) = match sql {
         Some(Some(plan)) => (plan.transforms, Some(plan.views), Some(plan.combine)),
         Some(None) => (Vec::new(), None, None),
@@ -1083,5 +1089,6 @@ fn parse_query(
         views: views?,
         functions: functions.to_vec(),
         ansi,
+        sql: sql_text,
     })
 }

@@ -108,6 +108,7 @@ pub(crate) fn router(state: Arc<AppState>, max_module_bytes: u64) -> Router {
         .route("/queries/{name}/progress", get(query_progress))
         .route("/queries/{name}/stop", post(stop_query))
         .route("/queries/{name}/swap", post(swap_module))
+        .route("/sql", post(super::sql::post_sql))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .merge(modules)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))

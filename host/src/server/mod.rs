@@ -13,6 +13,7 @@
 //! | `GET /queries/{name}/progress` | last and recent progress records | no |
 //! | `POST /queries/{name}/stop` | graceful stop (the batch in flight commits) | yes |
 //! | `POST /queries/{name}/swap` | `{"step": S, "module": "name@1.2.0"}`: new module from the next batch on | yes |
+//! | `POST /sql` | `{"sql": "SELECT ..."}`: a batch query over the memory sinks' tables (as `sluice run --ui` too) | yes |
 //!
 //! Mutating requests need `Authorization: Bearer <token>`: the token is given with `--token`
 //! or `SLUICE_TOKEN`, or generated into `<data>/token` at first start. Errors are JSON
@@ -27,6 +28,7 @@ mod dashboard;
 mod metrics;
 mod queries;
 pub mod run_ui;
+mod sql;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -188,6 +188,7 @@ pub fn start(addr: SocketAddr, queries: Vec<UiQuery>) -> Result<RunUi> {
                 },
             ),
         )
+        .route("/sql", post(super::sql::post_sql))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state);
     // Shut down gracefully when the run ends: the answer to the stop button (the request
@@ -224,7 +225,7 @@ async fn require_token(State(state): State<Arc<UiState>>, req: Request, next: Ne
     }
     (
         StatusCode::UNAUTHORIZED,
-        Json(json!({ "error": "stopping a query needs the token `sluice run --ui` printed" })),
+        Json(json!({ "error": "stopping a query or asking SQL needs the token `sluice run --ui` printed" })),
     )
         .into_response()
 }

@@ -14,6 +14,8 @@ use crate::sink::Sink;
 
 #[derive(Default)]
 struct Table {
+    /// The rows' schema, once a batch has arrived.
+    schema: Option<SchemaRef>,
     last_batch: Option<u64>,
     /// Rows per batch id, in batch order.
     batches: Vec<(u64, Vec<RecordBatch>)>,
@@ -30,6 +32,21 @@ pub fn table(name: &str) -> Option<Vec<RecordBatch>> {
     tables
         .get(name)
         .map(|t| t.batches.iter().flat_map(|(_, b)| b.clone()).collect())
+}
+
+/// Every memory table that has a schema (a batch arrived), with its rows, by name.
+pub fn snapshot() -> Vec<(String, SchemaRef, Vec<RecordBatch>)> {
+    let tables = tables().lock().unwrap_or_else(|p| p.into_inner());
+    let mut all: Vec<_> = tables
+        .iter()
+        .filter_map(|(name, t)| {
+            let schema = t.schema.clone()?;
+            let rows = t.batches.iter().flat_map(|(_, b)| b.clone()).collect();
+            Some((name.clone(), schema, rows))
+        })
+        .collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
 }
 
 /// The rows of memory table `name` grouped by the batch id that wrote them.
@@ -67,11 +84,12 @@ impl Sink for MemorySink {
     fn add_batch(
         &mut self,
         batch_id: u64,
-        _schema: &SchemaRef,
+        schema: &SchemaRef,
         batches: &[RecordBatch],
     ) -> Result<u64> {
         let mut tables = tables().lock().unwrap_or_else(|p| p.into_inner());
         let table = tables.entry(self.name.clone()).or_default();
+        table.schema = Some(schema.clone());
         if table.last_batch.is_some_and(|last| batch_id <= last) {
             return Ok(0);
         }
@@ -86,12 +104,13 @@ impl Sink for MemorySink {
     fn add_continuous(
         &mut self,
         epoch: u64,
-        _schema: &SchemaRef,
+        schema: &SchemaRef,
         batches: &[RecordBatch],
     ) -> Result<u64> {
         // Appended as they arrive (a continuous query is stateless: append mode only).
         let mut tables = tables().lock().unwrap_or_else(|p| p.into_inner());
         let table = tables.entry(self.name.clone()).or_default();
+        table.schema = Some(schema.clone());
         table.batches.push((epoch, batches.to_vec()));
         table.last_batch = Some(epoch);
         Ok(batches.iter().map(|b| b.num_rows() as u64).sum())

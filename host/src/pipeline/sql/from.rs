@@ -440,7 +440,7 @@ fn only_qualifier(
             | SqlExpr::Subquery(_)
             | SqlExpr::Exists { .. }
             | SqlExpr::InSubquery { .. } => mixed = true,
-            SqlExpr::Function(f) if super::select::is_aggregate_call(f, udafs) => mixed = true,
+            SqlExpr::Function(f) if super::calls::is_aggregate_call(f, udafs) => mixed = true,
             _ => {}
         }
         ControlFlow::<()>::Continue(())
@@ -753,7 +753,7 @@ fn time_term(
     if !matches!(right.as_ref(), SqlExpr::Interval(_) | SqlExpr::Value(_)) {
         return Ok(None);
     }
-    let d = select::duration(right)?;
+    let d = super::calls::duration(right)?;
     let us = d.as_micros().min(i64::MAX as u128) as i64;
     Ok(Some((side, column, sign * us)))
 }

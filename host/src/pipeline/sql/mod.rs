@@ -13,6 +13,7 @@
 //! Column names a join could make ambiguous stay qualified (`o.amount`) in the steps after
 //! it and resolve when the schema is known (see [`crate::qualifier`]).
 
+mod calls;
 mod from;
 mod select;
 
@@ -35,6 +36,8 @@ pub(super) struct SqlPlan {
     pub combine: Combine,
     /// The query's own steps.
     pub transforms: Vec<StepSpec>,
+    /// The SQL it was planned from.
+    pub text: String,
 }
 
 /// A mistake in the SQL, at its 1-based line and column (0: the whole statement).
@@ -302,6 +305,7 @@ pub(super) fn plan(text: &str, catalog: &Catalog<'_>) -> Planned<SqlPlan> {
         views,
         combine,
         transforms: stage.transforms,
+        text: text.trim().to_owned(),
     })
 }
 

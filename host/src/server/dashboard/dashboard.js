@@ -123,7 +123,9 @@ function renderPlan(info, last) {
   }
   const digests = Object.fromEntries((info.steps || []).map((s) => [s.name, s.digest]));
   for (const s of plan.steps || []) {
-    parts.push(arrow(), stage([node(`step ${s.name}`, `${s.module} · ${(digests[s.name] || "").slice(0, 19)}`)]));
+    // A Wasm step shows its module; an expression step (SQL's, or selectExpr/where) its text.
+    const detail = s.module ? `${s.module} · ${(digests[s.name] || "").slice(0, 19)}` : s.expression || "";
+    parts.push(arrow(), stage([node(`step ${s.name}`, detail)]));
   }
   (plan.operators || []).forEach((op, i) => {
     const st = last && last.stateOperators[stateBefore + i + (plan.combine && plan.combine.kind === "stream-stream join" ? 1 : 0)];
@@ -135,6 +137,10 @@ function renderPlan(info, last) {
   const out = last ? `${fmt(last.sink.numOutputRows)} rows in the last batch` : "";
   parts.push(arrow(), stage([node(`sink (${plan.outputMode || ""})`, [plan.sink, out].filter(Boolean).join(" · "))]));
   $("plan").replaceChildren(...parts);
+  // A query written in SQL: its text beside the plan it became.
+  const sql = $("sql");
+  sql.textContent = plan.sql || "";
+  sql.hidden = !plan.sql;
 }
 
 const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777"];
@@ -271,7 +277,8 @@ function renderModules(info, records) {
   const select = $("swap-step");
   const chosen = select.value;
   select.replaceChildren();
-  const steps = (info.steps && info.steps.length ? info.steps : (info.plan.steps || []).map((s) => ({ name: s.name, module: s.module, digest: "" })));
+  // Only Wasm steps have a module to show and swap.
+  const steps = (info.steps && info.steps.length ? info.steps : (info.plan.steps || []).filter((s) => s.module).map((s) => ({ name: s.name, module: s.module, digest: "" })));
   for (const s of steps) {
     const changes = [];
     let previous = null;

@@ -626,6 +626,93 @@ fn an_aggregation_joined_with_a_table_at_parallelism_4_killed_anywhere_restarts_
     assert!(killed >= 25, "only {killed} kill points were reached");
 }
 
+/// The attribution in SQL: impressions left-joined with their clicks within the hour,
+/// joined with the ads table, counted per campaign and 30-minute window — two joins and an
+/// aggregation planned from one statement.
+fn setup_sql_join_aggregate(d: &Path) -> PathBuf {
+    write_attribution(d);
+    write_ads(&d.join("ads"));
+    pipeline(
+        d,
+        r#"[[query]]
+name = "campaigns"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+outputMode = "append"
+minBatchesToRetain = 2
+sql = """
+SELECT window.start AS window_start, a.campaign, count(*) AS impressions,
+       count(c.click_time) AS clicks
+FROM impressions i
+LEFT OUTER JOIN clicks c
+  ON c.ad_id = i.ad_id
+  AND c.click_time BETWEEN i.impression_time AND i.impression_time + INTERVAL 1 HOUR
+JOIN ads a ON i.ad_id = a.id
+GROUP BY window(i.impression_time, '30 minutes'), a.campaign
+"""
+
+[query.inputs.impressions]
+format = "json"
+path = "imp/*.json"
+schema = "ad_id BIGINT, impression_time TIMESTAMP"
+mode = "FAILFAST"
+maxFilesPerTrigger = 1
+watermark = { column = "impression_time", delay = "10 minutes" }
+
+[query.inputs.clicks]
+format = "json"
+path = "clk/*.json"
+schema = "ad_id BIGINT, click_time TIMESTAMP"
+mode = "FAILFAST"
+maxFilesPerTrigger = 1
+watermark = { column = "click_time", delay = "10 minutes" }
+
+[query.tables.ads]
+format = "parquet"
+path = "ads"
+
+[query.sink]
+format = "json"
+path = "out"
+"#,
+    )
+}
+
+#[test]
+fn a_sql_query_with_joins_and_an_aggregation_killed_anywhere_restarts_from_its_state() {
+    let expected = clean_run(setup_sql_join_aggregate);
+    // By brute force: the attribution's rows of ads in the table, per 30-minute window of
+    // the impression and campaign (impressions, clicks).
+    let mut counts: std::collections::BTreeMap<(i64, String), (u64, u64)> = Default::default();
+    for (ad, it, click) in expected_attribution() {
+        if ad >= 40 {
+            continue;
+        }
+        let e = counts
+            .entry((it - it.rem_euclid(30), campaign(ad).unwrap()))
+            .or_default();
+        e.0 += 1;
+        e.1 += u64::from(click.is_some());
+    }
+    let mut got: std::collections::BTreeMap<(i64, String), (u64, u64)> = Default::default();
+    for r in &expected {
+        let r: serde_json::Value = serde_json::from_str(r).unwrap();
+        let key = (
+            minutes(r["window_start"].as_str().unwrap()),
+            r["campaign"].as_str().unwrap().to_owned(),
+        );
+        let v = (
+            r["impressions"].as_u64().unwrap(),
+            r["clicks"].as_u64().unwrap(),
+        );
+        assert!(got.insert(key, v).is_none(), "{r} emitted twice");
+    }
+    assert_eq!(got, counts);
+    // Batches that emit no window write no file, so their mid-sink point is never reached.
+    let killed = kill_everywhere(setup_sql_join_aggregate, &expected, 6);
+    assert!(killed >= 24, "only {killed} kill points were reached");
+}
+
 /// Copies a directory tree.
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

@@ -143,3 +143,120 @@ fn validate_checks_expressions_against_the_json_value_s_fields() {
         "{stderr}"
     );
 }
+
+/// The seeds' order analytics written in SQL over a Kafka topic of JSON orders (5-minute
+/// revenue and count per category, 10-minute watermark, append), equal to the same query in
+/// TOML and to the windows computed here from the orders.
+#[test]
+fn order_analytics_in_sql_over_kafka_equals_the_toml_query_and_the_orders() {
+    let broker = Broker::start(&["orders:2"]);
+    let b = broker.bootstrap.as_str();
+    let categories = ["food", "tech", "toys"];
+    // An order a minute for 100 minutes (none late), over two partitions.
+    let orders: Vec<(i64, &str, i64)> = (0..100)
+        .map(|m| (m, categories[(m % 3) as usize], 10 + m * 7 % 50))
+        .collect();
+    for (i, (m, c, a)) in orders.iter().enumerate() {
+        let line = format!(
+            "{{\"order_time\":\"2024-05-01T{:02}:{:02}:00Z\",\"category\":\"{c}\",\"amount\":{a}}}\n",
+            12 + m / 60,
+            m % 60
+        );
+        kcat(
+            &["-P", "-b", b, "-t", "orders", "-p", &(i % 2).to_string()],
+            &line,
+        );
+    }
+    let run = |name: &str, body: &str| -> Vec<(String, i64, i64, i64)> {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            r#"[[query]]
+name = "{name}"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+outputMode = "append"
+{body}
+
+[query.sink]
+format = "json"
+path = "out"
+"#
+        );
+        let text = text.replace(
+            "INPUT",
+            &format!(
+                r#"format = "kafka"
+"kafka.bootstrap.servers" = "{b}"
+subscribe = "orders"
+startingOffsets = "earliest"
+valueFormat = "json"
+schema = "order_time TIMESTAMP, category STRING, amount BIGINT"
+watermark = {{ column = "order_time", delay = "10 minutes" }}"#
+            ),
+        );
+        let file = pipeline(dir.path(), &text);
+        run_ok(sluice().arg("run").arg(&file));
+        let mut rows: Vec<(String, i64, i64, i64)> = committed_json(&dir.path().join("out"))
+            .iter()
+            .map(|r| {
+                let start = r["window_start"]
+                    .as_str()
+                    .or_else(|| r["window"]["start"].as_str())
+                    .unwrap();
+                let minute = chrono::DateTime::parse_from_rfc3339(start)
+                    .unwrap()
+                    .timestamp()
+                    / 60
+                    - chrono::DateTime::parse_from_rfc3339("2024-05-01T12:00:00Z")
+                        .unwrap()
+                        .timestamp()
+                        / 60;
+                (
+                    r["category"].as_str().unwrap().to_owned(),
+                    minute,
+                    r["revenue"].as_i64().unwrap(),
+                    r["orders"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    let from_sql = run(
+        "revenue_sql",
+        r#"sql = """
+SELECT window.start AS window_start, category, sum(amount) AS revenue, count(*) AS orders
+FROM orders
+GROUP BY window(order_time, '5 minutes'), category
+"""
+
+[query.inputs.orders]
+INPUT"#,
+    );
+    let from_toml = run(
+        "revenue_toml",
+        r#"[query.source]
+INPUT
+
+[query.aggregate]
+groupBy = ["category"]
+window = { column = "order_time", duration = "5 minutes" }
+aggs = [{ fn = "sum", column = "amount", as = "revenue" }, { fn = "count", as = "orders" }]"#,
+    );
+    // The windows the watermark (99 - 10 minutes) has passed: those ending by minute 89.
+    let mut expected: std::collections::BTreeMap<(String, i64), (i64, i64)> = Default::default();
+    for (m, c, a) in &orders {
+        let start = m - m % 5;
+        if start + 5 <= 89 {
+            let e = expected.entry((c.to_string(), start)).or_default();
+            e.0 += a;
+            e.1 += 1;
+        }
+    }
+    let expected: Vec<(String, i64, i64, i64)> = expected
+        .into_iter()
+        .map(|((c, s), (r, n))| (c, s, r, n))
+        .collect();
+    assert_eq!(from_sql, expected);
+    assert_eq!(from_toml, expected);
+}

@@ -45,6 +45,12 @@ fn run_query_in_batches(
             "format = \"blackhole\"",
             "format = \"json\"\npath = \"out\"",
         )
+        // q10's partitioned files, as JSON in the test's directory.
+        .replace(
+            "format = \"parquet\"\npath = \"out/nexmark-q10\"",
+            "format = \"json\"\npath = \"out\"",
+        )
+        .replace("checkpointLocation = \"out/checkpoints/nexmark-q10\"\n", "")
         .replace(
             &format!("name = \"nexmark-{query}\""),
             &format!("name = \"nexmark-{query}\"\ncheckpointLocation = \"ckpt\""),
@@ -73,6 +79,9 @@ struct Bid {
     bidder: i64,
     price: i64,
     time: i64,
+    channel: String,
+    url: String,
+    extra: String,
 }
 
 fn bids() -> Vec<Bid> {
@@ -88,6 +97,9 @@ fn bids_of(events: u64) -> Vec<Bid> {
             bidder: r["bidder"].as_i64().unwrap(),
             price: r["price"].as_i64().unwrap(),
             time: ms(&r["date_time"]),
+            channel: r["channel"].as_str().unwrap().to_owned(),
+            url: r["url"].as_str().unwrap().to_owned(),
+            extra: r["extra"].as_str().unwrap().to_owned(),
         })
         .collect()
 }
@@ -543,4 +555,319 @@ fn q9_finds_the_winning_bid_of_every_auction_through_a_view_read_twice() {
 #[test]
 fn q9_finds_the_winning_bid_of_every_auction_through_a_view_read_twice_in_sql() {
     q9_finds_the_winning_bid_of_every_auction_through_a_view_read_twice_in("nexmark-sql");
+}
+
+// Nexmark q10-q22 in SQL (no TOML form): each checked against the generator's bids.
+
+#[test]
+fn q10_logs_every_bid_into_day_and_minute_partitions_in_sql() {
+    let rows = run_query("nexmark-sql", "q10");
+    let mut got: Vec<(i64, i64, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["auction"].as_i64().unwrap(),
+                r["bidder"].as_i64().unwrap(),
+                ms(&r["date_time"]),
+            )
+        })
+        .collect();
+    let mut expected: Vec<(i64, i64, i64)> = bids()
+        .iter()
+        .map(|b| (b.auction, b.bidder, b.time))
+        .collect();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+}
+
+/// Each bidder's sessions (bids at most `gap` ms apart): (bidder, start, end, bids), the end
+/// being the last bid plus the gap, as Spark's session windows.
+fn sessions(bids: &[Bid], gap: i64) -> Vec<(i64, i64, i64, i64)> {
+    let mut by_bidder: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for b in bids {
+        by_bidder.entry(b.bidder).or_default().push(b.time);
+    }
+    let mut out = Vec::new();
+    for (bidder, mut times) in by_bidder {
+        times.sort();
+        let (mut start, mut last, mut n) = (times[0], times[0], 0);
+        for t in times {
+            if t - last >= gap {
+                out.push((bidder, start, last + gap, n));
+                (start, n) = (t, 0);
+            }
+            last = t;
+            n += 1;
+        }
+        out.push((bidder, start, last + gap, n));
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn q11_counts_each_bidder_s_bids_per_session_in_sql() {
+    // 100 seconds of event time, so that many sessions end before the stream does.
+    let bids = bids_of(100_000);
+    let expected = sessions(&bids, 10_000);
+    let end = bids.iter().map(|b| b.time).max().unwrap();
+    let mut got: Vec<(i64, i64, i64, i64)> = run_query_over("nexmark-sql", "q11", 100_000)
+        .iter()
+        .map(|r| {
+            (
+                r["bidder"].as_i64().unwrap(),
+                ms(&r["starttime"]),
+                ms(&r["endtime"]),
+                r["bid_count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    // Append mode: every session is emitted once the watermark passes its end, so all but
+    // those still open when the stream ends.
+    let closed: Vec<_> = expected.iter().filter(|s| s.2 <= end).cloned().collect();
+    assert!(closed.len() > 100, "{}", closed.len());
+    assert_eq!(got, closed);
+}
+
+#[test]
+fn q14_computes_euros_time_of_day_and_c_counts_over_middle_prices_in_sql() {
+    let kind = |t: i64| {
+        let hour = (t / 3_600_000).rem_euclid(24);
+        if (8..=18).contains(&hour) {
+            "dayTime"
+        } else if hour <= 6 || hour >= 20 {
+            "nightTime"
+        } else {
+            "otherTime"
+        }
+    };
+    let mut expected: Vec<(i64, i64, String, String, i64)> = bids()
+        .iter()
+        .filter(|b| {
+            let euros = 0.908 * b.price as f64;
+            euros > 1_000_000.0 && euros < 50_000_000.0
+        })
+        .map(|b| {
+            (
+                b.auction,
+                b.time,
+                format!("{:.3}", 0.908 * b.price as f64),
+                kind(b.time).to_owned(),
+                b.extra.matches('c').count() as i64,
+            )
+        })
+        .collect();
+    assert!(!expected.is_empty());
+    let mut got: Vec<(i64, i64, String, String, i64)> = run_query("nexmark-sql", "q14")
+        .iter()
+        .map(|r| {
+            (
+                r["auction"].as_i64().unwrap(),
+                ms(&r["date_time"]),
+                format!(
+                    "{:.3}",
+                    r["price"].as_f64().unwrap_or_else(|| r["price"]
+                        .as_str()
+                        .unwrap()
+                        .parse()
+                        .unwrap())
+                ),
+                r["bidTimeType"].as_str().unwrap().to_owned(),
+                r["c_counts"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn q20_joins_bids_with_their_category_10_auctions_in_sql() {
+    let auctions: BTreeMap<i64, (i64, i64)> = table("auction")
+        .iter()
+        .filter(|a| a["category"].as_i64() == Some(10))
+        .map(|a| {
+            (
+                a["id"].as_i64().unwrap(),
+                (ms(&a["date_time"]), a["seller"].as_i64().unwrap()),
+            )
+        })
+        .collect();
+    let mut expected: Vec<(i64, i64, i64, i64)> = bids()
+        .iter()
+        .filter_map(|b| {
+            let (start, seller) = auctions.get(&b.auction)?;
+            (b.time >= *start && b.time <= start + 4_000)
+                .then_some((b.auction, b.bidder, b.time, *seller))
+        })
+        .collect();
+    expected.sort();
+    assert!(!expected.is_empty());
+    let mut got: Vec<(i64, i64, i64, i64)> = run_query("nexmark-sql", "q20")
+        .iter()
+        .map(|r| {
+            assert_eq!(r["category"], 10);
+            (
+                r["auction"].as_i64().unwrap(),
+                r["bidder"].as_i64().unwrap(),
+                ms(&r["date_time"]),
+                r["seller"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn q21_and_q22_read_channel_ids_and_url_directories_in_sql() {
+    let bids = bids();
+    let channel_id = |b: &Bid| -> Option<String> {
+        let from_url = b
+            .url
+            .split(['?', '&'])
+            .find_map(|p| p.strip_prefix("channel_id="))
+            .map(str::to_owned);
+        match b.channel.to_lowercase().as_str() {
+            "apple" => Some("0".into()),
+            "google" => Some("1".into()),
+            "facebook" => Some("2".into()),
+            "baidu" => Some("3".into()),
+            _ => from_url.filter(|c| !c.is_empty()),
+        }
+    };
+    let mut expected: Vec<(i64, i64, String)> = bids
+        .iter()
+        .filter_map(|b| Some((b.auction, b.bidder, channel_id(b)?)))
+        .collect();
+    expected.sort();
+    assert!(!expected.is_empty());
+    let mut got: Vec<(i64, i64, String)> = run_query("nexmark-sql", "q21")
+        .iter()
+        .map(|r| {
+            (
+                r["auction"].as_i64().unwrap(),
+                r["bidder"].as_i64().unwrap(),
+                r["channel_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, expected);
+
+    let mut expected: Vec<(i64, i64, Vec<Option<String>>)> = bids
+        .iter()
+        .map(|b| {
+            let parts: Vec<&str> = b.url.split('/').collect();
+            let dirs = (3..6)
+                .map(|i| parts.get(i).map(|s| s.to_string()))
+                .collect();
+            (b.auction, b.bidder, dirs)
+        })
+        .collect();
+    expected.sort();
+    let mut got: Vec<(i64, i64, Vec<Option<String>>)> = run_query("nexmark-sql", "q22")
+        .iter()
+        .map(|r| {
+            let dirs = ["dir1", "dir2", "dir3"]
+                .iter()
+                .map(|k| r[*k].as_str().map(str::to_owned))
+                .collect();
+            (
+                r["auction"].as_i64().unwrap(),
+                r["bidder"].as_i64().unwrap(),
+                dirs,
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, expected);
+}
+
+/// Runs an update-mode query of `examples/nexmark-sql/` to the console and returns each
+/// group's last emitted row (by the columns `key`), as cells by column name.
+fn last_updates(query: &str, key: &[&str]) -> BTreeMap<Vec<String>, BTreeMap<String, String>> {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join(format!("examples/nexmark-sql/{query}.toml")))
+        .unwrap()
+        .replace(
+            "events = 10000000",
+            "events = 20000\neventsPerSecond = 1000",
+        )
+        .replace(
+            "format = \"blackhole\"",
+            "format = \"console\"\nnumRows = 100000\ntruncate = false",
+        );
+    let file = pipeline(dir.path(), &text);
+    let out = run_ok(sluice().arg("run").arg(&file));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut last = BTreeMap::new();
+    for batch in stdout.split("Batch: ").skip(1) {
+        let Some(header) = batch.lines().find(|l| l.starts_with('|')) else {
+            continue;
+        };
+        let names: Vec<String> = header
+            .trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().to_owned())
+            .collect();
+        for row in last_console_table(&format!("Batch: {batch}")) {
+            let cells: BTreeMap<String, String> = names.iter().cloned().zip(row).collect();
+            let k = key.iter().map(|k| cells[*k].clone()).collect();
+            last.insert(k, cells);
+        }
+    }
+    last
+}
+
+#[test]
+fn q15_and_q17_keep_bid_statistics_per_day_and_per_auction_in_sql() {
+    let bids = bids();
+    let rank = |p: i64| match p {
+        p if p < 10_000 => 0,
+        p if p < 1_000_000 => 1,
+        _ => 2,
+    };
+    // q15: one day in 20 seconds of event time.
+    let days = last_updates("q15", &["day"]);
+    assert_eq!(days.len(), 1, "{days:?}");
+    let day = days.values().next().unwrap();
+    assert_eq!(day["total_bids"], bids.len().to_string());
+    for r in 0..3 {
+        let n = bids.iter().filter(|b| rank(b.price) == r).count();
+        assert_eq!(
+            day[&format!("rank{}_bids", r + 1)],
+            n.to_string(),
+            "{day:?}"
+        );
+        let bidders: std::collections::BTreeSet<i64> = bids
+            .iter()
+            .filter(|b| rank(b.price) == r)
+            .map(|b| b.bidder)
+            .collect();
+        assert_eq!(
+            day[&format!("rank{}_bidders", r + 1)],
+            bidders.len().to_string()
+        );
+    }
+    let auctions: std::collections::BTreeSet<i64> = bids.iter().map(|b| b.auction).collect();
+    assert_eq!(day["total_auctions"], auctions.len().to_string());
+    // q17: per auction.
+    let per_auction = last_updates("q17", &["auction", "day"]);
+    assert_eq!(per_auction.len(), auctions.len());
+    for (k, cells) in &per_auction {
+        let auction: i64 = k[0].parse().unwrap();
+        let prices: Vec<i64> = bids
+            .iter()
+            .filter(|b| b.auction == auction)
+            .map(|b| b.price)
+            .collect();
+        assert_eq!(cells["total_bids"], prices.len().to_string(), "{cells:?}");
+        assert_eq!(cells["min_price"], prices.iter().min().unwrap().to_string());
+        assert_eq!(cells["max_price"], prices.iter().max().unwrap().to_string());
+        assert_eq!(cells["sum_price"], prices.iter().sum::<i64>().to_string());
+    }
 }

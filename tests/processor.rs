@@ -300,6 +300,65 @@ fn sessionization_by_an_event_time_timer_gives_the_built_in_session_windows() {
 }
 
 #[test]
+fn a_processor_declared_in_functions_is_a_table_function_of_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    write_session_clicks(dir.path(), 0..6);
+    run_ok(sluice().arg("run").arg(sessions_pipeline(dir.path())));
+    let by_toml = session_rows(dir.path());
+
+    let sql = tempfile::tempdir().unwrap();
+    write_session_clicks(sql.path(), 0..6);
+    let module = guests().join("sessionize.wasm");
+    let text = format!(
+        r#"[functions]
+sessions = {{ processor = "{}", timeMode = "eventTime", config = {{ gapMs = 600000 }} }}
+
+[[query]]
+name = "sessions"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+sql = "SELECT * FROM sessions(clicks, user_id) s"
+
+[query.inputs.clicks]
+format = "json"
+path = "in"
+schema = "user_id STRING, event STRING, ts TIMESTAMP"
+maxFilesPerTrigger = 1
+watermark = {{ column = "ts", delay = "10 minutes" }}
+
+[query.sink]
+format = "json"
+path = "out"
+"#,
+        module.display()
+    );
+    let file = pipeline(sql.path(), &text);
+    let explain = run_ok(sluice().arg("explain").arg(&file));
+    let explain = String::from_utf8_lossy(&explain.stdout);
+    assert!(
+        explain.contains("View 's'") && explain.contains("user_id"),
+        "{explain}"
+    );
+    run_ok(sluice().arg("run").arg(&file));
+    let by_sql = session_rows(sql.path());
+    assert!(by_sql.len() > 150, "{} sessions", by_sql.len());
+    assert_eq!(by_sql, by_toml);
+    // Without its key, the call says what it needs.
+    let text = text.replace("sessions(clicks, user_id)", "sessions(clicks)");
+    let out = sluice()
+        .arg("validate")
+        .arg(pipeline(sql.path(), &text))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("sessions(clicks, ...) needs the key columns"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn timers_registered_before_a_restart_fire_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -2,7 +2,7 @@
 //! cases under tests/fixtures/spark-sql/ (input files, the SQL, and the rows pyspark's
 //! Structured Streaming wrote for them, made by generate.py there) run through `sluice run`
 //! with the same options Spark ran with (one file per input per batch, the same watermarks,
-//! `availableNow`).
+//! `availableNow`). Some are also written in TOML operators, which must give the same rows.
 
 mod common;
 
@@ -32,15 +32,21 @@ fn copy_in_order(from: &Path, to: &Path) {
 }
 
 /// The pipeline for `case`: its inputs, tables and output mode from case.json, its SQL from
-/// query.sql, writing JSON files (append) or to the console (complete).
-fn case_pipeline(case: &str, dir: &Path) -> (PathBuf, bool) {
+/// query.sql — or, with `toml`, the same query written in TOML operators instead of the SQL
+/// and the tables — writing JSON files (append) or to the console (complete).
+fn case_pipeline(case: &str, dir: &Path, toml: Option<&str>) -> (PathBuf, bool) {
     let spec: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture(case).join("case.json")).unwrap())
             .unwrap();
     let complete = spec["outputMode"] == "complete";
     let mut text = format!(
-        "[[query]]\nname = \"{case}\"\ncheckpointLocation = \"ckpt\"\ntrigger = \"availableNow\"\noutputMode = \"{}\"\nsql = {{ file = \"query.sql\" }}\n\n",
-        spec["outputMode"].as_str().unwrap()
+        "[[query]]\nname = \"{case}\"\ncheckpointLocation = \"ckpt\"\ntrigger = \"availableNow\"\noutputMode = \"{}\"\n{}\n",
+        spec["outputMode"].as_str().unwrap(),
+        if toml.is_some() {
+            ""
+        } else {
+            "sql = { file = \"query.sql\" }\n"
+        }
     );
     std::fs::copy(fixture(case).join("query.sql"), dir.join("query.sql")).unwrap();
     for (name, input) in spec["inputs"].as_object().unwrap() {
@@ -66,10 +72,16 @@ fn case_pipeline(case: &str, dir: &Path) -> (PathBuf, bool) {
             &fixture(case).join("tables").join(name),
             &dir.join("tables").join(name),
         );
-        text += &format!(
-            "[query.tables.{name}]\nformat = \"json\"\npath = \"tables/{name}\"\nschema = \"{}\"\n\n",
-            table["schema"].as_str().unwrap()
-        );
+        if toml.is_none() {
+            text += &format!(
+                "[query.tables.{name}]\nformat = \"json\"\npath = \"tables/{name}\"\nschema = \"{}\"\n\n",
+                table["schema"].as_str().unwrap()
+            );
+        }
+    }
+    if let Some(body) = toml {
+        text += body;
+        text += "\n";
     }
     text += if complete {
         "[query.sink]\nformat = \"console\"\nnumRows = 1000\ntruncate = false\n"
@@ -143,8 +155,13 @@ fn cells(v: &serde_json::Value) -> String {
 
 /// Runs `case` through `sluice run` and compares its rows with Spark's.
 fn spark_case(case: &str) {
+    spark_case_as(case, None);
+}
+
+/// As [`spark_case`], the query written in TOML (`toml`) instead of its SQL when given.
+fn spark_case_as(case: &str, toml: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
-    let (file, complete) = case_pipeline(case, dir.path());
+    let (file, complete) = case_pipeline(case, dir.path(), toml);
     run_ok(sluice().arg("validate").arg(&file));
     let out = run_ok(sluice().arg("run").arg(&file));
     let mut got: Vec<String> = if complete {
@@ -200,11 +217,45 @@ fn revenue_by_category_a_stream_static_join_then_window_equals_spark() {
 #[test]
 fn attribution_a_left_outer_join_between_streams_within_an_hour_equals_spark() {
     spark_case("attribution");
+    // The same query in TOML gives the same rows.
+    spark_case_as(
+        "attribution",
+        Some(
+            r#"[query.join]
+left = "impressions"
+right = "clicks"
+type = "leftOuter"
+on = [["ad_id", "click_ad_id"]]
+within = { left = "impression_time", right = "click_time", lower = "0 seconds", upper = "1 hour" }
+
+[[query.transform]]
+selectExpr = ["ad_id", "impression_time", "click_time"]"#,
+        ),
+    );
 }
 
 #[test]
 fn enrichment_with_a_users_table_equals_spark() {
     spark_case("enrichment");
+    spark_case_as(
+        "enrichment",
+        Some(
+            r#"[query.join]
+type = "inner"
+on = [["user_id", "id"]]
+
+[query.join.table]
+format = "json"
+path = "tables/users"
+schema = "id BIGINT, name STRING, tier STRING"
+
+[[query.transform]]
+where = "tier <> 'banned'"
+
+[[query.transform]]
+selectExpr = ["order_id", "name", "tier", "amount * 2 AS doubled"]"#,
+        ),
+    );
 }
 
 #[test]

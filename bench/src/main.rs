@@ -33,6 +33,7 @@ mod postgres;
 mod processor;
 mod python;
 mod serve;
+mod sql_planning;
 mod storage;
 
 use std::path::PathBuf;
@@ -138,17 +139,26 @@ enum Command {
     },
     /// Nexmark queries (examples/nexmark/), unthrottled, to a blackhole sink.
     Nexmark {
-        /// q0, q1, q2, q3, q5, q7 or q8.
+        /// q0, q1, q2, q3, q4, q5, q7, q8 or q9 (with --sql also q10, q11, q14-q17, q20-q22).
         #[arg(long, required_unless_present = "all")]
         query: Option<String>,
         /// Run every query and print a markdown table.
         #[arg(long)]
         all: bool,
+        /// The queries written in SQL (examples/nexmark-sql/) instead of TOML and Wasm.
+        #[arg(long)]
+        sql: bool,
         /// Events per run.
         #[arg(long, default_value_t = 10_000_000)]
         events: u64,
         /// Runs per query (the median is reported).
         #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Planning SQL: a query of ten joins and an aggregation, parsed, planned and checked.
+    SqlPlanning {
+        /// Runs (the median is reported).
+        #[arg(long, default_value_t = 20)]
         runs: usize,
     },
     /// Module registry and `sluice serve`: upload-to-ready, instantiation, first batch.
@@ -253,15 +263,25 @@ fn main() -> Result<()> {
         Command::Nexmark {
             query,
             all,
+            sql,
             events,
             runs,
         } => {
             // The Wasm steps of q1, q2 and q5, built from source.
             guest("nexmark.wasm")?;
-            let examples = repo().join("examples/nexmark");
+            let examples = repo().join(if sql {
+                "examples/nexmark-sql"
+            } else {
+                "examples/nexmark"
+            });
             if all {
                 let mut figures = Vec::new();
-                for (q, _, _) in nexmark::QUERIES {
+                let extra: &[&str] = if sql { &nexmark::SQL_ONLY } else { &[] };
+                let queries = nexmark::QUERIES
+                    .iter()
+                    .map(|(q, _, _)| *q)
+                    .chain(extra.iter().copied());
+                for q in queries {
                     let f = nexmark::run_query(&examples, q, events, runs)?;
                     nexmark::print_one(&f);
                     figures.push(f);
@@ -277,6 +297,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Storage { runs } => storage::run(runs),
+        Command::SqlPlanning { runs } => sql_planning::run(runs),
         Command::Expressions { lines, runs } => {
             let modules = guest("json_events.wasm")?;
             expressions::run(modules.parent().context("modules dir")?, lines, runs)

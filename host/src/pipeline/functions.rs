@@ -6,7 +6,11 @@
 //! to_krw = "modules/to_krw.wasm"                           # a file, or "to-krw@^1" (registry)
 //! fx = { module = "fx.wasm", config = { rate = 1300 }, timeout = "2s" }
 //! top_k = { aggregate = "modules/top_k.wasm", config = { k = 3 } }   # an aggregate
+//! sessions = { processor = "modules/sessionize.wasm", timeMode = "eventTime" }
 //! ```
+//!
+//! A processor is a table function of SQL: `SELECT * FROM sessions(events, user_id)` runs it
+//! over `events` keyed by `user_id`.
 
 use super::*;
 use crate::wasm::function::FunctionSpec;
@@ -18,6 +22,8 @@ pub(super) struct Declared {
     pub scalar: Vec<FunctionSpec>,
     /// Aggregates (`aggregate = ...`), by name.
     pub aggregate: Vec<(String, UdafSpec)>,
+    /// Keyed processors (`processor = ...`), by name, their key given where SQL calls them.
+    pub processor: Vec<(String, ProcessorSpec)>,
 }
 
 /// The functions `[functions]` declares.
@@ -53,9 +59,17 @@ pub(super) fn parse_functions(ctx: &Ctx, node: &Spanned<Node>, base: &Path) -> D
             );
             continue;
         }
-        let is_aggregate = matches!(value.get_ref(), Node::Table(entries)
-            if entries.iter().any(|(k, _)| k.get_ref() == "aggregate"));
-        if is_aggregate {
+        let has = |key: &str| {
+            matches!(value.get_ref(), Node::Table(entries)
+                if entries.iter().any(|(k, _)| k.get_ref() == key))
+        };
+        if has("processor") {
+            let spec = TableReader::new(ctx, None, &format!("functions.{name}"), value)
+                .and_then(|r| read_processor(r, base, "processor", false));
+            if let Some(p) = spec {
+                functions.processor.push((name, p));
+            }
+        } else if has("aggregate") {
             if let Some(a) = parse_aggregate_function(ctx, &name, value, base) {
                 functions.aggregate.push((name, a));
             }

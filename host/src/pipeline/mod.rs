@@ -800,7 +800,7 @@ fn parse_query(
         base,
         inputs.as_deref(),
         tables.as_deref(),
-        &declared.aggregate,
+        declared,
     );
     let sql_text = match &sql {
         Some(Some(plan)) => Some(plan.text.clone()),

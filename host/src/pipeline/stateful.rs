@@ -340,13 +340,29 @@ pub(super) fn parse_processor(
     node: &Spanned<Node>,
     base: &Path,
 ) -> Option<ProcessorSpec> {
-    let mut p = TableReader::new(ctx, Some(query), "processor", node)?;
+    let p = TableReader::new(ctx, Some(query), "processor", node)?;
+    read_processor(p, base, "module", true)
+}
+
+/// A processor's options from `p`: its component under `module_key`, and its `key` (which a
+/// processor declared in `[functions]` leaves to the SQL that calls it: `needs_key` false).
+pub(super) fn read_processor(
+    mut p: TableReader,
+    base: &Path,
+    module_key: &str,
+    needs_key: bool,
+) -> Option<ProcessorSpec> {
     let module = p.required_string(
-        "module",
+        module_key,
         "the component file, e.g. module = \"processors/user_profile.wasm\"",
     );
-    let key = p.string_list("key");
+    let key = if needs_key {
+        p.string_list("key")
+    } else {
+        Some(Vec::new())
+    };
     match &key {
+        _ if !needs_key => {}
         None if p.get("key").is_none() => p.error_here(
             "key",
             "missing required option; the columns that group rows, e.g. key = [\"user_id\"]"
@@ -380,8 +396,11 @@ pub(super) fn parse_processor(
     let limits = parse_limits(&mut p);
     let path = module
         .as_deref()
-        .and_then(|m| module_path(&mut p, "module", base, m, GuestWorld::KeyedProcessor));
-    let mut known = vec!["module", "key", "timeMode", "config", "maxStateBytesPerKey"];
+        .and_then(|m| module_path(&mut p, module_key, base, m, GuestWorld::KeyedProcessor));
+    let mut known = vec![module_key, "timeMode", "config", "maxStateBytesPerKey"];
+    if needs_key {
+        known.push("key");
+    }
     known.extend(LIMIT_KEYS);
     p.finish(&known);
     let module = module?;

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
+use arrow_schema::{Schema, SchemaRef};
 use hashbrown::HashMap;
 
 use super::{JoinLayout, JoinSpec, JoinType, KeyEncoder, RowPair, TimeRange, gather};
@@ -288,9 +288,15 @@ impl StreamStreamJoin {
             Some(TimeRange {
                 left: l, right: r, ..
             }) => {
-                crate::watermark::check_event_time_column(&left, l, "join within.left")?;
-                crate::watermark::check_event_time_column(&right, r, "join within.right")?;
-                [Some(l.clone()), Some(r.clone())]
+                // A side that is itself a SQL join names its time column qualified (`s0.ts`).
+                let field = |schema: &Schema, name: &String| {
+                    crate::qualifier::index_of(schema, name)
+                        .map_or_else(|| name.clone(), |i| schema.field(i).name().clone())
+                };
+                let (l, r) = (field(&left, l), field(&right, r));
+                crate::watermark::check_event_time_column(&left, &l, "join within.left")?;
+                crate::watermark::check_event_time_column(&right, &r, "join within.right")?;
+                [Some(l), Some(r)]
             }
             None => [None, None],
         };

@@ -124,13 +124,10 @@ impl Planner<'_> {
             TableFactor::Table {
                 name, alias, args, ..
             } => {
-                if args.is_some() {
-                    return Err(at(
-                        factor,
-                        "table functions are not planned; read an input by its name".into(),
-                    ));
-                }
                 let name = name.to_string().trim_matches('`').to_owned();
+                if let Some(args) = args {
+                    return self.plan_processor(factor, &name, &args.args, alias.as_ref());
+                }
                 let alias = alias
                     .as_ref()
                     .map_or_else(|| name.clone(), |a| a.name.value.clone());
@@ -196,6 +193,85 @@ impl Planner<'_> {
                 "FROM takes inputs, tables, WITH names and subqueries".into(),
             )),
         }
+    }
+
+    /// `name(stream, key, ...)`: a keyed processor `[functions]` declares, run over `stream`
+    /// (an input or `WITH` name) grouped by the key columns, as a view.
+    fn plan_processor(
+        &mut self,
+        factor: &TableFactor,
+        name: &str,
+        args: &[ast::FunctionArg],
+        alias: Option<&ast::TableAlias>,
+    ) -> Planned<Side> {
+        let Some((_, spec)) = self.catalog.processors.iter().find(|(n, _)| n == name) else {
+            let known: Vec<&str> = self
+                .catalog
+                .processors
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect();
+            return Err(at(
+                factor,
+                format!(
+                    "'{name}' is not a processor; a table function is a keyed processor [functions] declares ({name} = {{ processor = \"{name}.wasm\" }}){}",
+                    if known.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; declared: {}", known.join(", "))
+                    }
+                ),
+            ));
+        };
+        let names: Vec<String> = args
+            .iter()
+            .map(|a| match a {
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(SqlExpr::Identifier(id))) => {
+                    Ok(id.value.clone())
+                }
+                other => Err(at(
+                    other,
+                    format!("{name}(stream, key, ...) takes the stream's name, then key columns"),
+                )),
+            })
+            .collect::<Planned<_>>()?;
+        let [stream, key @ ..] = names.as_slice() else {
+            return Err(at(
+                factor,
+                format!("{name}(stream, key, ...) needs a stream"),
+            ));
+        };
+        if key.is_empty() {
+            return Err(at(
+                factor,
+                format!(
+                    "{name}({stream}, ...) needs the key columns that group the rows: {name}({stream}, user_id)"
+                ),
+            ));
+        }
+        let source = match self.cte(stream) {
+            Some(view) => view,
+            None if self.catalog.inputs.iter().any(|(n, _)| n == stream) => stream.clone(),
+            None => {
+                return Err(at(
+                    factor,
+                    format!("'{stream}' is not an input or WITH name of the query"),
+                ));
+            }
+        };
+        let alias = alias.map_or_else(|| name.to_owned(), |a| a.name.value.clone());
+        let view = self.fresh(&alias);
+        let mut spec = spec.clone();
+        spec.key = key.to_vec();
+        self.views.push(ViewSpec {
+            name: view.clone(),
+            from: ViewFrom::Stream(source),
+            transforms: Vec::new(),
+            dedup: None,
+            aggregate: None,
+            processor: Some(spec),
+        });
+        Ok(Side::Stream(self.view_relation(view, alias)))
     }
 
     /// A view's rows as a relation qualified by `alias`.

@@ -86,6 +86,8 @@ pub(super) struct Catalog<'a> {
     pub tables: &'a [(String, TableSpec)],
     /// Wasm aggregates `[functions]` declares, by name.
     pub aggregates: &'a [(String, UdafSpec)],
+    /// Keyed processors `[functions]` declares, by name: table functions.
+    pub processors: &'a [(String, ProcessorSpec)],
 }
 
 /// Rows on their way: the stream they are read from and the steps over it.
@@ -326,7 +328,7 @@ pub(super) fn parse_sql(
     base: &Path,
     inputs: Option<&[InputSpec]>,
     tables: Option<&[(String, TableSpec)]>,
-    aggregates: &[(String, UdafSpec)],
+    functions: &super::functions::Declared,
 ) -> Option<Option<SqlPlan>> {
     let node = q.get("sql")?;
     // What the SQL says may not be said again in TOML.
@@ -400,7 +402,8 @@ pub(super) fn parse_sql(
             })
             .collect(),
         tables: tables?,
-        aggregates,
+        aggregates: &functions.aggregate,
+        processors: &functions.processor,
     };
     match plan(&text, &catalog) {
         Ok(p) => Some(Some(p)),
@@ -443,6 +446,7 @@ mod tests {
                 .collect(),
             tables: &tables,
             aggregates: &[],
+            processors: &[],
         };
         plan(text, &catalog)
     }

@@ -19,12 +19,16 @@ use crate::wasm::aggregate::UdafSpec;
 impl Planner<'_> {
     /// `select` as a stage of `scope`: the views it needs, and the steps over the last.
     pub(super) fn plan_select(&mut self, select: &ast::Select, scope: &str) -> Planned<Stage> {
-        if select.distinct.is_some() {
-            return Err(at(
-                &select.select_token.0,
-                "SELECT DISTINCT is not planned; GROUP BY the columns (with a window and a watermark in append mode)".into(),
-            ));
-        }
+        let distinct = match &select.distinct {
+            None => false,
+            Some(ast::Distinct::Distinct) => true,
+            Some(other) => {
+                return Err(at(
+                    &select.select_token.0,
+                    format!("SELECT {other} is not planned; write SELECT DISTINCT or GROUP BY"),
+                ));
+            }
+        };
         refuse_expression_subqueries(select)?;
         let mut select = select.clone();
         // Conditions on one side of a join filter that side before it (as Spark's optimizer
@@ -82,10 +86,40 @@ impl Planner<'_> {
             if items != ["*"] {
                 transforms.push(step(scope, "select", ExprStepKind::SelectExpr(items)));
             }
+            if distinct {
+                // Each distinct row once, when first seen: Dataset.distinct(), which is
+                // dropDuplicates() on every column (state kept per distinct row).
+                let view = if scope == SQL_VIEW {
+                    SQL_VIEW.to_owned()
+                } else {
+                    self.fresh(&format!("{scope}_distinct"))
+                };
+                self.views.push(ViewSpec {
+                    name: view.clone(),
+                    from: ViewFrom::Stream(relation.stream),
+                    transforms,
+                    dedup: Some(crate::operators::dedup::DedupSpec {
+                        columns: Vec::new(),
+                        within_watermark: false,
+                    }),
+                    aggregate: None,
+                    processor: None,
+                });
+                return Ok(Stage {
+                    from: view,
+                    transforms: Vec::new(),
+                });
+            }
             return Ok(Stage {
                 from: relation.stream,
                 transforms,
             });
+        }
+        if distinct {
+            return Err(at(
+                &select.select_token.0,
+                "SELECT DISTINCT with GROUP BY or aggregates is not planned; the groups are distinct already".into(),
+            ));
         }
         self.plan_aggregation(&select, &relation, &groups, transforms, scope)
     }
@@ -373,6 +407,14 @@ impl Aggregates<'_> {
         let whole_item = matches!(&e, SqlExpr::Function(f) if aggregate_of(f, udafs).is_some());
         let mut failure = None;
         let _ = visit_expressions_mut(&mut e, |x| {
+            // Spark names a session window's column `session_window`; the aggregation's
+            // window column is `window` either way.
+            if let SqlExpr::CompoundIdentifier(ids) = x
+                && ids.len() == 2
+                && ids[0].value.eq_ignore_ascii_case("session_window")
+            {
+                ids[0] = ast::Ident::new("window");
+            }
             let text = x.to_string();
             if let Some((_, key, _)) = self.keys.iter().find(|(k, _, _)| *k == text) {
                 *x = SqlExpr::Identifier(ast::Ident::with_quote('`', key.clone()));

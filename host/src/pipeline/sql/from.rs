@@ -39,13 +39,13 @@ enum Side {
 
 impl Planner<'_> {
     /// The relation of a SELECT's `FROM`, its joins planned as views of `scope`.
-    /// `pushed`: conditions on one relation (by its qualifier), applied to it before the
-    /// joins.
+    /// `pushed`: conditions on one relation (by its qualifier) and the columns the SELECT
+    /// reads of each, applied to it before the joins.
     pub(super) fn plan_from(
         &mut self,
         select: &ast::Select,
         scope: &str,
-        pushed: Vec<(String, SqlExpr)>,
+        pushed: Pushdown,
     ) -> Planned<Relation> {
         let [from] = select.from.as_slice() else {
             return Err(match select.from.get(1) {
@@ -76,12 +76,13 @@ impl Planner<'_> {
     }
 
     /// `side` with the conditions pushed to it applied first, as a view.
-    fn filtered(&mut self, side: Side, pushed: &[(String, SqlExpr)], scope: &str) -> Planned<Side> {
+    fn filtered(&mut self, side: Side, pushed: &Pushdown, scope: &str) -> Planned<Side> {
         let Side::Stream(mut relation) = side else {
             return Ok(side);
         };
         let alias = relation.leftmost.clone();
         let conditions: Vec<String> = pushed
+            .conditions
             .iter()
             .filter(|(q, _)| *q == alias)
             .map(|(_, e)| {
@@ -98,18 +99,31 @@ impl Planner<'_> {
                 e.to_string()
             })
             .collect();
-        if conditions.is_empty() {
+        let columns = pushed.columns.as_ref().and_then(|c| c.get(&alias));
+        if conditions.is_empty() && columns.is_none() {
             return Ok(Side::Stream(relation));
         }
         let name = self.fresh(&format!("{scope}_{alias}"));
-        self.views.push(ViewSpec {
-            name: name.clone(),
-            from: ViewFrom::Stream(relation.stream.clone()),
-            transforms: vec![step(
+        let mut transforms = Vec::new();
+        if !conditions.is_empty() {
+            transforms.push(step(
                 &name,
                 "where",
                 ExprStepKind::Where(conditions.join(" AND ")),
-            )],
+            ));
+        }
+        if let Some(columns) = columns {
+            // Only what the SELECT reads goes into the join's state.
+            let items = columns
+                .iter()
+                .map(|c| format!("`{}`", c.replace('`', "``")))
+                .collect();
+            transforms.push(step(&name, "columns", ExprStepKind::SelectExpr(items)));
+        }
+        self.views.push(ViewSpec {
+            name: name.clone(),
+            from: ViewFrom::Stream(relation.stream.clone()),
+            transforms,
             dedup: None,
             aggregate: None,
             processor: None,
@@ -429,6 +443,92 @@ impl Planner<'_> {
             watermark: self.query_watermark.clone(),
         })
     }
+}
+
+/// What a SELECT over joins lets each side do before the joins: filter its rows, and keep
+/// only the columns the SELECT reads of it (Spark's predicate pushdown and column pruning).
+#[derive(Debug, Default)]
+pub(super) struct Pushdown {
+    /// Conditions on one side, by its qualifier.
+    pub conditions: Vec<(String, SqlExpr)>,
+    /// The columns read of each side, by qualifier; `None` when that cannot be told (a `*`,
+    /// an unqualified column).
+    pub columns: Option<std::collections::BTreeMap<String, std::collections::BTreeSet<String>>>,
+}
+
+/// The columns `select` (with its joins' `ON`) reads of each relation, by qualifier, when
+/// every column it names is qualified by one of `FROM`'s relations and nothing is `*`.
+pub(super) fn columns_read(
+    select: &ast::Select,
+) -> Option<std::collections::BTreeMap<String, std::collections::BTreeSet<String>>> {
+    let from = select.from.first()?;
+    let alias_of = |f: &TableFactor| match f {
+        TableFactor::Table { name, alias, .. } => Some(alias.as_ref().map_or_else(
+            || name.to_string().trim_matches('`').to_owned(),
+            |a| a.name.value.clone(),
+        )),
+        TableFactor::Derived { alias: Some(a), .. } => Some(a.name.value.clone()),
+        _ => None,
+    };
+    let mut read: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for f in std::iter::once(&from.relation).chain(from.joins.iter().map(|j| &j.relation)) {
+        read.insert(alias_of(f)?, Default::default());
+    }
+    let mut exprs: Vec<SqlExpr> = Vec::new();
+    for item in &select.projection {
+        match item {
+            ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+                exprs.push(e.clone())
+            }
+            _ => return None,
+        }
+    }
+    exprs.extend(select.selection.clone());
+    exprs.extend(select.having.clone());
+    if let ast::GroupByExpr::Expressions(g, _) = &select.group_by {
+        exprs.extend(g.iter().cloned());
+    }
+    for j in &from.joins {
+        if let JoinOperator::Join(JoinConstraint::On(e))
+        | JoinOperator::Inner(JoinConstraint::On(e))
+        | JoinOperator::Left(JoinConstraint::On(e))
+        | JoinOperator::LeftOuter(JoinConstraint::On(e))
+        | JoinOperator::Right(JoinConstraint::On(e))
+        | JoinOperator::RightOuter(JoinConstraint::On(e))
+        | JoinOperator::FullOuter(JoinConstraint::On(e))
+        | JoinOperator::LeftSemi(JoinConstraint::On(e))
+        | JoinOperator::Semi(JoinConstraint::On(e))
+        | JoinOperator::LeftAnti(JoinConstraint::On(e))
+        | JoinOperator::Anti(JoinConstraint::On(e)) = &j.join_operator
+        {
+            exprs.push(e.clone());
+        }
+    }
+    let mut known = true;
+    for e in &mut exprs {
+        let _ = visit_expressions_mut(e, |x| {
+            match x {
+                SqlExpr::CompoundIdentifier(ids) if ids.len() >= 2 => {
+                    match read.get_mut(&ids[0].value) {
+                        Some(columns) => {
+                            columns.insert(ids[1].value.clone());
+                        }
+                        // `window.start`: the aggregation's window, no relation's column.
+                        None if ["window", "session_window"]
+                            .contains(&ids[0].value.to_ascii_lowercase().as_str()) => {}
+                        None => known = false,
+                    }
+                }
+                SqlExpr::Identifier(_) | SqlExpr::QualifiedWildcard(..) | SqlExpr::Wildcard(_) => {
+                    known = false
+                }
+                _ => {}
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
+    known.then_some(read)
 }
 
 /// Splits a join's `WHERE` into conditions that read one side only and may filter it before

@@ -468,9 +468,12 @@ schema = "id BIGINT, name STRING"
 format = "console"
 "#;
         let pipeline = crate::pipeline::Pipeline::parse(text, Path::new("p.toml")).unwrap();
-        let view = &pipeline.queries[0].views[0];
-        let ViewFrom::Join(j) = &view.from else {
-            panic!("{view:?}")
+        let views = &pipeline.queries[0].views;
+        let Some(j) = views.iter().find_map(|v| match &v.from {
+            ViewFrom::Join(j) => Some(j),
+            _ => None,
+        }) else {
+            panic!("{views:?}")
         };
         let JoinRight::Table(t) = &j.right else {
             panic!("{j:?}")
@@ -591,9 +594,21 @@ format = "console"
             &["impressions@it", "clicks@ct"],
         )
         .unwrap();
-        let [view] = p.views.as_slice() else {
-            panic!("{:?}", p.views)
+        let join = |p: &SqlPlan| {
+            p.views
+                .iter()
+                .find(|v| matches!(v.from, ViewFrom::Join(_)))
+                .cloned()
+                .unwrap()
         };
+        // Each side keeps only the columns the SELECT reads, before the join.
+        let names: Vec<&str> = p.views.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["sql_i", "sql_c", "sql_join0"]);
+        assert_eq!(
+            kinds(&p.views[1].transforms),
+            ["SelectExpr([\"`ad`\", \"`ct`\"])"]
+        );
+        let view = join(&p);
         let ViewFrom::Join(j) = &view.from else {
             panic!("{view:?}")
         };
@@ -611,14 +626,15 @@ format = "console"
             &["impressions@it", "clicks@ct"],
         )
         .unwrap();
-        let ViewFrom::Join(j) = &p.views[0].from else {
+        let view = join(&p);
+        let ViewFrom::Join(j) = &view.from else {
             panic!()
         };
         let w = j.within.as_ref().unwrap();
         assert_eq!((w.lower_us, w.upper_us), (0, 30 * 60_000_000 - 1));
         // What is neither a key nor a bound filters the joined rows (an inner join).
-        assert_eq!(kinds(&p.views[0].transforms), ["Where(\"c.ok\")"]);
-        assert!(matches!(p.combine, Combine::From(ref v) if v == &p.views[0].name));
+        assert_eq!(kinds(&view.transforms), ["Where(\"c.ok\")"]);
+        assert!(matches!(p.combine, Combine::From(ref v) if v == &view.name));
     }
 
     #[test]
@@ -632,13 +648,13 @@ format = "console"
         )
         .unwrap();
         let names: Vec<&str> = p.views.iter().map(|v| v.name.as_str()).collect();
-        assert_eq!(names, ["big", "sql_join0", "sql"]);
-        let agg = p.views[2].aggregate.as_ref().unwrap();
+        assert_eq!(names, ["big", "sql_b", "sql_join0", "sql"]);
+        let agg = p.views[3].aggregate.as_ref().unwrap();
         assert_eq!(agg.group_by, ["__sql_key0"]);
         assert_eq!(agg.aggs[0].column.as_deref(), Some("__sql_arg0"));
         assert!(matches!(&agg.window, Some(WindowSpec::Fixed { column, .. }) if column == "ts"));
         assert_eq!(
-            kinds(&p.views[2].transforms),
+            kinds(&p.views[3].transforms),
             ["SelectExpr([\"*\", \"u.name AS `__sql_key0`\", \"b.amount AS `__sql_arg0`\"])"]
         );
         assert_eq!(

@@ -33,8 +33,14 @@ impl Planner<'_> {
         let mut select = select.clone();
         // Conditions on one side of a join filter that side before it (as Spark's optimizer
         // pushes them down): fewer rows in the join's state.
-        let pushed = match &select.selection {
-            Some(w) if select.from.iter().any(|f| !f.joins.is_empty()) => {
+        let joins = select.from.iter().any(|f| !f.joins.is_empty());
+        let columns = if joins {
+            super::from::columns_read(&select)
+        } else {
+            None
+        };
+        let conditions = match &select.selection {
+            Some(w) if joins => {
                 let tables = self.catalog.tables;
                 let (pushed, kept) = super::from::push_down(
                     w,
@@ -47,7 +53,14 @@ impl Planner<'_> {
             }
             _ => Vec::new(),
         };
-        let relation = self.plan_from(&select, scope, pushed)?;
+        let relation = self.plan_from(
+            &select,
+            scope,
+            super::from::Pushdown {
+                conditions,
+                columns,
+            },
+        )?;
         if !relation.joined {
             // Over one relation, a qualified column is its own: drop the qualifier.
             unqualify(&mut select, &relation.qualifiers);

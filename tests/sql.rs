@@ -280,3 +280,43 @@ path = "out"
     assert!(expected.len() > 1);
     assert_eq!(got, expected);
 }
+
+#[test]
+fn collect_list_and_collect_set_gather_each_window_s_values() {
+    let dir = tempfile::tempdir().unwrap();
+    write_batches(dir.path(), BATCHES);
+    let text = revenue(
+        r#"sql = """
+SELECT window.start AS window_start, category, sort_array(collect_list(amount)) AS amounts,
+       size(collect_set(amount % 2)) AS parities, count(*) AS orders, sum(amount) AS revenue
+FROM orders
+GROUP BY window(order_time, '5 minutes'), category
+""""#,
+        "",
+    );
+    let file = pipeline(dir.path(), &text);
+    run_ok(sluice().arg("run").arg(&file));
+    let mut got: Vec<String> = committed_json(&dir.path().join("out"))
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {}",
+                r["category"].as_str().unwrap(),
+                &r["window_start"].as_str().unwrap()[11..16],
+                r["amounts"],
+                r["parities"]
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "food 12:00 [1,10,100,1000] 2",
+            "food 12:10 [5] 1",
+            "tech 12:05 [20] 1",
+            "tech 12:15 [3] 1",
+            "tech 12:20 [7] 1"
+        ]
+    );
+}

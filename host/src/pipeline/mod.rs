@@ -1008,6 +1008,8 @@ fn parse_query(
     // Expression steps are planned wherever the schema reaching them is known (a declared
     // schema, no Wasm step before them), each error at its step's line.
     let mut known_after_steps = None;
+    // Whether that schema is a view's (the inputs' watermarks were checked where they are).
+    let mut through_views = false;
     let declared: Vec<_> = functions
         .iter()
         .map(|f| crate::expr::declared(&f.name))
@@ -1018,6 +1020,8 @@ fn parse_query(
         ansi,
     };
     if let (Some(inputs), Some(combine)) = (inputs.as_deref(), &combine) {
+        // What each input (then each view) emits, where known.
+        let mut known: Vec<(String, SchemaRef)> = Vec::new();
         for input in inputs {
             let prefix = format!("inputs.{}.", input.name);
             let schema = input.source.known_schema();
@@ -1026,13 +1030,33 @@ fn parse_query(
             if matches!(combine, Combine::Single) && views.as_deref().is_some_and(|v| v.is_empty())
             {
                 known_after_steps =
-                    check_expression_steps(&q, node, "", after, &transforms, &options);
+                    check_expression_steps(&q, node, "", after.clone(), &transforms, &options);
+            }
+            if let Some(schema) = after {
+                known.push((input.name.clone(), schema));
+            }
+        }
+        if let Some(views @ [_, ..]) = views.as_deref() {
+            views::check_view_schemas(&q, node, &mut known, views, &options);
+            if let Combine::From(name) = combine {
+                let schema = known
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, s)| s.clone());
+                known_after_steps =
+                    check_expression_steps(&q, node, "", schema, &transforms, &options);
+                through_views = true;
             }
         }
     }
     // What a declared schema already tells: only when no Wasm step sits between the source
     // and the operators (a step may emit any schema, known only once it is loaded).
     if let Some(schema) = known_after_steps {
+        let watermark = if through_views {
+            None
+        } else {
+            watermark.clone()
+        };
         for p in schema_problems(&schema, &watermark, &dedup, &aggregate) {
             q.error_at(offset_of(node, &p.key), &p.key, p.message);
         }

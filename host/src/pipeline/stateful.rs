@@ -291,7 +291,7 @@ pub(super) fn parse_agg(
         (None, Some(name)) => match AggFunc::parse(&name) {
             Some(f) if f != AggFunc::Udaf => (f, name),
             _ => {
-                a.error_here("fn", format!("unknown aggregate '{name}'; use count, sum, min, max, avg, first, last, count_distinct, or a Wasm `module`"));
+                a.error_here("fn", format!("unknown aggregate '{name}'; use count, sum, min, max, avg, first, last, count_distinct, collect_list, collect_set, or a Wasm `module`"));
                 return None;
             }
         },

@@ -290,6 +290,79 @@ pub(super) fn parse_from(
     Some(ViewFrom::Join(Box::new(spec)))
 }
 
+/// Each view's steps and operators checked against the schema reaching it, where that is
+/// known before anything runs (declared inputs, expression steps, joins of known sides), each
+/// problem at its view's key (or a SQL query's `sql`); `known` gains what each view emits
+/// when that is known too (a view without an aggregation or processor).
+pub(super) fn check_view_schemas(
+    q: &TableReader,
+    node: &Spanned<Node>,
+    known: &mut Vec<(String, SchemaRef)>,
+    views: &[ViewSpec],
+    options: &crate::expr::PlanOptions,
+) {
+    let at = |key: &str| {
+        let offset = offset_of(node, key);
+        if offset == node.span().start {
+            offset_of(node, "sql")
+        } else {
+            offset
+        }
+    };
+    for view in views {
+        let find = |name: &str| {
+            known
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, s)| s.clone())
+        };
+        let key = format!("views.{}", view.name);
+        let input = match &view.from {
+            ViewFrom::Stream(s) => find(s),
+            // The branches' columns are checked to match when they run.
+            ViewFrom::Union(names) => names.first().and_then(|n| find(n)),
+            ViewFrom::Join(j) => {
+                let right = match &j.right {
+                    JoinRight::Input(r) => find(r),
+                    JoinRight::Table(t) => match &t.source {
+                        TableSource::Files(files) => SourceSpec::File(files.clone()).known_schema(),
+                        TableSource::Postgres(_) | TableSource::Cassandra(_) => None,
+                    },
+                };
+                match (find(&j.left), right) {
+                    (Some(l), Some(r)) => {
+                        match crate::operators::join::JoinLayout::new(j, &l, &r) {
+                            Ok(layout) => Some(layout.schema),
+                            Err(e) => {
+                                let key = format!("{key}.join.on");
+                                q.error_at(at(&key), &key, e.to_string());
+                                None
+                            }
+                        }
+                    }
+                    _ => None,
+                }
+            }
+        };
+        let prefix = format!("{key}.");
+        let after = check_expression_steps(q, node, &prefix, input, &view.transforms, options);
+        let Some(schema) = after else {
+            continue;
+        };
+        for p in schema_problems(&schema, &None, &view.dedup, &view.aggregate) {
+            let key = format!("{prefix}{}", p.key);
+            q.error_at(at(&key), &key, p.message);
+        }
+        if let Some(Err(p)) = view.processor.as_ref().map(|p| p.check_input(&schema)) {
+            let key = format!("{prefix}{}", p.key);
+            q.error_at(at(&key), &key, p.message);
+        }
+        if view.aggregate.is_none() && view.processor.is_none() {
+            known.push((view.name.clone(), schema));
+        }
+    }
+}
+
 impl Combine {
     /// What the query's own stage reads, as a view's `from` would say it.
     pub fn reads(&self) -> ViewFrom {

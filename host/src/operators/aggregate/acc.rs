@@ -31,6 +31,10 @@ pub enum AggFunc {
     Last,
     /// Number of distinct non-null values.
     CountDistinct,
+    /// Every non-null value, in arrival order (Spark's `collect_list`).
+    CollectList,
+    /// The distinct non-null values, in no particular order (Spark's `collect_set`).
+    CollectSet,
     /// A user-defined aggregate in a Wasm component (`AggSpec::udaf`).
     Udaf,
 }
@@ -47,6 +51,8 @@ impl AggFunc {
             "first" => AggFunc::First,
             "last" => AggFunc::Last,
             "count_distinct" | "countdistinct" | "approx_count_distinct" => AggFunc::CountDistinct,
+            "collect_list" => AggFunc::CollectList,
+            "collect_set" => AggFunc::CollectSet,
             _ => return None,
         })
     }
@@ -149,6 +155,9 @@ pub(super) enum Acc {
     Distinct(Box<DistinctSet>),
     /// A user-defined aggregate's opaque state (updated per batch, not per row).
     Udaf(Vec<u8>),
+    /// `collect_list`'s values (boxed for the size, as `Distinct`).
+    #[allow(clippy::box_collection)]
+    List(Box<Vec<Scalar>>),
 }
 
 /// One batch's view of an aggregate's input column.
@@ -203,7 +212,8 @@ impl Acc {
             AggFunc::Max => Acc::Max(None),
             AggFunc::First => Acc::First(None),
             AggFunc::Last => Acc::Last(None),
-            AggFunc::CountDistinct => Acc::Distinct(Box::default()),
+            AggFunc::CountDistinct | AggFunc::CollectSet => Acc::Distinct(Box::default()),
+            AggFunc::CollectList => Acc::List(Box::default()),
             AggFunc::Udaf => Acc::Udaf(Vec::new()),
         }
     }
@@ -276,6 +286,11 @@ impl Acc {
                     set.insert(v.to_scalar());
                 }
             }
+            Acc::List(values) => {
+                if let Some(v) = input.value(i) {
+                    values.push(v.to_scalar());
+                }
+            }
             // Collected per batch and handed to the guest in one call (Aggregate::flush_udafs).
             Acc::Udaf(_) => {}
         }
@@ -304,6 +319,7 @@ impl Acc {
             (Acc::First(a), Acc::First(b)) if a.is_none() => *a = b,
             (Acc::Last(a), Acc::Last(b)) if b.is_some() => *a = b,
             (Acc::Distinct(a), Acc::Distinct(b)) => a.extend(*b),
+            (Acc::List(a), Acc::List(b)) => a.extend(*b),
             _ => {}
         }
     }
@@ -373,6 +389,13 @@ impl Acc {
                     scalar(out, Some(v));
                 }
             }
+            Acc::List(values) => {
+                out.push(10);
+                out.extend_from_slice(&(values.len() as u32).to_le_bytes());
+                for v in values.iter() {
+                    scalar(out, Some(v));
+                }
+            }
         }
     }
 
@@ -426,6 +449,15 @@ impl Acc {
             9 => {
                 let n = u32::from_le_bytes(take(input, 4)?.try_into().ok()?) as usize;
                 Acc::Udaf(take(input, n)?.to_vec())
+            }
+            10 => {
+                let n = u32::from_le_bytes(take(input, 4)?.try_into().ok()?) as usize;
+                // Each value takes at least a byte: a corrupt length cannot reserve more.
+                let mut values = Vec::with_capacity(n.min(input.len()));
+                for _ in 0..n {
+                    values.push(scalar(input)??);
+                }
+                Acc::List(Box::new(values))
             }
             _ => return None,
         })
@@ -489,36 +521,69 @@ pub(super) fn build_column<'a>(
             Some(Acc::Avg(s, n)) if *n > 0 => Some(s / *n as f64),
             _ => None,
         }))),
+        AggFunc::CollectList | AggFunc::CollectSet => {
+            // One flat column of every group's values, cut into a list per group.
+            let mut flat: Vec<Option<Scalar>> = Vec::new();
+            let mut offsets = vec![0i32];
+            for a in accs {
+                match a {
+                    Some(Acc::List(values)) => flat.extend(values.iter().cloned().map(Some)),
+                    Some(Acc::Distinct(set)) => flat.extend(set.iter().cloned().map(Some)),
+                    _ => {}
+                }
+                let end = i32::try_from(flat.len())
+                    .map_err(|e| Error::data("building collect_list output", e))?;
+                offsets.push(end);
+            }
+            let values = scalar_column(kind, &flat)?;
+            let field = Arc::new(arrow_schema::Field::new_list_field(
+                values.data_type().clone(),
+                true,
+            ));
+            Arc::new(
+                arrow_array::ListArray::try_new(
+                    field,
+                    arrow_buffer::OffsetBuffer::new(offsets.into()),
+                    values,
+                    None,
+                )
+                .map_err(|e| Error::data("building collect_list output", e))?,
+            )
+        }
         AggFunc::Min | AggFunc::Max | AggFunc::First | AggFunc::Last => {
             let values = scalars(&mut accs);
-            match kind {
-                Kind::Int(t) => {
-                    let ints = Int64Array::from_iter(values.iter().map(|v| match v {
-                        Some(Scalar::I(i)) => Some(*i),
-                        _ => None,
-                    }));
-                    arrow_cast::cast(&ints, t)
-                        .map_err(|e| Error::data("building aggregation output", e))?
-                }
-                Kind::Float(t) => {
-                    let floats = Float64Array::from_iter(values.iter().map(|v| match v {
-                        Some(Scalar::F(f)) => Some(f64::from_bits(*f)),
-                        _ => None,
-                    }));
-                    arrow_cast::cast(&floats, t)
-                        .map_err(|e| Error::data("building aggregation output", e))?
-                }
-                _ => {
-                    let mut b = StringBuilder::new();
-                    for v in &values {
-                        match v {
-                            Some(Scalar::S(s)) => b.append_value(s),
-                            _ => b.append_null(),
-                        }
-                    }
-                    Arc::new(b.finish())
+            scalar_column(kind, &values)?
+        }
+    })
+}
+
+/// Kept values as a column of the input's type.
+fn scalar_column(kind: &Kind, values: &[Option<Scalar>]) -> Result<ArrayRef> {
+    Ok(match kind {
+        Kind::Int(t) => {
+            let ints = Int64Array::from_iter(values.iter().map(|v| match v {
+                Some(Scalar::I(i)) => Some(*i),
+                _ => None,
+            }));
+            arrow_cast::cast(&ints, t).map_err(|e| Error::data("building aggregation output", e))?
+        }
+        Kind::Float(t) => {
+            let floats = Float64Array::from_iter(values.iter().map(|v| match v {
+                Some(Scalar::F(f)) => Some(f64::from_bits(*f)),
+                _ => None,
+            }));
+            arrow_cast::cast(&floats, t)
+                .map_err(|e| Error::data("building aggregation output", e))?
+        }
+        _ => {
+            let mut b = StringBuilder::new();
+            for v in values {
+                match v {
+                    Some(Scalar::S(s)) => b.append_value(s),
+                    _ => b.append_null(),
                 }
             }
+            Arc::new(b.finish())
         }
     })
 }
@@ -540,6 +605,7 @@ impl Acc {
             Acc::Avg(sum, n) => json!({ "sum": sum, "count": n }),
             Acc::Min(v) | Acc::Max(v) | Acc::First(v) | Acc::Last(v) => scalar(v),
             Acc::Distinct(set) => json!({ "distinct": set.len() }),
+            Acc::List(values) => json!({ "values": values.len() }),
             Acc::Udaf(bytes) => json!({ "udafStateBytes": bytes.len() }),
         }
     }
@@ -563,6 +629,7 @@ mod tests {
             Acc::Distinct(Box::new(
                 [Scalar::I(1), Scalar::S("a".into())].into_iter().collect(),
             )),
+            Acc::List(Box::new(vec![Scalar::S("b".into()), Scalar::S("b".into())])),
         ];
         let mut bytes = Vec::new();
         for a in &accs {

@@ -686,6 +686,12 @@ fn builtin_output_type(agg: &AggSpec, schema: &Schema) -> std::result::Result<Da
             Kind::Int(t) | Kind::Float(t),
         ) => t.clone(),
         (AggFunc::Min | AggFunc::Max | AggFunc::First | AggFunc::Last, Kind::Str) => DataType::Utf8,
+        (AggFunc::CollectList | AggFunc::CollectSet, Kind::Int(t) | Kind::Float(t)) => {
+            DataType::new_list(t.clone(), true)
+        }
+        (AggFunc::CollectList | AggFunc::CollectSet, Kind::Str) => {
+            DataType::new_list(DataType::Utf8, true)
+        }
         (f, _) => {
             return Err(format!(
                 "{} of column '{}' ({}) is not supported; it needs a numeric{} column",

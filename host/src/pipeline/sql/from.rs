@@ -354,8 +354,8 @@ impl Planner<'_> {
                 ));
             }
             (table @ Side::Table { .. }, Side::Stream(s)) => match join_type {
-                JoinType::Inner => (Side::Stream(s), table, JoinType::Inner),
-                JoinType::RightOuter => (Side::Stream(s), table, JoinType::LeftOuter),
+                JoinType::Inner => (s, table, JoinType::Inner),
+                JoinType::RightOuter => (s, table, JoinType::LeftOuter),
                 other => {
                     return Err(at(
                         join,
@@ -366,10 +366,7 @@ impl Planner<'_> {
                     ));
                 }
             },
-            (l, r) => (l, r, join_type),
-        };
-        let Side::Stream(left) = left else {
-            unreachable!("the stream was put on the left above")
+            (Side::Stream(l), r) => (l, r, join_type),
         };
         let (right_qualifiers, right_stream) = match &right {
             Side::Stream(r) => (r.qualifiers.clone(), Some(r)),

@@ -14,23 +14,6 @@ fn fixture(case: &str) -> PathBuf {
     repo().join("tests/fixtures/spark-sql").join(case)
 }
 
-/// Copies `from`'s files into `to`, modified one second apart in name order (the file source
-/// reads the oldest first, as Spark's does).
-fn copy_in_order(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    let mut names: Vec<_> = std::fs::read_dir(from)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    names.sort();
-    let count = names.len() as u64;
-    for (i, name) in names.iter().enumerate() {
-        let target = to.join(name);
-        std::fs::copy(from.join(name), &target).unwrap();
-        set_mtime(&target, 100 + count - i as u64);
-    }
-}
-
 /// The pipeline for `case`: its inputs, tables and output mode from case.json, its SQL from
 /// query.sql — or, with `toml`, the same query written in TOML operators instead of the SQL
 /// and the tables — writing JSON files (append) or to the console (complete).
@@ -50,7 +33,7 @@ fn case_pipeline(case: &str, dir: &Path, toml: Option<&str>) -> (PathBuf, bool) 
     );
     std::fs::copy(fixture(case).join("query.sql"), dir.join("query.sql")).unwrap();
     for (name, input) in spec["inputs"].as_object().unwrap() {
-        copy_in_order(
+        copy_dir(
             &fixture(case).join("inputs").join(name),
             &dir.join("in").join(name),
         );
@@ -68,7 +51,7 @@ fn case_pipeline(case: &str, dir: &Path, toml: Option<&str>) -> (PathBuf, bool) 
         text += "\n";
     }
     for (name, table) in spec["tables"].as_object().unwrap() {
-        copy_in_order(
+        copy_dir(
             &fixture(case).join("tables").join(name),
             &dir.join("tables").join(name),
         );

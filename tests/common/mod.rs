@@ -298,7 +298,7 @@ pub fn example(name: &str, dir: &Path) -> PathBuf {
 
 /// Copies a folder; files get modification times in name order, so a file source reads
 /// `orders-1`, `orders-2`, ... in that order as it would the originals.
-fn copy_dir(from: &Path, to: &Path) {
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     let mut entries: Vec<_> = std::fs::read_dir(from)
         .unwrap()

@@ -459,18 +459,10 @@ pub(super) fn columns_read(
     select: &ast::Select,
 ) -> Option<std::collections::BTreeMap<String, std::collections::BTreeSet<String>>> {
     let from = select.from.first()?;
-    let alias_of = |f: &TableFactor| match f {
-        TableFactor::Table { name, alias, .. } => Some(alias.as_ref().map_or_else(
-            || name.to_string().trim_matches('`').to_owned(),
-            |a| a.name.value.clone(),
-        )),
-        TableFactor::Derived { alias: Some(a), .. } => Some(a.name.value.clone()),
-        _ => None,
-    };
     let mut read: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
         Default::default();
     for f in std::iter::once(&from.relation).chain(from.joins.iter().map(|j| &j.relation)) {
-        read.insert(alias_of(f)?, Default::default());
+        read.insert(factor_alias(f)?, Default::default());
     }
     let mut exprs: Vec<SqlExpr> = Vec::new();
     for item in &select.projection {
@@ -528,6 +520,18 @@ pub(super) fn columns_read(
     known.then_some(read)
 }
 
+/// The name a relation of `FROM` qualifies its columns with: its alias, else its name.
+fn factor_alias(f: &TableFactor) -> Option<String> {
+    match f {
+        TableFactor::Table { name, alias, .. } => Some(alias.as_ref().map_or_else(
+            || name.to_string().trim_matches('`').to_owned(),
+            |a| a.name.value.clone(),
+        )),
+        TableFactor::Derived { alias: Some(a), .. } => Some(a.name.value.clone()),
+        _ => None,
+    }
+}
+
 /// Splits a join's `WHERE` into conditions that read one side only and may filter it before
 /// the join — every join inner, or the side the joins keep whole (the first, with left
 /// joins) — and the rest.
@@ -540,12 +544,7 @@ pub(super) fn push_down(
 ) -> (Vec<(String, SqlExpr)>, Option<SqlExpr>) {
     let alias_of = |f: &TableFactor| match f {
         TableFactor::Table { name, .. } if is_table(name.to_string().trim_matches('`')) => None,
-        TableFactor::Table { name, alias, .. } => Some(alias.as_ref().map_or_else(
-            || name.to_string().trim_matches('`').to_owned(),
-            |a| a.name.value.clone(),
-        )),
-        TableFactor::Derived { alias: Some(a), .. } => Some(a.name.value.clone()),
-        _ => None,
+        other => factor_alias(other),
     };
     let inner = |op: &JoinOperator| matches!(op, JoinOperator::Join(_) | JoinOperator::Inner(_));
     let keeps_left = |op: &JoinOperator| {

@@ -301,7 +301,12 @@ impl Checkpoint {
 /// Takes the lock of a local checkpoint directory (`.lock`), held until the file is dropped.
 fn lock(dir: &Path) -> Result<File> {
     let lock_path = dir.join(".lock");
-    let lock = File::create(&lock_path).map_err(|e| Error::io("creating", &lock_path, e))?;
+    // Held open read-only: a lock needs no write access, and a file open for writing would
+    // keep the checkpoint's filesystem from being remounted read-only while the query runs.
+    if !lock_path.exists() {
+        File::create(&lock_path).map_err(|e| Error::io("creating", &lock_path, e))?;
+    }
+    let lock = File::open(&lock_path).map_err(|e| Error::io("opening", &lock_path, e))?;
     match lock.try_lock() {
         Ok(()) => Ok(lock),
         Err(TryLockError::WouldBlock) => Err(Error::Checkpoint {

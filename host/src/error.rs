@@ -135,11 +135,30 @@ pub enum Error {
 
 impl Error {
     /// Builds an [`Error::Io`].
+    ///
+    /// A full filesystem (ENOSPC, or a quota) gets the free space of the filesystem holding
+    /// `path` added to the message, so an operator sees at once which disk to clear.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        let path = path.into();
+        let cause = match source.kind() {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                let space = crate::fsutil::free_space(&path).map_or_else(
+                    || "its free space is unknown".to_owned(),
+                    |(free, total)| format!("{free} of {total} bytes are free"),
+                );
+                std::io::Error::new(
+                    source.kind(),
+                    format!(
+                        "{source}: the filesystem holding it is full ({space}); free space and restart, the batch runs again from its checkpoint"
+                    ),
+                )
+            }
+            _ => source,
+        };
         Error::Io {
             action,
-            path: path.into(),
-            cause: source,
+            path,
+            cause,
         }
     }
 

@@ -31,17 +31,25 @@ pub fn write_atomic_with(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let file = File::create(&tmp).map_err(|e| Error::io("creating", &tmp, e))?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-    write(&mut out)
-        .and_then(|_| out.flush())
-        .map_err(|e| Error::io("writing", &tmp, e))?;
-    let file = out
-        .into_inner()
-        .map_err(|e| Error::io("writing", &tmp, e.into_error()))?;
-    file.sync_all().map_err(|e| Error::io("syncing", &tmp, e))?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(|e| Error::io("renaming into place", path, e))?;
+    let written = (|| {
+        let file = File::create(&tmp).map_err(|e| Error::io("creating", &tmp, e))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        write(&mut out)
+            .and_then(|_| out.flush())
+            .map_err(|e| Error::io("writing", &tmp, e))?;
+        let file = out
+            .into_inner()
+            .map_err(|e| Error::io("writing", &tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io("syncing", &tmp, e))?;
+        drop(file);
+        fs::rename(&tmp, path).map_err(|e| Error::io("renaming into place", path, e))
+    })();
+    if written.is_err() {
+        // A full disk must not also keep the half-written temp file: it holds the space the
+        // next attempt needs (and, hidden, it is never read).
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
     sync_dir(dir)
 }
 
@@ -56,9 +64,11 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> Result<bool> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.new", std::process::id()));
     let mut file = File::create(&tmp).map_err(|e| Error::io("creating", &tmp, e))?;
-    file.write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .map_err(|e| Error::io("writing", &tmp, e))?;
+    if let Err(e) = file.write_all(bytes).and_then(|_| file.sync_all()) {
+        drop(file);
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io("writing", &tmp, e));
+    }
     drop(file);
     let linked = fs::hard_link(&tmp, path);
     let _ = fs::remove_file(&tmp);
@@ -80,4 +90,31 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 /// Creates a directory and its parents, with the path in the error.
 pub fn create_dir_all(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| Error::io("creating directory", dir, e))
+}
+
+/// The free and total bytes of the filesystem holding `path` (its nearest existing
+/// ancestor), or `None` where that cannot be asked.
+pub fn free_space(path: &Path) -> Option<(u64, u64)> {
+    let existing = path.ancestors().find(|p| p.exists())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c_path = std::ffi::CString::new(existing.as_os_str().as_bytes()).ok()?;
+        let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+        // SAFETY: `c_path` is a NUL-terminated path and `stat` is written by the call
+        // before it is read (only when the call succeeds).
+        let stat = unsafe {
+            if libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) != 0 {
+                return None;
+            }
+            stat.assume_init()
+        };
+        let block = stat.f_frsize as u64;
+        Some((stat.f_bavail as u64 * block, stat.f_blocks as u64 * block))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = existing;
+        None
+    }
 }

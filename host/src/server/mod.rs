@@ -84,11 +84,68 @@ fn load_token(opts: &ServeOptions) -> Result<String> {
     }
 }
 
+/// The lock a running server holds on its data directory (`<data>/serve.lock`), so a second
+/// `sluice serve` on the same directory is refused instead of running every query twice
+/// into the same checkpoints. The file also says who holds it (pid, then address), which is
+/// what the refusal names.
+struct DataDirLock {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl DataDirLock {
+    fn take(data_dir: &std::path::Path) -> Result<DataDirLock> {
+        use std::fs::TryLockError;
+        let path = data_dir.join("serve.lock");
+        // Not truncated on open: the holder's description must survive a refused attempt.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io("opening the data directory's lock", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                let holder = holder.trim();
+                return Err(Error::Server(format!(
+                    "another `sluice serve` is using the data directory {} ({}); stop it or give this one its own --data-dir",
+                    data_dir.display(),
+                    if holder.is_empty() {
+                        "its lock file is empty"
+                    } else {
+                        holder
+                    }
+                )));
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(Error::io("locking the data directory", &path, e));
+            }
+        }
+        let lock = DataDirLock { file, path };
+        lock.describe(&format!("pid {}", std::process::id()))?;
+        Ok(lock)
+    }
+
+    /// Replaces the holder's description in the lock file.
+    fn describe(&self, holder: &str) -> Result<()> {
+        use std::io::{Seek, Write};
+        let mut file = &self.file;
+        file.set_len(0)
+            .and_then(|()| file.seek(std::io::SeekFrom::Start(0)))
+            .and_then(|_| file.write_all(holder.as_bytes()))
+            .map_err(|e| Error::io("writing the data directory's lock", &self.path, e))
+    }
+}
+
 /// Runs the server until SIGINT/SIGTERM, then stops every query gracefully. `ready` is
 /// called with the bound address once the server accepts connections.
 pub fn serve(opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
     std::fs::create_dir_all(&opts.data_dir)
         .map_err(|e| Error::io("creating the data directory", &opts.data_dir, e))?;
+    let lock = DataDirLock::take(&opts.data_dir)?;
     let registry =
         Registry::open(opts.data_dir.join("modules"))?.with_max_bytes(opts.max_module_bytes);
     let token = load_token(&opts)?;
@@ -130,6 +187,10 @@ pub fn serve(opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
             .local_addr()
             .map_err(|e| Error::io("listening", opts.addr.to_string(), e))?;
         tracing::info!(%addr, data_dir = %opts.data_dir.display(), "sluice serve listening");
+        lock.describe(&format!(
+            "pid {}, listening on http://{addr}",
+            std::process::id()
+        ))?;
         ready(addr);
         let shutdown = {
             let stop = stop.clone();

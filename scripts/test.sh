@@ -66,6 +66,11 @@ if ! python3 -c "import cassandra.cluster" >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check 'cassandra-driver==3.30.1'
 fi
 
+# schemathesis: walks `sluice serve`'s API from its own /openapi.json (tests/serve.rs).
+if ! command -v schemathesis >/dev/null 2>&1 || ! schemathesis --version 2>/dev/null | grep -q '4\.32\.5'; then
+  python3 -m pip install --quiet --disable-pip-version-check 'schemathesis==4.32.5'
+fi
+
 npm ci --prefix tests/dashboard --no-audit --no-fund --silent
 
 cargo fmt --all -- --check

@@ -846,3 +846,135 @@ fn a_python_module_is_uploaded_and_swapped_in_under_steady_input() {
         (0..(last as i64 + 1) * 50).collect::<Vec<_>>()
     );
 }
+
+/// The API as its own `/openapi.json` describes it, walked by schemathesis (an independent
+/// tool, from PyPI) with the token: no 5xx, every answer as described (status, content type,
+/// schema), every operation that declares the token refuses a request without it, random
+/// uploads refused with a 4xx, and a query running beside the walk produces every row once.
+#[test]
+fn schemathesis_walks_the_openapi_description_beside_a_running_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    assert_eq!(
+        server.push("step", "1.0.0", module("pass_through.wasm")).0,
+        201
+    );
+    let work = dir.path().join("work");
+    let file = steady_pipeline(&work, "step@1.0.0");
+    let (ok, _, stderr) = server.cli(&["query", "start", file.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    server.await_batch("steady", 2);
+    std::fs::create_dir_all(dir.path().join("victim")).unwrap();
+    let victim = pipeline(
+        &dir.path().join("victim"),
+        r#"[[query]]
+name = "victim"
+checkpointLocation = "ckpt"
+trigger = { processingTime = "50 milliseconds" }
+[query.source]
+format = "rate-micro-batch"
+rowsPerBatch = 5
+[query.sink]
+format = "json"
+path = "out"
+"#,
+    );
+    let (ok, _, stderr) = server.cli(&["query", "start", victim.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+
+    // The description covers every route of the table in `sluice serve`'s docs, and each
+    // route that changes something declares the token.
+    let description = server.get("/openapi.json");
+    let paths = description["paths"].as_object().unwrap();
+    for (path, methods) in [
+        ("/", &["get"][..]),
+        ("/healthz", &["get"]),
+        ("/metrics", &["get"]),
+        ("/modules", &["get", "post"]),
+        ("/modules/{name}/{version}", &["get", "delete"]),
+        ("/queries", &["get", "post"]),
+        ("/queries/{name}", &["get"]),
+        ("/queries/{name}/progress", &["get"]),
+        ("/queries/{name}/stop", &["post"]),
+        ("/queries/{name}/swap", &["post"]),
+        ("/sql", &["post"]),
+    ] {
+        for method in methods {
+            let operation = &paths[path][*method];
+            assert!(operation.is_object(), "{method} {path} is not described");
+            assert_eq!(
+                operation["security"].is_array(),
+                *method != "get",
+                "{method} {path} declares the token exactly when it changes something"
+            );
+        }
+    }
+
+    // `POST /sql` answers on `sluice serve` too (the walk found it panicking: the server's
+    // runtime had no timers for the query's time limit).
+    let (status, answer) = server.call(
+        "POST",
+        "/sql",
+        Some(&server.token),
+        "application/json",
+        br#"{"sql": "SELECT 1 + 1 AS two"}"#.to_vec(),
+    );
+    assert_eq!((status, &answer["rows"]), (200, &json!([{ "two": 2 }])), "{answer}");
+
+    let out = std::process::Command::new("schemathesis")
+        .arg("--config-file")
+        .arg(repo().join("tests/openapi/schemathesis.toml"))
+        .arg("run")
+        .arg(format!("{}/openapi.json", server.url))
+        .args([
+            "--header",
+            &format!("Authorization: Bearer {}", server.token),
+        ])
+        .args(["--max-examples", "60", "--workers", "1", "--no-color"])
+        .args(["--generation-database", "none"])
+        .output()
+        .expect("running schemathesis (pip install 'schemathesis==4.32.5'; scripts/test.sh does)");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found failures:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains("Specification:    Open API 3.1.0"),
+        "{report}"
+    );
+
+    // The walk changed nothing it should not have: the one module, the query running.
+    let modules = server.get("/modules");
+    assert_eq!(
+        modules
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| format!(
+                "{}@{}",
+                m["name"].as_str().unwrap(),
+                m["version"].as_str().unwrap()
+            ))
+            .collect::<Vec<_>>(),
+        ["step@1.0.0"],
+        "random uploads were all refused"
+    );
+    let q = server.get("/queries/steady");
+    assert_eq!(q["isActive"], true, "{q}");
+    let victim = server.get("/queries/victim");
+    assert_eq!(
+        (&victim["isActive"], &victim["exception"]),
+        (&json!(false), &Value::Null),
+        "the walk's own query was stopped, gracefully: {victim}"
+    );
+    let reached = q["lastBatchId"].as_u64().unwrap();
+    server.await_batch("steady", reached + 2);
+    let last = server.stop("steady");
+    assert_eq!(
+        values_once(&work),
+        (0..(last as i64 + 1) * 50).collect::<Vec<_>>(),
+        "every row of the query beside the walk, once"
+    );
+}

@@ -4,7 +4,7 @@
 //! checkpoint path, a batch id), because the person reading it is a data engineer looking at
 //! a failed query, not at our source code.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::config::Diagnostics;
 
@@ -142,7 +142,7 @@ impl Error {
         let path = path.into();
         let cause = match source.kind() {
             std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
-                let space = crate::fsutil::free_space(&path).map_or_else(
+                let space = free_space(&path).map_or_else(
                     || "its free space is unknown".to_owned(),
                     |(free, total)| format!("{free} of {total} bytes are free"),
                 );
@@ -168,5 +168,32 @@ impl Error {
             context: context.into(),
             message: err.to_string(),
         }
+    }
+}
+
+/// The free and total bytes of the filesystem holding `path` (its nearest existing
+/// ancestor), or `None` where that cannot be asked.
+fn free_space(path: &Path) -> Option<(u64, u64)> {
+    let existing = path.ancestors().find(|p| p.exists())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c_path = std::ffi::CString::new(existing.as_os_str().as_bytes()).ok()?;
+        let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+        // SAFETY: `c_path` is a NUL-terminated path and `stat` is written by the call
+        // before it is read (only when the call succeeds).
+        let stat = unsafe {
+            if libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) != 0 {
+                return None;
+            }
+            stat.assume_init()
+        };
+        let block = stat.f_frsize as u64;
+        Some((stat.f_bavail as u64 * block, stat.f_blocks as u64 * block))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = existing;
+        None
     }
 }

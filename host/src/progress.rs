@@ -81,7 +81,7 @@ pub struct SinkProgress {
 }
 
 /// Spark's `StreamingQueryStatus`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QueryStatus {
     /// What the query is doing, in words.

@@ -8,63 +8,21 @@ use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Reque
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
-use crate::error::Error;
-use crate::registry::RegistryError;
+use super::errors::{ApiError, ErrorBody};
+use super::queries::{QueryInfo, StepView};
+use crate::registry::ModuleInfo;
 
 /// Largest pipeline or swap body.
 const MAX_JSON_BODY: usize = 1024 * 1024;
-
-/// An error response: a status and a JSON `{"error": message}`.
-pub(crate) struct ApiError(StatusCode, String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
-    }
-}
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        let status = match &e {
-            Error::Pipeline(_) => StatusCode::BAD_REQUEST,
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Server(_) => StatusCode::CONFLICT,
-            Error::Wasm { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::Registry(r) => return ApiError::from_registry(r),
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError(status, e.to_string())
-    }
-}
-
-impl From<RegistryError> for ApiError {
-    fn from(e: RegistryError) -> Self {
-        ApiError::from_registry(&e)
-    }
-}
-
-impl ApiError {
-    fn from_registry(e: &RegistryError) -> ApiError {
-        let status = match e {
-            RegistryError::Invalid(_) => StatusCode::BAD_REQUEST,
-            RegistryError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
-            RegistryError::Conflict(_) => StatusCode::CONFLICT,
-            RegistryError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError(status, e.to_string())
-    }
-
-    fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError(StatusCode::BAD_REQUEST, message.into())
-    }
-}
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
 
@@ -80,7 +38,32 @@ async fn blocking<T: Send + 'static>(
     })?
 }
 
-/// The routes, with the token check on mutating requests and body limits.
+/// The API's description: title and version here, each operation from its handler's
+/// `#[utoipa::path]`, collected as the routes are registered.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "sluice serve", description = "Modules, queries and their progress over HTTP; mutating requests need the bearer token."),
+    modifiers(&BearerToken)
+)]
+struct ApiDoc;
+
+/// Declares the bearer token that mutating operations name in their `security`.
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "token",
+                SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            );
+    }
+}
+
+/// The routes, with the token check on mutating requests and body limits, and
+/// `GET /openapi.json`, their description.
 pub(crate) fn router(state: Arc<AppState>, max_module_bytes: u64) -> Router {
     // The registry enforces the size cap itself, with a message giving the limit. The body
     // limit is twice that (plus room for multipart framing), so a client sending a somewhat
@@ -88,29 +71,33 @@ pub(crate) fn router(state: Arc<AppState>, max_module_bytes: u64) -> Router {
     let upload_limit = (max_module_bytes as usize)
         .saturating_mul(2)
         .saturating_add(64 * 1024);
-    let modules = Router::new()
-        .route("/modules", post(upload_module).get(list_modules))
+    let modules = OpenApiRouter::new()
+        .routes(routes!(upload_module, list_modules))
         .layer(DefaultBodyLimit::max(upload_limit));
-    Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(json!({ "status": "ok" })) }),
-        )
-        .route("/metrics", get(metrics))
-        .route("/", get(super::dashboard::index))
-        .route("/assets/{file}", get(super::dashboard::asset))
-        .route(
-            "/modules/{name}/{version}",
-            get(inspect_module).delete(remove_module),
-        )
-        .route("/queries", post(create_queries).get(list_queries))
-        .route("/queries/{name}", get(query_status))
-        .route("/queries/{name}/progress", get(query_progress))
-        .route("/queries/{name}/stop", post(stop_query))
-        .route("/queries/{name}/swap", post(swap_module))
-        .route("/sql", post(super::sql::post_sql))
+    let (router, description) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(metrics))
+        .routes(routes!(super::dashboard::index))
+        .routes(routes!(super::dashboard::asset))
+        .routes(routes!(inspect_module, remove_module))
+        .routes(routes!(create_queries, list_queries))
+        .routes(routes!(query_status))
+        .routes(routes!(query_progress))
+        .routes(routes!(stop_query))
+        .routes(routes!(swap_module))
+        .routes(routes!(super::sql::post_sql))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .merge(modules)
+        .split_for_parts();
+    let description = Arc::new(description);
+    router
+        .route(
+            "/openapi.json",
+            get(move || {
+                let description = description.clone();
+                async move { Json(description.as_ref().clone()) }
+            }),
+        )
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .fallback(|| async {
             ApiError(
@@ -119,6 +106,22 @@ pub(crate) fn router(state: Arc<AppState>, max_module_bytes: u64) -> Router {
             )
         })
         .with_state(state)
+}
+
+/// The answer of `GET /healthz`.
+#[derive(Serialize, ToSchema)]
+struct Health {
+    /// Always `ok` while the server answers.
+    status: String,
+}
+
+/// Liveness: answers while the server runs.
+#[utoipa::path(get, path = "/healthz", tag = "server",
+    responses((status = 200, description = "The server is up", body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
 /// Mutating requests (anything but GET/HEAD) need `Authorization: Bearer <token>`; without
@@ -165,12 +168,48 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-#[derive(Deserialize)]
+/// `POST /modules`'s query parameters (or multipart fields of the same names).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct UploadParams {
+    /// The module's name.
     name: Option<String>,
+    /// Its semver version.
     version: Option<String>,
 }
 
+/// A module's component bytes.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+struct ModuleBytes(#[allow(dead_code)] Vec<u8>);
+
+/// A multipart upload: name, version and the component.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct ModuleForm {
+    /// The module's name.
+    name: String,
+    /// Its semver version.
+    version: String,
+    /// The component.
+    #[schema(value_type = String, format = Binary)]
+    module: Vec<u8>,
+}
+
+/// Uploads a module version: validated, precompiled and stored under `name@version`.
+#[utoipa::path(post, path = "/modules", tag = "modules", params(UploadParams),
+    request_body(content(
+        (ModuleBytes = "application/octet-stream"),
+        (ModuleForm = "multipart/form-data"),
+    )),
+    security(("token" = [])),
+    responses(
+        (status = 201, description = "Stored", body = ModuleInfo),
+        (status = 400, description = "Not a component of our worlds, or a bad name or version", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 409, description = "That version exists with other bytes", body = ErrorBody),
+        (status = 413, description = "Larger than the server's limit", body = ErrorBody),
+    ))]
 async fn upload_module(
     State(state): State<Arc<AppState>>,
     Query(params): Query<UploadParams>,
@@ -234,10 +273,22 @@ async fn upload_module(
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 
+/// Lists the stored module versions.
+#[utoipa::path(get, path = "/modules", tag = "modules",
+    responses((status = 200, description = "Every stored version", body = Vec<ModuleInfo>)))]
 async fn list_modules(State(state): State<Arc<AppState>>) -> ApiResult<Response> {
     Ok(Json(state.registry.list()?).into_response())
 }
 
+/// One stored module version.
+#[utoipa::path(get, path = "/modules/{name}/{version}", tag = "modules",
+    params(("name" = String, Path, description = "The module's name", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"),
+           ("version" = String, Path, description = "Its semantic version", pattern = r"^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})$")),
+    responses(
+        (status = 200, description = "The version", body = ModuleInfo),
+        (status = 400, description = "Not a valid name or version", body = ErrorBody),
+        (status = 404, description = "No such version", body = ErrorBody),
+    ))]
 async fn inspect_module(
     State(state): State<Arc<AppState>>,
     Path((name, version)): Path<(String, String)>,
@@ -245,6 +296,18 @@ async fn inspect_module(
     Ok(Json(state.registry.inspect(&name, &version)?).into_response())
 }
 
+/// Removes a module version; refused while a running query uses it.
+#[utoipa::path(delete, path = "/modules/{name}/{version}", tag = "modules",
+    params(("name" = String, Path, description = "The module's name", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"),
+           ("version" = String, Path, description = "Its semantic version", pattern = r"^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})$")),
+    security(("token" = [])),
+    responses(
+        (status = 200, description = "Removed", body = ModuleInfo),
+        (status = 400, description = "Not a valid name or version", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 404, description = "No such version", body = ErrorBody),
+        (status = 409, description = "A running query uses it", body = ErrorBody),
+    ))]
 async fn remove_module(
     State(state): State<Arc<AppState>>,
     Path((name, version)): Path<(String, String)>,
@@ -255,12 +318,28 @@ async fn remove_module(
     Ok(Json(removed).into_response())
 }
 
-#[derive(Deserialize)]
+/// `POST /queries`'s query parameters.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct CreateParams {
     /// Where the pipeline's relative paths resolve (the CLI sends the file's directory).
+    #[param(value_type = Option<String>)]
     base: Option<PathBuf>,
 }
 
+/// Starts the queries of a pipeline file.
+#[utoipa::path(post, path = "/queries", tag = "queries", params(CreateParams),
+    request_body(description = "The pipeline: TOML text, or the same as a JSON object",
+        content((String = "application/toml"), (Object = "application/json"))),
+    security(("token" = [])),
+    responses(
+        (status = 201, description = "Started", body = Vec<QueryInfo>),
+        (status = 400, description = "The pipeline is invalid (each problem with its line)", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 404, description = "A module it names is not stored", body = ErrorBody),
+        (status = 409, description = "A query of that name runs", body = ErrorBody),
+        (status = 422, description = "A module does not fit its step", body = ErrorBody),
+    ))]
 async fn create_queries(
     State(state): State<Arc<AppState>>,
     Query(params): Query<CreateParams>,
@@ -288,10 +367,20 @@ async fn create_queries(
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
+/// Lists the server's queries.
+#[utoipa::path(get, path = "/queries", tag = "queries",
+    responses((status = 200, description = "Every query, running or ended", body = Vec<QueryInfo>)))]
 async fn list_queries(State(state): State<Arc<AppState>>) -> ApiResult<Response> {
     Ok(Json(state.queries.list()).into_response())
 }
 
+/// One query's status.
+#[utoipa::path(get, path = "/queries/{name}", tag = "queries",
+    params(("name" = String, Path, description = "The query's name")),
+    responses(
+        (status = 200, description = "Its status", body = QueryInfo),
+        (status = 404, description = "No such query", body = ErrorBody),
+    ))]
 async fn query_status(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -299,14 +388,47 @@ async fn query_status(
     Ok(Json(state.queries.info(&name)?).into_response())
 }
 
+/// A query's progress records, as Spark's `lastProgress` and `recentProgress`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct ProgressBody {
+    /// The newest record (none before the first batch).
+    #[schema(value_type = Option<Object>)]
+    last_progress: Option<crate::progress::QueryProgress>,
+    /// The recent records, oldest first.
+    #[schema(value_type = Vec<Object>)]
+    recent_progress: Vec<crate::progress::QueryProgress>,
+}
+
+/// One query's last and recent progress records.
+#[utoipa::path(get, path = "/queries/{name}/progress", tag = "queries",
+    params(("name" = String, Path, description = "The query's name")),
+    responses(
+        (status = 200, description = "Its progress", body = ProgressBody),
+        (status = 404, description = "No such query", body = ErrorBody),
+    ))]
 async fn query_progress(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    let (last, recent) = state.queries.progress(&name)?;
-    Ok(Json(json!({ "lastProgress": last, "recentProgress": recent })).into_response())
+    let (last_progress, recent_progress) = state.queries.progress(&name)?;
+    Ok(Json(ProgressBody {
+        last_progress,
+        recent_progress,
+    })
+    .into_response())
 }
 
+/// Stops a query gracefully: the batch in flight commits first.
+#[utoipa::path(post, path = "/queries/{name}/stop", tag = "queries",
+    params(("name" = String, Path, description = "The query's name")),
+    security(("token" = [])),
+    responses(
+        (status = 200, description = "Stopped", body = QueryInfo),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 404, description = "No such query", body = ErrorBody),
+        (status = 409, description = "It is not running", body = ErrorBody),
+    ))]
 async fn stop_query(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -315,12 +437,28 @@ async fn stop_query(
     Ok(Json(info).into_response())
 }
 
-#[derive(Deserialize)]
+/// `POST /queries/{name}/swap`'s body.
+#[derive(Deserialize, ToSchema)]
 struct SwapBody {
+    /// The step whose module changes.
     step: String,
+    /// The new module, `name@version`, `name@^1.2` or `sha256:<hex>`.
     module: String,
 }
 
+/// Runs a step on another module from the next batch on.
+#[utoipa::path(post, path = "/queries/{name}/swap", tag = "queries",
+    params(("name" = String, Path, description = "The query's name")),
+    request_body(content = SwapBody, content_type = "application/json"),
+    security(("token" = [])),
+    responses(
+        (status = 200, description = "Swapped from the next batch on", body = StepView),
+        (status = 400, description = "Not a swap request", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 404, description = "No such query, step or module", body = ErrorBody),
+        (status = 409, description = "The query is not running", body = ErrorBody),
+        (status = 422, description = "The module does not fit the step", body = ErrorBody),
+    ))]
 async fn swap_module(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -335,6 +473,9 @@ async fn swap_module(
     Ok(Json(step).into_response())
 }
 
+/// Every query's figures in Prometheus's text format.
+#[utoipa::path(get, path = "/metrics", tag = "server",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let text = super::metrics::render(
         &state.queries.metrics(),

@@ -8,7 +8,11 @@ use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::errors::ApiError;
+
 /// The page.
+#[utoipa::path(get, path = "/", tag = "dashboard",
+    responses((status = 200, description = "The dashboard page", body = String, content_type = "text/html")))]
 pub(crate) async fn index() -> Response {
     (
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -18,6 +22,13 @@ pub(crate) async fn index() -> Response {
 }
 
 /// The page's scripts and styles, by name.
+#[utoipa::path(get, path = "/assets/{file}", tag = "dashboard",
+    params(("file" = String, Path, description = "The asset's file name")),
+    responses(
+        (status = 200, description = "The asset", content(
+            (String = "text/javascript"), (String = "text/css"), (String = "text/plain"))),
+        (status = 404, description = "No such asset", body = super::errors::ErrorBody),
+    ))]
 pub(crate) async fn asset(Path(file): Path<String>) -> Response {
     let (body, kind): (&'static str, &str) = match file.as_str() {
         "dashboard.js" => (include_str!("dashboard/dashboard.js"), "text/javascript"),
@@ -28,7 +39,10 @@ pub(crate) async fn asset(Path(file): Path<String>) -> Response {
         ),
         "uPlot.min.css" => (include_str!("dashboard/vendor/uPlot.min.css"), "text/css"),
         "uPlot.LICENSE" => (include_str!("dashboard/vendor/uPlot.LICENSE"), "text/plain"),
-        _ => return (StatusCode::NOT_FOUND, "no such asset").into_response(),
+        _ => {
+            return ApiError(StatusCode::NOT_FOUND, format!("no asset named '{file}'"))
+                .into_response();
+        }
     };
     (
         [

@@ -25,6 +25,7 @@
 
 mod api;
 mod dashboard;
+mod errors;
 mod metrics;
 mod queries;
 pub mod run_ui;
@@ -162,6 +163,8 @@ pub fn serve(opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
         .worker_threads(2)
         .thread_name("sluice-http")
         .enable_io()
+        // `POST /sql` bounds each query's time with a tokio timer.
+        .enable_time()
         .build()
         .map_err(|e| Error::io("starting the HTTP runtime", "tokio", e))?;
     let app = api::router(state.clone(), opts.max_module_bytes);

@@ -77,7 +77,7 @@ impl QueryEnd {
 }
 
 /// A query as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QueryInfo {
     /// The query's name.
@@ -98,11 +98,12 @@ pub struct QueryInfo {
     /// Its transform steps and the modules they run.
     pub steps: Vec<StepView>,
     /// Its inputs, how they are combined, operators and sink ([`QuerySpec::plan_view`]).
+    #[schema(value_type = Object)]
     pub plan: serde_json::Value,
 }
 
 /// A transform step as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StepView {
     /// The step's name.

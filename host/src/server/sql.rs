@@ -7,13 +7,14 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
+use super::errors::ApiError;
 use crate::connectors::memory::query::{self, Limits, QueryError};
 
 /// The request body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct SqlRequest {
     /// One SELECT.
@@ -22,8 +23,53 @@ pub(crate) struct SqlRequest {
     max_rows: Option<usize>,
 }
 
-/// Answers one query; errors are `{"error": ...}` with 400 (the SQL) or 422 (a limit).
-pub(crate) async fn post_sql(Json(request): Json<SqlRequest>) -> Response {
+/// A column of the answer.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SqlColumn {
+    /// Its name.
+    name: String,
+    /// Its Arrow type, as Arrow prints it.
+    #[serde(rename = "type")]
+    data_type: String,
+}
+
+/// The answer to one query.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SqlAnswer {
+    /// The columns, in order.
+    columns: Vec<SqlColumn>,
+    /// The rows as JSON objects, as the JSON sinks write them.
+    #[schema(value_type = Vec<Object>)]
+    rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// Whether rows past `maxRows` were left out.
+    truncated: bool,
+    /// The rows as Spark's `show()` prints them.
+    show: String,
+}
+
+/// Answers one SELECT over the memory tables; errors are `{"error": ...}` with 400 (the
+/// SQL) or 422 (a limit).
+#[utoipa::path(post, path = "/sql", tag = "sql",
+    request_body(content = SqlRequest, content_type = "application/json"),
+    security(("token" = [])),
+    responses(
+        (status = 200, description = "The rows", body = SqlAnswer),
+        (status = 400, description = "The SQL does not parse or plan, or the body is not a request", body = super::errors::ErrorBody),
+        (status = 401, description = "No or a wrong token", body = super::errors::ErrorBody),
+        (status = 422, description = "The query passed a limit", body = super::errors::ErrorBody),
+    ))]
+pub(crate) async fn post_sql(body: axum::body::Bytes) -> Response {
+    // Read by hand rather than with axum's `Json` extractor, whose refusals are plain text
+    // (and a 415 without a JSON content type): every error of the API is `{"error": ...}`.
+    let request: SqlRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return ApiError::bad_request(format!(
+                "expected {{\"sql\": \"SELECT ...\", \"maxRows\": N}}: {e}"
+            ))
+            .into_response();
+        }
+    };
     let defaults = Limits::default();
     let limits = Limits {
         max_rows: request
@@ -39,7 +85,7 @@ pub(crate) async fn post_sql(Json(request): Json<SqlRequest>) -> Response {
                 QueryError::Sql(_) => StatusCode::BAD_REQUEST,
                 QueryError::Limit(_) => StatusCode::UNPROCESSABLE_ENTITY,
             };
-            return (status, Json(json!({ "error": e.to_string() }))).into_response();
+            return ApiError(status, e.to_string()).into_response();
         }
     };
     let shown = crate::connectors::console::sink::render_table(
@@ -59,25 +105,28 @@ pub(crate) async fn post_sql(Json(request): Json<SqlRequest>) -> Response {
         Ok(s) => s,
         Err(e) => return internal(e.to_string()),
     };
-    let columns: Vec<_> = answer
+    let columns = answer
         .schema
         .fields()
         .iter()
-        .map(|f| json!({ "name": f.name(), "type": f.data_type().to_string() }))
+        .map(|f| SqlColumn {
+            name: f.name().clone(),
+            data_type: f.data_type().to_string(),
+        })
         .collect();
-    Json(json!({
-        "columns": columns,
-        "rows": rows,
-        "truncated": answer.truncated,
-        "show": shown,
-    }))
+    Json(SqlAnswer {
+        columns,
+        rows,
+        truncated: answer.truncated,
+        show: shown,
+    })
     .into_response()
 }
 
 fn internal(message: String) -> Response {
-    (
+    ApiError(
         StatusCode::INTERNAL_SERVER_ERROR,
-        Json(json!({ "error": format!("formatting the answer: {message}") })),
+        format!("formatting the answer: {message}"),
     )
-        .into_response()
+    .into_response()
 }

@@ -254,6 +254,43 @@ path = "out"
     assert_eq!(rows[2]["_corrupt_record"], "x,Daegu,30");
 }
 
+/// A CSV header is not a row, also when every declared column is text and the header line
+/// would parse as one (the whole-file decoder read it as data before; found while writing
+/// the fuzz targets).
+#[test]
+fn a_csv_header_is_skipped_when_it_would_parse_as_a_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    drop_file(
+        &d.join("in"),
+        "a.csv",
+        "city,code\nSeoul,KR-11\nBusan,KR-26\n",
+    );
+    let file = pipeline(
+        d,
+        r#"[[query]]
+name = "csv"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+[query.source]
+format = "csv"
+path = "in/*.csv"
+header = true
+schema = "city STRING, code STRING"
+[query.sink]
+format = "json"
+path = "out"
+"#,
+    );
+    let (code, _, stderr) = run_logged(&file);
+    assert_eq!(code, Some(0), "{stderr}");
+    let cities: Vec<_> = committed_json(&d.join("out"))
+        .iter()
+        .map(|r| r["city"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(cities, ["Seoul", "Busan"]);
+}
+
 #[test]
 fn malformed_rows_follow_the_mode() {
     let input = "{\"id\":1,\"city\":\"Seoul\",\"amount\":10}\n{\"id\":2,\"city\":\n{\"id\":\"three\",\"city\":\"Busan\",\"amount\":30}\n{\"id\":4,\"city\":\"Daegu\",\"amount\":40}\n";

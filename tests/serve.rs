@@ -919,7 +919,11 @@ path = "out"
         "application/json",
         br#"{"sql": "SELECT 1 + 1 AS two"}"#.to_vec(),
     );
-    assert_eq!((status, &answer["rows"]), (200, &json!([{ "two": 2 }])), "{answer}");
+    assert_eq!(
+        (status, &answer["rows"]),
+        (200, &json!([{ "two": 2 }])),
+        "{answer}"
+    );
 
     let out = std::process::Command::new("schemathesis")
         .arg("--config-file")

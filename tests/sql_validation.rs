@@ -343,3 +343,23 @@ path = "out"
     assert_eq!(rows[0]["user_id"], 7);
     assert_eq!(rows[0]["name"], "Ann");
 }
+
+/// `sql = { file = ... }` naming something endless is refused at its line, not read until
+/// memory runs out (found while writing the fuzz targets).
+#[test]
+fn an_endless_sql_file_is_refused_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = pipeline_text("SELECT id FROM orders").replace(
+        "sql = \"\"\"\nSELECT id FROM orders\n\"\"\"",
+        "sql = { file = \"/dev/zero\" }",
+    );
+    let file = pipeline(dir.path(), &text);
+    let out = sluice().arg("validate").arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("pipeline.toml:4:")
+            && stderr.contains("cannot read /dev/zero: it is larger than 1048576 bytes"),
+        "{stderr}"
+    );
+}

@@ -242,7 +242,7 @@ impl FileSource {
     /// json lines and csv: decode the whole file in one go; if that fails, go line by line to
     /// find the malformed rows and apply the source's `mode` to them.
     fn read_delimited(&self, path: &Path, bytes: &[u8]) -> Result<Vec<RecordBatch>> {
-        let mut decoder = self.decoder(BATCH_ROWS)?;
+        let mut decoder = self.decoder(BATCH_ROWS, self.spec.header)?;
         match decode_all(&mut decoder, bytes) {
             Ok(batches) => batches
                 .into_iter()
@@ -255,7 +255,9 @@ impl FileSource {
         }
     }
 
-    fn decoder(&self, batch_rows: usize) -> Result<RowDecoder> {
+    /// A decoder of the declared schema; `skip_header` drops a CSV file's first line (the
+    /// line-by-line fallback skips it itself, as each line gets a fresh decoder).
+    fn decoder(&self, batch_rows: usize, skip_header: bool) -> Result<RowDecoder> {
         let ctx = || format!("building a {} reader", self.spec.format.name());
         Ok(match self.spec.format {
             FileFormat::Json => RowDecoder::Json(
@@ -268,6 +270,7 @@ impl FileSource {
                 arrow_csv::ReaderBuilder::new(self.data_schema.clone())
                     .with_batch_size(batch_rows)
                     .with_delimiter(self.spec.sep)
+                    .with_header(skip_header)
                     .build_decoder(),
             )),
         })
@@ -275,7 +278,7 @@ impl FileSource {
 
     fn read_lines_tolerantly(&self, path: &Path, bytes: &[u8]) -> Result<Vec<RecordBatch>> {
         let mut rows: Vec<RecordBatch> = Vec::new();
-        let mut decoder = self.decoder(1)?;
+        let mut decoder = self.decoder(1, false)?;
         let mut start = 0;
         let mut line_no = 0;
         while start < bytes.len() {
@@ -296,7 +299,7 @@ impl FileSource {
                     }
                 }
                 Err(message) => {
-                    decoder = self.decoder(1)?;
+                    decoder = self.decoder(1, false)?;
                     let text = String::from_utf8_lossy(line).trim_end().to_owned();
                     match self.spec.mode {
                         ParseMode::FailFast => {

@@ -319,6 +319,25 @@ fn parse_position(message: &str) -> Option<(u64, u64)> {
     Some((line.trim().parse().ok()?, column.parse().ok()?))
 }
 
+/// Largest SQL file a pipeline may name: a query is text a person wrote, and a path to
+/// something endless (`/dev/zero`, a FIFO fed forever) must not exhaust memory.
+const MAX_SQL_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads a `sql = { file = ... }` file, refusing one past [`MAX_SQL_FILE_BYTES`].
+fn read_sql_file(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_SQL_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_SQL_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "it is larger than {MAX_SQL_FILE_BYTES} bytes; is it the right file?"
+        )));
+    }
+    Ok(text)
+}
+
 /// The query's `sql` (a string, or `{ file = "q.sql" }` beside the pipeline), planned over its
 /// inputs: `None` when the query has no `sql`; `Some(None)` when it does and a problem was
 /// reported (at the TOML line of the SQL's line, with the SQL's line and column).
@@ -367,7 +386,7 @@ pub(super) fn parse_sql(
                 t.required_string("file", "give the SQL file: sql = { file = \"query.sql\" }");
             t.finish(&["file"]);
             let path = resolve(base, &file?);
-            match std::fs::read_to_string(&path) {
+            match read_sql_file(&path) {
                 Ok(text) => (text, Some(path), start),
                 Err(e) => {
                     q.error_at(

@@ -86,3 +86,10 @@ for p in 1 4; do
     --test engine --test event_time --test crash_recovery --test multi_input --test joins \
     --test nexmark --test wasm --test processor --test object_storage
 done
+
+# Hardening (issue 34): every fuzz target for 30 seconds on its corpus and past crashes
+# (scripts/fuzz.sh builds them with cargo-fuzz on this toolchain), then a 2-minute soak of
+# one `sluice serve` (Kafka → Wasm → windows → Kafka and files → join → PostgreSQL, module
+# swaps and a restart): exact outputs, nothing growing after warm-up.
+bash scripts/fuzz.sh 30
+cargo run -q -p sluice-bench --locked -- soak --minutes 2 --swap-every 30 --restart-every 60

@@ -982,3 +982,40 @@ path = "out"
         "every row of the query beside the walk, once"
     );
 }
+
+/// A query stopped and started again, over and over (as the soak does every five minutes),
+/// leaves one stored pipeline behind, not one per start: the data directory stays bounded,
+/// and a restarted server resumes it once.
+#[test]
+fn a_query_restarted_many_times_keeps_one_stored_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &[]);
+    assert_eq!(
+        server.push("step", "1.0.0", module("pass_through.wasm")).0,
+        201
+    );
+    let work = dir.path().join("work");
+    let file = steady_pipeline(&work, "step@1.0.0");
+    for _ in 0..4 {
+        let (ok, _, stderr) = server.cli(&["query", "start", file.to_str().unwrap()]);
+        assert!(ok, "{stderr}");
+        server.await_batch("steady", 1);
+        server.stop("steady");
+    }
+    let (ok, _, stderr) = server.cli(&["query", "start", file.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let stored = std::fs::read_dir(data.join("pipelines")).unwrap().count();
+    assert_eq!(stored, 2, "one pipeline's TOML and record");
+    let reached = server.await_batch("steady", 2)["lastBatchId"]
+        .as_u64()
+        .unwrap();
+    drop(server);
+    let again = Server::start(&data, &[]);
+    again.await_batch("steady", reached + 2);
+    let last = again.stop("steady");
+    assert_eq!(
+        values_once(&work),
+        (0..(last as i64 + 1) * 50).collect::<Vec<_>>()
+    );
+}

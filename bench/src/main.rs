@@ -14,6 +14,7 @@
 //! cargo run --release -p sluice-bench -- processor
 //! cargo run --release -p sluice-bench -- python [--lines N] [--runs R]
 //! cargo run --release -p sluice-bench -- cluster [--records N] [--keys K]
+//! cargo run --release -p sluice-bench -- soak --minutes 60 [--csv docs/soak.csv]
 //! ```
 
 mod cassandra;
@@ -33,6 +34,7 @@ mod postgres;
 mod processor;
 mod python;
 mod serve;
+mod soak;
 mod sql_planning;
 mod storage;
 
@@ -192,6 +194,29 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// One `sluice serve` under steady input for a long time: Kafka → Wasm → windows →
+    /// Kafka and files → join → PostgreSQL, a module swap and a graceful restart on a
+    /// schedule, memory, descriptors, threads and checkpoint size sampled every 10 s.
+    Soak {
+        /// How long the inputs run, minutes.
+        #[arg(long, default_value_t = 60.0)]
+        minutes: f64,
+        /// Kafka records a second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Rows of the file written each second.
+        #[arg(long, default_value_t = 200)]
+        file_rows: u64,
+        /// Seconds between module swaps.
+        #[arg(long, default_value_t = 60)]
+        swap_every: u64,
+        /// Seconds between graceful restarts of the file query.
+        #[arg(long, default_value_t = 300)]
+        restart_every: u64,
+        /// Write the samples here as CSV.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
     /// Serves a mock Kafka cluster (used by `kafka` as its broker process).
     #[command(hide = true)]
     Broker {
@@ -297,6 +322,25 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Storage { runs } => storage::run(runs),
+        Command::Soak {
+            minutes,
+            rate,
+            file_rows,
+            swap_every,
+            restart_every,
+            csv,
+        } => soak::run(&soak::SoakBench {
+            minutes,
+            rate,
+            file_rows,
+            swap_every,
+            restart_every,
+            csv,
+            modules: [
+                guest("pass_through.wasm")?,
+                guest("hostile_transform.wasm")?,
+            ],
+        }),
         Command::SqlPlanning { runs } => sql_planning::run(runs),
         Command::Expressions { lines, runs } => {
             let modules = guest("json_events.wasm")?;

@@ -11,15 +11,18 @@ use anyhow::{Context, Result, bail};
 use crate::measure::{median, span};
 use crate::pipeline::run_pipeline;
 
-const PASSWORD: &str = "bench-pw";
+/// The superuser's password of the benchmark's server.
+pub(crate) const PASSWORD: &str = "bench-pw";
 
-struct Server {
+/// A throwaway PostgreSQL server (`scripts/postgres-server.sh`), stopped when dropped.
+pub(crate) struct Server {
     child: Child,
     port: u16,
 }
 
 impl Server {
-    fn start(dir: &Path) -> Result<Server> {
+    /// Starts a server with its cluster in `dir`; returns once it accepts connections.
+    pub(crate) fn start(dir: &Path) -> Result<Server> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -47,7 +50,13 @@ impl Server {
         Ok(Server { child, port })
     }
 
-    fn psql(&self, sql: &str) -> Result<String> {
+    /// The connection string of database `db` (the password is given apart).
+    pub(crate) fn url(&self, db: &str) -> String {
+        format!("host=127.0.0.1 port={} user=sluice dbname={db}", self.port)
+    }
+
+    /// Runs `sql` with psql; its unaligned output.
+    pub(crate) fn psql(&self, sql: &str) -> Result<String> {
         let out = Command::new("psql")
             .args([
                 "-h",

@@ -176,6 +176,19 @@ pub fn unflatten(
             node.num_children
         )));
     }
+    // Arrow's builder asserts (panics) where a validity bitmap is shorter than the slots it
+    // covers, before any validation runs: check it here, so a guest's bad node is an error.
+    if let Some(validity) = &node.validity {
+        let needed = u64::from(node.offset) + u64::from(node.len);
+        if (validity.len() as u64) * 8 < needed {
+            return Err(ArrowError::InvalidArgumentError(format!(
+                "a {data_type} array's validity bitmap has {} bits for offset {} + {} slots",
+                validity.len() * 8,
+                node.offset,
+                node.len
+            )));
+        }
+    }
     let children = child_types
         .iter()
         .map(|t| unflatten(t, nodes, validate))
@@ -321,5 +334,22 @@ mod tests {
         };
         assert!(to_batch(&schema, 1, vec![bad], true).is_err());
         assert!(to_batch(&schema, 1, Vec::new(), true).is_err());
+    }
+
+    /// Found by the guest fuzz target (fuzz/regressions/guest): a validity bitmap shorter
+    /// than offset + slots made Arrow's builder panic before validation.
+    #[test]
+    fn a_short_validity_bitmap_is_an_error_not_a_panic() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let short = NodeOwned {
+            len: 12,
+            offset: 270_926_081,
+            null_count: 1,
+            validity: Some(Buffer::from_vec(Vec::<u8>::new())),
+            buffers: vec![Buffer::from_vec(vec![0i64; 12])],
+            num_children: 0,
+        };
+        let e = to_batch(&schema, 12, vec![short], true).unwrap_err();
+        assert!(e.to_string().contains("validity bitmap has 0 bits"), "{e}");
     }
 }

@@ -68,5 +68,6 @@ pub mod source;
 pub mod state;
 pub mod storage;
 pub mod trigger;
+pub mod untrusted;
 pub mod wasm;
 pub mod watermark;

@@ -16,6 +16,17 @@ pub fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into()))
 }
 
+/// Decodes an Arrow IPC schema message we did not write (a guest's declared schema, a
+/// checkpoint's key schema): arrow-ipc unwraps missing parts of a malformed message, so its
+/// reader runs guarded and such a message is an error too.
+pub fn decode_ipc_schema(bytes: &[u8]) -> Result<SchemaRef, String> {
+    match crate::untrusted::guarded(|| sluice_guest_sdk::abi::decode_schema(bytes)) {
+        Some(Ok(schema)) => Ok(schema),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Err("a malformed Arrow IPC schema message (a required part is missing)".into()),
+    }
+}
+
 /// Parses a DDL schema string into an Arrow schema.
 ///
 /// Supported types: STRING, BOOLEAN, TINYINT/BYTE, SMALLINT/SHORT, INT/INTEGER,

@@ -5,6 +5,7 @@
 //! | `GET /` | the dashboard: queries, plan, live plots of their progress ([`dashboard`]) | no (stop asks for it) |
 //! | `GET /healthz` | liveness | no |
 //! | `GET /metrics` | Prometheus text format | no |
+//! | `GET /openapi.json` | this API's OpenAPI 3.1 description, generated from the handlers | no |
 //! | `POST /modules?name=N&version=V` | upload (raw body, or multipart with `name`, `version`, `module`) | yes |
 //! | `GET /modules`, `GET /modules/{name}/{version}` | list, inspect | no |
 //! | `DELETE /modules/{name}/{version}` | remove (refused while a query uses it) | yes |

@@ -181,6 +181,30 @@ impl QueryTable {
         write_atomic(&self.record_path(id), &json)
     }
 
+    /// Drops query `name` from stored pipeline `id`, and the pipeline with its last query: a
+    /// query started again and again (stop, start) must not leave a record behind each time.
+    fn forget(&self, id: &str, name: &str) {
+        let _guard = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let Ok(mut record) = self.read_record(id) else {
+            return;
+        };
+        record.queries.retain(|q| q != name);
+        record.stopped.retain(|q| q != name);
+        record.swaps.remove(name);
+        let outcome = if record.queries.is_empty() {
+            let toml = self.data_dir.join("pipelines").join(format!("{id}.toml"));
+            std::fs::remove_file(self.record_path(id))
+                .and_then(|()| std::fs::remove_file(&toml))
+                .map_err(|e| Error::io("removing", toml, e))
+        } else {
+            let json = serde_json::to_vec_pretty(&record).unwrap_or_default();
+            write_atomic(&self.record_path(id), &json)
+        };
+        if let Err(e) = outcome {
+            warn!(pipeline = %id, error = %e, "could not drop a replaced query from its stored pipeline");
+        }
+    }
+
     /// Parses a posted pipeline (TOML text; `base` anchors relative paths), applies recorded
     /// swaps and the server's default checkpoint location.
     fn parse(&self, text: &str, base: &Path, record: &PipelineRecord) -> Result<Pipeline> {
@@ -264,8 +288,11 @@ impl QueryTable {
         )?;
         let names: Vec<String> = record.queries.clone();
         for spec in pipeline.queries {
-            // Replace an ended query of the same name.
-            self.served().remove(&spec.name);
+            // Replace an ended query of the same name; its old pipeline no longer holds it.
+            let replaced = self.served().remove(&spec.name);
+            if let Some(old) = replaced {
+                self.forget(&old.pipeline, &spec.name);
+            }
             if let Err(e) = self.start(spec, &id) {
                 // Nothing of this pipeline keeps running, and it is not resumed later.
                 for n in &names {

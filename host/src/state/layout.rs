@@ -81,7 +81,7 @@ pub fn schema_from_hex(hex: &str) -> std::result::Result<SchemaRef, String> {
         })
         .collect::<Option<Vec<u8>>>()
         .ok_or("the key schema is not hex")?;
-    abi::decode_schema(&bytes).map_err(|e| e.to_string())
+    crate::schema::decode_ipc_schema(&bytes)
 }
 
 /// Row-format keys of `schema`'s columns as JSON objects, one per key.
@@ -101,10 +101,7 @@ pub fn keys_as_json<'a>(
             .collect(),
     )
     .map_err(|e| e.to_string())?;
-    let parser = converter.parser();
-    let columns = converter
-        .convert_rows(keys.iter().map(|k| parser.parse(k)))
-        .map_err(|e| e.to_string())?;
+    let columns = super::row_keys::decode(&converter, keys.iter().copied())?;
     let batch = arrow_array::RecordBatch::try_new_with_options(
         schema.clone(),
         columns,

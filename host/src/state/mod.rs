@@ -18,6 +18,7 @@
 //! compact binary form); files are length-prefixed records, written atomically.
 
 pub mod layout;
+pub mod row_keys;
 pub mod shuffle;
 
 use std::collections::HashMap;

@@ -114,7 +114,7 @@ impl WasmAggregate {
                     .call_init(store, &config, &encoded_input)
             },
         )?;
-        let output = abi::decode_schema(&schema)
+        let output = crate::schema::decode_ipc_schema(&schema)
             .map_err(|e| self.err(format!("init returned an unreadable schema: {e}")))?;
         let field = output
             .fields()

@@ -156,7 +156,7 @@ impl WasmFunction {
             },
         )
         .map_err(|e| DataFusionError::Plan(e.to_string()))?;
-        let output = abi::decode_schema(&schema)
+        let output = crate::schema::decode_ipc_schema(&schema)
             .map_err(|e| self.err(format!("init returned an unreadable schema: {e}")))?;
         let [field] = output.fields().iter().collect::<Vec<_>>()[..] else {
             return Err(self.err(format!(

@@ -662,8 +662,8 @@ impl SchemaCache {
         if let Some(s) = self.0.get(bytes) {
             return Ok(s.clone());
         }
-        let schema =
-            abi::decode_schema(bytes).map_err(|e| format!("not an Arrow IPC schema: {e}"))?;
+        let schema = crate::schema::decode_ipc_schema(bytes)
+            .map_err(|e| format!("not an Arrow IPC schema: {e}"))?;
         self.0.insert(bytes.to_vec(), schema.clone());
         Ok(schema)
     }
@@ -836,7 +836,22 @@ pub(crate) fn batch_from_guest(
         buffers: n.buffers.into_iter().map(Buffer::from_vec).collect(),
         num_children: n.num_children,
     });
-    abi::to_batch(schema, batch.num_rows, nodes, true).map_err(|e| e.to_string())
+    batch_from_nodes(schema, batch.num_rows, nodes)
+}
+
+/// Rebuilds a batch of `schema` from a guest's array nodes and validates all of it (offsets,
+/// lengths, UTF-8, bitmaps). Arrow asserts some of this by panicking (an offsets buffer not
+/// a whole number of offsets long), so the rebuild runs guarded: a malformed batch is an
+/// error, whatever part of Arrow noticed.
+pub fn batch_from_nodes(
+    schema: &SchemaRef,
+    num_rows: u32,
+    nodes: impl IntoIterator<Item = abi::NodeOwned>,
+) -> std::result::Result<RecordBatch, String> {
+    match crate::untrusted::guarded(|| abi::to_batch(schema, num_rows, nodes, true)) {
+        Some(batch) => batch.map_err(|e| e.to_string()),
+        None => Err("a malformed batch: Arrow refused one of its buffers".into()),
+    }
 }
 
 /// Calls `f` with `batch` as WIT nodes borrowing its buffers.

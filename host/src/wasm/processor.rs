@@ -149,7 +149,7 @@ impl WasmProcessor {
                 )
             },
         )?;
-        let output = abi::decode_schema(&spec.output_schema)
+        let output = crate::schema::decode_ipc_schema(&spec.output_schema)
             .map_err(|e| self.err(format!("init returned an unreadable output schema: {e}")))?;
         let variables: Vec<StateVariable> = spec
             .state

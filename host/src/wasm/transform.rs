@@ -64,27 +64,13 @@ impl super::bindings::transformer::sluice::pipeline::rows::Host for GuestState {
             return Ok(());
         };
         let rows = input.num_rows();
-        let mask = match selection {
-            Some(bits) if bits.len() < rows.div_ceil(8) => {
-                self.emit_error = Some(format!(
-                    "emit-rows: a selection of {} bits for {rows} input rows",
-                    bits.len() * 8
-                ));
+        let predicate = match selection_predicate(selection, rows) {
+            Ok(p) => p,
+            Err(e) => {
+                self.emit_error = Some(e);
                 return Ok(());
             }
-            Some(bits) => Some(BooleanArray::new(
-                BooleanBuffer::new(Buffer::from_vec(bits), 0, rows),
-                None,
-            )),
-            None => None,
         };
-        // One predicate for every column (arrow picks a strategy from the selectivity once);
-        // its count is the number of rows selected.
-        let predicate = mask.map(|m| {
-            arrow_select::filter::FilterBuilder::new(&m)
-                .optimize()
-                .build()
-        });
         let selected = predicate.as_ref().map_or(rows, |p| p.count());
         // What the host will hold: the selected rows, with the selected share of each input
         // column's bytes and all of `computed`'s.
@@ -110,10 +96,35 @@ impl super::bindings::transformer::sluice::pipeline::rows::Host for GuestState {
     }
 }
 
+/// The filter an `emit-rows` selection bitmap (bit i set: input row i is kept) describes
+/// over `rows` input rows; `None` keeps every row. A bitmap shorter than the rows is refused.
+pub fn selection_predicate(
+    selection: Option<Vec<u8>>,
+    rows: usize,
+) -> std::result::Result<Option<arrow_select::filter::FilterPredicate>, String> {
+    let mask = match selection {
+        Some(bits) if bits.len() < rows.div_ceil(8) => {
+            return Err(format!(
+                "emit-rows: a selection of {} bits for {rows} input rows",
+                bits.len() * 8
+            ));
+        }
+        Some(bits) => BooleanArray::new(BooleanBuffer::new(Buffer::from_vec(bits), 0, rows), None),
+        None => return Ok(None),
+    };
+    // One predicate for every column (arrow picks a strategy from the selectivity once);
+    // its count is the number of rows selected.
+    Ok(Some(
+        arrow_select::filter::FilterBuilder::new(&mask)
+            .optimize()
+            .build(),
+    ))
+}
+
 /// The batch `rows.emit-rows` describes: each output column an input column at the rows
 /// `predicate` selects (all without one), or the next column of `computed`, checked against
-/// the output schema.
-fn assemble_rows(
+/// the output schema. Everything here but `input` and `schema` comes from the guest.
+pub fn assemble_rows(
     schema: &SchemaRef,
     input: &RecordBatch,
     predicate: Option<&arrow_select::filter::FilterPredicate>,
@@ -340,7 +351,7 @@ impl StepCore {
                 )
             },
         )?;
-        let output = abi::decode_schema(&plan.output_schema).map_err(|e| {
+        let output = crate::schema::decode_ipc_schema(&plan.output_schema).map_err(|e| {
             self.wasm_err(format!("init returned an unreadable output schema: {e}"))
         })?;
         store.data_mut().output_schema = Some(output.clone());

@@ -226,7 +226,9 @@ impl FileSource {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    pub(crate) fn read_file(&self, path: &Path) -> Result<Vec<RecordBatch>> {
+    /// Decodes one file of the source's format with its declared schema, applying its
+    /// `mode` to malformed rows (public for the decoding fuzz target, `fuzz/`).
+    pub fn read_file(&self, path: &Path) -> Result<Vec<RecordBatch>> {
         match self.spec.format {
             FileFormat::Parquet => self.read_parquet(path),
             format => {

@@ -542,13 +542,11 @@ impl Aggregate {
             )));
         }
         if let Some(converter) = &self.grouping.converter {
-            let parser = converter.parser();
-            let rows = entries
-                .iter()
-                .map(|e| parser.parse(&e.key[..e.key.len() - 8]));
-            let keys_out = converter
-                .convert_rows(rows)
-                .map_err(|e| Error::data("building group keys", e))?;
+            let keys_out = crate::state::row_keys::decode(
+                converter,
+                entries.iter().map(|e| &e.key[..e.key.len() - 8]),
+            )
+            .map_err(|e| Error::data("building group keys", e))?;
             for (col, t) in keys_out.into_iter().zip(&self.grouping.key_types) {
                 debug_assert_eq!(col.data_type(), t);
                 columns.push(col);
@@ -778,6 +776,13 @@ impl StatefulOperator for Aggregate {
         self.sessions.clear();
         let n = self.grouping.spec.aggs.len();
         for (key, value) in self.store.load(version)? {
+            // Every key ends in its window's start (8 bytes), which the code below slices off.
+            if key.len() < 8 {
+                return Err(Error::data(
+                    "restoring aggregation state",
+                    "a key is truncated",
+                ));
+            }
             let mut v: &[u8] = &value;
             let end = v
                 .get(..8)
@@ -898,6 +903,9 @@ pub fn state_rows(
         .unwrap_or_default();
     let windowed = spec["window"].as_bool().unwrap_or(false);
     let state = StateStore::load_all_sorted(checkpoint, operator, version)?;
+    if state.iter().any(|(k, _)| k.len() < 8) {
+        return Err(corrupt("a key is truncated".into()));
+    }
     let group = |k: &[u8]| -> Vec<u8> { k[..k.len().saturating_sub(8)].to_vec() };
     let groups: Vec<Vec<u8>> = state.iter().map(|(k, _)| group(k)).collect();
     let keys = layout::keys_as_json(&schema, groups.iter().map(|g| &g[..])).map_err(corrupt)?;

@@ -480,11 +480,7 @@ impl KeyedProcessor {
 
     /// The key columns of `keys` (row format back to Arrow).
     fn key_batch(&self, keys: &[&[u8]]) -> Result<RecordBatch> {
-        let parser = self.converter.parser();
-        let rows = keys.iter().map(|k| parser.parse(k));
-        let columns = self
-            .converter
-            .convert_rows(rows)
+        let columns = crate::state::row_keys::decode(&self.converter, keys.iter().copied())
             .map_err(|e| Error::data("processor keys", e))?;
         RecordBatch::try_new_with_options(
             self.key_schema.clone(),

@@ -1,0 +1,102 @@
+//! JSON lines, CSV and text files decoded with a declared schema, in each mode (PERMISSIVE,
+//! DROPMALFORMED, FAILFAST): the file source's own decoder, on the bytes of one file. The
+//! first byte picks the format, mode and CSV header; the second the schema; the rest is the
+//! file. A first byte of 0xff makes the rest a schema in DDL instead.
+#![no_main]
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use libfuzzer_sys::fuzz_target;
+use sluice::connectors::file::FileSourceSpec;
+use sluice::connectors::file::source::FileSource;
+use sluice::pipeline::{CleanSource, FileFormat, ParseMode};
+use sluice::source::SourceContext;
+use sluice::storage::Location;
+
+const SCHEMAS: &[&str] = &[
+    "id BIGINT, city STRING, amount BIGINT",
+    "a STRING, b STRING",
+    "ts TIMESTAMP, d DATE, ok BOOLEAN, x DOUBLE",
+    "price DECIMAL(10,2), n INT, tiny TINYINT",
+    "tags ARRAY<STRING>, attrs MAP<STRING, BIGINT>, nested STRUCT<a: BIGINT, b: STRING>",
+    "value STRING",
+];
+
+thread_local! {
+    static DIR: PathBuf = tempfile::tempdir().unwrap().keep();
+    static SOURCES: RefCell<HashMap<(u8, u8), FileSource>> = RefCell::new(HashMap::new());
+}
+
+fn source(config: u8, schema: u8, dir: &std::path::Path) -> Option<FileSource> {
+    let format = match config % 3 {
+        0 => FileFormat::Json,
+        1 => FileFormat::Csv,
+        _ => FileFormat::Text,
+    };
+    let mode = match (config / 3) % 3 {
+        0 => ParseMode::Permissive,
+        1 => ParseMode::DropMalformed,
+        _ => ParseMode::FailFast,
+    };
+    let schema = match format {
+        FileFormat::Text => "value STRING",
+        _ => SCHEMAS[schema as usize % SCHEMAS.len()],
+    };
+    let spec = FileSourceSpec {
+        format,
+        path: dir.join("in"),
+        schema: Some(sluice::schema::parse_ddl(schema).ok()?),
+        infer_schema: false,
+        max_files_per_trigger: None,
+        latest_first: false,
+        clean_source: CleanSource::Off,
+        mode,
+        column_name_of_corrupt_record: "_corrupt_record".into(),
+        header: config & 0x40 != 0,
+        sep: if config & 0x80 != 0 { b';' } else { b',' },
+    };
+    let ctx = SourceContext {
+        log_dir: Location::Local(dir.join(format!("log-{config}-{schema}"))),
+        parallelism: 1,
+    };
+    FileSource::open(spec, ctx).ok()
+}
+
+fuzz_target!(|data: &[u8]| {
+    let [config, schema, file @ ..] = data else {
+        return;
+    };
+    if *config == 0xff {
+        if let Ok(text) = std::str::from_utf8(&data[1..]) {
+            let _ = sluice::schema::parse_ddl(text);
+        }
+        return;
+    }
+    DIR.with(|dir| {
+        std::fs::create_dir_all(dir.join("in")).unwrap();
+        let path = dir.join("in").join("file");
+        std::fs::write(&path, file).unwrap();
+        SOURCES.with(|sources| {
+            let mut sources = sources.borrow_mut();
+            let key = (*config, *schema);
+            if !sources.contains_key(&key) {
+                let Some(s) = source(*config, *schema, dir) else {
+                    return;
+                };
+                sources.insert(key, s);
+            }
+            if let Ok(batches) = sources[&key].read_file(&path) {
+                for b in &batches {
+                    // Every decoded row is well-formed Arrow.
+                    for c in b.columns() {
+                        c.to_data()
+                            .validate_full()
+                            .expect("the decoder built invalid Arrow");
+                    }
+                }
+            }
+        });
+    });
+});

@@ -925,7 +925,9 @@ path = "out"
         "{answer}"
     );
 
+    // Run where its cache (`.schemathesis/`) lands in the test's folder, not the repository.
     let out = std::process::Command::new("schemathesis")
+        .current_dir(dir.path())
         .arg("--config-file")
         .arg(repo().join("tests/openapi/schemathesis.toml"))
         .arg("run")

@@ -7,37 +7,9 @@ mod common;
 use common::*;
 
 /// The pipeline around `sql` (which starts on line 5): inputs `orders` (watermarked) and
-/// `clicks` (not), and a static table `users`.
+/// `clicks` (not), and a static table `users` (the SQL fuzz target plans inside it too).
 fn pipeline_text(sql: &str) -> String {
-    format!(
-        r#"[[query]]
-name = "q"
-checkpointLocation = "ckpt"
-sql = """
-{sql}
-"""
-
-[query.inputs.orders]
-format = "json"
-path = "in"
-schema = "id BIGINT, uid BIGINT, order_time TIMESTAMP, category STRING, amount BIGINT"
-watermark = {{ column = "order_time", delay = "10 minutes" }}
-
-[query.inputs.clicks]
-format = "json"
-path = "clicks"
-schema = "id BIGINT, click_time TIMESTAMP"
-
-[query.tables.users]
-format = "json"
-path = "users"
-schema = "id BIGINT, name STRING, since TIMESTAMP"
-
-[query.sink]
-format = "json"
-path = "out"
-"#
-    )
+    include_str!("fixtures/sql-validation/pipeline.toml").replace("{sql}", sql)
 }
 
 /// Where a message is placed: the SQL's line (1-based), or the query (a rule about the whole

@@ -407,7 +407,7 @@ format = "blackhole"
         })?;
     }
     a.stop()?;
-    let state_bytes = dir_size(&ckpt.join("partitions/keys-0/state"));
+    let state_bytes = crate::measure::dir_size(&ckpt.join("partitions/keys-0/state"));
     let started = Instant::now();
     let b = Member::start(&file, "b")?;
     let mut restored_ms = None;
@@ -424,20 +424,6 @@ format = "blackhole"
     let ready = started.elapsed();
     b.stop()?;
     Ok((restored_ms.unwrap_or(0), ready, state_bytes))
-}
-
-fn dir_size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 /// Runs the three measurements and prints their tables.

@@ -114,19 +114,28 @@ pub(crate) fn produce_from(bootstrap: &str, topic: &str, from: u64, records: u64
     for i in from..from + records {
         let digits = format!("{i:020}");
         value[..20].copy_from_slice(digits.as_bytes());
-        let mut record = BaseRecord::to(topic).payload(&value[..]).key(&digits[12..]);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    std::thread::sleep(Duration::from_millis(1));
-                    record = r;
-                }
-            }
-        }
+        let record = BaseRecord::to(topic).payload(&value[..]).key(&digits[12..]);
+        send_waiting(&producer, record, Duration::from_millis(1));
     }
     producer.flush(Duration::from_secs(120))?;
     Ok(())
+}
+
+/// Queues `record`, waiting `pause` at a time while the producer's queue is full.
+pub(crate) fn send_waiting(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    mut record: BaseRecord<'_, str, [u8]>,
+    pause: Duration,
+) {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((_, r)) => {
+                std::thread::sleep(pause);
+                record = r;
+            }
+        }
+    }
 }
 
 /// The ceiling: a librdkafka consumer reading every record of `topic` as fast as it can.

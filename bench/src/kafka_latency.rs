@@ -74,16 +74,8 @@ fn produce_steadily(bootstrap: &str, topic: &str, rate: u64, seconds: u64) -> Re
         let stamp = format!("{:020}", now_us());
         value[..20].copy_from_slice(stamp.as_bytes());
         let key = (i % 1024).to_string();
-        let mut record = BaseRecord::to(topic).payload(&value[..]).key(&key);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    std::thread::sleep(Duration::from_micros(100));
-                    record = r;
-                }
-            }
-        }
+        let record = BaseRecord::to(topic).payload(&value[..]).key(key.as_str());
+        crate::kafka::send_waiting(&producer, record, Duration::from_micros(100));
     }
     producer.flush(Duration::from_secs(30))?;
     Ok(total)

@@ -37,12 +37,37 @@ pub fn reset_peak_rss() {
 }
 
 fn status_kb(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    proc_status(None, field)
+}
+
+/// A number of `/proc/<pid>/status` (`None`: this process), e.g. `VmRSS:` in kB or
+/// `Threads:`; 0 where it cannot be read.
+pub fn proc_status(pid: Option<u32>, field: &str) -> u64 {
+    let path = pid.map_or_else(
+        || "/proc/self/status".to_owned(),
+        |p| format!("/proc/{p}/status"),
+    );
+    std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// Bytes of the files under `dir`, recursively (0 where it cannot be read).
+pub fn dir_size(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// Wall and CPU time of one run.

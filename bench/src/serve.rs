@@ -26,14 +26,34 @@ const EXAMPLES: [&str; 8] = [
     "top_k.wasm",
 ];
 
-struct Http {
-    url: String,
+/// A client of a `sluice serve` API, sending the bearer token with every request.
+pub(crate) struct Http {
+    /// `http://host:port`.
+    pub(crate) url: String,
     token: String,
     agent: ureq::Agent,
 }
 
 impl Http {
-    fn call(&self, method: &str, path: &str, body: Vec<u8>) -> Result<(u16, serde_json::Value)> {
+    /// A client of the server at `url`; answers of any status are returned, not errors.
+    pub(crate) fn new(url: String, token: &str) -> Http {
+        Http {
+            url,
+            token: token.to_owned(),
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into(),
+        }
+    }
+
+    /// Sends a request; its status and JSON answer (null if it is not JSON).
+    pub(crate) fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, serde_json::Value)> {
         let req = ureq::http::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.url))
@@ -43,6 +63,21 @@ impl Http {
         let status = resp.status().as_u16();
         let text = resp.body_mut().read_to_string()?;
         Ok((status, serde_json::from_str(&text).unwrap_or_default()))
+    }
+
+    /// Sends a request that must answer `status`; its JSON answer.
+    pub(crate) fn expect(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        status: u16,
+    ) -> Result<serde_json::Value> {
+        let (got, answer) = self.call(method, path, body)?;
+        if got != status {
+            bail!("{method} {path}: {got} {answer}");
+        }
+        Ok(answer)
     }
 }
 
@@ -71,14 +106,7 @@ pub fn run(modules: &Path, runs: usize) -> Result<()> {
     let addr = rx
         .recv_timeout(Duration::from_secs(30))?
         .map_err(|e| anyhow!(e))?;
-    let http = Http {
-        url: format!("http://{addr}"),
-        token: "bench-token".into(),
-        agent: ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into(),
-    };
+    let http = Http::new(format!("http://{addr}"), "bench-token");
 
     println!("### Upload to ready (HTTP POST until 201: validation, precompilation, storage)\n");
     println!(

@@ -27,7 +27,9 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 use crate::kafka::Broker;
+use crate::measure::{dir_size, proc_status};
 use crate::postgres::Server as Postgres;
+use crate::serve::Http;
 
 /// The soak's settings.
 pub struct SoakBench {
@@ -62,11 +64,25 @@ struct Sample {
     files_batch_ms: u64,
 }
 
-/// `sluice serve` as a child process (its figures are read from /proc).
+impl Sample {
+    /// Its figures as text, in the order of the table's and the CSV's columns.
+    fn fields(&self) -> [String; 7] {
+        [
+            format!("{:.0}", self.seconds),
+            format!("{:.1}", self.rss_mb),
+            self.fds.to_string(),
+            self.threads.to_string(),
+            format!("{:.3}", self.checkpoint_mb),
+            self.kafka_batch_ms.to_string(),
+            self.files_batch_ms.to_string(),
+        ]
+    }
+}
+
+/// `sluice serve` as a child process (its figures are read from /proc), and a client of it.
 struct Serve {
     child: Child,
-    url: String,
-    agent: ureq::Agent,
+    http: Http,
 }
 
 impl Serve {
@@ -92,37 +108,10 @@ impl Serve {
             .to_owned();
         // Keep draining stdout so a full pipe never stalls the server.
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        Ok(Serve { child, url, agent })
-    }
-
-    fn call(&self, method: &str, path: &str, body: Vec<u8>) -> Result<(u16, serde_json::Value)> {
-        let req = ureq::http::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.url))
-            .header("Authorization", format!("Bearer {TOKEN}"))
-            .body(body)?;
-        let mut resp = self.agent.run(req)?;
-        let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string()?;
-        Ok((status, serde_json::from_str(&text).unwrap_or_default()))
-    }
-
-    fn expect(
-        &self,
-        method: &str,
-        path: &str,
-        body: Vec<u8>,
-        status: u16,
-    ) -> Result<serde_json::Value> {
-        let (got, answer) = self.call(method, path, body)?;
-        if got != status {
-            bail!("{method} {path}: {got} {answer}");
-        }
-        Ok(answer)
+        Ok(Serve {
+            child,
+            http: Http::new(url, TOKEN),
+        })
     }
 
     fn pid(&self) -> u32 {
@@ -152,32 +141,7 @@ fn iso(ms: i64) -> String {
         .to_string()
 }
 
-/// A `/proc/<pid>/status` field, as its number.
-fn status_field(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Bytes of the files under `dir`.
-fn size_of(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => size_of(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
-fn last_batch_ms(serve: &Serve, query: &str) -> u64 {
+fn last_batch_ms(serve: &Http, query: &str) -> u64 {
     serve
         .call("GET", &format!("/queries/{query}/progress"), Vec::new())
         .ok()
@@ -275,16 +239,10 @@ fn produce(bootstrap: &str, rate: u64, stop: &AtomicBool, sent: &AtomicU64) -> R
         }
         let value = format!("{{\"id\":{n},\"ts\":\"{}\"}}", iso(now_ms()));
         let key = (n % 64).to_string();
-        let mut record = BaseRecord::to("soak-in").payload(&value).key(&key);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    std::thread::sleep(Duration::from_millis(1));
-                    record = r;
-                }
-            }
-        }
+        let record = BaseRecord::to("soak-in")
+            .payload(value.as_bytes())
+            .key(key.as_str());
+        crate::kafka::send_waiting(&producer, record, Duration::from_millis(1));
         sum += n as i64;
         n += 1;
         sent.store(n, Ordering::Relaxed);
@@ -292,9 +250,10 @@ fn produce(bootstrap: &str, rate: u64, stop: &AtomicBool, sent: &AtomicU64) -> R
     // One record far enough ahead to close every window the others fell in; its own window
     // stays open, so it is not counted.
     let value = format!("{{\"id\":-1,\"ts\":\"{}\"}}", iso(now_ms() + 60_000));
-    producer
-        .send(BaseRecord::to("soak-in").payload(&value).key("flush"))
-        .map_err(|(e, _)| e)?;
+    let record = BaseRecord::to("soak-in")
+        .payload(value.as_bytes())
+        .key("flush");
+    crate::kafka::send_waiting(&producer, record, Duration::from_millis(1));
     producer.flush(Duration::from_secs(30))?;
     Ok((n, sum))
 }
@@ -385,15 +344,16 @@ pub fn run(bench: &SoakBench) -> Result<()> {
 
     let broker = Broker::start(&["soak-in:4".into(), "soak-out:4".into()])?;
     let pg = Postgres::start(&work.join("pg"))?;
-    let serve = Serve::start(
+    let server = Serve::start(
         &work.join("data"),
         &work.join("serve.log"),
         crate::postgres::PASSWORD,
     )?;
+    let serve = &server.http;
     eprintln!(
         "soak: server at {} (pid {}), log {}",
         serve.url,
-        serve.pid(),
+        server.pid(),
         work.join("serve.log").display()
     );
     for (version, module) in ["1.0.0", "2.0.0"].iter().zip(&bench.modules) {
@@ -434,21 +394,21 @@ pub fn run(bench: &SoakBench) -> Result<()> {
     );
     let mut samples = Vec::new();
     let (mut swaps, mut restarts, mut version) = (0, 0, 1);
-    let pid = serve.pid();
+    let pid = server.pid();
     while start.elapsed() < total {
         let at = start.elapsed();
         if at >= next_sample {
             let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64);
             let s = Sample {
                 seconds: at.as_secs_f64(),
-                rss_mb: status_field(pid, "VmRSS:") as f64 / 1024.0,
+                rss_mb: proc_status(Some(pid), "VmRSS:") as f64 / 1024.0,
                 fds,
-                threads: status_field(pid, "Threads:"),
-                checkpoint_mb: (size_of(&work.join("ckpt-kafka"))
-                    + size_of(&work.join("ckpt-files"))) as f64
+                threads: proc_status(Some(pid), "Threads:"),
+                checkpoint_mb: (dir_size(&work.join("ckpt-kafka"))
+                    + dir_size(&work.join("ckpt-files"))) as f64
                     / 1e6,
-                kafka_batch_ms: last_batch_ms(&serve, "kafka-windows"),
-                files_batch_ms: last_batch_ms(&serve, "files-join"),
+                kafka_batch_ms: last_batch_ms(serve, "kafka-windows"),
+                files_batch_ms: last_batch_ms(serve, "files-join"),
             };
             eprintln!(
                 "soak: {:>6.0} s  rss {:>7.1} MB  fds {:>4}  threads {:>3}  checkpoints {:>6.2} MB  batch {:>4} / {:>4} ms  ({} records sent)",
@@ -523,35 +483,20 @@ pub fn run(bench: &SoakBench) -> Result<()> {
         serve.expect("POST", &format!("/queries/{q}/stop"), Vec::new(), 200)?;
     }
 
-    println!("\n| s | RSS MB | fds | threads | checkpoints MB | batch ms (kafka / files) |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "\n| s | RSS MB | fds | threads | checkpoints MB | batch ms (kafka) | batch ms (files) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for s in &samples {
-        println!(
-            "| {:.0} | {:.1} | {} | {} | {:.2} | {} / {} |",
-            s.seconds,
-            s.rss_mb,
-            s.fds,
-            s.threads,
-            s.checkpoint_mb,
-            s.kafka_batch_ms,
-            s.files_batch_ms
-        );
+        println!("| {} |", s.fields().join(" | "));
     }
     if let Some(path) = &bench.csv {
         let mut csv = String::from(
             "seconds,rss_mb,fds,threads,checkpoint_mb,kafka_batch_ms,files_batch_ms\n",
         );
         for s in &samples {
-            csv.push_str(&format!(
-                "{:.0},{:.1},{},{},{:.3},{},{}\n",
-                s.seconds,
-                s.rss_mb,
-                s.fds,
-                s.threads,
-                s.checkpoint_mb,
-                s.kafka_batch_ms,
-                s.files_batch_ms
-            ));
+            csv.push_str(&s.fields().join(","));
+            csv.push('\n');
         }
         std::fs::write(path, csv)?;
     }
@@ -559,17 +504,11 @@ pub fn run(bench: &SoakBench) -> Result<()> {
     let mut problems = Vec::new();
     // Exactly once: each window once, every record counted once, every file row once.
     let out = windows(&broker.bootstrap)?;
-    let mut starts: Vec<&String> = out.iter().map(|w| &w.0).collect();
-    starts.sort();
-    let distinct = {
-        let mut d = starts.clone();
-        d.dedup();
-        d.len()
-    };
-    if distinct != starts.len() {
+    let distinct: std::collections::BTreeSet<&String> = out.iter().map(|w| &w.0).collect();
+    if distinct.len() != out.len() {
         problems.push(format!(
             "{} windows emitted more than once",
-            starts.len() - distinct
+            out.len() - distinct.len()
         ));
     }
     let ids: i64 = out.iter().map(|w| w.2).sum();
@@ -609,7 +548,7 @@ pub fn run(bench: &SoakBench) -> Result<()> {
             figures.push(format!("{name} {from:.3} → {to:.3}"));
             if to > (from * 1.10).max(from + slack) {
                 problems.push(format!(
-                    "{name} grew from {from:.1} to {to:.1} after warm-up"
+                    "{name} grew from {from:.3} to {to:.3} after warm-up"
                 ));
             }
         }

@@ -11,6 +11,8 @@ use libfuzzer_sys::fuzz_target;
 use sluice::checkpoint::Checkpoint;
 use sluice::storage::Location;
 
+mod common;
+
 const AGGREGATE_LAYOUT: &[u8] = include_bytes!("../fixtures/aggregate-layout.json");
 const AGGREGATE_DELTA: &[u8] = include_bytes!("../fixtures/aggregate.delta");
 const PROCESSOR_LAYOUT: &[u8] = include_bytes!("../fixtures/processor-layout.json");
@@ -76,24 +78,14 @@ fuzz_target!(|data: &[u8]| {
         3 => {
             let dir = fresh(root, "source-log");
             put(&dir, "log/0", bytes);
-            let spec = sluice::connectors::file::FileSourceSpec {
+            let reading = common::Reading {
                 format: sluice::pipeline::FileFormat::Json,
-                path: dir.join("in"),
-                schema: sluice::schema::parse_ddl("id BIGINT").ok(),
-                infer_schema: false,
-                max_files_per_trigger: None,
-                latest_first: false,
-                clean_source: sluice::pipeline::CleanSource::Off,
                 mode: sluice::pipeline::ParseMode::Permissive,
-                column_name_of_corrupt_record: "_corrupt_record".into(),
+                schema: "id BIGINT",
                 header: false,
                 sep: b',',
             };
-            let ctx = sluice::source::SourceContext {
-                log_dir: Location::Local(dir.join("log")),
-                parallelism: 1,
-            };
-            let _ = sluice::connectors::file::source::FileSource::open(spec, ctx);
+            let _ = common::file_source(&reading, &dir, &dir.join("log"));
         }
         4 => state(
             &fresh(root, "a"),

@@ -9,11 +9,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use libfuzzer_sys::fuzz_target;
-use sluice::connectors::file::FileSourceSpec;
 use sluice::connectors::file::source::FileSource;
-use sluice::pipeline::{CleanSource, FileFormat, ParseMode};
-use sluice::source::SourceContext;
-use sluice::storage::Location;
+use sluice::pipeline::{FileFormat, ParseMode};
+
+mod common;
 
 const SCHEMAS: &[&str] = &[
     "id BIGINT, city STRING, amount BIGINT",
@@ -35,33 +34,21 @@ fn source(config: u8, schema: u8, dir: &std::path::Path) -> Option<FileSource> {
         1 => FileFormat::Csv,
         _ => FileFormat::Text,
     };
-    let mode = match (config / 3) % 3 {
-        0 => ParseMode::Permissive,
-        1 => ParseMode::DropMalformed,
-        _ => ParseMode::FailFast,
-    };
-    let schema = match format {
-        FileFormat::Text => "value STRING",
-        _ => SCHEMAS[schema as usize % SCHEMAS.len()],
-    };
-    let spec = FileSourceSpec {
+    let reading = common::Reading {
         format,
-        path: dir.join("in"),
-        schema: Some(sluice::schema::parse_ddl(schema).ok()?),
-        infer_schema: false,
-        max_files_per_trigger: None,
-        latest_first: false,
-        clean_source: CleanSource::Off,
-        mode,
-        column_name_of_corrupt_record: "_corrupt_record".into(),
+        mode: match (config / 3) % 3 {
+            0 => ParseMode::Permissive,
+            1 => ParseMode::DropMalformed,
+            _ => ParseMode::FailFast,
+        },
+        schema: match format {
+            FileFormat::Text => "value STRING",
+            _ => SCHEMAS[schema as usize % SCHEMAS.len()],
+        },
         header: config & 0x40 != 0,
         sep: if config & 0x80 != 0 { b';' } else { b',' },
     };
-    let ctx = SourceContext {
-        log_dir: Location::Local(dir.join(format!("log-{config}-{schema}"))),
-        parallelism: 1,
-    };
-    FileSource::open(spec, ctx).ok()
+    common::file_source(&reading, dir, &dir.join(format!("log-{config}-{schema}"))).ok()
 }
 
 fuzz_target!(|data: &[u8]| {

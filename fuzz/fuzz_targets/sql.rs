@@ -13,38 +13,10 @@ fn base() -> &'static PathBuf {
     DIR.get_or_init(|| tempfile::tempdir().unwrap().keep())
 }
 
-/// The pipeline around the query: a watermarked input, a plain one and a static table (the
-/// same as tests/sql_validation.rs).
+/// The pipeline around the query: a watermarked input, a plain one and a static table
+/// (the one tests/sql_validation.rs uses).
 fn pipeline_text(sql: &str) -> String {
-    format!(
-        r#"[[query]]
-name = "q"
-checkpointLocation = "ckpt"
-sql = """
-{sql}
-"""
-
-[query.inputs.orders]
-format = "json"
-path = "in"
-schema = "id BIGINT, uid BIGINT, order_time TIMESTAMP, category STRING, amount BIGINT"
-watermark = {{ column = "order_time", delay = "10 minutes" }}
-
-[query.inputs.clicks]
-format = "json"
-path = "clicks"
-schema = "id BIGINT, click_time TIMESTAMP"
-
-[query.tables.users]
-format = "json"
-path = "users"
-schema = "id BIGINT, name STRING, since TIMESTAMP"
-
-[query.sink]
-format = "json"
-path = "out"
-"#
-    )
+    include_str!("../../tests/fixtures/sql-validation/pipeline.toml").replace("{sql}", sql)
 }
 
 fuzz_target!(|data: &[u8]| {

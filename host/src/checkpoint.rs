@@ -18,7 +18,7 @@
 //! same offsets and the same id; sinks that remember ids make that re-run a no-op.
 //! Every write is atomic and durable ([`crate::storage::Location::write`]).
 
-use std::fs::{File, TryLockError};
+use std::fs::File;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -307,12 +307,12 @@ fn lock(dir: &Path) -> Result<File> {
         File::create(&lock_path).map_err(|e| Error::io("creating", &lock_path, e))?;
     }
     let lock = File::open(&lock_path).map_err(|e| Error::io("opening", &lock_path, e))?;
-    match lock.try_lock() {
-        Ok(()) => Ok(lock),
-        Err(TryLockError::WouldBlock) => Err(Error::Checkpoint {
+    if crate::fsutil::try_lock(&lock, &lock_path)? {
+        Ok(lock)
+    } else {
+        Err(Error::Checkpoint {
             path: dir.to_path_buf(),
             message: "another running query is using this checkpoint; stop it or give this query its own checkpointLocation".into(),
-        }),
-        Err(TryLockError::Error(e)) => Err(Error::io("locking", lock_path, e)),
+        })
     }
 }

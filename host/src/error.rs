@@ -177,19 +177,8 @@ fn free_space(path: &Path) -> Option<(u64, u64)> {
     let existing = path.ancestors().find(|p| p.exists())?;
     #[cfg(unix)]
     {
-        use std::os::unix::ffi::OsStrExt;
-        let c_path = std::ffi::CString::new(existing.as_os_str().as_bytes()).ok()?;
-        let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-        // SAFETY: `c_path` is a NUL-terminated path and `stat` is written by the call
-        // before it is read (only when the call succeeds).
-        let stat = unsafe {
-            if libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) != 0 {
-                return None;
-            }
-            stat.assume_init()
-        };
-        let block = stat.f_frsize as u64;
-        Some((stat.f_bavail as u64 * block, stat.f_blocks as u64 * block))
+        let stat = rustix::fs::statvfs(existing).ok()?;
+        Some((stat.f_bavail * stat.f_frsize, stat.f_blocks * stat.f_frsize))
     }
     #[cfg(not(unix))]
     {

@@ -91,3 +91,13 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 pub fn create_dir_all(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| Error::io("creating directory", dir, e))
 }
+
+/// Takes an exclusive lock on `file` (opened at `path`) without waiting; `Ok(false)` when
+/// another process holds it. The lock lasts as long as the file stays open.
+pub fn try_lock(file: &File, path: &Path) -> Result<bool> {
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(fs::TryLockError::WouldBlock) => Ok(false),
+        Err(fs::TryLockError::Error(e)) => Err(Error::io("locking", path, e)),
+    }
+}

@@ -21,9 +21,11 @@ pub fn timestamp_type() -> DataType {
 /// reader runs guarded and such a message is an error too.
 pub fn decode_ipc_schema(bytes: &[u8]) -> Result<SchemaRef, String> {
     match crate::untrusted::guarded(|| sluice_guest_sdk::abi::decode_schema(bytes)) {
-        Some(Ok(schema)) => Ok(schema),
-        Some(Err(e)) => Err(e.to_string()),
-        None => Err("a malformed Arrow IPC schema message (a required part is missing)".into()),
+        Ok(Ok(schema)) => Ok(schema),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(panic) => Err(format!(
+            "a malformed Arrow IPC schema message (a required part is missing: {panic})"
+        )),
     }
 }
 

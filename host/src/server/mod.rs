@@ -97,7 +97,6 @@ struct DataDirLock {
 
 impl DataDirLock {
     fn take(data_dir: &std::path::Path) -> Result<DataDirLock> {
-        use std::fs::TryLockError;
         let path = data_dir.join("serve.lock");
         // Not truncated on open: the holder's description must survive a refused attempt.
         let file = std::fs::OpenOptions::new()
@@ -107,24 +106,18 @@ impl DataDirLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io("opening the data directory's lock", &path, e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                let holder = holder.trim();
-                return Err(Error::Server(format!(
-                    "another `sluice serve` is using the data directory {} ({}); stop it or give this one its own --data-dir",
-                    data_dir.display(),
-                    if holder.is_empty() {
-                        "its lock file is empty"
-                    } else {
-                        holder
-                    }
-                )));
-            }
-            Err(TryLockError::Error(e)) => {
-                return Err(Error::io("locking the data directory", &path, e));
-            }
+        if !crate::fsutil::try_lock(&file, &path)? {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let holder = holder.trim();
+            return Err(Error::Server(format!(
+                "another `sluice serve` is using the data directory {} ({}); stop it or give this one its own --data-dir",
+                data_dir.display(),
+                if holder.is_empty() {
+                    "its lock file is empty"
+                } else {
+                    holder
+                }
+            )));
         }
         let lock = DataDirLock { file, path };
         lock.describe(&format!("pid {}", std::process::id()))?;

@@ -177,7 +177,11 @@ impl QueryTable {
         let _guard = self.records.lock().unwrap_or_else(|p| p.into_inner());
         let mut record = self.read_record(id)?;
         change(&mut record);
-        let json = serde_json::to_vec_pretty(&record).unwrap_or_default();
+        self.write_record(id, &record)
+    }
+
+    fn write_record(&self, id: &str, record: &PipelineRecord) -> Result<()> {
+        let json = serde_json::to_vec_pretty(record).unwrap_or_default();
         write_atomic(&self.record_path(id), &json)
     }
 
@@ -197,8 +201,7 @@ impl QueryTable {
                 .and_then(|()| std::fs::remove_file(&toml))
                 .map_err(|e| Error::io("removing", toml, e))
         } else {
-            let json = serde_json::to_vec_pretty(&record).unwrap_or_default();
-            write_atomic(&self.record_path(id), &json)
+            self.write_record(id, &record)
         };
         if let Err(e) = outcome {
             warn!(pipeline = %id, error = %e, "could not drop a replaced query from its stored pipeline");
@@ -282,10 +285,7 @@ impl QueryTable {
             queries: pipeline.queries.iter().map(|q| q.name.clone()).collect(),
             ..Default::default()
         };
-        write_atomic(
-            &self.record_path(&id),
-            &serde_json::to_vec_pretty(&record).unwrap_or_default(),
-        )?;
+        self.write_record(&id, &record)?;
         let names: Vec<String> = record.queries.clone();
         for spec in pipeline.queries {
             // Replace an ended query of the same name; its old pipeline no longer holds it.

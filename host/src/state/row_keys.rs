@@ -16,13 +16,14 @@ pub fn decode<'a>(
 ) -> Result<Vec<ArrayRef>, String> {
     let parser = converter.parser();
     match crate::untrusted::guarded(|| converter.convert_rows(keys.map(|k| parser.parse(k)))) {
-        Some(Ok(columns)) => Ok(columns),
-        Some(Err(e)) => Err(format!("stored keys do not decode: {e}")),
-        None => Err(
-            "stored key bytes are corrupt: they are not keys of this state's key columns".into(),
-        ),
+        Ok(Ok(columns)) => Ok(columns),
+        Ok(Err(e)) => Err(format!("stored keys do not decode: {e}")),
+        Err(panic) => Err(format!(
+            "stored key bytes are corrupt: they are not keys of this state's key columns ({panic})"
+        )),
     }
 }
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

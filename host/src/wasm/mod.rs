@@ -849,8 +849,10 @@ pub fn batch_from_nodes(
     nodes: impl IntoIterator<Item = abi::NodeOwned>,
 ) -> std::result::Result<RecordBatch, String> {
     match crate::untrusted::guarded(|| abi::to_batch(schema, num_rows, nodes, true)) {
-        Some(batch) => batch.map_err(|e| e.to_string()),
-        None => Err("a malformed batch: Arrow refused one of its buffers".into()),
+        Ok(batch) => batch.map_err(|e| e.to_string()),
+        Err(panic) => Err(format!(
+            "a malformed batch: Arrow refused one of its buffers ({panic})"
+        )),
     }
 }
 

@@ -29,6 +29,11 @@ pub(crate) struct Broker {
 }
 
 impl Broker {
+    /// The broker's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts the broker process with `topics` (`NAME:PARTITIONS`).
     pub(crate) fn start(topics: &[String]) -> Result<Broker> {
         Broker::start_with(topics, &[])

@@ -52,6 +52,53 @@ pub struct SoakBench {
 const TOKEN: &str = "soak-token";
 const USERS: u64 = 100;
 
+/// A process's CPU time between two samples, as a share of one core.
+struct CpuShare {
+    pid: u32,
+    last: (Instant, f64),
+}
+
+impl CpuShare {
+    fn new(pid: u32) -> CpuShare {
+        CpuShare {
+            pid,
+            last: (Instant::now(), cpu_seconds(pid)),
+        }
+    }
+
+    /// Percent of one core used since the last call (or since `new`).
+    fn sample(&mut self) -> f64 {
+        let now = (Instant::now(), cpu_seconds(self.pid));
+        let wall = now.0.duration_since(self.last.0).as_secs_f64();
+        let share = if wall > 0.0 {
+            100.0 * (now.1 - self.last.1) / wall
+        } else {
+            0.0
+        };
+        self.last = now;
+        share
+    }
+}
+
+/// User plus system CPU seconds of `pid` (0 once it is gone), from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    // Linux reports these in USER_HZ, which is 100 on every architecture it runs on.
+    const USER_HZ: f64 = 100.0;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces; the fields after it are plain numbers.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line: 11 and 12 counted from 0 after the name
+    // (field 2).
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / USER_HZ
+}
+
 /// One sample of the server process and its queries.
 #[derive(Debug, Clone)]
 struct Sample {
@@ -62,11 +109,15 @@ struct Sample {
     checkpoint_mb: f64,
     kafka_batch_ms: u64,
     files_batch_ms: u64,
+    /// Share of one core the server used since the previous sample, in percent.
+    server_cpu: f64,
+    /// The same for the Kafka test broker (a single-threaded process).
+    broker_cpu: f64,
 }
 
 impl Sample {
     /// Its figures as text, in the order of the table's and the CSV's columns.
-    fn fields(&self) -> [String; 7] {
+    fn fields(&self) -> [String; 9] {
         [
             format!("{:.0}", self.seconds),
             format!("{:.1}", self.rss_mb),
@@ -75,6 +126,8 @@ impl Sample {
             format!("{:.3}", self.checkpoint_mb),
             self.kafka_batch_ms.to_string(),
             self.files_batch_ms.to_string(),
+            format!("{:.0}", self.server_cpu),
+            format!("{:.0}", self.broker_cpu),
         ]
     }
 }
@@ -227,7 +280,13 @@ fn produce(bootstrap: &str, rate: u64, stop: &AtomicBool, sent: &AtomicU64) -> R
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
+        // The test broker (librdkafka's mock cluster) finds a fetch's offset by walking the
+        // partition's message sets from the oldest ("FIXME: Maintain an index" in
+        // rdkafka_mock.c), so each fetch costs as many steps as sets in the log (up to its 5 MB
+        // cap). At 5 ms a set per partition that walk saturated the broker's one thread within
+        // four minutes and every batch waited on it; 100 ms keeps the log to ~3,000 sets a
+        // partition. A Kafka broker indexes offsets, so this is the stand-in's limit alone.
+        .set("linger.ms", "100")
         .create()?;
     let start = Instant::now();
     let (mut n, mut sum) = (0u64, 0i64);
@@ -395,6 +454,7 @@ pub fn run(bench: &SoakBench) -> Result<()> {
     let mut samples = Vec::new();
     let (mut swaps, mut restarts, mut version) = (0, 0, 1);
     let pid = server.pid();
+    let (mut server_cpu, mut broker_cpu) = (CpuShare::new(pid), CpuShare::new(broker.pid()));
     while start.elapsed() < total {
         let at = start.elapsed();
         if at >= next_sample {
@@ -409,9 +469,11 @@ pub fn run(bench: &SoakBench) -> Result<()> {
                     / 1e6,
                 kafka_batch_ms: last_batch_ms(serve, "kafka-windows"),
                 files_batch_ms: last_batch_ms(serve, "files-join"),
+                server_cpu: server_cpu.sample(),
+                broker_cpu: broker_cpu.sample(),
             };
             eprintln!(
-                "soak: {:>6.0} s  rss {:>7.1} MB  fds {:>4}  threads {:>3}  checkpoints {:>6.2} MB  batch {:>4} / {:>4} ms  ({} records sent)",
+                "soak: {:>6.0} s  rss {:>7.1} MB  fds {:>4}  threads {:>3}  checkpoints {:>6.2} MB  batch {:>4} / {:>4} ms  cpu {:>3.0}% (broker {:>3.0}%)  ({} records sent)",
                 s.seconds,
                 s.rss_mb,
                 s.fds,
@@ -419,6 +481,8 @@ pub fn run(bench: &SoakBench) -> Result<()> {
                 s.checkpoint_mb,
                 s.kafka_batch_ms,
                 s.files_batch_ms,
+                s.server_cpu,
+                s.broker_cpu,
                 sent.load(Ordering::Relaxed)
             );
             samples.push(s);
@@ -484,15 +548,15 @@ pub fn run(bench: &SoakBench) -> Result<()> {
     }
 
     println!(
-        "\n| s | RSS MB | fds | threads | checkpoints MB | batch ms (kafka) | batch ms (files) |"
+        "\n| s | RSS MB | fds | threads | checkpoints MB | batch ms (kafka) | batch ms (files) | server CPU % | broker CPU % |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for s in &samples {
         println!("| {} |", s.fields().join(" | "));
     }
     if let Some(path) = &bench.csv {
         let mut csv = String::from(
-            "seconds,rss_mb,fds,threads,checkpoint_mb,kafka_batch_ms,files_batch_ms\n",
+            "seconds,rss_mb,fds,threads,checkpoint_mb,kafka_batch_ms,files_batch_ms,server_cpu_pct,broker_cpu_pct\n",
         );
         for s in &samples {
             csv.push_str(&s.fields().join(","));

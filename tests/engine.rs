@@ -211,6 +211,50 @@ fn clean_source_deletes_or_archives_committed_files() {
     }
 }
 
+/// With `cleanSource`, the source log forgets the files it has cleaned: however many batches
+/// run, `sources/0` holds the last committed entry only, and the ids go on from it (found by
+/// the soak: a file source's log grew one entry a batch for as long as the query ran).
+#[test]
+fn clean_source_keeps_the_source_log_to_its_last_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (i, name) in ["a.json", "b.json", "c.json"].iter().enumerate() {
+        let first = i as u64 * 3;
+        drop_file(&d.join("in"), name, &event_lines(first..first + 3));
+    }
+    let file = json_pipeline(
+        d,
+        "trigger = \"availableNow\"",
+        "cleanSource = \"delete\"\nmaxFilesPerTrigger = 1",
+        "",
+    );
+    let entries = |d: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(d.join("ckpt/sources/0"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let (code, _, stderr) = run_logged(&file);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(entries(d), ["2"], "three batches, one entry kept");
+    assert_eq!(
+        sorted_ids(&committed_json(&d.join("out"))),
+        (0..9).collect::<Vec<_>>()
+    );
+
+    // A restart reads only the new file, under the next id.
+    drop_file(&d.join("in"), "d.json", &event_lines(9..12));
+    let (code, _, stderr) = run_logged(&file);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(entries(d), ["3"]);
+    assert_eq!(
+        sorted_ids(&committed_json(&d.join("out"))),
+        (0..12).collect::<Vec<_>>()
+    );
+}
+
 #[test]
 fn inferred_schemas_come_from_the_first_file_and_stay() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,8 +5,10 @@
 //!   window → Kafka (`soak-out`), exactly once. Its step's module is swapped between two
 //!   versions every `swap_every`.
 //! - `files-join`: JSON files (one a second) → joined with a static users table →
-//!   PostgreSQL, exactly once. It is stopped gracefully and started again every
-//!   `restart_every`.
+//!   PostgreSQL, exactly once, each file deleted once committed (`cleanSource`, as a
+//!   long-running ingest does: otherwise the directory, and the source's log of the files it
+//!   has read, grow for as long as the query runs). It is stopped gracefully and started
+//!   again every `restart_every`.
 //!
 //! Every 10 seconds the server's resident memory, open file descriptors and threads, the
 //! checkpoints' size on disk and each query's last batch duration are sampled. At the end
@@ -252,6 +254,7 @@ format = "json"
 path = "{files}/*.json"
 schema = "order_id BIGINT, user_id BIGINT, amount BIGINT"
 mode = "FAILFAST"
+cleanSource = "delete"
 
 [query.join]
 type = "inner"

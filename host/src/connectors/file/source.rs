@@ -6,6 +6,13 @@
 //! already in the log are never read again. Files are expected to appear atomically (written
 //! elsewhere, then renamed in); names starting with `.` or `_` are ignored, so a file still
 //! being written under a hidden name is never read half-way.
+//!
+//! The log is the set of files read so far, so without `cleanSource` it grows with the
+//! directory (one small entry per batch that found files; Spark's log does the same). With
+//! `cleanSource`, a committed file is gone from the path and need not be remembered: once an
+//! entry's files are all deleted or archived its entry is purged, keeping the last committed
+//! one (its id numbers the next). The checkpoint then stays bounded however long the query
+//! runs, and so does the source's memory of names.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
@@ -51,6 +58,8 @@ pub struct FileSource {
     /// For `availableNow`: only files present when the query started.
     available_now: Option<HashSet<PathBuf>>,
     cleaned_through: Option<u64>,
+    /// Log entries with a file `cleanSource` could not delete or move: kept, as they were read.
+    uncleaned: HashSet<u64>,
     /// Rows dropped or nulled as malformed since the last progress record (counted by the
     /// workers that decode files at once).
     malformed_rows: std::sync::atomic::AtomicU64,
@@ -103,6 +112,7 @@ impl FileSource {
             seen,
             available_now: None,
             cleaned_through: None,
+            uncleaned: HashSet::new(),
             malformed_rows: std::sync::atomic::AtomicU64::new(0),
             reported_no_files: std::sync::atomic::AtomicBool::new(false),
         };
@@ -438,17 +448,21 @@ impl FileSource {
         Ok(out)
     }
 
-    fn clean(&self, files: &[PathBuf]) {
+    /// Deletes or archives `files`; whether every one of them is gone from the source path
+    /// (a file that could not be moved stays, and so must its log entry: it was read).
+    fn clean(&self, files: &[PathBuf]) -> bool {
+        let mut all_gone = true;
         for file in files {
             if self.listing.is_object_store() {
                 // Only `delete` is accepted for objects (see `open`).
                 if let Err(e) = Location::parse(file).and_then(|l| l.remove()) {
                     warn!(file = %file.display(), error = %e, "could not clean source file; it stays in place");
+                    all_gone = false;
                 }
                 continue;
             }
             let result = match &self.spec.clean_source {
-                CleanSource::Off => return,
+                CleanSource::Off => return false,
                 CleanSource::Delete => std::fs::remove_file(file),
                 CleanSource::Archive(dir) => {
                     let relative = file.strip_prefix("/").unwrap_or(file);
@@ -467,10 +481,27 @@ impl FileSource {
                 // Already cleaned by an earlier run that stopped before recording it.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    warn!(file = %file.display(), error = %e, "could not clean source file; it stays in place")
+                    warn!(file = %file.display(), error = %e, "could not clean source file; it stays in place");
+                    all_gone = false;
                 }
             }
         }
+        all_gone
+    }
+
+    /// Forgets the log entry `id` (its files cleaned): its file in the checkpoint, its names.
+    fn purge_entry(&mut self, id: u64) -> Result<()> {
+        self.ctx.log_dir.join(id.to_string()).remove()?;
+        if let Some(files) = self.log.remove(&id) {
+            for file in &files {
+                self.seen.remove(file);
+                if !self.listing.is_object_store() {
+                    self.seen.remove(&normalize(file));
+                }
+            }
+        }
+        debug!(entry = id, "purged source log entry: its files are cleaned");
+        Ok(())
     }
 }
 
@@ -588,13 +619,28 @@ impl Source for FileSource {
         if from > to {
             return Ok(());
         }
-        let files: Vec<PathBuf> = self
+        let entries: Vec<(u64, Vec<PathBuf>)> = self
             .log
             .range(from..=to)
-            .flat_map(|(_, f)| f.clone())
+            .map(|(id, f)| (*id, f.clone()))
             .collect();
-        self.clean(&files);
+        for (id, files) in entries {
+            if !self.clean(&files) {
+                self.uncleaned.insert(id);
+            }
+        }
         self.cleaned_through = Some(to);
+        // Every entry before the last committed one is cleaned now, but those whose files
+        // stayed. The last stays too: the next entry's id follows it.
+        let purgeable: Vec<u64> = self
+            .log
+            .range(..to)
+            .map(|(id, _)| *id)
+            .filter(|id| !self.uncleaned.contains(id))
+            .collect();
+        for id in purgeable {
+            self.purge_entry(id)?;
+        }
         Ok(())
     }
 

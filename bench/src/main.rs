@@ -14,7 +14,7 @@
 //! cargo run --release -p sluice-bench -- processor
 //! cargo run --release -p sluice-bench -- python [--lines N] [--runs R]
 //! cargo run --release -p sluice-bench -- cluster [--records N] [--keys K]
-//! cargo run --release -p sluice-bench -- soak --minutes 60 [--csv docs/soak.csv]
+//! cargo run -p sluice-bench -- soak --minutes 60 [--csv docs/soak-60min.csv]
 //! ```
 
 mod cassandra;

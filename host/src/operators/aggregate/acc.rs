@@ -440,7 +440,12 @@ impl Acc {
             7 => Acc::Last(scalar(input)?),
             8 => {
                 let n = u32::from_le_bytes(take(input, 4)?.try_into().ok()?) as usize;
-                let mut set = DistinctSet::with_capacity_and_hasher(n, FixedState::default());
+                // As for lists: a corrupt length must not reserve more than the bytes left
+                // (a stored set of 2^32 claimed values once asked for 200 GB; fuzz `checkpoint`).
+                let mut set = DistinctSet::with_capacity_and_hasher(
+                    n.min(input.len()),
+                    FixedState::default(),
+                );
                 for _ in 0..n {
                     set.insert(scalar(input)??);
                 }
@@ -614,6 +619,18 @@ impl Acc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stored distinct set or list claiming 2^32 - 1 values in a few bytes is refused
+    /// without reserving room for them (fuzz `checkpoint` found the set asking for 200 GB).
+    #[test]
+    fn a_corrupt_length_reserves_nothing_it_cannot_read() {
+        for tag in [8u8, 10] {
+            let mut bytes = vec![tag];
+            bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+            bytes.extend_from_slice(&[1, 7, 0, 0, 0, 0, 0, 0, 0]);
+            assert!(Acc::decode(&mut bytes.as_slice()).is_none(), "tag {tag}");
+        }
+    }
 
     #[test]
     fn accumulators_survive_encoding() {

@@ -119,6 +119,13 @@ fn validate_places_an_expressions_mistakes_at_their_line_and_character() {
             "where = \"amount + 1\"",
             vec!["not a condition"],
         ),
+        // Spark's `/` is a DOUBLE, and `&` takes integers only (DataFusion's kernel panicked
+        // on the DOUBLE; found by the `expression` fuzz target).
+        (
+            "\"amount * 2 AS doubled\"",
+            "\"amount & (amount / 2) AS masked\"",
+            vec!["selectExpr[2]", "needs integer operands, not Float64"],
+        ),
         (
             "drop = [\"code\"]",
             "drop = [\"cod\"]",

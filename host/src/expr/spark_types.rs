@@ -25,6 +25,21 @@ pub(super) fn rewrite(expr: Expr, schema: &DFSchema, ansi: bool) -> Result<Expr>
                     null_on_zero(d, schema)?
                 })
             }
+            // Coercion typed the operands before `/` became a DOUBLE division above: Spark
+            // refuses bitwise operators on anything but integers, and DataFusion's bitwise
+            // kernels panic on a DOUBLE (found by the `expression` fuzz target).
+            Expr::BinaryExpr(b) if is_bitwise(b.op) => {
+                for side in [&b.left, &b.right] {
+                    let t = side.get_type(schema)?;
+                    if !t.is_integer() && !t.is_null() {
+                        return datafusion_common::plan_err!(
+                            "{} needs integer operands, not {t} (`{side}`)",
+                            b.op
+                        );
+                    }
+                }
+                None
+            }
             Expr::Cast(c) => match timestamp_cast(c, schema)? {
                 Some(t) => Some(t),
                 None if !ansi => Some(Expr::TryCast(datafusion_expr::TryCast::new(
@@ -41,6 +56,18 @@ pub(super) fn rewrite(expr: Expr, schema: &DFSchema, ansi: bool) -> Result<Expr>
         })
     })
     .map(|t| t.data)
+}
+
+/// `&`, `|`, `^`, `<<`, `>>`.
+fn is_bitwise(op: Operator) -> bool {
+    matches!(
+        op,
+        Operator::BitwiseAnd
+            | Operator::BitwiseOr
+            | Operator::BitwiseXor
+            | Operator::BitwiseShiftLeft
+            | Operator::BitwiseShiftRight
+    )
 }
 
 /// `a / b` with `b` checked: a zero divisor fails the batch (ANSI).

@@ -43,6 +43,9 @@ for t in "${targets[@]}"; do
   set -e
   grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|INFO: seed corpus)|panicked|ERROR|SUMMARY|Test unit written' "$log" || true
   if [ "$status" != 0 ]; then
+    # The panic's message is the line after "panicked at"; the backtrace can push it out of
+    # the tail.
+    grep -a -A2 'panicked at' "$log" >&2 || true
     tail -n 60 "$log" >&2
   fi
   rm -f "$log"

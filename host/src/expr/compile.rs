@@ -396,6 +396,10 @@ impl<'a> Planner<'a> {
         parse: impl FnOnce(&mut Parser<'_>) -> std::result::Result<T, ParserError>,
     ) -> std::result::Result<T, ExprError> {
         let dialect = super::spark_names::SparkDialect::default();
+        // Before sqlparser: an unclosed bracket can make it backtrack for days.
+        if let Some(u) = super::brackets::unbalanced(&dialect, text) {
+            return Err(self.error(Some(u.column as usize), u.message));
+        }
         let mut parser = Parser::new(&dialect)
             .try_with_sql(text)
             .map_err(|e| self.parse_error(e, text))?;

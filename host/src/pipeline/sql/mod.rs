@@ -265,6 +265,14 @@ impl<'a> Planner<'a> {
 
 /// Plans `text` over what `catalog` names.
 pub(super) fn plan(text: &str, catalog: &Catalog<'_>) -> Planned<SqlPlan> {
+    // Before sqlparser: an unclosed bracket can make it backtrack for days.
+    if let Some(u) = crate::expr::brackets::unbalanced(&DatabricksDialect {}, text) {
+        return Err(SqlError {
+            line: u.line,
+            column: u.column,
+            message: u.message,
+        });
+    }
     let statements = Parser::parse_sql(&DatabricksDialect {}, text).map_err(|e| {
         // sqlparser says "... at Line: 3, Column: 14"; keep its words, place them.
         let message = e.to_string();

@@ -5,7 +5,17 @@ use std::time::{Duration, Instant};
 
 /// CPU time (user + system) this process has used so far, from `/proc/self/stat`.
 pub fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_time_of(None)
+}
+
+/// CPU time (user + system) `pid` (this process for `None`) has used so far, from
+/// `/proc/<pid>/stat`; zero once it is gone.
+pub fn cpu_time_of(pid: Option<u32>) -> Duration {
+    let path = pid.map_or_else(
+        || "/proc/self/stat".to_owned(),
+        |p| format!("/proc/{p}/stat"),
+    );
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the command name (which may hold spaces) start after the last ')'.
     let fields: Vec<&str> = stat
         .rsplit_once(')')

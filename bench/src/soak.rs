@@ -29,7 +29,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 use crate::kafka::Broker;
-use crate::measure::{dir_size, proc_status};
+use crate::measure::{cpu_time_of, dir_size, proc_status};
 use crate::postgres::Server as Postgres;
 use crate::serve::Http;
 
@@ -57,48 +57,25 @@ const USERS: u64 = 100;
 /// A process's CPU time between two samples, as a share of one core.
 struct CpuShare {
     pid: u32,
-    last: (Instant, f64),
+    last: (Instant, Duration),
 }
 
 impl CpuShare {
     fn new(pid: u32) -> CpuShare {
         CpuShare {
             pid,
-            last: (Instant::now(), cpu_seconds(pid)),
+            last: (Instant::now(), cpu_time_of(Some(pid))),
         }
     }
 
     /// Percent of one core used since the last call (or since `new`).
     fn sample(&mut self) -> f64 {
-        let now = (Instant::now(), cpu_seconds(self.pid));
+        let now = (Instant::now(), cpu_time_of(Some(self.pid)));
         let wall = now.0.duration_since(self.last.0).as_secs_f64();
-        let share = if wall > 0.0 {
-            100.0 * (now.1 - self.last.1) / wall
-        } else {
-            0.0
-        };
+        let cpu = now.1.saturating_sub(self.last.1).as_secs_f64();
         self.last = now;
-        share
+        if wall > 0.0 { 100.0 * cpu / wall } else { 0.0 }
     }
-}
-
-/// User plus system CPU seconds of `pid` (0 once it is gone), from `/proc/<pid>/stat`.
-fn cpu_seconds(pid: u32) -> f64 {
-    // Linux reports these in USER_HZ, which is 100 on every architecture it runs on.
-    const USER_HZ: f64 = 100.0;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The command name may hold spaces; the fields after it are plain numbers.
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line: 11 and 12 counted from 0 after the name
-    // (field 2).
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / USER_HZ
 }
 
 /// One sample of the server process and its queries.

@@ -88,6 +88,44 @@ fn expression_steps_shape_rows_with_no_module() {
     );
 }
 
+/// Spark's `/` of two integers is a DOUBLE, also under a comparison or more arithmetic (the
+/// planner coerced those for integers before the division became a DOUBLE, and `a / b > 1`
+/// failed its batch comparing a DOUBLE with a BIGINT).
+#[test]
+fn an_integer_division_is_a_double_under_comparisons_and_arithmetic() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    drop_file(
+        &d.join("in"),
+        "a.json",
+        "{\"a\":7,\"b\":2}\n{\"a\":1,\"b\":4}\n",
+    );
+    let file = pipeline(
+        d,
+        r#"[[query]]
+name = "q"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+[query.source]
+format = "json"
+path = "in"
+schema = "a BIGINT, b BIGINT"
+[[query.transform]]
+where = "a / b > 1"
+[[query.transform]]
+selectExpr = ["a", "a / b + 1 AS c", "(a / b) % 2 AS m", "a / b = 3.5 AS eq"]
+[query.sink]
+format = "json"
+path = "out"
+"#,
+    );
+    run_ok(sluice().arg("run").arg(&file));
+    assert_eq!(
+        committed_json(&d.join("out")),
+        [serde_json::json!({"a": 7, "c": 4.5, "m": 1.5, "eq": true})]
+    );
+}
+
 #[test]
 fn validate_places_an_expressions_mistakes_at_their_line_and_character() {
     let dir = tempfile::tempdir().unwrap();

@@ -507,6 +507,12 @@ impl<'a> Planner<'a> {
             .map_err(|e| self.plan_error(e))?;
         let expr = super::spark_types::rewrite(expr, &self.schema, self.ansi)
             .map_err(|e| self.plan_error(e))?;
+        // Coerced again: the rewrite changes types under its parents (`a / b` of integers
+        // becomes a DOUBLE), which were coerced for the old ones (`a / b > 1` compared a
+        // DOUBLE with a BIGINT and failed the batch).
+        let expr = simplifier
+            .coerce(expr, &self.schema)
+            .map_err(|e| self.plan_error(e))?;
         // Simplified as DataFusion's optimizer would: some functions (coalesce, nvl, nvl2)
         // exist only to be rewritten here (into CASE) and cannot run as they are.
         simplifier.simplify(expr).map_err(|e| self.plan_error(e))

@@ -25,9 +25,10 @@ pub(super) fn rewrite(expr: Expr, schema: &DFSchema, ansi: bool) -> Result<Expr>
                     null_on_zero(d, schema)?
                 })
             }
-            // Coercion typed the operands before `/` became a DOUBLE division above: Spark
-            // refuses bitwise operators on anything but integers, and DataFusion's bitwise
-            // kernels panic on a DOUBLE (found by the `expression` fuzz target).
+            // Spark refuses bitwise operators on anything but integers, a `/` of integers
+            // (a DOUBLE now) included; DataFusion's coercion would cast the DOUBLE to an
+            // integer (and before the planner coerced again, its kernel panicked on it:
+            // found by the `expression` fuzz target).
             Expr::BinaryExpr(b) if is_bitwise(b.op) => {
                 for side in [&b.left, &b.right] {
                     let t = side.get_type(schema)?;

@@ -1,14 +1,36 @@
-//! A check run before sqlparser sees a query or an expression: every `[` and `(` closed.
+//! A check run before sqlparser parses a query or an expression: every `[` and `(` closed.
 //!
 //! sqlparser backtracks on an unclosed `[` after a long dotted name (it tries the name as a
 //! data type, then as an expression, at every level), and the work grows tenfold with each
 //! one: six of them in 60 bytes held a core for 40 seconds, ten would for days (found by the
-//! `sql` fuzz target). An unclosed bracket is a syntax error anyway, so finding it first —
-//! with sqlparser's own tokenizer, which is linear and knows quotes and comments — costs
-//! nothing and says where it is.
+//! `sql` fuzz target). An unclosed bracket is a syntax error anyway, so finding it first in
+//! the tokens — which the parser then takes, so the text is tokenized once — costs nothing
+//! and says where it is.
 
 use datafusion_sql::sqlparser::dialect::Dialect;
-use datafusion_sql::sqlparser::tokenizer::{Token, Tokenizer};
+use datafusion_sql::sqlparser::parser::{Parser, ParserError};
+use datafusion_sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+
+/// Why a text was refused before its parse began.
+#[derive(Debug)]
+pub enum Refused {
+    /// It does not tokenize (an unterminated string, say): sqlparser's own error.
+    Parse(ParserError),
+    /// A bracket is not matched.
+    Unbalanced(Unbalanced),
+}
+
+/// A parser over `text` once every bracket in it is matched (`Parser::try_with_sql`, with the
+/// check between tokenizing and parsing).
+pub fn checked_parser<'a>(dialect: &'a dyn Dialect, text: &str) -> Result<Parser<'a>, Refused> {
+    let tokens = Tokenizer::new(dialect, text)
+        .tokenize_with_location()
+        .map_err(|e| Refused::Parse(e.into()))?;
+    if let Some(u) = unbalanced(&tokens) {
+        return Err(Refused::Unbalanced(u));
+    }
+    Ok(Parser::new(dialect).with_tokens_with_locations(tokens))
+}
 
 /// An unclosed or unopened bracket: its line and column (from 1) and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,13 +43,9 @@ pub struct Unbalanced {
     pub message: String,
 }
 
-/// The first bracket of `text` that is not matched, if any. Text that does not tokenize is
-/// left to the parser, which says why.
-pub fn unbalanced(dialect: &dyn Dialect, text: &str) -> Option<Unbalanced> {
-    let tokens = Tokenizer::new(dialect, text)
-        .tokenize_with_location()
-        .ok()?;
-    let mut open = Vec::new();
+/// The first bracket among `tokens` that is not matched, if any.
+fn unbalanced(tokens: &[TokenWithSpan]) -> Option<Unbalanced> {
+    let mut open: Vec<&TokenWithSpan> = Vec::new();
     for t in tokens {
         let closing = match t.token {
             Token::LBracket | Token::LParen => {
@@ -74,20 +92,29 @@ mod tests {
     #[test]
     fn finds_the_bracket_that_is_not_closed_and_ignores_quoted_ones() {
         let d = DatabricksDialect {};
+        let refusal = |text: &str| match checked_parser(&d, text) {
+            Err(Refused::Unbalanced(u)) => Some(u),
+            Err(Refused::Parse(e)) => panic!("{text}: {e}"),
+            Ok(_) => None,
+        };
         assert_eq!(
-            unbalanced(&d, "SELECT a[0], f(b) FROM t WHERE c = '[(' -- ]"),
+            refusal("SELECT a[0], f(b) FROM t WHERE c = '[(' -- ]"),
             None
         );
-        let u = unbalanced(&d, "SELECT a.b.c.d[x.y.z.w[1] FROM t").unwrap();
+        let u = refusal("SELECT a.b.c.d[x.y.z.w[1] FROM t").unwrap();
         assert_eq!((u.line, u.column), (1, 15));
         assert!(u.message.contains("never closed"), "{}", u.message);
-        let u = unbalanced(&d, "SELECT f(a]").unwrap();
+        let u = refusal("SELECT f(a]").unwrap();
         assert_eq!((u.line, u.column), (1, 11));
         assert!(
-            unbalanced(&d, "SELECT a)")
+            refusal("SELECT a)")
                 .unwrap()
                 .message
                 .contains("closes nothing")
         );
+        assert!(matches!(
+            checked_parser(&d, "SELECT 'open"),
+            Err(Refused::Parse(_))
+        ));
     }
 }

@@ -15,6 +15,8 @@ use datafusion_physical_expr::{PhysicalExpr, create_physical_expr};
 use datafusion_sql::planner::{ParserOptions, PlannerContext, SqlToRel};
 use datafusion_sql::sqlparser::ast::{self, SelectItem, SelectItemQualifiedWildcardKind};
 use datafusion_sql::sqlparser::parser::{Parser, ParserError};
+
+use super::brackets::Refused;
 use datafusion_sql::sqlparser::tokenizer::Token;
 
 use super::functions::Functions;
@@ -396,13 +398,13 @@ impl<'a> Planner<'a> {
         parse: impl FnOnce(&mut Parser<'_>) -> std::result::Result<T, ParserError>,
     ) -> std::result::Result<T, ExprError> {
         let dialect = super::spark_names::SparkDialect::default();
-        // Before sqlparser: an unclosed bracket can make it backtrack for days.
-        if let Some(u) = super::brackets::unbalanced(&dialect, text) {
-            return Err(self.error(Some(u.column as usize), u.message));
-        }
-        let mut parser = Parser::new(&dialect)
-            .try_with_sql(text)
-            .map_err(|e| self.parse_error(e, text))?;
+        let mut parser = match super::brackets::checked_parser(&dialect, text) {
+            Ok(parser) => parser,
+            Err(Refused::Parse(e)) => return Err(self.parse_error(e, text)),
+            Err(Refused::Unbalanced(u)) => {
+                return Err(self.error(Some(u.column as usize), u.message));
+            }
+        };
         let parsed = parse(&mut parser).map_err(|e| self.parse_error(e, text))?;
         let next = parser.peek_token();
         if next.token != Token::EOF {

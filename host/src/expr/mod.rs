@@ -14,7 +14,7 @@
 
 mod ansi;
 mod batch_time;
-pub mod brackets;
+pub(crate) mod brackets;
 mod compile;
 mod datetime_pattern;
 mod format_number;

@@ -19,7 +19,9 @@ mod select;
 
 use datafusion_sql::sqlparser::ast::{self, SetExpr, Statement};
 use datafusion_sql::sqlparser::dialect::DatabricksDialect;
-use datafusion_sql::sqlparser::parser::Parser;
+use datafusion_sql::sqlparser::parser::ParserError;
+
+use crate::expr::brackets::Refused;
 
 use super::*;
 use crate::operators::join::TableSpec;
@@ -263,31 +265,36 @@ impl<'a> Planner<'a> {
     }
 }
 
+/// sqlparser's error, placed: it says "... at Line: 3, Column: 14"; keep its words.
+fn parse_failure(e: ParserError) -> SqlError {
+    let message = e.to_string();
+    let (line, column) = parse_position(&message).unwrap_or((0, 0));
+    SqlError {
+        line,
+        column,
+        message: message
+            .trim_start_matches("sql parser error: ")
+            .split(" at Line: ")
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    }
+}
+
 /// Plans `text` over what `catalog` names.
 pub(super) fn plan(text: &str, catalog: &Catalog<'_>) -> Planned<SqlPlan> {
-    // Before sqlparser: an unclosed bracket can make it backtrack for days.
-    if let Some(u) = crate::expr::brackets::unbalanced(&DatabricksDialect {}, text) {
-        return Err(SqlError {
-            line: u.line,
-            column: u.column,
-            message: u.message,
-        });
-    }
-    let statements = Parser::parse_sql(&DatabricksDialect {}, text).map_err(|e| {
-        // sqlparser says "... at Line: 3, Column: 14"; keep its words, place them.
-        let message = e.to_string();
-        let (line, column) = parse_position(&message).unwrap_or((0, 0));
-        SqlError {
-            line,
-            column,
-            message: message
-                .trim_start_matches("sql parser error: ")
-                .split(" at Line: ")
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
+    let dialect = DatabricksDialect {};
+    let statements = match crate::expr::brackets::checked_parser(&dialect, text) {
+        Ok(mut parser) => parser.parse_statements().map_err(parse_failure)?,
+        Err(Refused::Parse(e)) => return Err(parse_failure(e)),
+        Err(Refused::Unbalanced(u)) => {
+            return Err(SqlError {
+                line: u.line,
+                column: u.column,
+                message: u.message,
+            });
         }
-    })?;
+    };
     let query = match statements.as_slice() {
         [Statement::Query(q)] => q,
         [] => return Err(whole("no statement: write one SELECT".into())),

@@ -619,16 +619,13 @@ impl Source for FileSource {
         if from > to {
             return Ok(());
         }
-        let entries: Vec<(u64, Vec<PathBuf>)> = self
+        let uncleaned: Vec<u64> = self
             .log
             .range(from..=to)
-            .map(|(id, f)| (*id, f.clone()))
+            .filter(|(_, files)| !self.clean(files))
+            .map(|(id, _)| *id)
             .collect();
-        for (id, files) in entries {
-            if !self.clean(&files) {
-                self.uncleaned.insert(id);
-            }
-        }
+        self.uncleaned.extend(uncleaned);
         self.cleaned_through = Some(to);
         // Every entry before the last committed one is cleaned now, but those whose files
         // stayed. The last stays too: the next entry's id follows it.

@@ -44,7 +44,7 @@ fn files_pipeline(dir: &Path, db: &Cassandra, table: &str, batches: u64) -> std:
         let f = drop_file(
             &dir.join("in"),
             &format!("{i}.json"),
-            &event_lines(i * 30..(i + 1) * 30),
+            event_lines(i * 30..(i + 1) * 30),
         );
         set_mtime(&f, 100 - i);
     }

@@ -18,7 +18,7 @@ const ROWS_PER_FILE: u64 = 50;
 /// order files are picked in).
 fn write_inputs(d: &Path, file_text: impl Fn(u64) -> String) {
     for i in 0..FILES {
-        let f = drop_file(&d.join("in"), &format!("f{i}.json"), &file_text(i));
+        let f = drop_file(&d.join("in"), &format!("f{i}.json"), file_text(i));
         set_mtime(&f, 100 - i);
     }
 }

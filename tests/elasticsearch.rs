@@ -39,7 +39,7 @@ bulkSize = 7
 /// Three files of events: ids 0..30, 30..60, 60..90, read in that order.
 fn three_files(dir: &Path) {
     for (i, range) in [0..30, 30..60, 60..90].into_iter().enumerate() {
-        let f = drop_file(&dir.join("in"), &format!("{i}.json"), &event_lines(range));
+        let f = drop_file(&dir.join("in"), &format!("{i}.json"), event_lines(range));
         set_mtime(&f, 100 - i as u64);
     }
 }
@@ -120,7 +120,7 @@ fn a_batch_killed_at_any_point_writes_each_document_once_after_the_restart() {
             let dir = tempfile::tempdir().unwrap();
             three_files(dir.path());
             // A fourth batch, so every point is hit in four batches (20 kills).
-            let f = drop_file(&dir.path().join("in"), "3.json", &event_lines(90..120));
+            let f = drop_file(&dir.path().join("in"), "3.json", event_lines(90..120));
             set_mtime(&f, 97);
             let file = es_pipeline(dir.path(), &es.url, "", "")
                 .to_string_lossy()

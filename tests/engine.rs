@@ -48,7 +48,7 @@ fn available_now_honours_max_files_per_trigger_then_stops() {
         let f = drop_file(
             &d.join("in"),
             &format!("f{i}.json"),
-            &event_lines(i * 10..i * 10 + 10),
+            event_lines(i * 10..i * 10 + 10),
         );
         set_mtime(&f, age);
     }
@@ -102,7 +102,7 @@ fn latest_first_reads_the_newest_file_first() {
         let f = drop_file(
             &d.join("in"),
             &format!("f{i}.json"),
-            &event_lines(i * 10..i * 10 + 10),
+            event_lines(i * 10..i * 10 + 10),
         );
         set_mtime(&f, age);
     }
@@ -130,7 +130,7 @@ fn once_reads_everything_in_one_batch_ignoring_limits() {
         drop_file(
             &d.join("in"),
             &format!("f{i}.json"),
-            &event_lines(i * 10..i * 10 + 10),
+            event_lines(i * 10..i * 10 + 10),
         );
     }
     let file = json_pipeline(d, "trigger = \"once\"", "maxFilesPerTrigger = 1", "");
@@ -144,7 +144,7 @@ fn once_reads_everything_in_one_batch_ignoring_limits() {
 fn hidden_files_are_never_read() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    drop_file(&d.join("in"), "a.json", &event_lines(0..5));
+    drop_file(&d.join("in"), "a.json", event_lines(0..5));
     fs::write(d.join("in/.partial.json"), "{\"id\": 99").unwrap();
     fs::write(d.join("in/_SUCCESS"), "").unwrap();
     let file = json_pipeline(d, "trigger = \"availableNow\"", "mode = \"FAILFAST\"", "");
@@ -160,10 +160,10 @@ fn hidden_files_are_never_read() {
 fn a_restart_continues_after_the_committed_files() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    drop_file(&d.join("in"), "a.json", &event_lines(0..10));
+    drop_file(&d.join("in"), "a.json", event_lines(0..10));
     let file = json_pipeline(d, "trigger = \"availableNow\"", "", "");
     assert_eq!(run_logged(&file).0, Some(0));
-    drop_file(&d.join("in"), "b.json", &event_lines(10..20));
+    drop_file(&d.join("in"), "b.json", event_lines(10..20));
     assert_eq!(run_logged(&file).0, Some(0));
     let p = progress(&d.join("progress.jsonl"));
     assert_eq!(
@@ -195,7 +195,7 @@ fn clean_source_deletes_or_archives_committed_files() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let a = drop_file(&d.join("in"), "a.json", &event_lines(0..3));
+        let a = drop_file(&d.join("in"), "a.json", event_lines(0..3));
         let file = json_pipeline(d, "trigger = \"availableNow\"", option, "");
         let (code, _, stderr) = run_logged(&file);
         assert_eq!(code, Some(0), "{stderr}");
@@ -220,7 +220,7 @@ fn clean_source_keeps_the_source_log_to_its_last_entry() {
     let d = dir.path();
     for (i, name) in ["a.json", "b.json", "c.json"].iter().enumerate() {
         let first = i as u64 * 3;
-        drop_file(&d.join("in"), name, &event_lines(first..first + 3));
+        drop_file(&d.join("in"), name, event_lines(first..first + 3));
     }
     let file = json_pipeline(
         d,
@@ -245,7 +245,7 @@ fn clean_source_keeps_the_source_log_to_its_last_entry() {
     );
 
     // A restart reads only the new file, under the next id.
-    drop_file(&d.join("in"), "d.json", &event_lines(9..12));
+    drop_file(&d.join("in"), "d.json", event_lines(9..12));
     let (code, _, stderr) = run_logged(&file);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(entries(d), ["3"]);
@@ -333,6 +333,113 @@ path = "out"
         .map(|r| r["city"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(cities, ["Seoul", "Busan"]);
+}
+
+/// A line that is not UTF-8 is malformed in CSV and JSON alike, also when its bytes become
+/// UTF-8 once the delimiter between two fields is taken out: `2\xcc` and `\x81umnt` are
+/// each half of one character. arrow-csv checked only the joined text and built a string
+/// column that was not UTF-8 (found by the `decode` fuzz target).
+#[test]
+fn a_line_that_is_not_utf8_is_malformed_even_when_its_fields_join_into_utf8() {
+    for (format, file) in [
+        ("csv", b"2,Seoul\n2\xcc,\x81umnt\n3,Busan\n".as_slice()),
+        (
+            "json",
+            b"{\"id\":\"2\",\"city\":\"Seoul\"}\n{\"id\":\"2\xcc\",\"city\":\"\x81umnt\"}\n{\"id\":\"3\",\"city\":\"Busan\"}\n"
+                .as_slice(),
+        ),
+    ] {
+        // DROPMALFORMED: the line is dropped and counted, the others kept.
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        drop_file(&d.join("in"), &format!("a.{format}"), file);
+        let file_pipeline = pipeline(
+            d,
+            &format!(
+                r#"[[query]]
+name = "halves"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+[query.source]
+format = "{format}"
+path = "in/*.{format}"
+schema = "id STRING, city STRING"
+mode = "DROPMALFORMED"
+[query.sink]
+format = "json"
+path = "out"
+"#
+            ),
+        );
+        let (code, _, stderr) = run_logged(&file_pipeline);
+        assert_eq!(code, Some(0), "{format}: {stderr}");
+        let cities: Vec<_> = committed_json(&d.join("out"))
+            .iter()
+            .map(|r| r["city"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(cities, ["Seoul", "Busan"], "{format}");
+        assert_eq!(
+            progress(&d.join("progress.jsonl"))[0].sources[0].metrics["numMalformedRows"],
+            1,
+            "{format}"
+        );
+
+        // FAILFAST: the query stops naming the file, the line and why.
+        let text = std::fs::read_to_string(&file_pipeline)
+            .unwrap()
+            .replace("DROPMALFORMED", "FAILFAST")
+            .replace("ckpt", "ckpt-failfast")
+            .replace("\"out\"", "\"out-failfast\"");
+        std::fs::write(&file_pipeline, text).unwrap();
+        let (code, _, stderr) = run_logged(&file_pipeline);
+        assert_eq!(code, Some(1), "{format}: {stderr}");
+        assert!(stderr.contains("line 2"), "{format}: {stderr}");
+        assert!(stderr.contains("not valid UTF-8"), "{format}: {stderr}");
+    }
+}
+
+/// A source schema in Spark's DDL with a decimal and nested types: JSON objects decode into
+/// them and are written back the same (typed, not as text).
+#[test]
+fn a_json_source_declares_decimals_arrays_maps_and_structs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    drop_file(
+        &d.join("in"),
+        "a.json",
+        concat!(
+            r#"{"id":1,"price":12.34,"tags":["a","b"],"attrs":{"n":7},"who":{"name":"Kim","langs":["ko"]}}"#,
+            "\n",
+            r#"{"id":2,"price":0.5,"tags":[],"attrs":{},"who":null}"#,
+            "\n",
+        ),
+    );
+    let file = pipeline(
+        d,
+        r#"[[query]]
+name = "nested"
+checkpointLocation = "ckpt"
+trigger = "availableNow"
+[query.source]
+format = "json"
+path = "in/*.json"
+schema = "id BIGINT, price DECIMAL(10,2), tags ARRAY<STRING>, attrs MAP<STRING, BIGINT>, who STRUCT<name: STRING, langs: ARRAY<STRING>>"
+[query.sink]
+format = "json"
+path = "out"
+"#,
+    );
+    let (code, _, stderr) = run_logged(&file);
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut rows = committed_json(&d.join("out"));
+    rows.sort_by_key(|r| r["id"].as_i64());
+    assert_eq!(
+        rows,
+        [
+            serde_json::json!({"id":1,"price":12.34,"tags":["a","b"],"attrs":{"n":7},"who":{"name":"Kim","langs":["ko"]}}),
+            serde_json::json!({"id":2,"price":0.5,"tags":[],"attrs":{}}),
+        ]
+    );
 }
 
 #[test]
@@ -529,7 +636,7 @@ path = "out"
 fn console_sink_prints_batches_like_spark() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    drop_file(&d.join("in"), "a.json", &event_lines(0..5));
+    drop_file(&d.join("in"), "a.json", event_lines(0..5));
     let file = pipeline(
         d,
         &format!(
@@ -556,7 +663,7 @@ numRows = 2
 fn a_checkpoint_of_another_source_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    drop_file(&d.join("in"), "a.json", &event_lines(0..5));
+    drop_file(&d.join("in"), "a.json", event_lines(0..5));
     let file = json_pipeline(d, "trigger = \"availableNow\"", "", "");
     assert_eq!(run_logged(&file).0, Some(0));
     let other = fs::read_to_string(&file)
@@ -574,7 +681,7 @@ fn min_batches_to_retain_purges_old_entries() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     for i in 0..5u64 {
-        let f = drop_file(&d.join("in"), &format!("f{i}.json"), &event_lines(i..i + 1));
+        let f = drop_file(&d.join("in"), &format!("f{i}.json"), event_lines(i..i + 1));
         set_mtime(&f, 50 - i);
     }
     let file = pipeline(
@@ -610,7 +717,7 @@ fn a_failing_query_does_not_stop_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     drop_file(&d.join("bad"), "a.json", "not json\n");
-    drop_file(&d.join("in"), "a.json", &event_lines(0..7));
+    drop_file(&d.join("in"), "a.json", event_lines(0..7));
     let file = pipeline(
         d,
         &format!(
@@ -704,10 +811,10 @@ fn processing_time_runs_no_batch_without_data_and_warns_when_falling_behind() {
     let mut run = Running::start(&file, &["--progress-log", log.to_str().unwrap()], &[]);
     run.await_line("starting query");
     // A big file makes batch 0 take longer than 50 ms even in an optimised build.
-    drop_file(&d.join("in"), "big.json", &event_lines(0..300_000));
+    drop_file(&d.join("in"), "big.json", event_lines(0..300_000));
     run.await_line("batch_id=0");
     run.await_line("falling behind");
-    drop_file(&d.join("in"), "small.json", &event_lines(300_000..300_001));
+    drop_file(&d.join("in"), "small.json", event_lines(300_000..300_001));
     run.await_line("batch_id=1");
     run.signal(15);
     let (code, stderr) = run.wait();
@@ -839,7 +946,7 @@ path = "out"
 fn memory_sink_is_a_queryable_table() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    drop_file(&d.join("in"), "a.json", &event_lines(0..6));
+    drop_file(&d.join("in"), "a.json", event_lines(0..6));
     let file = pipeline(
         d,
         &format!(

@@ -47,7 +47,7 @@ fn expression_steps_shape_rows_with_no_module() {
         let f = drop_file(
             &d.join("in"),
             &format!("{i}.json"),
-            &event_lines(i * 25..(i + 1) * 25),
+            event_lines(i * 25..(i + 1) * 25),
         );
         set_mtime(&f, 100 - i);
     }
@@ -308,7 +308,7 @@ fn current_timestamp_is_each_batch_s_recorded_time_and_a_re_run_sees_the_same() 
         let f = drop_file(
             &d.join("in"),
             &format!("{i}.json"),
-            &event_lines(i * 10..(i + 1) * 10),
+            event_lines(i * 10..(i + 1) * 10),
         );
         set_mtime(&f, 100 - i);
     }

@@ -92,7 +92,7 @@ fn write_inputs(dir: &Path, files: std::ops::Range<u64>) {
         let f = drop_file(
             &dir.join("in"),
             &format!("f{i}.json"),
-            &event_lines(i * ROWS_PER_FILE..(i + 1) * ROWS_PER_FILE),
+            event_lines(i * ROWS_PER_FILE..(i + 1) * ROWS_PER_FILE),
         );
         set_mtime(&f, 1000 - i);
     }

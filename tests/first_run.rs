@@ -46,10 +46,10 @@ fn run_in(cwd: &Path, file: &str) -> String {
 fn a_relative_path_reads_every_row_wherever_sluice_is_started() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    drop_file(&d.join("data/pos"), "a.jsonl", &event_lines(0..40));
-    drop_file(&d.join("data/pos"), "b.jsonl", &event_lines(40..100));
+    drop_file(&d.join("data/pos"), "a.jsonl", event_lines(0..40));
+    drop_file(&d.join("data/pos"), "b.jsonl", event_lines(40..100));
     // A root that itself holds a dot-directory, as ~/.cache/x does.
-    drop_file(&d.join(".cache/x"), "c.json", &event_lines(100..130));
+    drop_file(&d.join(".cache/x"), "c.json", event_lines(100..130));
     std::os::unix::fs::symlink(d.join("data"), d.join("linked")).unwrap();
     let p = d.join("p");
     std::fs::create_dir_all(&p).unwrap();
@@ -210,7 +210,7 @@ fn a_secret_in_a_module_config_is_read_at_start_and_shown_nowhere() {
     let modules = guests();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    drop_file(&d.join("in"), "a.txt", &event_lines(0..20));
+    drop_file(&d.join("in"), "a.txt", event_lines(0..20));
     // The schema comes from the environment: the rows prove it was read. The token is never
     // used by the step; it must not appear in anything sluice writes.
     const TOKEN: &str = "tok-91f3c6d8e2";

@@ -47,7 +47,7 @@ fn a_wasm_function_computes_columns_and_filters_rows() {
         let f = drop_file(
             &d.join("in"),
             &format!("{i}.json"),
-            &event_lines(i * 50..(i + 1) * 50),
+            event_lines(i * 50..(i + 1) * 50),
         );
         set_mtime(&f, 100 - i);
     }

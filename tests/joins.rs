@@ -82,7 +82,7 @@ fn a_parquet_table_takes_its_schema_from_its_files() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     write_users(&d.join("users"), &[(0, "ann"), (1, "bo"), (2, "cy")]);
-    drop_file(&d.join("events"), "0.json", &events(0..10));
+    drop_file(&d.join("events"), "0.json", events(0..10));
     // No `schema` and no `inferSchema`: parquet says what its columns are, as in Spark.
     let text = ENRICH
         .replace("schema = \"id BIGINT, name STRING\"\n", "")
@@ -120,7 +120,7 @@ fn a_stream_joins_a_parquet_table_and_the_next_batches_see_it_replaced() {
         &d.join("users"),
         &[(0, "ann"), (1, "bo"), (2, "cy"), (3, "di")],
     );
-    drop_file(&d.join("events"), "0.json", &events(0..10));
+    drop_file(&d.join("events"), "0.json", events(0..10));
     let file = pipeline(d, ENRICH);
     run_ok(sluice().arg("validate").arg(&file));
     let mut run = Running::start(&file, &[], &[]);
@@ -131,7 +131,7 @@ fn a_stream_joins_a_parquet_table_and_the_next_batches_see_it_replaced() {
         &d.join("users"),
         &[(0, "ann"), (1, "bob"), (2, "cy"), (4, "eve")],
     );
-    drop_file(&d.join("events"), "1.json", &events(10..20));
+    drop_file(&d.join("events"), "1.json", events(10..20));
     run.await_line("batch_id=1");
     run.signal(2);
     let (code, log) = run.wait();

@@ -101,7 +101,7 @@ fn files_in_each_format_round_trip_through_s3_with_their_checkpoints_there() {
         drop_file(
             &d.join("in"),
             &format!("f{i}.json"),
-            &event_lines(i * 40..(i + 1) * 40),
+            event_lines(i * 40..(i + 1) * 40),
         );
     }
     let expected = input_rows(0..120);
@@ -240,7 +240,7 @@ fn setup_to_parquet(d: &Path, prefix: &str, files: u64) -> PathBuf {
         let f = drop_file(
             &d.join("in"),
             &format!("f{i}.json"),
-            &event_lines(i * 50..(i + 1) * 50),
+            event_lines(i * 50..(i + 1) * 50),
         );
         set_mtime(&f, 100 - i);
     }
@@ -288,7 +288,7 @@ fn a_checkpoint_on_s3_is_resumed_by_a_second_process() {
         drop_file(
             &dir.path().join("in"),
             &format!("f{i}.json"),
-            &event_lines(i * 50..(i + 1) * 50),
+            event_lines(i * 50..(i + 1) * 50),
         );
     }
     let out = run_s3(&file, &env);

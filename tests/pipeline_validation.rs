@@ -100,6 +100,21 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        what: "nested type in a csv source",
+        from: "format = \"json\"\npath = \"in/*.json\"\nschema = \"id BIGINT, city STRING, amount BIGINT\"",
+        to: "format = \"csv\"\npath = \"in/*.csv\"\nschema = \"id BIGINT, tags ARRAY<STRING>\"",
+        expect: &[
+            "pipeline.toml:9:",
+            "source.schema: column 'tags' is array<string>, which a CSV cell cannot hold",
+        ],
+    },
+    Case {
+        what: "unclosed nested type",
+        from: "amount BIGINT",
+        to: "amount MAP<STRING, BIGINT",
+        expect: &["source.schema: '<' at position 35 is never closed"],
+    },
+    Case {
         what: "unknown trigger",
         from: "trigger = \"availableNow\"",
         to: "trigger = \"sometimes\"",

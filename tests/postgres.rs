@@ -434,7 +434,7 @@ fn a_stream_joins_a_postgres_table_and_sees_it_change_through_its_version_query(
             .map(|i| format!("{{\"user_id\":{i},\"clicks\":{}}}\n", i * 10))
             .collect()
     };
-    drop_file(&d.join("events"), "e-0.json", &events(&[0, 1, 2, 3]));
+    drop_file(&d.join("events"), "e-0.json", events(&[0, 1, 2, 3]));
     let file = pipeline(
         d,
         &format!(
@@ -471,7 +471,7 @@ path = "out"
         "UPDATE users SET tier = 'gold', updated_at = now() + interval '1 second' WHERE id = 1; \
          INSERT INTO users (id, name, tier) VALUES (3, 'di', 'bronze')",
     );
-    drop_file(&d.join("events"), "e-1.json", &events(&[1, 3, 4]));
+    drop_file(&d.join("events"), "e-1.json", events(&[1, 3, 4]));
     run_ok_env(&file);
     let mut rows: Vec<String> = committed_json(&d.join("out"))
         .iter()

@@ -488,7 +488,7 @@ path = "out"
     drop_file(
         &d.join("in"),
         "a.json",
-        &lines(&["u1", "u2", "u1", "u1", "u2", "u1", "u2"]),
+        lines(&["u1", "u2", "u1", "u1", "u2", "u1", "u2"]),
     );
     let first = await_until("the first alert", || {
         let rows = committed_json(&d.join("out"));
@@ -516,7 +516,7 @@ path = "out"
     drop_file(
         &d.join("in"),
         "b.json",
-        &lines(&["u1", "u2", "u1", "u1", "u1"]),
+        lines(&["u1", "u2", "u1", "u1", "u1"]),
     );
     let rows = await_until("the second alert", || {
         let rows = committed_json(&d.join("out"));

@@ -10,7 +10,7 @@ use common::*;
 fn a_python_transform_built_with_componentize_py_filters_rows_in_a_pipeline() {
     let module = python_guests().join("python_filter.wasm");
     let dir = tempfile::tempdir().unwrap();
-    drop_file(&dir.path().join("in"), "a.json", &event_lines(0..300));
+    drop_file(&dir.path().join("in"), "a.json", event_lines(0..300));
     let file = pipeline(
         dir.path(),
         &format!(

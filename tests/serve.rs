@@ -690,7 +690,7 @@ fn a_rerun_batch_uses_the_module_it_was_planned_with_after_the_tag_moved() {
         drop_file(
             &work.join("in"),
             &format!("f{i}.txt"),
-            &format!("line {i}\n"),
+            format!("line {i}\n"),
         );
     }
     let file = pipeline(

@@ -142,7 +142,7 @@ aggs = [{ fn = "sum", column = "amount", as = "revenue" }, { fn = "count", as = 
 #[test]
 fn a_stateless_select_filters_and_shapes_rows() {
     let dir = tempfile::tempdir().unwrap();
-    drop_file(&dir.path().join("in"), "0.json", &event_lines(0..100));
+    drop_file(&dir.path().join("in"), "0.json", event_lines(0..100));
     let text = r#"[[query]]
 name = "big"
 checkpointLocation = "ckpt"
@@ -182,8 +182,8 @@ path = "out"
 #[test]
 fn union_all_of_two_inputs_keeps_every_row_of_both() {
     let dir = tempfile::tempdir().unwrap();
-    drop_file(&dir.path().join("web"), "0.json", &event_lines(0..40));
-    drop_file(&dir.path().join("app"), "0.json", &event_lines(100..130));
+    drop_file(&dir.path().join("web"), "0.json", event_lines(0..40));
+    drop_file(&dir.path().join("app"), "0.json", event_lines(100..130));
     let text = r#"[[query]]
 name = "both"
 checkpointLocation = "ckpt"
@@ -239,9 +239,9 @@ path = "out"
 fn select_distinct_emits_each_distinct_row_once_as_dataset_distinct_does() {
     let dir = tempfile::tempdir().unwrap();
     // Two batches whose rows overlap: a row seen in the first is not emitted again.
-    let f = drop_file(&dir.path().join("in"), "0.json", &event_lines(0..60));
+    let f = drop_file(&dir.path().join("in"), "0.json", event_lines(0..60));
     set_mtime(&f, 100);
-    let f = drop_file(&dir.path().join("in"), "1.json", &event_lines(30..100));
+    let f = drop_file(&dir.path().join("in"), "1.json", event_lines(30..100));
     set_mtime(&f, 99);
     let text = r#"[[query]]
 name = "cities"

@@ -188,7 +188,7 @@ fn hostile_pipeline(dir: &Path) -> std::path::PathBuf {
             ),
         ],
     );
-    drop_file(&dir.join("in"), "a.json", &event_lines(0..50));
+    drop_file(&dir.join("in"), "a.json", event_lines(0..50));
     text.push_str(
         r#"
 [[query]]
@@ -370,7 +370,7 @@ fn http_server() -> (u16, std::sync::mpsc::Receiver<String>) {
 
 fn handler_pipeline(dir: &Path, name: &str, config: &str, grants: &str) -> std::path::PathBuf {
     let module = guests().join("hostile_handler.wasm");
-    drop_file(&dir.join("in"), "a.json", &event_lines(0..3));
+    drop_file(&dir.join("in"), "a.json", event_lines(0..3));
     pipeline(
         dir,
         &format!(

@@ -27,7 +27,11 @@ pub fn file_source(
     let spec = FileSourceSpec {
         format: reading.format,
         path: dir.join("in"),
-        schema: sluice::schema::parse_ddl(reading.schema).ok(),
+        // A schema that does not parse would make the source infer one from whatever file is
+        // there when it opens, and a finding would depend on the inputs before it.
+        schema: Some(
+            sluice::schema::parse_ddl(reading.schema).expect("a fuzz target's schemas are valid DDL"),
+        ),
         infer_schema: false,
         max_files_per_trigger: None,
         latest_first: false,

@@ -31,58 +31,216 @@ pub fn decode_ipc_schema(bytes: &[u8]) -> Result<SchemaRef, String> {
 
 /// Parses a DDL schema string into an Arrow schema.
 ///
-/// Supported types: STRING, BOOLEAN, TINYINT/BYTE, SMALLINT/SHORT, INT/INTEGER,
-/// BIGINT/LONG, FLOAT/REAL, DOUBLE, DATE, TIMESTAMP, BINARY. Names may be quoted with
-/// backticks.
+/// Spark's types: STRING (VARCHAR(n), CHAR(n)), BOOLEAN, TINYINT/BYTE, SMALLINT/SHORT,
+/// INT/INTEGER, BIGINT/LONG, FLOAT/REAL, DOUBLE, DECIMAL(p, s) (DEC, NUMERIC; DECIMAL alone is
+/// DECIMAL(10, 0), as in Spark), DATE, TIMESTAMP, BINARY, and the nested ARRAY<T>, MAP<K, V>
+/// and STRUCT<name: T, …> (the colon is optional). Names may be quoted with backticks.
+///
+/// Written here rather than borrowed from sqlparser: its type grammar differs per dialect and
+/// DataFusion maps some names (TIMESTAMP) to other Arrow types than Spark's.
 pub fn parse_ddl(ddl: &str) -> Result<SchemaRef, String> {
-    let mut fields = Vec::new();
-    for (i, part) in ddl.split(',').enumerate() {
-        let part = part.trim();
-        if part.is_empty() {
-            return Err(format!("column {} is empty (a stray comma?)", i + 1));
+    let fields = parse_fields(ddl, "column").map_err(|e| {
+        if e.starts_with("unknown type") {
+            format!("{e}; use {TYPES}")
+        } else {
+            e
         }
-        let (name, ty) = split_name_type(part).ok_or_else(|| {
-            format!("'{part}' should be a column name and a type, like 'city STRING'")
-        })?;
-        let data_type = parse_type(ty).ok_or_else(|| {
-            format!(
-                "unknown type '{ty}' for column '{name}'; use STRING, BOOLEAN, INT, BIGINT, FLOAT, DOUBLE, DATE, TIMESTAMP or BINARY"
-            )
-        })?;
-        if fields.iter().any(|f: &Field| f.name() == name) {
-            return Err(format!("column '{name}' is declared twice"));
-        }
-        fields.push(Field::new(name, data_type, true));
-    }
+    })?;
     Ok(Arc::new(Schema::new(fields)))
 }
 
-fn split_name_type(part: &str) -> Option<(&str, &str)> {
-    if let Some(rest) = part.strip_prefix('`') {
-        let end = rest.find('`')?;
-        let ty = rest[end + 1..].trim();
-        (!ty.is_empty()).then_some((&rest[..end], ty))
-    } else {
-        let (name, ty) = part.split_once(char::is_whitespace)?;
-        Some((name, ty.trim()))
+/// `name type, name type, …`: the columns of a schema (`what` = "column") or the fields of a
+/// STRUCT (`what` = "field"); a colon may stand between a name and its type.
+fn parse_fields(ddl: &str, what: &str) -> Result<Vec<Field>, String> {
+    let mut fields: Vec<Field> = Vec::new();
+    for (i, part) in split_top_level(ddl)?.into_iter().enumerate() {
+        let part = part.trim();
+        if part.is_empty() {
+            return Err(format!("{what} {} is empty (a stray comma?)", i + 1));
+        }
+        let (name, ty) = split_name_type(part).ok_or_else(|| {
+            format!("'{part}' should be a {what} name and a type, like 'city STRING'")
+        })?;
+        let data_type = parse_type(ty).map_err(|e| format!("{e} for {what} '{name}'"))?;
+        if fields.iter().any(|f| f.name() == name) {
+            return Err(format!("{what} '{name}' is declared twice"));
+        }
+        fields.push(Field::new(name, data_type, true));
     }
+    Ok(fields)
 }
 
-fn parse_type(ty: &str) -> Option<DataType> {
-    Some(match ty.to_ascii_uppercase().as_str() {
-        "STRING" | "VARCHAR" | "TEXT" => DataType::Utf8,
-        "BOOLEAN" | "BOOL" => DataType::Boolean,
-        "TINYINT" | "BYTE" => DataType::Int8,
-        "SMALLINT" | "SHORT" => DataType::Int16,
-        "INT" | "INTEGER" => DataType::Int32,
-        "BIGINT" | "LONG" => DataType::Int64,
-        "FLOAT" | "REAL" => DataType::Float32,
-        "DOUBLE" => DataType::Float64,
-        "DATE" => DataType::Date32,
-        "TIMESTAMP" => timestamp_type(),
-        "BINARY" => DataType::Binary,
-        _ => return None,
+/// Splits at the commas outside `<…>` and `(…)`, so `a DECIMAL(10,2), m MAP<STRING, INT>`
+/// is two parts.
+fn split_top_level(text: &str) -> Result<Vec<&str>, String> {
+    let mut parts = Vec::new();
+    // The open brackets, with where each is.
+    let mut depth: Vec<(char, usize)> = Vec::new();
+    let mut start = 0;
+    let mut in_backticks = false;
+    for (at, c) in text.char_indices() {
+        match c {
+            '`' => in_backticks = !in_backticks,
+            _ if in_backticks => {}
+            '<' | '(' => depth.push((c, at)),
+            '>' | ')' => {
+                let open = if c == '>' { '<' } else { '(' };
+                if depth.pop().map(|(c, _)| c) != Some(open) {
+                    return Err(format!("'{c}' at position {} closes nothing", at + 1));
+                }
+            }
+            ',' if depth.is_empty() => {
+                parts.push(&text[start..at]);
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    if let Some((open, at)) = depth.last() {
+        return Err(format!("'{open}' at position {} is never closed", at + 1));
+    }
+    parts.push(&text[start..]);
+    Ok(parts)
+}
+
+fn split_name_type(part: &str) -> Option<(&str, &str)> {
+    let (name, ty) = if let Some(rest) = part.strip_prefix('`') {
+        let end = rest.find('`')?;
+        (&rest[..end], &rest[end + 1..])
+    } else {
+        let end = part.find(|c: char| c.is_whitespace() || c == ':')?;
+        (&part[..end], &part[end..])
+    };
+    let ty = ty.trim_start();
+    let ty = ty.strip_prefix(':').unwrap_or(ty).trim();
+    (!ty.is_empty() && !name.is_empty()).then_some((name, ty))
+}
+
+/// The types a DDL string may name, for error messages.
+const TYPES: &str = "STRING, BOOLEAN, INT, BIGINT, FLOAT, DOUBLE, DECIMAL(p, s), DATE, TIMESTAMP, BINARY, ARRAY<T>, MAP<K, V> or STRUCT<name: T>";
+
+/// The largest DECIMAL precision, Spark's and Arrow's Decimal128's.
+const MAX_DECIMAL_PRECISION: u8 = 38;
+
+fn parse_type(ty: &str) -> Result<DataType, String> {
+    let unknown = || format!("unknown type '{}'", ty.trim());
+    // The name, then what its `<…>` or `(…)` hold.
+    let (name, args) = match ty.find(['<', '(']) {
+        None => (ty.trim(), None),
+        Some(open) => {
+            let close = if ty.as_bytes()[open] == b'<' {
+                '>'
+            } else {
+                ')'
+            };
+            let inner = ty[open + 1..]
+                .trim_end()
+                .strip_suffix(close)
+                .ok_or_else(unknown)?;
+            (ty[..open].trim(), Some((close, inner)))
+        }
+    };
+    let name = name.to_ascii_uppercase();
+    Ok(match (name.as_str(), args) {
+        ("ARRAY", Some(('>', inner))) => {
+            DataType::List(Arc::new(Field::new("item", parse_type(inner)?, true)))
+        }
+        ("MAP", Some(('>', inner))) => {
+            let [key, value] = split_top_level(inner)?[..] else {
+                return Err(format!(
+                    "MAP takes a key type and a value type, not '{inner}'"
+                ));
+            };
+            let entries = Field::new(
+                "entries",
+                DataType::Struct(
+                    vec![
+                        Field::new("keys", parse_type(key)?, false),
+                        Field::new("values", parse_type(value)?, true),
+                    ]
+                    .into(),
+                ),
+                false,
+            );
+            DataType::Map(Arc::new(entries), false)
+        }
+        ("STRUCT", Some(('>', inner))) => DataType::Struct(parse_fields(inner, "field")?.into()),
+        ("DECIMAL" | "DEC" | "NUMERIC", args) => {
+            let numbers: Vec<&str> = match args {
+                None => Vec::new(),
+                Some((')', inner)) => inner.split(',').map(str::trim).collect(),
+                Some(_) => return Err(unknown()),
+            };
+            let number = |text: &str| text.parse::<u8>().map_err(|_| unknown());
+            let (precision, scale) = match numbers[..] {
+                [] => (10, 0),
+                [p] => (number(p)?, 0),
+                [p, s] => (number(p)?, number(s)?),
+                _ => return Err(unknown()),
+            };
+            if !(1..=MAX_DECIMAL_PRECISION).contains(&precision) || scale > precision {
+                return Err(format!(
+                    "'{ty}' needs a precision from 1 to {MAX_DECIMAL_PRECISION} and a scale no larger than it"
+                ));
+            }
+            DataType::Decimal128(precision, scale as i8)
+        }
+        ("VARCHAR" | "CHAR", Some((')', _))) => DataType::Utf8,
+        (_, Some(_)) => return Err(unknown()),
+        ("STRING" | "VARCHAR" | "TEXT", None) => DataType::Utf8,
+        ("BOOLEAN" | "BOOL", None) => DataType::Boolean,
+        ("TINYINT" | "BYTE", None) => DataType::Int8,
+        ("SMALLINT" | "SHORT", None) => DataType::Int16,
+        ("INT" | "INTEGER", None) => DataType::Int32,
+        ("BIGINT" | "LONG", None) => DataType::Int64,
+        ("FLOAT" | "REAL", None) => DataType::Float32,
+        ("DOUBLE", None) => DataType::Float64,
+        ("DATE", None) => DataType::Date32,
+        ("TIMESTAMP", None) => timestamp_type(),
+        ("BINARY", None) => DataType::Binary,
+        _ => return Err(unknown()),
     })
+}
+
+/// Spark's name of an Arrow type (`simpleString`).
+pub fn spark_type_name(t: &DataType) -> String {
+    match t {
+        DataType::Null => "void".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Int8 => "tinyint".into(),
+        DataType::Int16 => "smallint".into(),
+        DataType::Int32 => "int".into(),
+        DataType::Int64 => "bigint".into(),
+        DataType::Float32 => "float".into(),
+        DataType::Float64 => "double".into(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string".into(),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "binary".into(),
+        DataType::Date32 | DataType::Date64 => "date".into(),
+        DataType::Timestamp(_, Some(_)) => "timestamp".into(),
+        DataType::Timestamp(_, None) => "timestamp_ntz".into(),
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => format!("decimal({p},{s})"),
+        DataType::List(f) | DataType::LargeList(f) | DataType::ListView(f) => {
+            format!("array<{}>", spark_type_name(f.data_type()))
+        }
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(kv) if kv.len() == 2 => format!(
+                "map<{},{}>",
+                spark_type_name(kv[0].data_type()),
+                spark_type_name(kv[1].data_type())
+            ),
+            other => spark_type_name(other),
+        },
+        DataType::Struct(fields) => format!(
+            "struct<{}>",
+            fields
+                .iter()
+                .map(|f| format!("{}:{}", f.name(), spark_type_name(f.data_type())))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        DataType::Duration(TimeUnit::Microsecond) => "interval day to second".into(),
+        other => other.to_string().to_ascii_lowercase(),
+    }
 }
 
 /// The column names of a schema, comma separated, for error messages.
@@ -277,6 +435,53 @@ mod tests {
         assert_eq!(s.field(1).data_type(), &timestamp_type());
         assert_eq!(s.field(2).data_type(), &DataType::Int64);
         assert!(s.fields().iter().all(|f| f.is_nullable()));
+    }
+
+    /// Spark's DDL for decimals and nested types; `typeof` names each back as Spark does.
+    #[test]
+    fn ddl_parses_decimals_and_nested_types() {
+        let s = parse_ddl(
+            "price DECIMAL(10,2), d decimal, tags ARRAY<STRING>, attrs MAP<STRING, BIGINT>, \
+             nested STRUCT<a: BIGINT, `b c` STRING, deeper STRUCT<x ARRAY<INT>>>, code VARCHAR(8)",
+        )
+        .unwrap();
+        let names: Vec<_> = s
+            .fields()
+            .iter()
+            .map(|f| spark_type_name(f.data_type()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "decimal(10,2)",
+                "decimal(10,0)",
+                "array<string>",
+                "map<string,bigint>",
+                "struct<a:bigint,b c:string,deeper:struct<x:array<int>>>",
+                "string",
+            ]
+        );
+    }
+
+    #[test]
+    fn ddl_refuses_malformed_nested_types_and_decimals() {
+        for (ddl, says) in [
+            ("a ARRAY<STRING", "'<' at position 8 is never closed"),
+            ("a STRING>", "'>' at position 9 closes nothing"),
+            ("a MAP<STRING>", "MAP takes a key type and a value type"),
+            ("a DECIMAL(39,2)", "precision from 1 to 38"),
+            ("a DECIMAL(5,6)", "precision from 1 to 38"),
+            ("a DECIMAL(x)", "unknown type 'DECIMAL(x)' for column 'a'"),
+            (
+                "a STRUCT<b: FOO>",
+                "unknown type 'FOO' for field 'b' for column 'a'",
+            ),
+            ("a STRUCT<b INT, b INT>", "field 'b' is declared twice"),
+            ("a ARRAY(INT)", "unknown type 'ARRAY(INT)'"),
+        ] {
+            let e = parse_ddl(ddl).unwrap_err();
+            assert!(e.contains(says), "{ddl}: {e}");
+        }
     }
 
     #[test]

@@ -71,13 +71,13 @@ pub fn write_attribution(d: &Path) {
         let f = drop_file(
             &d.join("imp"),
             &format!("{i}.json"),
-            &text(&imp, "impression_time"),
+            text(&imp, "impression_time"),
         );
         set_mtime(&f, 100 - i as u64);
         let f = drop_file(
             &d.join("clk"),
             &format!("{i}.json"),
-            &text(&clk, "click_time"),
+            text(&clk, "click_time"),
         );
         set_mtime(&f, 100 - i as u64);
     }

@@ -33,7 +33,7 @@ pub fn sluice() -> Command {
 }
 
 /// Writes `text` to `dir/name` the way producers should: under a hidden name, then renamed in.
-pub fn drop_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+pub fn drop_file(dir: &Path, name: &str, text: impl AsRef<[u8]>) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let tmp = dir.join(format!(".{name}.tmp"));
     std::fs::write(&tmp, text).unwrap();

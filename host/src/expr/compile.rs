@@ -16,7 +16,7 @@ use datafusion_sql::planner::{ParserOptions, PlannerContext, SqlToRel};
 use datafusion_sql::sqlparser::ast::{self, SelectItem, SelectItemQualifiedWildcardKind};
 use datafusion_sql::sqlparser::parser::{Parser, ParserError};
 
-use super::brackets::Refused;
+use super::parse_guard::Refused;
 use datafusion_sql::sqlparser::tokenizer::Token;
 
 use super::functions::Functions;
@@ -398,10 +398,10 @@ impl<'a> Planner<'a> {
         parse: impl FnOnce(&mut Parser<'_>) -> std::result::Result<T, ParserError>,
     ) -> std::result::Result<T, ExprError> {
         let dialect = super::spark_names::SparkDialect::default();
-        let mut parser = match super::brackets::checked_parser(&dialect, text) {
+        let mut parser = match super::parse_guard::checked_parser(&dialect, text) {
             Ok(parser) => parser,
             Err(Refused::Parse(e)) => return Err(self.parse_error(e, text)),
-            Err(Refused::Unbalanced(u)) => {
+            Err(Refused::Shape(u)) => {
                 return Err(self.error(Some(u.column as usize), u.message));
             }
         };

@@ -14,13 +14,13 @@
 
 mod ansi;
 mod batch_time;
-pub(crate) mod brackets;
 mod compile;
 mod datetime_pattern;
 mod format_number;
 mod functions;
 mod json;
 mod json_path;
+pub(crate) mod parse_guard;
 mod qualified;
 mod spark_hash;
 mod spark_names;

@@ -175,6 +175,24 @@ fn parse_file_source(
     let schema = s.get("schema").and_then(|node| {
         let text = s.string("schema")?;
         match parse_ddl(&text) {
+            // As Spark's: "CSV data source does not support array<string> data type".
+            Ok(schema) if format == FileFormat::Csv => {
+                match schema.fields().iter().find(|f| f.data_type().is_nested()) {
+                    Some(nested) => {
+                        s.error_at(
+                            node.span().start,
+                            "schema",
+                            format!(
+                                "column '{}' is {}, which a CSV cell cannot hold; read nested data from json or parquet",
+                                nested.name(),
+                                crate::schema::spark_type_name(nested.data_type())
+                            ),
+                        );
+                        None
+                    }
+                    None => Some(schema),
+                }
+            }
             Ok(schema) => Some(schema),
             Err(e) => {
                 s.error_at(node.span().start, "schema", e);

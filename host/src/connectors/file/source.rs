@@ -685,10 +685,19 @@ impl RowDecoder {
 }
 
 /// Decodes all of `bytes`, returning the error text on the first problem.
+///
+/// Bytes that are not UTF-8 are refused here, before either decoder: arrow-csv and arrow-json
+/// check UTF-8 only on the text left once delimiters and quotes are taken out, so a field
+/// ending in half a character followed by one starting with its other half (`2\xcc,\x81x`)
+/// passed, and built a string column that is not UTF-8. Delimiters, quotes and newlines are
+/// ASCII, so every field of valid UTF-8 is valid UTF-8 too.
 fn decode_all(
     decoder: &mut RowDecoder,
     mut bytes: &[u8],
 ) -> std::result::Result<Vec<RecordBatch>, String> {
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Err(format!("not valid UTF-8: {e}"));
+    }
     let mut out = Vec::new();
     loop {
         let consumed = decoder.decode(bytes).map_err(|e| e.to_string())?;

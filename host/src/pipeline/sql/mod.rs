@@ -21,7 +21,7 @@ use datafusion_sql::sqlparser::ast::{self, SetExpr, Statement};
 use datafusion_sql::sqlparser::dialect::DatabricksDialect;
 use datafusion_sql::sqlparser::parser::ParserError;
 
-use crate::expr::brackets::Refused;
+use crate::expr::parse_guard::Refused;
 
 use super::*;
 use crate::operators::join::TableSpec;
@@ -284,10 +284,10 @@ fn parse_failure(e: ParserError) -> SqlError {
 /// Plans `text` over what `catalog` names.
 pub(super) fn plan(text: &str, catalog: &Catalog<'_>) -> Planned<SqlPlan> {
     let dialect = DatabricksDialect {};
-    let statements = match crate::expr::brackets::checked_parser(&dialect, text) {
+    let statements = match crate::expr::parse_guard::checked_parser(&dialect, text) {
         Ok(mut parser) => parser.parse_statements().map_err(parse_failure)?,
         Err(Refused::Parse(e)) => return Err(parse_failure(e)),
-        Err(Refused::Unbalanced(u)) => {
+        Err(Refused::Shape(u)) => {
             return Err(SqlError {
                 line: u.line,
                 column: u.column,

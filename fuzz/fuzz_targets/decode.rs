@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use libfuzzer_sys::fuzz_target;
+use sluice::connectors::file::flat_json::FlatJson;
 use sluice::connectors::file::source::FileSource;
 use sluice::pipeline::{FileFormat, ParseMode};
 
@@ -51,6 +52,44 @@ fn source(config: u8, schema: u8, dir: &std::path::Path) -> Option<FileSource> {
     common::file_source(&reading, dir, &dir.join(format!("log-{config}-{schema}"))).ok()
 }
 
+/// The file source's fast JSON decoder reads a file only if arrow-json reads it too, and into
+/// the same rows.
+fn fast_path_agrees(ddl: &str, file: &[u8]) {
+    let schema = sluice::schema::parse_ddl(ddl).expect("a fuzz target's schemas are valid DDL");
+    let Some(fast) = FlatJson::new(&schema) else {
+        return;
+    };
+    if std::str::from_utf8(file).is_err() {
+        return;
+    }
+    let Some(got) = fast.decode(file, 3) else {
+        return;
+    };
+    let mut decoder = arrow_json::ReaderBuilder::new(schema)
+        .with_batch_size(3)
+        .build_decoder()
+        .unwrap();
+    let mut want = Vec::new();
+    let mut rest = file;
+    loop {
+        let read = decoder
+            .decode(rest)
+            .expect("the fast path read what arrow-json refuses");
+        rest = &rest[read..];
+        if let Some(b) = decoder
+            .flush()
+            .expect("the fast path read what arrow-json refuses")
+        {
+            want.push(b);
+        }
+        if rest.is_empty() {
+            break;
+        }
+    }
+    assert!(!decoder.has_partial_record(), "arrow-json saw a partial record");
+    assert_eq!(got, want, "the fast path read rows differently");
+}
+
 fuzz_target!(|data: &[u8]| {
     let [config, schema, file @ ..] = data else {
         return;
@@ -73,6 +112,9 @@ fuzz_target!(|data: &[u8]| {
                     return;
                 };
                 sources.insert(key, s);
+            }
+            if *config % 3 == 0 {
+                fast_path_agrees(SCHEMAS[*schema as usize % SCHEMAS.len()], file);
             }
             if let Ok(batches) = sources[&key].read_file(&path) {
                 for b in &batches {

@@ -1,5 +1,6 @@
 //! Files in a directory or glob: json lines, csv, parquet and text; a source with a file log and a sink with a commit log (exactly-once).
 
+pub mod flat_json;
 pub mod listing;
 pub mod sink;
 pub mod source;

@@ -27,6 +27,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
+use super::flat_json::FlatJson;
 use super::listing::{FileListing, ListedFile, normalize};
 use super::{CleanSource, FileFormat, FileSourceSpec, ParseMode};
 use crate::error::{Error, Result};
@@ -53,6 +54,8 @@ pub struct FileSource {
     /// PERMISSIVE mode for json and csv.
     schema: SchemaRef,
     listing: FileListing,
+    /// JSON lines of a flat schema: the fast decoder tried before arrow-json.
+    flat_json: Option<FlatJson>,
     log: BTreeMap<u64, Vec<PathBuf>>,
     seen: HashSet<PathBuf>,
     /// For `availableNow`: only files present when the query started.
@@ -108,6 +111,7 @@ impl FileSource {
             spec,
             ctx,
             listing,
+            flat_json: None,
             log,
             seen,
             available_now: None,
@@ -118,6 +122,9 @@ impl FileSource {
         };
         source.data_schema = source.resolve_schema()?;
         source.schema = row_schema(&source.spec, &source.data_schema);
+        if source.spec.format == FileFormat::Json {
+            source.flat_json = FlatJson::new(&source.data_schema);
+        }
         Ok(source)
     }
 
@@ -253,7 +260,27 @@ impl FileSource {
 
     /// json lines and csv: decode the whole file in one go; if that fails, go line by line to
     /// find the malformed rows and apply the source's `mode` to them.
+    ///
+    /// Bytes that are not UTF-8 go straight to the line-by-line reading, which finds the lines
+    /// they are on: arrow-csv and arrow-json check UTF-8 only on the text left once delimiters
+    /// and quotes are taken out, so a field ending in half a character followed by one starting
+    /// with its other half (`2\xcc,\x81x`) passed, and built a string column that was not
+    /// UTF-8. Delimiters, quotes and newlines are ASCII, so every field of valid UTF-8 is
+    /// valid UTF-8 too.
     fn read_delimited(&self, path: &Path, bytes: &[u8]) -> Result<Vec<RecordBatch>> {
+        if std::str::from_utf8(bytes).is_err() {
+            return self.read_lines_tolerantly(path, bytes);
+        }
+        if let Some(batches) = self
+            .flat_json
+            .as_ref()
+            .and_then(|fast| fast.decode(bytes, BATCH_ROWS))
+        {
+            return batches
+                .into_iter()
+                .map(|b| self.with_corrupt_column(b, None))
+                .collect();
+        }
         let mut decoder = self.decoder(BATCH_ROWS, self.spec.header)?;
         match decode_all(&mut decoder, bytes) {
             Ok(batches) => batches
@@ -304,7 +331,11 @@ impl FileSource {
             if line.iter().all(u8::is_ascii_whitespace) || (line_no == 1 && self.spec.header) {
                 continue;
             }
-            match decode_all(&mut decoder, line) {
+            let decoded = match std::str::from_utf8(line) {
+                Ok(_) => decode_all(&mut decoder, line),
+                Err(e) => Err(format!("not valid UTF-8: {e}")),
+            };
+            match decoded {
                 Ok(batches) => {
                     for b in batches {
                         rows.push(self.with_corrupt_column(b, None)?);
@@ -684,20 +715,12 @@ impl RowDecoder {
     }
 }
 
-/// Decodes all of `bytes`, returning the error text on the first problem.
-///
-/// Bytes that are not UTF-8 are refused here, before either decoder: arrow-csv and arrow-json
-/// check UTF-8 only on the text left once delimiters and quotes are taken out, so a field
-/// ending in half a character followed by one starting with its other half (`2\xcc,\x81x`)
-/// passed, and built a string column that is not UTF-8. Delimiters, quotes and newlines are
-/// ASCII, so every field of valid UTF-8 is valid UTF-8 too.
+/// Decodes all of `bytes` (valid UTF-8: see `read_delimited`), returning the error text on the
+/// first problem.
 fn decode_all(
     decoder: &mut RowDecoder,
     mut bytes: &[u8],
 ) -> std::result::Result<Vec<RecordBatch>, String> {
-    if let Err(e) = std::str::from_utf8(bytes) {
-        return Err(format!("not valid UTF-8: {e}"));
-    }
     let mut out = Vec::new();
     loop {
         let consumed = decoder.decode(bytes).map_err(|e| e.to_string())?;

@@ -1,0 +1,582 @@
+//! JSON lines of a flat declared schema (integers, floats, strings, booleans, timestamps)
+//! decoded in one pass from the bytes into the column builders: the file source's fast path.
+//!
+//! arrow-json first builds a tape of the whole input, then decodes each column from the tape
+//! by field name; for flat rows most of its time is that generality. This decoder takes only
+//! what it reads exactly as arrow-json does — plain numbers, strings without escapes,
+//! `true`/`false`/`null`, timestamps in ISO form, unknown keys with plain values — and gives
+//! up (`None`) on anything else, so the caller decodes the file with arrow-json, whose values,
+//! errors and malformed-row handling stay the reference (the `decode` fuzz target checks the
+//! two agree). No crate fits: simd-json and sonic-rs parse into a tape or DOM of their own,
+//! which is the step this skips.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{BooleanBuilder, PrimitiveBuilder, StringBuilder};
+use arrow_array::types::{
+    Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, SchemaRef, TimeUnit};
+
+/// The most fields a flat schema may have here (which fields a row set is a bit set).
+const MAX_FIELDS: usize = 64;
+
+/// A decoder for one flat schema.
+#[derive(Debug, Clone)]
+pub struct FlatJson {
+    schema: SchemaRef,
+    names: Vec<Box<[u8]>>,
+    kinds: Vec<Kind>,
+}
+
+/// The column types this decoder builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Int64,
+    Int32,
+    Int16,
+    Int8,
+    Float64,
+    Float32,
+    Utf8,
+    Boolean,
+    /// Microseconds, in UTC (Sluice's TIMESTAMP).
+    Timestamp,
+}
+
+enum Builder {
+    Int64(PrimitiveBuilder<Int64Type>),
+    Int32(PrimitiveBuilder<Int32Type>),
+    Int16(PrimitiveBuilder<Int16Type>),
+    Int8(PrimitiveBuilder<Int8Type>),
+    Float64(PrimitiveBuilder<Float64Type>),
+    Float32(PrimitiveBuilder<Float32Type>),
+    Utf8(StringBuilder),
+    Boolean(BooleanBuilder),
+    Timestamp(PrimitiveBuilder<TimestampMicrosecondType>),
+}
+
+impl FlatJson {
+    /// A decoder for `schema`, or `None` if a field is of a type it does not build (nested,
+    /// decimal, date, binary, a timestamp of another unit or zone) or is not nullable.
+    pub fn new(schema: &SchemaRef) -> Option<FlatJson> {
+        if schema.fields().len() > MAX_FIELDS || schema.fields().is_empty() {
+            return None;
+        }
+        let mut kinds = Vec::with_capacity(schema.fields().len());
+        for f in schema.fields() {
+            if !f.is_nullable() {
+                return None;
+            }
+            kinds.push(match f.data_type() {
+                DataType::Int64 => Kind::Int64,
+                DataType::Int32 => Kind::Int32,
+                DataType::Int16 => Kind::Int16,
+                DataType::Int8 => Kind::Int8,
+                DataType::Float64 => Kind::Float64,
+                DataType::Float32 => Kind::Float32,
+                DataType::Utf8 => Kind::Utf8,
+                DataType::Boolean => Kind::Boolean,
+                DataType::Timestamp(TimeUnit::Microsecond, tz)
+                    if tz.as_deref().is_none_or(|tz| tz == "+00:00" || tz == "UTC") =>
+                {
+                    Kind::Timestamp
+                }
+                _ => return None,
+            });
+        }
+        Some(FlatJson {
+            schema: schema.clone(),
+            names: schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_bytes().into())
+                .collect(),
+            kinds,
+        })
+    }
+
+    /// The rows of `bytes` (valid UTF-8) in batches of at most `batch_rows`, or `None` when
+    /// something in them is for arrow-json to read.
+    pub fn decode(&self, bytes: &[u8], batch_rows: usize) -> Option<Vec<RecordBatch>> {
+        let batch_rows = batch_rows.max(1);
+        // Rows are ~100 bytes in the usual files: a first guess for the builders.
+        let expected = (bytes.len() / 100).clamp(1, batch_rows);
+        let mut out = Vec::new();
+        let mut builders = self.builders(expected);
+        let mut rows = 0;
+        let mut at = skip_whitespace(bytes, 0);
+        while at < bytes.len() {
+            at = self.row(bytes, at, &mut builders)?;
+            rows += 1;
+            if rows == batch_rows {
+                out.push(self.finish(&mut builders)?);
+                rows = 0;
+            }
+            at = skip_whitespace(bytes, at);
+        }
+        if rows > 0 {
+            out.push(self.finish(&mut builders)?);
+        }
+        Some(out)
+    }
+
+    fn builders(&self, rows: usize) -> Vec<Builder> {
+        self.kinds
+            .iter()
+            .map(|k| match k {
+                Kind::Int64 => Builder::Int64(PrimitiveBuilder::with_capacity(rows)),
+                Kind::Int32 => Builder::Int32(PrimitiveBuilder::with_capacity(rows)),
+                Kind::Int16 => Builder::Int16(PrimitiveBuilder::with_capacity(rows)),
+                Kind::Int8 => Builder::Int8(PrimitiveBuilder::with_capacity(rows)),
+                Kind::Float64 => Builder::Float64(PrimitiveBuilder::with_capacity(rows)),
+                Kind::Float32 => Builder::Float32(PrimitiveBuilder::with_capacity(rows)),
+                Kind::Utf8 => Builder::Utf8(StringBuilder::with_capacity(rows, rows * 16)),
+                Kind::Boolean => Builder::Boolean(BooleanBuilder::with_capacity(rows)),
+                Kind::Timestamp => Builder::Timestamp(PrimitiveBuilder::with_capacity(rows)),
+            })
+            .collect()
+    }
+
+    fn finish(&self, builders: &mut [Builder]) -> Option<RecordBatch> {
+        let columns: Vec<ArrayRef> = builders
+            .iter_mut()
+            .zip(self.schema.fields())
+            .map(|(b, f)| -> ArrayRef {
+                match b {
+                    Builder::Int64(b) => Arc::new(b.finish()),
+                    Builder::Int32(b) => Arc::new(b.finish()),
+                    Builder::Int16(b) => Arc::new(b.finish()),
+                    Builder::Int8(b) => Arc::new(b.finish()),
+                    Builder::Float64(b) => Arc::new(b.finish()),
+                    Builder::Float32(b) => Arc::new(b.finish()),
+                    Builder::Utf8(b) => Arc::new(b.finish()),
+                    Builder::Boolean(b) => Arc::new(b.finish()),
+                    Builder::Timestamp(b) => {
+                        Arc::new(b.finish().with_data_type(f.data_type().clone()))
+                    }
+                }
+            })
+            .collect();
+        RecordBatch::try_new(self.schema.clone(), columns).ok()
+    }
+
+    /// Reads the object at `at` into one row of `builders`; the position after it.
+    fn row(&self, b: &[u8], mut at: usize, builders: &mut [Builder]) -> Option<usize> {
+        if b.get(at) != Some(&b'{') {
+            return None;
+        }
+        at = skip_whitespace(b, at + 1);
+        let mut set: u64 = 0;
+        // Rows mostly list their keys in one order: try the field after the last one first.
+        let mut guess = 0;
+        if b.get(at) == Some(&b'}') {
+            at += 1;
+        } else {
+            loop {
+                if b.get(at) != Some(&b'"') {
+                    return None;
+                }
+                let (key, after) = plain_string(b, at + 1)?;
+                at = skip_whitespace(b, after);
+                if b.get(at) != Some(&b':') {
+                    return None;
+                }
+                at = skip_whitespace(b, at + 1);
+                match self.field(key, guess) {
+                    Some(i) => {
+                        if set & (1 << i) != 0 {
+                            // A key twice: which one arrow-json keeps is its business.
+                            return None;
+                        }
+                        set |= 1 << i;
+                        guess = i + 1;
+                        at = value(b, at, &mut builders[i])?;
+                    }
+                    None => at = skip_plain_value(b, at)?,
+                }
+                at = skip_whitespace(b, at);
+                match b.get(at) {
+                    Some(b',') => at = skip_whitespace(b, at + 1),
+                    Some(b'}') => {
+                        at += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        let all = if builders.len() == 64 {
+            u64::MAX
+        } else {
+            (1u64 << builders.len()) - 1
+        };
+        if set != all {
+            for (i, builder) in builders.iter_mut().enumerate() {
+                if set & (1 << i) == 0 {
+                    append_null(builder);
+                }
+            }
+        }
+        Some(at)
+    }
+
+    fn field(&self, key: &[u8], guess: usize) -> Option<usize> {
+        if self.names.get(guess).is_some_and(|n| **n == *key) {
+            return Some(guess);
+        }
+        self.names.iter().position(|n| **n == *key)
+    }
+}
+
+fn append_null(builder: &mut Builder) {
+    match builder {
+        Builder::Int64(b) => b.append_null(),
+        Builder::Int32(b) => b.append_null(),
+        Builder::Int16(b) => b.append_null(),
+        Builder::Int8(b) => b.append_null(),
+        Builder::Float64(b) => b.append_null(),
+        Builder::Float32(b) => b.append_null(),
+        Builder::Utf8(b) => b.append_null(),
+        Builder::Boolean(b) => b.append_null(),
+        Builder::Timestamp(b) => b.append_null(),
+    }
+}
+
+/// Reads the value at `at` into `builder`; the position after it.
+fn value(b: &[u8], at: usize, builder: &mut Builder) -> Option<usize> {
+    if b[at..].starts_with(b"null") {
+        append_null(builder);
+        return Some(at + 4);
+    }
+    match builder {
+        Builder::Int64(out) => {
+            let (v, end) = integer(b, at)?;
+            out.append_value(v);
+            Some(end)
+        }
+        Builder::Int32(out) => {
+            let (v, end) = integer(b, at)?;
+            out.append_value(v.try_into().ok()?);
+            Some(end)
+        }
+        Builder::Int16(out) => {
+            let (v, end) = integer(b, at)?;
+            out.append_value(v.try_into().ok()?);
+            Some(end)
+        }
+        Builder::Int8(out) => {
+            let (v, end) = integer(b, at)?;
+            out.append_value(v.try_into().ok()?);
+            Some(end)
+        }
+        Builder::Float64(out) => {
+            let end = number_end(b, at)?;
+            out.append_value(finite(ascii(&b[at..end]).parse().ok()?)?);
+            Some(end)
+        }
+        Builder::Float32(out) => {
+            let end = number_end(b, at)?;
+            let v: f32 = ascii(&b[at..end]).parse().ok()?;
+            out.append_value(v.is_finite().then_some(v)?);
+            Some(end)
+        }
+        Builder::Utf8(out) => {
+            if b.get(at) != Some(&b'"') {
+                return None;
+            }
+            let (text, end) = plain_string(b, at + 1)?;
+            out.append_value(std::str::from_utf8(text).ok()?);
+            Some(end)
+        }
+        Builder::Boolean(out) => {
+            if b[at..].starts_with(b"true") {
+                out.append_value(true);
+                Some(at + 4)
+            } else if b[at..].starts_with(b"false") {
+                out.append_value(false);
+                Some(at + 5)
+            } else {
+                None
+            }
+        }
+        Builder::Timestamp(out) => {
+            if b.get(at) != Some(&b'"') {
+                return None;
+            }
+            let (text, end) = plain_string(b, at + 1)?;
+            out.append_value(timestamp_micros(std::str::from_utf8(text).ok()?)?);
+            Some(end)
+        }
+    }
+}
+
+/// A float that did not overflow: what lexical (arrow-json's parser) does past the range is
+/// for arrow-json to say.
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+/// Bytes known to be ASCII digits and signs, as text.
+fn ascii(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
+}
+
+fn skip_whitespace(b: &[u8], mut at: usize) -> usize {
+    while let Some(c) = b.get(at) {
+        if !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+            break;
+        }
+        at += 1;
+    }
+    at
+}
+
+/// The text of a string whose opening quote is just before `at`, and the position after its
+/// closing quote; `None` for a string with an escape or without an end.
+fn plain_string(b: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    let len = memchr::memchr2(b'"', b'\\', &b[at..])?;
+    let end = at + len;
+    (b[end] == b'"').then(|| (&b[at..end], end + 1))
+}
+
+/// A JSON integer of at most 18 digits (which always fits an i64) at `at`: `-?(0|[1-9][0-9]*)`
+/// not followed by a fraction or exponent; its value and the position after it.
+fn integer(b: &[u8], at: usize) -> Option<(i64, usize)> {
+    let negative = b.get(at) == Some(&b'-');
+    let start = at + usize::from(negative);
+    let mut end = start;
+    let mut value: i64 = 0;
+    while let Some(c @ b'0'..=b'9') = b.get(end) {
+        value = value * 10 + i64::from(c - b'0');
+        end += 1;
+    }
+    let digits = end - start;
+    if digits == 0 || digits > 18 || (b[start] == b'0' && digits > 1) {
+        return None;
+    }
+    if matches!(b.get(end), Some(b'.' | b'e' | b'E')) {
+        return None;
+    }
+    Some((if negative { -value } else { value }, end))
+}
+
+/// The end of a JSON number at `at` (RFC 8259's grammar), or `None`.
+fn number_end(b: &[u8], at: usize) -> Option<usize> {
+    let digits = |mut i: usize| {
+        let from = i;
+        while matches!(b.get(i), Some(b'0'..=b'9')) {
+            i += 1;
+        }
+        (i > from).then_some(i)
+    };
+    let mut i = at + usize::from(b.get(at) == Some(&b'-'));
+    let int_end = digits(i)?;
+    if b[i] == b'0' && int_end > i + 1 {
+        return None;
+    }
+    i = int_end;
+    if b.get(i) == Some(&b'.') {
+        i = digits(i + 1)?;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        i = digits(i)?;
+    }
+    Some(i)
+}
+
+/// Skips a string, number, `true`, `false` or `null` (a key the schema does not name);
+/// `None` for an object or array, or anything malformed.
+fn skip_plain_value(b: &[u8], at: usize) -> Option<usize> {
+    match b.get(at)? {
+        b'"' => plain_string(b, at + 1).map(|(_, end)| end),
+        b'-' | b'0'..=b'9' => number_end(b, at),
+        _ => [&b"true"[..], b"false", b"null"]
+            .into_iter()
+            .find(|word| b[at..].starts_with(word))
+            .map(|word| at + word.len()),
+    }
+}
+
+/// `text` as microseconds since the epoch, read as arrow-json reads a TIMESTAMP in UTC:
+/// `YYYY-MM-DDTHH:MM:SS[.fraction][Z]` here, every other form by arrow-cast's own parser.
+fn timestamp_micros(text: &str) -> Option<i64> {
+    iso_micros(text.as_bytes()).or_else(|| {
+        arrow_cast::parse::string_to_datetime(&chrono::Utc, text)
+            .ok()
+            .map(|t| t.timestamp_micros())
+    })
+}
+
+/// The common form, `2024-05-01T12:00:00`, with up to 9 fraction digits and an optional `Z`.
+fn iso_micros(t: &[u8]) -> Option<i64> {
+    if t.len() < 19 || t[4] != b'-' || t[7] != b'-' || t[10] != b'T' || t[13] != b':' {
+        return None;
+    }
+    if t[16] != b':' {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<i64> {
+        t[from..to].iter().try_fold(0i64, |v, c| {
+            c.is_ascii_digit().then(|| v * 10 + i64::from(c - b'0'))
+        })
+    };
+    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    if year < 1 || !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut rest = &t[19..];
+    let mut micros = 0;
+    if let Some(fraction) = rest.strip_prefix(b".") {
+        let digits = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        // Truncated to microseconds, as chrono's timestamp_micros does.
+        for (i, c) in fraction[..digits].iter().enumerate().take(6) {
+            micros += i64::from(c - b'0') * 10i64.pow(5 - i as u32);
+        }
+        rest = &fraction[digits..];
+    }
+    if !(rest.is_empty() || rest == b"Z") {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some((days * 86_400 + hour * 3_600 + minute * 60 + second) * 1_000_000 + micros)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_schema::{Field, Schema};
+
+    fn schema() -> SchemaRef {
+        crate::schema::parse_ddl(
+            "id BIGINT, n INT, small SMALLINT, tiny TINYINT, x DOUBLE, f FLOAT, s STRING, ok BOOLEAN, ts TIMESTAMP",
+        )
+        .unwrap()
+    }
+
+    /// What arrow-json makes of `text`, or `None` if it refuses it.
+    fn arrow_json(schema: &SchemaRef, text: &str) -> Option<Vec<RecordBatch>> {
+        let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
+            .with_batch_size(2)
+            .build_decoder()
+            .ok()?;
+        let mut out = Vec::new();
+        let mut rest = text.as_bytes();
+        loop {
+            let read = decoder.decode(rest).ok()?;
+            rest = &rest[read..];
+            if let Some(b) = decoder.flush().ok()? {
+                out.push(b);
+            }
+            if rest.is_empty() || read == 0 {
+                break;
+            }
+        }
+        if decoder.has_partial_record() {
+            return None;
+        }
+        Some(out)
+    }
+
+    fn concat(schema: &SchemaRef, batches: &[RecordBatch]) -> RecordBatch {
+        arrow_select::concat::concat_batches(schema, batches).unwrap()
+    }
+
+    /// Every text the fast path reads, it reads as arrow-json does; the rest it leaves.
+    #[test]
+    fn reads_what_arrow_json_reads_and_leaves_the_rest_to_it() {
+        let schema = schema();
+        let fast = FlatJson::new(&schema).unwrap();
+        let read = [
+            r#"{"id":1,"n":-2,"small":3,"tiny":-4,"x":1.5e3,"f":0.25,"s":"Seoul","ok":true,"ts":"2024-02-29T23:59:59.123456789Z"}"#,
+            r#"{"ts":"1969-12-31T23:59:59.5","s":"","ok":false,"other":"x","more":-1.5,"id":null}"#,
+            "{}\n\n{ \"id\" : 7 ,\t\"s\":\"a\u{e9}b\" }\r\n{\"id\":0}{\"id\":-0}",
+            r#"{"ts":"2024-05-01 12:00:00+09:00"}"#,
+            r#"{"ts":"2024-05-01T12:00:00"}"#,
+            r#"{"x":-0.0,"f":1e-3,"id":999999999999999999,"a":true,"b":null}"#,
+        ];
+        for text in read {
+            let got = fast.decode(text.as_bytes(), 2).expect(text);
+            let want = arrow_json(&schema, text).expect(text);
+            assert_eq!(concat(&schema, &got), concat(&schema, &want), "{text}");
+        }
+        let left = [
+            r#"{"s":"a\"b"}"#,                 // an escape
+            r#"{"id":1.0}"#,                   // a fraction for an integer
+            r#"{"id":"1"}"#,                   // a string for a number
+            r#"{"s":1}"#,                      // a number for a string
+            r#"{"id":1,"id":2}"#,              // a key twice
+            r#"{"nested":{"a":1}}"#,           // an object under an unknown key
+            r#"{"id":01}"#,                    // a leading zero
+            r#"{"id":1,}"#,                    // a trailing comma
+            r#"{"n":3000000000}"#,             // out of INT's range
+            r#"{"tiny":200}"#,                 // out of TINYINT's range
+            r#"{"ts":"2024-02-30T00:00:00"}"#, // no such day: arrow-cast's parser says so
+            r#"[1]"#,
+            r#"{"id":1"#,
+            r#"{"id":1} x"#,
+            r#"{"ok":tru}"#,
+        ];
+        for text in left {
+            assert!(fast.decode(text.as_bytes(), 2).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn splits_batches_and_refuses_schemas_it_does_not_build() {
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
+        let fast = FlatJson::new(&schema).unwrap();
+        let text = (0..5)
+            .map(|i| format!("{{\"id\":{i}}}\n"))
+            .collect::<String>();
+        let batches = fast.decode(text.as_bytes(), 2).unwrap();
+        assert_eq!(
+            batches
+                .iter()
+                .map(RecordBatch::num_rows)
+                .collect::<Vec<_>>(),
+            [2, 2, 1]
+        );
+        for ddl in ["d DATE", "p DECIMAL(10,2)", "t ARRAY<STRING>", "b BINARY"] {
+            assert!(
+                FlatJson::new(&crate::schema::parse_ddl(ddl).unwrap()).is_none(),
+                "{ddl}"
+            );
+        }
+        let required = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        assert!(FlatJson::new(&required).is_none());
+    }
+}

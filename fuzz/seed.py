@@ -51,6 +51,9 @@ def main():
     put("decode", bytes([0, 3]) + b'{"price":"12.34","n":7,"tiny":300}\n')
     put("decode", bytes([0, 4]) + b'{"tags":["a",null],"attrs":{"k":1},"nested":{"a":1,"b":"s"}}\n')
     put("decode", bytes([2, 5]) + b"a line\nanother\n")
+    # The flat schema the fast JSON decoder takes: its forms, and ones it leaves to arrow-json.
+    put("decode", bytes([0, 6]) + b'{"id":1,"ts":"2024-02-29T23:59:59.123456Z","f":0.5,"ok":true,"s":"a"}\n{"ts":"1969-12-31T23:59:59.5","x":null}\n{}\n')
+    put("decode", bytes([3, 6]) + b'{"id":-0,"ts":"2024-05-01 12:00:00+09:00","f":1e-3,"s":"a\\"b"}\n{"id":1.0}\n{"id":"2"}\n')
     put("decode", b"\xff" + b"id BIGINT, m MAP<STRING, ARRAY<STRUCT<a: INT>>>, d DECIMAL(38, 10)")
     # Module uploads: a real component cut short, and not a component at all (scripts/fuzz.sh
     # adds a whole one, built from source, at run time: a built binary is not committed).

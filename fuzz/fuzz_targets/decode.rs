@@ -22,6 +22,7 @@ const SCHEMAS: &[&str] = &[
     "price DECIMAL(10,2), n INT, tiny TINYINT",
     "tags ARRAY<STRING>, attrs MAP<STRING, BIGINT>, nested STRUCT<a: BIGINT, b: STRING>",
     "value STRING",
+    "id BIGINT, ts TIMESTAMP, f FLOAT, ok BOOLEAN, s STRING",
 ];
 
 thread_local! {

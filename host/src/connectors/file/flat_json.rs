@@ -3,8 +3,9 @@
 //!
 //! arrow-json first builds a tape of the whole input, then decodes each column from the tape
 //! by field name; for flat rows most of its time is that generality. This decoder takes only
-//! what it reads exactly as arrow-json does — plain numbers, strings without escapes,
-//! `true`/`false`/`null`, timestamps in ISO form, unknown keys with plain values — and gives
+//! what it reads exactly as arrow-json does — plain numbers, strings (escapes decoded as
+//! arrow-json decodes them), `true`/`false`/`null`, timestamps, unknown keys with scalar
+//! values — and gives
 //! up (`None`) on anything else, so the caller decodes the file with arrow-json, whose values,
 //! errors and malformed-row handling stay the reference (the `decode` fuzz target checks the
 //! two agree). No crate fits: simd-json and sonic-rs parse into a tape or DOM of their own,
@@ -105,10 +106,11 @@ impl FlatJson {
         let expected = (bytes.len() / 100).clamp(1, batch_rows);
         let mut out = Vec::new();
         let mut builders = self.builders(expected);
+        let mut scratch = Vec::new();
         let mut rows = 0;
         let mut at = skip_whitespace(bytes, 0);
         while at < bytes.len() {
-            at = self.row(bytes, at, &mut builders)?;
+            at = self.row(bytes, at, &mut builders, &mut scratch)?;
             rows += 1;
             if rows == batch_rows {
                 out.push(self.finish(&mut builders)?);
@@ -162,8 +164,15 @@ impl FlatJson {
         RecordBatch::try_new(self.schema.clone(), columns).ok()
     }
 
-    /// Reads the object at `at` into one row of `builders`; the position after it.
-    fn row(&self, b: &[u8], mut at: usize, builders: &mut [Builder]) -> Option<usize> {
+    /// Reads the object at `at` into one row of `builders`; the position after it. `scratch`
+    /// holds a string's text while its escapes are decoded.
+    fn row(
+        &self,
+        b: &[u8],
+        mut at: usize,
+        builders: &mut [Builder],
+        scratch: &mut Vec<u8>,
+    ) -> Option<usize> {
         if b.get(at) != Some(&b'{') {
             return None;
         }
@@ -192,9 +201,9 @@ impl FlatJson {
                         }
                         set |= 1 << i;
                         guess = i + 1;
-                        at = value(b, at, &mut builders[i])?;
+                        at = value(b, at, &mut builders[i], scratch)?;
                     }
-                    None => at = skip_plain_value(b, at)?,
+                    None => at = skip_scalar(b, at, scratch)?,
                 }
                 at = skip_whitespace(b, at);
                 match b.get(at) {
@@ -245,7 +254,7 @@ fn append_null(builder: &mut Builder) {
 }
 
 /// Reads the value at `at` into `builder`; the position after it.
-fn value(b: &[u8], at: usize, builder: &mut Builder) -> Option<usize> {
+fn value(b: &[u8], at: usize, builder: &mut Builder, scratch: &mut Vec<u8>) -> Option<usize> {
     if b[at..].starts_with(b"null") {
         append_null(builder);
         return Some(at + 4);
@@ -286,7 +295,7 @@ fn value(b: &[u8], at: usize, builder: &mut Builder) -> Option<usize> {
             if b.get(at) != Some(&b'"') {
                 return None;
             }
-            let (text, end) = plain_string(b, at + 1)?;
+            let (text, end) = string(b, at + 1, scratch)?;
             out.append_value(std::str::from_utf8(text).ok()?);
             Some(end)
         }
@@ -305,7 +314,7 @@ fn value(b: &[u8], at: usize, builder: &mut Builder) -> Option<usize> {
             if b.get(at) != Some(&b'"') {
                 return None;
             }
-            let (text, end) = plain_string(b, at + 1)?;
+            let (text, end) = string(b, at + 1, scratch)?;
             out.append_value(timestamp_micros(std::str::from_utf8(text).ok()?)?);
             Some(end)
         }
@@ -334,11 +343,75 @@ fn skip_whitespace(b: &[u8], mut at: usize) -> usize {
 }
 
 /// The text of a string whose opening quote is just before `at`, and the position after its
-/// closing quote; `None` for a string with an escape or without an end.
+/// closing quote; `None` for a string with an escape (a key: which field it names is for
+/// arrow-json to say) or without an end.
 fn plain_string(b: &[u8], at: usize) -> Option<(&[u8], usize)> {
     let len = memchr::memchr2(b'"', b'\\', &b[at..])?;
     let end = at + len;
     (b[end] == b'"').then(|| (&b[at..end], end + 1))
+}
+
+/// The text of a string whose opening quote is just before `at`, its escapes decoded into
+/// `scratch` as arrow-json's tape decodes them, and the position after its closing quote;
+/// `None` for a bad escape or a string without an end.
+fn string<'a>(b: &'a [u8], at: usize, scratch: &'a mut Vec<u8>) -> Option<(&'a [u8], usize)> {
+    let mut next = at + memchr::memchr2(b'"', b'\\', &b[at..])?;
+    if b[next] == b'"' {
+        return Some((&b[at..next], next + 1));
+    }
+    scratch.clear();
+    scratch.extend_from_slice(&b[at..next]);
+    loop {
+        // b[next] is a backslash.
+        let escape = *b.get(next + 1)?;
+        let mut i = next + 2;
+        match escape {
+            b'"' | b'\\' | b'/' => scratch.push(escape),
+            b'b' => scratch.push(8),
+            b'f' => scratch.push(12),
+            b'n' => scratch.push(b'\n'),
+            b'r' => scratch.push(b'\r'),
+            b't' => scratch.push(b'\t'),
+            b'u' => {
+                let high = hex4(b, i)?;
+                i += 4;
+                let c = match char::from_u32(u32::from(high)) {
+                    Some(c) => c,
+                    // A surrogate: the pair's other half must follow.
+                    None => {
+                        if b.get(i) != Some(&b'\\') || b.get(i + 1) != Some(&b'u') {
+                            return None;
+                        }
+                        let low = hex4(b, i + 2)?;
+                        i += 6;
+                        surrogate_pair(high, low)?
+                    }
+                };
+                scratch.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+            }
+            _ => return None,
+        }
+        next = i + memchr::memchr2(b'"', b'\\', b.get(i..)?)?;
+        scratch.extend_from_slice(&b[i..next]);
+        if b[next] == b'"' {
+            return Some((&scratch[..], next + 1));
+        }
+    }
+}
+
+/// Four hex digits at `at`.
+fn hex4(b: &[u8], at: usize) -> Option<u16> {
+    b.get(at..at + 4)?.iter().try_fold(0u16, |v, &c| {
+        char::from(c).to_digit(16).map(|d| (v << 4) | d as u16)
+    })
+}
+
+/// The character of a UTF-16 surrogate pair.
+fn surrogate_pair(high: u16, low: u16) -> Option<char> {
+    if !(0xD800..=0xDBFF).contains(&high) || !(0xDC00..=0xDFFF).contains(&low) {
+        return None;
+    }
+    char::from_u32(((u32::from(high) - 0xD800) << 10) + (u32::from(low) - 0xDC00) + 0x1_0000)
 }
 
 /// A JSON integer of at most 18 digits (which always fits an i64) at `at`: `-?(0|[1-9][0-9]*)`
@@ -392,9 +465,9 @@ fn number_end(b: &[u8], at: usize) -> Option<usize> {
 
 /// Skips a string, number, `true`, `false` or `null` (a key the schema does not name);
 /// `None` for an object or array, or anything malformed.
-fn skip_plain_value(b: &[u8], at: usize) -> Option<usize> {
+fn skip_scalar(b: &[u8], at: usize, scratch: &mut Vec<u8>) -> Option<usize> {
     match b.get(at)? {
-        b'"' => plain_string(b, at + 1).map(|(_, end)| end),
+        b'"' => string(b, at + 1, scratch).map(|(_, end)| end),
         b'-' | b'0'..=b'9' => number_end(b, at),
         _ => [&b"true"[..], b"false", b"null"]
             .into_iter()
@@ -527,6 +600,7 @@ mod tests {
             r#"{"ts":"2024-05-01 12:00:00+09:00"}"#,
             r#"{"ts":"2024-05-01T12:00:00"}"#,
             r#"{"x":-0.0,"f":1e-3,"id":999999999999999999,"a":true,"b":null}"#,
+            r#"{"s":"q\"b\\s\/\b\f\n\r\t\u00e9\uD83D\uDE00 end","other":"\"","ts":"2024-05-01T12:00:00\u005a"}"#,
         ];
         for text in read {
             let got = fast.decode(text.as_bytes(), 2).expect(text);
@@ -534,7 +608,10 @@ mod tests {
             assert_eq!(concat(&schema, &got), concat(&schema, &want), "{text}");
         }
         let left = [
-            r#"{"s":"a\"b"}"#,                 // an escape
+            r#"{"s\u0041":"a"}"#,              // an escape in a key
+            r#"{"s":"\uD83D"}"#,               // half a surrogate pair
+            r#"{"s":"\uDE00\uD83D"}"#,         // a pair the wrong way round
+            r#"{"s":"\x"}"#,                   // no such escape
             r#"{"id":1.0}"#,                   // a fraction for an integer
             r#"{"id":"1"}"#,                   // a string for a number
             r#"{"s":1}"#,                      // a number for a string

@@ -88,14 +88,75 @@ format = "blackhole"
         .collect::<Result<Vec<f64>>>()?;
     let (m, lo, hi) = median(&times);
     println!(
-        "tumbling 5-min sum per category from JSON ({} rows, {:.0} B/row): median {:.0} rows/s (min {:.0}, max {:.0}) over {RUNS} runs",
+        "tumbling 5-min sum per category from JSON ({} rows, {:.0} B/row): median {:.0} rows/s (min {:.0}, max {:.0}) over {RUNS} runs; median {m:.3} s for the job, {:.0} MB/s",
         total,
         bytes as f64 / total,
         total / m,
         total / hi,
-        total / lo
+        total / lo,
+        bytes as f64 / m / 1e6
+    );
+    let floor = (0..RUNS)
+        .map(|_| parse_floor(data.path()))
+        .collect::<Result<Vec<f64>>>()?;
+    let (f, _, _) = median(&floor);
+    println!(
+        "  the floor, simd-json parsing the same lines to its tape on {} threads (files read before): median {f:.3} s, {:.0} MB/s; the job takes {:.1}× the floor",
+        threads(),
+        bytes as f64 / f / 1e6,
+        m / f
     );
     Ok(())
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Seconds simd-json takes to parse every line of the `.json` files in `dir` to its tape, the
+/// files shared out over one thread per core: the most a JSON job on these files could gain
+/// from its parser (the "floor").
+fn parse_floor(dir: &Path) -> Result<f64> {
+    let mut files: Vec<Vec<u8>> = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            files.push(std::fs::read(path)?);
+        }
+    }
+    let threads = threads();
+    let mut shares: Vec<Vec<Vec<u8>>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, f) in files.into_iter().enumerate() {
+        shares[i % threads].push(f);
+    }
+    let start = std::time::Instant::now();
+    std::thread::scope(|scope| -> Result<()> {
+        let workers: Vec<_> = shares
+            .iter_mut()
+            .map(|share| {
+                scope.spawn(move || -> Result<usize> {
+                    let mut buffers = simd_json::Buffers::default();
+                    let mut lines = 0;
+                    for file in share.iter_mut() {
+                        for line in file.split_mut(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                            let tape = simd_json::to_tape_with_buffers(line, &mut buffers)?;
+                            std::hint::black_box(&tape);
+                            lines += 1;
+                        }
+                    }
+                    Ok(lines)
+                })
+            })
+            .collect();
+        for w in workers {
+            let lines = w
+                .join()
+                .map_err(|_| anyhow::anyhow!("a parsing thread panicked"))??;
+            std::hint::black_box(lines);
+        }
+        Ok(())
+    })?;
+    Ok(start.elapsed().as_secs_f64())
 }
 
 fn sliding_count() -> Result<()> {

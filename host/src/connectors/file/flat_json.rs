@@ -17,7 +17,7 @@ use arrow_array::builder::{BooleanBuilder, PrimitiveBuilder, StringBuilder};
 use arrow_array::types::{
     Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType,
 };
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, ArrowPrimitiveType, RecordBatch};
 use arrow_schema::{DataType, SchemaRef, TimeUnit};
 
 /// The most fields a flat schema may have here (which fields a row set is a bit set).
@@ -260,37 +260,12 @@ fn value(b: &[u8], at: usize, builder: &mut Builder, scratch: &mut Vec<u8>) -> O
         return Some(at + 4);
     }
     match builder {
-        Builder::Int64(out) => {
-            let (v, end) = integer(b, at)?;
-            out.append_value(v);
-            Some(end)
-        }
-        Builder::Int32(out) => {
-            let (v, end) = integer(b, at)?;
-            out.append_value(v.try_into().ok()?);
-            Some(end)
-        }
-        Builder::Int16(out) => {
-            let (v, end) = integer(b, at)?;
-            out.append_value(v.try_into().ok()?);
-            Some(end)
-        }
-        Builder::Int8(out) => {
-            let (v, end) = integer(b, at)?;
-            out.append_value(v.try_into().ok()?);
-            Some(end)
-        }
-        Builder::Float64(out) => {
-            let end = number_end(b, at)?;
-            out.append_value(finite(ascii(&b[at..end]).parse().ok()?)?);
-            Some(end)
-        }
-        Builder::Float32(out) => {
-            let end = number_end(b, at)?;
-            let v: f32 = ascii(&b[at..end]).parse().ok()?;
-            out.append_value(v.is_finite().then_some(v)?);
-            Some(end)
-        }
+        Builder::Int64(out) => append_integer(b, at, out),
+        Builder::Int32(out) => append_integer(b, at, out),
+        Builder::Int16(out) => append_integer(b, at, out),
+        Builder::Int8(out) => append_integer(b, at, out),
+        Builder::Float64(out) => append_float(b, at, out),
+        Builder::Float32(out) => append_float(b, at, out),
         Builder::Utf8(out) => {
             if b.get(at) != Some(&b'"') {
                 return None;
@@ -321,10 +296,45 @@ fn value(b: &[u8], at: usize, builder: &mut Builder, scratch: &mut Vec<u8>) -> O
     }
 }
 
-/// A float that did not overflow: what lexical (arrow-json's parser) does past the range is
-/// for arrow-json to say.
-fn finite(v: f64) -> Option<f64> {
-    v.is_finite().then_some(v)
+/// The integer at `at` into `out`, if it fits the column's type; the position after it.
+fn append_integer<T>(b: &[u8], at: usize, out: &mut PrimitiveBuilder<T>) -> Option<usize>
+where
+    T: ArrowPrimitiveType,
+    T::Native: TryFrom<i64>,
+{
+    let (v, end) = integer(b, at)?;
+    out.append_value(T::Native::try_from(v).ok()?);
+    Some(end)
+}
+
+/// f32 and f64, which may overflow to infinity when parsed.
+trait Finite {
+    fn is_finite(self) -> bool;
+}
+
+impl Finite for f32 {
+    fn is_finite(self) -> bool {
+        f32::is_finite(self)
+    }
+}
+
+impl Finite for f64 {
+    fn is_finite(self) -> bool {
+        f64::is_finite(self)
+    }
+}
+
+/// The number at `at` into `out`, if it is finite in the column's type (what lexical,
+/// arrow-json's parser, does past the range is for arrow-json to say); the position after it.
+fn append_float<T>(b: &[u8], at: usize, out: &mut PrimitiveBuilder<T>) -> Option<usize>
+where
+    T: ArrowPrimitiveType,
+    T::Native: std::str::FromStr + Finite,
+{
+    let end = number_end(b, at)?;
+    let v: T::Native = ascii(&b[at..end]).parse().ok()?;
+    out.append_value(v.is_finite().then_some(v)?);
+    Some(end)
 }
 
 /// Bytes known to be ASCII digits and signs, as text.

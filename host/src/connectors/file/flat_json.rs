@@ -308,19 +308,20 @@ where
 }
 
 /// f32 and f64, which may overflow to infinity when parsed.
-trait Finite {
-    fn is_finite(self) -> bool;
+trait Finite: Sized {
+    /// The value, unless it is infinite or NaN.
+    fn finite(self) -> Option<Self>;
 }
 
 impl Finite for f32 {
-    fn is_finite(self) -> bool {
-        f32::is_finite(self)
+    fn finite(self) -> Option<f32> {
+        self.is_finite().then_some(self)
     }
 }
 
 impl Finite for f64 {
-    fn is_finite(self) -> bool {
-        f64::is_finite(self)
+    fn finite(self) -> Option<f64> {
+        self.is_finite().then_some(self)
     }
 }
 
@@ -333,7 +334,7 @@ where
 {
     let end = number_end(b, at)?;
     let v: T::Native = ascii(&b[at..end]).parse().ok()?;
-    out.append_value(v.is_finite().then_some(v)?);
+    out.append_value(v.finite()?);
     Some(end)
 }
 

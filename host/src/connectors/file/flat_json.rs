@@ -27,25 +27,9 @@ const MAX_FIELDS: usize = 64;
 #[derive(Debug, Clone)]
 pub struct FlatJson {
     schema: SchemaRef,
-    names: Vec<Box<[u8]>>,
-    kinds: Vec<Kind>,
 }
 
-/// The column types this decoder builds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Int64,
-    Int32,
-    Int16,
-    Int8,
-    Float64,
-    Float32,
-    Utf8,
-    Boolean,
-    /// Microseconds, in UTC (Sluice's TIMESTAMP).
-    Timestamp,
-}
-
+/// One column being built, of a type this decoder reads.
 enum Builder {
     Int64(PrimitiveBuilder<Int64Type>),
     Int32(PrimitiveBuilder<Int32Type>),
@@ -62,61 +46,36 @@ impl FlatJson {
     /// A decoder for `schema`, or `None` if a field is of a type it does not build (nested,
     /// decimal, date, binary, a timestamp of another unit or zone) or is not nullable.
     pub fn new(schema: &SchemaRef) -> Option<FlatJson> {
-        if schema.fields().len() > MAX_FIELDS || schema.fields().is_empty() {
-            return None;
-        }
-        let mut kinds = Vec::with_capacity(schema.fields().len());
-        for f in schema.fields() {
-            if !f.is_nullable() {
-                return None;
-            }
-            kinds.push(match f.data_type() {
-                DataType::Int64 => Kind::Int64,
-                DataType::Int32 => Kind::Int32,
-                DataType::Int16 => Kind::Int16,
-                DataType::Int8 => Kind::Int8,
-                DataType::Float64 => Kind::Float64,
-                DataType::Float32 => Kind::Float32,
-                DataType::Utf8 => Kind::Utf8,
-                DataType::Boolean => Kind::Boolean,
-                DataType::Timestamp(TimeUnit::Microsecond, tz)
-                    if tz.as_deref().is_none_or(|tz| tz == "+00:00" || tz == "UTC") =>
-                {
-                    Kind::Timestamp
-                }
-                _ => return None,
-            });
-        }
-        Some(FlatJson {
-            schema: schema.clone(),
-            names: schema
-                .fields()
+        let fields = schema.fields();
+        let readable = !fields.is_empty()
+            && fields.len() <= MAX_FIELDS
+            && fields
                 .iter()
-                .map(|f| f.name().as_bytes().into())
-                .collect(),
-            kinds,
+                .all(|f| f.is_nullable() && Builder::of(f.data_type(), 0).is_some());
+        readable.then(|| FlatJson {
+            schema: schema.clone(),
         })
     }
 
-    /// The rows of `bytes` (valid UTF-8) in batches of at most `batch_rows`, or `None` when
-    /// something in them is for arrow-json to read.
-    pub fn decode(&self, bytes: &[u8], batch_rows: usize) -> Option<Vec<RecordBatch>> {
+    /// The rows of `text` in batches of at most `batch_rows`, or `None` when something in
+    /// them is for arrow-json to read.
+    pub fn decode(&self, text: &str, batch_rows: usize) -> Option<Vec<RecordBatch>> {
         let batch_rows = batch_rows.max(1);
         // Rows are ~100 bytes in the usual files: a first guess for the builders.
-        let expected = (bytes.len() / 100).clamp(1, batch_rows);
+        let expected = (text.len() / 100).clamp(1, batch_rows);
         let mut out = Vec::new();
         let mut builders = self.builders(expected);
-        let mut scratch = Vec::new();
+        let mut scratch = String::new();
         let mut rows = 0;
-        let mut at = skip_whitespace(bytes, 0);
-        while at < bytes.len() {
-            at = self.row(bytes, at, &mut builders, &mut scratch)?;
+        let mut at = skip_whitespace(text.as_bytes(), 0);
+        while at < text.len() {
+            at = self.row(text, at, &mut builders, &mut scratch)?;
             rows += 1;
             if rows == batch_rows {
                 out.push(self.finish(&mut builders)?);
                 rows = 0;
             }
-            at = skip_whitespace(bytes, at);
+            at = skip_whitespace(text.as_bytes(), at);
         }
         if rows > 0 {
             out.push(self.finish(&mut builders)?);
@@ -125,19 +84,11 @@ impl FlatJson {
     }
 
     fn builders(&self, rows: usize) -> Vec<Builder> {
-        self.kinds
+        self.schema
+            .fields()
             .iter()
-            .map(|k| match k {
-                Kind::Int64 => Builder::Int64(PrimitiveBuilder::with_capacity(rows)),
-                Kind::Int32 => Builder::Int32(PrimitiveBuilder::with_capacity(rows)),
-                Kind::Int16 => Builder::Int16(PrimitiveBuilder::with_capacity(rows)),
-                Kind::Int8 => Builder::Int8(PrimitiveBuilder::with_capacity(rows)),
-                Kind::Float64 => Builder::Float64(PrimitiveBuilder::with_capacity(rows)),
-                Kind::Float32 => Builder::Float32(PrimitiveBuilder::with_capacity(rows)),
-                Kind::Utf8 => Builder::Utf8(StringBuilder::with_capacity(rows, rows * 16)),
-                Kind::Boolean => Builder::Boolean(BooleanBuilder::with_capacity(rows)),
-                Kind::Timestamp => Builder::Timestamp(PrimitiveBuilder::with_capacity(rows)),
-            })
+            // Every field has a builder: `new` checked.
+            .filter_map(|f| Builder::of(f.data_type(), rows))
             .collect()
     }
 
@@ -168,11 +119,12 @@ impl FlatJson {
     /// holds a string's text while its escapes are decoded.
     fn row(
         &self,
-        b: &[u8],
+        t: &str,
         mut at: usize,
         builders: &mut [Builder],
-        scratch: &mut Vec<u8>,
+        scratch: &mut String,
     ) -> Option<usize> {
+        let b = t.as_bytes();
         if b.get(at) != Some(&b'{') {
             return None;
         }
@@ -187,7 +139,7 @@ impl FlatJson {
                 if b.get(at) != Some(&b'"') {
                     return None;
                 }
-                let (key, after) = plain_string(b, at + 1)?;
+                let (key, after) = plain_string(t, at + 1)?;
                 at = skip_whitespace(b, after);
                 if b.get(at) != Some(&b':') {
                     return None;
@@ -201,9 +153,9 @@ impl FlatJson {
                         }
                         set |= 1 << i;
                         guess = i + 1;
-                        at = value(b, at, &mut builders[i], scratch)?;
+                        at = value(t, at, &mut builders[i], scratch)?;
                     }
-                    None => at = skip_scalar(b, at, scratch)?,
+                    None => at = skip_scalar(t, at, scratch)?,
                 }
                 at = skip_whitespace(b, at);
                 match b.get(at) {
@@ -231,11 +183,35 @@ impl FlatJson {
         Some(at)
     }
 
-    fn field(&self, key: &[u8], guess: usize) -> Option<usize> {
-        if self.names.get(guess).is_some_and(|n| **n == *key) {
+    fn field(&self, key: &str, guess: usize) -> Option<usize> {
+        let fields = self.schema.fields();
+        if fields.get(guess).is_some_and(|f| f.name() == key) {
             return Some(guess);
         }
-        self.names.iter().position(|n| **n == *key)
+        fields.iter().position(|f| f.name() == key)
+    }
+}
+
+impl Builder {
+    /// A builder for a column of `data_type` with room for `rows`, if this decoder reads it.
+    fn of(data_type: &DataType, rows: usize) -> Option<Builder> {
+        Some(match data_type {
+            DataType::Int64 => Builder::Int64(PrimitiveBuilder::with_capacity(rows)),
+            DataType::Int32 => Builder::Int32(PrimitiveBuilder::with_capacity(rows)),
+            DataType::Int16 => Builder::Int16(PrimitiveBuilder::with_capacity(rows)),
+            DataType::Int8 => Builder::Int8(PrimitiveBuilder::with_capacity(rows)),
+            DataType::Float64 => Builder::Float64(PrimitiveBuilder::with_capacity(rows)),
+            DataType::Float32 => Builder::Float32(PrimitiveBuilder::with_capacity(rows)),
+            DataType::Utf8 => Builder::Utf8(StringBuilder::with_capacity(rows, rows * 16)),
+            DataType::Boolean => Builder::Boolean(BooleanBuilder::with_capacity(rows)),
+            // Sluice's TIMESTAMP: microseconds, in UTC.
+            DataType::Timestamp(TimeUnit::Microsecond, tz)
+                if tz.as_deref().is_none_or(|tz| tz == "+00:00" || tz == "UTC") =>
+            {
+                Builder::Timestamp(PrimitiveBuilder::with_capacity(rows))
+            }
+            _ => return None,
+        })
     }
 }
 
@@ -254,7 +230,8 @@ fn append_null(builder: &mut Builder) {
 }
 
 /// Reads the value at `at` into `builder`; the position after it.
-fn value(b: &[u8], at: usize, builder: &mut Builder, scratch: &mut Vec<u8>) -> Option<usize> {
+fn value(t: &str, at: usize, builder: &mut Builder, scratch: &mut String) -> Option<usize> {
+    let b = t.as_bytes();
     if b[at..].starts_with(b"null") {
         append_null(builder);
         return Some(at + 4);
@@ -264,14 +241,14 @@ fn value(b: &[u8], at: usize, builder: &mut Builder, scratch: &mut Vec<u8>) -> O
         Builder::Int32(out) => append_integer(b, at, out),
         Builder::Int16(out) => append_integer(b, at, out),
         Builder::Int8(out) => append_integer(b, at, out),
-        Builder::Float64(out) => append_float(b, at, out),
-        Builder::Float32(out) => append_float(b, at, out),
+        Builder::Float64(out) => append_float(t, at, out),
+        Builder::Float32(out) => append_float(t, at, out),
         Builder::Utf8(out) => {
             if b.get(at) != Some(&b'"') {
                 return None;
             }
-            let (text, end) = string(b, at + 1, scratch)?;
-            out.append_value(std::str::from_utf8(text).ok()?);
+            let (text, end) = string(t, at + 1, scratch)?;
+            out.append_value(text);
             Some(end)
         }
         Builder::Boolean(out) => {
@@ -289,8 +266,8 @@ fn value(b: &[u8], at: usize, builder: &mut Builder, scratch: &mut Vec<u8>) -> O
             if b.get(at) != Some(&b'"') {
                 return None;
             }
-            let (text, end) = string(b, at + 1, scratch)?;
-            out.append_value(timestamp_micros(std::str::from_utf8(text).ok()?)?);
+            let (text, end) = string(t, at + 1, scratch)?;
+            out.append_value(timestamp_micros(text)?);
             Some(end)
         }
     }
@@ -327,20 +304,15 @@ impl Finite for f64 {
 
 /// The number at `at` into `out`, if it is finite in the column's type (what lexical,
 /// arrow-json's parser, does past the range is for arrow-json to say); the position after it.
-fn append_float<T>(b: &[u8], at: usize, out: &mut PrimitiveBuilder<T>) -> Option<usize>
+fn append_float<T>(t: &str, at: usize, out: &mut PrimitiveBuilder<T>) -> Option<usize>
 where
     T: ArrowPrimitiveType,
     T::Native: std::str::FromStr + Finite,
 {
-    let end = number_end(b, at)?;
-    let v: T::Native = ascii(&b[at..end]).parse().ok()?;
+    let end = number_end(t.as_bytes(), at)?;
+    let v: T::Native = t[at..end].parse().ok()?;
     out.append_value(v.finite()?);
     Some(end)
-}
-
-/// Bytes known to be ASCII digits and signs, as text.
-fn ascii(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap_or_default()
 }
 
 fn skip_whitespace(b: &[u8], mut at: usize) -> usize {
@@ -356,33 +328,38 @@ fn skip_whitespace(b: &[u8], mut at: usize) -> usize {
 /// The text of a string whose opening quote is just before `at`, and the position after its
 /// closing quote; `None` for a string with an escape (a key: which field it names is for
 /// arrow-json to say) or without an end.
-fn plain_string(b: &[u8], at: usize) -> Option<(&[u8], usize)> {
-    let len = memchr::memchr2(b'"', b'\\', &b[at..])?;
-    let end = at + len;
-    (b[end] == b'"').then(|| (&b[at..end], end + 1))
+fn plain_string(t: &str, at: usize) -> Option<(&str, usize)> {
+    let end = quote_or_backslash(t, at)?;
+    (t.as_bytes()[end] == b'"').then(|| (&t[at..end], end + 1))
+}
+
+/// Where the first `"` or `\\` at or after `at` is.
+fn quote_or_backslash(t: &str, at: usize) -> Option<usize> {
+    Some(at + memchr::memchr2(b'"', b'\\', t.as_bytes().get(at..)?)?)
 }
 
 /// The text of a string whose opening quote is just before `at`, its escapes decoded into
 /// `scratch` as arrow-json's tape decodes them, and the position after its closing quote;
 /// `None` for a bad escape or a string without an end.
-fn string<'a>(b: &'a [u8], at: usize, scratch: &'a mut Vec<u8>) -> Option<(&'a [u8], usize)> {
-    let mut next = at + memchr::memchr2(b'"', b'\\', &b[at..])?;
+fn string<'a>(t: &'a str, at: usize, scratch: &'a mut String) -> Option<(&'a str, usize)> {
+    let b = t.as_bytes();
+    let mut next = quote_or_backslash(t, at)?;
     if b[next] == b'"' {
-        return Some((&b[at..next], next + 1));
+        return Some((&t[at..next], next + 1));
     }
     scratch.clear();
-    scratch.extend_from_slice(&b[at..next]);
+    scratch.push_str(&t[at..next]);
     loop {
         // b[next] is a backslash.
         let escape = *b.get(next + 1)?;
         let mut i = next + 2;
         match escape {
-            b'"' | b'\\' | b'/' => scratch.push(escape),
-            b'b' => scratch.push(8),
-            b'f' => scratch.push(12),
-            b'n' => scratch.push(b'\n'),
-            b'r' => scratch.push(b'\r'),
-            b't' => scratch.push(b'\t'),
+            b'"' | b'\\' | b'/' => scratch.push(char::from(escape)),
+            b'b' => scratch.push('\u{8}'),
+            b'f' => scratch.push('\u{c}'),
+            b'n' => scratch.push('\n'),
+            b'r' => scratch.push('\r'),
+            b't' => scratch.push('\t'),
             b'u' => {
                 let high = hex4(b, i)?;
                 i += 4;
@@ -398,14 +375,14 @@ fn string<'a>(b: &'a [u8], at: usize, scratch: &'a mut Vec<u8>) -> Option<(&'a [
                         surrogate_pair(high, low)?
                     }
                 };
-                scratch.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                scratch.push(c);
             }
             _ => return None,
         }
-        next = i + memchr::memchr2(b'"', b'\\', b.get(i..)?)?;
-        scratch.extend_from_slice(&b[i..next]);
+        next = quote_or_backslash(t, i)?;
+        scratch.push_str(&t[i..next]);
         if b[next] == b'"' {
-            return Some((&scratch[..], next + 1));
+            return Some((scratch.as_str(), next + 1));
         }
     }
 }
@@ -479,9 +456,10 @@ fn number_end(b: &[u8], at: usize) -> Option<usize> {
 
 /// Skips a string, number, `true`, `false` or `null` (a key the schema does not name);
 /// `None` for an object or array, or anything malformed.
-fn skip_scalar(b: &[u8], at: usize, scratch: &mut Vec<u8>) -> Option<usize> {
+fn skip_scalar(t: &str, at: usize, scratch: &mut String) -> Option<usize> {
+    let b = t.as_bytes();
     match b.get(at)? {
-        b'"' => string(b, at + 1, scratch).map(|(_, end)| end),
+        b'"' => string(t, at + 1, scratch).map(|(_, end)| end),
         b'-' | b'0'..=b'9' => number_end(b, at),
         _ => [&b"true"[..], b"false", b"null"]
             .into_iter()
@@ -617,7 +595,7 @@ mod tests {
             r#"{"s":"q\"b\\s\/\b\f\n\r\t\u00e9\uD83D\uDE00 end","other":"\"","ts":"2024-05-01T12:00:00\u005a"}"#,
         ];
         for text in read {
-            let got = fast.decode(text.as_bytes(), 2).expect(text);
+            let got = fast.decode(text, 2).expect(text);
             let want = arrow_json(&schema, text).expect(text);
             assert_eq!(concat(&schema, &got), concat(&schema, &want), "{text}");
         }
@@ -643,7 +621,7 @@ mod tests {
             r#"{"ok":tru}"#,
         ];
         for text in left {
-            assert!(fast.decode(text.as_bytes(), 2).is_none(), "{text}");
+            assert!(fast.decode(text, 2).is_none(), "{text}");
         }
     }
 
@@ -654,7 +632,7 @@ mod tests {
         let text = (0..5)
             .map(|i| format!("{{\"id\":{i}}}\n"))
             .collect::<String>();
-        let batches = fast.decode(text.as_bytes(), 2).unwrap();
+        let batches = fast.decode(&text, 2).unwrap();
         assert_eq!(
             batches
                 .iter()

@@ -268,13 +268,13 @@ impl FileSource {
     /// UTF-8. Delimiters, quotes and newlines are ASCII, so every field of valid UTF-8 is
     /// valid UTF-8 too.
     fn read_delimited(&self, path: &Path, bytes: &[u8]) -> Result<Vec<RecordBatch>> {
-        if std::str::from_utf8(bytes).is_err() {
+        let Ok(text) = std::str::from_utf8(bytes) else {
             return self.read_lines_tolerantly(path, bytes);
-        }
+        };
         if let Some(batches) = self
             .flat_json
             .as_ref()
-            .and_then(|fast| fast.decode(bytes, BATCH_ROWS))
+            .and_then(|fast| fast.decode(text, BATCH_ROWS))
         {
             return batches
                 .into_iter()
@@ -282,7 +282,7 @@ impl FileSource {
                 .collect();
         }
         let mut decoder = self.decoder(BATCH_ROWS, self.spec.header)?;
-        match decode_all(&mut decoder, bytes) {
+        match decode_all(&mut decoder, text) {
             Ok(batches) => batches
                 .into_iter()
                 .map(|b| self.with_corrupt_column(b, None))
@@ -332,7 +332,7 @@ impl FileSource {
                 continue;
             }
             let decoded = match std::str::from_utf8(line) {
-                Ok(_) => decode_all(&mut decoder, line),
+                Ok(line) => decode_all(&mut decoder, line),
                 Err(e) => Err(format!("not valid UTF-8: {e}")),
             };
             match decoded {
@@ -715,12 +715,13 @@ impl RowDecoder {
     }
 }
 
-/// Decodes all of `bytes` (valid UTF-8: see `read_delimited`), returning the error text on the
-/// first problem.
+/// Decodes all of `text` (UTF-8 checked first: see `read_delimited`), returning the error text
+/// on the first problem.
 fn decode_all(
     decoder: &mut RowDecoder,
-    mut bytes: &[u8],
+    text: &str,
 ) -> std::result::Result<Vec<RecordBatch>, String> {
+    let mut bytes = text.as_bytes();
     let mut out = Vec::new();
     loop {
         let consumed = decoder.decode(bytes).map_err(|e| e.to_string())?;

@@ -15,9 +15,9 @@ use datafusion_physical_expr::{PhysicalExpr, create_physical_expr};
 use datafusion_sql::planner::{ParserOptions, PlannerContext, SqlToRel};
 use datafusion_sql::sqlparser::ast::{self, SelectItem, SelectItemQualifiedWildcardKind};
 use datafusion_sql::sqlparser::parser::{Parser, ParserError};
+use datafusion_sql::sqlparser::tokenizer::Token;
 
 use super::parse_guard::Refused;
-use datafusion_sql::sqlparser::tokenizer::Token;
 
 use super::functions::Functions;
 use super::{ExprError, ExprStepKind, ExprStepSpec};
@@ -417,22 +417,18 @@ impl<'a> Planner<'a> {
     }
 
     fn parse_error(&self, e: ParserError, expression: &str) -> ExprError {
-        let text = e.to_string();
-        // sqlparser ends its messages with "at Line: 1, Column: 12", or finds the end.
-        let position = text
-            .rsplit_once("Column: ")
-            .and_then(|(_, c)| c.trim().parse::<usize>().ok())
+        let failure = super::parse_guard::parse_failure(&e);
+        // sqlparser places its error, or it found the end.
+        let position = failure
+            .position
+            .map(|(_, column)| column as usize)
             .or_else(|| {
-                text.contains("found: EOF")
+                failure
+                    .message
+                    .contains("found: EOF")
                     .then(|| expression.chars().count() + 1)
             });
-        let message = text
-            .trim_start_matches("sql parser error: ")
-            .split(" at Line: ")
-            .next()
-            .unwrap_or(&text)
-            .to_owned();
-        self.error(position, message)
+        self.error(position, failure.message)
     }
 
     /// A DataFusion planning error, with its position when DataFusion knows it.

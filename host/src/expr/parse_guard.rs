@@ -53,6 +53,32 @@ pub struct Shape {
     pub message: String,
 }
 
+/// sqlparser's error in its own words, and where it says it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseFailure {
+    /// `(line, column)`, from 1, when the message says them.
+    pub position: Option<(u64, u64)>,
+    /// The message without sqlparser's prefix and position.
+    pub message: String,
+}
+
+/// Reads sqlparser's error, whose text is "sql parser error: … at Line: 3, Column: 14".
+pub fn parse_failure(e: &ParserError) -> ParseFailure {
+    let text = e.to_string();
+    let position = text.split("Line: ").nth(1).and_then(|rest| {
+        let (line, rest) = rest.split_once(", Column: ")?;
+        let column: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        Some((line.trim().parse().ok()?, column.parse().ok()?))
+    });
+    let message = text
+        .trim_start_matches("sql parser error: ")
+        .split(" at Line: ")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    ParseFailure { position, message }
+}
+
 /// The first bracket among `tokens` that is not matched, if any.
 fn unbalanced(tokens: &[TokenWithSpan]) -> Option<Shape> {
     let mut open: Vec<&TokenWithSpan> = Vec::new();

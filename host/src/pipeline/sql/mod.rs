@@ -265,19 +265,14 @@ impl<'a> Planner<'a> {
     }
 }
 
-/// sqlparser's error, placed: it says "... at Line: 3, Column: 14"; keep its words.
+/// sqlparser's error, placed where it says (line 0 when it does not).
 fn parse_failure(e: ParserError) -> SqlError {
-    let message = e.to_string();
-    let (line, column) = parse_position(&message).unwrap_or((0, 0));
+    let failure = crate::expr::parse_guard::parse_failure(&e);
+    let (line, column) = failure.position.unwrap_or((0, 0));
     SqlError {
         line,
         column,
-        message: message
-            .trim_start_matches("sql parser error: ")
-            .split(" at Line: ")
-            .next()
-            .unwrap_or_default()
-            .to_owned(),
+        message: failure.message,
     }
 }
 
@@ -324,14 +319,6 @@ pub(super) fn plan(text: &str, catalog: &Catalog<'_>) -> Planned<SqlPlan> {
         transforms: stage.transforms,
         text: text.trim().to_owned(),
     })
-}
-
-/// `(line, column)` from sqlparser's "... at Line: 3, Column: 14".
-fn parse_position(message: &str) -> Option<(u64, u64)> {
-    let rest = message.split("Line: ").nth(1)?;
-    let (line, rest) = rest.split_once(", Column: ")?;
-    let column: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    Some((line.trim().parse().ok()?, column.parse().ok()?))
 }
 
 /// Largest SQL file a pipeline may name: a query is text a person wrote, and a path to
